@@ -1,0 +1,1 @@
+"""SensorGate edge package."""

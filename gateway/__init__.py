@@ -1,0 +1,1 @@
+"""SensorGate gateway package."""

@@ -1,0 +1,304 @@
+"""Start and stop the local services: mosquitto and influxd as child processes.
+
+Used by the integration tests and by ``sensorgate up``. Each service runs on a free
+loopback port with a generated config and a throwaway data directory; readiness is
+awaited (TCP accept for mosquitto, ``GET /ping`` for influxd), never slept on. The
+children are tied to their parent with ``PR_SET_PDEATHSIG`` so that they die with it
+even when the parent is killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from contract.errors import ServiceError
+
+__all__ = [
+    "LocalServices",
+    "ManagedProcess",
+    "ServiceEndpoints",
+    "find_binary",
+    "free_port",
+    "start_influxd",
+    "start_mosquitto",
+]
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+_SBIN_DIRS = ("/usr/sbin", "/sbin", "/usr/local/sbin")
+_PACKAGES = {"mosquitto": "mosquitto", "influxd": "influxdb"}
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceEndpoints:
+    """Where the services listen."""
+
+    mqtt_host: str
+    mqtt_port: int
+    influx_url: str
+
+    @property
+    def mqtt_url(self) -> str:
+        """The broker as a URL."""
+        return f"mqtt://{self.mqtt_host}:{self.mqtt_port}"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def find_binary(name: str) -> str:
+    """Return the path of a service binary, or raise with the package to install."""
+    search = os.pathsep.join([os.environ.get("PATH", ""), *_SBIN_DIRS])
+    path = shutil.which(name, path=search)
+    if path is None:
+        package = _PACKAGES.get(name, name)
+        raise ServiceError(
+            f"{name} not found on PATH or in {', '.join(_SBIN_DIRS)}."
+            f" Install it with: sudo apt-get install -y {package}"
+            " (or run `make test` / `make up` as root, which installs it)"
+        )
+    return path
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child after fork
+    # Without this a SIGKILLed parent would leave orphaned brokers behind.
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+class ManagedProcess:
+    """A child process that dies with its parent and is stopped gently, then firmly."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        try:
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+                # Own process group: a Ctrl-C in the terminal reaches us, and we stop
+                # the services in order, instead of it killing them mid-write.
+                start_new_session=True,
+            )
+        except OSError as exc:
+            self._log.close()
+            raise ServiceError(f"cannot start {name} ({argv[0]}): {exc}") from exc
+
+    @property
+    def pid(self) -> int:
+        """The child's process id."""
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        """Whether the child is still running."""
+        return self.proc.poll() is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        """Return the last lines the child wrote, to explain a failure."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, wait, then SIGKILL; idempotent."""
+        if self.alive():
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in %.0f s; killing it", self.name, timeout)
+                self.proc.kill()
+                self.proc.wait(timeout)
+        self._log.close()
+
+
+def _wait_until(ready: Callable[[], bool], proc: ManagedProcess, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise ServiceError(
+                f"{proc.name} exited with code {proc.proc.returncode} before {what}."
+                f" Its log ({proc.log_path}):\n{proc.log_tail()}"
+            )
+        if ready():
+            return
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.25)
+    proc.stop()
+    raise ServiceError(
+        f"{proc.name} did not become ready ({what}) within {timeout:.0f} s."
+        f" Its log ({proc.log_path}):\n{proc.log_tail()}"
+    )
+
+
+def _tcp_accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def start_mosquitto(
+    workdir: Path, *, host: str = "127.0.0.1", port: int | None = None, timeout: float = 15.0
+) -> tuple[ManagedProcess, int]:
+    """Start mosquitto with a generated config under ``workdir``; return it and its port."""
+    binary = find_binary("mosquitto")
+    port = port or free_port(host)
+    data = workdir / "mosquitto"
+    data.mkdir(parents=True, exist_ok=True)
+    conf = data / "mosquitto.conf"
+    conf.write_text(
+        "\n".join(
+            [
+                f"listener {port} {host}",
+                "allow_anonymous true",
+                "persistence true",
+                f"persistence_location {data}/",
+                # A gateway holds acks until its epoch commits: the default of 20
+                # in-flight messages per client would stall it (BYTEWAX_NOTES.md).
+                "max_inflight_messages 0",
+                "max_queued_messages 1000000",
+                "max_queued_bytes 0",
+                "set_tcp_nodelay true",
+                "log_dest stdout",
+                "log_type error",
+                "log_type warning",
+                "log_type notice",
+                "",
+            ]
+        )
+    )
+    proc = ManagedProcess("mosquitto", [binary, "-c", str(conf)], data / "mosquitto.log")
+    _wait_until(lambda: _tcp_accepts(host, port), proc, timeout, f"accepting on {host}:{port}")
+    return proc, port
+
+
+def start_influxd(
+    workdir: Path, *, host: str = "127.0.0.1", port: int | None = None, timeout: float = 60.0
+) -> tuple[ManagedProcess, int]:
+    """Start influxd 1.x with a generated config under ``workdir``; return it and its port."""
+    binary = find_binary("influxd")
+    port = port or free_port(host)
+    rpc_port = free_port(host)
+    data = workdir / "influxd"
+    data.mkdir(parents=True, exist_ok=True)
+    conf = data / "influxdb.conf"
+    conf.write_text(
+        "\n".join(
+            [
+                "reporting-disabled = true",
+                f'bind-address = "{host}:{rpc_port}"',
+                "[meta]",
+                f'  dir = "{data}/meta"',
+                "[data]",
+                f'  dir = "{data}/data"',
+                f'  wal-dir = "{data}/wal"',
+                "  query-log-enabled = false",
+                "[http]",
+                f'  bind-address = "{host}:{port}"',
+                "  log-enabled = false",
+                "[monitor]",
+                "  store-enabled = false",
+                "[continuous_queries]",
+                "  log-enabled = false",
+                "",
+            ]
+        )
+    )
+    proc = ManagedProcess("influxd", [binary, "-config", str(conf)], data / "influxd.log")
+    url = f"http://{host}:{port}"
+
+    def ping() -> bool:
+        try:
+            return httpx.get(f"{url}/ping", timeout=0.5).status_code == 204
+        except httpx.HTTPError:
+            return False
+
+    _wait_until(ping, proc, timeout, f"answering {url}/ping")
+    return proc, port
+
+
+class LocalServices:
+    """mosquitto and influxd for one session, in a throwaway directory.
+
+    ``with LocalServices() as services: services.endpoints`` starts both and stops both.
+    """
+
+    def __init__(self, *, workdir: Path | None = None, keep_data: bool = False) -> None:
+        self._own_dir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="sensorgate-"))
+        self._keep = keep_data
+        self.mosquitto: ManagedProcess | None = None
+        self.influxd: ManagedProcess | None = None
+        self._endpoints: ServiceEndpoints | None = None
+
+    @property
+    def endpoints(self) -> ServiceEndpoints:
+        """Where the running services listen."""
+        if self._endpoints is None:
+            raise ServiceError("the local services are not started")
+        return self._endpoints
+
+    def start(self) -> ServiceEndpoints:
+        """Start both services and wait until both are ready."""
+        try:
+            self.mosquitto, mqtt_port = start_mosquitto(self.workdir)
+            self.influxd, influx_port = start_influxd(self.workdir)
+        except BaseException:
+            self.stop()
+            raise
+        self._endpoints = ServiceEndpoints(
+            "127.0.0.1", mqtt_port, f"http://127.0.0.1:{influx_port}"
+        )
+        return self._endpoints
+
+    def stop(self) -> None:
+        """Stop both services (idempotent) and remove the throwaway directory."""
+        for proc in (self.influxd, self.mosquitto):
+            if proc is not None:
+                proc.stop()
+        if self._own_dir and not self._keep:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(self.workdir)
+
+    def __enter__(self) -> LocalServices:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        _t: type[BaseException] | None,
+        _e: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,34 @@
+"""Shared fixtures: real mosquitto and influxd for the session, unique names per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from contract import TopicScheme
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[object]:
+    """mosquitto and influxd started once for the test session (never skipped).
+
+    A missing binary fails the tests that need it with the package to install.
+    """
+    from gateway.services import LocalServices
+
+    with LocalServices() as local:
+        yield local.endpoints
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique token for topic prefixes, databases and client ids."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def topics(unique: str) -> TopicScheme:
+    """A topic scheme under a prefix no other test uses."""
+    return TopicScheme(prefix=f"sgtest/{unique}")

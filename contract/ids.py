@@ -2,8 +2,9 @@
 
 An id becomes one level of an MQTT topic and an InfluxDB tag value, so it must not
 contain MQTT's separators and wildcards (``/ + # $``) or control characters, and it
-must be non-empty and bounded. Anything else (spaces, commas, quotes, any script) is
-allowed and escaped where it is stored.
+must be non-empty and bounded. It must not end with a backslash: InfluxDB 1.x line
+protocol has no way to write a tag value that ends in one. Anything else (spaces,
+commas, quotes, any script) is allowed and escaped where it is stored.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ ID_MAX_LENGTH = 128
 _FORBIDDEN = "/+#$"
 # Cc: C0 controls, DEL and the C1 controls.
 _CONTROL = "\x00-\x1f\x7f-\x9f"
-ID_PATTERN = rf"^[^/+#${_CONTROL}]+$"
+ID_PATTERN = rf"^[^/+#${_CONTROL}]*[^/+#${_CONTROL}\\]$"
 _ID_RE = re.compile(ID_PATTERN)
 
 Id = Annotated[
@@ -43,6 +44,11 @@ def check_id(kind: str, value: object) -> str:
     if len(value) > ID_MAX_LENGTH:
         raise TopicError(f"{kind} id must be at most {ID_MAX_LENGTH} characters; got {len(value)}")
     if _ID_RE.match(value) is None:
+        if value.endswith("\\"):
+            raise TopicError(
+                f"{kind} id {value!r} ends with a backslash, which InfluxDB line protocol"
+                " cannot store as a tag value; drop or replace the trailing backslash"
+            )
         bad = next((c for c in value if c in _FORBIDDEN or re.match(f"[{_CONTROL}]", c)), None)
         raise TopicError(
             f"{kind} id {value!r} contains the character {bad!r}; ids must not contain"

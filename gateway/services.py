@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import getpass
 import logging
 import os
 import shutil
@@ -36,13 +37,18 @@ __all__ = [
     "free_port",
     "start_influxd",
     "start_mosquitto",
+    "start_victoria_metrics",
 ]
 
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
 _SBIN_DIRS = ("/usr/sbin", "/sbin", "/usr/local/sbin")
-_PACKAGES = {"mosquitto": "mosquitto", "influxd": "influxdb"}
+_PACKAGES = {
+    "mosquitto": "mosquitto",
+    "influxd": "influxdb",
+    "victoria-metrics": "victoria-metrics",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,14 +97,24 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child after fo
 class ManagedProcess:
     """A child process that dies with its parent and is stopped gently, then firmly."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        log_path: Path,
+        *,
+        env: dict[str, str] | None = None,
+        own_log: Path | None = None,
+    ) -> None:
         self.name = name
         self.log_path = log_path
+        self._tail_paths = [log_path] if own_log is None else [own_log, log_path]
         self._log = log_path.open("ab")
         try:
             self.proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
+                env=env,
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
                 preexec_fn=_die_with_parent,
@@ -121,10 +137,12 @@ class ManagedProcess:
 
     def log_tail(self, lines: int = 20) -> str:
         """Return the last lines the child wrote, to explain a failure."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
+        text = ""
+        for path in self._tail_paths:
+            try:
+                text += path.read_text(errors="replace")
+            except OSError:
+                continue
         return "\n".join(text.splitlines()[-lines:])
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -145,9 +163,10 @@ def _wait_until(ready: Callable[[], bool], proc: ManagedProcess, timeout: float,
     delay = 0.02
     while time.monotonic() < deadline:
         if not proc.alive():
+            proc.stop()
             raise ServiceError(
                 f"{proc.name} exited with code {proc.proc.returncode} before {what}."
-                f" Its log ({proc.log_path}):\n{proc.log_tail()}"
+                f" Its log:\n{proc.log_tail()}"
             )
         if ready():
             return
@@ -160,12 +179,35 @@ def _wait_until(ready: Callable[[], bool], proc: ManagedProcess, timeout: float,
     )
 
 
-def _tcp_accepts(host: str, port: int) -> bool:
+def _listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` itself holds a listening TCP socket on ``port``.
+
+    A plain TCP connect could be answered by another process already on the port.
+    """
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{inode}]")
+    if not inodes:
+        return False
     try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
     except OSError:
         return False
+    for fd in fds:
+        try:
+            if os.readlink(fd) in inodes:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def start_mosquitto(
@@ -190,6 +232,9 @@ def start_mosquitto(
                 "max_queued_messages 1000000",
                 "max_queued_bytes 0",
                 "set_tcp_nodelay true",
+                # Running as root, mosquitto would switch to its own user, and a change
+                # of credentials clears PR_SET_PDEATHSIG: stay who we are instead.
+                f"user {getpass.getuser()}",
                 "log_dest stdout",
                 "log_type error",
                 "log_type warning",
@@ -199,7 +244,7 @@ def start_mosquitto(
         )
     )
     proc = ManagedProcess("mosquitto", [binary, "-c", str(conf)], data / "mosquitto.log")
-    _wait_until(lambda: _tcp_accepts(host, port), proc, timeout, f"accepting on {host}:{port}")
+    _wait_until(lambda: _listens(proc.pid, port), proc, timeout, f"listening on {host}:{port}")
     return proc, port
 
 
@@ -302,3 +347,37 @@ class LocalServices:
         _tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def start_victoria_metrics(
+    workdir: Path, *, host: str = "127.0.0.1", port: int | None = None, timeout: float = 30.0
+) -> tuple[ManagedProcess, int]:
+    """Start VictoriaMetrics, a real server for the InfluxDB v2 write path.
+
+    influxd 1.6 has no ``/api/v2/write``; VictoriaMetrics accepts v2 line-protocol
+    writes from ``influxdb-client``, so the v2 writer is tested against it.
+    """
+    binary = find_binary("victoria-metrics")
+    port = port or free_port(host)
+    data = workdir / "victoria-metrics"
+    data.mkdir(parents=True, exist_ok=True)
+    proc = ManagedProcess(
+        "victoria-metrics",
+        [
+            binary,
+            f"-httpListenAddr={host}:{port}",
+            f"-storageDataPath={data}/storage",
+            "-loggerLevel=ERROR",
+        ],
+        data / "victoria-metrics.log",
+    )
+    url = f"http://{host}:{port}"
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{url}/health", timeout=0.5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    _wait_until(healthy, proc, timeout, f"answering {url}/health")
+    return proc, port

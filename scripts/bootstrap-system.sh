@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Install the system services SensorGate runs locally (mosquitto, influxd) if missing.
+# Install the system services SensorGate runs locally if missing: mosquitto and influxd
+# (the stack), and victoria-metrics (a real server for testing the InfluxDB v2 write path).
 # As root this uses apt-get; otherwise it says what to run.
 set -euo pipefail
 missing=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
 have mosquitto || missing+=(mosquitto)
 have influxd || missing+=(influxdb)
+have victoria-metrics || missing+=(victoria-metrics)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "Installing system packages: ${missing[*]}"

@@ -1,0 +1,117 @@
+"""Decode and validate incoming MQTT messages: accepted telemetry, or a dead letter.
+
+Pure logic, no Bytewax: :class:`Ingestor.accept` takes a :class:`RawMessage` and
+returns :class:`Accepted` or :class:`Rejected`. Every rejection carries one of the
+fixed :class:`~contract.reasons.DeadLetterReason` values and the raw bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from contract import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    DeadLetterEvent,
+    DeadLetterReason,
+    DecodeError,
+    TelemetryEvent,
+    TopicError,
+    TopicScheme,
+    decode_as,
+)
+
+__all__ = ["Accepted", "IngestLimits", "Ingestor", "RawMessage", "Rejected"]
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """A message as it came off the broker."""
+
+    topic: str
+    payload: bytes
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A valid telemetry event, with when the gateway received it."""
+
+    event: TelemetryEvent
+    received_at: datetime
+
+    @property
+    def device_key(self) -> str:
+        """The key that keeps a device's state on one worker."""
+        data = self.event.data
+        return f"{data.site}/{data.device}"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A message that could not be accepted, and why."""
+
+    message: RawMessage
+    reason: DeadLetterReason
+    error: str
+
+    def to_event(self, gateway: str = "gateway") -> DeadLetterEvent:
+        """Return the dead-letter event that records this rejection."""
+        return DeadLetterEvent.create(
+            reason=self.reason,
+            error=self.error,
+            topic=self.message.topic,
+            payload=self.message.payload,
+            received_at=self.message.received_at,
+            gateway=gateway,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class IngestLimits:
+    """What the gateway accepts."""
+
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    max_future: timedelta = timedelta(minutes=5)
+    max_past: timedelta = timedelta(days=30)
+
+
+class Ingestor:
+    """Turns raw messages into accepted telemetry or rejections."""
+
+    def __init__(self, topics: TopicScheme, limits: IngestLimits | None = None) -> None:
+        self.topics = topics
+        self.limits = limits or IngestLimits()
+
+    def accept(self, msg: RawMessage) -> Accepted | Rejected:
+        """Decode and validate one message; never raises."""
+        try:
+            where = self.topics.parse(msg.topic)
+        except TopicError as exc:
+            return Rejected(msg, DeadLetterReason.TOPIC_MISMATCH, str(exc))
+        try:
+            event = decode_as(msg.payload, TelemetryEvent, max_bytes=self.limits.max_payload_bytes)
+        except DecodeError as exc:
+            return Rejected(msg, exc.reason, exc.detail)
+        except Exception as exc:  # the contract promises DecodeError; belt and braces
+            return Rejected(msg, DeadLetterReason.DECODE_ERROR, f"{type(exc).__name__}: {exc}")
+        data = event.data
+        if data.site != where.site or data.device != where.device:
+            return Rejected(
+                msg,
+                DeadLetterReason.TOPIC_MISMATCH,
+                f"event is from site {data.site!r} device {data.device!r} but was published"
+                f" on the topic of site {where.site!r} device {where.device!r}",
+            )
+        earliest = msg.received_at - self.limits.max_past
+        latest = msg.received_at + self.limits.max_future
+        for reading in data.readings:
+            if not earliest <= reading.time <= latest:
+                return Rejected(
+                    msg,
+                    DeadLetterReason.TIMESTAMP_OUT_OF_RANGE,
+                    f"reading {reading.sensor}/{reading.metric} has time"
+                    f" {reading.time.isoformat()}; accepted times are from"
+                    f" {earliest.isoformat()} to {latest.isoformat()}",
+                )
+        return Accepted(event, msg.received_at)

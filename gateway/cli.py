@@ -1,0 +1,165 @@
+"""The ``sensorgate`` command line.
+
+Every command has ``--help``. Imports of heavy parts (Bytewax, InfluxDB) happen
+inside the commands, so that ``sensorgate edge ...`` works on a device that only
+installed the ``edge`` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["build_parser", "main"]
+
+# Commands owned by other packages. Each module provides
+# register(subparsers); a package that is not installed simply has no command.
+_PLUGINS = ("edge.cli", "simulators.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="sensorgate",
+        description="SensorGate: IoT sensor streaming gateway (MQTT -> Bytewax -> InfluxDB).",
+    )
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    parser.add_argument("--log-json", action="store_true", help="log one JSON object per line")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    up = sub.add_parser(
+        "up",
+        help="run the whole local stack: services, gateway and a simulated fleet",
+        description="Start mosquitto and influxd (unless SENSORGATE_MQTT__* and"
+        " SENSORGATE_INFLUX__* point at external ones), the gateway and a small simulated"
+        " fleet; print where everything is and live counts until Ctrl-C.",
+    )
+    up.add_argument("--devices", type=int, default=5, help="simulated devices (default 5)")
+    up.add_argument("--interval", type=float, default=1.0, help="seconds between reports")
+    up.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    up.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    up.set_defaults(func=_cmd_up)
+
+    services = sub.add_parser(
+        "services",
+        help="run only mosquitto and influxd on free loopback ports until Ctrl-C",
+        description="Start the local services with throwaway data and print their URLs.",
+    )
+    services.add_argument("--json", action="store_true", help="print the endpoints as JSON")
+    services.set_defaults(func=_cmd_services)
+
+    gateway = sub.add_parser("gateway", help="run the gateway dataflow")
+    gsub = gateway.add_subparsers(dest="gateway_command", metavar="SUBCOMMAND", required=True)
+    run = gsub.add_parser(
+        "run",
+        help="run the gateway flow (settings from SENSORGATE_* variables)",
+        description="Run the Bytewax gateway flow. Settings come from SENSORGATE_*"
+        " environment variables (see README). Stops cleanly on SIGINT/SIGTERM.",
+    )
+    run.add_argument("-w", "--workers", type=int, default=1, help="worker threads per process")
+    run.add_argument("-i", "--process-id", type=int, default=None, help="this process's index")
+    run.add_argument(
+        "-a", "--addresses", default=None, help='cluster addresses "host:port;host:port"'
+    )
+    run.set_defaults(func=_cmd_gateway_run)
+
+    for module_name in _PLUGINS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:  # the module exists but is broken: say so
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    from contract.errors import ConfigError, SensorGateError
+    from gateway.logs import configure_logging
+
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level, json_logs=args.log_json)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"sensorgate: {exc}", file=sys.stderr)
+        return 2
+    except SensorGateError as exc:
+        print(f"sensorgate: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from gateway.up import run_up
+
+    return run_up(
+        devices=args.devices, interval_s=args.interval, duration_s=args.duration, as_json=args.json
+    )
+
+
+def _cmd_services(args: argparse.Namespace) -> int:
+    import json
+    import signal
+    import threading
+
+    from gateway.services import LocalServices
+
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    with LocalServices() as local:
+        ep = local.endpoints
+        if args.json:
+            print(json.dumps({"mqtt_url": ep.mqtt_url, "influx_url": ep.influx_url}), flush=True)
+        else:
+            print(f"MQTT broker: {ep.mqtt_url}\nInfluxDB:    {ep.influx_url}\nCtrl-C to stop.")
+            sys.stdout.flush()
+        with contextlib.suppress(KeyboardInterrupt):
+            done.wait()
+    return 0
+
+
+def _cmd_gateway_run(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    from gateway.app import run_gateway
+    from gateway.settings import load_settings
+
+    settings = load_settings()
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        logging.getLogger("gateway").info("signal %d: stopping after the current epoch", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    addresses = args.addresses.split(";") if args.addresses else None
+    logging.getLogger("gateway").info(
+        "gateway %s: MQTT %s, InfluxDB %s (%s API), %d worker(s)",
+        settings.gateway_id,
+        settings.mqtt.url,
+        settings.influx.url,
+        settings.influx.api,
+        args.workers,
+    )
+    run_gateway(
+        settings,
+        workers=args.workers,
+        process_id=args.process_id,
+        addresses=addresses,
+        stop=stop,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+r"""InfluxDB line protocol for SensorGate's measurements.
+
+Escaping follows the line protocol reference: measurement names escape comma and
+space; tag keys and values escape comma, equals sign and space; string field values
+escape double quote and backslash. A backslash in a tag value is written as it is:
+influxd 1.x keeps ``\\`` in a tag as two characters, so doubling it would change the
+id (checked against influxd 1.6 by ``tests/integration/test_influx_roundtrip.py``).
+The contract refuses ids with control characters or a trailing backslash, the two
+things a tag value cannot carry.
+
+The tag part of a series is cached: devices repeat the same few series, and the
+escaping is the costly part of a line.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+
+from contract import DeadLetterEvent, TelemetryEvent
+
+__all__ = [
+    "deadletter_line",
+    "escape_tag",
+    "field_string",
+    "reading_lines",
+    "to_ns",
+]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_TAG_ESCAPES = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")
+_FIELD_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"'})
+# Dead letters of one reason and topic could share a microsecond; the counter keeps
+# their timestamps apart so that one never overwrites another.
+_deadletter_tiebreak = itertools.count()
+
+
+def _safe_tag(value: str) -> str:
+    # For free text that did not pass the contract's id rules (a dead letter's topic).
+    cleaned = _CONTROL_RE.sub("?", value[:256]) or "-"
+    return cleaned + "_" if cleaned.endswith("\\") else cleaned
+
+
+def escape_tag(value: str) -> str:
+    """Escape a tag key or value."""
+    return value.translate(_TAG_ESCAPES)
+
+
+def field_string(value: str) -> str:
+    """Return ``value`` as a quoted, escaped string field value."""
+    return '"' + value.translate(_FIELD_ESCAPES) + '"'
+
+
+def to_ns(when: datetime) -> int:
+    """Nanoseconds since the Unix epoch, exactly (no float rounding)."""
+    return ((when - _EPOCH) // _US) * 1000
+
+
+@lru_cache(maxsize=262_144)
+def _series(measurement: str, site: str, device: str, sensor: str, metric: str) -> str:
+    return (
+        f"{measurement},device={escape_tag(device)},metric={escape_tag(metric)}"
+        f",sensor={escape_tag(sensor)},site={escape_tag(site)}"
+    )
+
+
+def reading_lines(event: TelemetryEvent) -> list[str]:
+    """Return one ``readings`` line per reading of ``event``."""
+    data = event.data
+    seq = data.sequence
+    lines = []
+    for r in data.readings:
+        head = _series("readings", data.site, data.device, r.sensor, r.metric)
+        if r.value is not None:
+            fields = f"value={float(r.value)!r},seq={seq}i"
+        else:
+            fields = f"fault={field_string(r.fault or '')},seq={seq}i"
+        lines.append(f"{head} {fields} {to_ns(r.time)}")
+    return lines
+
+
+def deadletter_line(event: DeadLetterEvent) -> str:
+    """Return the ``deadletters`` line of a dead letter, raw bytes in base64."""
+    d = event.data
+    ns = to_ns(d.received_at) + next(_deadletter_tiebreak) % 1000
+    return (
+        f"deadletters,reason={escape_tag(d.reason.value)},topic={escape_tag(_safe_tag(d.topic))}"
+        f" payload={field_string(d.payload_base64)},error={field_string(d.error)}"
+        f",size={d.payload_size}i,event_id={field_string(event.id)} {ns}"
+    )

@@ -1,0 +1,70 @@
+"""Run InfluxQL over ``/query`` (InfluxDB 1.x, and 2.x/3.x compatibility endpoints)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from contract.errors import StorageError
+from gateway.settings import InfluxSettings
+
+__all__ = ["InfluxQL", "quote_ident", "quote_string"]
+
+
+def quote_ident(name: str) -> str:
+    """Quote an identifier (measurement, tag key, database) for InfluxQL."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def quote_string(value: str) -> str:
+    """Quote a string literal (a tag value in a WHERE clause) for InfluxQL."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class InfluxQL:
+    """A small InfluxQL client returning rows as dicts."""
+
+    def __init__(self, settings: InfluxSettings) -> None:
+        self.settings = settings
+        headers = {}
+        if settings.token is not None:
+            headers["Authorization"] = f"Token {settings.token.get_secret_value()}"
+        auth = None
+        if settings.username is not None:
+            password = settings.password.get_secret_value() if settings.password else ""
+            auth = httpx.BasicAuth(settings.username, password)
+        self._http = httpx.Client(
+            base_url=settings.url, auth=auth, headers=headers, timeout=settings.timeout_s
+        )
+
+    def query(self, q: str) -> list[dict[str, Any]]:
+        """Run one statement and return its rows (tags of GROUP BY merged into each row)."""
+        try:
+            resp = self._http.get(
+                "/query", params={"db": self.settings.database, "q": q, "epoch": "ns"}
+            )
+        except httpx.HTTPError as exc:
+            raise StorageError(f"cannot reach InfluxDB at {self.settings.url}: {exc}") from exc
+        if resp.status_code >= 400:
+            raise StorageError(f"query failed ({resp.status_code}): {resp.text[:500]}")
+        rows: list[dict[str, Any]] = []
+        for result in resp.json().get("results", []):
+            if "error" in result:
+                raise StorageError(f"query {q!r} failed: {result['error']}")
+            for series in result.get("series", []):
+                tags = series.get("tags", {})
+                for values in series["values"]:
+                    rows.append({**tags, **dict(zip(series["columns"], values, strict=True))})
+        return rows
+
+    def scalar(self, q: str, default: Any = 0) -> Any:
+        """Return the first non-time value of the first row, or ``default``."""
+        rows = self.query(q)
+        if not rows:
+            return default
+        return next((v for k, v in rows[0].items() if k != "time"), default)
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._http.close()

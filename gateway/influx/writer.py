@@ -1,0 +1,224 @@
+"""Write line protocol to InfluxDB, over the v1 HTTP API or the v2 API.
+
+:class:`V1Writer` posts to ``/write?db=`` (InfluxDB 1.x, and 2.x/3.x compatibility
+endpoints); :class:`V2Writer` goes through ``influxdb-client`` (token, org, bucket).
+Both split their input into batches, gzip the body, and retry server errors (5xx),
+throttling (429, honouring ``Retry-After``) and connection errors with exponential
+backoff and jitter, for at most ``retry_max_s``. A 4xx for bad data is not retried:
+it raises :class:`BadPointsError` with the server's message, so that the caller can
+isolate the offending points. Every other failure surfaces as
+:class:`~contract.errors.StorageError`; vendor exceptions do not leak past this module.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+import httpx
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from contract.errors import StorageError
+from gateway.settings import InfluxSettings
+
+__all__ = ["BadPointsError", "PointWriter", "V1Writer", "V2Writer", "make_writer"]
+
+log = logging.getLogger(__name__)
+
+
+class BadPointsError(StorageError):
+    """InfluxDB refused the data itself (HTTP 4xx); retrying cannot help."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class PointWriter(Protocol):
+    """Writes lines of line protocol; returns once InfluxDB has them (or raises)."""
+
+    def write(self, lines: Sequence[str]) -> None:
+        """Write ``lines``, batching as configured."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+class _Transient(StorageError):
+    """A failure worth retrying (5xx, 429, connection)."""
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, _Transient)
+
+
+def _wait(base: wait_exponential_jitter) -> object:
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, StorageError) and exc.retry_after is not None:
+            return exc.retry_after
+        return float(base(state))
+
+    return wait
+
+
+class _BatchingWriter:
+    def __init__(self, settings: InfluxSettings) -> None:
+        self.settings = settings
+        self.retries = 0
+
+    def write(self, lines: Sequence[str]) -> None:
+        """Write ``lines`` in batches of ``batch_size``; each batch retried on its own."""
+        size = self.settings.batch_size
+        for start in range(0, len(lines), size):
+            self._write_with_retry(lines[start : start + size])
+
+    def _write_with_retry(self, batch: Sequence[str]) -> None:
+        body = ("\n".join(batch) + "\n").encode("utf-8")
+        retrying = Retrying(
+            retry=retry_if_exception(_is_transient),
+            wait=_wait(wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.5)),  # type: ignore[arg-type]
+            stop=stop_after_delay(self.settings.retry_max_s),
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        try:
+            retrying(self._post, body)
+        except _Transient as exc:
+            raise StorageError(
+                f"InfluxDB at {self.settings.url} still failing after"
+                f" {self.settings.retry_max_s:.0f} s of retries: {exc}",
+                retry_after=exc.retry_after,
+            ) from None
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        self.retries += 1
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("InfluxDB write failed (attempt %d), retrying: %s", state.attempt_number, exc)
+
+    def _post(self, body: bytes) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: fall back to our own backoff
+
+
+class V1Writer(_BatchingWriter):
+    """Writes over InfluxDB's v1 HTTP API (``/write?db=&precision=ns``)."""
+
+    def __init__(
+        self, settings: InfluxSettings, *, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        super().__init__(settings)
+        auth = None
+        if settings.username is not None:
+            password = settings.password.get_secret_value() if settings.password else ""
+            auth = httpx.BasicAuth(settings.username, password)
+        # ``transport`` is the seam that lets tests answer without a network.
+        self._http = httpx.Client(
+            base_url=settings.url, auth=auth, timeout=settings.timeout_s, transport=transport
+        )
+        self._params = {"db": settings.database, "precision": "ns"}
+
+    def ensure_database(self) -> None:
+        """Create the database if it does not exist (idempotent)."""
+        try:
+            resp = self._http.post(
+                "/query", params={"q": f'CREATE DATABASE "{self.settings.database}"'}
+            )
+        except httpx.HTTPError as exc:
+            raise StorageError(f"cannot reach InfluxDB at {self.settings.url}: {exc}") from exc
+        if resp.status_code >= 400 or "error" in resp.text:
+            raise StorageError(
+                f"cannot create database {self.settings.database!r}: {resp.status_code} {resp.text}"
+            )
+
+    def _post(self, body: bytes) -> None:
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if self.settings.gzip:
+            body = gzip.compress(body, compresslevel=1)
+            headers["Content-Encoding"] = "gzip"
+        try:
+            resp = self._http.post("/write", params=self._params, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise _Transient(f"cannot reach InfluxDB at {self.settings.url}: {exc}") from exc
+        _raise_for_status(resp.status_code, resp.text, resp.headers.get("Retry-After"))
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._http.close()
+
+
+def _raise_for_status(status: int, text: str, retry_after: str | None) -> None:
+    if status < 300:
+        return
+    message = f"InfluxDB answered {status}: {text.strip()[:500]}"
+    if status == 429 or status >= 500:
+        raise _Transient(message, retry_after=_retry_after(retry_after))
+    raise BadPointsError(message, status=status)
+
+
+class V2Writer(_BatchingWriter):
+    """Writes over InfluxDB's v2 API through ``influxdb-client`` (token, org, bucket)."""
+
+    def __init__(self, settings: InfluxSettings) -> None:
+        from influxdb_client import InfluxDBClient
+        from influxdb_client.client.write_api import SYNCHRONOUS
+
+        super().__init__(settings)
+        if not (settings.token and settings.org and settings.bucket):
+            from contract.errors import ConfigError
+
+            raise ConfigError("influx", "the v2 API needs token, org and bucket")
+        self._client = InfluxDBClient(
+            url=settings.url,
+            token=settings.token.get_secret_value(),
+            org=settings.org,
+            timeout=int(settings.timeout_s * 1000),
+            enable_gzip=settings.gzip,
+        )
+        # Our own retry loop, not the client's, so both APIs behave the same.
+        self._api = self._client.write_api(write_options=SYNCHRONOUS)
+
+    def _post(self, body: bytes) -> None:
+        from influxdb_client.rest import ApiException
+        from urllib3.exceptions import HTTPError as Urllib3Error
+
+        try:
+            self._api.write(
+                bucket=self.settings.bucket or "",
+                org=self.settings.org,
+                record=body,
+                write_precision="ns",
+            )
+        except ApiException as exc:
+            retry_after = exc.headers.get("Retry-After") if exc.headers else None
+            _raise_for_status(int(exc.status or 500), str(exc.body or exc.reason), retry_after)
+        except (Urllib3Error, OSError) as exc:
+            raise _Transient(f"cannot reach InfluxDB at {self.settings.url}: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the client."""
+        self._client.close()
+
+
+def make_writer(settings: InfluxSettings) -> V1Writer | V2Writer:
+    """Return the writer for the configured API."""
+    return V1Writer(settings) if settings.api == "v1" else V2Writer(settings)

@@ -1,0 +1,149 @@
+"""A Bytewax source that reads MQTT with at-least-once delivery.
+
+Each partition holds one paho v2 client with a stable client id, a persistent
+session, QoS 1 and manual acknowledgement. Messages handed to the dataflow in one
+epoch are acknowledged to the broker only at the start of the first ``next_batch``
+after that epoch's ``snapshot()``: Bytewax calls it once the epoch is complete (and
+committed, with recovery on), so a crash before then makes the broker re-deliver
+(BYTEWAX_NOTES.md, "MQTT in, without losing messages"). Partitions subscribe with a
+shared subscription so the broker splits the load between them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+import paho.mqtt.client as mqtt
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from paho.mqtt.enums import CallbackAPIVersion
+
+from contract import TopicKind, TopicScheme
+from dataflows.ingest import RawMessage
+from gateway.settings import MqttSourceSettings
+
+__all__ = ["MqttSource"]
+
+log = logging.getLogger(__name__)
+
+_IDLE_WAIT = timedelta(milliseconds=25)
+
+
+class _Partition(StatefulSourcePartition[RawMessage, None]):
+    def __init__(
+        self,
+        settings: MqttSourceSettings,
+        topic_filter: str,
+        client_id: str,
+        batch_max: int,
+        stop: threading.Event | None,
+        subscribed: threading.Event,
+    ) -> None:
+        self._filter = topic_filter
+        self._subscribed = subscribed
+        self._batch_max = batch_max
+        self._stop = stop
+        # paho's thread appends, the worker pops: deque ops are atomic under the GIL.
+        self._inbox: deque[tuple[str, bytes, int, int, datetime]] = deque()
+        self._in_epoch: list[int] = []
+        self._to_ack: list[int] = []
+        self._client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+            manual_ack=True,
+        )
+        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        if settings.username is not None:
+            password = settings.password.get_secret_value() if settings.password else None
+            self._client.username_pw_set(settings.username, password)
+        self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = lambda *_a: self._subscribed.set()
+        self.connected = threading.Event()
+        self._client.on_disconnect = lambda *_a: self.connected.clear()
+        self._client.connect_async(settings.host, settings.port, keepalive=30)
+        self._client.loop_start()
+
+    def _on_connect(
+        self, client: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode, _p: object
+    ) -> None:
+        if reason.is_failure:
+            log.warning("broker refused gateway client: %s", reason)
+            return
+        client.subscribe(self._filter, qos=1)
+        self.connected.set()
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = msg._topic.decode("utf-8", "replace")
+        self._inbox.append((topic, msg.payload, msg.mid, msg.qos, datetime.now(UTC)))
+
+    def next_batch(self) -> Iterable[RawMessage]:
+        if self._to_ack:
+            for mid in self._to_ack:
+                self._client.ack(mid, 1)
+            self._to_ack.clear()
+        inbox = self._inbox
+        if not inbox:
+            if self._stop is not None and self._stop.is_set():
+                raise StopIteration
+            return []
+        batch = []
+        for _ in range(min(len(inbox), self._batch_max)):
+            topic, payload, mid, qos, received = inbox.popleft()
+            if qos > 0:
+                self._in_epoch.append(mid)
+            batch.append(RawMessage(topic, payload, received))
+        return batch
+
+    def next_awake(self) -> datetime | None:
+        # Sleep while idle instead of being polled every millisecond.
+        return None if self._inbox else datetime.now(UTC) + _IDLE_WAIT
+
+    def snapshot(self) -> None:
+        self._to_ack.extend(self._in_epoch)
+        self._in_epoch = []
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+class MqttSource(FixedPartitionedSource[RawMessage, None]):
+    """Telemetry from every device, split over ``settings.partitions`` MQTT clients."""
+
+    def __init__(
+        self,
+        settings: MqttSourceSettings,
+        topics: TopicScheme,
+        *,
+        batch_max: int = 1000,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.settings = settings
+        self.topic_filter = topics.subscription(
+            TopicKind.TELEMETRY, share_group=settings.share_group
+        )
+        self.batch_max = batch_max
+        self.stop = stop
+        """Set it to end the flow gracefully (the source reaches end of input)."""
+        self.subscribed = threading.Event()
+        """Set once the broker acknowledged a partition's subscription."""
+
+    def list_parts(self) -> list[str]:
+        """Every worker can reach the broker; Bytewax assigns each partition once."""
+        return [str(i) for i in range(self.settings.partitions)]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _Partition:
+        """Connect one MQTT client (stable id, persistent session)."""
+        client_id = f"{self.settings.client_id_prefix}-{self.settings.share_group}-{for_part}"
+        return _Partition(
+            self.settings, self.topic_filter, client_id, self.batch_max, self.stop, self.subscribed
+        )

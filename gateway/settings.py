@@ -1,0 +1,129 @@
+"""Gateway settings: one frozen object, read once at the entry point and passed down.
+
+Sources, highest first: keyword arguments, ``SENSORGATE_*`` environment variables
+(nested with ``__``, e.g. ``SENSORGATE_INFLUX__URL``), then the defaults. Invalid
+settings are refused with :class:`~contract.errors.ConfigError` naming the field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contract import DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_PREFIX, TopicScheme
+from contract.errors import ConfigError
+from edge.mqtt import MqttSettings
+
+__all__ = [
+    "GatewaySettings",
+    "InfluxSettings",
+    "IngestSettings",
+    "MqttSourceSettings",
+    "load_settings",
+]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MqttSourceSettings(_Frozen):
+    """The gateway's MQTT connection and subscription."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    username: str | None = None
+    password: SecretStr | None = None
+    client_id_prefix: str = "sg-gateway"
+    share_group: str = "sensorgate"
+    """Shared-subscription group: gateway processes in one group split the load."""
+    partitions: Annotated[int, Field(ge=1, le=256)] = 1
+    """MQTT connections (source partitions) across the whole cluster."""
+
+    def link_settings(self, client_id: str) -> MqttSettings:
+        """Return settings for one MQTT client of the gateway."""
+        return MqttSettings(
+            host=self.host,
+            port=self.port,
+            username=self.username,
+            password=self.password,
+            client_id=client_id,
+            clean_session=False,
+        )
+
+    @property
+    def url(self) -> str:
+        """The broker as a URL."""
+        return f"mqtt://{self.host}:{self.port}"
+
+
+class InfluxSettings(_Frozen):
+    """Where readings, aggregates, alarms and dead letters are written."""
+
+    url: str = "http://127.0.0.1:8086"
+    api: Literal["v1", "v2"] = "v1"
+    """``v1``: ``/write?db=`` (InfluxDB 1.x); ``v2``: ``/api/v2/write`` via influxdb-client."""
+    database: str = "sensorgate"
+    """v1 database (and the InfluxQL database for queries)."""
+    username: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    org: str | None = None
+    bucket: str | None = None
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5_000
+    timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    gzip: bool = True
+    retry_max_s: Annotated[float, Field(gt=0)] = 30.0
+    """Give up a write after retrying for this long (then the caller decides)."""
+
+
+class IngestSettings(_Frozen):
+    """Validation limits for incoming telemetry."""
+
+    max_payload_bytes: Annotated[int, Field(ge=256)] = DEFAULT_MAX_PAYLOAD_BYTES
+    max_future_s: Annotated[float, Field(ge=0)] = 300.0
+    """Readings more than this far ahead of the gateway's clock are rejected."""
+    max_past_s: Annotated[float, Field(ge=0)] = 30 * 86_400.0
+    """Readings older than this are rejected."""
+
+
+class GatewaySettings(BaseSettings):
+    """Everything the gateway needs to run."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SENSORGATE_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+    )
+
+    topic_prefix: str = DEFAULT_PREFIX
+    gateway_id: str = "gateway"
+    mqtt: MqttSourceSettings = MqttSourceSettings()
+    influx: InfluxSettings = InfluxSettings()
+    ingest: IngestSettings = IngestSettings()
+    epoch_interval_s: Annotated[float, Field(gt=0, le=600)] = 1.0
+    """Bytewax epoch: messages are acknowledged to the broker once per epoch."""
+
+    @property
+    def topics(self) -> TopicScheme:
+        """The topic scheme under the configured prefix."""
+        return TopicScheme(self.topic_prefix)
+
+
+def load_settings(**overrides: Any) -> GatewaySettings:
+    """Read the settings, raising :class:`ConfigError` with the first bad field."""
+    try:
+        settings = GatewaySettings(**overrides)
+        settings.topics  # noqa: B018 - validates the prefix
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in err["loc"]) or "(settings)"
+        raise ConfigError(field, f"{err['msg']} (got {err.get('input')!r})") from None
+    except ConfigError:
+        raise
+    except Exception as exc:  # TopicError from the prefix
+        raise ConfigError("topic_prefix", str(exc)) from None
+    return settings

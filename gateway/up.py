@@ -1,0 +1,216 @@
+"""``sensorgate up``: the whole local stack in one command.
+
+Starts mosquitto and influxd (unless external ones are configured), the gateway in
+its own process, and a small simulated fleet; prints where everything is and live
+counts until Ctrl-C (or ``--duration``); then stops everything in order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from contract.errors import ServiceError, StorageError
+from edge.mqtt import MqttSettings
+from gateway.influx.query import InfluxQL
+from gateway.services import LocalServices, ManagedProcess
+from gateway.settings import GatewaySettings, load_settings
+from simulators.demo import start_demo_fleet
+
+__all__ = ["Counts", "run_up"]
+
+
+@dataclass
+class Counts:
+    """Live figures of the running stack."""
+
+    elapsed_s: float = 0.0
+    published: int = 0
+    stored: int | None = None
+    """Readings in InfluxDB (None until the database answers)."""
+    deadletters: int | None = None
+
+
+def _settings_env(settings: GatewaySettings) -> dict[str, str]:
+    """Pass the effective settings to the gateway process through its environment."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "SENSORGATE_TOPIC_PREFIX": settings.topic_prefix,
+            "SENSORGATE_MQTT__HOST": settings.mqtt.host,
+            "SENSORGATE_MQTT__PORT": str(settings.mqtt.port),
+            "SENSORGATE_INFLUX__URL": settings.influx.url,
+            "SENSORGATE_INFLUX__DATABASE": settings.influx.database,
+            "SENSORGATE_INFLUX__API": settings.influx.api,
+        }
+    )
+    return env
+
+
+def _count(q: InfluxQL, statement: str) -> int | None:
+    try:
+        return int(q.scalar(statement, 0))
+    except StorageError:
+        return None
+
+
+def run_up(
+    *,
+    devices: int = 5,
+    interval_s: float = 1.0,
+    duration_s: float | None = None,
+    as_json: bool = False,
+) -> int:
+    """Run the stack until Ctrl-C, SIGTERM or ``duration_s``; return the exit code."""
+    console = Console(stderr=False)
+    base = load_settings()
+    external = "mqtt" in base.model_fields_set and "influx" in base.model_fields_set
+    local: LocalServices | None = None
+    gateway: ManagedProcess | None = None
+    fleet = None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def emit(doc: dict[str, Any]) -> None:
+        print(json.dumps(doc), flush=True)
+
+    try:
+        if external:
+            settings = base
+        else:
+            local = LocalServices()
+            ep = local.start()
+            settings = load_settings(
+                mqtt={**base.mqtt.model_dump(), "host": ep.mqtt_host, "port": ep.mqtt_port},
+                influx={**base.influx.model_dump(), "url": ep.influx_url},
+            )
+        workdir = local.workdir if local else Path.cwd()
+        gateway = ManagedProcess(
+            "gateway",
+            [sys.executable, "-m", "gateway.cli", "gateway", "run"],
+            workdir / "gateway.log",
+            env=_settings_env(settings),
+        )
+        fleet = start_demo_fleet(
+            MqttSettings(host=settings.mqtt.host, port=settings.mqtt.port),
+            settings.topics,
+            devices=devices,
+        )
+        where = {
+            "mqtt_url": settings.mqtt.url,
+            "influx_url": settings.influx.url,
+            "database": settings.influx.database,
+            "topic_prefix": settings.topic_prefix,
+            "gateway_log": str(gateway.log_path),
+            "pids": {
+                "gateway": gateway.pid,
+                **({"mosquitto": local.mosquitto.pid} if local and local.mosquitto else {}),
+                **({"influxd": local.influxd.pid} if local and local.influxd else {}),
+            },
+        }
+        if as_json:
+            emit({"event": "ready", **where})
+        else:
+            _print_where(console, where)
+        counts = _watch(
+            settings, fleet, gateway, stop, interval_s, duration_s, as_json, emit, console
+        )
+    except KeyboardInterrupt:
+        counts = None
+    finally:
+        if fleet is not None:
+            fleet.stop()
+        if gateway is not None:
+            gateway.stop(timeout=15)
+        if local is not None:
+            local.stop()
+    if counts is not None:
+        if as_json:
+            emit({"event": "summary", **asdict(counts)})
+        else:
+            _print_summary(console, counts)
+    return 0
+
+
+def _watch(
+    settings: GatewaySettings,
+    fleet: Any,
+    gateway: ManagedProcess,
+    stop: threading.Event,
+    interval_s: float,
+    duration_s: float | None,
+    as_json: bool,
+    emit: Any,
+    console: Console,
+) -> Counts:
+    q = InfluxQL(settings.influx)
+    started = time.monotonic()
+    counts = Counts()
+    try:
+        while not stop.is_set():
+            if not gateway.alive():
+                raise ServiceError(
+                    f"the gateway exited with code {gateway.proc.returncode}."
+                    f" Its log ({gateway.log_path}):\n{gateway.log_tail()}"
+                )
+            counts = Counts(
+                elapsed_s=round(time.monotonic() - started, 1),
+                published=fleet.published_readings,
+                stored=_count(q, "SELECT count(value) FROM readings"),
+                deadletters=_count(q, "SELECT count(size) FROM deadletters"),
+            )
+            if as_json:
+                emit({"event": "counts", **asdict(counts)})
+            else:
+                console.print(
+                    f"[{counts.elapsed_s:7.1f} s] readings published {counts.published:>8}"
+                    f"  stored {_show(counts.stored):>8}"
+                    f"  dead letters {_show(counts.deadletters):>5}",
+                    highlight=False,
+                )
+            if duration_s is not None and time.monotonic() - started >= duration_s:
+                break
+            stop.wait(interval_s)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        q.close()
+    return counts
+
+
+def _print_where(console: Console, where: dict[str, Any]) -> None:
+    table = Table(title="SensorGate is up", show_header=False)
+    table.add_row("MQTT broker", where["mqtt_url"])
+    table.add_row("InfluxDB", where["influx_url"])
+    table.add_row("database", where["database"])
+    table.add_row("topics", f"{where['topic_prefix']}/{{site}}/{{device}}/telemetry")
+    table.add_row("gateway log", where["gateway_log"])
+    console.print(table)
+    console.print("Live counts below. Ctrl-C stops everything.")
+
+
+def _print_summary(console: Console, counts: Counts) -> None:
+    table = Table(title="Summary")
+    for column in ("seconds", "readings published", "readings stored", "dead letters"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        f"{counts.elapsed_s:.1f}",
+        str(counts.published),
+        _show(counts.stored),
+        _show(counts.deadletters),
+    )
+    console.print(table)
+
+
+def _show(value: int | None) -> str:
+    return "-" if value is None else str(value)

@@ -1,0 +1,88 @@
+import gzip
+
+import httpx
+import pytest
+
+from contract.errors import StorageError
+from gateway.influx.writer import BadPointsError, V1Writer
+from gateway.settings import InfluxSettings
+
+
+def _writer(handler, **settings) -> V1Writer:  # type: ignore[no-untyped-def]
+    cfg = InfluxSettings(
+        **{"url": "http://influx.invalid", "database": "db", "retry_max_s": 5, **settings}
+    )
+    return V1Writer(cfg, transport=httpx.MockTransport(handler))
+
+
+def test_batches_are_split_and_gzipped() -> None:
+    bodies: list[bytes] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.params["db"] == "db"
+        assert request.url.params["precision"] == "ns"
+        assert request.headers["Content-Encoding"] == "gzip"
+        bodies.append(gzip.decompress(request.content))
+        return httpx.Response(204)
+
+    _writer(handler, batch_size=2).write([f"m v={i} {i}" for i in range(5)])
+    assert [b.decode().splitlines() for b in bodies] == [
+        ["m v=0 0", "m v=1 1"],
+        ["m v=2 2", "m v=3 3"],
+        ["m v=4 4"],
+    ]
+
+
+def test_server_errors_and_throttling_are_retried() -> None:
+    answers = iter(
+        [
+            httpx.Response(500, text="engine: error syncing wal"),
+            httpx.Response(429, headers={"Retry-After": "0"}),
+            httpx.Response(204),
+        ]
+    )
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return next(answers)
+
+    writer = _writer(handler)
+    writer.write(["m v=1 1"])
+    assert len(calls) == 3
+    assert writer.retries == 2
+
+
+def test_connection_errors_are_retried() -> None:
+    attempts = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(204)
+
+    _writer(handler).write(["m v=1 1"])
+    assert len(attempts) == 3
+
+
+def test_bad_data_is_not_retried() -> None:
+    attempts = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        attempts.append(1)
+        return httpx.Response(400, text='{"error":"unable to parse"}')
+
+    with pytest.raises(BadPointsError, match="unable to parse") as info:
+        _writer(handler).write(["m v= 1"])
+    assert info.value.status == 400
+    assert len(attempts) == 1
+
+
+def test_gives_up_after_retry_max_with_a_storage_error() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, headers={"Retry-After": "0.2"})
+
+    with pytest.raises(StorageError, match="still failing after") as info:
+        _writer(handler, retry_max_s=0.5).write(["m v=1 1"])
+    assert not isinstance(info.value, BadPointsError)

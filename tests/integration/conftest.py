@@ -1,0 +1,79 @@
+"""Fixtures that run the real gateway flow against the session's mosquitto and influxd."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from gateway.influx.query import InfluxQL
+from gateway.services import ServiceEndpoints
+from gateway.settings import GatewaySettings, load_settings
+
+pytestmark = pytest.mark.integration
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``condition`` until it holds, or fail saying what did not happen."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@dataclass
+class RunningGateway:
+    settings: GatewaySettings
+    query: InfluxQL
+    thread: threading.Thread
+    stop: threading.Event
+
+
+@pytest.fixture
+def gateway_settings(services: ServiceEndpoints, unique: str) -> GatewaySettings:
+    """Settings for one test: its own topic prefix, database and client ids."""
+    return load_settings(
+        topic_prefix=f"sgtest/{unique}",
+        gateway_id=f"gw-{unique}",
+        mqtt={
+            "host": services.mqtt_host,
+            "port": services.mqtt_port,
+            "client_id_prefix": f"gw-{unique}",
+            "share_group": f"g{unique}",
+        },
+        influx={"url": services.influx_url, "database": f"t_{unique}"},
+        epoch_interval_s=0.5,
+    )
+
+
+@pytest.fixture
+def running_gateway(gateway_settings: GatewaySettings) -> Iterator[RunningGateway]:
+    """The gateway flow running in a thread of the test process, stopped at the end."""
+    from gateway.app import prepare_storage, run_gateway
+
+    prepare_storage(gateway_settings)
+    stop = threading.Event()
+    subscribed = threading.Event()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            run_gateway(gateway_settings, stop=stop, subscribed=subscribed)
+        except BaseException as exc:  # surfaced in the test, not lost in the thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="gateway", daemon=True)
+    thread.start()
+    query = InfluxQL(gateway_settings.influx)
+    wait_for(lambda: subscribed.is_set() or bool(errors), 30, "the gateway's subscription")
+    yield RunningGateway(gateway_settings, query, thread, stop)
+    stop.set()
+    thread.join(30)
+    query.close()
+    assert not thread.is_alive(), "the gateway did not stop within 30 s"
+    assert not errors, f"the gateway failed: {errors[0]!r}"

@@ -136,6 +136,8 @@ class MqttSource(FixedPartitionedSource[RawMessage, None]):
         """Set it to end the flow gracefully (the source reaches end of input)."""
         self.subscribed = threading.Event()
         """Set once the broker acknowledged a partition's subscription."""
+        self.partitions: list[_Partition] = []
+        """Partitions built in this process (for health checks)."""
 
     def list_parts(self) -> list[str]:
         """Every worker can reach the broker; Bytewax assigns each partition once."""
@@ -144,6 +146,12 @@ class MqttSource(FixedPartitionedSource[RawMessage, None]):
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _Partition:
         """Connect one MQTT client (stable id, persistent session)."""
         client_id = f"{self.settings.client_id_prefix}-{self.settings.share_group}-{for_part}"
-        return _Partition(
+        part = _Partition(
             self.settings, self.topic_filter, client_id, self.batch_max, self.stop, self.subscribed
         )
+        self.partitions.append(part)
+        return part
+
+    def connected(self) -> bool:
+        """Whether every partition of this process is connected to the broker."""
+        return all(p.connected.is_set() for p in self.partitions)

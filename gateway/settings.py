@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contract import DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_PREFIX, TopicScheme
@@ -21,6 +21,7 @@ __all__ = [
     "InfluxSettings",
     "IngestSettings",
     "MqttSourceSettings",
+    "StreamSettings",
     "load_settings",
 ]
 
@@ -89,6 +90,25 @@ class IngestSettings(_Frozen):
     """Readings older than this are rejected."""
 
 
+class StreamSettings(_Frozen):
+    """Event-time windows, lateness and dedupe."""
+
+    windows: tuple[str, ...] = ("10s", "1m")
+    """Tumbling windows (``"10s"``) and sliding ones (``"5m/1m"``: length/step)."""
+    allowed_lateness_s: Annotated[float, Field(ge=0)] = 10.0
+    """How far behind the newest event time a reading may arrive and still count."""
+    dedupe_intervals: Annotated[int, Field(ge=1)] = 256
+    """Memory bound of the per-device dedupe (intervals of sequence numbers)."""
+
+    @field_validator("windows")
+    @classmethod
+    def _valid_windows(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from dataflows.device import StreamConfig
+
+        StreamConfig.from_strings(value, 0)  # raises ValueError with the reason
+        return value
+
+
 class GatewaySettings(BaseSettings):
     """Everything the gateway needs to run."""
 
@@ -104,8 +124,16 @@ class GatewaySettings(BaseSettings):
     mqtt: MqttSourceSettings = MqttSourceSettings()
     influx: InfluxSettings = InfluxSettings()
     ingest: IngestSettings = IngestSettings()
+    stream: StreamSettings = StreamSettings()
     epoch_interval_s: Annotated[float, Field(gt=0, le=600)] = 1.0
     """Bytewax epoch: messages are acknowledged to the broker once per epoch."""
+    recovery_dir: str | None = None
+    """Bytewax recovery directory; state (windows, dedupe) survives a crash when set."""
+    recovery_partitions: Annotated[int, Field(ge=1)] = 1
+    metrics_host: str = "127.0.0.1"
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9464
+    """Prometheus ``/metrics`` and ``/healthz``; 0 turns the endpoint off. In a cluster,
+    process N listens on ``metrics_port + N``."""
 
     @property
     def topics(self) -> TopicScheme:

@@ -7,47 +7,77 @@ is stored. That is what lets the MQTT source acknowledge a message after its epo
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from contract import DeadLetterEvent, TopicScheme, encode
 from contract.errors import BrokerError
+from dataflows.device import DeviceOutput, to_us
 from dataflows.ingest import Accepted
 from edge.mqtt import MqttLink, MqttSettings
-from gateway.influx.lineprotocol import deadletter_line, reading_lines
+from gateway.influx.lineprotocol import deadletter_line, point_lines
 from gateway.influx.writer import PointWriter
+from gateway.metrics import GatewayMetrics
 
-__all__ = ["DeadLetterSink", "ReadingsSink"]
+__all__ = ["DeadLetterSink", "PointsSink"]
 
 log = logging.getLogger(__name__)
 
 WriterFactory = Callable[[], PointWriter]
 
 
-class _ReadingsPartition(StatelessSinkPartition[Accepted]):
-    def __init__(self, writer: PointWriter) -> None:
-        self._writer = writer
+_MEASUREMENT = {"Accepted": "readings", "Aggregate": "aggregates", "LateReading": "late_readings"}
 
-    def write_batch(self, items: list[Accepted]) -> None:
+
+class _PointsPartition(StatelessSinkPartition[DeviceOutput]):
+    def __init__(self, writer: PointWriter, metrics: GatewayMetrics | None) -> None:
+        self._writer = writer
+        self._metrics = metrics
+
+    def write_batch(self, items: list[DeviceOutput]) -> None:
         lines: list[str] = []
         for item in items:
-            lines.extend(reading_lines(item.event))
+            lines.extend(point_lines(item))
         self._writer.write(lines)
+        if self._metrics is not None:
+            self._observe(items)
+
+    def _observe(self, items: list[DeviceOutput]) -> None:
+        metrics = self._metrics
+        assert metrics is not None
+        now_us = time.time_ns() // 1000
+        counts: dict[str, int] = {}
+        for item in items:
+            kind = _MEASUREMENT[type(item).__name__]
+            if isinstance(item, Accepted):
+                readings = item.event.data.readings
+                counts[kind] = counts.get(kind, 0) + len(readings)
+                newest = max(to_us(r.time) for r in readings)
+                metrics.lag.observe(max(0.0, (now_us - newest) / 1e6))
+                metrics.arrival_to_stored.observe(
+                    max(0.0, (now_us - to_us(item.received_at)) / 1e6)
+                )
+            else:
+                counts[kind] = counts.get(kind, 0) + 1
+        for kind, n in counts.items():
+            metrics.points_written.labels(kind).inc(n)
 
     def close(self) -> None:
         self._writer.close()
 
 
-class ReadingsSink(DynamicSink[Accepted]):
-    """Writes every reading of accepted telemetry to the ``readings`` measurement."""
+class PointsSink(DynamicSink[DeviceOutput]):
+    """Writes readings, aggregates and late readings to InfluxDB, one write per batch."""
 
-    def __init__(self, writer_factory: WriterFactory) -> None:
+    def __init__(self, writer_factory: WriterFactory, metrics: GatewayMetrics | None = None):
         self._factory = writer_factory
+        self._metrics = metrics
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _ReadingsPartition:
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _PointsPartition:
         """Give each worker its own writer (its own HTTP connections)."""
-        return _ReadingsPartition(self._factory())
+        return _PointsPartition(self._factory(), self._metrics)
 
 
 class _DeadLetterPartition(StatelessSinkPartition[DeadLetterEvent]):

@@ -20,11 +20,17 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from contract import DeadLetterEvent, TelemetryEvent
+from dataflows.device import LateReading
+from dataflows.ingest import Accepted
+from dataflows.windows import Aggregate
 
 __all__ = [
+    "aggregate_line",
     "deadletter_line",
     "escape_tag",
     "field_string",
+    "late_line",
+    "point_lines",
     "reading_lines",
     "to_ns",
 ]
@@ -92,3 +98,33 @@ def deadletter_line(event: DeadLetterEvent) -> str:
         f" payload={field_string(d.payload_base64)},error={field_string(d.error)}"
         f",size={d.payload_size}i,event_id={field_string(event.id)} {ns}"
     )
+
+
+def aggregate_line(agg: Aggregate) -> str:
+    """Return the ``aggregates`` line of a closed window (time: window start)."""
+    head = _series("aggregates", agg.site, agg.device, agg.sensor, agg.metric)
+    stddev = "" if agg.stddev is None else f",stddev={agg.stddev!r}"
+    return (
+        f"{head},window={escape_tag(agg.window)} count={agg.count}i,mean={agg.mean!r}"
+        f",min={agg.min!r},max={agg.max!r}{stddev},first={agg.first!r},last={agg.last!r}"
+        f" {agg.start_us * 1000}"
+    )
+
+
+def late_line(late: LateReading) -> str:
+    """Return the ``late_readings`` line of a reading that missed its windows."""
+    head = _series("late_readings", late.site, late.device, late.sensor, late.metric)
+    return (
+        f"{head} value={float(late.value)!r},seq={late.seq}i"
+        f",watermark={late.watermark_us * 1000}i,event_id={field_string(late.event_id)}"
+        f" {late.t_us * 1000}"
+    )
+
+
+def point_lines(item: Accepted | Aggregate | LateReading) -> list[str]:
+    """Return the lines of anything the device step emits."""
+    if isinstance(item, Accepted):
+        return reading_lines(item.event)
+    if isinstance(item, Aggregate):
+        return [aggregate_line(item)]
+    return [late_line(item)]

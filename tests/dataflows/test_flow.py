@@ -27,7 +27,7 @@ def test_flow_splits_valid_telemetry_from_dead_letters() -> None:
     flow = build_flow(
         TestingSource(messages),
         ingestor=Ingestor(scheme),
-        readings_sink=TestingSink(accepted),
+        points_sink=TestingSink(accepted),
         deadletter_sink=TestingSink(letters),
     )
     run_main(flow)

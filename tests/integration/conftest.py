@@ -48,6 +48,7 @@ def gateway_settings(services: ServiceEndpoints, unique: str) -> GatewaySettings
         },
         influx={"url": services.influx_url, "database": f"t_{unique}"},
         epoch_interval_s=0.5,
+        metrics_port=0,
     )
 
 

@@ -1,0 +1,65 @@
+"""Remember which sequence numbers of one device were seen, in bounded memory.
+
+Sequences are dense integers, so the seen set is kept as sorted, disjoint, closed
+intervals: a device that reports in order needs one interval, and an edge outbox
+draining a backlog next to live traffic needs a few. The number of intervals is
+bounded; past the bound the oldest interval is forgotten, so a re-send of those very
+old events would count again in aggregates (raw writes stay idempotent in InfluxDB).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+__all__ = ["SequenceSet"]
+
+
+class SequenceSet:
+    """A bounded set of integers stored as intervals."""
+
+    __slots__ = ("_ends", "_max", "_starts")
+
+    def __init__(self, max_intervals: int = 256, intervals: list[tuple[int, int]] | None = None):
+        self._max = max_intervals
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        for start, end in intervals or ():
+            self._starts.append(start)
+            self._ends.append(end)
+
+    def __contains__(self, seq: int) -> bool:
+        i = bisect_right(self._starts, seq) - 1
+        return i >= 0 and seq <= self._ends[i]
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def add(self, seq: int) -> bool:
+        """Add ``seq``; return False if it was already there (a duplicate)."""
+        starts, ends = self._starts, self._ends
+        # Fast path: the next sequence of a device reporting in order.
+        if ends and seq == ends[-1] + 1:
+            ends[-1] = seq
+            return True
+        i = bisect_right(starts, seq) - 1
+        if i >= 0 and seq <= ends[i]:
+            return False
+        joins_left = i >= 0 and ends[i] == seq - 1
+        joins_right = i + 1 < len(starts) and starts[i + 1] == seq + 1
+        if joins_left and joins_right:
+            ends[i] = ends[i + 1]
+            del starts[i + 1], ends[i + 1]
+        elif joins_left:
+            ends[i] = seq
+        elif joins_right:
+            starts[i + 1] = seq
+        else:
+            starts.insert(i + 1, seq)
+            ends.insert(i + 1, seq)
+            if len(starts) > self._max:
+                del starts[0], ends[0]
+        return True
+
+    def snapshot(self) -> list[tuple[int, int]]:
+        """Return the intervals, for a state snapshot."""
+        return list(zip(self._starts, self._ends, strict=True))

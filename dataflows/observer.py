@@ -1,0 +1,68 @@
+"""What the flow reports as it runs: a narrow seam for metrics.
+
+The flow calls an :class:`Observer`; the gateway plugs in Prometheus counters, tests
+plug in :class:`CountingObserver`, and the default does nothing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Protocol
+
+__all__ = ["CountingObserver", "NullObserver", "Observer"]
+
+
+class Observer(Protocol):
+    """Receives counts from the flow's steps (called on worker threads)."""
+
+    def message_in(self, readings: int) -> None:
+        """Count an accepted message carrying ``readings`` readings."""
+
+    def rejected(self, reason: str) -> None:
+        """Count a message that became a dead letter for ``reason``."""
+
+    def duplicate(self, readings: int) -> None:
+        """Count a re-delivered event (``readings`` readings) dropped by dedupe."""
+
+    def late(self, readings: int) -> None:
+        """Count ``readings`` readings that arrived after their windows closed."""
+
+
+class NullObserver:
+    """Counts nothing."""
+
+    def message_in(self, readings: int) -> None:
+        """Ignore."""
+
+    def rejected(self, reason: str) -> None:
+        """Ignore."""
+
+    def duplicate(self, readings: int) -> None:
+        """Ignore."""
+
+    def late(self, readings: int) -> None:
+        """Ignore."""
+
+
+class CountingObserver:
+    """Counts in memory (for tests and the benchmark)."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def message_in(self, readings: int) -> None:
+        """Count a message and its readings."""
+        self.counts["messages"] += 1
+        self.counts["readings"] += readings
+
+    def rejected(self, reason: str) -> None:
+        """Count a dead letter by reason."""
+        self.counts[f"rejected:{reason}"] += 1
+
+    def duplicate(self, readings: int) -> None:
+        """Count a duplicate."""
+        self.counts["duplicates"] += readings
+
+    def late(self, readings: int) -> None:
+        """Count late readings."""
+        self.counts["late"] += readings

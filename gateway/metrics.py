@@ -1,0 +1,180 @@
+"""Prometheus metrics and the ``/metrics`` + ``/healthz`` endpoint of the gateway.
+
+:class:`GatewayMetrics` is the flow's :class:`~dataflows.observer.Observer` and also
+what the sinks report to. :func:`serve` starts a small HTTP server in a thread:
+``/metrics`` in Prometheus text format, ``/healthz`` a JSON readiness document that
+answers 503 while the broker or InfluxDB is unreachable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["GatewayMetrics", "Health", "serve"]
+
+log = logging.getLogger(__name__)
+
+_LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600)
+
+
+class GatewayMetrics:
+    """Counters, gauges and histograms of one gateway process."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.messages_in = Counter(
+            "sensorgate_messages_in", "Valid telemetry messages in", registry=r
+        )
+        self.readings_in = Counter(
+            "sensorgate_readings_in", "Readings in valid messages", registry=r
+        )
+        self.deadletters = Counter(
+            "sensorgate_deadletters", "Messages rejected, by reason", ["reason"], registry=r
+        )
+        self.duplicates = Counter(
+            "sensorgate_duplicate_readings", "Readings dropped by dedupe", registry=r
+        )
+        self.late_readings = Counter(
+            "sensorgate_late_readings", "Readings after their window closed", registry=r
+        )
+        self.points_written = Counter(
+            "sensorgate_points_written", "Points written to InfluxDB", ["measurement"], registry=r
+        )
+        self.write_errors = Counter("sensorgate_write_errors", "Failed InfluxDB writes", registry=r)
+        self.write_retries = Counter(
+            "sensorgate_write_retries", "Retried InfluxDB writes", registry=r
+        )
+        self.spill_bytes = Gauge(
+            "sensorgate_spill_bytes", "Bytes waiting in the on-disk spill buffer", registry=r
+        )
+        self.spill_batches = Gauge(
+            "sensorgate_spill_batches", "Batches waiting in the on-disk spill buffer", registry=r
+        )
+        self.lag = Histogram(
+            "sensorgate_end_to_end_lag_seconds",
+            "Now minus the newest event time of a message, when its readings are stored",
+            buckets=_LAG_BUCKETS,
+            registry=r,
+        )
+        self.arrival_to_stored = Histogram(
+            "sensorgate_arrival_to_stored_seconds",
+            "From a message's arrival at the gateway to its readings being stored",
+            buckets=_LAG_BUCKETS,
+            registry=r,
+        )
+        self.ready = Gauge(
+            "sensorgate_ready", "1 when broker and InfluxDB are reachable", registry=r
+        )
+
+    # Observer protocol (called on Bytewax worker threads).
+    def message_in(self, readings: int) -> None:
+        """Count an accepted message."""
+        self.messages_in.inc()
+        self.readings_in.inc(readings)
+
+    def rejected(self, reason: str) -> None:
+        """Count a dead letter."""
+        self.deadletters.labels(reason).inc()
+
+    def duplicate(self, readings: int) -> None:
+        """Count duplicate readings."""
+        self.duplicates.inc(readings)
+
+    def late(self, readings: int) -> None:
+        """Count late readings."""
+        self.late_readings.inc(readings)
+
+    def render(self) -> bytes:
+        """Return the Prometheus text exposition."""
+        return generate_latest(self.registry)
+
+
+class Health:
+    """Readiness: the broker and InfluxDB are both reachable.
+
+    InfluxDB is pinged by a background thread every ``interval_s`` so that a probe
+    never waits on the network.
+    """
+
+    def __init__(
+        self,
+        *,
+        broker_ok: Callable[[], bool],
+        influx_url: str,
+        metrics: GatewayMetrics | None = None,
+        interval_s: float = 2.0,
+    ) -> None:
+        self._broker_ok = broker_ok
+        self._ping_url = f"{influx_url.rstrip('/')}/ping"
+        self._metrics = metrics
+        self._interval = interval_s
+        self._influx_ok = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="health", daemon=True)
+
+    def start(self) -> Health:
+        """Start pinging InfluxDB."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop pinging."""
+        self._stop.set()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=min(self._interval, 2.0)) as http:
+            while not self._stop.is_set():
+                try:
+                    self._influx_ok = http.get(self._ping_url).status_code in (200, 204)
+                except httpx.HTTPError:
+                    self._influx_ok = False
+                if self._metrics is not None:
+                    self._metrics.ready.set(1 if self.status()["ready"] else 0)
+                self._stop.wait(self._interval)
+
+    def status(self) -> dict[str, bool]:
+        """Return ``{"ready", "broker", "influxdb"}``."""
+        broker = bool(self._broker_ok())
+        return {"ready": broker and self._influx_ok, "broker": broker, "influxdb": self._influx_ok}
+
+
+def serve(
+    metrics: GatewayMetrics, health: Health | None, host: str, port: int
+) -> ThreadingHTTPServer:
+    """Serve ``/metrics`` and ``/healthz`` from a daemon thread; return the server."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith("/metrics"):
+                self._send(200, metrics.render(), CONTENT_TYPE_LATEST)
+            elif self.path.startswith("/healthz"):
+                status = health.status() if health else {"ready": True}
+                body = json.dumps({**status, "time": time.time()}).encode()
+                self._send(200 if status["ready"] else 503, body, "application/json")
+            else:
+                self._send(404, b"not found: try /metrics or /healthz\n", "text/plain")
+
+        def _send(self, code: int, body: bytes, content_type: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return  # scrapes every few seconds would flood the log
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    log.info("metrics on http://%s:%d/metrics, health on /healthz", host, server.server_port)
+    return server

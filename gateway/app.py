@@ -115,8 +115,12 @@ def run_gateway(
         app.source.subscribed = subscribed
     server = health = None
     if settings.metrics_port:
+        source = app.source
         health = Health(
-            broker_ok=app.source.connected, influx_url=settings.influx.url, metrics=app.metrics
+            # Ready once subscribed: before that, the broker would not keep our messages.
+            broker_ok=lambda: source.connected() and source.subscribed.is_set(),
+            influx_url=settings.influx.url,
+            metrics=app.metrics,
         ).start()
         server = serve(
             app.metrics, health, settings.metrics_host, settings.metrics_port + (process_id or 0)

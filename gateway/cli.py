@@ -64,6 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "-a", "--addresses", default=None, help='cluster addresses "host:port;host:port"'
     )
+    run.add_argument(
+        "-r",
+        "--recovery-dir",
+        default=None,
+        help="Bytewax recovery directory: windows and dedupe state survive a crash",
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="port of /metrics and /healthz (process N uses port+N; 0 turns it off)",
+    )
     run.set_defaults(func=_cmd_gateway_run)
 
     for module_name in _PLUGINS:
@@ -133,7 +145,12 @@ def _cmd_gateway_run(args: argparse.Namespace) -> int:
     from gateway.app import run_gateway
     from gateway.settings import load_settings
 
-    settings = load_settings()
+    overrides: dict[str, object] = {}
+    if args.recovery_dir is not None:
+        overrides["recovery_dir"] = args.recovery_dir
+    if args.metrics_port is not None:
+        overrides["metrics_port"] = args.metrics_port
+    settings = load_settings(**overrides)
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:

@@ -112,7 +112,7 @@ class Health:
         broker_ok: Callable[[], bool],
         influx_url: str,
         metrics: GatewayMetrics | None = None,
-        interval_s: float = 2.0,
+        interval_s: float = 5.0,
     ) -> None:
         self._broker_ok = broker_ok
         self._ping_url = f"{influx_url.rstrip('/')}/ping"

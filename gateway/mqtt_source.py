@@ -29,7 +29,7 @@ __all__ = ["MqttSource"]
 
 log = logging.getLogger(__name__)
 
-_IDLE_WAIT = timedelta(milliseconds=25)
+_IDLE_WAIT = timedelta(milliseconds=100)
 
 
 class _Partition(StatefulSourcePartition[RawMessage, None]):

@@ -210,12 +210,30 @@ def _listens(pid: int, port: int) -> bool:
     return False
 
 
+def _retry_port_clash(
+    start: Callable[[], tuple[ManagedProcess, int]],
+) -> tuple[ManagedProcess, int]:
+    # A port found free can be taken by another process before the service binds it
+    # (parallel test runs); pick another one a few times before giving up.
+    for attempt in range(3):
+        try:
+            return start()
+        except ServiceError as exc:
+            if "address already in use" not in str(exc).lower() or attempt == 2:
+                raise
+            log.info("port clash, retrying on another port: %s", str(exc).splitlines()[0])
+    raise AssertionError("unreachable")
+
+
 def start_mosquitto(
     workdir: Path, *, host: str = "127.0.0.1", port: int | None = None, timeout: float = 15.0
 ) -> tuple[ManagedProcess, int]:
     """Start mosquitto with a generated config under ``workdir``; return it and its port."""
+    if port is None:
+        return _retry_port_clash(
+            lambda: start_mosquitto(workdir, host=host, port=free_port(host), timeout=timeout)
+        )
     binary = find_binary("mosquitto")
-    port = port or free_port(host)
     data = workdir / "mosquitto"
     data.mkdir(parents=True, exist_ok=True)
     conf = data / "mosquitto.conf"
@@ -252,8 +270,11 @@ def start_influxd(
     workdir: Path, *, host: str = "127.0.0.1", port: int | None = None, timeout: float = 60.0
 ) -> tuple[ManagedProcess, int]:
     """Start influxd 1.x with a generated config under ``workdir``; return it and its port."""
+    if port is None:
+        return _retry_port_clash(
+            lambda: start_influxd(workdir, host=host, port=free_port(host), timeout=timeout)
+        )
     binary = find_binary("influxd")
-    port = port or free_port(host)
     rpc_port = free_port(host)
     data = workdir / "influxd"
     data.mkdir(parents=True, exist_ok=True)
@@ -357,8 +378,13 @@ def start_victoria_metrics(
     influxd 1.6 has no ``/api/v2/write``; VictoriaMetrics accepts v2 line-protocol
     writes from ``influxdb-client``, so the v2 writer is tested against it.
     """
+    if port is None:
+        return _retry_port_clash(
+            lambda: start_victoria_metrics(
+                workdir, host=host, port=free_port(host), timeout=timeout
+            )
+        )
     binary = find_binary("victoria-metrics")
-    port = port or free_port(host)
     data = workdir / "victoria-metrics"
     data.mkdir(parents=True, exist_ok=True)
     proc = ManagedProcess(

@@ -7,6 +7,7 @@ settings are refused with :class:`~contract.errors.ConfigError` naming the field
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -23,6 +24,7 @@ __all__ = [
     "MqttSourceSettings",
     "StreamSettings",
     "load_settings",
+    "settings_env",
 ]
 
 
@@ -139,6 +141,30 @@ class GatewaySettings(BaseSettings):
     def topics(self) -> TopicScheme:
         """The topic scheme under the configured prefix."""
         return TopicScheme(self.topic_prefix)
+
+
+def settings_env(settings: GatewaySettings) -> dict[str, str]:
+    """Return ``SENSORGATE_*`` variables that reproduce ``settings`` in a child process."""
+    env: dict[str, str] = {}
+
+    def flatten(prefix: str, value: Any) -> None:
+        if isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                flatten(f"{prefix}__{name.upper()}" if prefix else name.upper(),
+                        getattr(value, name))  # fmt: skip
+        elif value is None:
+            return
+        elif isinstance(value, SecretStr):
+            env[f"SENSORGATE_{prefix}"] = value.get_secret_value()
+        elif isinstance(value, tuple | list):
+            env[f"SENSORGATE_{prefix}"] = json.dumps(list(value))
+        elif isinstance(value, bool):
+            env[f"SENSORGATE_{prefix}"] = "true" if value else "false"
+        else:
+            env[f"SENSORGATE_{prefix}"] = str(value)
+
+    flatten("", settings)
+    return env
 
 
 def load_settings(**overrides: Any) -> GatewaySettings:

@@ -24,7 +24,7 @@ from contract.errors import ServiceError, StorageError
 from edge.mqtt import MqttSettings
 from gateway.influx.query import InfluxQL
 from gateway.services import LocalServices, ManagedProcess
-from gateway.settings import GatewaySettings, load_settings
+from gateway.settings import GatewaySettings, load_settings, settings_env
 from simulators.demo import start_demo_fleet
 
 __all__ = ["Counts", "run_up"]
@@ -39,22 +39,6 @@ class Counts:
     stored: int | None = None
     """Readings in InfluxDB (None until the database answers)."""
     deadletters: int | None = None
-
-
-def _settings_env(settings: GatewaySettings) -> dict[str, str]:
-    """Pass the effective settings to the gateway process through its environment."""
-    env = dict(os.environ)
-    env.update(
-        {
-            "SENSORGATE_TOPIC_PREFIX": settings.topic_prefix,
-            "SENSORGATE_MQTT__HOST": settings.mqtt.host,
-            "SENSORGATE_MQTT__PORT": str(settings.mqtt.port),
-            "SENSORGATE_INFLUX__URL": settings.influx.url,
-            "SENSORGATE_INFLUX__DATABASE": settings.influx.database,
-            "SENSORGATE_INFLUX__API": settings.influx.api,
-        }
-    )
-    return env
 
 
 def _count(q: InfluxQL, statement: str) -> int | None:
@@ -99,7 +83,7 @@ def run_up(
             "gateway",
             [sys.executable, "-m", "gateway.cli", "gateway", "run"],
             workdir / "gateway.log",
-            env=_settings_env(settings),
+            env={**os.environ, **settings_env(settings)},
         )
         fleet = start_demo_fleet(
             MqttSettings(host=settings.mqtt.host, port=settings.mqtt.port),

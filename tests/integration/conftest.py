@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -9,7 +10,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from edge.mqtt import MqttLink, MqttSettings
 from gateway.influx.query import InfluxQL
+from gateway.metrics import GatewayMetrics
 from gateway.services import ServiceEndpoints
 from gateway.settings import GatewaySettings, load_settings
 
@@ -32,6 +35,7 @@ class RunningGateway:
     query: InfluxQL
     thread: threading.Thread
     stop: threading.Event
+    metrics: GatewayMetrics
 
 
 @pytest.fixture
@@ -47,34 +51,56 @@ def gateway_settings(services: ServiceEndpoints, unique: str) -> GatewaySettings
             "share_group": f"g{unique}",
         },
         influx={"url": services.influx_url, "database": f"t_{unique}"},
+        stream={"allowed_lateness_s": 2},
         epoch_interval_s=0.5,
         metrics_port=0,
     )
 
 
-@pytest.fixture
-def running_gateway(gateway_settings: GatewaySettings) -> Iterator[RunningGateway]:
-    """The gateway flow running in a thread of the test process, stopped at the end."""
+@contextlib.contextmanager
+def gateway_thread(settings: GatewaySettings, *, workers: int = 1) -> Iterator[RunningGateway]:
+    """Run the gateway flow in a thread of the test process; stop it on exit."""
     from gateway.app import prepare_storage, run_gateway
 
-    prepare_storage(gateway_settings)
+    prepare_storage(settings)
     stop = threading.Event()
     subscribed = threading.Event()
+    metrics = GatewayMetrics()
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
-            run_gateway(gateway_settings, stop=stop, subscribed=subscribed)
+            run_gateway(
+                settings, workers=workers, stop=stop, subscribed=subscribed, metrics=metrics
+            )
         except BaseException as exc:  # surfaced in the test, not lost in the thread
             errors.append(exc)
 
     thread = threading.Thread(target=run, name="gateway", daemon=True)
     thread.start()
-    query = InfluxQL(gateway_settings.influx)
-    wait_for(lambda: subscribed.is_set() or bool(errors), 30, "the gateway's subscription")
-    yield RunningGateway(gateway_settings, query, thread, stop)
-    stop.set()
-    thread.join(30)
-    query.close()
+    query = InfluxQL(settings.influx)
+    try:
+        wait_for(lambda: subscribed.is_set() or bool(errors), 30, "the gateway's subscription")
+        yield RunningGateway(settings, query, thread, stop, metrics)
+    finally:
+        stop.set()
+        thread.join(30)
+        query.close()
     assert not thread.is_alive(), "the gateway did not stop within 30 s"
     assert not errors, f"the gateway failed: {errors[0]!r}"
+
+
+@pytest.fixture
+def running_gateway(gateway_settings: GatewaySettings) -> Iterator[RunningGateway]:
+    """The gateway flow running in a thread of the test process, stopped at the end."""
+    with gateway_thread(gateway_settings) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def publisher(services: ServiceEndpoints) -> Iterator[MqttLink]:
+    """A connected MQTT client for publishing test telemetry."""
+    link = MqttLink(MqttSettings(host=services.mqtt_host, port=services.mqtt_port))
+    link.start()
+    yield link
+    link.stop()

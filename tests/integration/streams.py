@@ -1,0 +1,129 @@
+"""Helpers for integration tests: publish known telemetry, compute the expected results."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from contract import Reading, TelemetryEvent, TopicScheme, encode
+from edge.mqtt import MqttLink
+
+S = 1_000_000
+
+
+@dataclass
+class Published:
+    """What a test sent: every unique reading, for checking what was stored."""
+
+    readings: dict[tuple[str, str, int], float] = field(default_factory=dict)
+    """(device, metric, time in µs) -> value."""
+    events: list[tuple[str, TelemetryEvent]] = field(default_factory=list)
+
+    def expected_aggregates(
+        self, window_s: int, only: set[str] | None = None
+    ) -> dict[tuple[str, str, int], dict[str, float]]:
+        """(device, metric, window start in µs) -> count/mean/min/max/stddev/first/last."""
+        series: dict[tuple[str, str, int], list[tuple[int, float]]] = defaultdict(list)
+        for (device, metric, t), value in self.readings.items():
+            if only is not None and device not in only:
+                continue
+            start = t - t % (window_s * S)
+            series[(device, metric, start)].append((t, value))
+        out = {}
+        for key, points in series.items():
+            points.sort()
+            values = [v for _, v in points]
+            out[key] = {
+                "count": len(values),
+                "mean": statistics.fmean(values),
+                "min": min(values),
+                "max": max(values),
+                "stddev": statistics.stdev(values) if len(values) > 1 else None,
+                "first": values[0],
+                "last": values[-1],
+            }
+        return out
+
+
+def make_event(
+    site: str, device: str, seq: int, start: datetime, metrics: int, value_of: float
+) -> TelemetryEvent:
+    """One event: ``metrics`` readings at ``start``."""
+    return TelemetryEvent.create(
+        site=site,
+        device=device,
+        sequence=seq,
+        readings=[
+            Reading(sensor="probe", metric=f"m{j}", value=value_of + j, time=start)
+            for j in range(metrics)
+        ],
+    )
+
+
+def publish_series(
+    link: MqttLink,
+    topics: TopicScheme,
+    published: Published,
+    *,
+    site: str,
+    devices: list[str],
+    base: datetime,
+    seconds: int,
+    metrics: int = 3,
+    first_seq: int = 0,
+) -> None:
+    """Publish one event per device per second of event time from ``base``; wait for acks."""
+    tickets = []
+    for i in range(seconds):
+        at = base + timedelta(seconds=i)
+        for d, device in enumerate(devices):
+            value = round(math.sin(i / 7 + d) * 100 + i, 3)
+            event = make_event(site, device, first_seq + i, at, metrics, value)
+            published.events.append((device, event))
+            for r in event.data.readings:
+                published.readings[(device, r.metric, _us(r.time))] = r.value  # type: ignore[assignment]
+            tickets.append(link.publish(topics.telemetry(site, device), encode(event)))
+    assert all(t.wait(30) for t in tickets), "the broker did not acknowledge every publish"
+
+
+def _us(when: datetime) -> int:
+    return int(when.timestamp()) * S + when.microsecond
+
+
+def stored_aggregates(
+    rows: list[dict], window: str
+) -> dict[tuple[str, str, int], dict[str, float]]:  # type: ignore[type-arg]
+    """Aggregates rows from InfluxDB keyed like :meth:`Published.expected_aggregates`."""
+    out = {}
+    for r in rows:
+        if r["window"] != window:
+            continue
+        out[(r["device"], r["metric"], r["time"] // 1000)] = {
+            k: r[k] for k in ("count", "mean", "min", "max", "stddev", "first", "last")
+        }
+    return out
+
+
+def assert_aggregates_equal(got: dict, expected: dict) -> None:  # type: ignore[type-arg]
+    """Exact counts and first/last/min/max; means and stddevs to 1e-9 relative."""
+    assert got.keys() == expected.keys(), (
+        f"missing windows: {sorted(expected.keys() - got.keys())[:5]},"
+        f" unexpected: {sorted(got.keys() - expected.keys())[:5]}"
+    )
+    for key, want in expected.items():
+        have = got[key]
+        for name in ("count", "min", "max", "first", "last"):
+            assert have[name] == want[name], (key, name, have, want)
+        for name in ("mean", "stddev"):
+            if want[name] is None:
+                assert have[name] is None, (key, name, have)
+            else:
+                assert math.isclose(have[name], want[name], rel_tol=1e-9, abs_tol=1e-9), (
+                    key,
+                    name,
+                    have,
+                    want,
+                )

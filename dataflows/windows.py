@@ -94,8 +94,17 @@ class Accumulator:
 
     def state(self) -> tuple[int, float, float, float, float, int, float, int, float]:
         """Return a plain tuple for snapshots."""
-        return (self.count, self.mean, self.m2, self.min, self.max,
-                self.first_t, self.first_v, self.last_t, self.last_v)  # fmt: skip
+        return (
+            self.count,
+            self.mean,
+            self.m2,
+            self.min,
+            self.max,
+            self.first_t,
+            self.first_v,
+            self.last_t,
+            self.last_v,
+        )
 
     @classmethod
     def from_state(
@@ -103,8 +112,17 @@ class Accumulator:
     ) -> Accumulator:
         """Rebuild from :meth:`state`."""
         acc = cls()
-        (acc.count, acc.mean, acc.m2, acc.min, acc.max,
-         acc.first_t, acc.first_v, acc.last_t, acc.last_v) = state  # fmt: skip
+        (
+            acc.count,
+            acc.mean,
+            acc.m2,
+            acc.min,
+            acc.max,
+            acc.first_t,
+            acc.first_v,
+            acc.last_t,
+            acc.last_v,
+        ) = state
         return acc
 
 

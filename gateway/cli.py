@@ -78,6 +78,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=_cmd_gateway_run)
 
+    bench = sub.add_parser(
+        "bench",
+        help="benchmark the gateway against a naive baseline (starts its own stack)",
+        description="Start local services, run the gateway and the load generator in their"
+        " own processes, and report sustained readings/s stored, latency p50/p99 at half"
+        " that rate, peak RSS and CPU for each scenario, next to a naive baseline (paho"
+        " on_message + influxdb-client, one write per message). Writes a JSON report and a"
+        " PNG chart.",
+    )
+    bench.add_argument(
+        "--scenario",
+        action="append",
+        choices=["1k", "10k"],
+        default=None,
+        help="1k: 1,000 devices x 10 metrics; 10k: 10,000 x 10 (default: both)",
+    )
+    bench.add_argument("--duration", type=float, default=20.0, help="seconds of load per phase")
+    bench.add_argument("--no-baseline", action="store_true", help="skip the naive baseline")
+    bench.add_argument("--out", default="reports/bench.json", help="JSON report path")
+    bench.add_argument("--chart", default="reports/bench.png", help="PNG chart path ('' for none)")
+    bench.add_argument("--json", action="store_true", help="print the JSON report")
+    bench.set_defaults(func=_cmd_bench)
+
     for module_name in _PLUGINS:
         try:
             module = importlib.import_module(module_name)
@@ -113,6 +136,19 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
     return run_up(
         devices=args.devices, interval_s=args.interval, duration_s=args.duration, as_json=args.json
+    )
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from gateway.bench_report import run_and_report
+
+    return run_and_report(
+        scenarios=args.scenario or ["1k", "10k"],
+        duration_s=args.duration,
+        baseline=not args.no_baseline,
+        out=args.out,
+        chart_path=args.chart or None,
+        as_json=args.json,
     )
 
 

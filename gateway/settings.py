@@ -150,8 +150,9 @@ def settings_env(settings: GatewaySettings) -> dict[str, str]:
     def flatten(prefix: str, value: Any) -> None:
         if isinstance(value, BaseModel):
             for name in type(value).model_fields:
-                flatten(f"{prefix}__{name.upper()}" if prefix else name.upper(),
-                        getattr(value, name))  # fmt: skip
+                flatten(
+                    f"{prefix}__{name.upper()}" if prefix else name.upper(), getattr(value, name)
+                )
         elif value is None:
             return
         elif isinstance(value, SecretStr):

@@ -44,16 +44,19 @@ def test_duplicates_and_resends_count_once(
     topics = gw.settings.topics
     published = Published()
     base = _base()
-    publish_series(publisher, topics, published, site="plant", devices=DEVICES, base=base,
-                   seconds=60)  # fmt: skip
+    publish_series(
+        publisher, topics, published, site="plant", devices=DEVICES, base=base, seconds=60
+    )
     # QoS 1 re-delivery: the very same bytes again; outbox re-send: same sequence, new id.
     tickets = []
     for device, event in published.events[:30]:
         tickets.append(publisher.publish(topics.telemetry("plant", device), encode(event)))
         resent = TelemetryEvent.create(
-            site="plant", device=device, sequence=event.data.sequence,
+            site="plant",
+            device=device,
+            sequence=event.data.sequence,
             readings=event.data.readings,
-        )  # fmt: skip
+        )
         tickets.append(publisher.publish(topics.telemetry("plant", device), encode(resent)))
     assert all(t.wait(10) for t in tickets)
 
@@ -79,8 +82,16 @@ def test_late_reading_goes_to_late_output_and_leaves_the_window_alone(
     topics = gw.settings.topics
     published = Published()
     base = _base()
-    publish_series(publisher, topics, published, site="plant", devices=["late-dev"], base=base,
-                   seconds=30, metrics=1)  # fmt: skip
+    publish_series(
+        publisher,
+        topics,
+        published,
+        site="plant",
+        devices=["late-dev"],
+        base=base,
+        seconds=30,
+        metrics=1,
+    )
     first_window = int(base.timestamp()) * 1_000_000
     wait_for(
         lambda: (
@@ -91,13 +102,24 @@ def test_late_reading_goes_to_late_output_and_leaves_the_window_alone(
     )
     before = stored_aggregates(gw.query.query("SELECT * FROM aggregates"), "10s")
     straggler = TelemetryEvent.create(
-        site="plant", device="late-dev", sequence=1000,
-        readings=[Reading(sensor="probe", metric="m0", value=999.0,
-                          time=base + timedelta(seconds=5, milliseconds=500))],
-    )  # fmt: skip
+        site="plant",
+        device="late-dev",
+        sequence=1000,
+        readings=[
+            Reading(
+                sensor="probe",
+                metric="m0",
+                value=999.0,
+                time=base + timedelta(seconds=5, milliseconds=500),
+            )
+        ],
+    )
     assert publisher.publish(topics.telemetry("plant", "late-dev"), encode(straggler)).wait(10)
-    wait_for(lambda: gw.query.scalar("SELECT count(value) FROM late_readings") == 1, 30,
-             "the late reading in late_readings")  # fmt: skip
+    wait_for(
+        lambda: gw.query.scalar("SELECT count(value) FROM late_readings") == 1,
+        30,
+        "the late reading in late_readings",
+    )
     late = gw.query.query("SELECT * FROM late_readings")[0]
     assert late["value"] == 999.0
     assert late["seq"] == 1000
@@ -120,8 +142,15 @@ def test_two_workers_give_the_same_aggregates_as_one(
     devices = [f"w{i}" for i in range(8)]
     with gateway_thread(settings, workers=2) as gw:
         published = Published()
-        publish_series(publisher, settings.topics, published, site="plant", devices=devices,
-                       base=_base(), seconds=30)  # fmt: skip
+        publish_series(
+            publisher,
+            settings.topics,
+            published,
+            site="plant",
+            devices=devices,
+            base=_base(),
+            seconds=30,
+        )
         expected = published.expected_aggregates(10)
         rows = _wait_for_aggregates(gw, len(expected))
         assert_aggregates_equal(stored_aggregates(rows, "10s"), expected)
@@ -135,8 +164,16 @@ def test_sliding_windows(gateway_settings: GatewaySettings, publisher: MqttLink)
     with gateway_thread(settings) as gw:
         published = Published()
         base = _base()
-        publish_series(publisher, settings.topics, published, site="plant", devices=["s1"],
-                       base=base, seconds=40, metrics=1)  # fmt: skip
+        publish_series(
+            publisher,
+            settings.topics,
+            published,
+            site="plant",
+            devices=["s1"],
+            base=base,
+            seconds=40,
+            metrics=1,
+        )
         # Windows [-10,10), [0,20), [10,30), [20,40), [30,50) relative to base.
         rows = _wait_for_aggregates(gw, 5)
         got = stored_aggregates(rows, "20s/10s")

@@ -80,12 +80,25 @@ def test_two_processes_give_the_aggregates_computed_from_the_data(
         published = Published()
         start = datetime.now(UTC).replace(second=0, microsecond=0)
         devices = [f"p{i}" for i in range(10)]
-        publish_series(publisher, settings.topics, published, site="plant", devices=devices,
-                       base=start, seconds=30)  # fmt: skip
+        publish_series(
+            publisher,
+            settings.topics,
+            published,
+            site="plant",
+            devices=devices,
+            base=start,
+            seconds=30,
+        )
         expected = published.expected_aggregates(10)
         q = InfluxQL(settings.influx)
-        wait_for(lambda: q.scalar("SELECT count(mean) FROM aggregates WHERE \"window\" = '10s'")
-                 >= len(expected), 60, "the aggregates of both processes")  # fmt: skip
+        wait_for(
+            lambda: (
+                q.scalar("SELECT count(mean) FROM aggregates WHERE \"window\" = '10s'")
+                >= len(expected)
+            ),
+            60,
+            "the aggregates of both processes",
+        )
         assert_aggregates_equal(
             stored_aggregates(q.query("SELECT * FROM aggregates"), "10s"), expected
         )
@@ -136,16 +149,24 @@ class _Load:
             now = datetime.now(UTC)
             for d, device in enumerate(self.devices):
                 event = TelemetryEvent.create(
-                    site="plant", device=device, sequence=seq,
-                    readings=[Reading(sensor="probe", metric=f"m{j}", value=seq * 10.0 + d + j,
-                                      time=now) for j in range(5)],
-                )  # fmt: skip
+                    site="plant",
+                    device=device,
+                    sequence=seq,
+                    readings=[
+                        Reading(sensor="probe", metric=f"m{j}", value=seq * 10.0 + d + j, time=now)
+                        for j in range(5)
+                    ],
+                )
                 for r in event.data.readings:
-                    key = (device, r.metric, int(r.time.timestamp()) * 1_000_000
-                           + r.time.microsecond)  # fmt: skip
+                    key = (
+                        device,
+                        r.metric,
+                        int(r.time.timestamp()) * 1_000_000 + r.time.microsecond,
+                    )
                     self.published.readings[key] = r.value  # type: ignore[assignment]
-                self.tickets.append(self.link.publish(self.topics.telemetry("plant", device),
-                                                      encode(event)))  # fmt: skip
+                self.tickets.append(
+                    self.link.publish(self.topics.telemetry("plant", device), encode(event))
+                )
             seq += 1
             self.stop.wait(0.05)
 
@@ -181,8 +202,11 @@ def test_sigkill_under_load_loses_no_reading(
         assert killed_at > 1000, killed_at
         assert total > killed_at + 1000, (killed_at, total)
         q = InfluxQL(settings.influx)
-        wait_for(lambda: q.scalar("SELECT count(value) FROM readings") >= total, 60,
-                 f"all {total} readings stored")  # fmt: skip
+        wait_for(
+            lambda: q.scalar("SELECT count(value) FROM readings") >= total,
+            60,
+            f"all {total} readings stored",
+        )
         rows = q.query("SELECT value, device, metric FROM readings")
         stored = {(r["device"], r["metric"], r["time"] // 1000): r["value"] for r in rows}
         assert stored == load.published.readings
@@ -190,8 +214,14 @@ def test_sigkill_under_load_loses_no_reading(
         expected = load.published.expected_aggregates(10)
         newest = max(k[2] for k in expected)
         complete = {k: v for k, v in expected.items() if k[2] + 10_000_000 <= newest}
-        wait_for(lambda: q.scalar("SELECT count(mean) FROM aggregates WHERE \"window\" = '10s'")
-                 >= len(complete), 60, "the aggregates")  # fmt: skip
+        wait_for(
+            lambda: (
+                q.scalar("SELECT count(mean) FROM aggregates WHERE \"window\" = '10s'")
+                >= len(complete)
+            ),
+            60,
+            "the aggregates",
+        )
         got = stored_aggregates(q.query("SELECT * FROM aggregates"), "10s")
         assert_aggregates_equal({k: got[k] for k in complete if k in got}, complete)
         q.close()
@@ -231,39 +261,65 @@ def own_influx(tmp_path: Path) -> Iterator[tuple[ManagedProcess, int]]:
 
 
 def test_metrics_and_health_follow_influxdb(
-    proc_settings: GatewaySettings, own_influx: tuple[ManagedProcess, int], tmp_path: Path,
+    proc_settings: GatewaySettings,
+    own_influx: tuple[ManagedProcess, int],
+    tmp_path: Path,
     publisher: MqttLink,
-) -> None:  # fmt: skip
+) -> None:
     influx_proc, influx_port = own_influx
     settings = proc_settings.model_copy(
-        update={"influx": proc_settings.influx.model_copy(
-            update={"url": f"http://127.0.0.1:{influx_port}"})}
-    )  # fmt: skip
+        update={
+            "influx": proc_settings.influx.model_copy(
+                update={"url": f"http://127.0.0.1:{influx_port}"}
+            )
+        }
+    )
     port = settings.metrics_port
     gw = _spawn(settings, tmp_path, "gw-health")
     try:
         _wait_ready(gw, port)
         published = Published()
-        publish_series(publisher, settings.topics, published, site="plant", devices=["h1"],
-                       base=datetime.now(UTC).replace(microsecond=0), seconds=5)  # fmt: skip
+        publish_series(
+            publisher,
+            settings.topics,
+            published,
+            site="plant",
+            devices=["h1"],
+            base=datetime.now(UTC).replace(microsecond=0),
+            seconds=5,
+        )
         assert publisher.publish(settings.topics.telemetry("plant", "h1"), b"junk").wait(10)
         url = f"http://127.0.0.1:{port}/metrics"
-        wait_for(lambda: _metric(httpx.get(url).text, "sensorgate_readings_in_total") >= 15, 30,
-                 "readings counted")  # fmt: skip
+        wait_for(
+            lambda: _metric(httpx.get(url).text, "sensorgate_readings_in_total") >= 15,
+            30,
+            "readings counted",
+        )
         text = httpx.get(url).text
-        wait_for(lambda: 'sensorgate_deadletters_total{reason="not_json"} 1.0'
-                 in httpx.get(url).text, 30, "the dead letter counted")  # fmt: skip
-        for name in ("sensorgate_points_written_total", "sensorgate_end_to_end_lag_seconds_bucket",
-                     "sensorgate_duplicate_readings_total", "sensorgate_late_readings_total",
-                     "sensorgate_spill_bytes", "sensorgate_write_retries_total"):  # fmt: skip
+        wait_for(
+            lambda: 'sensorgate_deadletters_total{reason="not_json"} 1.0' in httpx.get(url).text,
+            30,
+            "the dead letter counted",
+        )
+        for name in (
+            "sensorgate_points_written_total",
+            "sensorgate_end_to_end_lag_seconds_bucket",
+            "sensorgate_duplicate_readings_total",
+            "sensorgate_late_readings_total",
+            "sensorgate_spill_bytes",
+            "sensorgate_write_retries_total",
+        ):
             assert name in text, name
         health = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
         assert health["ready"]
         assert health["broker"]
         assert health["influxdb"]
         influx_proc.stop()
-        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 503, 15,
-                 "/healthz to report InfluxDB down")  # fmt: skip
+        wait_for(
+            lambda: httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 503,
+            15,
+            "/healthz to report InfluxDB down",
+        )
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["influxdb"] is False
     finally:
         gw.stop()

@@ -92,5 +92,5 @@ def test_interval_change_reanchors_at_the_planned_tick() -> None:
     sampler.add("a", SlowDriver(clock, 0.0), 10.0)
     run_for(sampler, clock, 25)  # ticks at 0, 10, 20; next planned at 30
     sampler.set_interval("a", 2.0)
-    after = run_for(sampler, clock, 10)
+    after = run_for(sampler, clock, 15)  # the clock is at 20: up to 35
     assert [(r.time - t0).total_seconds() for r in after] == [30.0, 32.0, 34.0]

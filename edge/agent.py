@@ -110,6 +110,7 @@ class Agent:
         self._last_config_payload: bytes | None = None
         self._unstored: list[Batch] = []
         self._last_drop_status = float("-inf")
+        self._dropped_unreported = 0
         self._started = False
         self.link = None
         topics = config.topics
@@ -282,13 +283,17 @@ class Agent:
         if self.publisher is not None:
             self.publisher.wake()
         if dropped:
-            total = self.outbox.stats().dropped_total
-            log.warning(
-                "outbox over budget: dropped the %d oldest event(s) (%d in total)", dropped, total
-            )
+            self._dropped_unreported += dropped
             now = self.clock.monotonic()
+            # Over budget, every new event pushes one out: report in summaries, not per event.
             if now - self._last_drop_status >= _DROP_STATUS_EVERY_S:
                 self._last_drop_status = now
+                log.warning(
+                    "outbox over budget: dropped the %d oldest event(s) (%d in total)",
+                    self._dropped_unreported,
+                    self.outbox.stats().dropped_total,
+                )
+                self._dropped_unreported = 0
                 self._send_status("outbox_dropped")
 
     def _retry_unstored(self) -> None:

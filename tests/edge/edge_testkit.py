@@ -78,7 +78,9 @@ def make_config(tmp_path: Path, **overrides: Any) -> AgentConfig:
     data: dict[str, Any] = {
         "site": "site-a",
         "device": "dev-1",
-        "sensors": [{"id": "sim", "driver": "simulated", "interval_s": 1.0, "options": {"seed": 1}}],
+        "sensors": [
+            {"id": "sim", "driver": "simulated", "interval_s": 1.0, "options": {"seed": 1}}
+        ],
         "outbox": {"path": str(tmp_path / "outbox.db")},
     }
     data.update(overrides)

@@ -11,7 +11,9 @@ T = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def readings(n: int, start: int = 0) -> list[Reading]:
-    return [Reading(sensor="s", metric="m", value=float(i), time=T) for i in range(start, start + n)]
+    return [
+        Reading(sensor="s", metric="m", value=float(i), time=T) for i in range(start, start + n)
+    ]
 
 
 def test_batch_closes_by_count() -> None:

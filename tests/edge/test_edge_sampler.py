@@ -78,7 +78,9 @@ def test_two_sensors_keep_their_own_grids_for_hours() -> None:
     slow = [r for r in readings if r.sensor == "slow"]
     assert len(slow) == 3 * 3600 // 7 + 1
     # stamped when read: at most one fast read (2 ms) late, and never later than that
-    lateness = [(r.time - (t0 + timedelta(seconds=7 * k))).total_seconds() for k, r in enumerate(slow)]
+    lateness = [
+        (r.time - (t0 + timedelta(seconds=7 * k))).total_seconds() for k, r in enumerate(slow)
+    ]
     assert max(lateness) <= 0.002 and min(lateness) >= 0
     offsets = {round((r.time - t0).total_seconds() % 0.25, 6) for r in fast}
     assert offsets == {0.0, 0.052}  # on the grid, or late behind the 300 ms read; no drift

@@ -61,7 +61,8 @@ def test_an_hour_of_sampling_arrives_batched_and_numbered(tmp_path: Path) -> Non
     assert agent.outbox.depth == 0
     # birth first, then a heartbeat every 10 minutes
     kinds = [s.data.reason for s in statuses(transport)]
-    assert kinds[0] == "birth" and kinds.count("heartbeat") == 5  # 600..3000 s
+    assert kinds[0] == "birth"
+    assert kinds.count("heartbeat") == 5
     last = statuses(transport)[-1].data
     assert last.details["sensors"]["sim"]["samples"] == 3001  # the heartbeat at 3000 s
     assert last.config_hash == agent.config.config_hash()
@@ -73,12 +74,13 @@ def test_batches_close_by_age_when_count_is_not_reached(tmp_path: Path) -> None:
     )
     run(agent, clock, 60)
     sizes = [len(e.data.readings) for e in telemetry(transport)]
-    assert sizes and all(s in (5, 6) for s in sizes)  # 1 s sampling, 5 s age limit
+    assert sizes
+    assert all(s in (5, 6) for s in sizes)
     assert sum(sizes) + agent.batcher.pending == len(sampled)
 
 
 def test_outage_then_drain_oldest_first_and_budget_drops_counted(tmp_path: Path) -> None:
-    agent, clock, transport, sampled = make_agent(
+    agent, clock, transport, _sampled = make_agent(
         tmp_path,
         batch={"max_readings": 1, "max_age_s": 60},
         outbox={"path": str(tmp_path / "o.db"), "max_events": 100, "max_rate": 10},
@@ -147,9 +149,11 @@ def test_a_faulty_sensor_reports_fault_readings_and_status(tmp_path: Path) -> No
     )
     run(agent, clock, 9)
     faults = [r for r in sampled if r.fault is not None]
-    assert len(faults) == 3 and all(r.value is None for r in faults)
+    assert len(faults) == 3
+    assert all(r.value is None for r in faults)
     reasons = [s.data.reason for s in statuses(transport)]
-    assert "sensor_fault" in reasons and "sensor_recovered" in reasons
+    assert "sensor_fault" in reasons
+    assert "sensor_recovered" in reasons
 
 
 def test_clean_shutdown_stores_open_batches(tmp_path: Path) -> None:
@@ -158,7 +162,8 @@ def test_clean_shutdown_stores_open_batches(tmp_path: Path) -> None:
     )
     transport.is_connected = False
     run(agent, clock, 5)
-    assert agent.outbox.depth == 0 and agent.batcher.pending == len(sampled)
+    assert agent.outbox.depth == 0
+    assert agent.batcher.pending == len(sampled)
     agent.shutdown(drain_s=0)
     again = Agent(make_config(tmp_path), clock=clock, transport=FakeTransport())
     assert again.outbox.depth == 1

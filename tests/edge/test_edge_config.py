@@ -172,7 +172,8 @@ def test_cli_register_adds_edge_to_a_parent_parser() -> None:
     parser = argparse.ArgumentParser(prog="sensorgate")
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["edge", "check", "--config", "x.toml", "--json"])
-    assert args.json is True and callable(args.func)
+    assert args.json is True
+    assert callable(args.func)
 
 
 def test_cli_module_imports_stdlib_only() -> None:

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from edge_testkit import W1_BAD_CRC, W1_OK, W1_POWER_ON
 
 from contract.errors import ConfigError
 from edge.clock import FakeClock
@@ -30,8 +31,6 @@ from edge.drivers.simulated import create as create_simulated
 from edge.drivers.system import SystemDriver, SystemOptions
 from edge.drivers.thermal import ThermalDriver, ThermalOptions
 from edge.sampler import Sampler
-
-from edge_testkit import W1_BAD_CRC, W1_OK, W1_POWER_ON
 
 # -- BMP280 datasheet 3.12 worked example (BST-BMP280-DS001) ----------------------------
 DATASHEET_CAL = dict(
@@ -185,7 +184,7 @@ def test_w1_slave_parsing() -> None:
     assert parse_w1_slave(W1_OK) == 23.125
     with pytest.raises(DriverFault, match="CRC check failed"):
         parse_w1_slave(W1_BAD_CRC)
-    with pytest.raises(DriverFault, match="85.000 degC power-on"):
+    with pytest.raises(DriverFault, match=r"85\.000 degC power-on"):
         parse_w1_slave(W1_POWER_ON)
     with pytest.raises(DriverFault, match="expected 2"):
         parse_w1_slave("")
@@ -206,7 +205,8 @@ def test_ds18b20_missing_probe(sysfs: Path) -> None:
     root = sysfs / "sys/bus/w1/devices"
     gone = DS18B20Driver(DS18B20Options(root=root, serials=("28-00000000dead",)))
     [m] = gone.read()
-    assert m.value is None and "unreadable" in (m.fault or "")
+    assert m.value is None
+    assert "unreadable" in (m.fault or "")
     with pytest.raises(DriverFault, match="found 0"):
         DS18B20Driver(DS18B20Options(root=sysfs / "none")).read()
 
@@ -229,7 +229,8 @@ def test_system_group_failure_is_a_fault_measurement(sysfs: Path) -> None:
     (sysfs / "proc" / "meminfo").write_text("garbage\n")
     opts = SystemOptions(proc_root=sysfs / "proc", disk=False, interfaces=("wlan0",))
     out = {m.metric: m for m in SystemDriver(opts).read()}
-    assert out["mem_used_percent"].value is None and out["mem_used_percent"].fault
+    assert out["mem_used_percent"].value is None
+    assert out["mem_used_percent"].fault
     assert out["load1"].value == 0.52
     assert out["net_rx_bytes"].value == 1000
 
@@ -243,7 +244,8 @@ def test_command_file_number_and_json(tmp_path: Path) -> None:
     value.write_text(json.dumps({"a": 1, "b": "x", "c": True}))
     out = {m.metric: m for m in driver.read()}
     assert out["a"].value == 1.0
-    assert out["b"].value is None and "not a number" in (out["b"].fault or "")
+    assert out["b"].value is None
+    assert "not a number" in (out["b"].fault or "")
     assert out["c"].value == 1.0
 
 
@@ -254,7 +256,7 @@ def test_command_output_timeout_and_failure() -> None:
     slow = CommandDriver(
         CommandOptions(command=(py, "-c", "import time; time.sleep(5)"), timeout_s=0.3)
     )
-    with pytest.raises(DriverFault, match="timed out after 0.3 s"):
+    with pytest.raises(DriverFault, match=r"timed out after 0\.3 s"):
         slow.read()
     failing = CommandDriver(CommandOptions(command=(py, "-c", "raise SystemExit(3)")))
     with pytest.raises(DriverFault, match="exited with 3"):
@@ -349,7 +351,8 @@ def test_failing_driver_gives_fault_readings_and_a_status_change() -> None:
         got.extend(sampler.sample_due())
         clock.advance(1.0)
     assert [r.value for r in got] == [21.0, None, None, 24.0]
-    assert got[1].metric == "temperature" and got[1].unit == "degC"
+    assert got[1].metric == "temperature"
+    assert got[1].unit == "degC"
     assert got[1].fault == "driver error: RuntimeError: bug in a third-party driver"
     assert got[2].fault == "sensor unplugged"
     assert changes == [("probe", got[1].fault), ("probe", None)]

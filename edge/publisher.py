@@ -120,9 +120,17 @@ class Publisher:
         self._thread.start()
 
     def stop(self, *, drain_s: float = 2.0) -> None:
-        """Wait up to ``drain_s`` for in-flight PUBACKs, then stop the thread."""
+        """Give the outbox up to ``drain_s`` to empty (while connected), then stop the thread.
+
+        Whatever is left stays in the outbox for the next start.
+        """
         deadline = self.clock.monotonic() + drain_s
-        while self._inflight and self.clock.monotonic() < deadline and self.transport.connected:
+        while (
+            (self._inflight or self.outbox.depth)
+            and self.clock.monotonic() < deadline
+            and self.transport.connected
+            and self._thread is not None
+        ):
             self._wake.set()
             self._stop.wait(0.02)
         self._stop.set()

@@ -157,3 +157,101 @@ def subscriber_factory() -> Iterator[Callable[..., Subscriber]]:
 def edge_topics(topics: TopicScheme) -> TopicScheme:
     """The shared unique topic scheme (alias, for readability)."""
     return topics
+
+
+def agent_overrides(
+    tmp_path: Path, prefix: str, port: int, *, interval: float = 0.01, **extra: Any
+) -> dict[str, Any]:
+    """Config overrides for an agent on a loopback broker, sampling fast."""
+    data: dict[str, Any] = {
+        "site": "itest",
+        "device": f"dev-{tmp_path.name[-12:].replace('/', '_')}",
+        "mqtt": {
+            "host": "127.0.0.1",
+            "port": port,
+            "topic_prefix": prefix,
+            "reconnect_min_s": 0.05,
+            "reconnect_max_s": 0.5,
+            "keepalive_s": 5,
+        },
+        "sensors": [
+            {"id": "sim", "driver": "simulated", "interval_s": interval, "options": {"seed": 5}},
+            {
+                "id": "sim2",
+                "driver": "simulated",
+                "interval_s": interval * 3,
+                "options": {"seed": 9, "metric": "humidity", "unit": "%RH"},
+            },
+        ],
+        "batch": {"max_readings": 10, "max_age_s": 0.2},
+        "outbox": {"path": str(tmp_path / "outbox.db"), "max_rate": 0},
+        "status": {"heartbeat_s": 1.0},
+    }
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return data
+
+
+class AgentThread:
+    """An in-process agent running in a thread, with every sampled reading recorded."""
+
+    def __init__(self, overrides: dict[str, Any]) -> None:
+        from edge.agent import Agent
+
+        self.sampled: list[Any] = []
+        self._lock = threading.Lock()
+        self.config = load_config(None, overrides=overrides)
+        self.agent = Agent(self.config, on_readings=self._tap)
+        self.thread = threading.Thread(target=self.agent.run, name="agent-under-test", daemon=True)
+
+    def _tap(self, readings: list[Any]) -> None:
+        with self._lock:
+            self.sampled.extend(readings)
+
+    def readings(self) -> list[Any]:
+        """A copy of what was sampled so far."""
+        with self._lock:
+            return list(self.sampled)
+
+    def __enter__(self) -> AgentThread:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the agent and wait for its clean shutdown."""
+        self.agent.stop()
+        self.thread.join(timeout=20)
+        assert not self.thread.is_alive(), "the agent did not stop"
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.thread.is_alive():
+            self.stop()
+
+
+def received_events(messages: list[tuple[str, bytes, bool]], topic: str) -> list[Any]:
+    """Decode the telemetry events among ``messages`` (in arrival order)."""
+    from contract.codec import decode
+
+    return [decode(p) for t, p, _r in messages if t == topic]
+
+
+def first_seen(events: list[Any]) -> list[Any]:
+    """Events in arrival order, duplicates (QoS 1 re-deliveries) removed."""
+    seen: set[int] = set()
+    out = []
+    for event in events:
+        if event.data.sequence not in seen:
+            seen.add(event.data.sequence)
+            out.append(event)
+    return out
+
+
+def publish_retained(host: str, port: int, topic: str, payload: bytes) -> None:
+    """Publish one retained QoS 1 message and wait for its PUBACK."""
+    from edge.mqtt import MqttLink, MqttSettings
+
+    with MqttLink(MqttSettings(host=host, port=port)) as link:
+        assert link.publish(topic, payload, qos=1, retain=True).wait(5.0)

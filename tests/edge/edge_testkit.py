@@ -98,6 +98,9 @@ class Subscriber:
         *,
         client_id: str = "",
         clean_session: bool = True,
+        username: str | None = None,
+        password: str | None = None,
+        tls: tuple[str, str, str] | None = None,
     ) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
@@ -112,6 +115,10 @@ class Subscriber:
             clean_session=clean_session if client_id else True,
         )
         self.client.reconnect_delay_set(0.05, 0.2)  # type: ignore[arg-type]
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        if tls is not None:  # (ca_file, cert_file, key_file)
+            self.client.tls_set(ca_certs=tls[0], certfile=tls[1], keyfile=tls[2])
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *_a: self.subscribed.set()

@@ -17,6 +17,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from contract.codec import encode
 from contract.errors import ConfigError, StorageError
@@ -31,6 +32,9 @@ from edge.publisher import Publisher
 from edge.sampler import Sampler
 from edge.status import StatusBoard
 from edge.transport import Transport
+
+if TYPE_CHECKING:  # paho is imported lazily: `check` and the unit tests do not need it
+    from edge.mqtt import MqttLink, MqttSettings
 
 __all__ = ["Agent", "build_drivers", "mqtt_settings"]
 
@@ -58,7 +62,7 @@ def build_drivers(config: AgentConfig, registry: DriverRegistry | None = None) -
     return drivers
 
 
-def mqtt_settings(config: AgentConfig):  # type: ignore[no-untyped-def]  # paho imported lazily
+def mqtt_settings(config: AgentConfig) -> MqttSettings:
     """Return the :class:`~edge.mqtt.MqttSettings` of an agent config."""
     from edge.mqtt import MqttSettings, TlsSettings
 
@@ -112,7 +116,7 @@ class Agent:
         self._last_drop_status = float("-inf")
         self._dropped_unreported = 0
         self._started = False
-        self.link = None
+        self.link: MqttLink | None = None
         topics = config.topics
         self.telemetry_topic = topics.telemetry(config.site, config.device)
         self.status_topic = topics.status(config.site, config.device)
@@ -147,18 +151,18 @@ class Agent:
         if self._started:
             return
         self._started = True
-        transport = self._transport
+        transport: Transport | None = self._transport
         if transport is None:
             from edge.mqtt import MqttLink, Will
 
-            self.link = MqttLink(
+            link = MqttLink(
                 mqtt_settings(self.config),
                 will=Will(self.status_topic, self.status.offline("connection lost")),
                 on_connect=lambda _link: self._on_connect(),
                 on_message=self._on_message,
                 on_publish=lambda _mid: self.publisher.wake() if self.publisher else None,
             )
-            transport = self.link
+            self.link = transport = link
         self.publisher = Publisher(
             transport,
             self.outbox,

@@ -25,6 +25,7 @@ from typing import Annotated
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from contract.errors import BrokerError
@@ -209,7 +210,7 @@ class MqttLink:
         _client: mqtt.Client,
         _userdata: object,
         _flags: mqtt.ConnectFlags,
-        reason: mqtt.ReasonCode,
+        reason: ReasonCode,
         _props: object,
     ) -> None:
         if reason.is_failure:
@@ -225,7 +226,7 @@ class MqttLink:
         _client: mqtt.Client,
         _userdata: object,
         _flags: mqtt.DisconnectFlags,
-        reason: mqtt.ReasonCode,
+        reason: ReasonCode,
         _props: object,
     ) -> None:
         self._connected.clear()

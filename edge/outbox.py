@@ -245,7 +245,7 @@ class Outbox:
     @property
     def depth(self) -> int:
         """Events waiting for a PUBACK."""
-        return self._depth
+        return int(self._depth)
 
     def _rollback(self) -> None:
         try:

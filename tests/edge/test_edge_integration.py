@@ -228,6 +228,12 @@ def test_sigkill_loses_nothing_in_the_outbox_and_never_reuses_a_sequence(
         return any(isinstance(e, DeviceOfflineEvent) for e in events)
 
     wait_for(last_will, 10, "the last will")
+    late = subscriber_factory(host, port, status)  # retained: a newcomer sees it too
+    wait_for(late.snapshot, 5, "the retained last will")
+    will = decode(late.snapshot()[0][1])
+    assert late.snapshot()[0][2]
+    assert isinstance(will, DeviceOfflineEvent)
+    assert will.data.reason == "connection lost"
 
     second = subprocess.Popen(cmd, env=env, cwd=REPO, stderr=subprocess.PIPE)
     try:

@@ -180,16 +180,21 @@ class MqttLink:
             self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         self._client.on_connect = self._handle_connect
         self._client.on_disconnect = self._handle_disconnect
-        self._client.on_connect_fail = lambda _c, _u: self._arm_backoff()
+        self._client.on_connect_fail = lambda _c, _u: self._handle_connect_fail()
         if on_message is not None:
             self._client.on_message = lambda _c, _u, msg: on_message(msg)
         if on_publish is not None:
             self._client.on_publish = lambda _c, _u, mid, _rc, _p: on_publish(mid)
 
-    def _arm_backoff(self) -> None:
+    def _handle_connect_fail(self) -> None:
+        delay = self._arm_backoff()
+        log.warning("cannot reach the broker at %s; retrying in %.1f s", self.settings.url, delay)
+
+    def _arm_backoff(self) -> float:
         # paho waits for its min delay (a None current delay starts there): set both.
         delay = self.backoff.next()
         self._client.reconnect_delay_set(min_delay=delay, max_delay=delay)  # type: ignore[arg-type]
+        return delay
 
     def _configure_tls(self, tls: TlsSettings) -> None:
         try:
@@ -230,8 +235,10 @@ class MqttLink:
         _props: object,
     ) -> None:
         self._connected.clear()
-        self._arm_backoff()
-        log.info("disconnected from %s: %s", self.settings.url, reason)
+        delay = self._arm_backoff()
+        log.info(
+            "disconnected from %s: %s; reconnecting in %.1f s", self.settings.url, reason, delay
+        )
 
     @property
     def client(self) -> mqtt.Client:

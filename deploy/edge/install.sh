@@ -83,7 +83,7 @@ install -m 0644 "$HERE/sensorgate-edge.service" /etc/systemd/system/sensorgate-e
 systemctl daemon-reload
 
 echo "==> probing the sensors once"
-if sudo -u sensorgate "$PREFIX/venv/bin/sensorgate" edge check --config /etc/sensorgate/edge.toml; then
+if sudo -u sensorgate "$PREFIX/venv/bin/sensorgate-edge" check --config /etc/sensorgate/edge.toml; then
     systemctl enable --now sensorgate-edge.service
     echo "done: journalctl -u sensorgate-edge -f"
 else

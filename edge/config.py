@@ -302,6 +302,9 @@ def parse_remote_config(payload: bytes, base: AgentConfig) -> RemoteConfig | Non
         raise ConfigError("(payload)", f"not JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise ConfigError("(payload)", f"expected a JSON object; got a JSON {type(doc).__name__}")
+    if isinstance(doc.get("batch"), dict):
+        # A partial batch table changes only what it names; the rest stays as configured.
+        doc = {**doc, "batch": {**base.batch.model_dump(), **doc["batch"]}}
     try:
         remote = RemoteConfig.model_validate(doc)
     except ValidationError as exc:

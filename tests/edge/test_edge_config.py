@@ -117,6 +117,7 @@ def test_remote_config_validation(tmp_path: Path) -> None:
     live = base.with_remote(remote)
     assert live.sensor("sim").interval_s == 0.5
     assert live.batch.max_readings == 3
+    assert live.batch.max_age_s == base.batch.max_age_s  # a partial table changes only its keys
     assert live.config_hash() != base.config_hash()
     assert parse_remote_config(b"", base) is None
     cases = [

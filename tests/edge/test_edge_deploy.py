@@ -1,8 +1,8 @@
 """The deploy/edge examples against a real mosquitto: TLS (mutual), passwords, the ACL.
 
-The broker runs the ACL file shipped in deploy/edge verbatim, with a password per
-device and ``use_username_as_clientid`` as in the example listener; the agent talks
-to it over mutual TLS with a username and a password.
+The broker runs the listener config and the ACL shipped in deploy/edge (paths and
+port replaced, client certificates required), with a password per device; the agent
+talks to it over mutual TLS with a username and a password.
 """
 
 from __future__ import annotations
@@ -66,25 +66,20 @@ def secure_broker() -> Iterator[tuple[int, Path]]:
     for f in work.iterdir():
         f.chmod(0o644)
     port = free_port()
+    # The shipped listener config, with this test's paths and port, client certs required.
     conf = work / "mosquitto.conf"
-    conf.write_text(
-        "\n".join(
-            [
-                "per_listener_settings false",
-                "allow_anonymous false",
-                f"password_file {passwd}",
-                "use_username_as_clientid true",
-                f"acl_file {work / 'acl'}",
-                f"listener {port} 127.0.0.1",
-                f"cafile {work / 'ca.crt'}",
-                f"certfile {work / 'broker.crt'}",
-                f"keyfile {work / 'broker.key'}",
-                "require_certificate true",
-                "log_dest stdout",
-                "",
-            ]
-        )
-    )
+    text = (DEPLOY / "mosquitto.conf.example").read_text()
+    for old, new in [
+        ("/etc/mosquitto/sensorgate.passwd", str(passwd)),
+        ("/etc/mosquitto/sensorgate.acl", str(work / "acl")),
+        ("persistence_location /var/lib/mosquitto/", f"persistence_location {work}/"),
+        ("listener 8883", f"listener {port} 127.0.0.1"),
+        ("/etc/mosquitto/certs/", f"{work}/"),
+        ("# require_certificate true", "require_certificate true"),
+    ]:
+        assert old in text, old
+        text = text.replace(old, new)
+    conf.write_text(text + "log_dest stdout\n")
     proc = ManagedProcess("mosquitto", [find_binary("mosquitto"), "-c", str(conf)], work / "log")
 
     def accepting() -> bool:
@@ -95,6 +90,7 @@ def secure_broker() -> Iterator[tuple[int, Path]]:
     try:
         wait_for(lambda: accepting() or not proc.alive(), 15, "the TLS broker")
         assert proc.alive(), proc.log_tail()
+        assert "port 1883" not in proc.log_tail(50), "the example opened a default listener"
         yield port, work
     finally:
         proc.stop()

@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from edge_testkit import make_config
 
 from contract.codec import decode
+from contract.errors import StorageError
 from contract.events import DeviceOnlineEvent, Reading, TelemetryEvent
 from edge.agent import Agent
 from edge.clock import FakeClock
@@ -172,3 +174,28 @@ def test_clean_shutdown_stores_open_batches(tmp_path: Path) -> None:
     assert isinstance(event, TelemetryEvent)
     assert list(event.data.readings) == sampled
     again.shutdown(drain_s=0)
+
+
+def test_a_failing_disk_keeps_batches_in_memory_and_retries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent, clock, transport, sampled = make_agent(
+        tmp_path, batch={"max_readings": 2, "max_age_s": 60}
+    )
+    real_put = agent.outbox.put
+    failing = {"on": True}
+
+    def put(*args: Any, **kwargs: Any) -> int:
+        if failing["on"]:
+            raise StorageError("disk I/O error")
+        return real_put(*args, **kwargs)
+
+    monkeypatch.setattr(agent.outbox, "put", put)
+    run(agent, clock, 6)
+    assert agent.outbox.depth == 0
+    assert len(agent._unstored) == 3
+    failing["on"] = False
+    run(agent, clock, 2)
+    readings = [r for e in telemetry(transport) for r in e.data.readings]
+    assert readings == sampled[: len(readings)]
+    assert len(readings) >= 6  # the three batches kept in memory arrived, in order

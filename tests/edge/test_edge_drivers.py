@@ -313,6 +313,18 @@ def test_registry_finds_third_party_entry_points(monkeypatch: pytest.MonkeyPatch
     assert registry.create("probe", {}).read() == [Measurement("x", 1.0)]
 
 
+def test_a_broken_plugin_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom() -> None:
+        raise ImportError("No module named 'acme'")
+
+    monkeypatch.setattr(
+        "edge.drivers.registry.entry_points",
+        lambda group: [SimpleNamespace(name="acme", load=boom)],
+    )
+    with pytest.raises(ConfigError, match="driver 'acme' could not be loaded: No module"):
+        DriverRegistry().create("acme", {}, field="sensors[3].driver")
+
+
 def test_pyproject_registers_the_builtins_as_entry_points() -> None:
     import tomllib
 

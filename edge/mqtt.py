@@ -1,13 +1,21 @@
 """A small MQTT link over paho-mqtt v2 for publishers (edge agents and simulators).
 
 :class:`MqttLink` owns one paho client: it connects in the background, reconnects
-with capped exponential backoff, and publishes with QoS 1 by default. Paho errors
-are translated into :class:`~contract.errors.BrokerError` here and nowhere else.
+with capped exponential backoff and jitter, and publishes with QoS 1 by default.
+Paho errors are translated into :class:`~contract.errors.BrokerError` here and
+nowhere else.
+
+Paho's own backoff doubles a fixed delay with no jitter, so a fleet that lost its
+broker reconnects in lock-step. :class:`Backoff` draws each delay instead, and the
+link hands it to paho just before paho waits (paho calls ``on_disconnect`` or
+``on_connect_fail`` right before its reconnect wait, and the wait reads the delay
+set by ``reconnect_delay_set``).
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import ssl
 import threading
 from collections.abc import Callable
@@ -17,11 +25,12 @@ from typing import Annotated
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from contract.errors import BrokerError
 
-__all__ = ["MqttLink", "MqttSettings", "PublishTicket", "TlsSettings", "Will"]
+__all__ = ["Backoff", "MqttLink", "MqttSettings", "PublishTicket", "TlsSettings", "Will"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +61,7 @@ class MqttSettings(BaseModel):
     clean_session: bool = False
     reconnect_min_s: Annotated[float, Field(gt=0)] = 0.5
     reconnect_max_s: Annotated[float, Field(gt=0)] = 60.0
+    reconnect_jitter: Annotated[float, Field(ge=0, le=1)] = 0.5
 
     @property
     def url(self) -> str:
@@ -99,6 +109,34 @@ class PublishTicket:
 MessageHandler = Callable[[mqtt.MQTTMessage], None]
 
 
+class Backoff:
+    """Capped exponential backoff with jitter.
+
+    Attempt ``n`` (from 0) waits a uniform draw from ``[d * (1 - jitter), d]`` where
+    ``d = min(cap, base * 2**n)``: never above the cap, never below half of it with
+    the default jitter, and different for every device.
+    """
+
+    def __init__(
+        self, base: float, cap: float, jitter: float = 0.5, *, rng: random.Random | None = None
+    ) -> None:
+        if base <= 0 or cap < base or not 0 <= jitter <= 1:
+            raise ValueError("need 0 < base <= cap and 0 <= jitter <= 1")
+        self.base, self.cap, self.jitter = base, cap, jitter
+        self._rng = rng or random.Random()
+        self.attempt = 0
+
+    def next(self) -> float:
+        """Return the delay before the next attempt and count the attempt."""
+        ceiling = min(self.cap, self.base * (2 ** min(self.attempt, 62)))
+        self.attempt += 1
+        return self._rng.uniform(ceiling * (1 - self.jitter), ceiling)
+
+    def reset(self) -> None:
+        """Start again from ``base`` (after a successful connection)."""
+        self.attempt = 0
+
+
 class MqttLink:
     """One MQTT connection that reconnects by itself.
 
@@ -112,10 +150,16 @@ class MqttLink:
         will: Will | None = None,
         on_connect: Callable[[MqttLink], None] | None = None,
         on_message: MessageHandler | None = None,
+        on_publish: Callable[[int], None] | None = None,
     ) -> None:
         self.settings = settings
         self._connected = threading.Event()
         self._on_connect_hook = on_connect
+        self.backoff = Backoff(
+            settings.reconnect_min_s,
+            max(settings.reconnect_min_s, settings.reconnect_max_s),
+            settings.reconnect_jitter,
+        )
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
@@ -125,10 +169,8 @@ class MqttLink:
         # 0 = unlimited: our own outbox/backpressure bounds what is in flight, not paho.
         self._client.max_inflight_messages_set(0)
         self._client.max_queued_messages_set(0)
-        self._client.reconnect_delay_set(
-            min_delay=max(1, round(settings.reconnect_min_s)),
-            max_delay=max(1, round(settings.reconnect_max_s)),
-        )
+        self._arm_backoff()
+        self.backoff.reset()
         if settings.username is not None:
             password = settings.password.get_secret_value() if settings.password else None
             self._client.username_pw_set(settings.username, password)
@@ -138,8 +180,21 @@ class MqttLink:
             self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         self._client.on_connect = self._handle_connect
         self._client.on_disconnect = self._handle_disconnect
+        self._client.on_connect_fail = lambda _c, _u: self._handle_connect_fail()
         if on_message is not None:
             self._client.on_message = lambda _c, _u, msg: on_message(msg)
+        if on_publish is not None:
+            self._client.on_publish = lambda _c, _u, mid, _rc, _p: on_publish(mid)
+
+    def _handle_connect_fail(self) -> None:
+        delay = self._arm_backoff()
+        log.warning("cannot reach the broker at %s; retrying in %.1f s", self.settings.url, delay)
+
+    def _arm_backoff(self) -> float:
+        # paho waits for its min delay (a None current delay starts there): set both.
+        delay = self.backoff.next()
+        self._client.reconnect_delay_set(min_delay=delay, max_delay=delay)  # type: ignore[arg-type]
+        return delay
 
     def _configure_tls(self, tls: TlsSettings) -> None:
         try:
@@ -160,12 +215,13 @@ class MqttLink:
         _client: mqtt.Client,
         _userdata: object,
         _flags: mqtt.ConnectFlags,
-        reason: mqtt.ReasonCode,
+        reason: ReasonCode,
         _props: object,
     ) -> None:
         if reason.is_failure:
             log.warning("broker %s refused the connection: %s", self.settings.url, reason)
             return
+        self.backoff.reset()
         self._connected.set()
         if self._on_connect_hook is not None:
             self._on_connect_hook(self)
@@ -175,11 +231,14 @@ class MqttLink:
         _client: mqtt.Client,
         _userdata: object,
         _flags: mqtt.DisconnectFlags,
-        reason: mqtt.ReasonCode,
+        reason: ReasonCode,
         _props: object,
     ) -> None:
         self._connected.clear()
-        log.info("disconnected from %s: %s", self.settings.url, reason)
+        delay = self._arm_backoff()
+        log.info(
+            "disconnected from %s: %s; reconnecting in %.1f s", self.settings.url, reason, delay
+        )
 
     @property
     def client(self) -> mqtt.Client:

@@ -1,0 +1,189 @@
+"""``sensorgate edge run|check``: the agent's command line.
+
+Only the standard library is imported at module level, so that the gateway's CLI can
+register these commands without pulling in paho or pydantic until they run.
+Exit codes: 0 fine, 1 a sensor failed its probe (``check``) or the agent failed,
+2 the configuration was refused (the field and the reason are printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["main", "register"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``edge`` command (``run``, ``check``) to a parent parser's subparsers."""
+    edge = subparsers.add_parser("edge", help="the edge agent that runs on a device")
+    edge_sub = edge.add_subparsers(dest="edge_command", metavar="{run,check}", required=True)
+
+    run = edge_sub.add_parser("run", help="sample sensors and publish until stopped")
+    run.add_argument("--config", required=True, metavar="FILE", help="the agent's TOML config")
+    run.set_defaults(func=cmd_run)
+
+    check = edge_sub.add_parser("check", help="validate the config and probe every sensor once")
+    check.add_argument("--config", required=True, metavar="FILE", help="the agent's TOML config")
+    check.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    check.set_defaults(func=cmd_check)
+
+
+def _config_error(exc: Exception) -> int:
+    field = getattr(exc, "field", "?")
+    reason = getattr(exc, "reason", str(exc))
+    print(f"error: invalid configuration: {field}: {reason}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the agent in the foreground; SIGTERM or Ctrl-C stops it cleanly."""
+    from contract.errors import ConfigError, SensorGateError
+    from edge.agent import Agent
+    from edge.config import load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return _config_error(exc)
+    logging.basicConfig(
+        level=config.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        agent = Agent(config)
+    except ConfigError as exc:
+        return _config_error(exc)
+    except SensorGateError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+    def _stop(_signum: int, _frame: object) -> None:
+        agent.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        agent.run()
+    except SensorGateError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def probe(config: Any) -> list[dict[str, Any]]:
+    """Read every configured sensor once; return one row per sensor."""
+    from edge.agent import build_drivers
+    from edge.drivers.base import DriverFault
+
+    rows = []
+    drivers = build_drivers(config)
+    try:
+        for sensor in config.sensors:
+            row: dict[str, Any] = {"sensor": sensor.id, "driver": sensor.driver, "ok": True}
+            try:
+                measurements = drivers[sensor.id].read()
+            except DriverFault as exc:
+                row.update(ok=False, error=str(exc), measurements=[])
+            except Exception as exc:  # a probe reports a driver bug rather than dying
+                row.update(ok=False, error=f"{type(exc).__name__}: {exc}", measurements=[])
+            else:
+                row["measurements"] = [
+                    {
+                        "channel": m.channel,
+                        "metric": m.metric,
+                        "value": m.value,
+                        "unit": m.unit,
+                        "fault": m.fault,
+                    }
+                    for m in measurements
+                ]
+                faults = [m.fault for m in measurements if m.fault]
+                if faults or not measurements:
+                    row.update(ok=False, error=faults[0] if faults else "no measurement")
+            rows.append(row)
+    finally:
+        for driver in drivers.values():
+            driver.close()
+    return rows
+
+
+def _table(config: Any, rows: list[dict[str, Any]]) -> str:
+    lines = [
+        f"config ok: site={config.site} device={config.device}"
+        f" broker={config.mqtt.host}:{config.mqtt.port} hash={config.config_hash()}",
+        "",
+    ]
+    header = ("SENSOR", "DRIVER", "STATUS", "READINGS")
+    body = []
+    for row in rows:
+        parts = []
+        for m in row["measurements"]:
+            name = f"{m['channel']}/{m['metric']}" if m["channel"] else m["metric"]
+            if m["fault"]:
+                parts.append(f"{name}=FAULT({m['fault']})")
+            else:
+                parts.append(f"{name}={m['value']:g}{(' ' + m['unit']) if m['unit'] else ''}")
+        status = "ok" if row["ok"] else "FAULT"
+        detail = ", ".join(parts) if parts else row.get("error", "")
+        body.append((row["sensor"], row["driver"], status, detail))
+    widths = [max(len(str(r[i])) for r in [header, *body]) for i in range(3)]
+    for r in [header, *body]:
+        lines.append("  ".join(str(r[i]).ljust(widths[i]) for i in range(3)) + "  " + r[3])
+    return "\n".join(lines)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate the config, probe each sensor once, print a table (or JSON)."""
+    from contract.errors import ConfigError
+    from edge.config import load_config
+
+    try:
+        config = load_config(args.config)
+        rows = probe(config)
+    except ConfigError as exc:
+        if args.json:
+            doc = {"ok": False, "config_error": {"field": exc.field, "reason": exc.reason}}
+            print(json.dumps(doc, indent=2))
+        return _config_error(exc)
+    ok = all(r["ok"] for r in rows)
+    if args.json:
+        doc = {
+            "ok": ok,
+            "site": config.site,
+            "device": config.device,
+            "config_hash": config.config_hash(),
+            "sensors": rows,
+        }
+        print(json.dumps(doc, indent=2))
+    else:
+        print(_table(config, rows))
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry point: ``python -m edge.cli edge run --config FILE``.
+
+    The ``edge`` word may be left out: ``python -m edge.cli run --config FILE``.
+    """
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] != ["edge"]:
+        args_list = ["edge", *args_list]
+    parser = argparse.ArgumentParser(prog="sensorgate")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    register(subparsers)
+    args = parser.parse_args(args_list)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""The agent's configuration: a TOML file, ``SENSORGATE_`` environment overrides, frozen models.
+
+Precedence, highest first: environment (``SENSORGATE_MQTT__HOST=...``, nested with
+``__``), then the TOML file, then the defaults here. Anything refused is a
+:class:`~contract.errors.ConfigError` naming the field (``sensors[1].interval_s``)
+and the reason, never a pydantic traceback.
+
+The live part of the configuration (sampling intervals and batching) can be changed
+by a :class:`RemoteConfig` published retained on the device's config topic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from contract.errors import ConfigError, TopicError
+from contract.events import MAX_READINGS_PER_EVENT
+from contract.ids import Id
+from contract.topics import DEFAULT_PREFIX, TopicScheme
+
+__all__ = [
+    "AgentConfig",
+    "BatchConfig",
+    "MqttConfig",
+    "OutboxConfig",
+    "RemoteConfig",
+    "SensorConfig",
+    "StatusConfig",
+    "TlsConfig",
+    "config_error",
+    "load_config",
+    "parse_remote_config",
+]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TlsConfig(_Frozen):
+    """TLS to the broker: the CA that signed it, and our certificate for mutual TLS."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure_skip_verify: bool = False
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (mutual TLS needs both)")
+        return self
+
+
+class MqttConfig(_Frozen):
+    """The broker and how to reach it."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    client_id: str | None = None
+    """Defaults to the device id, so broker ACLs can use ``%c``."""
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: TlsConfig | None = None
+    topic_prefix: str = DEFAULT_PREFIX
+    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    reconnect_min_s: Annotated[float, Field(gt=0, le=3600)] = 1.0
+    reconnect_max_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    reconnect_jitter: Annotated[float, Field(ge=0, le=1)] = 0.5
+    """Each delay is drawn from [d * (1 - jitter), d]: a fleet that lost its broker
+    together does not come back in lock-step."""
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        try:
+            TopicScheme(prefix=value)
+        except TopicError as exc:  # pydantic reports ValueErrors only
+            raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _delays(self) -> MqttConfig:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+        return self
+
+
+class SensorConfig(_Frozen):
+    """One configured sensor: which driver, how often, with which options."""
+
+    id: Id
+    driver: Annotated[str, Field(min_length=1)]
+    interval_s: Annotated[float, Field(gt=0, le=86400)] = 10.0
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class BatchConfig(_Frozen):
+    """When readings leave the batcher as one telemetry event: by count or by age."""
+
+    max_readings: Annotated[int, Field(ge=1, le=MAX_READINGS_PER_EVENT)] = 50
+    max_age_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
+
+
+class OutboxConfig(_Frozen):
+    """The durable outbox: where, how big, how fast it drains, how hard it syncs."""
+
+    path: Path = Path("/var/lib/sensorgate/outbox.db")
+    max_events: Annotated[int, Field(ge=1)] = 200_000
+    max_bytes: Annotated[int, Field(ge=4096)] = 256 * 1024 * 1024
+    max_rate: Annotated[float, Field(ge=0)] = 50.0
+    """Events per second sent to the broker (0: unlimited); bounds the drain after an outage."""
+    max_inflight: Annotated[int, Field(ge=1, le=65535)] = 50
+    durability: Literal["full", "normal"] = "full"
+    """``full``: fsync each stored event; ``normal``: at WAL checkpoints (docs/edge.md)."""
+    sequence_block: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+
+
+class StatusConfig(_Frozen):
+    """The retained status: heartbeat period."""
+
+    heartbeat_s: Annotated[float, Field(gt=0, le=86400)] = 60.0
+
+
+class AgentConfig(BaseSettings):
+    """Everything the edge agent needs, validated once at start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SENSORGATE_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+    )
+
+    site: Id
+    device: Id
+    mqtt: MqttConfig = MqttConfig()
+    sensors: Annotated[tuple[SensorConfig, ...], Field(min_length=1)]
+    batch: BatchConfig = BatchConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    status: StatusConfig = StatusConfig()
+    remote_config: bool = True
+    """Follow the retained config topic (live intervals and batching)."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("sensors")
+    @classmethod
+    def _unique(cls, sensors: tuple[SensorConfig, ...]) -> tuple[SensorConfig, ...]:
+        seen: set[str] = set()
+        for sensor in sensors:
+            if sensor.id in seen:
+                raise ValueError(f"sensor id {sensor.id!r} is used twice")
+            seen.add(sensor.id)
+        return sensors
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment over file (the file's data arrives as init kwargs)."""
+        return (env_settings, init_settings)
+
+    @property
+    def topics(self) -> TopicScheme:
+        """The topic scheme of this agent."""
+        return TopicScheme(prefix=self.mqtt.topic_prefix)
+
+    @property
+    def client_id(self) -> str:
+        """The MQTT client id (the device id unless set)."""
+        return self.mqtt.client_id or self.device
+
+    def sensor(self, sensor_id: str) -> SensorConfig:
+        """Return the sensor called ``sensor_id``."""
+        for sensor in self.sensors:
+            if sensor.id == sensor_id:
+                return sensor
+        raise KeyError(sensor_id)
+
+    def with_remote(self, remote: RemoteConfig) -> AgentConfig:
+        """Return this config with the live settings of ``remote`` applied."""
+        sensors = tuple(
+            s.model_copy(update={"interval_s": remote.intervals[s.id]})
+            if s.id in remote.intervals
+            else s
+            for s in self.sensors
+        )
+        update: dict[str, Any] = {"sensors": sensors}
+        if remote.batch is not None:
+            update["batch"] = remote.batch
+        if remote.heartbeat_s is not None:
+            update["status"] = StatusConfig(heartbeat_s=remote.heartbeat_s)
+        return self.model_copy(update=update)
+
+    def config_hash(self) -> str:
+        """Return a short hash of what shapes the data (site, device, sensors, batching)."""
+        doc = self.model_dump(mode="json", include={"site", "device", "sensors", "batch", "status"})
+        canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+class RemoteConfig(_Frozen):
+    """The live settings an operator may publish (retained) on the config topic.
+
+    Example payload: ``{"intervals": {"cpu": 5}, "batch": {"max_readings": 20,
+    "max_age_s": 5}}``. Only what is given changes; an empty retained message
+    (clearing the topic) restores the file's settings.
+    """
+
+    intervals: dict[str, Annotated[float, Field(gt=0, le=86400)]] = Field(default_factory=dict)
+    batch: BatchConfig | None = None
+    heartbeat_s: Annotated[float | None, Field(gt=0, le=86400)] = None
+    revision: str | None = None
+    """Free text the operator may use to tell revisions apart; echoed in the status."""
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def config_error(exc: ValidationError, *, prefix: str = "") -> ConfigError:
+    """Turn the first pydantic error into a :class:`ConfigError` naming the field."""
+    err = exc.errors(include_url=False)[0]
+    field = _loc(tuple(err["loc"]))
+    if prefix:
+        field = f"{prefix}.{field}" if field else prefix
+    got = "" if err["type"] in ("missing", "value_error") else f" (got {_short(err.get('input'))})"
+    msg = err["msg"].removeprefix("Value error, ")
+    return ConfigError(field or "(config)", f"{msg}{got}")
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def load_config(
+    path: Path | str | None, *, overrides: Mapping[str, Any] | None = None
+) -> AgentConfig:
+    """Read the TOML file at ``path`` (if any), apply the environment, and validate.
+
+    Raises :class:`ConfigError` naming the field and the reason.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            with path.open("rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError("--config", f"no such file: {path}") from None
+        except OSError as exc:
+            raise ConfigError("--config", f"cannot read {path}: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
+    data.update(overrides or {})
+    try:
+        return AgentConfig(**data)
+    except ValidationError as exc:
+        raise config_error(exc) from None
+    except ValueError as exc:  # pydantic-settings: an env value that is not valid JSON
+        raise ConfigError("environment", str(exc)) from None
+
+
+def parse_remote_config(payload: bytes, base: AgentConfig) -> RemoteConfig | None:
+    """Validate a config-topic payload against ``base``; ``None`` means "back to the file".
+
+    Raises :class:`ConfigError` naming the field and the reason.
+    """
+    if not payload.strip():
+        return None
+    try:
+        doc = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError("(payload)", f"not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError("(payload)", f"expected a JSON object; got a JSON {type(doc).__name__}")
+    if isinstance(doc.get("batch"), dict):
+        # A partial batch table changes only what it names; the rest stays as configured.
+        doc = {**doc, "batch": {**base.batch.model_dump(), **doc["batch"]}}
+    try:
+        remote = RemoteConfig.model_validate(doc)
+    except ValidationError as exc:
+        raise config_error(exc) from None
+    known = {s.id for s in base.sensors}
+    for sensor_id in remote.intervals:
+        if sensor_id not in known:
+            raise ConfigError(
+                f"intervals.{sensor_id}",
+                f"no sensor {sensor_id!r} on this device; known: {', '.join(sorted(known))}",
+            )
+    return remote

@@ -1,0 +1,332 @@
+"""The agent against a real mosquitto on loopback: delivery, outages, kills, live config."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from edge_testkit import (
+    AgentThread,
+    Subscriber,
+    agent_overrides,
+    first_seen,
+    publish_retained,
+    received_events,
+    wait_for,
+)
+
+from contract import TopicScheme
+from contract.codec import decode
+from contract.events import DeviceOfflineEvent, DeviceOnlineEvent, TelemetryEvent
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def reading_key(r: Any) -> tuple[Any, ...]:
+    return (r.sensor, r.metric, r.value, r.unit, r.time, r.fault)
+
+
+def test_every_reading_arrives_exactly_as_sampled_with_birth_and_goodbye(
+    services: Any,
+    topics: TopicScheme,
+    tmp_path: Path,
+    subscriber_factory: Callable[..., Subscriber],
+) -> None:
+    host, port = services.mqtt_host, services.mqtt_port
+    sub = subscriber_factory(host, port, f"{topics.prefix}/#")
+    runner = AgentThread(agent_overrides(tmp_path, topics.prefix, port))
+    cfg = runner.config
+    telemetry = topics.telemetry(cfg.site, cfg.device)
+    status = topics.status(cfg.site, cfg.device)
+    with runner:
+        wait_for(lambda: len(runner.readings()) >= 400, 15, "400 sampled readings")
+        runner.stop()
+    sampled = runner.readings()
+    want = sorted(map(reading_key, sampled))
+
+    def got() -> list[tuple[Any, ...]]:
+        events = first_seen(received_events(sub.snapshot(), telemetry))
+        return sorted(reading_key(r) for e in events for r in e.data.readings)
+
+    wait_for(lambda: len(got()) >= len(want), 15, "every sampled reading at the subscriber")
+    assert got() == want  # nothing lost, nothing altered, nothing invented
+    events = first_seen(received_events(sub.snapshot(), telemetry))
+    assert [e.data.sequence for e in events] == list(range(len(events)))
+    assert all(isinstance(e, TelemetryEvent) and e.data.device == cfg.device for e in events)
+
+    statuses = [decode(p) for t, p, _r in sub.snapshot() if t == status]
+    birth = statuses[0]
+    assert isinstance(birth, DeviceOnlineEvent)
+    assert birth.data.reason == "birth"
+    assert birth.data.drivers == ("simulated",)
+    assert birth.data.config_hash == cfg.config_hash()
+    assert birth.data.agent_version
+    assert birth.data.details["sensors"]["sim"]["interval_s"] == 0.01
+    assert birth.data.details["batch"] == {"max_readings": 10, "max_age_s": 0.2}
+    assert any(s.data.reason == "heartbeat" for s in statuses)
+    # after a clean stop the retained status says offline/shutdown
+    late = subscriber_factory(host, port, status)
+    wait_for(late.snapshot, 5, "the retained status")
+    [(_t, payload, retained)] = late.snapshot()
+    goodbye = decode(payload)
+    assert retained
+    assert isinstance(goodbye, DeviceOfflineEvent)
+    assert goodbye.data.reason == "shutdown"
+
+
+@pytest.fixture
+def broker_dir() -> Iterator[Path]:
+    """A broker work dir that mosquitto can persist into.
+
+    Started as root, mosquitto drops to the ``mosquitto`` user and then cannot write
+    its persistence file into a root-owned (and pytest's 0700) tmp dir: it says
+    "Error: Permission denied" and a restart forgets every session and queued
+    message. The subscriber of the outage test needs its session to survive.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="sg-edge-broker-"))
+    workdir.chmod(0o755)
+    data = workdir / "mosquitto"
+    data.mkdir()
+    if os.geteuid() == 0:
+        with contextlib.suppress(LookupError, OSError):
+            shutil.chown(data, user="mosquitto")
+    yield workdir
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_broker_outage_loses_nothing_and_backlog_drains_oldest_first(
+    topics: TopicScheme,
+    tmp_path: Path,
+    broker_dir: Path,
+    subscriber_factory: Callable[..., Subscriber],
+) -> None:
+    from gateway.services import free_port, start_mosquitto
+
+    port = free_port()
+    broker, port = start_mosquitto(broker_dir, port=port)
+    max_rate = 100.0
+    runner = AgentThread(
+        agent_overrides(
+            tmp_path,
+            topics.prefix,
+            port,
+            interval=0.005,
+            batch={"max_readings": 5, "max_age_s": 0.2},
+            outbox={"path": str(tmp_path / "outbox.db"), "max_rate": max_rate},
+        )
+    )
+    cfg = runner.config
+    telemetry = topics.telemetry(cfg.site, cfg.device)
+    # A persistent session: the broker queues for this subscriber across its own restart.
+    sub = subscriber_factory(
+        "127.0.0.1", port, telemetry, client_id=f"sub-{topics.prefix[-10:]}", clean_session=False
+    )
+    try:
+        with runner:
+            agent = runner.agent
+            wait_for(lambda: len(received_events(sub.snapshot(), telemetry)) >= 10, 10, "traffic")
+            broker.stop()
+            wait_for(lambda: agent.link is not None and not agent.link.connected, 10, "the drop")
+            # keep sampling through the outage: the outbox holds what cannot be sent
+            wait_for(lambda: agent.outbox.depth >= 150, 20, "a backlog of 150 events")
+            backlog = agent.outbox.depth
+            t_up = time.monotonic()
+            broker, _ = start_mosquitto(broker_dir, port=port)
+            wait_for(lambda: agent.outbox.depth <= 2, 30, "the backlog to drain")
+            drain_s = time.monotonic() - t_up
+            runner.stop()
+        sampled = sorted(map(reading_key, runner.readings()))
+
+        def got() -> list[tuple[Any, ...]]:
+            events = first_seen(received_events(sub.snapshot(), telemetry))
+            return sorted(reading_key(r) for e in events for r in e.data.readings)
+
+        wait_for(lambda: len(got()) >= len(sampled), 20, "every reading at the subscriber")
+        assert got() == sampled
+        seqs = [e.data.sequence for e in first_seen(received_events(sub.snapshot(), telemetry))]
+        assert seqs == sorted(seqs), "the backlog must arrive oldest first"
+        assert seqs == list(range(len(seqs)))
+        rate = backlog / drain_s
+        print(f"\noutage backlog {backlog} events drained in {drain_s:.2f} s ({rate:.0f}/s)")
+        # the drain obeys max_rate (new events keep arriving meanwhile, so it takes longer)
+        assert drain_s >= (backlog - max_rate / 10) / max_rate * 0.9
+    finally:
+        broker.stop()
+
+
+def _outbox_rows(path: Path) -> list[tuple[int, bytes]]:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return [(r[0], bytes(r[1])) for r in db.execute("SELECT sequence, payload FROM outbox")]
+    finally:
+        db.close()
+
+
+def _outbox_depth(path: Path) -> int:
+    try:
+        return len(_outbox_rows(path))
+    except sqlite3.Error:
+        return 0
+
+
+def test_sigkill_loses_nothing_in_the_outbox_and_never_reuses_a_sequence(
+    services: Any,
+    topics: TopicScheme,
+    tmp_path: Path,
+    subscriber_factory: Callable[..., Subscriber],
+) -> None:
+    host, port = services.mqtt_host, services.mqtt_port
+    overrides = agent_overrides(
+        tmp_path,
+        topics.prefix,
+        port,
+        interval=0.005,
+        batch={"max_readings": 5, "max_age_s": 0.1},
+        # slower out than in, so the outbox holds a backlog at the moment of the kill
+        outbox={"path": str(tmp_path / "outbox.db"), "max_rate": 20, "sequence_block": 50},
+    )
+    config_path = tmp_path / "agent.toml"
+    config_path.write_text(_toml(overrides))
+    site, device = overrides["site"], overrides["device"]
+    telemetry, status = topics.telemetry(site, device), topics.status(site, device)
+    sub = subscriber_factory(host, port, f"{topics.prefix}/#")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "edge.cli", "run", "--config", str(config_path)]
+
+    first = subprocess.Popen(cmd, env=env, cwd=REPO, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: len(received_events(sub.snapshot(), telemetry)) >= 10, 15, "traffic")
+        wait_for(lambda: _outbox_depth(tmp_path / "outbox.db") >= 30, 15, "a backlog")
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        first.stderr.close()  # type: ignore[union-attr]
+    in_outbox = {seq: decode(payload) for seq, payload in _outbox_rows(tmp_path / "outbox.db")}
+    before = {e.data.sequence: e.id for e in received_events(sub.snapshot(), telemetry)}
+    before.update({seq: e.id for seq, e in in_outbox.items()})
+    assert len(in_outbox) >= 30
+
+    # the broker published the retained last will when the socket died
+    def last_will() -> bool:
+        events = [decode(p) for t, p, _r in sub.snapshot() if t == status]
+        return any(isinstance(e, DeviceOfflineEvent) for e in events)
+
+    wait_for(last_will, 10, "the last will")
+    late = subscriber_factory(host, port, status)  # retained: a newcomer sees it too
+    wait_for(late.snapshot, 5, "the retained last will")
+    will = decode(late.snapshot()[0][1])
+    assert late.snapshot()[0][2]
+    assert isinstance(will, DeviceOfflineEvent)
+    assert will.data.reason == "connection lost"
+
+    second = subprocess.Popen(cmd, env=env, cwd=REPO, stderr=subprocess.PIPE)
+    try:
+
+        def arrived() -> dict[int, str]:
+            return {e.data.sequence: e.id for e in received_events(sub.snapshot(), telemetry)}
+
+        wait_for(lambda: set(in_outbox) <= set(arrived()), 30, "the outbox of the killed agent")
+        wait_for(lambda: max(arrived()) > max(before) + 5, 15, "new events after the restart")
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(20) == 0
+    finally:
+        if second.poll() is None:
+            second.kill()
+        second.stderr.close()  # type: ignore[union-attr]
+
+    events = received_events(sub.snapshot(), telemetry)
+    by_seq: dict[int, set[str]] = {}
+    for event in events:
+        by_seq.setdefault(event.data.sequence, set()).add(event.id)
+    # a sequence names one event: re-deliveries repeat the same event, never another one
+    assert all(len(ids) == 1 for ids in by_seq.values())
+    for seq, event in in_outbox.items():
+        assert by_seq[seq] == {event.id}
+    new = [e for e in events if e.id not in set(before.values())]
+    assert new
+    assert min(e.data.sequence for e in new) > max(before)
+    statuses = [decode(p) for t, p, _r in sub.snapshot() if t == status]
+    reasons = [(type(s).__name__, s.data.reason) for s in statuses]
+    assert ("DeviceOnlineEvent", "birth") in reasons[
+        reasons.index(("DeviceOfflineEvent", "connection lost")) :
+    ]
+    assert reasons[-1] == ("DeviceOfflineEvent", "shutdown")
+
+
+def _toml(overrides: dict[str, Any]) -> str:
+    """Write a config as TOML (simple tables and arrays of tables are all we need)."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+        return json.dumps(v)
+
+    lines = [f"{k} = {value(v)}" for k, v in overrides.items() if not isinstance(v, dict | list)]
+    for key, table in overrides.items():
+        if isinstance(table, dict):
+            lines.append(f"[{key}]")
+            lines.extend(f"{k} = {value(v)}" for k, v in table.items())
+    for sensor in overrides["sensors"]:
+        lines.append("[[sensors]]")
+        lines.extend(f"{k} = {value(v)}" for k, v in sensor.items())
+    return "\n".join(lines) + "\n"
+
+
+def test_remote_config_applies_live_and_invalid_is_refused(
+    services: Any,
+    topics: TopicScheme,
+    tmp_path: Path,
+    subscriber_factory: Callable[..., Subscriber],
+) -> None:
+    host, port = services.mqtt_host, services.mqtt_port
+    runner = AgentThread(
+        agent_overrides(tmp_path, topics.prefix, port, interval=0.05, batch={"max_age_s": 5})
+    )
+    cfg = runner.config
+    telemetry = topics.telemetry(cfg.site, cfg.device)
+    status = topics.status(cfg.site, cfg.device)
+    config_topic = topics.config(cfg.site, cfg.device)
+    sub = subscriber_factory(host, port, f"{topics.prefix}/#")
+
+    def statuses(reason: str) -> list[Any]:
+        found = [decode(p) for t, p, _r in sub.snapshot() if t == status]
+        return [s for s in found if s.data.reason == reason]
+
+    try:
+        with runner:
+            wait_for(lambda: statuses("birth"), 10, "the birth message")
+            change = {"intervals": {"sim": 0.01}, "batch": {"max_readings": 3}, "revision": "r7"}
+            publish_retained(host, port, config_topic, json.dumps(change).encode())
+            [applied] = wait_for(lambda: statuses("config_applied"), 10, "config_applied")
+            assert applied.data.details["config_revision"] == "r7"
+            assert applied.data.details["sensors"]["sim"]["interval_s"] == 0.01
+            assert applied.data.config_hash != cfg.config_hash()
+            n = len(received_events(sub.snapshot(), telemetry))
+            wait_for(
+                lambda: len(received_events(sub.snapshot(), telemetry)) >= n + 10, 10, "traffic"
+            )
+            later = received_events(sub.snapshot(), telemetry)[n + 2 :]
+            assert all(len(e.data.readings) == 3 for e in later)  # batching changed live
+
+            publish_retained(host, port, config_topic, b'{"intervals": {"sim": "fast"}}')
+            [refused] = wait_for(lambda: statuses("config_rejected"), 10, "config_rejected")
+            assert refused.data.details["config_error"]["field"] == "intervals.sim"
+            assert runner.agent.sensor_intervals["sim"] == 0.01  # the old config stays
+    finally:
+        publish_retained(host, port, config_topic, b"")  # clear the retained config

@@ -1,0 +1,52 @@
+"""The reconnect backoff: exponential, capped, jittered, reset on success."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from edge.mqtt import Backoff, MqttLink, MqttSettings
+
+
+def test_backoff_grows_to_the_cap_with_jitter() -> None:
+    backoff = Backoff(0.5, 8.0, 0.5, rng=random.Random(1))
+    delays = [backoff.next() for _ in range(10)]
+    ceilings = [min(8.0, 0.5 * 2**n) for n in range(10)]
+    for delay, ceiling in zip(delays, ceilings, strict=True):
+        assert ceiling * 0.5 <= delay <= ceiling
+    assert max(delays) <= 8.0
+    backoff.reset()
+    assert backoff.next() <= 0.5
+
+
+def test_jitter_spreads_a_fleet() -> None:
+    fleet = [Backoff(1.0, 60.0, 0.5, rng=random.Random(seed)) for seed in range(50)]
+    for b in fleet:
+        for _ in range(5):
+            b.next()
+    sixth = [b.next() for b in fleet]  # everyone at the 32 s step
+    assert min(sixth) >= 16.0
+    assert max(sixth) <= 32.0
+    assert max(sixth) - min(sixth) > 8.0  # not in lock-step
+
+
+def test_no_jitter_is_plain_exponential() -> None:
+    backoff = Backoff(1.0, 4.0, 0.0)
+    assert [backoff.next() for _ in range(4)] == [1.0, 2.0, 4.0, 4.0]
+
+
+def test_bad_backoff_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="base <= cap"):
+        Backoff(5.0, 1.0)
+
+
+def test_link_hands_its_jittered_delay_to_paho() -> None:
+    link = MqttLink(
+        MqttSettings(client_id="x", reconnect_min_s=0.2, reconnect_max_s=3, reconnect_jitter=0.5)
+    )
+    for _ in range(6):
+        link._arm_backoff()
+        delay = link.client._reconnect_min_delay
+        assert delay == link.client._reconnect_max_delay
+        assert 0.1 <= delay <= 3.0

@@ -152,9 +152,9 @@ class ResilientWriter:
             rejected_points=self._rejected,
             spilled_points=self._spilled,
             drained_points=self._drained,
-            spill_bytes=spill.bytes if spill else 0,
-            spill_batches=spill.batches if spill else 0,
-            spill_points=spill.points if spill else 0,
+            spill_bytes=spill.bytes if spill is not None else 0,
+            spill_batches=spill.batches if spill is not None else 0,
+            spill_points=spill.points if spill is not None else 0,
             spill_full=self._full,
             spill_full_seconds=self._full_seconds,
         )
@@ -169,7 +169,9 @@ class ResilientWriter:
         if not lines:
             return
         size = self._settings.batch_size
-        retry_for = self._settings.spill_after_s if self._spill else self._settings.retry_max_s
+        retry_for = (
+            self._settings.spill_after_s if self._spill is not None else self._settings.retry_max_s
+        )
         rejected: list[tuple[str, str]] = []
         with self._cond:
             for start in range(0, len(lines), size):

@@ -9,8 +9,10 @@ from bytewax.dataflow import Dataflow
 
 from dataflows.flow import build_flow
 from dataflows.ingest import IngestLimits, Ingestor
+from gateway.influx.resilient import make_resilient_writer
 from gateway.influx.writer import PointWriter, make_writer
 from gateway.mqtt_source import MqttSource
+from gateway.rejections import WriteRejectionReporter
 from gateway.settings import GatewaySettings
 from gateway.sinks import DeadLetterSink, ReadingsSink
 
@@ -32,8 +34,13 @@ def build_gateway_flow(
     *,
     stop: threading.Event | None = None,
     subscribed: threading.Event | None = None,
+    rejections: WriteRejectionReporter | None = None,
 ) -> Dataflow:
-    """Build the gateway flow from settings: MQTT in, InfluxDB and MQTT out."""
+    """Build the gateway flow from settings: MQTT in, InfluxDB and MQTT out.
+
+    ``rejections`` turns points InfluxDB refuses into dead letters; by default one is
+    made here (its MQTT connection opens on the first rejection).
+    """
     topics = settings.topics
     limits = IngestLimits(
         max_payload_bytes=settings.ingest.max_payload_bytes,
@@ -41,8 +48,11 @@ def build_gateway_flow(
         max_past=timedelta(seconds=settings.ingest.max_past_s),
     )
 
+    reporter = rejections or WriteRejectionReporter.from_settings(settings)
+
     def writer() -> PointWriter:
-        return make_writer(settings.influx)
+        # Each sink partition gets its own writer: one request in flight, its own spill.
+        return reporter.bind(make_resilient_writer(settings.influx))
 
     dl_mqtt = settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-deadletters")
     source = MqttSource(settings.mqtt, topics, stop=stop)
@@ -73,12 +83,16 @@ def run_gateway(
     from bytewax.run import cli_main
 
     prepare_storage(settings)
-    flow = build_gateway_flow(settings, stop=stop, subscribed=subscribed)
-    cli_main(
-        flow,
-        workers_per_process=workers,
-        process_id=process_id,
-        addresses=addresses,
-        epoch_interval=timedelta(seconds=settings.epoch_interval_s),
-        recovery_config=None,
-    )
+    rejections = WriteRejectionReporter.from_settings(settings)
+    flow = build_gateway_flow(settings, stop=stop, subscribed=subscribed, rejections=rejections)
+    try:
+        cli_main(
+            flow,
+            workers_per_process=workers,
+            process_id=process_id,
+            addresses=addresses,
+            epoch_interval=timedelta(seconds=settings.epoch_interval_s),
+            recovery_config=None,
+        )
+    finally:
+        rejections.close()

@@ -51,6 +51,7 @@ RejectHandler = Callable[[str, str], None]
 """Called with a line InfluxDB refused as bad data and the server's message."""
 
 _FULL_WAIT_S = 1.0
+_LOG_EVERY_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +264,7 @@ class ResilientWriter:
         assert self._spill is not None
         spill = self._spill
         backoff = _Backoff(0.1, self._settings.drain_backoff_max_s)
+        failures, last_logged = 0, -_LOG_EVERY_S
         while True:
             with self._cond:
                 while not len(spill) and not self._stop.is_set():
@@ -276,14 +278,22 @@ class ResilientWriter:
                 delay = backoff.next()
                 if isinstance(exc, StorageError) and exc.retry_after is not None:
                     delay = max(delay, exc.retry_after)
-                log.warning(
-                    "draining the spill (%d points waiting) failed: %s; next try in %.1f s",
-                    spill.points,
-                    exc,
-                    delay,
-                )
+                # The first failure, then one line every _LOG_EVERY_S: an outage of an
+                # hour should not write a thousand warnings.
+                now = time.monotonic()
+                if now - last_logged >= _LOG_EVERY_S:
+                    last_logged = now
+                    log.warning(
+                        "draining the spill (%d points, %d bytes waiting) failed %d times: %s",
+                        spill.points,
+                        spill.bytes,
+                        failures + 1,
+                        exc,
+                    )
+                failures += 1
                 self._stop.wait(delay)
                 continue
+            failures, last_logged = 0, -_LOG_EVERY_S
             backoff.reset()
             # Spare a server that has just come back: at most drain_rate points/s.
             self._stop.wait(sent / self._settings.drain_rate)

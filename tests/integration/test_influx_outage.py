@@ -133,8 +133,11 @@ def test_resilient_writer_loses_nothing_across_a_minute_of_outage(
         expected_in_outage = OUTAGE_S * WRITES_PER_S * LINES_PER_WRITE
         assert last_down - first_down > 0.8 * expected_in_outage
 
+        wait_for(lambda: writer.stats.drained_points > 0, 30, "the drain to start")
+        first_drained_at = time.monotonic()
         wait_for(lambda: writer.stats.spill_batches == 0, 60, "the spill to drain")
         drain_s = time.monotonic() - up_at
+        pure_drain_s = time.monotonic() - first_drained_at
         wait_for(
             lambda: producer.written >= last_down + 2 * WRITES_PER_S * LINES_PER_WRITE,
             15,
@@ -168,8 +171,9 @@ def test_resilient_writer_loses_nothing_across_a_minute_of_outage(
     assert not list((tmp_path / "spill").glob("*.sqlite"))
     print(  # the figures for the report, seen with pytest -s
         f"\noutage {OUTAGE_S:.0f} s: {last_down - first_down} lines written during it,"
-        f" {stats.spilled_points} spilled; drained in {drain_s:.1f} s"
-        f" ({stats.drained_points / drain_s:,.0f} lines/s incl. reconnect backoff);"
+        f" {stats.spilled_points} spilled; empty {drain_s:.1f} s after the restart,"
+        f" {pure_drain_s:.1f} s after the first drained batch"
+        f" (~{stats.drained_points / pure_drain_s:,.0f} lines/s);"
         f" slowest write() {producer.slowest_write_s:.2f} s; retries {stats.retries}"
     )
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,9 +16,10 @@ import httpx
 import pytest
 
 from contract.errors import StorageError
-from gateway.influx.resilient import ResilientWriter, make_resilient_writer
+from gateway.influx.resilient import ResilientWriter, make_resilient_writer, spill_key
 from gateway.influx.spill import SpillBuffer
 from gateway.influx.writer import V1Writer
+from gateway.services import free_port
 from gateway.settings import InfluxSettings
 
 
@@ -296,3 +301,68 @@ def test_make_resilient_writer_claims_a_spill_per_writer(tmp_path: Path) -> None
         one.close()
         two.close()
     assert list(tmp_path.iterdir()) == []  # empty spills leave nothing behind
+
+
+def test_drain_rate_is_bounded(make, influx: FakeInflux) -> None:  # type: ignore[no-untyped-def]
+    writer = make(drain_rate=1000.0)
+    influx.up = False
+    writer.write(_lines(0, 800))
+    influx.up = True
+    wait_for(lambda: writer.stats.drained_points > 0, 5, "the drain to start")
+    started = time.monotonic()
+    wait_for(lambda: writer.stats.spill_batches == 0, 10, "the spill to drain")
+    # 8 batches of 100 at 1,000 points/s: the last 7 wait 0.1 s each at least.
+    assert time.monotonic() - started >= 0.6
+    assert influx.stored == _lines(0, 800)
+
+
+_CRASHING_WRITER = """
+import sys
+from pathlib import Path
+from gateway.influx.resilient import make_resilient_writer
+from gateway.settings import InfluxSettings
+
+settings = InfluxSettings(
+    url=sys.argv[1], database="db", spill_dir=Path(sys.argv[2]), spill_after_s=0, timeout_s=1
+)
+writer = make_resilient_writer(settings)
+writer.write([f"m,s=a v={i}i {i}" for i in range(250)])
+print("spilled", flush=True)
+sys.stdin.read()  # wait to be killed
+"""
+
+
+def test_a_killed_process_leaves_a_spill_the_next_run_drains(
+    tmp_path: Path, influx: FakeInflux
+) -> None:
+    # Nothing listens on this port: the child's write fails at once and is spilled.
+    url = f"http://127.0.0.1:{free_port()}"
+    spill_dir = tmp_path / "spill"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CRASHING_WRITER, url, str(spill_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == b"spilled"
+    finally:
+        child.send_signal(signal.SIGKILL)  # no close(), no clean shutdown
+        child.wait(10)
+        for stream in (child.stdin, child.stdout):
+            if stream is not None:
+                stream.close()
+
+    # The next run, writing to the same target, finds the spill and drains it first.
+    settings = InfluxSettings(url=url, database="db", spill_dir=spill_dir)
+    spill = SpillBuffer.claim(spill_dir, spill_key(settings), max_bytes=1 << 20)
+    inner = V1Writer(settings, transport=httpx.MockTransport(influx))
+    writer = ResilientWriter(inner, spill, settings=settings)
+    try:
+        assert writer.stats.spill_points == 250
+        writer.write(_lines(250, 10))
+        wait_for(lambda: writer.stats.spill_batches == 0, 10, "the spill to drain")
+        assert influx.stored == _lines(0, 260)
+    finally:
+        writer.close()

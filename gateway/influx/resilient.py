@@ -35,7 +35,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from contract.errors import StorageError
@@ -80,6 +80,24 @@ class WriterStats:
     """Gauge: a write is blocked because the spill is at its budget."""
     spill_full_seconds: float
     """Time writes have spent blocked on a full spill."""
+
+    @classmethod
+    def total(cls, many: Iterable[WriterStats]) -> WriterStats:
+        """Add up the stats of several writers (one per worker and sink) for a process."""
+        items = list(many)
+        return cls(
+            points_written=sum(s.points_written for s in items),
+            write_errors=sum(s.write_errors for s in items),
+            retries=sum(s.retries for s in items),
+            rejected_points=sum(s.rejected_points for s in items),
+            spilled_points=sum(s.spilled_points for s in items),
+            drained_points=sum(s.drained_points for s in items),
+            spill_bytes=sum(s.spill_bytes for s in items),
+            spill_batches=sum(s.spill_batches for s in items),
+            spill_points=sum(s.spill_points for s in items),
+            spill_full=any(s.spill_full for s in items),
+            spill_full_seconds=sum(s.spill_full_seconds for s in items),
+        )
 
 
 class _Backoff:

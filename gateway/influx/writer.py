@@ -10,6 +10,9 @@ caller can isolate the offending points. Other 4xx (401, 403, 404) blame the
 configuration, not the data: they raise a plain :class:`~contract.errors.StorageError`
 at once. Every other failure surfaces as
 :class:`~contract.errors.StorageError`; vendor exceptions do not leak past this module.
+
+The gateway does not use these writers bare: :mod:`gateway.influx.resilient` wraps one
+with a short retry window, an on-disk spill for outages and bad-point isolation.
 """
 
 from __future__ import annotations

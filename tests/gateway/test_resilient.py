@@ -16,7 +16,12 @@ import httpx
 import pytest
 
 from contract.errors import StorageError
-from gateway.influx.resilient import ResilientWriter, make_resilient_writer, spill_key
+from gateway.influx.resilient import (
+    ResilientWriter,
+    WriterStats,
+    make_resilient_writer,
+    spill_key,
+)
 from gateway.influx.spill import SpillBuffer
 from gateway.influx.writer import V1Writer
 from gateway.services import free_port
@@ -366,3 +371,13 @@ def test_a_killed_process_leaves_a_spill_the_next_run_drains(
         assert influx.stored == _lines(0, 260)
     finally:
         writer.close()
+
+
+def test_stats_add_up_across_writers(make, influx: FakeInflux) -> None:  # type: ignore[no-untyped-def]
+    one, two = make(), make()
+    one.write(_lines(0, 3))
+    two.write(_lines(3, 4))
+    total = WriterStats.total([one.stats, two.stats])
+    assert total.points_written == 7
+    assert total.spill_batches == 0
+    assert not total.spill_full

@@ -204,9 +204,8 @@ class ResilientWriter:
                         raise
                     self._spilling_since = time.monotonic()
                     log.warning(
-                        "InfluxDB write failing after %.1f s of retries (%s); spilling to %s"
-                        " and draining in the background",
-                        retry_for,
+                        "InfluxDB write failed (%s); spilling to %s and draining in the"
+                        " background, in order",
                         exc,
                         self._spill.path,
                     )

@@ -88,7 +88,7 @@ class InfluxSettings(_Frozen):
     """Give up a write after retrying for this long (then the caller decides)."""
     spill_enabled: bool = True
     """Spill writes that keep failing to a local on-disk buffer and drain it later."""
-    spill_dir: Path = Field(default_factory=lambda: _default_spill_dir())
+    spill_dir: Path = Field(default_factory=_default_spill_dir)
     """Where the spill buffers live (one SQLite file per writer); must survive restarts."""
     spill_max_bytes: Annotated[int, Field(ge=1)] = 1 << 30
     """Budget of the spill of one writer (compressed bytes); when full, writes block."""

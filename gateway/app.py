@@ -13,9 +13,11 @@ from bytewax.dataflow import Dataflow
 from dataflows.device import StreamConfig
 from dataflows.flow import build_flow
 from dataflows.ingest import IngestLimits, Ingestor
+from gateway.influx.resilient import make_resilient_writer
 from gateway.influx.writer import PointWriter, make_writer
 from gateway.metrics import GatewayMetrics, Health, serve
 from gateway.mqtt_source import MqttSource
+from gateway.rejections import WriteRejectionReporter
 from gateway.settings import GatewaySettings
 from gateway.sinks import DeadLetterSink, PointsSink
 
@@ -48,8 +50,13 @@ def build_gateway(
     *,
     stop: threading.Event | None = None,
     metrics: GatewayMetrics | None = None,
+    rejections: WriteRejectionReporter | None = None,
 ) -> GatewayApp:
-    """Build the gateway flow from settings: MQTT in, InfluxDB and MQTT out."""
+    """Build the gateway flow from settings: MQTT in, InfluxDB and MQTT out.
+
+    ``rejections`` turns points InfluxDB refuses into dead letters; by default one is
+    made here (its MQTT connection opens on the first rejection).
+    """
     topics = settings.topics
     metrics = metrics or GatewayMetrics()
     limits = IngestLimits(
@@ -63,8 +70,13 @@ def build_gateway(
         settings.stream.dedupe_intervals,
     )
 
+    reporter = rejections or WriteRejectionReporter.from_settings(settings)
+
     def writer() -> PointWriter:
-        return make_writer(settings.influx)
+        # Each sink partition gets its own writer: one request in flight, its own spill.
+        made = reporter.bind(make_resilient_writer(settings.influx))
+        metrics.track_writer(made)
+        return made
 
     dl_mqtt = settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-deadletters")
     source = MqttSource(settings.mqtt, topics, stop=stop)
@@ -110,7 +122,8 @@ def run_gateway(
     from bytewax.run import cli_main
 
     prepare_storage(settings)
-    app = build_gateway(settings, stop=stop, metrics=metrics)
+    rejections = WriteRejectionReporter.from_settings(settings)
+    app = build_gateway(settings, stop=stop, metrics=metrics, rejections=rejections)
     if subscribed is not None:
         app.source.subscribed = subscribed
     server = health = None
@@ -135,6 +148,7 @@ def run_gateway(
             recovery_config=_recovery_config(settings),
         )
     finally:
+        rejections.close()
         if health is not None:
             health.stop()
         if server is not None:

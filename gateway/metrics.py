@@ -12,12 +12,15 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 __all__ = ["GatewayMetrics", "Health", "serve"]
 
@@ -76,6 +79,10 @@ class GatewayMetrics:
             "sensorgate_ready", "1 when broker and InfluxDB are reachable", registry=r
         )
 
+    def track_writer(self, writer: Any) -> None:
+        """Report a writer's counters and spill gauges (anything with ``.stats``)."""
+        self._writers.append(writer)
+
     # Observer protocol (called on Bytewax worker threads).
     def message_in(self, readings: int) -> None:
         """Count an accepted message."""
@@ -97,6 +104,48 @@ class GatewayMetrics:
     def render(self) -> bytes:
         """Return the Prometheus text exposition."""
         return generate_latest(self.registry)
+
+
+class _WriterCollector(Collector):
+    """Reads the InfluxDB writers' own counters at scrape time."""
+
+    def __init__(self, writers: list[Any]) -> None:
+        self._writers = writers
+
+    def collect(self) -> Iterable[Metric]:
+        from gateway.influx.resilient import WriterStats
+
+        total = WriterStats.total(w.stats for w in list(self._writers))
+        for name, help_text, value in (
+            ("sensorgate_write_errors", "Failed InfluxDB write attempts", total.write_errors),
+            ("sensorgate_write_retries", "Repeated InfluxDB write attempts", total.retries),
+            (
+                "sensorgate_rejected_points",
+                "Points InfluxDB refused as bad data",
+                total.rejected_points,
+            ),
+            (
+                "sensorgate_spilled_points",
+                "Points ever put in the spill buffer",
+                total.spilled_points,
+            ),
+        ):
+            yield CounterMetricFamily(name, help_text, value=value)
+        for name, help_text, value in (
+            ("sensorgate_spill_bytes", "Bytes waiting in the on-disk spill", total.spill_bytes),
+            (
+                "sensorgate_spill_batches",
+                "Batches waiting in the on-disk spill",
+                total.spill_batches,
+            ),
+            ("sensorgate_spill_points", "Points waiting in the on-disk spill", total.spill_points),
+            (
+                "sensorgate_spill_full",
+                "1 while writes block on a full spill",
+                1 if total.spill_full else 0,
+            ),
+        ):
+            yield GaugeMetricFamily(name, help_text, value=value)
 
 
 class Health:

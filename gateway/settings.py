@@ -8,6 +8,8 @@ settings are refused with :class:`~contract.errors.ConfigError` naming the field
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -26,6 +28,13 @@ __all__ = [
     "load_settings",
     "settings_env",
 ]
+
+
+def _default_spill_dir() -> Path:
+    # A state directory (XDG), not a cache or /tmp: the spill holds data the broker
+    # has already been told is safe, so it must outlive a reboot.
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "sensorgate" / "spill"
 
 
 class _Frozen(BaseModel):
@@ -80,6 +89,18 @@ class InfluxSettings(_Frozen):
     gzip: bool = True
     retry_max_s: Annotated[float, Field(gt=0)] = 30.0
     """Give up a write after retrying for this long (then the caller decides)."""
+    spill_enabled: bool = True
+    """Spill writes that keep failing to a local on-disk buffer and drain it later."""
+    spill_dir: Path = Field(default_factory=_default_spill_dir)
+    """Where the spill buffers live (one SQLite file per writer); must survive restarts."""
+    spill_max_bytes: Annotated[int, Field(ge=1)] = 1 << 30
+    """Budget of the spill of one writer (compressed bytes); when full, writes block."""
+    spill_after_s: Annotated[float, Field(ge=0)] = 5.0
+    """Retry a failing write this long before spilling it (the gateway keeps flowing)."""
+    drain_rate: Annotated[float, Field(gt=0)] = 100_000.0
+    """Most points per second sent while draining the spill, to spare a recovering server."""
+    drain_backoff_max_s: Annotated[float, Field(gt=0)] = 10.0
+    """Longest pause between attempts while InfluxDB is still failing during a drain."""
 
 
 class IngestSettings(_Frozen):

@@ -4,10 +4,15 @@
 endpoints); :class:`V2Writer` goes through ``influxdb-client`` (token, org, bucket).
 Both split their input into batches, gzip the body, and retry server errors (5xx),
 throttling (429, honouring ``Retry-After``) and connection errors with exponential
-backoff and jitter, for at most ``retry_max_s``. A 4xx for bad data is not retried:
-it raises :class:`BadPointsError` with the server's message, so that the caller can
-isolate the offending points. Every other failure surfaces as
+backoff and jitter, for at most ``retry_max_s``. A 4xx for bad data (400, 413, 422) is
+not retried: it raises :class:`BadPointsError` with the server's message, so that the
+caller can isolate the offending points. Other 4xx (401, 403, 404) blame the
+configuration, not the data: they raise a plain :class:`~contract.errors.StorageError`
+at once. Every other failure surfaces as
 :class:`~contract.errors.StorageError`; vendor exceptions do not leak past this module.
+
+The gateway does not use these writers bare: :mod:`gateway.influx.resilient` wraps one
+with a short retry window, an on-disk spill for outages and bad-point isolation.
 """
 
 from __future__ import annotations
@@ -29,7 +34,14 @@ from tenacity import (
 from contract.errors import StorageError
 from gateway.settings import InfluxSettings
 
-__all__ = ["BadPointsError", "PointWriter", "V1Writer", "V2Writer", "make_writer"]
+__all__ = [
+    "BadPointsError",
+    "BatchWriter",
+    "PointWriter",
+    "V1Writer",
+    "V2Writer",
+    "make_writer",
+]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +64,21 @@ class PointWriter(Protocol):
         """Release connections."""
 
 
+class BatchWriter(PointWriter, Protocol):
+    """A :class:`PointWriter` that can also write one batch with a chosen retry window.
+
+    :class:`V1Writer` and :class:`V2Writer` are batch writers; the resilient writer
+    wraps one.
+    """
+
+    points_written: int
+    write_errors: int
+    retries: int
+
+    def write_batch(self, batch: Sequence[str], *, retry_for: float | None = None) -> None:
+        """Write ``batch`` in one request, retrying transient failures for ``retry_for`` s."""
+
+
 class _Transient(StorageError):
     """A failure worth retrying (5xx, 429, connection)."""
 
@@ -71,33 +98,57 @@ def _wait(base: wait_exponential_jitter) -> object:
 
 
 class _BatchingWriter:
+    """Splits writes into batches and retries each batch on its own.
+
+    The counters are read by :class:`~gateway.influx.resilient.ResilientWriter` and the
+    metrics endpoint; only one thread posts at a time, so plain integers suffice.
+    """
+
     def __init__(self, settings: InfluxSettings) -> None:
         self.settings = settings
+        self.points_written = 0
+        self.write_errors = 0
+        """Failed requests, whatever the cause (each retry that fails counts)."""
         self.retries = 0
 
     def write(self, lines: Sequence[str]) -> None:
         """Write ``lines`` in batches of ``batch_size``; each batch retried on its own."""
         size = self.settings.batch_size
         for start in range(0, len(lines), size):
-            self._write_with_retry(lines[start : start + size])
+            self.write_batch(lines[start : start + size])
 
-    def _write_with_retry(self, batch: Sequence[str]) -> None:
+    def write_batch(self, batch: Sequence[str], *, retry_for: float | None = None) -> None:
+        """Write ``batch`` in one request, retrying transient failures for ``retry_for`` s.
+
+        ``retry_for`` defaults to ``retry_max_s``; ``0`` makes a single attempt. Raises
+        :class:`BadPointsError` at once for a 4xx, :class:`StorageError` once the
+        retries are spent.
+        """
+        window = self.settings.retry_max_s if retry_for is None else retry_for
         body = ("\n".join(batch) + "\n").encode("utf-8")
         retrying = Retrying(
             retry=retry_if_exception(_is_transient),
             wait=_wait(wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.5)),  # type: ignore[arg-type]
-            stop=stop_after_delay(self.settings.retry_max_s),
+            stop=stop_after_delay(window),
             before_sleep=self._before_sleep,
             reraise=True,
         )
         try:
-            retrying(self._post, body)
+            retrying(self._attempt, body)
         except _Transient as exc:
             raise StorageError(
                 f"InfluxDB at {self.settings.url} still failing after"
-                f" {self.settings.retry_max_s:.0f} s of retries: {exc}",
+                f" {window:.1f} s of retries: {exc}",
                 retry_after=exc.retry_after,
             ) from None
+        self.points_written += len(batch)
+
+    def _attempt(self, body: bytes) -> None:
+        try:
+            self._post(body)
+        except StorageError:
+            self.write_errors += 1
+            raise
 
     def _before_sleep(self, state: RetryCallState) -> None:
         self.retries += 1
@@ -166,13 +217,21 @@ class V1Writer(_BatchingWriter):
         self._http.close()
 
 
+_BAD_DATA = frozenset({400, 413, 422})
+"""Statuses that blame the points: unparsable, too large, type conflict, out of retention."""
+
+
 def _raise_for_status(status: int, text: str, retry_after: str | None) -> None:
     if status < 300:
         return
     message = f"InfluxDB answered {status}: {text.strip()[:500]}"
     if status == 429 or status >= 500:
         raise _Transient(message, retry_after=_retry_after(retry_after))
-    raise BadPointsError(message, status=status)
+    if status in _BAD_DATA:
+        raise BadPointsError(message, status=status)
+    # 401, 403, 404 (no such database)...: not the data's fault, so its points must not
+    # become dead letters; the caller keeps them (the resilient writer spills them).
+    raise StorageError(message)
 
 
 class V2Writer(_BatchingWriter):

@@ -86,3 +86,38 @@ def test_gives_up_after_retry_max_with_a_storage_error() -> None:
     with pytest.raises(StorageError, match="still failing after") as info:
         _writer(handler, retry_max_s=0.5).write(["m v=1 1"])
     assert not isinstance(info.value, BadPointsError)
+
+
+def test_missing_database_or_auth_is_not_blamed_on_the_data() -> None:
+    for status in (401, 403, 404):
+
+        def handler(request: httpx.Request, status: int = status) -> httpx.Response:
+            return httpx.Response(status, text="database not found")
+
+        with pytest.raises(StorageError, match=str(status)) as info:
+            _writer(handler).write(["m v=1 1"])
+        assert not isinstance(info.value, BadPointsError)
+
+
+def test_oversized_and_unprocessable_are_bad_data() -> None:
+    for status in (413, 422):
+
+        def handler(request: httpx.Request, status: int = status) -> httpx.Response:
+            return httpx.Response(status)
+
+        with pytest.raises(BadPointsError):
+            _writer(handler).write(["m v=1 1"])
+
+
+def test_write_batch_with_no_retry_window_makes_one_attempt_and_counts() -> None:
+    attempts = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        attempts.append(1)
+        return httpx.Response(503)
+
+    writer = _writer(handler)
+    with pytest.raises(StorageError, match="still failing"):
+        writer.write_batch(["m v=1 1"], retry_for=0)
+    assert len(attempts) == 1
+    assert (writer.write_errors, writer.retries, writer.points_written) == (1, 0, 0)

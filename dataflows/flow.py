@@ -22,7 +22,7 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
 from contract import DeadLetterEvent
-from dataflows.device import Clock, DeviceOutput, DeviceProcessor, StreamConfig
+from dataflows.device import Clock, DeviceOutput, DeviceProcessor, FleetClock, StreamConfig
 from dataflows.ingest import Accepted, Ingestor, RawMessage, Rejected
 from dataflows.observer import NullObserver, Observer
 
@@ -75,6 +75,7 @@ def build_flow(
     """
     config = stream or StreamConfig()
     obs = observer or NullObserver()
+    fleet = FleetClock(config.quiet_us)  # shared by the devices of this process
 
     def decode(msg: RawMessage) -> Accepted | Rejected:
         result = ingestor.accept(msg)
@@ -86,7 +87,7 @@ def build_flow(
 
     def build_device(state: dict[str, Any] | None) -> _DeviceLogic:
         return _DeviceLogic(
-            DeviceProcessor(None, None, config, clock=clock, observer=obs, state=state)
+            DeviceProcessor(None, None, config, clock=clock, fleet=fleet, observer=obs, state=state)
         )
 
     flow = Dataflow(flow_id)

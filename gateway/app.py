@@ -68,6 +68,7 @@ def build_gateway(
         settings.stream.windows,
         settings.stream.allowed_lateness_s,
         settings.stream.dedupe_intervals,
+        settings.stream.quiet_s,
     )
 
     reporter = rejections or WriteRejectionReporter.from_settings(settings)

@@ -96,6 +96,8 @@ def run_and_report(
 ) -> int:
     """Run the benchmark, print a table (or JSON), write the JSON report and the chart."""
     console = Console(stderr=as_json)
+    if not console.is_terminal:
+        console.width = 170  # a log file or a pipe: do not squeeze the table
     report = run_bench(
         scenarios=scenarios,
         duration_s=duration_s,

@@ -13,8 +13,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -53,16 +53,8 @@ class GatewayMetrics:
         self.points_written = Counter(
             "sensorgate_points_written", "Points written to InfluxDB", ["measurement"], registry=r
         )
-        self.write_errors = Counter("sensorgate_write_errors", "Failed InfluxDB writes", registry=r)
-        self.write_retries = Counter(
-            "sensorgate_write_retries", "Retried InfluxDB writes", registry=r
-        )
-        self.spill_bytes = Gauge(
-            "sensorgate_spill_bytes", "Bytes waiting in the on-disk spill buffer", registry=r
-        )
-        self.spill_batches = Gauge(
-            "sensorgate_spill_batches", "Batches waiting in the on-disk spill buffer", registry=r
-        )
+        self._writers: list[Any] = []
+        r.register(_WriterCollector(self._writers))
         self.lag = Histogram(
             "sensorgate_end_to_end_lag_seconds",
             "Now minus the newest event time of a message, when its readings are stored",

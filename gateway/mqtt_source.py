@@ -20,6 +20,8 @@ from datetime import UTC, datetime, timedelta
 import paho.mqtt.client as mqtt
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from contract import TopicKind, TopicScheme
 from dataflows.ingest import RawMessage
@@ -50,11 +52,12 @@ class _Partition(StatefulSourcePartition[RawMessage, None]):
         self._inbox: deque[tuple[str, bytes, int, int, datetime]] = deque()
         self._in_epoch: list[int] = []
         self._to_ack: list[int] = []
+        # MQTT 5: Receive Maximum caps the messages the broker sends us unacknowledged,
+        # which bounds this inbox (acks wait for the epoch): real backpressure.
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
+            protocol=mqtt.MQTTv5,
             manual_ack=True,
         )
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
@@ -66,7 +69,12 @@ class _Partition(StatefulSourcePartition[RawMessage, None]):
         self._client.on_subscribe = lambda *_a: self._subscribed.set()
         self.connected = threading.Event()
         self._client.on_disconnect = lambda *_a: self.connected.clear()
-        self._client.connect_async(settings.host, settings.port, keepalive=30)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = settings.session_expiry_s
+        props.ReceiveMaximum = settings.receive_maximum
+        self._client.connect_async(
+            settings.host, settings.port, keepalive=30, clean_start=False, properties=props
+        )
         self._client.loop_start()
 
     def _on_connect(

@@ -53,6 +53,10 @@ class MqttSourceSettings(_Frozen):
     """Shared-subscription group: gateway processes in one group split the load."""
     partitions: Annotated[int, Field(ge=1, le=256)] = 1
     """MQTT connections (source partitions) across the whole cluster."""
+    receive_maximum: Annotated[int, Field(ge=1, le=65535)] = 20_000
+    """Most unacknowledged messages the broker may send one partition (MQTT 5)."""
+    session_expiry_s: Annotated[int, Field(ge=0)] = 7 * 86_400
+    """How long the broker keeps the gateway's session (and queues) while it is away."""
 
     def link_settings(self, client_id: str) -> MqttSettings:
         """Return settings for one MQTT client of the gateway."""
@@ -122,6 +126,9 @@ class StreamSettings(_Frozen):
     """How far behind the newest event time a reading may arrive and still count."""
     dedupe_intervals: Annotated[int, Field(ge=1)] = 256
     """Memory bound of the per-device dedupe (intervals of sequence numbers)."""
+    quiet_s: Annotated[float | None, Field(ge=0)] = None
+    """Silence after which a device's windows follow the fleet's clock, and the fleet's
+    clock follows the wall clock (default: the allowed lateness)."""
 
     @field_validator("windows")
     @classmethod

@@ -56,19 +56,63 @@ def test_windows_close_as_event_time_passes() -> None:
     assert aggs[1].mean == 14.5
 
 
-def test_windows_of_a_quiet_device_close_by_wall_clock() -> None:
+def test_windows_of_a_quiet_fleet_close_by_wall_clock() -> None:
     clock = FakeClock(to_us(T0))
-    proc, _ = _proc(clock, lateness_s=5)
+    proc, _ = _proc(clock, lateness_s=5)  # quiet period defaults to the lateness
     proc.process([_event(0, T0 + timedelta(seconds=3))])
-    wake = proc.next_wake_us()
-    # Window [0,10) ends at T0+10 s; event time 3 s arrived at T0: close at T0+12 s.
-    assert wake == to_us(T0) + 12 * S
-    clock.t = wake - 1
-    assert proc.tick() == []
-    clock.t = wake
-    aggs = _aggs(proc.tick())
-    assert [a.count for a in aggs] == [1]
+    # Window [0,10) ends at T0+10. The fleet clock (capped at the wall clock, T0) moves
+    # on by itself after 5 s of silence; the window closes once it passes 10 + 5 + 5.
+    closed_at = None
+    for step in range(1, 40):
+        clock.t = to_us(T0) + step * S
+        wake = proc.next_wake_us()
+        assert wake is not None
+        assert wake > clock.t
+        if _aggs(proc.tick()):
+            closed_at = step
+            break
+    assert closed_at == 22
     assert proc.next_wake_us() is None
+
+
+def test_a_quiet_device_in_a_busy_fleet_closes_its_windows() -> None:
+    clock = FakeClock(to_us(T0))
+    config = StreamConfig.from_strings(("10s",), 2)
+    quiet = DeviceProcessor(None, None, config, clock=clock)
+    busy = DeviceProcessor(None, None, config, clock=clock, fleet=quiet.fleet)
+    quiet.process([_event(0, T0 + timedelta(seconds=1))])
+    for i in range(2, 40):
+        clock.t = to_us(T0) + i * S
+        busy.process([_event(i, T0 + timedelta(seconds=i))])
+        if _aggs(quiet.tick()):
+            break
+    # The fleet's event time passed 10 + L + Q = 14 s.
+    assert clock.t == to_us(T0) + 14 * S
+
+
+def test_a_backlog_drained_slower_than_real_time_is_not_late() -> None:
+    clock = FakeClock(to_us(T0))
+    config = StreamConfig.from_strings(("10s",), 2)
+    obs = CountingObserver()
+    devices = [DeviceProcessor(None, None, config, clock=clock, observer=obs) for _ in range(50)]
+    for d in devices[1:]:
+        d.fleet = devices[0].fleet
+    old = T0 - timedelta(hours=1)  # a broker queue an hour deep, drained at 1/10 speed
+    out = []
+    for i in range(60):
+        for n, d in enumerate(devices):
+            clock.advance(0.2)  # 10 s of wall clock per 1 s of event time
+            event = TelemetryEvent.create(
+                site="s",
+                device=f"d{n}",
+                sequence=i,
+                readings=[
+                    Reading(sensor="x", metric="m", value=1.0, time=old + timedelta(seconds=i))
+                ],
+            )
+            out += d.process([Accepted(event, T0)])
+    assert obs.counts["late"] == 0
+    assert len(_aggs(out)) >= 50 * 4  # windows close as the backlog's event time moves on
 
 
 def test_late_reading_goes_to_late_output_and_never_reopens_a_window() -> None:
@@ -128,6 +172,7 @@ def test_restart_from_snapshot_keeps_dedupe_and_windows_and_ignores_downtime() -
         clock.t = to_us(T0) + i * S
         proc.process([_event(i, T0 + timedelta(seconds=i), value=float(i))])
     state = proc.snapshot()
+    assert state["max_event"] == to_us(T0) + 4 * S
     # The gateway is down for a minute; then the broker re-delivers seq 4 and 5.
     clock.t += 60 * S
     config = StreamConfig.from_strings(("10s",), 2)
@@ -140,3 +185,29 @@ def test_restart_from_snapshot_keeps_dedupe_and_windows_and_ignores_downtime() -
     clock.t += 60 * S
     aggs = _aggs(back.tick())
     assert [(a.count, a.mean) for a in aggs] == [(6, 2.5)]
+
+
+def test_devices_batched_one_after_another_are_not_late() -> None:
+    # Bytewax hands a device all its queued events at once, device after device.
+    clock = FakeClock(to_us(T0) + 300 * S)
+    config = StreamConfig.from_strings(("10s",), 2)
+    obs = CountingObserver()
+    first = DeviceProcessor(None, None, config, clock=clock, observer=obs)
+    second = DeviceProcessor(None, None, config, clock=clock, fleet=first.fleet, observer=obs)
+    for proc, name in ((first, "a"), (second, "b")):
+        batch = [
+            Accepted(
+                TelemetryEvent.create(
+                    site="s",
+                    device=name,
+                    sequence=i,
+                    readings=[
+                        Reading(sensor="x", metric="m", value=1.0, time=T0 + timedelta(seconds=i))
+                    ],
+                ),
+                T0,
+            )
+            for i in range(60)
+        ]
+        proc.process(batch)
+    assert obs.counts["late"] == 0

@@ -100,13 +100,18 @@ class Reading(_Frozen):
     metric: Id
     value: float | None = None
     unit: Annotated[str, Field(max_length=32)] = ""
-    time: UtcDatetime
+    time: AwareDatetime
+    """Aware; normalised to UTC by the validator below."""
     fault: Annotated[str | None, Field(max_length=512)] = None
 
     @model_validator(mode="after")
-    def _value_or_fault(self) -> Self:
+    def _check(self) -> Self:
+        # One validator per reading does both jobs: this runs for every reading of
+        # every message, and each Python call from pydantic-core costs.
         if (self.value is None) == (self.fault is None):
             raise ValueError("a reading carries exactly one of 'value' and 'fault'")
+        if self.time.tzinfo is not UTC:
+            self.__dict__["time"] = self.time.astimezone(UTC)
         return self
 
 

@@ -213,10 +213,12 @@ class DeviceProcessor:
             out.append(item)
             watermark = self.watermark_us(now)
             newest = None
+            last_time, t = None, 0
             for r in data.readings:
                 if r.value is None:  # a fault carries no value to aggregate
                     continue
-                t = to_us(r.time)
+                if r.time != last_time:  # readings of one message often share instants
+                    last_time, t = r.time, to_us(r.time)
                 if watermark is not None and t < watermark:
                     late += 1
                     out.append(

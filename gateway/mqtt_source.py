@@ -12,10 +12,12 @@ shared subscription so the broker splits the load between them.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -32,6 +34,46 @@ __all__ = ["MqttSource"]
 log = logging.getLogger(__name__)
 
 _IDLE_WAIT = timedelta(milliseconds=100)
+
+
+class _BufferedSocket:
+    """A socket whose ``recv`` is served from one large read.
+
+    paho reads a packet with several tiny ``recv`` calls (type byte, length bytes,
+    body); each releases and re-takes the GIL, which stalls behind the Bytewax worker
+    thread. One 256 KiB read serves many packets; ``pending()`` tells paho's loop
+    that buffered bytes are waiting (it checks it, as for TLS sockets).
+    """
+
+    _READ = 262_144
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buf = b""
+        self._pos = 0
+
+    def recv(self, bufsize: int) -> bytes:
+        if self._pos >= len(self._buf):
+            self._buf = self._sock.recv(self._READ)
+            self._pos = 0
+            if not self._buf:
+                return b""
+        end = min(self._pos + bufsize, len(self._buf))
+        data = self._buf[self._pos : end]
+        self._pos = end
+        return data
+
+    def pending(self) -> int:
+        return len(self._buf) - self._pos
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class _Client(mqtt.Client):
+    def _create_socket(self) -> Any:
+        sock = super()._create_socket()
+        return _BufferedSocket(sock) if isinstance(sock, socket.socket) else sock
 
 
 class _Partition(StatefulSourcePartition[RawMessage, None]):
@@ -54,7 +96,7 @@ class _Partition(StatefulSourcePartition[RawMessage, None]):
         self._to_ack: list[int] = []
         # MQTT 5: Receive Maximum caps the messages the broker sends us unacknowledged,
         # which bounds this inbox (acks wait for the epoch): real backpressure.
-        self._client = mqtt.Client(
+        self._client = _Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=mqtt.MQTTv5,

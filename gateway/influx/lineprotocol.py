@@ -79,13 +79,16 @@ def reading_lines(event: TelemetryEvent) -> list[str]:
     data = event.data
     seq = data.sequence
     lines = []
+    last_time, ns = None, 0
     for r in data.readings:
+        if r.time != last_time:  # readings of one message often share instants
+            last_time, ns = r.time, to_ns(r.time)
         head = _series("readings", data.site, data.device, r.sensor, r.metric)
         if r.value is not None:
             fields = f"value={float(r.value)!r},seq={seq}i"
         else:
             fields = f"fault={field_string(r.fault or '')},seq={seq}i"
-        lines.append(f"{head} {fields} {to_ns(r.time)}")
+        lines.append(f"{head} {fields} {ns}")
     return lines
 
 

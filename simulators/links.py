@@ -1,0 +1,183 @@
+"""How simulators publish: the edge's :class:`~edge.mqtt.MqttLink`, pooled, with counts.
+
+:class:`Publisher` is the narrow seam; :class:`LinkPool` publishes through one or more
+edge MQTT links (shared connections, or one connection per device, so each device has
+its own client id) and counts the broker's acknowledgements; :class:`MemoryPublisher`
+is the in-memory fake for tests.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from contract.errors import BrokerError
+from edge.mqtt import MqttLink, MqttSettings
+
+__all__ = ["LinkPool", "MemoryPublisher", "PublishedMessage", "Publisher"]
+
+
+class Publisher(Protocol):
+    """Publishes payloads; ``key`` picks the connection (a device index)."""
+
+    def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False, key: int = 0
+    ) -> Any:
+        """Queue one message."""
+
+    @property
+    def published(self) -> int:
+        """Messages handed over so far."""
+
+    @property
+    def acknowledged(self) -> int:
+        """Messages the broker acknowledged (PUBACK for QoS 1; sent, for QoS 0)."""
+
+    def wait_acknowledged(self, timeout: float) -> bool:
+        """Wait until every published message is acknowledged; return whether it was."""
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedMessage:
+    """A message kept by :class:`MemoryPublisher`."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    key: int
+
+
+class MemoryPublisher:
+    """Keeps messages in memory and acknowledges them at once."""
+
+    def __init__(self) -> None:
+        self.messages: list[PublishedMessage] = []
+        self._lock = threading.Lock()
+
+    def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False, key: int = 0
+    ) -> None:
+        """Keep one message."""
+        with self._lock:
+            self.messages.append(PublishedMessage(topic, payload, qos, retain, key))
+
+    @property
+    def published(self) -> int:
+        """Messages kept."""
+        return len(self.messages)
+
+    @property
+    def acknowledged(self) -> int:
+        """Everything kept counts as acknowledged."""
+        return len(self.messages)
+
+    def wait_acknowledged(self, timeout: float) -> bool:
+        """Always already acknowledged."""
+        return True
+
+
+class LinkPool:
+    """``size`` edge MQTT links; message ``key`` goes over link ``key % size``.
+
+    ``client_ids`` names each link (for one connection per device, the device's own
+    identity); by default links are ``{client_prefix}-{i}``.
+    """
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        *,
+        size: int = 1,
+        client_ids: Sequence[str] | None = None,
+        client_prefix: str = "sg-sim",
+    ) -> None:
+        if client_ids is None:
+            client_ids = [f"{client_prefix}-{i}" for i in range(size)]
+        if not client_ids:
+            raise ValueError("a link pool needs at least one link")
+        # Simulated devices keep no session: a restarted simulator is a fresh device run.
+        self._links = [
+            MqttLink(settings.model_copy(update={"client_id": cid, "clean_session": True}))
+            for cid in client_ids
+        ]
+        self._published = [0] * len(self._links)
+        self._acked = [0] * len(self._links)
+        for i, link in enumerate(self._links):
+            link.client.on_publish = self._ack_counter(i)
+
+    def _ack_counter(self, index: int) -> Any:
+        acked = self._acked
+
+        # Runs on that link's paho thread only, so the plain increment is not shared.
+        def on_publish(_c: object, _u: object, _mid: int, _rc: object, _p: object) -> None:
+            acked[index] += 1
+
+        return on_publish
+
+    @property
+    def size(self) -> int:
+        """The number of links."""
+        return len(self._links)
+
+    def start(self, *, timeout: float = 30.0) -> None:
+        """Connect every link; raise :class:`BrokerError` if they are not all up in time."""
+        for link in self._links:
+            link.start(wait_s=None)
+        deadline = time.monotonic() + timeout
+        for link in self._links:
+            if not link.wait_connected(max(0.0, deadline - time.monotonic())):
+                self.stop()
+                raise BrokerError(
+                    f"not every MQTT link to {link.settings.url} connected within {timeout:.0f} s"
+                    f" ({self.connected} of {self.size}); is the broker up, and does it accept"
+                    " that many connections?"
+                )
+
+    @property
+    def connected(self) -> int:
+        """How many links are connected right now."""
+        return sum(1 for link in self._links if link.connected)
+
+    def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False, key: int = 0
+    ) -> Any:
+        """Publish over link ``key % size``; return the edge's publish ticket."""
+        index = key % len(self._links)
+        ticket = self._links[index].publish(topic, payload, qos=qos, retain=retain)
+        self._published[index] += 1
+        return ticket
+
+    @property
+    def published(self) -> int:
+        """Messages handed to the links."""
+        return sum(self._published)
+
+    @property
+    def acknowledged(self) -> int:
+        """Messages acknowledged by the broker (QoS 0: written to the socket)."""
+        return sum(self._acked)
+
+    def wait_acknowledged(self, timeout: float) -> bool:
+        """Wait until the acknowledgements catch up with what was published."""
+        deadline = time.monotonic() + timeout
+        while self.acknowledged < self.published:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)  # polling counters updated by paho threads; no event to wait on
+        return True
+
+    def stop(self) -> None:
+        """Disconnect every link."""
+        for link in self._links:
+            link.stop()
+
+    def __enter__(self) -> LinkPool:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()

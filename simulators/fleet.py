@@ -226,7 +226,7 @@ class Fleet:
 
     ``duration_s`` (simulated seconds) ends the run; None runs until :meth:`stop`.
     ``lag_tolerance_s`` is how late (wall seconds) a publish may be and still count
-    as on schedule; by default one interval of wall time.
+    as on schedule; by default one interval of wall time, and at least 0.1 s.
     """
 
     def __init__(
@@ -262,7 +262,11 @@ class Fleet:
         # wall clock) and saves a sleep per device when thousands are due per second.
         self.early_s = early_s
         speed = timebase.speed or 1.0
-        tolerance = lag_tolerance_s if lag_tolerance_s is not None else interval_s / speed
+        # One interval of wall time, but no less than 0.1 s: at high speeds an interval is
+        # shorter than the scheduling jitter of the operating system.
+        tolerance = (
+            lag_tolerance_s if lag_tolerance_s is not None else max(interval_s / speed, 0.1)
+        )
         self.report = FleetReport(
             devices=len(self.devices),
             interval_s=interval_s,

@@ -37,6 +37,7 @@ temperature with default parameters.
 
 from __future__ import annotations
 
+import re
 import time
 import tomllib
 from datetime import datetime
@@ -198,7 +199,7 @@ class Scenario(_Frozen):
                 for name in group.names():
                     if (site.id, name) in seen:
                         raise ValueError(
-                            f"sites[{i}].devices[{j}]: device {name!r} appears twice in site"
+                            f"sites[{i}].devices[{j}].name: device {name!r} appears twice in site"
                             f" {site.id!r}"
                         )
                     seen.add((site.id, name))
@@ -237,6 +238,9 @@ def _field(loc: tuple[int | str, ...]) -> str:
     return "".join(parts).lstrip(".") or "(scenario)"
 
 
+_LOCATED = re.compile(r"^(?P<field>[A-Za-z_][\w.\[\]]*): (?P<reason>.*)$", re.DOTALL)
+
+
 def validate_scenario(doc: dict[str, Any], *, source: str = "scenario") -> Scenario:
     """Validate a parsed scenario document; raise :class:`ConfigError` if it is wrong."""
     try:
@@ -245,6 +249,10 @@ def validate_scenario(doc: dict[str, Any], *, source: str = "scenario") -> Scena
         err = exc.errors(include_url=False)[0]
         field = _field(tuple(err["loc"]))
         reason = err["msg"].removeprefix("Value error, ")
+        # Checks across the whole scenario name their field at the head of the message.
+        located = _LOCATED.match(reason) if not err["loc"] else None
+        if located is not None:
+            field, reason = located["field"], located["reason"]
         if err["type"] not in ("missing",) and "input" in err and not isinstance(
             err["input"], dict
         ):

@@ -63,3 +63,54 @@ def small(**kw: object) -> Scenario:
     }
     options.update(kw)
     return simple_scenario(**options)  # type: ignore[arg-type]
+
+
+class Collector:
+    """Subscribes to a topic filter through the edge's MQTT link and keeps what arrives."""
+
+    def __init__(self, services: object, topic_filter: str, client_id: str) -> None:
+        import threading
+
+        from edge.mqtt import MqttLink, MqttSettings
+
+        self.messages: list[tuple[str, bytes]] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        settings = MqttSettings(
+            host=services.mqtt_host,  # type: ignore[attr-defined]
+            port=services.mqtt_port,  # type: ignore[attr-defined]
+            client_id=client_id,
+            clean_session=True,
+        )
+
+        def on_connect(link: MqttLink) -> None:
+            link.subscribe(topic_filter, qos=1)
+
+        self.link = MqttLink(settings, on_connect=on_connect, on_message=self._keep)
+        self.link.client.on_subscribe = lambda *_a: self._subscribed.set()
+
+    def _keep(self, msg: object) -> None:
+        with self._lock:
+            self.messages.append((msg.topic, bytes(msg.payload)))  # type: ignore[attr-defined]
+
+    def __enter__(self) -> Collector:
+        self.link.start()
+        assert self._subscribed.wait(10), "no SUBACK from the broker"
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.link.stop()
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.messages)
+
+
+def mqtt_settings(services: object, client_id: str = "") -> object:
+    from edge.mqtt import MqttSettings
+
+    return MqttSettings(
+        host=services.mqtt_host,  # type: ignore[attr-defined]
+        port=services.mqtt_port,  # type: ignore[attr-defined]
+        client_id=client_id,
+    )

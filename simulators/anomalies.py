@@ -262,10 +262,10 @@ class AnomalyPlan:
                 anomaly.first_tick = max(anomaly.first_tick, tick)
                 started.append(anomaly)
         if tick >= self._next_random:
-            anomaly = self._random_anomaly(tick)
-            if anomaly is not None:
-                started.append(anomaly)
-                self._random_busy_until = anomaly.end_tick
+            drawn = self._random_anomaly(tick)
+            if drawn is not None:
+                started.append(drawn)
+                self._random_busy_until = drawn.end_tick
             # One random anomaly at a time per device: the next one comes after it.
             self._next_random = self._draw_next(max(tick, self._random_busy_until))
         if started:
@@ -289,8 +289,8 @@ def parse_anomaly_spec(text: str) -> ScheduledAnomaly | RandomAnomalies:
     try:
         if "~" in text:
             kind_text, rate = text.split("~", 1)
-            kinds = tuple(AnomalyKind) if kind_text == "all" else (AnomalyKind(kind_text),)
-            return RandomAnomalies(kinds=kinds, rate_per_hour=float(rate))
+            chosen = tuple(AnomalyKind) if kind_text == "all" else (AnomalyKind(kind_text),)
+            return RandomAnomalies(kinds=chosen, rate_per_hour=float(rate))
         head, *rest = text.split(":")
         kind_text, when = head.split("@", 1)
         start, _, duration = when.partition("+")

@@ -277,16 +277,17 @@ def read_csv(
         if not any(cell.strip() for cell in row):
             continue  # a blank line carries nothing; it is not a row
         if len(row) != len(header):
-            table.errors.append(
-                RowError(line, f"expected {len(header)} cells; got {len(row)}")
-            )
+            table.errors.append(RowError(line, f"expected {len(header)} cells; got {len(row)}"))
             continue
         try:
             when = parse_time(row[time_index])
         except (ValueError, OverflowError, OSError) as exc:
             table.errors.append(
-                RowError(line, f"column {time_column!r}: cannot read {row[time_index]!r} as"
-                         f" {time_format} ({exc})")
+                RowError(
+                    line,
+                    f"column {time_column!r}: cannot read {row[time_index]!r} as"
+                    f" {time_format} ({exc})",
+                )
             )
             continue
         values: dict[str, float] = {}
@@ -330,7 +331,7 @@ class ReplayReport:
     errors: list[RowError] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        """The report as a JSON-ready dict."""
+        """Return the report as a JSON-ready dict."""
         return {
             "path": self.path,
             "site": self.site,

@@ -60,7 +60,9 @@ def start_demo_fleet(
     scenario = base.override(
         seed=seed,
         interval_s=interval_s,
-        sites=[Site(id=site, devices=(DeviceGroup(type=group.type, count=devices, name=group.name),))],
+        sites=[
+            Site(id=site, devices=(DeviceGroup(type=group.type, count=devices, name=group.name),))
+        ],
     )
     pool = LinkPool(mqtt, size=1, client_prefix=f"sg-demo-fleet-{seed}")
     pool.start()

@@ -196,7 +196,7 @@ class FleetReport:
         return self.lag.late == 0
 
     def as_dict(self) -> dict[str, Any]:
-        """The report as a JSON-ready dict."""
+        """Return the report as a JSON-ready dict."""
         return {
             "devices": self.devices,
             "interval_s": self.interval_s,
@@ -264,9 +264,7 @@ class Fleet:
         speed = timebase.speed or 1.0
         # One interval of wall time, but no less than 0.1 s: at high speeds an interval is
         # shorter than the scheduling jitter of the operating system.
-        tolerance = (
-            lag_tolerance_s if lag_tolerance_s is not None else max(interval_s / speed, 0.1)
-        )
+        tolerance = lag_tolerance_s if lag_tolerance_s is not None else max(interval_s / speed, 0.1)
         self.report = FleetReport(
             devices=len(self.devices),
             interval_s=interval_s,

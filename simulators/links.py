@@ -76,7 +76,7 @@ class MemoryPublisher:
         return len(self.messages)
 
     def wait_acknowledged(self, timeout: float) -> bool:
-        """Always already acknowledged."""
+        """Return True: everything kept is acknowledged."""
         return True
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,7 +52,6 @@ class LoadgenReport:
     all_acknowledged: bool = False
     max_backlog_s: float = 0.0
     """The furthest the publisher fell behind its schedule, in seconds."""
-    samples: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def readings_per_s(self) -> float:
@@ -78,7 +77,7 @@ class LoadgenReport:
         return self.readings_per_s >= 0.98 * self.target_readings_per_s
 
     def as_dict(self) -> dict[str, Any]:
-        """The report as a JSON-ready dict."""
+        """Return the report as a JSON-ready dict."""
         return {
             "target_readings_per_s": self.target_readings_per_s,
             "readings_per_message": self.readings_per_message,

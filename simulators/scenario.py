@@ -44,8 +44,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic import model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from contract import TopicScheme, check_id
 from contract.errors import ConfigError, TopicError
@@ -126,7 +133,7 @@ class DeviceGroup(_Frozen):
     name: str = "{type}-{n:04d}"
 
     def names(self) -> list[str]:
-        """The device ids of the group."""
+        """Return the device ids of the group."""
         return [self.name.format(n=n, type=self.type) for n in range(self.count)]
 
     @model_validator(mode="after")
@@ -134,7 +141,9 @@ class DeviceGroup(_Frozen):
         try:
             first = self.name.format(n=0, type=self.type)
         except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"name {self.name!r} is not a format string of n and type: {exc}")
+            raise ValueError(
+                f"name {self.name!r} is not a format string of n and type: {exc}"
+            ) from None
         _id("device", first)
         if self.count > 1 and self.name.format(n=1, type=self.type) == first:
             raise ValueError(f"name {self.name!r} gives every device the same id; use {{n}}")
@@ -253,8 +262,10 @@ def validate_scenario(doc: dict[str, Any], *, source: str = "scenario") -> Scena
         located = _LOCATED.match(reason) if not err["loc"] else None
         if located is not None:
             field, reason = located["field"], located["reason"]
-        if err["type"] not in ("missing",) and "input" in err and not isinstance(
-            err["input"], dict
+        if (
+            err["type"] not in ("missing",)
+            and "input" in err
+            and not isinstance(err["input"], dict)
         ):
             reason += f" (got {err['input']!r})"
         more = exc.error_count() - 1
@@ -280,7 +291,7 @@ def load_scenario(path: Path | str) -> Scenario:
 
 
 def builtin_scenarios() -> dict[str, Path]:
-    """The scenarios shipped with SensorGate, by name."""
+    """Return the scenarios shipped with SensorGate, by name."""
     return {p.stem: p for p in sorted(SCENARIO_DIR.glob("*.toml"))}
 
 
@@ -308,7 +319,9 @@ def simple_scenario(
         "speed": speed,
         "start": start,
         "device_types": {"sim": {"sensor": sensor, "metrics": {m: {} for m in metrics}}},
-        "sites": [{"id": site, "devices": [{"type": "sim", "count": devices, "name": device_name}]}],
+        "sites": [
+            {"id": site, "devices": [{"type": "sim", "count": devices, "name": device_name}]}
+        ],
         "anomalies": [a.model_dump() for a in anomalies],
         "random_anomalies": [a.model_dump() for a in random_anomalies],
     }

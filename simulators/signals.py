@@ -54,7 +54,6 @@ import bisect
 import math
 import random
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -396,8 +395,10 @@ class _Pressure(Signal):
         p: PressureParams = self.params  # type: ignore[assignment]
         if dt > 0:
             pull = 1.0 - math.exp(-math.log(2) * dt / p.reversion_half_life_s)
-            x = self._p + (p.mean - self._p) * pull + p.step_sigma * math.sqrt(dt) * self.rng.gauss(
-                0.0, 1.0
+            x = (
+                self._p
+                + (p.mean - self._p) * pull
+                + p.step_sigma * math.sqrt(dt) * self.rng.gauss(0.0, 1.0)
             )
             # Reflect at the walls (twice covers any step smaller than the span).
             for _ in range(2):
@@ -421,7 +422,9 @@ class _Vibration(Signal):
     def _next(self, t: float, dt: float) -> float:
         p: VibrationParams = self.params  # type: ignore[assignment]
         if self._switch_at is None:
-            self._switch_at = t + self.rng.expovariate(1.0 / (p.mean_on_s if self._on else p.mean_off_s))
+            self._switch_at = t + self.rng.expovariate(
+                1.0 / (p.mean_on_s if self._on else p.mean_off_s)
+            )
         while t >= self._switch_at:
             self._on = not self._on
             mean = p.mean_on_s if self._on else p.mean_off_s
@@ -562,7 +565,3 @@ def build_signal(
     except KeyError:
         raise TypeError(f"no sampler for {type(params).__name__}") from None
 
-
-def utc_hour(t: float) -> float:
-    """Return the UTC hour of day (0..24) of Unix time ``t``."""
-    return datetime.fromtimestamp(t, UTC).hour + (t % 3600.0) / 3600.0

@@ -41,7 +41,9 @@ def parse_speed(text: str) -> float | None:
     return float(match[1])
 
 
-def resolve_start(start: datetime | None, speed: float | None, duration_s: float | None) -> datetime:
+def resolve_start(
+    start: datetime | None, speed: float | None, duration_s: float | None
+) -> datetime:
     """Return the event time of offset 0 (see the module docstring)."""
     if start is not None:
         if start.tzinfo is None:
@@ -95,7 +97,7 @@ class LagStats:
         return self.max
 
     def as_dict(self) -> dict[str, float | int]:
-        """The figures as a JSON-ready dict."""
+        """Return the figures as a JSON-ready dict."""
         return {
             "count": self.count,
             "mean_s": round(self.mean, 6),

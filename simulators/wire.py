@@ -41,9 +41,7 @@ class TelemetryTemplate:
         check_id("sensor", sensor)
         for metric in units:
             check_id("metric", metric)
-        self._head = (
-            '{"specversion":"1.0","id":"'
-        )
+        self._head = '{"specversion":"1.0","id":"'
         self._mid = (
             f'","source":{_q(device_source(site, device))},'
             f'"type":"{TelemetryEvent.TYPE}","subject":{_q(device)},'

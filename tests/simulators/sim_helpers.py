@@ -40,7 +40,9 @@ def run_memory(scenario: Scenario) -> tuple[list[TelemetryEvent], list[Label], F
     return events, labels.labels, report
 
 
-def by_device_metric(events: list[TelemetryEvent]) -> dict[tuple[str, str], list[tuple[datetime, float]]]:
+def by_device_metric(
+    events: list[TelemetryEvent],
+) -> dict[tuple[str, str], list[tuple[datetime, float]]]:
     """Readings as ``(device, metric) -> [(time, value)]`` in publishing order."""
     out: dict[tuple[str, str], list[tuple[datetime, float]]] = defaultdict(list)
     for event in events:

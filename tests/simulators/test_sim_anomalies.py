@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 
 import pytest
+from sim_helpers import by_device_metric, run_memory, small
 
 from simulators.anomalies import (
     AnomalyKind,
@@ -15,8 +17,6 @@ from simulators.anomalies import (
 )
 from simulators.labels import JsonLinesLabelSink, Label, read_labels
 from simulators.signals import PressureParams
-
-from sim_helpers import by_device_metric, run_memory, small
 
 
 def clean_and_dirty(*anomalies, randoms=(), **kw):
@@ -56,13 +56,22 @@ def check_bounds(clean_series, label, interval=10.0):
 )
 def test_scheduled_value_anomaly_is_labelled_and_visible(kind, duration, magnitude):
     spec = ScheduledAnomaly(
-        kind=AnomalyKind(kind), at_s=1200, duration_s=duration, metric="temperature",
-        device="sim-00001", magnitude=magnitude,
+        kind=AnomalyKind(kind),
+        at_s=1200,
+        duration_s=duration,
+        metric="temperature",
+        device="sim-00001",
+        magnitude=magnitude,
     )
     clean, dirty, labels, _ = clean_and_dirty(spec)
     assert len(labels) == 1
     label = labels[0]
-    assert (label.site, label.device, label.metric, label.kind) == ("sim", "sim-00001", "temperature", kind)
+    assert (label.site, label.device, label.metric, label.kind) == (
+        "sim",
+        "sim-00001",
+        "temperature",
+        kind,
+    )
     key = ("sim-00001", "temperature")
     check_bounds(clean[key], label)
     expected_len = 1 if duration is None else int(duration / 10)
@@ -128,7 +137,7 @@ def test_random_anomalies_each_appear_in_the_labels_and_in_the_data():
         per_device.setdefault(label.device, []).append(label)
     for device_labels in per_device.values():  # one random anomaly at a time per device
         device_labels.sort(key=lambda lab: lab.start)
-        for a, b in zip(device_labels[:-1], device_labels[1:], strict=True):
+        for a, b in itertools.pairwise(device_labels):
             assert a.end <= b.start
     for label in labels:
         metrics = ["temperature", "humidity", "pressure"] if label.metric == "*" else [label.metric]
@@ -145,7 +154,9 @@ def test_random_anomalies_each_appear_in_the_labels_and_in_the_data():
             if label.kind == "stuck":
                 assert len(set(values)) == 1
             elif label.kind == "out_of_range":
-                lo, hi = {"temperature": (-40, 85), "humidity": (0, 100), "pressure": (300, 1100)}[metric]
+                lo, hi = {"temperature": (-40, 85), "humidity": (0, 100), "pressure": (300, 1100)}[
+                    metric
+                ]
                 assert all(v > hi or v < lo for v in values)
             elif label.kind in ("spike", "level_shift"):
                 assert all(x == pytest.approx(abs(label.magnitude), abs=1e-3) for x in diffs)
@@ -183,7 +194,9 @@ def test_same_seed_same_readings_and_labels(tmp_path):
 def test_a_devices_values_do_not_depend_on_the_rest_of_the_fleet():
     few = by_device_metric(run_memory(small(devices=2))[0])
     many = by_device_metric(run_memory(small(devices=5))[0])
-    assert [v for _, v in few[("sim-00001", "pressure")]] == [v for _, v in many[("sim-00001", "pressure")]]
+    assert [v for _, v in few[("sim-00001", "pressure")]] == [
+        v for _, v in many[("sim-00001", "pressure")]
+    ]
 
 
 def test_out_of_range_below_with_a_negative_magnitude():
@@ -198,7 +211,13 @@ def test_out_of_range_below_with_a_negative_magnitude():
 def test_parse_anomaly_spec():
     s = parse_anomaly_spec("stuck@600+300:temperature:sim-00001")
     assert isinstance(s, ScheduledAnomaly)
-    assert (s.kind, s.at_s, s.duration_s, s.metric, s.device) == ("stuck", 600, 300, "temperature", "sim-00001")
+    assert (s.kind, s.at_s, s.duration_s, s.metric, s.device) == (
+        "stuck",
+        600,
+        300,
+        "temperature",
+        "sim-00001",
+    )
     s = parse_anomaly_spec("spike@10")
     assert (s.duration_s, s.metric, s.device) == (None, "*", "*")
     r = parse_anomaly_spec("dropout~0.5")

@@ -7,14 +7,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sim_helpers import Collector, mqtt_settings
 
 from contract import TelemetryEvent, TopicScheme, decode
 from contract.errors import ConfigError
 from simulators.csv_replay import CsvRowsError, read_csv, replay_csv
 from simulators.fleet import wait_until
 from simulators.links import LinkPool, MemoryPublisher
-
-from sim_helpers import Collector, mqtt_settings
 
 REPO = Path(__file__).resolve().parents[2]
 SKAB = REPO.parent / "shared" / "datasets" / "skab" / "data"
@@ -42,7 +41,9 @@ def test_delimiter_and_iso_without_zone_are_detected(tmp_path, delimiter):
 
 
 def test_iso_with_zone_epoch_seconds_and_milliseconds(tmp_path):
-    zoned = read_csv(write(tmp_path, "time,v\n2024-05-01T12:00:00+02:00,1\n2024-05-01T10:00:01Z,2\n"))
+    zoned = read_csv(
+        write(tmp_path, "time,v\n2024-05-01T12:00:00+02:00,1\n2024-05-01T10:00:01Z,2\n")
+    )
     assert [r.time for r in zoned.rows] == [
         datetime(2024, 5, 1, 10, tzinfo=UTC),
         datetime(2024, 5, 1, 10, 0, 1, tzinfo=UTC),
@@ -68,7 +69,8 @@ def test_a_time_column_found_by_its_values_and_a_strptime_format(tmp_path):
     assert table.time_column == "when"
     custom = read_csv(
         write(tmp_path, "stamp,v\n02/01/2024 03:04:05,7\n", "c.csv"),
-        time_column="stamp", time_format="%d/%m/%Y %H:%M:%S",
+        time_column="stamp",
+        time_format="%d/%m/%Y %H:%M:%S",
     )
     assert custom.rows[0].time == datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
     with pytest.raises(ConfigError) as info:
@@ -165,5 +167,9 @@ def test_skab_replay_through_the_broker_delivers_exactly_its_rows(services, topi
         when = datetime.fromisoformat(row["datetime"]).replace(tzinfo=UTC)
         assert event.time == when
         got = {r.metric: (r.value, r.time) for r in event.data.readings}
-        want = {k: (float(v), when) for k, v in row.items() if k not in ("datetime", "anomaly", "changepoint")}
+        want = {
+            k: (float(v), when)
+            for k, v in row.items()
+            if k not in ("datetime", "anomaly", "changepoint")
+        }
         assert got == want

@@ -6,6 +6,7 @@ import json
 from collections import defaultdict
 
 import pytest
+from sim_helpers import Collector, mqtt_settings
 
 from contract import TelemetryEvent, TopicKind, decode
 from simulators.fleet import Fleet, wait_until
@@ -14,8 +15,6 @@ from simulators.links import LinkPool
 from simulators.scenario import build_devices, simple_scenario
 from simulators.timebase import Timebase, resolve_start
 
-from sim_helpers import Collector, mqtt_settings
-
 DEVICES = 1_000
 SECONDS = 60.0
 
@@ -23,8 +22,12 @@ SECONDS = 60.0
 @pytest.mark.integration
 def test_1000_devices_for_60_s_keep_their_schedule(services, topics, unique, record_property):
     scenario = simple_scenario(
-        devices=DEVICES, metrics=("temperature", "humidity"), interval_s=1.0,
-        duration_s=SECONDS, speed="realtime", seed=1,
+        devices=DEVICES,
+        metrics=("temperature", "humidity"),
+        interval_s=1.0,
+        duration_s=SECONDS,
+        speed="realtime",
+        seed=1,
         random_anomalies=(),
     )
     devices = build_devices(scenario, topics, sequence_start=0)
@@ -33,9 +36,12 @@ def test_1000_devices_for_60_s_keep_their_schedule(services, topics, unique, rec
         pool.start()
         try:
             fleet = Fleet(
-                devices, publisher=pool, topics=topics,
+                devices,
+                publisher=pool,
+                topics=topics,
                 timebase=Timebase(start=resolve_start(None, 1.0, None), speed=1.0),
-                interval_s=1.0, duration_s=SECONDS,
+                interval_s=1.0,
+                duration_s=SECONDS,
             )
             report = fleet.run()
             assert fleet.drain(30)
@@ -71,8 +77,14 @@ def test_1000_devices_for_60_s_keep_their_schedule(services, topics, unique, rec
 @pytest.mark.integration
 def test_per_device_connections_and_labels_on_the_labels_topic(services, topics, unique):
     scenario = simple_scenario(
-        devices=20, metrics=("vibration",), interval_s=1.0, duration_s=120, speed="max",
-        seed=2, random_anomalies=(), start=resolve_start(None, None, 120),
+        devices=20,
+        metrics=("vibration",),
+        interval_s=1.0,
+        duration_s=120,
+        speed="max",
+        seed=2,
+        random_anomalies=(),
+        start=resolve_start(None, None, 120),
     ).override(anomalies=[{"kind": "spike", "at_s": 30, "metric": "vibration"}])
     devices = build_devices(scenario, topics, sequence_start=0)
     ids = [f"sim-{unique}-{d.device}" for d in devices]
@@ -83,9 +95,13 @@ def test_per_device_connections_and_labels_on_the_labels_topic(services, topics,
             assert pool.size == pool.connected == 20
             memory = MemoryLabelSink()
             fleet = Fleet(
-                devices, publisher=pool, topics=topics,
-                timebase=Timebase(start=scenario.start, speed=None), interval_s=1.0,
-                duration_s=120, label_sinks=[memory, MqttLabelSink(pool, labels_topic(topics.prefix))],
+                devices,
+                publisher=pool,
+                topics=topics,
+                timebase=Timebase(start=scenario.start, speed=None),
+                interval_s=1.0,
+                duration_s=120,
+                label_sinks=[memory, MqttLabelSink(pool, labels_topic(topics.prefix))],
             )
             report = fleet.run()
             assert fleet.drain(30)

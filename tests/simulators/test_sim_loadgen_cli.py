@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from sim_helpers import Collector, mqtt_settings
 
 from contract import TopicKind, TopicScheme, decode
 from simulators.cli import main
@@ -13,14 +14,18 @@ from simulators.fleet import wait_until
 from simulators.links import MemoryPublisher
 from simulators.loadgen import run_loadgen, run_loadgen_with
 
-from sim_helpers import Collector, mqtt_settings
-
 
 def test_loadgen_paces_to_its_target_in_memory():
     publisher = MemoryPublisher()
     report = run_loadgen_with(
-        publisher, TopicScheme(), rate=20_000, readings_per_message=20, devices=7,
-        metrics=["a", "b", "c"], duration_s=1.0, qos=1,
+        publisher,
+        TopicScheme(),
+        rate=20_000,
+        readings_per_message=20,
+        devices=7,
+        metrics=["a", "b", "c"],
+        duration_s=1.0,
+        qos=1,
     )
     assert report.messages == pytest.approx(1_000, rel=0.03)
     assert report.readings == report.messages * 20
@@ -38,8 +43,14 @@ def test_loadgen_counts_the_brokers_acknowledgements(services, unique):
     topics = TopicScheme(prefix=f"sgtest/{unique}")
     with Collector(services, topics.subscription(TopicKind.TELEMETRY), f"sub-{unique}") as sub:
         report = run_loadgen(
-            mqtt_settings(services), topics, rate=10_000, readings_per_message=50, devices=10,
-            metrics=4, duration_s=1.0, qos=1,
+            mqtt_settings(services),
+            topics,
+            rate=10_000,
+            readings_per_message=50,
+            devices=10,
+            metrics=4,
+            duration_s=1.0,
+            qos=1,
         )
         assert wait_until(lambda: sub.count() >= report.messages, 10)
     assert report.all_acknowledged
@@ -60,7 +71,10 @@ def test_every_command_has_help(command, capsys):
 
 def test_cli_refuses_a_bad_scenario_and_bad_anomalies(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
-    bad.write_text('[device_types.x]\nmetrics.temperature = { mean = "hot" }\n[[sites]]\nid = "s"\ndevices = [{ type = "x" }]\n')
+    bad.write_text(
+        '[device_types.x]\nmetrics.temperature = { mean = "hot" }\n'
+        '[[sites]]\nid = "s"\ndevices = [{ type = "x" }]\n'
+    )
     assert main(["simulate", "--scenario", str(bad), "--port", "1"]) == 2
     assert "device_types.x.metrics.temperature.mean" in capsys.readouterr().err
     assert main(["simulate", "--anomalies", "wobble@1", "--port", "1"]) == 2
@@ -80,13 +94,36 @@ def test_cli_csv_dry_run_reports_bad_lines(tmp_path, capsys):
 
 @pytest.mark.integration
 def test_cli_simulate_and_replay_and_loadgen_against_the_broker(services, unique, tmp_path, capsys):
-    broker = ["--host", services.mqtt_host, "--port", str(services.mqtt_port), "--prefix", f"sgtest/{unique}"]
+    broker = [
+        "--host",
+        services.mqtt_host,
+        "--port",
+        str(services.mqtt_port),
+        "--prefix",
+        f"sgtest/{unique}",
+    ]
     labels = tmp_path / "labels.jsonl"
-    code = main([
-        "simulate", *broker, "--devices", "50", "--metrics", "temperature,door,battery",
-        "--duration", "600", "--speed", "max", "--seed", "4", "--anomalies",
-        "stuck@60+120:temperature,dropout@300+60:*:sim-00007", "--labels", str(labels), "--json",
-    ])
+    code = main(
+        [
+            "simulate",
+            *broker,
+            "--devices",
+            "50",
+            "--metrics",
+            "temperature,door,battery",
+            "--duration",
+            "600",
+            "--speed",
+            "max",
+            "--seed",
+            "4",
+            "--anomalies",
+            "stuck@60+120:temperature,dropout@300+60:*:sim-00007",
+            "--labels",
+            str(labels),
+            "--json",
+        ]
+    )
     out = json.loads(capsys.readouterr().out)
     assert code == 0
     assert out["events"] == 50 * 600 - 60
@@ -94,7 +131,19 @@ def test_cli_simulate_and_replay_and_loadgen_against_the_broker(services, unique
     assert out["labels"] == 51
     assert len(labels.read_text().splitlines()) == 51
 
-    code = main(["simulate", *broker, "--scenario", "cold-chain", "--duration", "3600", "--speed", "x3600", "--json"])
+    code = main(
+        [
+            "simulate",
+            *broker,
+            "--scenario",
+            "cold-chain",
+            "--duration",
+            "3600",
+            "--speed",
+            "x3600",
+            "--json",
+        ]
+    )
     out = json.loads(capsys.readouterr().out)
     assert code == 0
     assert out["events"] == 32 * 360
@@ -108,7 +157,19 @@ def test_cli_simulate_and_replay_and_loadgen_against_the_broker(services, unique
     assert (out["events"], out["readings"], out["acknowledged"]) == (2, 4, 2)
     assert out["first_time"] == "2024-05-01T10:00:00.000000Z"
 
-    code = main(["loadgen", *broker, "--rate", "5000", "--duration", "0.5", "--readings-per-message", "10", "--json"])
+    code = main(
+        [
+            "loadgen",
+            *broker,
+            "--rate",
+            "5000",
+            "--duration",
+            "0.5",
+            "--readings-per-message",
+            "10",
+            "--json",
+        ]
+    )
     out = json.loads(capsys.readouterr().out)
     assert code == 0
     assert out["acknowledged"] == out["messages"] > 0
@@ -116,15 +177,14 @@ def test_cli_simulate_and_replay_and_loadgen_against_the_broker(services, unique
 
     code = main(["loadgen", *broker, "--rate", "5000", "--duration", "0.5"])
     table = capsys.readouterr().out
-    assert "achieved readings/s" in table and "acknowledged (PUBACK)" in table
+    assert "achieved readings/s" in table
+    assert "acknowledged (PUBACK)" in table
 
 
 @pytest.mark.integration
 def test_demo_fleet_publishes_until_stopped(services, topics, unique):
     with Collector(services, topics.subscription(TopicKind.TELEMETRY), f"sub-{unique}") as sub:
-        fleet = start_demo_fleet(
-            mqtt_settings(services), topics, devices=3, interval_s=0.1, seed=1
-        )
+        fleet = start_demo_fleet(mqtt_settings(services), topics, devices=3, interval_s=0.1, seed=1)
         try:
             assert wait_until(lambda: fleet.published_events >= 12, 10)
         finally:

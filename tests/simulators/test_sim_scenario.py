@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from sim_helpers import run_memory
 
 from contract import TopicScheme
 from contract.errors import ConfigError
@@ -14,8 +15,6 @@ from simulators.scenario import (
     load_scenario,
     validate_scenario,
 )
-
-from sim_helpers import run_memory
 
 GOOD = """
 name = "t"
@@ -80,13 +79,21 @@ def test_a_good_scenario_builds_its_devices(tmp_path):
     [
         (("count = 3", "count = 0"), "sites[0].devices[0].count", "greater than or equal to 1"),
         (('type = "box"', 'type = "crate"'), "sites[0].devices[0].type", "unknown device type"),
-        (("mean = -18", "mean = 'cold'"), "device_types.box.metrics.temperature.mean", "valid number"),
+        (
+            ("mean = -18", "mean = 'cold'"),
+            "device_types.box.metrics.temperature.mean",
+            "valid number",
+        ),
         (("mean = -18", "meen = -18"), "device_types.box.metrics.temperature.meen", "Extra inputs"),
         (("metrics.door = {}", "metrics.gate = {}"), "device_types.box.metrics", "needs a 'model'"),
         (('speed = "max"', 'speed = "warp"'), "speed", "expected a speed"),
         (('id = "w1"', 'id = "w/1"'), "sites[0].id", "contains the character '/'"),
         (('name = "box-{n}"', 'name = "box"'), "sites[0].devices[0]", "the same id"),
-        (('metric = "temperature"', 'metric = "humidity"'), "anomalies[0].metric", "no device type has a metric"),
+        (
+            ('metric = "temperature"', 'metric = "humidity"'),
+            "anomalies[0].metric",
+            "no device type has a metric",
+        ),
         (('kind = "stuck"', 'kind = "melt"'), "anomalies[0].kind", "Input should be"),
         (("interval_s = 5", "interval_s = -5"), "interval_s", "greater than 0"),
         (("lower = 0,", "lower = 70,"), "device_types.box.metrics.level", "lower < mean < upper"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import statistics
@@ -50,7 +51,9 @@ def test_every_model_has_defaults_and_a_sampler():
 
 
 def test_temperature_mean_range_and_daily_cycle():
-    p = TemperatureParams(mean=20, mean_spread=0, daily_amplitude=3, noise_sigma=0.3, drift_per_day=0)
+    p = TemperatureParams(
+        mean=20, mean_spread=0, daily_amplitude=3, noise_sigma=0.3, drift_per_day=0
+    )
     times, values = series(p, step=60, span=10 * DAY)
     assert statistics.fmean(values) == pytest.approx(20, abs=0.3)
     # cycle (±3) plus noise (0.3 sigma): well inside ±(3 + 5 sigma)
@@ -66,7 +69,9 @@ def test_temperature_mean_range_and_daily_cycle():
 
 
 def test_temperature_noise_is_autocorrelated():
-    p = TemperatureParams(daily_amplitude=0, mean_spread=0, noise_sigma=1.0, noise_tau_s=600, drift_per_day=0)
+    p = TemperatureParams(
+        daily_amplitude=0, mean_spread=0, noise_sigma=1.0, noise_tau_s=600, drift_per_day=0
+    )
     _times, values = series(p, step=10, span=2 * DAY)
     lag1 = pearson(values[:-1], values[1:])
     assert lag1 == pytest.approx(math.exp(-10 / 600), abs=0.03)
@@ -74,20 +79,26 @@ def test_temperature_noise_is_autocorrelated():
 
 
 def test_temperature_drift_is_visible_over_a_simulated_day():
-    p = TemperatureParams(mean=20, mean_spread=0, daily_amplitude=3, noise_sigma=0.3, drift_per_day=1.5)
+    p = TemperatureParams(
+        mean=20, mean_spread=0, daily_amplitude=3, noise_sigma=0.3, drift_per_day=1.5
+    )
     times, values = series(p, step=60, span=2 * DAY)
     half = len(values) // 2
     day1, day2 = statistics.fmean(values[:half]), statistics.fmean(values[half:])
     assert day2 - day1 == pytest.approx(1.5, abs=0.3)
     # and within the first day alone: the residual after removing the cycle trends up
-    first = [(t, v - 3 * math.cos(2 * math.pi * (t - 15 * 3600) / DAY)) for t, v in
-             zip(times[:half], values[:half], strict=True)]
+    first = [
+        (t, v - 3 * math.cos(2 * math.pi * (t - 15 * 3600) / DAY))
+        for t, v in zip(times[:half], values[:half], strict=True)
+    ]
     slope = statistics.linear_regression([t for t, _ in first], [r for _, r in first]).slope
     assert slope * DAY == pytest.approx(1.5, abs=0.4)
 
 
 def test_temperature_devices_differ_by_their_offset():
-    p = TemperatureParams(mean=20, mean_spread=2, noise_sigma=0.1, daily_amplitude=0, drift_per_day=0)
+    p = TemperatureParams(
+        mean=20, mean_spread=2, noise_sigma=0.1, daily_amplitude=0, drift_per_day=0
+    )
     means = [statistics.fmean(series(p, seed=s, span=3600)[1]) for s in range(30)]
     assert all(18 - 0.5 < m < 22 + 0.5 for m in means)
     assert statistics.pstdev(means) > 0.5
@@ -118,7 +129,7 @@ def test_pressure_is_a_bounded_random_walk():
     _times, values = series(p, step=60, span=20 * DAY)
     assert min(values) >= 990
     assert max(values) <= 1010
-    steps = [b - a for a, b in zip(values[:-1], values[1:], strict=True)]
+    steps = [b - a for a, b in itertools.pairwise(values)]
     assert statistics.pstdev(steps) == pytest.approx(0.5 * math.sqrt(60), rel=0.15)
     assert max(values) - min(values) > 10  # it does wander across the band
 
@@ -142,7 +153,11 @@ def test_power_follows_its_load_profile(profile):
         expected = 100 + 1000 * load_fraction(profile, t)
         assert v == pytest.approx(expected, rel=0.12)
     if profile == "office":
-        noon = [v for t, v in zip(times, values, strict=True) if (t - T0) // DAY < 5 and 12 <= (t % DAY) / 3600 < 13]
+        noon = [
+            v
+            for t, v in zip(times, values, strict=True)
+            if (t - T0) // DAY < 5 and 12 <= (t % DAY) / 3600 < 13
+        ]
         night = [v for t, v in zip(times, values, strict=True) if 2 <= (t % DAY) / 3600 < 3]
         assert statistics.fmean(noon) == pytest.approx(1100, rel=0.05)
         assert statistics.fmean(night) == pytest.approx(150, rel=0.1)
@@ -150,14 +165,15 @@ def test_power_follows_its_load_profile(profile):
 
 def test_current_uses_amperes():
     _times, values = series(default_params("current"), span=DAY)
-    assert 0 <= min(values) and max(values) < 12
+    assert min(values) >= 0
+    assert max(values) < 12
 
 
 def test_battery_discharges_along_its_curve_and_recharges():
     p = BatteryParams(life_days=2, start_soc_min=1.0, start_soc_max=1.0, noise_sigma=0.0)
-    times, values = series(p, step=600, span=2 * DAY - 600)
+    _times, values = series(p, step=600, span=2 * DAY - 600)
     assert values[0] == pytest.approx(4.2, abs=0.01)
-    assert all(b <= a + 1e-9 for a, b in zip(values[:-1], values[1:], strict=True))
+    assert all(b <= a + 1e-9 for a, b in itertools.pairwise(values))
     assert values[-1] < 3.3
     # the plateau: the middle half of the life spans a small part of the voltage range
     quarter = len(values) // 4
@@ -170,7 +186,7 @@ def test_door_is_binary_with_the_documented_rate():
     p = DoorParams(opens_per_hour=6, mean_open_s=60)
     _times, values = series(p, step=5, span=10 * DAY)
     assert set(values) <= {0.0, 1.0}
-    openings = sum(1 for a, b in zip(values[:-1], values[1:], strict=True) if a == 0 and b == 1)
+    openings = sum(1 for a, b in itertools.pairwise(values) if a == 0 and b == 1)
     assert openings == pytest.approx(6 * 24 * 10, rel=0.15)
     open_share = statistics.fmean(values)
     assert open_share == pytest.approx(6 * 60 / (3600 + 6 * 60), rel=0.2)
@@ -192,5 +208,5 @@ def test_parameters_are_validated():
         PressureParams(mean=2000)
     with pytest.raises(ValueError, match="empty_v < full_v"):
         BatteryParams(empty_v=5)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="greater than or equal to 0"):
         VibrationParams(on_level=-1)

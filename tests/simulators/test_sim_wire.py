@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+from sim_helpers import START, run_memory, small
 
 from contract import TelemetryEvent, decode, encode
 from contract.errors import TopicError
@@ -13,12 +14,13 @@ from simulators.anomalies import RandomAnomalies
 from simulators.signals import MODEL_NAMES
 from simulators.wire import TelemetryTemplate, format_time
 
-from sim_helpers import START, run_memory, small
-
 
 def test_rendered_event_decodes_to_the_same_event_pydantic_would_build():
     template = TelemetryTemplate(
-        site="site a", device="dev-1", sensor="env", units={"temperature": "degC", "Volume Flow": ""}
+        site="site a",
+        device="dev-1",
+        sensor="env",
+        units={"temperature": "degC", "Volume Flow": ""},
     )
     t = format_time(START)
     raw = template.render(7, t, [("temperature", 21.5, t), ("Volume Flow", -0.000123, t)])
@@ -36,7 +38,9 @@ def test_rendered_event_decodes_to_the_same_event_pydantic_would_build():
     ours, theirs = json.loads(raw), json.loads(encode(event))
     assert set(ours) == set(theirs)
     assert set(ours["data"]) == set(theirs["data"])
-    assert [set(r) for r in ours["data"]["readings"]] == [set(r) for r in theirs["data"]["readings"]]
+    assert [set(r) for r in ours["data"]["readings"]] == [
+        set(r) for r in theirs["data"]["readings"]
+    ]
 
 
 def test_non_finite_values_and_bad_ids_are_refused():

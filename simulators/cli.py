@@ -394,11 +394,15 @@ def _simulate(args: argparse.Namespace) -> int:
     )
     try:
         report = _run_interruptibly(fleet.run, fleet.stop)
-        drained = fleet.drain(args.drain_timeout) if args.qos > 0 else True
+        # QoS 0 too: its "acknowledged" means written to the socket, and a disconnect
+        # before that would lose what paho still holds.
+        drained = fleet.drain(args.drain_timeout)
     finally:
         pool.stop()
         for sink in sinks:
             sink.close()
+    if report.error:
+        _err(report.error)
     doc = {
         "scenario": scenario.name,
         "seed": scenario.seed,
@@ -432,6 +436,8 @@ def _simulate(args: argparse.Namespace) -> int:
             ("kept up", report.kept_up),
         ],
     )
+    if report.error:
+        return EXIT_BROKER
     return EXIT_OK if report.kept_up and drained else EXIT_BEHIND
 
 
@@ -541,7 +547,7 @@ def _csv_replay(args: argparse.Namespace) -> int:
             ),
             stop.set,
         )
-        drained = pool.wait_acknowledged(30.0) if args.qos > 0 else True
+        drained = pool.wait_acknowledged(30.0)
         report.acknowledged = pool.acknowledged
     except CsvRowsError as exc:  # pragma: no cover - refused above already
         _err(str(exc))

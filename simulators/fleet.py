@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 from contract import TopicScheme
+from contract.errors import BrokerError
 from simulators.anomalies import (
     ActiveAnomaly,
     AnomalyKind,
@@ -176,6 +177,8 @@ class FleetReport:
     acknowledged: int = 0
     bytes: int = 0
     stopped_early: bool = False
+    error: str | None = None
+    """Why the run ended early, if the broker made it (the run stops, it never drops)."""
     lag: LagStats = field(default_factory=LagStats)
 
     @property
@@ -214,6 +217,7 @@ class FleetReport:
             "readings_per_s": round(self.readings / self.wall_s, 1) if self.wall_s else 0.0,
             "kept_up": self.kept_up,
             "stopped_early": self.stopped_early,
+            "error": self.error,
             "lag": self.lag.as_dict(),
         }
 
@@ -365,6 +369,9 @@ class Fleet:
                             report.acknowledged = publisher.acknowledged
                             self.progress(report)
                 tick += 1
+        except BrokerError as exc:
+            report.error = str(exc)
+            stop.set()
         finally:
             report.stopped_early = stop.is_set()
             report.wall_s = timebase.elapsed()

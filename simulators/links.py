@@ -85,6 +85,12 @@ class LinkPool:
 
     ``client_ids`` names each link (for one connection per device, the device's own
     identity); by default links are ``{client_prefix}-{i}``.
+
+    At most ``max_in_flight`` messages per link wait for their acknowledgement:
+    MQTT numbers in-flight messages with 16-bit ids, so past 65,535 unacknowledged
+    messages paho refuses to publish ("message queue full"). Above the window
+    :meth:`publish` blocks until the broker catches up (backpressure), and raises
+    :class:`BrokerError` if it does not within ``stall_timeout_s``.
     """
 
     def __init__(
@@ -94,7 +100,15 @@ class LinkPool:
         size: int = 1,
         client_ids: Sequence[str] | None = None,
         client_prefix: str = "sg-sim",
+        max_in_flight: int = 50_000,
+        stall_timeout_s: float = 60.0,
     ) -> None:
+        if not 0 < max_in_flight < 65_536:
+            raise ValueError(f"max_in_flight must be in 1..65535; got {max_in_flight}")
+        self._max_in_flight = max_in_flight
+        self._stall_timeout_s = stall_timeout_s
+        self.stalls = 0
+        """How many times publishing waited for the broker to catch up."""
         if client_ids is None:
             client_ids = [f"{client_prefix}-{i}" for i in range(size)]
         if not client_ids:
@@ -147,9 +161,25 @@ class LinkPool:
     ) -> Any:
         """Publish over link ``key % size``; return the edge's publish ticket."""
         index = key % len(self._links)
+        if self._published[index] - self._acked[index] >= self._max_in_flight:
+            self._wait_for_window(index)
         ticket = self._links[index].publish(topic, payload, qos=qos, retain=retain)
         self._published[index] += 1
         return ticket
+
+    def _wait_for_window(self, index: int) -> None:
+        self.stalls += 1
+        low = self._max_in_flight * 9 // 10
+        deadline = time.monotonic() + self._stall_timeout_s
+        while self._published[index] - self._acked[index] > low:
+            if time.monotonic() >= deadline:
+                link = self._links[index]
+                raise BrokerError(
+                    f"{link.settings.url} acknowledged nothing for {self._stall_timeout_s:.0f} s"
+                    f" with {self._published[index] - self._acked[index]:,} messages in flight"
+                    f" on {link.settings.client_id!r}"
+                )
+            time.sleep(0.001)
 
     @property
     def published(self) -> int:

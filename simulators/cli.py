@@ -292,7 +292,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from simulators.anomalies import RandomAnomalies, ScheduledAnomaly, parse_anomaly_spec
     from simulators.fleet import Fleet, FleetReport
     from simulators.labels import JsonLinesLabelSink, LabelSink, MqttLabelSink, labels_topic
-    from simulators.links import LinkPool
+    from simulators.links import LinkPool, MultiplexedLinks
     from simulators.scenario import build_devices, builtin_scenarios, load_scenario, simple_scenario
     from simulators.timebase import Timebase, resolve_start
 
@@ -348,8 +348,10 @@ def _simulate(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
 
     settings = _settings(args)
+    pool: LinkPool
     if args.connections == "per-device":
-        pool = LinkPool(settings, client_ids=[f"sim-{d.site}-{d.device}" for d in devices])
+        # One selector thread serves them all: a paho thread per device does not scale.
+        pool = MultiplexedLinks(settings, client_ids=[f"sim-{d.site}-{d.device}" for d in devices])
     else:
         pool = LinkPool(settings, size=max(1, args.links), client_prefix=f"sg-sim-{scenario.name}")
     try:

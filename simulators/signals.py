@@ -564,4 +564,3 @@ def build_signal(
         return factories[type(params)]()
     except KeyError:
         raise TypeError(f"no sampler for {type(params).__name__}") from None
-

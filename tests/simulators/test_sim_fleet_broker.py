@@ -11,7 +11,7 @@ from sim_helpers import Collector, mqtt_settings
 from contract import TelemetryEvent, TopicKind, decode
 from simulators.fleet import Fleet, wait_until
 from simulators.labels import MemoryLabelSink, MqttLabelSink, labels_topic
-from simulators.links import LinkPool
+from simulators.links import LinkPool, MultiplexedLinks
 from simulators.scenario import build_devices, simple_scenario
 from simulators.timebase import Timebase, resolve_start
 
@@ -76,8 +76,10 @@ def test_1000_devices_for_60_s_keep_their_schedule(services, topics, unique, rec
 
 @pytest.mark.integration
 def test_per_device_connections_and_labels_on_the_labels_topic(services, topics, unique):
+    # 400 connections: beyond what a paho thread per client (select()) can serve.
+    n = 400
     scenario = simple_scenario(
-        devices=20,
+        devices=n,
         metrics=("vibration",),
         interval_s=1.0,
         duration_s=120,
@@ -89,10 +91,10 @@ def test_per_device_connections_and_labels_on_the_labels_topic(services, topics,
     devices = build_devices(scenario, topics, sequence_start=0)
     ids = [f"sim-{unique}-{d.device}" for d in devices]
     with Collector(services, labels_topic(topics.prefix), f"lab-{unique}") as sub:
-        pool = LinkPool(mqtt_settings(services), client_ids=ids)
+        pool = MultiplexedLinks(mqtt_settings(services), client_ids=ids)
         pool.start()
         try:
-            assert pool.size == pool.connected == 20
+            assert pool.size == pool.connected == n
             memory = MemoryLabelSink()
             fleet = Fleet(
                 devices,
@@ -107,8 +109,32 @@ def test_per_device_connections_and_labels_on_the_labels_topic(services, topics,
             assert fleet.drain(30)
         finally:
             pool.stop()
-        assert wait_until(lambda: sub.count() >= 20, 10)
-    assert report.events == 20 * 120
+        assert wait_until(lambda: sub.count() >= n, 10)
+    assert report.events == n * 120
+    assert report.acknowledged == report.events + n  # the labels are acknowledged too
     published = sorted(json.loads(p)["device"] for _t, p in sub.messages)
     assert published == sorted(label.device for label in memory.labels)
     assert {json.loads(p)["kind"] for _t, p in sub.messages} == {"spike"}
+
+
+@pytest.mark.integration
+def test_multiplexed_links_reconnect_after_a_lost_connection(services, unique):
+    import socket
+
+    pool = MultiplexedLinks(
+        mqtt_settings(services), client_ids=[f"mx-{unique}-{i}" for i in range(3)]
+    )
+    pool.start()
+    try:
+        pool.publish("sgtest/x", b"1", key=0)
+        assert pool.wait_acknowledged(5)
+        pool._links[1].client.socket().shutdown(socket.SHUT_RDWR)  # the network goes away
+        assert wait_until(lambda: pool.connected < 3, 5)
+        assert wait_until(lambda: pool.connected == 3, 10)  # and comes back by itself
+        for key in range(3):
+            pool.publish("sgtest/x", b"2", key=key)
+        assert pool.wait_acknowledged(5)
+        assert pool.acknowledged == 4
+    finally:
+        pool.stop()
+    assert pool.connected == 0

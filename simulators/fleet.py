@@ -361,13 +361,11 @@ class Fleet:
                     report.events += 1
                     report.readings += len(values)
                     report.bytes += len(payload)
-                    if self.progress is not None and (report.events & 255) == 0:
-                        elapsed = timebase.elapsed()
-                        if elapsed >= next_progress:
-                            next_progress = elapsed + self.progress_every_s
-                            report.wall_s = elapsed
-                            report.acknowledged = publisher.acknowledged
-                            self.progress(report)
+                    if self.progress is not None and timebase.elapsed() >= next_progress:
+                        report.wall_s = timebase.elapsed()
+                        next_progress = report.wall_s + self.progress_every_s
+                        report.acknowledged = publisher.acknowledged
+                        self.progress(report)
                 tick += 1
         except BrokerError as exc:
             report.error = str(exc)

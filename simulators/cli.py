@@ -152,6 +152,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     rep.add_argument("--speed", default="realtime", help="realtime (default), xN, or max")
     rep.add_argument(
+        "--rebase",
+        default=None,
+        metavar="START",
+        help="shift every timestamp so the first row falls at START (ISO 8601 with zone, or"
+        " 'now'), or with 'ends-now' the last row at now (a backfill the gateway accepts);"
+        " default: the original timestamps",
+    )
+    rep.add_argument(
         "--skip-bad-rows",
         action="store_true",
         help="replay the readable rows and report the others",
@@ -446,6 +454,22 @@ def _simulate(args: argparse.Namespace) -> int:
 # -- csv-replay ----------------------------------------------------------------------
 
 
+def _rebase(text: str | None, table: Any) -> datetime | None:
+    from datetime import UTC
+
+    if text is None or not table.rows:
+        return None
+    if text == "now":
+        return datetime.now(UTC)
+    if text == "ends-now":
+        span = max(row.time for row in table.rows) - table.rows[0].time
+        return datetime.now(UTC) - span
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        raise ValueError(f"--rebase needs a zone (e.g. 2026-01-01T00:00:00Z); got {text!r}")
+    return when
+
+
 def _csv_replay(args: argparse.Namespace) -> int:
     from contract import TopicScheme
     from contract.errors import BrokerError, ConfigError, TopicError
@@ -466,6 +490,7 @@ def _csv_replay(args: argparse.Namespace) -> int:
             columns=args.columns,
         )
         device = args.device or f"{args.file.resolve().parent.name}-{args.file.stem}"
+        rebase_to = _rebase(args.rebase, table)
         topics.telemetry(args.site, device)
     except (ConfigError, TopicError, ValueError) as exc:
         _err(str(exc))
@@ -543,6 +568,7 @@ def _csv_replay(args: argparse.Namespace) -> int:
                 qos=args.qos,
                 skip_bad_rows=True,
                 sequence_start=sequence_start,
+                rebase_to=rebase_to,
                 stop=stop,
                 progress=show if args.progress_every > 0 else None,
                 progress_every_s=args.progress_every or 5.0,

@@ -173,3 +173,13 @@ def test_skab_replay_through_the_broker_delivers_exactly_its_rows(services, topi
             if k not in ("datetime", "anomaly", "changepoint")
         }
         assert got == want
+
+
+def test_rebase_shifts_every_timestamp_by_the_same_amount(tmp_path):
+    table = read_csv(write(tmp_path, "time,v\n2020-01-01T00:00:00Z,1\n2020-01-01T00:00:07Z,2\n"))
+    publisher = MemoryPublisher()
+    target = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    report = replay_csv(table, publisher, TopicScheme(), site="s", device="d", rebase_to=target)
+    times = [decode(m.payload).data.readings[0].time for m in publisher.messages]
+    assert times == [target, target + timedelta(seconds=7)]
+    assert report.first_time == "2026-05-01T12:00:00.000000Z"

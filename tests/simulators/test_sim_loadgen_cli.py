@@ -196,3 +196,11 @@ def test_demo_fleet_publishes_until_stopped(services, topics, unique):
         assert wait_until(lambda: sub.count() >= fleet.published_events, 10)
     devices = {decode(p).data.device for _t, p in sub.messages}
     assert devices == {"demo-000", "demo-001", "demo-002"}
+
+
+def test_loadgen_in_flight_window_is_bounded_in_bytes():
+    from simulators.loadgen import in_flight_window
+
+    assert in_flight_window(1) == 50_000
+    assert in_flight_window(1_000) * 1_000 * 100 <= 32_000_000
+    assert in_flight_window(10_000) >= 16

@@ -14,7 +14,7 @@ import json
 import sys
 import threading
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -462,7 +462,7 @@ def _rebase(text: str | None, table: Any) -> datetime | None:
     if text == "now":
         return datetime.now(UTC)
     if text == "ends-now":
-        span = max(row.time for row in table.rows) - table.rows[0].time
+        span: timedelta = max(row.time for row in table.rows) - table.rows[0].time
         return datetime.now(UTC) - span
     when = datetime.fromisoformat(text)
     if when.tzinfo is None:

@@ -1,18 +1,22 @@
-"""The small simulated fleet that ``sensorgate up`` runs.
+"""The small simulated fleet that ``sensorgate up`` runs: the ``demo`` scenario.
 
-A few devices, each with a temperature and a humidity sensor, publishing one
-telemetry event per device per interval through the edge's MQTT link.
+The scenario (``simulators/scenarios/demo.toml``: rooms with temperature and
+humidity, and an occasional anomaly) runs in real time in a background thread,
+publishing through the edge's MQTT link; ``devices``, ``interval_s``, ``seed`` and
+``site`` override the file.
 """
 
 from __future__ import annotations
 
-import math
-import random
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from contract import Reading, TelemetryEvent, TopicScheme, encode, utc_now
-from edge.mqtt import MqttLink, MqttSettings
+from contract import TopicScheme
+from edge.mqtt import MqttSettings
+from simulators.fleet import Fleet
+from simulators.labels import MemoryLabelSink
+from simulators.links import LinkPool
+from simulators.scenario import SCENARIO_DIR, DeviceGroup, Site, build_devices, load_scenario
+from simulators.timebase import Timebase, resolve_start
 
 __all__ = ["DemoFleet", "start_demo_fleet"]
 
@@ -21,18 +25,24 @@ __all__ = ["DemoFleet", "start_demo_fleet"]
 class DemoFleet:
     """A running demo fleet; :meth:`stop` ends it."""
 
-    link: MqttLink
-    thread: threading.Thread
-    stop_event: threading.Event
-    published_events: int = 0
-    published_readings: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    fleet: Fleet
+    pool: LinkPool
+    labels: MemoryLabelSink
+
+    @property
+    def published_events(self) -> int:
+        """Telemetry events published so far."""
+        return self.fleet.report.events
+
+    @property
+    def published_readings(self) -> int:
+        """Readings published so far."""
+        return self.fleet.report.readings
 
     def stop(self) -> None:
         """Stop publishing and disconnect."""
-        self.stop_event.set()
-        self.thread.join(timeout=5)
-        self.link.stop()
+        self.fleet.stop()
+        self.pool.stop()
 
 
 def start_demo_fleet(
@@ -44,46 +54,27 @@ def start_demo_fleet(
     interval_s: float = 1.0,
     seed: int = 0,
 ) -> DemoFleet:
-    """Connect and start publishing for ``devices`` simulated devices in a thread."""
-    link = MqttLink(mqtt.model_copy(update={"client_id": f"sg-demo-fleet-{seed}"}))
-    link.start()
-    stop = threading.Event()
-    fleet = DemoFleet(link=link, thread=threading.Thread(), stop_event=stop)
-    rng = random.Random(seed)
-    names = [f"demo-{i:03d}" for i in range(devices)]
-    offsets = {name: rng.uniform(-2, 2) for name in names}
-
-    def run() -> None:
-        sequence = 0
-        while not stop.is_set():
-            now = utc_now()
-            phase = now.timestamp() / 600 * 2 * math.pi
-            for name in names:
-                temp = 21 + offsets[name] + 3 * math.sin(phase) + rng.gauss(0, 0.2)
-                hum = 45 - 4 * math.sin(phase) + rng.gauss(0, 0.5)
-                event = TelemetryEvent.create(
-                    site=site,
-                    device=name,
-                    sequence=sequence,
-                    readings=[
-                        Reading(
-                            sensor="env",
-                            metric="temperature",
-                            value=round(temp, 3),
-                            unit="degC",
-                            time=now,
-                        ),
-                        Reading(
-                            sensor="env", metric="humidity", value=round(hum, 3), unit="%", time=now
-                        ),
-                    ],
-                )
-                link.publish(topics.telemetry(site, name), encode(event))
-                fleet.published_events += 1
-                fleet.published_readings += len(event.data.readings)
-            sequence += 1
-            stop.wait(interval_s)
-
-    fleet.thread = threading.Thread(target=run, name="demo-fleet", daemon=True)
-    fleet.thread.start()
-    return fleet
+    """Connect and start publishing the demo scenario in a background thread."""
+    base = load_scenario(SCENARIO_DIR / "demo.toml")
+    group = base.sites[0].devices[0]
+    scenario = base.override(
+        seed=seed,
+        interval_s=interval_s,
+        sites=[
+            Site(id=site, devices=(DeviceGroup(type=group.type, count=devices, name=group.name),))
+        ],
+    )
+    pool = LinkPool(mqtt, size=1, client_prefix=f"sg-demo-fleet-{seed}")
+    pool.start()
+    labels = MemoryLabelSink()
+    fleet = Fleet(
+        build_devices(scenario, topics),
+        publisher=pool,
+        topics=topics,
+        timebase=Timebase(start=resolve_start(None, 1.0, None), speed=1.0),
+        interval_s=scenario.interval_s,
+        duration_s=None,
+        label_sinks=[labels],
+    )
+    fleet.start()
+    return DemoFleet(fleet=fleet, pool=pool, labels=labels)

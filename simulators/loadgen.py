@@ -1,0 +1,262 @@
+"""Load generation for benchmarks: a target readings/s through the edge's MQTT link.
+
+:func:`run_loadgen` publishes valid telemetry events (``readings_per_message``
+readings each, cycling over ``metrics``) from ``devices`` device identities, paced to
+``rate`` readings per second (None or 0: as fast as possible) for ``duration_s``
+wall seconds, then waits for the broker's acknowledgements and reports what was
+achieved. A benchmark of the gateway can call it directly.
+
+Readings inside one message are successive samples one microsecond apart, so that
+every reading has its own InfluxDB point identity; values are cheap deterministic
+numbers, because a load generator should spend its time on publishing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from contract import TopicScheme
+from edge.mqtt import MqttSettings
+from simulators.links import LinkPool, Publisher
+from simulators.wire import TelemetryTemplate
+
+__all__ = ["LoadgenReport", "run_loadgen", "run_loadgen_with"]
+
+_MAX_BURST = 2_000  # messages published between two looks at the clock
+
+
+@dataclass
+class LoadgenReport:
+    """What a load generation run achieved."""
+
+    target_readings_per_s: float | None
+    readings_per_message: int
+    devices: int
+    metrics: int
+    qos: int
+    connections: int
+    duration_s: float
+    wall_s: float = 0.0
+    """Seconds spent publishing."""
+    messages: int = 0
+    readings: int = 0
+    bytes: int = 0
+    acknowledged: int = 0
+    """Messages the broker acknowledged (PUBACKs for QoS 1; sent, for QoS 0)."""
+    ack_wait_s: float = 0.0
+    """Seconds waited after publishing for the last acknowledgements."""
+    all_acknowledged: bool = False
+    max_backlog_s: float = 0.0
+    """The furthest the publisher fell behind its schedule, in seconds."""
+
+    @property
+    def readings_per_s(self) -> float:
+        """Achieved publish rate in readings per second."""
+        return self.readings / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def messages_per_s(self) -> float:
+        """Achieved publish rate in messages per second."""
+        return self.messages / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def acked_readings_per_s(self) -> float:
+        """Acknowledged readings per second, over publishing plus the wait for acks."""
+        total = self.wall_s + self.ack_wait_s
+        return self.acknowledged * self.readings_per_message / total if total else 0.0
+
+    @property
+    def kept_up(self) -> bool:
+        """Whether the target was met within 2 % (always true when unthrottled)."""
+        if not self.target_readings_per_s:
+            return True
+        return self.readings_per_s >= 0.98 * self.target_readings_per_s
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the report as a JSON-ready dict."""
+        return {
+            "target_readings_per_s": self.target_readings_per_s,
+            "readings_per_message": self.readings_per_message,
+            "devices": self.devices,
+            "metrics": self.metrics,
+            "qos": self.qos,
+            "connections": self.connections,
+            "duration_s": self.duration_s,
+            "wall_s": round(self.wall_s, 3),
+            "messages": self.messages,
+            "readings": self.readings,
+            "bytes": self.bytes,
+            "acknowledged": self.acknowledged,
+            "all_acknowledged": self.all_acknowledged,
+            "ack_wait_s": round(self.ack_wait_s, 3),
+            "readings_per_s": round(self.readings_per_s, 1),
+            "messages_per_s": round(self.messages_per_s, 1),
+            "acked_readings_per_s": round(self.acked_readings_per_s, 1),
+            "max_backlog_s": round(self.max_backlog_s, 3),
+            "kept_up": self.kept_up,
+        }
+
+
+class _TimeText:
+    """Formats epoch microseconds as ISO 8601 UTC, caching the part up to the second."""
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, micros: int) -> str:
+        second, frac = divmod(micros, 1_000_000)
+        if second != self._second:
+            self._second = second
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._prefix}.{frac:06d}Z"
+
+
+def run_loadgen_with(
+    publisher: Publisher,
+    topics: TopicScheme,
+    *,
+    rate: float | None,
+    readings_per_message: int,
+    devices: int,
+    metrics: Sequence[str] | int,
+    duration_s: float,
+    qos: int,
+    connections: int = 1,
+    site: str = "load",
+    drain_timeout_s: float = 30.0,
+    progress: Callable[[LoadgenReport], None] | None = None,
+    progress_every_s: float = 5.0,
+) -> LoadgenReport:
+    """Run the load generator over an already connected ``publisher``."""
+    if readings_per_message < 1:
+        raise ValueError("readings_per_message must be >= 1")
+    if devices < 1:
+        raise ValueError("devices must be >= 1")
+    if duration_s <= 0:
+        raise ValueError("duration_s must be > 0")
+    names = [f"m{i}" for i in range(metrics)] if isinstance(metrics, int) else list(metrics)
+    if not names:
+        raise ValueError("at least one metric is needed")
+    target = rate if rate else None
+    report = LoadgenReport(
+        target_readings_per_s=target,
+        readings_per_message=readings_per_message,
+        devices=devices,
+        metrics=len(names),
+        qos=qos,
+        connections=connections,
+        duration_s=duration_s,
+    )
+    device_ids = [f"load-{i:06d}" for i in range(devices)]
+    templates = [
+        TelemetryTemplate(site=site, device=d, sensor="load", units=dict.fromkeys(names, ""))
+        for d in device_ids
+    ]
+    device_topics = [topics.telemetry(site, d) for d in device_ids]
+    # Sequences start at the wall clock in microseconds, as the fleet's do: a rerun
+    # against the same gateway is not taken for duplicates.
+    sequences = [time.time_ns() // 1000] * devices
+    metric_count = len(names)
+    shape = [(names[j % metric_count], j) for j in range(readings_per_message)]
+    msg_rate = target / readings_per_message if target else None
+    time_text = _TimeText()
+
+    t0 = time.monotonic()
+    end = t0 + duration_s
+    next_progress = t0 + progress_every_s
+    sent = 0
+    device = 0
+    while True:
+        now = time.monotonic()
+        if now >= end:
+            break
+        if msg_rate is None:
+            due = sent + _MAX_BURST
+        else:
+            due = int((now - t0) * msg_rate)
+            backlog = (due - sent) / msg_rate
+            if backlog > report.max_backlog_s:
+                report.max_backlog_s = backlog
+            if due <= sent:
+                time.sleep(min((sent + 1) / msg_rate - (now - t0), end - now, 0.05))
+                continue
+            due = min(due, sent + _MAX_BURST)
+        wall_us = time.time_ns() // 1000
+        last = readings_per_message - 1
+        for _ in range(due - sent):
+            seq = sequences[device]
+            readings = [
+                (metric, float((seq + j) % 1000), time_text(wall_us - last + j))
+                for metric, j in shape
+            ]
+            payload = templates[device].render(seq, time_text(wall_us), readings)
+            publisher.publish(device_topics[device], payload, qos=qos, key=device)
+            sequences[device] = seq + 1
+            report.bytes += len(payload)
+            device = device + 1 if device + 1 < devices else 0
+        sent = due
+        report.messages = sent
+        if progress is not None and now >= next_progress:
+            next_progress = now + progress_every_s
+            report.wall_s = now - t0
+            report.readings = sent * readings_per_message
+            report.acknowledged = publisher.acknowledged
+            progress(report)
+    report.wall_s = time.monotonic() - t0
+    report.messages = sent
+    report.readings = sent * readings_per_message
+    drain_start = time.monotonic()
+    report.all_acknowledged = publisher.wait_acknowledged(drain_timeout_s)
+    report.ack_wait_s = time.monotonic() - drain_start
+    report.acknowledged = publisher.acknowledged
+    return report
+
+
+def run_loadgen(
+    mqtt: MqttSettings,
+    topics: TopicScheme,
+    *,
+    rate: float | None,
+    readings_per_message: int,
+    devices: int,
+    metrics: Sequence[str] | int,
+    duration_s: float,
+    qos: int,
+    connections: int = 1,
+    site: str = "load",
+    drain_timeout_s: float = 30.0,
+    progress: Callable[[LoadgenReport], None] | None = None,
+    progress_every_s: float = 5.0,
+) -> LoadgenReport:
+    """Connect ``connections`` edge MQTT links, generate the load, disconnect, report.
+
+    ``rate`` is the target in readings per second (None or 0: as fast as possible);
+    ``metrics`` is a list of metric ids or a count (``m0``, ``m1``, ...).
+    """
+    pool = LinkPool(mqtt, size=connections, client_prefix=f"sg-loadgen-{time.time_ns():x}")
+    pool.start()
+    try:
+        return run_loadgen_with(
+            pool,
+            topics,
+            rate=rate,
+            readings_per_message=readings_per_message,
+            devices=devices,
+            metrics=metrics,
+            duration_s=duration_s,
+            qos=qos,
+            connections=connections,
+            site=site,
+            drain_timeout_s=drain_timeout_s,
+            progress=progress,
+            progress_every_s=progress_every_s,
+        )
+    finally:
+        pool.stop()

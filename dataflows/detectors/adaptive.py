@@ -1,0 +1,155 @@
+"""An adaptive anomaly detector that learns each series online, with no configuration.
+
+A robust running location and scale (an M-estimator: exponentially weighted, with
+each step's residual clipped at ``huber`` scales, so one outlier moves neither by
+much) give a robust z-score per reading: ``|value - level| / scale``. The scale is
+the weighted mean absolute deviation times 1.2533 (the standard deviation for
+Gaussian noise), floored at the series' observed resolution (the smallest non-zero
+step between readings), so quantised and constant series do not alarm on one step.
+
+The condition holds when z exceeds ``threshold`` and keeps holding until z falls
+below ``clear`` (hysteresis). While it holds, the detector learns ten times slower,
+so a lasting anomaly is not absorbed in seconds, yet a permanent level change is
+accepted eventually. The first ``warmup`` readings only teach (plain mean and mean
+absolute deviation) and return no signal. With ``season_buckets`` > 0 and a season
+length, the level is learnt per phase bucket (e.g. 24 hourly buckets of a day):
+each bucket starts from the overall level and adapts once it has seen data, which
+removes a daily cycle from the residual where there is enough history.
+
+O(1) time and memory per reading (O(buckets) with seasons).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from contract.alarms import Severity
+from dataflows.detectors.base import Signal
+
+__all__ = ["AdaptiveDetector"]
+
+_GAUSS_MAD = 1.2533  # sigma / mean absolute deviation for Gaussian noise
+
+
+class AdaptiveDetector:
+    """Robust online z-score detector (see the module docstring)."""
+
+    __slots__ = (
+        "_active",
+        "_last",
+        "_level",
+        "_n",
+        "_res",
+        "_scale",
+        "_season",
+        "alpha",
+        "clear",
+        "huber",
+        "season_buckets",
+        "season_us",
+        "threshold",
+        "warmup",
+    )
+
+    def __init__(
+        self,
+        *,
+        threshold: float = 6.0,
+        clear: float = 3.0,
+        alpha: float = 0.01,
+        warmup: int = 60,
+        huber: float = 3.0,
+        season_us: int | None = None,
+        season_buckets: int = 0,
+    ) -> None:
+        if not 0 < clear <= threshold:
+            raise ValueError(f"need 0 < clear <= threshold; got {clear}, {threshold}")
+        if not 0 < alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1); got {alpha}")
+        self.threshold = threshold
+        self.clear = clear
+        self.alpha = alpha
+        self.warmup = max(2, warmup)
+        self.huber = huber
+        self.season_us = season_us if season_buckets > 0 else None
+        self.season_buckets = season_buckets if season_us else 0
+        self._n = 0
+        self._level = 0.0
+        self._scale = 0.0
+        self._res = math.inf
+        self._last: float | None = None
+        self._active = False
+        self._season: list[float | None] = [None] * self.season_buckets
+
+    def _bucket(self, t_us: int) -> int | None:
+        if self.season_us is None:
+            return None
+        phase = t_us % self.season_us
+        return phase * self.season_buckets // self.season_us
+
+    def update(self, t_us: int, value: float) -> Signal | None:
+        """Take one reading; None while warming up."""
+        last = self._last
+        self._last = value
+        if last is not None and value != last:
+            step = abs(value - last)
+            if step < self._res:
+                self._res = step
+        bucket = self._bucket(t_us)
+        if self._n < self.warmup:
+            self._n += 1
+            self._level += (value - self._level) / self._n
+            self._scale += (abs(value - self._level) - self._scale) / self._n
+            return None
+        level = self._level
+        if bucket is not None:
+            seasonal = self._season[bucket]
+            level = self._level if seasonal is None else seasonal
+        floor = self._res if math.isfinite(self._res) else 0.0
+        sigma = max(_GAUSS_MAD * self._scale, floor, 1e-9 * abs(level), 1e-12)
+        residual = value - level
+        z = abs(residual) / sigma
+        self._active = z > (self.clear if self._active else self.threshold)
+        a = self.alpha * (0.1 if self._active else 1.0)
+        cap = self.huber * sigma
+        clipped = max(-cap, min(cap, residual))
+        self._level += a * max(-cap, min(cap, value - self._level))
+        if bucket is not None:
+            base = self._season[bucket]
+            self._season[bucket] = (level if base is None else base) + a * 4 * clipped
+        self._scale += a * (min(abs(residual), cap) - self._scale)
+        if not self._active:
+            return Signal(False, value, z)
+        severity = Severity.MAJOR if z > 2 * self.threshold else None
+        return Signal(
+            True,
+            value,
+            level,
+            f"{value:g} is {z:.1f} robust sigmas from the learnt level {level:.4g}",
+            severity,
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return the state as plain data."""
+        return {
+            "n": self._n,
+            "level": self._level,
+            "scale": self._scale,
+            "res": None if math.isinf(self._res) else self._res,
+            "last": self._last,
+            "active": self._active,
+            "season": list(self._season),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Load a :meth:`snapshot`."""
+        self._n = state["n"]
+        self._level = state["level"]
+        self._scale = state["scale"]
+        self._res = math.inf if state["res"] is None else state["res"]
+        self._last = state["last"]
+        self._active = state["active"]
+        season = list(state.get("season") or [])
+        if len(season) == self.season_buckets:
+            self._season = season

@@ -109,10 +109,10 @@ class PatternDetector:
                 holding.add(member)
             else:
                 holding.discard(member)
-            if holding:
+            if holding or was:  # it held until now at least
                 self._last_true[i] = t_us
-                if not was:
-                    self._rises[i].append(t_us)
+            if holding and not was:
+                self._rises[i].append(t_us)
         if not touched:
             return None
         return self._evaluate(t_us, value)

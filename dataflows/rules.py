@@ -377,6 +377,8 @@ class RuleSet:
 def _field_name(loc: tuple[int | str, ...], doc: Mapping[str, Any]) -> str:
     parts: list[str] = []
     for i, part in enumerate(loc):
+        if isinstance(part, str) and ("[" in part or "(" in part):
+            continue  # a union member's tag, not a field
         if isinstance(part, int):
             parts[-1] = f"{parts[-1]}[{part}]" if parts else f"[{part}]"
         elif (

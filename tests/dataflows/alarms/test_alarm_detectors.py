@@ -33,9 +33,13 @@ def test_threshold_below_and_escalation():
         levels=[(5.0, Severity.MINOR), (0.0, Severity.CRITICAL)], above=False, clear=6.0
     )
     s = d.update(0, 4.0)
-    assert s.active and s.severity is Severity.MINOR and s.threshold == 5.0
+    assert s.active
+    assert s.severity is Severity.MINOR
+    assert s.threshold == 5.0
     s = d.update(1, -1.0)
-    assert s.active and s.severity is Severity.CRITICAL and s.threshold == 0.0
+    assert s.active
+    assert s.severity is Severity.CRITICAL
+    assert s.threshold == 0.0
     assert d.update(2, 5.5).active
     assert not d.update(3, 6.0).active
 
@@ -58,7 +62,7 @@ def test_range_detector():
     assert d.update(0, 200.0).active
     assert d.update(0, -50.0).active
     assert not d.update(0, 20.0).active
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="low or a high"):
         RangeDetector()
 
 
@@ -67,7 +71,8 @@ def test_rate_per_second_and_first_reading():
     assert d.update(0, 10.0) is None
     assert not d.update(2 * S, 11.0).active  # 0.5/s
     s = d.update(3 * S, 13.0)  # 2/s
-    assert s.active and s.value == pytest.approx(2.0)
+    assert s.active
+    assert s.value == pytest.approx(2.0)
     assert d.update(4 * S, 13.5).active is False
 
 
@@ -109,7 +114,9 @@ def test_deadman_check_and_seen():
     assert d.due_us() == 60 * S
     assert d.check(59 * S) is None
     s = d.check(60 * S)
-    assert s is not None and s.active and s.value == 60
+    assert s is not None
+    assert s.active
+    assert s.value == 60
     assert not d.seen(61 * S).active
     assert d.check(100 * S) is None
 
@@ -172,11 +179,11 @@ def test_pattern_count_within_and_restore():
 
 
 def test_pattern_rejects_bad_arguments():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="op must be"):
         Condition("x", "=>", 1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one condition"):
         PatternDetector(conditions=[], mode="all", within_us=S)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="mode must be"):
         PatternDetector(conditions=[Condition("x", ">", 1)], mode="some", within_us=S)
 
 
@@ -200,7 +207,9 @@ def test_adaptive_spike_and_robustness():
     for i, v in enumerate(values):
         d.update(i * S, v)
     s = d.update(500 * S, 40.0)
-    assert s is not None and s.active and s.severity is Severity.MAJOR
+    assert s is not None
+    assert s.active
+    assert s.severity is Severity.MAJOR
     # One outlier barely moves the learnt level: the next normal reading is quiet.
     assert not d.update(501 * S, 20.0).active
 
@@ -227,7 +236,7 @@ def test_adaptive_quantised_constant_series():
 
 def test_adaptive_snapshot_restore_is_exact():
     a, b = AdaptiveDetector(), AdaptiveDetector()
-    values = _noise(400) + [35.0] + _noise(50, seed=3)
+    values = [*_noise(400), 35.0, *_noise(50, seed=3)]
     for i, v in enumerate(values[:200]):
         a.update(i * S, v)
     b.restore(a.snapshot())

@@ -30,12 +30,19 @@ def test_raise_and_clear_immediately():
     assert isinstance(raised, AlarmRaisedEvent)
     d = raised.data
     assert d.alarm_id == alarm_id_for("site", "dev", "env/temperature", "hot", 0)
-    assert (d.severity, d.state, d.value, d.threshold) == (Severity.MAJOR, AlarmState.ACTIVE, 31.0, 30.0)
-    assert d.cause_event_id == "evt-1" and d.cause_reading == "env/temperature"
+    assert (d.severity, d.state, d.value, d.threshold) == (
+        Severity.MAJOR,
+        AlarmState.ACTIVE,
+        31.0,
+        30.0,
+    )
+    assert d.cause_event_id == "evt-1"
+    assert d.cause_reading == "env/temperature"
     assert m.update(S, ON) == []  # at most one active alarm per key
     [cleared] = m.update(2 * S, OFF)
     assert isinstance(cleared, AlarmClearedEvent)
-    assert cleared.data.alarm_id == d.alarm_id and cleared.data.state is AlarmState.CLEARED
+    assert cleared.data.alarm_id == d.alarm_id
+    assert cleared.data.state is AlarmState.CLEARED
     assert not m.active
 
 
@@ -64,7 +71,8 @@ def test_severity_escalation_and_deescalation_update():
     m = machine()
     m.update(0, ON)
     [up] = m.update(S, Signal(True, 45.0, 40.0, "45 above 40", Severity.CRITICAL))
-    assert isinstance(up, AlarmUpdatedEvent) and up.data.severity is Severity.CRITICAL
+    assert isinstance(up, AlarmUpdatedEvent)
+    assert up.data.severity is Severity.CRITICAL
     assert m.update(2 * S, Signal(True, 46.0, 40.0, "", Severity.CRITICAL)) == []
     [down] = m.update(3 * S, ON)
     assert down.data.severity is Severity.MAJOR
@@ -77,8 +85,10 @@ def test_flapping_input_is_held_as_one_alarm():
         events += m.update(i * S, ON if i % 2 == 0 else OFF)
     raised = [e for e in events if isinstance(e, AlarmRaisedEvent)]
     cleared = [e for e in events if isinstance(e, AlarmClearedEvent)]
-    assert len(raised) == 3 and len(cleared) == 2  # the third raise is held
-    assert raised[-1].data.flapping and "flapping" in raised[-1].data.message
+    assert len(raised) == 3
+    assert len(cleared) == 2
+    assert raised[-1].data.flapping
+    assert "flapping" in raised[-1].data.message
     assert m.update(110 * S, OFF) == []  # off since 19 s: not yet a whole flap window
     [cleared] = m.update(119 * S, OFF)
     assert isinstance(cleared, AlarmClearedEvent)
@@ -99,9 +109,11 @@ def test_acknowledge_kept_until_clear():
     m.update(0, ON)
     [ack] = m.acknowledge("ann", datetime(2026, 1, 1, tzinfo=UTC))
     assert isinstance(ack, AlarmAcknowledgedEvent)
-    assert ack.data.acknowledged_by == "ann" and ack.data.state is AlarmState.ACKNOWLEDGED
+    assert ack.data.acknowledged_by == "ann"
+    assert ack.data.state is AlarmState.ACKNOWLEDGED
     [up] = m.update(S, Signal(True, 50.0, 40.0, "", Severity.CRITICAL))
-    assert up.data.acknowledged_by == "ann" and up.data.state is AlarmState.ACKNOWLEDGED
+    assert up.data.acknowledged_by == "ann"
+    assert up.data.state is AlarmState.ACKNOWLEDGED
     [cleared] = m.update(2 * S, OFF)
     assert cleared.data.acknowledged_by == "ann"
     [raised] = m.update(3 * S, ON)
@@ -132,6 +144,7 @@ def test_signal_none_changes_nothing_and_force_clear():
 def test_alarm_event_round_trip_and_deterministic_ids():
     a = machine().update(0, ON)[0]
     b = machine().update(0, ON)[0]
-    assert a.id == b.id and a.data.alarm_id == b.data.alarm_id
+    assert a.id == b.id
+    assert a.data.alarm_id == b.data.alarm_id
     assert decode_alarm(encode_alarm(a)) == a
     assert a.type == "io.sensorgate.alarm.raised.v1"

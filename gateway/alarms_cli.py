@@ -95,8 +95,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ev.add_argument("--json", action="store_true", help="print the report as JSON")
     ev.add_argument(
         "--chart",
-        type=Path,
-        default=Path("reports/evaluate.png"),
+        default="reports/evaluate.png",
         help="PNG chart of one file or device ('' for none; reports/evaluate.png)",
     )
     ev.add_argument(
@@ -167,10 +166,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(ev.as_dict(), indent=2))
     else:
         print(evm.format_report(ev))
-    if str(args.chart) and chart_data is not None:
+    if args.chart and chart_data is not None:
         from gateway.evaluate_chart import write_chart
 
-        write_chart(args.chart, **chart_data)
+        write_chart(Path(args.chart), **chart_data)
         print(f"chart: {args.chart}", file=sys.stderr)
     return 0
 

@@ -88,6 +88,7 @@ def build_detector(rule: Any) -> Any:
             warmup=rule.warmup,
             season_us=rule.season,
             season_buckets=rule.season_buckets,
+            hold=rule.hold,
         )
     if kind == "deadman":
         return DeadmanDetector(silence_us=rule.silence)

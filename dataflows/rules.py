@@ -262,6 +262,8 @@ class AdaptiveRule(_RuleBase):
     warmup: Annotated[int, Field(ge=2)] = 60
     season: Duration | None = None
     season_buckets: Annotated[int, Field(ge=0, le=1440)] = 0
+    hold: Annotated[int, Field(ge=0)] | None = None
+    """Readings an anomaly is learnt ten times slower (default 3/alpha); then it is learnt."""
 
     @model_validator(mode="after")
     def _clear_below(self) -> AdaptiveRule:

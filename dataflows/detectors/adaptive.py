@@ -8,13 +8,19 @@ Gaussian noise), floored at the series' observed resolution (the smallest non-ze
 step between readings), so quantised and constant series do not alarm on one step.
 
 The condition holds when z exceeds ``threshold`` and keeps holding until z falls
-below ``clear`` (hysteresis). While it holds, the detector learns ten times slower,
-so a lasting anomaly is not absorbed in seconds, yet a permanent level change is
-accepted eventually. The first ``warmup`` readings only teach (plain mean and mean
+below ``clear`` (hysteresis). While it holds, the detector learns ten times slower
+for ``hold`` readings (default 3 / alpha, three time constants), so a lasting
+anomaly is not absorbed in seconds; after that it learns at the normal rate, so a
+permanent change of regime is accepted as the new normal and the alarm clears. The first ``warmup`` readings only teach (plain mean and mean
 absolute deviation) and return no signal. With ``season_buckets`` > 0 and a season
 length, the level is learnt per phase bucket (e.g. 24 hourly buckets of a day):
 each bucket starts from the overall level and adapts once it has seen data, which
 removes a daily cycle from the residual where there is enough history.
+
+It also learns how often the series repeats its previous value exactly. A run of
+identical readings that would be a one-in-a-million event at that repeat rate (and at
+least ``stuck_min`` long) is a stuck sensor; series that usually repeat (quantised or
+constant ones, repeat rate above 0.9) are never called stuck.
 
 O(1) time and memory per reading (O(buckets) with seasons).
 """
@@ -30,6 +36,8 @@ from dataflows.detectors.base import Signal
 __all__ = ["AdaptiveDetector"]
 
 _GAUSS_MAD = 1.2533  # sigma / mean absolute deviation for Gaussian noise
+_STUCK_ODDS = math.log(1e-6)
+_STUCK_MAX_REPEAT_RATE = 0.9
 
 
 class AdaptiveDetector:
@@ -37,17 +45,22 @@ class AdaptiveDetector:
 
     __slots__ = (
         "_active",
+        "_held",
         "_last",
         "_level",
         "_n",
+        "_repeat",
         "_res",
+        "_run",
         "_scale",
         "_season",
         "alpha",
         "clear",
+        "hold",
         "huber",
         "season_buckets",
         "season_us",
+        "stuck_min",
         "threshold",
         "warmup",
     )
@@ -62,6 +75,8 @@ class AdaptiveDetector:
         huber: float = 3.0,
         season_us: int | None = None,
         season_buckets: int = 0,
+        stuck_min: int = 10,
+        hold: int | None = None,
     ) -> None:
         if not 0 < clear <= threshold:
             raise ValueError(f"need 0 < clear <= threshold; got {clear}, {threshold}")
@@ -74,7 +89,12 @@ class AdaptiveDetector:
         self.huber = huber
         self.season_us = season_us if season_buckets > 0 else None
         self.season_buckets = season_buckets if season_us else 0
+        self.stuck_min = stuck_min
+        self.hold = round(3 / alpha) if hold is None else hold
+        self._held = 0
         self._n = 0
+        self._repeat = 0.0
+        self._run = 0
         self._level = 0.0
         self._scale = 0.0
         self._res = math.inf
@@ -92,16 +112,22 @@ class AdaptiveDetector:
         """Take one reading; None while warming up."""
         last = self._last
         self._last = value
-        if last is not None and value != last:
+        same = last is not None and value == last
+        if last is not None and not same:
             step = abs(value - last)
             if step < self._res:
                 self._res = step
+        self._run = self._run + 1 if same else 0
         bucket = self._bucket(t_us)
         if self._n < self.warmup:
             self._n += 1
             self._level += (value - self._level) / self._n
             self._scale += (abs(value - self._level) - self._scale) / self._n
+            self._repeat += (same - self._repeat) / self._n
             return None
+        stuck = self._stuck()
+        if not stuck:
+            self._repeat += self.alpha * (same - self._repeat)
         level = self._level
         if bucket is not None:
             seasonal = self._season[bucket]
@@ -111,7 +137,15 @@ class AdaptiveDetector:
         residual = value - level
         z = abs(residual) / sigma
         self._active = z > (self.clear if self._active else self.threshold)
-        a = self.alpha * (0.1 if self._active else 1.0)
+        if stuck:
+            return Signal(
+                True,
+                value,
+                None,
+                f"stuck at {value:g} for {self._run + 1} readings (repeat rate {self._repeat:.2f})",
+            )
+        self._held = self._held + 1 if self._active else 0
+        a = self.alpha * (0.1 if 0 < self._held <= self.hold else 1.0)
         cap = self.huber * sigma
         clipped = max(-cap, min(cap, residual))
         self._level += a * max(-cap, min(cap, value - self._level))
@@ -130,10 +164,19 @@ class AdaptiveDetector:
             severity,
         )
 
+    def _stuck(self) -> bool:
+        if self._run < self.stuck_min or self._repeat > _STUCK_MAX_REPEAT_RATE:
+            return False
+        p = max(self._repeat, 1e-3)
+        return self._run >= _STUCK_ODDS / math.log(p)
+
     def snapshot(self) -> dict[str, Any]:
         """Return the state as plain data."""
         return {
             "n": self._n,
+            "repeat": self._repeat,
+            "run": self._run,
+            "held": self._held,
             "level": self._level,
             "scale": self._scale,
             "res": None if math.isinf(self._res) else self._res,
@@ -145,6 +188,9 @@ class AdaptiveDetector:
     def restore(self, state: dict[str, Any]) -> None:
         """Load a :meth:`snapshot`."""
         self._n = state["n"]
+        self._repeat = state.get("repeat", 0.0)
+        self._run = state.get("run", 0)
+        self._held = state.get("held", 0)
         self._level = state["level"]
         self._scale = state["scale"]
         self._res = math.inf if state["res"] is None else state["res"]

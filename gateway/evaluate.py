@@ -41,8 +41,8 @@ __all__ = [
     "evaluate_labelled",
     "evaluate_skab",
     "format_report",
-    "skab_files",
     "simulate_labelled",
+    "skab_files",
 ]
 
 SKAB_LABEL_COLUMNS = ("anomaly", "changepoint")
@@ -164,6 +164,16 @@ class Evaluation:
     files: list[FileResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    kinds_recall_only: bool = False
+    """Per-kind counts hold only labelled points: precision, F1 and FAR do not apply."""
+
+    def kind_scores(self, counts: Counts) -> dict[str, float | int | None]:
+        """Point scores of one kind (recall and MAR only when kinds hold positives only)."""
+        scores = counts.scores()
+        if self.kinds_recall_only:
+            for key in ("precision", "f1", "far", "fp", "tn"):
+                scores[key] = None
+        return scores
 
     def kind(self, name: str) -> tuple[Counts, EventStats]:
         """Return the counters of one kind."""
@@ -179,7 +189,7 @@ class Evaluation:
             "point": self.counts.scores(),
             "event": self.events.scores(),
             "by_kind": {
-                k: {"point": c.scores(), "event": e.scores()}
+                k: {"point": self.kind_scores(c), "event": e.scores()}
                 for k, (c, e) in sorted(self.by_kind.items())
             },
             "files": [
@@ -404,7 +414,7 @@ def evaluate_labelled(
     device-level alarm of its device is active then. A label is detected when such an
     alarm is raised within ``[start, end + grace)``.
     """
-    ev = Evaluation(dataset=dataset, rules=rules.source)
+    ev = Evaluation(dataset=dataset, rules=rules.source, kinds_recall_only=True)
     runs: dict[tuple[str, str], DetectionRun] = {}
     by_device: dict[tuple[str, str], list[Label]] = defaultdict(list)
     for label in labels:
@@ -470,8 +480,8 @@ def format_report(ev: Evaluation) -> str:
     """Return a plain-text report: overall scores, then per kind."""
     rows = [["", "precision", "recall", "F1", "FAR", "MAR", "events", "ev.recall", "delay s"]]
 
-    def row(name: str, c: Counts, e: EventStats) -> list[str]:
-        p, s = c.scores(), e.scores()
+    def row(name: str, c: Counts, e: EventStats, kind: bool = True) -> list[str]:
+        p, s = (ev.kind_scores(c) if kind else c.scores()), e.scores()
         return [
             name,
             _fmt(p["precision"]),
@@ -484,7 +494,7 @@ def format_report(ev: Evaluation) -> str:
             _fmt(s["mean_delay_s"]),
         ]
 
-    rows.append(row("all", ev.counts, ev.events))
+    rows.append(row("all", ev.counts, ev.events, kind=False))
     for kind, (c, e) in sorted(ev.by_kind.items()):
         rows.append(row(kind, c, e))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

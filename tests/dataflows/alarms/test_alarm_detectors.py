@@ -259,3 +259,28 @@ def test_adaptive_seasonal_buckets():
     assert flagged_late < 10  # the daily cycle is learnt
     snap = d.snapshot()
     assert len(snap["season"]) == 24
+
+
+def test_adaptive_flags_a_stuck_sensor_but_not_a_constant_series():
+    d = AdaptiveDetector()
+    values = _noise(300)
+    for i, v in enumerate(values):
+        d.update(i * S, round(v, 2))
+    signals = [d.update((300 + i) * S, 20.5) for i in range(30)]
+    stuck = [s for s in signals if s is not None and s.active]
+    assert stuck
+    assert "stuck" in stuck[0].message
+    assert signals.index(stuck[0]) >= 9  # a run of at least stuck_min repeats
+    assert not d.update(330 * S, 20.2).active
+    constant = AdaptiveDetector()
+    signals = [constant.update(i * S, 32.0) for i in range(500)]
+    assert not any(s is not None and s.active for s in signals)
+
+
+def test_adaptive_accepts_a_new_regime_after_hold():
+    d = AdaptiveDetector(alpha=0.05, hold=20)
+    for i, v in enumerate(_noise(200)):
+        d.update(i * S, v)
+    shifted = [d.update((200 + i) * S, v) for i, v in enumerate(_noise(400, seed=5, level=40))]
+    assert shifted[0].active
+    assert not shifted[-1].active

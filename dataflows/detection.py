@@ -7,7 +7,10 @@ calls it per device (keyed like :class:`~dataflows.device.DeviceProcessor`); the
 offline ``sensorgate detect`` and ``evaluate`` commands call the very same class.
 
 Time-driven checks (deadman) run in :meth:`DeviceDetector.tick`; the flow should call
-it at :meth:`DeviceDetector.next_wake_us` (and may call it on every batch).
+it at :meth:`DeviceDetector.next_wake_us` (and may call it on every batch). Silence
+is measured on the clock the inputs bring: given :class:`~dataflows.ingest.Accepted`
+items, on the gateway's arrival time (``received_at``), so pass the wall clock to
+``tick``; given bare telemetry events (offline detection), on event time.
 
 Site-level patterns need every device of a site in one place: key a second stateful
 step by site and feed it the same telemetry; :class:`SiteDetector` does the rest.
@@ -41,6 +44,7 @@ from dataflows.detectors import (
     Signal,
     ThresholdDetector,
 )
+from dataflows.ingest import Accepted
 from dataflows.rules import RuleSet
 from dataflows.windows import Aggregate
 
@@ -52,7 +56,7 @@ SITE_DEVICE = "_site"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SEP = "\x1f"
 
-DetectorInput = TelemetryEvent | Aggregate | DeviceOfflineEvent | DeviceOnlineEvent
+DetectorInput = Accepted | TelemetryEvent | Aggregate | DeviceOfflineEvent | DeviceOnlineEvent
 """What :meth:`DeviceDetector.process` takes."""
 
 
@@ -258,7 +262,9 @@ class DeviceDetector(_Engine):
         """Take a batch of inputs; return the alarm events they cause."""
         out: list[AlarmEvent] = []
         for item in items:
-            if isinstance(item, TelemetryEvent):
+            if isinstance(item, Accepted):
+                out.extend(self.on_telemetry(item.event, received_at=item.received_at))
+            elif isinstance(item, TelemetryEvent):
                 out.extend(self.on_telemetry(item))
             elif isinstance(item, Aggregate):
                 out.extend(self.on_aggregate(item))
@@ -266,15 +272,26 @@ class DeviceDetector(_Engine):
                 out.extend(self.on_status(item))
             else:
                 raise TypeError(
-                    f"DeviceDetector.process takes TelemetryEvent, Aggregate or device status"
-                    f" events; got a {type(item).__name__}"
+                    "DeviceDetector.process takes Accepted, TelemetryEvent, Aggregate or device"
+                    f" status events; got a {type(item).__name__}"
                 )
         return self.flush(out)
 
-    def on_telemetry(self, event: TelemetryEvent) -> list[AlarmEvent]:
-        """Take one telemetry event (its readings, sorted by time)."""
+    def on_telemetry(
+        self, event: TelemetryEvent, *, received_at: datetime | None = None
+    ) -> list[AlarmEvent]:
+        """Take one telemetry event (its readings, sorted by time).
+
+        ``received_at`` (the gateway's arrival time) is the clock of the deadman
+        checks when given; otherwise the readings' event time is.
+        """
         readings = sorted(event.data.readings, key=lambda r: r.time)
-        return self.on_readings(readings, event_id=event.id, traceparent=event.traceparent)
+        return self.on_readings(
+            readings,
+            event_id=event.id,
+            traceparent=event.traceparent,
+            received_at=received_at,
+        )
 
     def on_readings(
         self,
@@ -282,6 +299,7 @@ class DeviceDetector(_Engine):
         *,
         event_id: str | None = None,
         traceparent: str | None = None,
+        received_at: datetime | None = None,
     ) -> list[AlarmEvent]:
         """Take readings of this device (in time order), as from one telemetry event."""
         out: list[AlarmEvent] = []
@@ -292,7 +310,8 @@ class DeviceDetector(_Engine):
             cause = Cause(event_id, f"{reading.sensor}/{reading.metric}", traceparent)
             out.extend(self._reading(reading, t, cause))
         if newest is not None:
-            out.extend(self._alive(newest, Cause(event_id, None, traceparent)))
+            alive = newest if received_at is None else _us(received_at)
+            out.extend(self._alive(alive, Cause(event_id, None, traceparent)))
         return self.flush(out)
 
     def _reading(self, reading: Reading, t: int, cause: Cause) -> list[AlarmEvent]:

@@ -282,3 +282,16 @@ def test_default_rules_learn_every_series():
     assert raised.data.metric == "temperature"
     slots = det.snapshot()["slots"]
     assert {k.split("\x1f")[1] for k in slots} == {"adaptive", "deadman", "offline"}
+
+
+def test_accepted_items_measure_silence_on_arrival_time():
+    from dataflows.ingest import Accepted
+
+    det = DeviceDetector("s1", "d1", RULES)
+    arrival = datetime(2030, 1, 1, tzinfo=UTC)  # a replay of old data, arriving now
+    assert det.process([Accepted(tel(0, temperature=20), arrival)]) == []
+    arrival_us = int(arrival.timestamp()) * S
+    assert det.next_wake_us() == arrival_us + 60 * S
+    assert det.tick(arrival_us + 30 * S) == []  # event time is years behind: not silence
+    [raised] = det.tick(arrival_us + 60 * S)
+    assert raised.data.rule == "quiet"

@@ -260,8 +260,10 @@ class AdaptiveRule(_RuleBase):
     clear: Annotated[float, Field(gt=0)] = 3.0
     alpha: Annotated[float, Field(gt=0, lt=1)] = 0.01
     warmup: Annotated[int, Field(ge=2)] = 60
-    season: Duration | None = None
-    season_buckets: Annotated[int, Field(ge=0, le=1440)] = 0
+    season: Annotated[Duration, Field(gt=0)] = 86_400 * _US
+    """The season of the seasonal level (1d); used after two seasons of history."""
+    season_buckets: Annotated[int, Field(ge=0, le=1440)] = 24
+    """Phase buckets per season (24: hourly); 0 turns seasons off."""
     hold: Annotated[int, Field(ge=0)] | None = None
     """Readings an anomaly is learnt ten times slower (default 3/alpha); then it is learnt."""
 

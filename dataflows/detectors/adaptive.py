@@ -11,11 +11,16 @@ The condition holds when z exceeds ``threshold`` and keeps holding until z falls
 below ``clear`` (hysteresis). While it holds, the detector learns ten times slower
 for ``hold`` readings (default 3 / alpha, three time constants), so a lasting
 anomaly is not absorbed in seconds; after that it learns at the normal rate, so a
-permanent change of regime is accepted as the new normal and the alarm clears. The first ``warmup`` readings only teach (plain mean and mean
-absolute deviation) and return no signal. With ``season_buckets`` > 0 and a season
-length, the level is learnt per phase bucket (e.g. 24 hourly buckets of a day):
-each bucket starts from the overall level and adapts once it has seen data, which
-removes a daily cycle from the residual where there is enough history.
+permanent change of regime is accepted as the new normal and the alarm clears. The
+first ``warmup`` readings only teach (plain mean and mean absolute deviation) and
+return no signal.
+
+Seasonality, where the data allows: the level is also learnt per phase bucket of a
+season (by default 24 hourly buckets of a day, from event time). Buckets learn from
+the start, but are used for the residual only once the series has two whole seasons
+of history; a series with a daily cycle then stops alarming on its own cycle, and a
+short or non-seasonal series is scored exactly as without seasons.
+``season_buckets = 0`` turns this off.
 
 It also learns how often the series repeats its previous value exactly. A run of
 identical readings that would be a one-in-a-million event at that repeat rate (and at
@@ -45,6 +50,7 @@ class AdaptiveDetector:
 
     __slots__ = (
         "_active",
+        "_first_t",
         "_held",
         "_last",
         "_level",
@@ -73,8 +79,8 @@ class AdaptiveDetector:
         alpha: float = 0.01,
         warmup: int = 60,
         huber: float = 3.0,
-        season_us: int | None = None,
-        season_buckets: int = 0,
+        season_us: int | None = 86_400_000_000,
+        season_buckets: int = 24,
         stuck_min: int = 10,
         hold: int | None = None,
     ) -> None:
@@ -101,6 +107,7 @@ class AdaptiveDetector:
         self._last: float | None = None
         self._active = False
         self._season: list[float | None] = [None] * self.season_buckets
+        self._first_t: int | None = None
 
     def _bucket(self, t_us: int) -> int | None:
         if self.season_us is None:
@@ -119,6 +126,8 @@ class AdaptiveDetector:
                 self._res = step
         self._run = self._run + 1 if same else 0
         bucket = self._bucket(t_us)
+        if self._first_t is None:
+            self._first_t = t_us
         if self._n < self.warmup:
             self._n += 1
             self._level += (value - self._level) / self._n
@@ -129,9 +138,14 @@ class AdaptiveDetector:
         if not stuck:
             self._repeat += self.alpha * (same - self._repeat)
         level = self._level
-        if bucket is not None:
-            seasonal = self._season[bucket]
-            level = self._level if seasonal is None else seasonal
+        seasonal = level
+        in_use = False
+        if bucket is not None and self.season_us is not None:
+            known = self._season[bucket]
+            seasonal = level if known is None else known
+            in_use = t_us - self._first_t >= 2 * self.season_us
+            if in_use:
+                level = seasonal
         floor = self._res if math.isfinite(self._res) else 0.0
         sigma = max(_GAUSS_MAD * self._scale, floor, 1e-9 * abs(level), 1e-12)
         residual = value - level
@@ -147,11 +161,16 @@ class AdaptiveDetector:
         self._held = self._held + 1 if self._active else 0
         a = self.alpha * (0.1 if 0 < self._held <= self.hold else 1.0)
         cap = self.huber * sigma
-        clipped = max(-cap, min(cap, residual))
         self._level += a * max(-cap, min(cap, value - self._level))
         if bucket is not None:
-            base = self._season[bucket]
-            self._season[bucket] = (level if base is None else base) + a * 4 * clipped
+            # Each bucket sees 1/buckets of the data: it learns faster to keep up. Until
+            # the buckets are in use, alarms judged on the plain level must not slow them.
+            # Nor clip them: the cycle may be many noise scales tall.
+            step = value - seasonal
+            if in_use:
+                self._season[bucket] = seasonal + a * 4 * max(-cap, min(cap, step))
+            else:
+                self._season[bucket] = seasonal + self.alpha * 4 * step
         self._scale += a * (min(abs(residual), cap) - self._scale)
         if not self._active:
             return Signal(False, value, z)
@@ -183,6 +202,7 @@ class AdaptiveDetector:
             "last": self._last,
             "active": self._active,
             "season": list(self._season),
+            "first": self._first_t,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -196,6 +216,7 @@ class AdaptiveDetector:
         self._res = math.inf if state["res"] is None else state["res"]
         self._last = state["last"]
         self._active = state["active"]
+        self._first_t = state.get("first")
         season = list(state.get("season") or [])
         if len(season) == self.season_buckets:
             self._season = season

@@ -1,4 +1,3 @@
-import math
 import random
 
 import pytest
@@ -245,19 +244,28 @@ def test_adaptive_snapshot_restore_is_exact():
         assert sa == sb
 
 
-def test_adaptive_seasonal_buckets():
-    day = 86_400 * S
-    d = AdaptiveDetector(season_us=day, season_buckets=24, alpha=0.05)
+def _shift_profile(day_index_from, days, detector):
+    """Count raises in the given days of a machine on 08:00-16:00 (one reading a minute)."""
     rng = random.Random(4)
-    flagged_late = 0
-    for i in range(0, 4 * 24 * 60):  # four days, one reading a minute
+    raises, was = 0, False
+    for i in range(days * 24 * 60):
         t = i * 60 * S
-        v = 20 + 5 * math.sin(2 * math.pi * (t % day) / day) + rng.gauss(0, 0.3)
-        s = d.update(t, v)
-        if i > 3 * 24 * 60 and s is not None and s.active:
-            flagged_late += 1
-    assert flagged_late < 10  # the daily cycle is learnt
-    snap = d.snapshot()
+        hour = (t // (3600 * S)) % 24
+        v = (100.0 if 8 <= hour < 16 else 10.0) + rng.gauss(0, 1.0)
+        s = d if (d := detector.update(t, v)) is not None else None
+        active = s is not None and s.active
+        if active and not was and i >= day_index_from * 24 * 60:
+            raises += 1
+        was = active
+    return raises
+
+
+def test_adaptive_learns_a_daily_cycle_after_two_days():
+    seasonal = _shift_profile(3, 5, AdaptiveDetector())
+    plain = _shift_profile(3, 5, AdaptiveDetector(season_buckets=0))
+    assert plain >= 2  # every shift start alarms without seasons
+    assert seasonal == 0
+    snap = AdaptiveDetector().snapshot()
     assert len(snap["season"]) == 24
 
 

@@ -163,6 +163,9 @@ class AlarmMachine:
         if self._last_t is not None and t_us < self._last_t:
             return []  # out of order: the state already moved past this time
         self._last_t = t_us
+        if not signal.active and self._alarm_id is None:  # the common, quiet case
+            self._pending_since = None
+            return []
         cause = cause or Cause()
         policy = self.policy
         if signal.active:

@@ -24,6 +24,7 @@ a fresh detector but keeps its active alarm, and a removed rule clears its alarm
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -125,6 +126,9 @@ class _Engine:
         self.device = device
         self.rules = rules
         self.slots: dict[str, _Slot] = {}
+        # Per-series caches of (rule, slot) pairs and of the patterns a member feeds.
+        self._pairs: dict[tuple[str, str], list[tuple[Any, _Slot]]] = {}
+        self._pattern_rules: dict[str, list[Any]] = {}
         self._pending: list[AlarmEvent] = []
         self.stale = 0
         """Readings skipped because they were not newer than their key's last one."""
@@ -162,6 +166,8 @@ class _Engine:
     def reload(self, rules: RuleSet, now_us: int | None = None) -> list[AlarmEvent]:
         """Use new rules, keeping the state of every key whose rule id still exists."""
         self.rules = rules
+        self._pairs.clear()
+        self._pattern_rules.clear()
         out: list[AlarmEvent] = []
         for skey, slot in list(self.slots.items()):
             rule = rules.by_id.get(slot.rule_id)
@@ -210,6 +216,8 @@ class _Engine:
     def restore(self, state: dict[str, Any]) -> None:
         """Load a :meth:`snapshot` (with the current rules)."""
         self.site, self.device = state["site"], state["device"]
+        self._pairs.clear()
+        self._pattern_rules.clear()
         for skey, doc in state["slots"].items():
             sensor, metric, rule_name = doc["key"]
             key = AlarmKey(self.site, self.device, sensor, metric, rule_name)
@@ -314,13 +322,32 @@ class DeviceDetector(_Engine):
             out.extend(self._alive(alive, Cause(event_id, None, traceparent)))
         return self.flush(out)
 
+    def _series_slots(self, sensor: str, metric: str) -> list[tuple[Any, _Slot]]:
+        key = (sensor, metric)
+        pairs = self._pairs.get(key)
+        if pairs is None:
+            rules = self.rules.for_series(self.site, self.device, sensor, metric)
+            pairs = self._pairs[key] = [(r, self._slot(r, sensor, metric)) for r in rules]
+        return pairs
+
+    def _patterns(self, member: str) -> list[Any]:
+        found = self._pattern_rules.get(member)
+        if found is None:
+            found = self._pattern_rules[member] = [
+                r
+                for r in self.rules.for_device(self.site, self.device)
+                if r.kind == "pattern" and rule_has_member(r, member)
+            ]
+        return found
+
     def _reading(self, reading: Reading, t: int, cause: Cause) -> list[AlarmEvent]:
         out: list[AlarmEvent] = []
-        site, device, sensor, metric = self.site, self.device, reading.sensor, reading.metric
+        sensor, metric = reading.sensor, reading.metric
         value = reading.value
-        for rule in self.rules.for_series(site, device, sensor, metric):
-            slot = self._slot(rule, sensor, metric)
-            if not self._fresh(slot, t):
+        for rule, slot in self._series_slots(sensor, metric):
+            last = slot.last_us
+            if last is not None and t <= last:
+                self.stale += 1
                 continue
             detector = slot.detector
             signal: Signal | None
@@ -332,12 +359,13 @@ class DeviceDetector(_Engine):
                 signal = Signal(False, value)
             else:
                 signal = detector.update(t, value)
-            out.extend(self._feed(slot, t, signal, cause))
+            slot.last_us = t
+            events = slot.machine.update(t, signal, cause)
+            if events:
+                out.extend(events)
         if value is not None:
             member = f"{sensor}/{metric}"
-            for rule in self.rules.for_device(site, device):
-                if rule.kind != "pattern":
-                    continue
+            for rule in self._patterns(member):
                 slot = self._slot(rule, "*", "*")
                 if slot.last_us is not None and t < slot.last_us:
                     self.stale += 1
@@ -433,6 +461,11 @@ class DeviceDetector(_Engine):
             if d is not None
         ]
         return min(due) if due else None
+
+
+def rule_has_member(rule: Any, member: str) -> bool:
+    """Whether a pattern rule's conditions look at ``member`` (skips unrelated series)."""
+    return any(fnmatch.fnmatchcase(member, c.member) for c in rule.conditions)
 
 
 def _aggregate_field(agg: Aggregate, field: str) -> float | None:

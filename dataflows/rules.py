@@ -315,6 +315,7 @@ class RuleSet:
             raise ConfigError("rules.id", f"rule ids must be unique; repeated: {dupes}")
         self._series: dict[tuple[str, str, str, str], tuple[Any, ...]] = {}
         self._aggregates: dict[tuple[str, str, str, str, str], tuple[AggregateRule, ...]] = {}
+        self._devices: dict[tuple[str, str], tuple[Any, ...]] = {}
 
     @cached_property
     def by_id(self) -> dict[str, Any]:
@@ -358,16 +359,22 @@ class RuleSet:
 
     def for_device(self, site: str, device: str) -> tuple[Any, ...]:
         """Device-level rules: device deadman, offline, device-scope patterns."""
-        return tuple(
-            r
-            for r in self.rules
-            if (
-                (r.kind == "deadman" and r.scope == "device")
-                or r.kind == "offline"
-                or (r.kind == "pattern" and r.scope == "device")
+        found = self._devices.get((site, device))
+        if found is None:
+            found = tuple(
+                r
+                for r in self.rules
+                if (
+                    (r.kind == "deadman" and r.scope == "device")
+                    or r.kind == "offline"
+                    or (r.kind == "pattern" and r.scope == "device")
+                )
+                and r.matches_device(site, device)
             )
-            and r.matches_device(site, device)
-        )
+            if len(self._devices) > 100_000:
+                self._devices.clear()
+            self._devices[(site, device)] = found
+        return found
 
     def site_patterns(self, site: str) -> tuple[PatternRule, ...]:
         """Site-scope pattern rules for ``site``."""

@@ -1,7 +1,9 @@
 """The alarm commands of ``sensorgate``: ``detect`` and ``evaluate``.
 
-:func:`register` adds them to the ``sensorgate`` parser. Both run the gateway's own
-detection engine (:class:`~dataflows.detection.DeviceDetector`) offline.
+:func:`register` adds them to the ``sensorgate`` parser; :func:`main` runs them on
+their own (``python -m gateway.alarms_cli evaluate --help``). Both run the gateway's
+own detection engine (:class:`~dataflows.detection.DeviceDetector`) offline. Exit
+codes: 0 done, 1 refused input, 2 refused configuration.
 """
 
 from __future__ import annotations
@@ -9,10 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_SKAB", "register"]
+__all__ = ["DEFAULT_SKAB", "main", "register"]
 
 DEFAULT_SKAB = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "skab" / "data"
 """SKAB's data folder: ``../shared/datasets/skab/data`` relative to the repository."""
@@ -247,3 +250,25 @@ def _device_chart(
         "label_spans": spans,
         "alarms": runs[(site, device)].intervals(),
     }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``detect`` or ``evaluate`` without the rest of ``sensorgate``."""
+    from contract.errors import ConfigError, SensorGateError
+
+    parser = argparse.ArgumentParser(prog="sensorgate", description="Alarm detection offline.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    register(sub)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"sensorgate: {exc}", file=sys.stderr)
+        return 2
+    except SensorGateError as exc:
+        print(f"sensorgate: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

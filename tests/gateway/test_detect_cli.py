@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from contract.alarms import decode_alarm
-from gateway.alarms_cli import DEFAULT_SKAB, register
+from gateway.alarms_cli import DEFAULT_SKAB, main, register
 
 SKAB = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "skab" / "data"
 
@@ -119,3 +119,12 @@ def test_evaluate_simulated_and_from_files(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "precision" in out
     assert "MAR" in out
+
+
+def test_bad_rules_file_exits_2_naming_the_field(tmp_path, capsys):
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rules]]\nid = "x"\nkind = "threshold"\nabove = 3\nclear = 5\n')
+    csv_path = tmp_path / "d.csv"
+    write_csv(csv_path, [1.0, 2.0])
+    assert main(["detect", "--csv", str(csv_path), "--rules", str(rules)]) == 2
+    assert "rules[0].clear" in capsys.readouterr().err

@@ -295,3 +295,32 @@ def test_accepted_items_measure_silence_on_arrival_time():
     assert det.tick(arrival_us + 30 * S) == []  # event time is years behind: not silence
     [raised] = det.tick(arrival_us + 60 * S)
     assert raised.data.rule == "quiet"
+
+
+def test_series_deadman_and_flatline_through_the_engine():
+    rules = parse_rules(
+        {
+            "rules": [
+                {
+                    "id": "hum-quiet",
+                    "kind": "deadman",
+                    "scope": "series",
+                    "metric": "humidity",
+                    "silence": "30s",
+                },
+                {"id": "stuck", "kind": "flatline", "metric": "temperature", "duration": "20s"},
+            ]
+        }
+    )
+    det = DeviceDetector("s1", "d1", rules)
+    det.process([tel(0, temperature=20, humidity=40)])
+    events = []
+    for s in range(1, 40):
+        events += det.tick(T0_US + s * S)
+        events += det.process([tel(s, temperature=20)])  # humidity stopped, temperature flat
+    assert [(e.data.rule, e.data.metric) for e in events] == [
+        ("stuck", "temperature"),
+        ("hum-quiet", "humidity"),
+    ]
+    cleared = det.process([tel(40, temperature=21, humidity=41)])
+    assert sorted(e.data.rule for e in cleared) == ["hum-quiet", "stuck"]

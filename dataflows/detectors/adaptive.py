@@ -15,12 +15,13 @@ permanent change of regime is accepted as the new normal and the alarm clears. T
 first ``warmup`` readings only teach (plain mean and mean absolute deviation) and
 return no signal.
 
-Seasonality, where the data allows: the level is also learnt per phase bucket of a
-season (by default 24 hourly buckets of a day, from event time). Buckets learn from
-the start, but are used for the residual only once the series has two whole seasons
-of history; a series with a daily cycle then stops alarming on its own cycle, and a
-short or non-seasonal series is scored exactly as without seasons.
-``season_buckets = 0`` turns this off.
+Seasonality, where the data allows: a level is also learnt per phase bucket of a
+season (by default 24 hourly buckets of a day, from event time), with its own
+residual scale. The seasonal level is used only once the series has two whole seasons
+of history *and*, averaged over about one season, its typical residual is at least
+30 % smaller than the plain level's; a series with a daily cycle then stops alarming on its own
+cycle, and a short, non-seasonal or random-walk series is scored exactly as without
+seasons. ``season_buckets = 0`` turns this off.
 
 It also learns how often the series repeats its previous value exactly. A run of
 identical readings that would be a one-in-a-million event at that repeat rate (and at
@@ -43,6 +44,7 @@ __all__ = ["AdaptiveDetector"]
 _GAUSS_MAD = 1.2533  # sigma / mean absolute deviation for Gaussian noise
 _STUCK_ODDS = math.log(1e-6)
 _STUCK_MAX_REPEAT_RATE = 0.9
+_SEASON_GAIN = 0.7  # seasons must cut the typical residual by 30 % to be used
 
 
 class AdaptiveDetector:
@@ -53,13 +55,17 @@ class AdaptiveDetector:
         "_first_t",
         "_held",
         "_last",
+        "_last_t",
         "_level",
         "_n",
+        "_perr",
         "_repeat",
         "_res",
         "_run",
         "_scale",
         "_season",
+        "_serr",
+        "_sscale",
         "alpha",
         "clear",
         "hold",
@@ -103,6 +109,9 @@ class AdaptiveDetector:
         self._run = 0
         self._level = 0.0
         self._scale = 0.0
+        self._sscale = math.inf
+        self._perr = self._serr = 0.0
+        self._last_t: int | None = None
         self._res = math.inf
         self._last: float | None = None
         self._active = False
@@ -138,18 +147,25 @@ class AdaptiveDetector:
         if not stuck:
             self._repeat += self.alpha * (same - self._repeat)
         level = self._level
+        if math.isinf(self._sscale):
+            self._sscale = self._scale
+        floor = max(self._res if math.isfinite(self._res) else 0.0, 1e-9 * abs(level), 1e-12)
+        sigma_plain = max(_GAUSS_MAD * self._scale, floor)
+        sigma_season = max(_GAUSS_MAD * self._sscale, floor)
         seasonal = level
         in_use = False
         if bucket is not None and self.season_us is not None:
             known = self._season[bucket]
             seasonal = level if known is None else known
-            in_use = t_us - self._first_t >= 2 * self.season_us
-            if in_use:
-                level = seasonal
-        floor = self._res if math.isfinite(self._res) else 0.0
-        sigma = max(_GAUSS_MAD * self._scale, floor, 1e-9 * abs(level), 1e-12)
-        residual = value - level
-        z = abs(residual) / sigma
+            # Seasons are used only with two seasons of history and only where they
+            # explain the series clearly better than the plain level does.
+            in_use = (
+                t_us - self._first_t >= 2 * self.season_us
+                and self._serr < _SEASON_GAIN * self._perr
+            )
+        expected = seasonal if in_use else level
+        sigma = sigma_season if in_use else sigma_plain
+        z = abs(value - expected) / sigma
         self._active = z > (self.clear if self._active else self.threshold)
         if stuck:
             return Signal(
@@ -160,18 +176,28 @@ class AdaptiveDetector:
             )
         self._held = self._held + 1 if self._active else 0
         a = self.alpha * (0.1 if 0 < self._held <= self.hold else 1.0)
-        cap = self.huber * sigma
-        self._level += a * max(-cap, min(cap, value - self._level))
+        cap = self.huber * sigma_plain
+        plain = value - level
+        self._scale += a * (min(abs(plain), cap) - self._scale)
+        self._level += a * max(-cap, min(cap, plain))
         if bucket is not None:
-            # Each bucket sees 1/buckets of the data: it learns faster to keep up. Until
-            # the buckets are in use, alarms judged on the plain level must not slow them.
-            # Nor clip them: the cycle may be many noise scales tall.
+            # The level of this phase of the season. Each bucket sees 1/buckets of the
+            # data, so it learns faster; until seasons are in use, alarms judged on the
+            # plain level must not slow it, nor clip it (a cycle may be many scales tall).
             step = value - seasonal
+            scap = self.huber * sigma_season
             if in_use:
-                self._season[bucket] = seasonal + a * 4 * max(-cap, min(cap, step))
+                self._season[bucket] = seasonal + a * 4 * max(-scap, min(scap, step))
             else:
                 self._season[bucket] = seasonal + self.alpha * 4 * step
-        self._scale += a * (min(abs(residual), cap) - self._scale)
+            self._sscale += a * (min(abs(step), scap) - self._sscale)
+            # Which model explains the series better, averaged over about one season.
+            w = min(1.0, max(0, t_us - self._last_t) / self.season_us) if self._last_t else 0.0
+            big = 10 * cap
+            self._perr += w * (min(abs(plain), big) - self._perr)
+            self._serr += w * (min(abs(step), big) - self._serr)
+        self._last_t = t_us
+        level = expected
         if not self._active:
             return Signal(False, value, z)
         severity = Severity.MAJOR if z > 2 * self.threshold else None
@@ -198,6 +224,10 @@ class AdaptiveDetector:
             "held": self._held,
             "level": self._level,
             "scale": self._scale,
+            "sscale": None if math.isinf(self._sscale) else self._sscale,
+            "perr": self._perr,
+            "serr": self._serr,
+            "last_t": self._last_t,
             "res": None if math.isinf(self._res) else self._res,
             "last": self._last,
             "active": self._active,
@@ -213,6 +243,11 @@ class AdaptiveDetector:
         self._held = state.get("held", 0)
         self._level = state["level"]
         self._scale = state["scale"]
+        sscale = state.get("sscale")
+        self._sscale = math.inf if sscale is None else sscale
+        self._perr = state.get("perr", 0.0)
+        self._serr = state.get("serr", 0.0)
+        self._last_t = state.get("last_t")
         self._res = math.inf if state["res"] is None else state["res"]
         self._last = state["last"]
         self._active = state["active"]

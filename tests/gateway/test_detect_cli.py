@@ -128,3 +128,13 @@ def test_bad_rules_file_exits_2_naming_the_field(tmp_path, capsys):
     write_csv(csv_path, [1.0, 2.0])
     assert main(["detect", "--csv", str(csv_path), "--rules", str(rules)]) == 2
     assert "rules[0].clear" in capsys.readouterr().err
+
+
+def test_registers_as_a_sensorgate_plugin(monkeypatch, tmp_path, capsys):
+    from gateway import cli
+
+    monkeypatch.setattr(cli, "_PLUGINS", (*cli._PLUGINS, "gateway.alarms_cli"))
+    csv_path = tmp_path / "p.csv"
+    write_csv(csv_path, [20.0] * 5)
+    assert cli.main(["detect", "--csv", str(csv_path), "--quiet"]) == 0
+    assert capsys.readouterr().out == ""

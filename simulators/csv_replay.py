@@ -32,7 +32,7 @@ import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -363,6 +363,7 @@ def replay_csv(
     sequence_start: int = 0,
     qos: int = 1,
     skip_bad_rows: bool = False,
+    rebase_to: datetime | None = None,
     stop: threading.Event | None = None,
     progress: Callable[[ReplayReport], None] | None = None,
     progress_every_s: float = 5.0,
@@ -370,7 +371,11 @@ def replay_csv(
     """Publish the rows of ``table`` as one device's telemetry; one event per row.
 
     Raises :class:`CsvRowsError` (before publishing anything) if some rows could not
-    be read, unless ``skip_bad_rows``.
+    be read, unless ``skip_bad_rows``. Event times are the rows' own timestamps, unless
+    ``rebase_to`` is given: then every timestamp is shifted by the same amount so that
+    the first row falls at ``rebase_to`` (the gaps stay as they are). The gateway
+    refuses readings older than its ``max_past_s`` (30 days by default), so an old
+    dataset such as SKAB (2020) needs either that or a larger limit.
     """
     if table.errors and not skip_bad_rows:
         raise CsvRowsError(table.path, table.errors)
@@ -394,8 +399,9 @@ def replay_csv(
     if not table.rows:
         return report
     first = table.rows[0].time
-    report.first_time = format_time(first)
-    report.last_time = format_time(table.rows[-1].time)
+    shift = timedelta(0) if rebase_to is None else rebase_to.astimezone(UTC) - first
+    report.first_time = format_time(first + shift)
+    report.last_time = format_time(table.rows[-1].time + shift)
     timebase = Timebase(start=first, speed=speed)
     timebase.begin()
     next_progress = progress_every_s
@@ -406,7 +412,7 @@ def replay_csv(
                 report.lag.add(timebase.wait_for((row.time - first).total_seconds(), stop))
             if stop.is_set():
                 break
-            time_text = format_time(row.time)
+            time_text = format_time(row.time + shift)
             payload = template.render(
                 sequence, time_text, [(m, v, time_text) for m, v in row.values.items()]
             )

@@ -24,9 +24,21 @@ from edge.mqtt import MqttSettings
 from simulators.links import LinkPool, Publisher
 from simulators.wire import TelemetryTemplate
 
-__all__ = ["LoadgenReport", "run_loadgen", "run_loadgen_with"]
+__all__ = ["LoadgenReport", "in_flight_window", "run_loadgen", "run_loadgen_with"]
 
-_MAX_BURST = 2_000  # messages published between two looks at the clock
+_BURST_READINGS = 20_000  # readings published between two looks at the clock
+_IN_FLIGHT_BYTES = 32_000_000  # unacknowledged payload allowed per connection
+_READING_BYTES = 100  # about what one rendered reading takes
+
+
+def in_flight_window(readings_per_message: int) -> int:
+    """Return how many messages may await their PUBACK per connection.
+
+    Bounded in bytes, so that large messages cannot pile up gigabytes in paho's queue
+    when the broker is slower than the generator.
+    """
+    per_message = readings_per_message * _READING_BYTES + 400
+    return max(16, min(50_000, _IN_FLIGHT_BYTES // per_message))
 
 
 @dataclass
@@ -110,12 +122,16 @@ class _TimeText:
         self._second = -1
         self._prefix = ""
 
-    def __call__(self, micros: int) -> str:
-        second, frac = divmod(micros, 1_000_000)
+    def prefix(self, second: int) -> str:
+        """Return ``YYYY-MM-DDTHH:MM:SS`` of Unix second ``second``."""
         if second != self._second:
             self._second = second
             self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        return f"{self._prefix}.{frac:06d}Z"
+        return self._prefix
+
+    def __call__(self, micros: int) -> str:
+        second, frac = divmod(micros, 1_000_000)
+        return f"{self.prefix(second)}.{frac:06d}Z"
 
 
 def run_loadgen_with(
@@ -164,8 +180,15 @@ def run_loadgen_with(
     # against the same gateway is not taken for duplicates.
     sequences = [time.time_ns() // 1000] * devices
     metric_count = len(names)
-    shape = [(names[j % metric_count], j) for j in range(readings_per_message)]
+    # Readings are rendered in bulk from pre-rendered pieces: at hundreds of thousands
+    # of readings per second, building tuples and formatting floats per reading is
+    # what would limit the generator, not the broker.
+    shape = [
+        (templates[0].reading_head(names[j % metric_count]), j) for j in range(readings_per_message)
+    ]
+    values = [repr(float(v)) for v in range(1000)]
     msg_rate = target / readings_per_message if target else None
+    burst = max(1, _BURST_READINGS // readings_per_message)
     time_text = _TimeText()
 
     t0 = time.monotonic()
@@ -178,7 +201,7 @@ def run_loadgen_with(
         if now >= end:
             break
         if msg_rate is None:
-            due = sent + _MAX_BURST
+            due = sent + burst
         else:
             due = int((now - t0) * msg_rate)
             backlog = (due - sent) / msg_rate
@@ -187,16 +210,31 @@ def run_loadgen_with(
             if due <= sent:
                 time.sleep(min((sent + 1) / msg_rate - (now - t0), end - now, 0.05))
                 continue
-            due = min(due, sent + _MAX_BURST)
+            due = min(due, sent + burst)
         wall_us = time.time_ns() // 1000
         last = readings_per_message - 1
+        us0 = wall_us - last  # the first reading's time; the last one's is wall_us
+        second, frac0 = divmod(us0, 1_000_000)
+        prefix = time_text.prefix(second)
+        same_second = frac0 + last < 1_000_000
+        message_time = time_text(wall_us)
         for _ in range(due - sent):
             seq = sequences[device]
-            readings = [
-                (metric, float((seq + j) % 1000), time_text(wall_us - last + j))
-                for metric, j in shape
-            ]
-            payload = templates[device].render(seq, time_text(wall_us), readings)
+            if same_second:
+                body = ",".join(
+                    [
+                        f'{head}{values[(seq + j) % 1000]},"time":"{prefix}.{frac0 + j:06d}Z"}}'
+                        for head, j in shape
+                    ]
+                )
+            else:
+                body = ",".join(
+                    [
+                        f'{head}{values[(seq + j) % 1000]},"time":"{time_text(us0 + j)}"}}'
+                        for head, j in shape
+                    ]
+                )
+            payload = templates[device].render_fragments(seq, message_time, body)
             publisher.publish(device_topics[device], payload, qos=qos, key=device)
             sequences[device] = seq + 1
             report.bytes += len(payload)
@@ -240,7 +278,12 @@ def run_loadgen(
     ``rate`` is the target in readings per second (None or 0: as fast as possible);
     ``metrics`` is a list of metric ids or a count (``m0``, ``m1``, ...).
     """
-    pool = LinkPool(mqtt, size=connections, client_prefix=f"sg-loadgen-{time.time_ns():x}")
+    pool = LinkPool(
+        mqtt,
+        size=connections,
+        client_prefix=f"sg-loadgen-{time.time_ns():x}",
+        max_in_flight=in_flight_window(readings_per_message),
+    )
     pool.start()
     try:
         return run_loadgen_with(

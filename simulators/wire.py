@@ -53,6 +53,21 @@ class TelemetryTemplate:
             for metric, unit in units.items()
         }
 
+    def reading_head(self, metric: str) -> str:
+        """Return the JSON of a reading of ``metric`` up to its value (for bulk renderers)."""
+        return self._metric_heads[metric]
+
+    def render_fragments(self, sequence: int, time: str, readings_json: str) -> bytes:
+        """Render one event around already rendered, comma-separated readings JSON.
+
+        For callers that render readings in bulk from :meth:`reading_head` (the load
+        generator); they vouch that each reading is complete and its value finite.
+        """
+        return (
+            f'{self._head}{uuid.uuid4()}","time":"{time}{self._mid}{sequence},'
+            f'"readings":[{readings_json}]}}}}'
+        ).encode()
+
     def render(
         self,
         sequence: int,

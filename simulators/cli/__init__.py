@@ -1,0 +1,203 @@
+"""The simulator commands of ``sensorgate``: ``simulate``, ``csv-replay`` and ``loadgen``.
+
+:func:`register` adds them to the ``sensorgate`` parser; :func:`main` runs them on
+their own (``python -m simulators.cli simulate --help``). Each command prints a
+progress line every few seconds on stderr and ends with a summary table on stdout, or
+a JSON document with ``--json``. Exit codes: 0 done, 1 done but behind schedule or
+not fully acknowledged, 2 refused configuration or input, 3 broker unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from simulators.cli import csv_replay, loadgen, simulate
+from simulators.cli._common import csv_list
+
+__all__ = ["main", "register"]
+
+
+def _add_broker_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("broker")
+    group.add_argument("--host", default="127.0.0.1", help="MQTT broker host (127.0.0.1)")
+    group.add_argument("--port", type=int, default=1883, help="MQTT broker port (1883)")
+    group.add_argument("--prefix", default="sg/v1", help="topic prefix (sg/v1)")
+    group.add_argument("--username", default=None, help="MQTT user name")
+    group.add_argument("--password", default=None, help="MQTT password")
+    group.add_argument("--qos", type=int, choices=(0, 1, 2), default=1, help="publish QoS (1)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument(
+        "--progress-every",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds between progress lines on stderr (5; 0 for none)",
+    )
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``simulate``, ``csv-replay`` and ``loadgen`` to a ``sensorgate`` parser."""
+    sim = subparsers.add_parser(
+        "simulate",
+        help="run a fleet of simulated devices",
+        description="Run many simulated devices from one process: signal models, anomalies"
+        " with ground-truth labels, real-time, accelerated or as-fast-as-possible time.",
+        epilog="Anomalies: KIND@START[+DURATION][:METRIC[:DEVICE]] schedules one (seconds"
+        " after the start), KIND~RATE injects at random (per device per hour), all~RATE any"
+        " kind. Kinds: spike, level_shift, drift, stuck, noise_burst, dropout, out_of_range."
+        " Example: --anomalies stuck@600+300:temperature,spike~2",
+    )
+    sim.add_argument("--scenario", help="scenario TOML file, or a built-in name (demo, ...)")
+    sim.add_argument("--list-scenarios", action="store_true", help="list built-in scenarios")
+    sim.add_argument("--devices", type=int, default=10, help="number of devices (10)")
+    sim.add_argument(
+        "--metrics",
+        default="temperature,humidity",
+        help="comma-separated models: temperature, humidity, pressure, vibration, power,"
+        " current, battery, door (temperature,humidity)",
+    )
+    sim.add_argument("--interval", type=float, default=None, help="seconds between readings (1)")
+    sim.add_argument("--site", default="sim", help="site id (sim)")
+    sim.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="simulated seconds to cover (default: until Ctrl-C)",
+    )
+    sim.add_argument(
+        "--speed",
+        default=None,
+        help="realtime (default), xN accelerated, or max (synthetic event time)",
+    )
+    sim.add_argument(
+        "--start",
+        default=None,
+        help="event time of the start, ISO 8601 with zone (default: see docs)",
+    )
+    sim.add_argument("--seed", type=int, default=None, help="random seed (0)")
+    sim.add_argument("--anomalies", default=None, help="comma-separated anomaly specs")
+    sim.add_argument("--labels", type=Path, default=None, help="append labels to this JSONL file")
+    sim.add_argument(
+        "--publish-labels",
+        action="store_true",
+        help="also publish labels on {prefix}/_sim/labels (QoS 1)",
+    )
+    sim.add_argument(
+        "--connections",
+        choices=("shared", "per-device"),
+        default="shared",
+        help="shared connections (default) or one connection per device",
+    )
+    sim.add_argument("--links", type=int, default=1, help="number of shared connections (1)")
+    sim.add_argument(
+        "--sequence-start",
+        type=int,
+        default=None,
+        help="first sequence number (default: wall clock in microseconds)",
+    )
+    sim.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for acknowledgements at the end (30)",
+    )
+    _add_broker_options(sim)
+    sim.set_defaults(func=simulate.run)
+
+    rep = subparsers.add_parser(
+        "csv-replay",
+        help="replay a CSV file as one device's readings",
+        description="Replay a CSV file: each value column becomes a metric, each row an"
+        " event keeping its timestamp as event time. Naive timestamps are read as UTC"
+        " unless --tz names their zone. Unreadable rows are listed with line numbers; the"
+        " replay is refused unless --skip-bad-rows.",
+        epilog="SKAB: sensorgate csv-replay ../shared/datasets/skab/data/valve1/0.csv"
+        " --exclude anomaly,changepoint --speed max",
+    )
+    rep.add_argument("file", type=Path, help="the CSV file")
+    rep.add_argument("--site", default="csv", help="site id (csv)")
+    rep.add_argument(
+        "--device", default=None, help="device id (default: <folder>-<file stem>, e.g. valve1-0)"
+    )
+    rep.add_argument("--sensor", default="csv", help="sensor id (csv)")
+    rep.add_argument("--delimiter", default=None, help="field delimiter (detected)")
+    rep.add_argument("--time-column", default=None, help="timestamp column (detected)")
+    rep.add_argument(
+        "--time-format",
+        default=None,
+        help="iso, epoch_s, epoch_ms or a strptime pattern (detected)",
+    )
+    rep.add_argument("--tz", default=None, help="IANA zone of naive timestamps (UTC)")
+    rep.add_argument("--exclude", type=csv_list, default=[], help="columns that are not metrics")
+    rep.add_argument("--columns", type=csv_list, default=None, help="only these value columns")
+    rep.add_argument(
+        "--unit",
+        action="append",
+        default=[],
+        metavar="METRIC=UNIT",
+        help="unit of a metric (repeatable)",
+    )
+    rep.add_argument("--speed", default="realtime", help="realtime (default), xN, or max")
+    rep.add_argument(
+        "--rebase",
+        default=None,
+        metavar="START",
+        help="shift every timestamp so the first row falls at START (ISO 8601 with zone, or"
+        " 'now'), or with 'ends-now' the last row at now (a backfill the gateway accepts);"
+        " default: the original timestamps",
+    )
+    rep.add_argument(
+        "--skip-bad-rows",
+        action="store_true",
+        help="replay the readable rows and report the others",
+    )
+    rep.add_argument("--dry-run", action="store_true", help="read and check only; publish nothing")
+    rep.add_argument(
+        "--sequence-start",
+        type=int,
+        default=None,
+        help="first sequence number (default: wall clock in microseconds)",
+    )
+    _add_broker_options(rep)
+    rep.set_defaults(func=csv_replay.run)
+
+    load = subparsers.add_parser(
+        "loadgen",
+        help="publish a target rate of readings and report what the broker acknowledged",
+        description="Generate load for benchmarks: a target readings/s in messages of"
+        " --readings-per-message readings from --devices device identities.",
+    )
+    load.add_argument(
+        "--rate",
+        type=float,
+        default=10_000.0,
+        help="target readings per second (10000; 0 = as fast as possible)",
+    )
+    load.add_argument("--readings-per-message", type=int, default=50, help="(50)")
+    load.add_argument("--devices", type=int, default=100, help="device identities (100)")
+    load.add_argument(
+        "--metrics", default="4", help="a count of metrics or a comma-separated list of ids (4)"
+    )
+    load.add_argument("--duration", type=float, default=10.0, help="seconds of publishing (10)")
+    load.add_argument("--connections", type=int, default=1, help="MQTT connections (1)")
+    load.add_argument("--site", default="load", help="site id (load)")
+    load.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for acknowledgements at the end (30)",
+    )
+    _add_broker_options(load)
+    load.set_defaults(func=loadgen.run)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one simulator command; return its exit code."""
+    parser = argparse.ArgumentParser(prog="sensorgate", description="SensorGate simulators")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    register(subparsers)
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code

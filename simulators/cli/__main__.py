@@ -1,0 +1,7 @@
+"""``python -m simulators.cli``: the simulator commands without the rest of ``sensorgate``."""
+
+import sys
+
+from simulators.cli import main
+
+sys.exit(main())

@@ -1,0 +1,79 @@
+"""``sensorgate loadgen``: publish a target rate of readings and report the acknowledgements."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from simulators.cli import _common as common
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the command; return its exit code."""
+    from contract import TopicScheme
+    from contract.errors import BrokerError, TopicError
+    from simulators.loadgen import LoadgenReport, run_loadgen
+
+    try:
+        topics = TopicScheme(prefix=args.prefix)
+        metrics: list[str] | int = (
+            int(args.metrics) if args.metrics.isdigit() else common.csv_list(args.metrics)
+        )
+    except (TopicError, ValueError) as exc:
+        common.err(str(exc))
+        return common.EXIT_CONFIG
+
+    def show(report: LoadgenReport) -> None:
+        print(
+            f"[{report.wall_s:7.1f}s] messages {report.messages:,}  readings"
+            f" {report.readings:,} ({report.readings_per_s:,.0f}/s)"
+            f"  acked {report.acknowledged:,}",
+            file=sys.stderr,
+        )
+
+    try:
+        report = run_loadgen(
+            common.settings(args),
+            topics,
+            rate=args.rate or None,
+            readings_per_message=args.readings_per_message,
+            devices=args.devices,
+            metrics=metrics,
+            duration_s=args.duration,
+            qos=args.qos,
+            connections=args.connections,
+            site=args.site,
+            drain_timeout_s=args.drain_timeout,
+            progress=show if args.progress_every > 0 else None,
+            progress_every_s=args.progress_every or 5.0,
+        )
+    except BrokerError as exc:
+        common.err(str(exc))
+        return common.EXIT_BROKER
+    except ValueError as exc:
+        common.err(str(exc))
+        return common.EXIT_CONFIG
+    common.emit(
+        args,
+        "loadgen",
+        report.as_dict(),
+        [
+            ("target readings/s", report.target_readings_per_s),
+            ("readings/message", report.readings_per_message),
+            ("devices", report.devices),
+            ("connections", report.connections),
+            ("qos", report.qos),
+            ("publishing (s)", report.wall_s),
+            ("messages", report.messages),
+            ("readings", report.readings),
+            ("achieved readings/s", report.readings_per_s),
+            ("achieved messages/s", report.messages_per_s),
+            ("acknowledged (PUBACK)", report.acknowledged),
+            ("all acknowledged", report.all_acknowledged),
+            ("ack wait (s)", report.ack_wait_s),
+            ("acked readings/s", report.acked_readings_per_s),
+            ("max backlog (s)", report.max_backlog_s),
+            ("kept up", report.kept_up),
+        ],
+    )
+    return common.EXIT_OK if report.kept_up and report.all_acknowledged else common.EXIT_BEHIND

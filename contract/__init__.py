@@ -4,6 +4,19 @@ A small leaf package that depends on pydantic only, shared by the edge agent, th
 simulators and the gateway.
 """
 
+from contract.alarms import (
+    AlarmAcknowledgedEvent,
+    AlarmClearedEvent,
+    AlarmData,
+    AlarmEvent,
+    AlarmRaisedEvent,
+    AlarmState,
+    AlarmUpdatedEvent,
+    Severity,
+    alarm_id_for,
+    decode_alarm,
+    encode_alarm,
+)
 from contract.codec import DEFAULT_MAX_PAYLOAD_BYTES, decode, decode_as, encode
 from contract.errors import (
     BrokerError,
@@ -36,6 +49,13 @@ __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "DEFAULT_PREFIX",
     "ID_MAX_LENGTH",
+    "AlarmAcknowledgedEvent",
+    "AlarmClearedEvent",
+    "AlarmData",
+    "AlarmEvent",
+    "AlarmRaisedEvent",
+    "AlarmState",
+    "AlarmUpdatedEvent",
     "BrokerError",
     "ConfigError",
     "ContractError",
@@ -51,16 +71,20 @@ __all__ = [
     "Reading",
     "SensorGateError",
     "ServiceError",
+    "Severity",
     "StorageError",
     "TelemetryData",
     "TelemetryEvent",
     "TopicError",
     "TopicKind",
     "TopicScheme",
+    "alarm_id_for",
     "check_id",
     "decode",
+    "decode_alarm",
     "decode_as",
     "device_source",
     "encode",
+    "encode_alarm",
     "utc_now",
 ]

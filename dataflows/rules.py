@@ -1,0 +1,471 @@
+"""Alarm rules: models, TOML loading, matching series, and the defaults.
+
+A rules file is TOML: an optional ``[defaults]`` table and a list of ``[[rules]]``.
+Every rule has an ``id`` (unique), a ``kind``, the glob patterns ``site``, ``device``,
+``sensor`` and ``metric`` (default ``*``) that select the series it watches, a
+``severity``, and the alarm timing ``for``, ``clear_for``, ``min_duration``,
+``flap_count`` and ``flap_window``. Durations are ``"500ms"``, ``"30s"``, ``"5m"``,
+``"1h"``, ``"1d"`` or a number of seconds. See docs/alarms.md for every kind.
+
+With no rules file, :func:`default_rules` applies: every numeric series gets the
+adaptive detector and every device a deadman and an offline rule.
+
+Errors are :class:`~contract.errors.ConfigError` naming the field, e.g.
+``rules[2].clear``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import tomllib
+from collections.abc import Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from contract.alarms import Severity
+from contract.errors import ConfigError
+from dataflows.alarms import AlarmPolicy
+
+__all__ = [
+    "AdaptiveRule",
+    "AggregateRule",
+    "DeadmanRule",
+    "FlatlineRule",
+    "OfflineRule",
+    "PatternCondition",
+    "PatternRule",
+    "RangeRule",
+    "RateRule",
+    "Rule",
+    "RuleSet",
+    "ThresholdRule",
+    "default_rules",
+    "load_rules",
+    "parse_duration_us",
+    "parse_rules",
+]
+
+_US = 1_000_000
+_UNITS = {"ms": 1_000, "s": _US, "m": 60 * _US, "h": 3600 * _US, "d": 86_400 * _US}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+
+
+def parse_duration_us(value: object) -> int:
+    """Parse ``"30s"``, ``"5m"``, ``"1.5h"`` or a number of seconds into microseconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like 30s or 5m; got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+        if seconds < 0:
+            raise ValueError(f"a duration cannot be negative; got {value}")
+        return round(seconds * _US)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is not None:
+            return round(float(match[1]) * _UNITS[match[2]])
+    raise ValueError(f"expected a duration like 500ms, 30s, 5m, 1h, 1d; got {value!r}")
+
+
+Duration = Annotated[int, BeforeValidator(parse_duration_us)]
+"""A duration in microseconds, written in TOML as ``"30s"`` or seconds."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class _RuleBase(_Model):
+    id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^/+#$\s]+$")]
+    site: str = "*"
+    device: str = "*"
+    sensor: str = "*"
+    metric: str = "*"
+    severity: Severity = Severity.WARNING
+    for_: Annotated[Duration, Field(alias="for")] = 0
+    clear_for: Duration = 0
+    min_duration: Duration = 0
+    flap_count: Annotated[int, Field(ge=0, le=1000)] = 4
+    flap_window: Duration = 600 * _US
+    enabled: bool = True
+    description: str = ""
+
+    def policy(self) -> AlarmPolicy:
+        """Return the alarm timing of this rule."""
+        kind: str = getattr(self, "kind", "")
+        return AlarmPolicy(
+            severity=self.severity,
+            kind=kind,
+            for_us=self.for_,
+            clear_for_us=self.clear_for,
+            min_duration_us=self.min_duration,
+            flap_count=self.flap_count,
+            flap_window_us=self.flap_window,
+        )
+
+    def matches_device(self, site: str, device: str) -> bool:
+        """Whether the rule's site and device patterns select this device."""
+        return fnmatch.fnmatchcase(site, self.site) and fnmatch.fnmatchcase(device, self.device)
+
+    def matches(self, site: str, device: str, sensor: str, metric: str) -> bool:
+        """Whether the rule's patterns select this series."""
+        return (
+            self.matches_device(site, device)
+            and fnmatch.fnmatchcase(sensor, self.sensor)
+            and fnmatch.fnmatchcase(metric, self.metric)
+        )
+
+
+class _Levels(_RuleBase):
+    above: float | None = None
+    below: float | None = None
+    clear: float | None = None
+    levels: dict[Severity, float] = Field(default_factory=dict)
+    """More severe levels beyond the raising one, e.g. ``{ critical = 40 }``."""
+
+    @model_validator(mode="after")
+    def _one_side(self) -> _Levels:
+        if (self.above is None) == (self.below is None):
+            raise _FieldError("above", "give exactly one of 'above' and 'below'")
+        level = self.above if self.above is not None else self.below
+        assert level is not None
+        if self.clear is not None:
+            if self.above is not None and self.clear > self.above:
+                raise _FieldError("clear", f"must be at or below 'above' ({self.above})")
+            if self.below is not None and self.clear < self.below:
+                raise _FieldError("clear", f"must be at or above 'below' ({self.below})")
+        for sev, value in self.levels.items():
+            if (self.above is not None and value < level) or (
+                self.below is not None and value > level
+            ):
+                raise _FieldError(f"levels.{sev.value}", "must be beyond the raising level")
+        return self
+
+    def level_pairs(self) -> list[tuple[float, Severity]]:
+        """(level, severity) pairs, the raising level first."""
+        level = self.above if self.above is not None else self.below
+        assert level is not None
+        return [(level, self.severity), *((v, s) for s, v in self.levels.items())]
+
+
+class _FieldError(ValueError):
+    """A cross-field check that names the field at fault."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class ThresholdRule(_Levels):
+    """A reading above (or below) a level, cleared at ``clear`` (hysteresis)."""
+
+    kind: Literal["threshold"]
+
+
+class AggregateRule(_Levels):
+    """A field of a closed window's aggregate above or below a level."""
+
+    kind: Literal["aggregate"]
+    window: str = "*"
+    """The window name (glob), as configured for the gateway: ``10s``, ``1m``, ``5m/1m``."""
+    field: Literal["mean", "min", "max", "stddev", "count", "first", "last", "spread"] = "mean"
+
+
+class RateRule(_RuleBase):
+    """Rate of change beyond ``max_rate`` (per second, or over ``window``)."""
+
+    kind: Literal["rate"]
+    max_rate: Annotated[float, Field(gt=0)]
+    window: Duration | None = None
+    direction: Literal["both", "up", "down"] = "both"
+
+
+class FlatlineRule(_RuleBase):
+    """A stuck sensor: no variation beyond ``tolerance`` for ``duration``."""
+
+    kind: Literal["flatline"]
+    duration: Annotated[Duration, Field(gt=0)]
+    tolerance: Annotated[float, Field(ge=0)] = 0.0
+
+
+class RangeRule(_RuleBase):
+    """Physically impossible values outside ``[low, high]``, and readings with a fault."""
+
+    kind: Literal["range"]
+    low: float | None = None
+    high: float | None = None
+    faults: bool = True
+    severity: Severity = Severity.MAJOR
+
+    @model_validator(mode="after")
+    def _bounds(self) -> RangeRule:
+        if self.low is None and self.high is None and not self.faults:
+            raise ValueError("give 'low', 'high' or faults = true")
+        if self.low is not None and self.high is not None and self.low > self.high:
+            raise _FieldError("low", f"{self.low} is above high {self.high}")
+        return self
+
+
+class DeadmanRule(_RuleBase):
+    """Silence: the device (``scope = "device"``) or a series sent nothing for ``silence``."""
+
+    kind: Literal["deadman"]
+    silence: Annotated[Duration, Field(gt=0)]
+    scope: Literal["device", "series"] = "device"
+    severity: Severity = Severity.MAJOR
+
+
+class OfflineRule(_RuleBase):
+    """The device's last will (device offline), cleared when it is back."""
+
+    kind: Literal["offline"]
+    severity: Severity = Severity.MAJOR
+
+
+class PatternCondition(_Model):
+    """One condition of a pattern: ``member`` glob, ``op`` and ``value``."""
+
+    member: str
+    op: Literal[">", ">=", "<", "<=", "==", "!="]
+    value: float
+
+
+class PatternRule(_RuleBase):
+    """Conditions combined across a device's series or a site's devices within ``within``."""
+
+    kind: Literal["pattern"]
+    scope: Literal["device", "site"] = "device"
+    mode: Literal["all", "any", "sequence", "count"] = "all"
+    within: Annotated[Duration, Field(gt=0)] = 60 * _US
+    count: Annotated[int, Field(ge=1, le=1024)] = 2
+    conditions: Annotated[list[PatternCondition], Field(min_length=1, max_length=32)]
+
+
+class AdaptiveRule(_RuleBase):
+    """The adaptive (learnt, robust) anomaly detector."""
+
+    kind: Literal["adaptive"]
+    threshold: Annotated[float, Field(gt=0)] = 6.0
+    clear: Annotated[float, Field(gt=0)] = 3.0
+    alpha: Annotated[float, Field(gt=0, lt=1)] = 0.01
+    warmup: Annotated[int, Field(ge=2)] = 60
+    season: Annotated[Duration, Field(gt=0)] = 86_400 * _US
+    """The season of the seasonal level (1d); used after two seasons of history."""
+    season_buckets: Annotated[int, Field(ge=0, le=1440)] = 24
+    """Phase buckets per season (24: hourly); 0 turns seasons off."""
+    hold: Annotated[int, Field(ge=0)] | None = None
+    """Readings an anomaly is learnt ten times slower (default 3/alpha); then it is learnt."""
+
+    @model_validator(mode="after")
+    def _clear_below(self) -> AdaptiveRule:
+        if self.clear > self.threshold:
+            raise _FieldError("clear", f"must be at or below threshold ({self.threshold})")
+        return self
+
+
+Rule = Annotated[
+    ThresholdRule
+    | AggregateRule
+    | RateRule
+    | FlatlineRule
+    | RangeRule
+    | DeadmanRule
+    | OfflineRule
+    | PatternRule
+    | AdaptiveRule,
+    Field(discriminator="kind"),
+]
+"""Any rule, told apart by ``kind``."""
+
+SERIES_KINDS = ("threshold", "rate", "flatline", "range", "adaptive")
+
+
+class _Defaults(_Model):
+    adaptive: bool = False
+    deadman: Duration | Literal[False] = False
+    offline: bool = False
+
+
+class _File(_Model):
+    version: Literal[1] = 1
+    defaults: _Defaults = Field(default_factory=_Defaults)
+    rules: list[Rule] = Field(default_factory=list)
+
+
+class RuleSet:
+    """A validated set of rules with cached matching."""
+
+    def __init__(self, rules: list[Any], *, source: str = "rules") -> None:
+        self.rules: tuple[Any, ...] = tuple(r for r in rules if r.enabled)
+        self.source = source
+        ids = [r.id for r in rules]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ConfigError("rules.id", f"rule ids must be unique; repeated: {dupes}")
+        self._series: dict[tuple[str, str, str, str], tuple[Any, ...]] = {}
+        self._aggregates: dict[tuple[str, str, str, str, str], tuple[AggregateRule, ...]] = {}
+        self._devices: dict[tuple[str, str], tuple[Any, ...]] = {}
+
+    @cached_property
+    def by_id(self) -> dict[str, Any]:
+        """Rules by id."""
+        return {r.id: r for r in self.rules}
+
+    def for_series(self, site: str, device: str, sensor: str, metric: str) -> tuple[Any, ...]:
+        """Series rules (threshold, rate, flatline, range, adaptive, series deadman)."""
+        key = (site, device, sensor, metric)
+        found = self._series.get(key)
+        if found is None:
+            found = tuple(
+                r
+                for r in self.rules
+                if (r.kind in SERIES_KINDS or (r.kind == "deadman" and r.scope == "series"))
+                and r.matches(*key)
+            )
+            if len(self._series) > 100_000:
+                self._series.clear()
+            self._series[key] = found
+        return found
+
+    def for_aggregate(
+        self, site: str, device: str, sensor: str, metric: str, window: str
+    ) -> tuple[AggregateRule, ...]:
+        """Aggregate rules that select this series and window."""
+        key = (site, device, sensor, metric, window)
+        found = self._aggregates.get(key)
+        if found is None:
+            found = tuple(
+                r
+                for r in self.rules
+                if r.kind == "aggregate"
+                and r.matches(site, device, sensor, metric)
+                and fnmatch.fnmatchcase(window, r.window)
+            )
+            if len(self._aggregates) > 100_000:
+                self._aggregates.clear()
+            self._aggregates[key] = found
+        return found
+
+    def for_device(self, site: str, device: str) -> tuple[Any, ...]:
+        """Device-level rules: device deadman, offline, device-scope patterns."""
+        found = self._devices.get((site, device))
+        if found is None:
+            found = tuple(
+                r
+                for r in self.rules
+                if (
+                    (r.kind == "deadman" and r.scope == "device")
+                    or r.kind == "offline"
+                    or (r.kind == "pattern" and r.scope == "device")
+                )
+                and r.matches_device(site, device)
+            )
+            if len(self._devices) > 100_000:
+                self._devices.clear()
+            self._devices[(site, device)] = found
+        return found
+
+    def site_patterns(self, site: str) -> tuple[PatternRule, ...]:
+        """Site-scope pattern rules for ``site``."""
+        return tuple(
+            r
+            for r in self.rules
+            if r.kind == "pattern" and r.scope == "site" and fnmatch.fnmatchcase(site, r.site)
+        )
+
+
+def _field_name(loc: tuple[int | str, ...], doc: Mapping[str, Any]) -> str:
+    parts: list[str] = []
+    for i, part in enumerate(loc):
+        if isinstance(part, str) and ("[" in part or "(" in part):
+            continue  # a union member's tag, not a field
+        if isinstance(part, int):
+            parts[-1] = f"{parts[-1]}[{part}]" if parts else f"[{part}]"
+        elif (
+            i == 2
+            and loc[0] == "rules"
+            and part
+            in (
+                "threshold",
+                "aggregate",
+                "rate",
+                "flatline",
+                "range",
+                "deadman",
+                "offline",
+                "pattern",
+                "adaptive",
+            )
+        ):
+            continue  # the union's tag adds nothing
+        else:
+            parts.append(str(part))
+    return ".".join(parts) or "rules"
+
+
+def parse_rules(doc: Mapping[str, Any], *, source: str = "rules") -> RuleSet:
+    """Validate a parsed rules document; raise ConfigError naming the field at fault."""
+    try:
+        parsed = _File.model_validate(dict(doc))
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        loc = tuple(err["loc"])
+        field = _field_name(loc, doc)
+        ctx_error = (err.get("ctx") or {}).get("error")
+        if isinstance(ctx_error, _FieldError):
+            field = f"{field}.{ctx_error.field}" if field != "rules" else ctx_error.field
+            reason = ctx_error.reason
+        else:
+            if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+                field = f"{field}.kind"
+            reason = err["msg"]
+            if err["type"] not in ("missing", "union_tag_invalid", "union_tag_not_found"):
+                reason += f" (got {err.get('input')!r:.80})"
+        more = exc.error_count() - 1
+        if more:
+            reason += f"; and {more} more error(s)"
+        raise ConfigError(field, f"{source}: {reason}") from None
+    rules: list[Any] = list(parsed.rules)
+    defaults = parsed.defaults
+    taken = {r.id for r in rules}
+    if defaults.adaptive and "adaptive" not in taken:
+        rules.append(AdaptiveRule(id="adaptive", kind="adaptive"))
+    if defaults.deadman is not False and "deadman" not in taken:
+        rules.append(DeadmanRule(id="deadman", kind="deadman", silence=defaults.deadman / _US))
+    if defaults.offline and "offline" not in taken:
+        rules.append(OfflineRule(id="offline", kind="offline"))
+    return RuleSet(rules, source=source)
+
+
+def load_rules(path: Path | str | None) -> RuleSet:
+    """Load a rules TOML file; with None, return :func:`default_rules`."""
+    if path is None:
+        return default_rules()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("rules", f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("rules", f"{path} is not valid TOML: {exc}") from None
+    return parse_rules(doc, source=str(path))
+
+
+def default_rules(*, deadman: str = "5m") -> RuleSet:
+    """Every numeric series: adaptive detector; every device: deadman and offline."""
+    return parse_rules(
+        {"defaults": {"adaptive": True, "deadman": deadman, "offline": True}}, source="defaults"
+    )

@@ -1,0 +1,63 @@
+"""The evaluation chart: one file's signals, labelled anomalies and alarms (PNG)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+__all__ = ["write_chart"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def write_chart(
+    path: Path,
+    *,
+    title: str,
+    times: Sequence[datetime],
+    series: dict[str, list[float | None]],
+    label_spans: Sequence[tuple[Any, ...]],
+    alarms: Sequence[Any],
+) -> None:
+    """Plot each series (scaled to its own range) with labels shaded and alarms as bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, bx) = plt.subplots(
+        2, 1, figsize=(12, 6), sharex=True, gridspec_kw={"height_ratios": [4, 1]}
+    )
+    for i, (name, values) in enumerate(sorted(series.items())):
+        pts = [(t, v) for t, v in zip(times, values, strict=True) if v is not None]
+        if not pts:
+            continue
+        lo = min(v for _, v in pts)
+        hi = max(v for _, v in pts)
+        span = (hi - lo) or 1.0
+        ax.plot(
+            [t for t, _ in pts],
+            [i + 0.8 * (v - lo) / span for _, v in pts],
+            linewidth=0.7,
+            label=name,
+        )
+    for span in label_spans:
+        ax.axvspan(span[0], span[1], color="red", alpha=0.12, linewidth=0)
+        bx.axvspan(span[0], span[1], ymin=0.55, ymax=0.95, color="red", alpha=0.5, linewidth=0)
+    end = times[-1] if times else _EPOCH
+    rows = sorted({iv.series for iv in alarms})
+    for iv in alarms:
+        start = _EPOCH + timedelta(microseconds=iv.start_us)
+        stop = end if iv.end_us is None else _EPOCH + timedelta(microseconds=iv.end_us)
+        bx.axvspan(start, stop, ymin=0.05, ymax=0.45, color="tab:blue", alpha=0.5, linewidth=0)
+    ax.set_yticks([])
+    ax.legend(loc="upper left", fontsize=7, ncol=4)
+    ax.set_title(f"{title}: signals (each scaled to its range), labelled anomalies shaded red")
+    bx.set_yticks([0.25, 0.75], ["alarms", "labels"])
+    bx.set_xlabel(f"event time (UTC); alarm series: {', '.join(rows)[:120]}")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -3,9 +3,10 @@
 For each scenario the benchmark starts fresh local services, runs the gateway in its
 own process and the load generator (``sensorgate loadgen``) in another, and measures:
 
-- sustained readings/s stored: the load generator publishes as fast as it can, the
-  broker queues what the gateway cannot take yet, and the gateway's own
-  ``points_written`` counter gives the rate at which readings reach InfluxDB;
+- sustained readings/s stored: the load generator publishes at the scenario's target
+  rate; the broker queues what the gateway cannot take yet, and the gateway's own
+  ``points_written`` counter gives the rate at which readings reach InfluxDB while it
+  has work (it keeps up: the target; it falls behind: its capacity);
 - latency at half that rate: from a message's arrival at the gateway to its readings
   being stored (p50/p99 from the gateway's histogram), and from the reading's event
   time (stamped by the load generator) to stored;
@@ -50,12 +51,13 @@ class Scenario:
     name: str
     devices: int
     metrics: int
+    target_readings_per_s: float
     readings_per_message: int = 50
 
 
 SCENARIOS = {
-    "1k": Scenario("1k", devices=1_000, metrics=10),
-    "10k": Scenario("10k", devices=10_000, metrics=10),
+    "1k": Scenario("1k", devices=1_000, metrics=10, target_readings_per_s=150_000),
+    "10k": Scenario("10k", devices=10_000, metrics=10, target_readings_per_s=50_000),
 }
 
 
@@ -279,8 +281,11 @@ def _measure(
     gateway = _Gateway(settings, workdir, f"gateway-{scenario.name}-{target}")
     try:
         with _Sampler(gateway) as sampler:
-            progress(f"{scenario.name}/{target}: saturating for {duration_s:.0f} s")
-            load = _loadgen(settings, scenario, rate=None, duration_s=duration_s)
+            rate_target = scenario.target_readings_per_s
+            progress(
+                f"{scenario.name}/{target}: {rate_target:,.0f} readings/s for {duration_s:.0f} s"
+            )
+            load = _loadgen(settings, scenario, rate=rate_target, duration_s=duration_s)
             result.published_readings_per_s = float(load.get("readings_per_s", 0.0))
             result.readings_published = int(load.get("readings", 0))
             stored = _wait_drained(gateway, result.readings_published, "written:readings")
@@ -289,7 +294,7 @@ def _measure(
         result.sustained_readings_per_s = rate
         result.gateway_cpu_share = cpu
         result.limited_by = (
-            "load generator" if rate >= 0.95 * result.published_readings_per_s else "gateway"
+            "kept up" if rate >= 0.95 * result.published_readings_per_s else "gateway capacity"
         )
         progress(
             f"{scenario.name}/{target}: {rate:,.0f} readings/s stored"
@@ -349,7 +354,9 @@ def _baseline(
         assert proc.stdout is not None
         json.loads(proc.stdout.readline())  # ready
         ps = psutil.Process(proc.pid)
-        load = _loadgen(settings, scenario, rate=None, duration_s=duration_s)
+        load = _loadgen(
+            settings, scenario, rate=scenario.target_readings_per_s, duration_s=duration_s
+        )
         rss = ps.memory_info().rss
         # Give it as long again to catch up, then stop it and read what it wrote.
         deadline = time.monotonic() + duration_s

@@ -76,7 +76,11 @@ def run_up(
             ep = local.start()
             settings = load_settings(
                 mqtt={**base.mqtt.model_dump(), "host": ep.mqtt_host, "port": ep.mqtt_port},
-                influx={**base.influx.model_dump(), "url": ep.influx_url},
+                influx={
+                    **base.influx.model_dump(),
+                    "url": ep.influx_url,
+                    "spill_dir": local.workdir / "spill",  # throwaway, like the data
+                },
             )
         workdir = local.workdir if local else Path.cwd()
         gateway = ManagedProcess(

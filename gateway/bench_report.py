@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from gateway.bench import BenchReport, report_json, run_bench
+from gateway.bench import SCENARIOS, BenchReport, report_json, run_bench
 
 __all__ = ["chart", "run_and_report"]
 
@@ -76,6 +76,17 @@ def chart(report: BenchReport, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
     bars = ax.bar(labels, values, color=["#2b6cb0"] * len(report.results) + ["#a0aec0"])
     ax.bar_label(bars, labels=[f"{v:,.0f}" for v in values], padding=3)
+    for bar, result in zip(bars, report.results, strict=False):
+        target = SCENARIOS[result.scenario].target_readings_per_s
+        ax.hlines(
+            target,
+            bar.get_x(),
+            bar.get_x() + bar.get_width(),
+            colors="#c53030",
+            linestyles="dashed",
+            label="target" if bar is bars[0] else None,
+        )
+    ax.legend(loc="upper right")
     ax.set_ylabel("readings/s stored in InfluxDB")
     ax.set_title(f"sensorgate bench ({report.machine['cpus']} cores, {report.started_at})")
     ax.margins(y=0.15)

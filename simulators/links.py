@@ -9,6 +9,7 @@ is the in-memory fake for tests.
 from __future__ import annotations
 
 import contextlib
+import logging
 import selectors
 import socket
 import threading
@@ -19,6 +20,8 @@ from typing import Any, Protocol
 
 from contract.errors import BrokerError
 from edge.mqtt import MqttLink, MqttSettings
+
+log = logging.getLogger(__name__)
 
 __all__ = ["LinkPool", "MemoryPublisher", "MultiplexedLinks", "PublishedMessage", "Publisher"]
 
@@ -266,7 +269,11 @@ class MultiplexedLinks(LinkPool):
     # paho calls these from whichever thread opened, closed or queued on the socket.
     def _opened(self, index: int) -> Any:
         def on_open(_c: object, _u: object, sock: Any) -> None:
-            self._selector.register(sock, selectors.EVENT_READ, index)
+            try:
+                self._selector.register(sock, selectors.EVENT_READ, index)
+            except KeyError:  # the number of a socket closed behind our back, reused
+                self._selector.unregister(sock.fileno())
+                self._selector.register(sock, selectors.EVENT_READ, index)
 
         return on_open
 
@@ -318,10 +325,15 @@ class MultiplexedLinks(LinkPool):
                             pass
                     continue
                 client = clients[key.data]
-                if mask & selectors.EVENT_READ:
-                    client.loop_read()
-                if mask & selectors.EVENT_WRITE:
-                    self._write(key.data, client)
+                try:
+                    if mask & selectors.EVENT_READ:
+                        client.loop_read()
+                    if mask & selectors.EVENT_WRITE:
+                        self._write(key.data, client)
+                except Exception:  # one broken link must not stop the thread serving all
+                    log.exception("MQTT link %s failed; it will reconnect", key.data)
+                    with contextlib.suppress(Exception):
+                        client.socket().close()
             with self._pending_lock:
                 pending, self._pending = self._pending, set()
                 self._woken = False

@@ -127,8 +127,12 @@ class Agent:
             max_events=config.outbox.max_events,
             max_bytes=config.outbox.max_bytes,
             durability=config.outbox.durability,
-            sequence_block=config.outbox.sequence_block,
         )
+        if config.outbox.sequence_block is not None:
+            log.warning(
+                "outbox.sequence_block is deprecated and ignored: sequences are now numbered"
+                " in the transaction that stores the event"
+            )
         self.sampler = Sampler(self.clock, on_fault_change=self._fault_changed)
         for sensor in config.sensors:
             self.sampler.add(sensor.id, self.drivers[sensor.id], sensor.interval_s)
@@ -262,18 +266,21 @@ class Agent:
 
     def _store(self, batch: Batch) -> None:
         cfg = self.config
-        try:
-            sequence = self.outbox.next_sequence(batch.device)
+        now_utc = self.clock.now()
+
+        def encoded(sequence: int) -> bytes:
             event = TelemetryEvent.create(
                 site=cfg.site,
                 device=batch.device,
                 sequence=sequence,
                 readings=batch.readings,
-                time=self.clock.now(),
+                time=now_utc,
             )
-            dropped = self.outbox.put(
-                self.telemetry_topic, encode(event), device=batch.device, sequence=sequence
-            )
+            return encode(event)
+
+        try:
+            # Numbered and stored in one transaction: a crash keeps both or neither.
+            _sequence, dropped = self.outbox.append(self.telemetry_topic, batch.device, encoded)
         except StorageError as exc:
             # Disk full or failing: keep the batch in memory and retry, bounded.
             log.error("cannot store a batch of %d reading(s): %s", len(batch.readings), exc)

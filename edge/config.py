@@ -129,7 +129,12 @@ class OutboxConfig(_Frozen):
     max_inflight: Annotated[int, Field(ge=1, le=65535)] = 50
     durability: Literal["full", "normal"] = "full"
     """``full``: fsync each stored event; ``normal``: at WAL checkpoints (docs/edge.md)."""
-    sequence_block: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    sequence_block: Annotated[int | None, Field(ge=1, le=1_000_000)] = None
+    """Deprecated and ignored (accepted so that old files still load; a warning is logged).
+
+    Sequences used to be reserved in blocks, which left a gap after every crash; they
+    are now numbered in the transaction that stores the event.
+    """
 
 
 class StatusConfig(_Frozen):

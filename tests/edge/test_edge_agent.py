@@ -182,15 +182,15 @@ def test_a_failing_disk_keeps_batches_in_memory_and_retries(
     agent, clock, transport, sampled = make_agent(
         tmp_path, batch={"max_readings": 2, "max_age_s": 60}
     )
-    real_put = agent.outbox.put
+    real_append = agent.outbox.append
     failing = {"on": True}
 
-    def put(*args: Any, **kwargs: Any) -> int:
+    def append(*args: Any, **kwargs: Any) -> tuple[int, int]:
         if failing["on"]:
             raise StorageError("disk I/O error")
-        return real_put(*args, **kwargs)
+        return real_append(*args, **kwargs)
 
-    monkeypatch.setattr(agent.outbox, "put", put)
+    monkeypatch.setattr(agent.outbox, "append", append)
     run(agent, clock, 6)
     assert agent.outbox.depth == 0
     assert len(agent._unstored) == 3
@@ -199,3 +199,6 @@ def test_a_failing_disk_keeps_batches_in_memory_and_retries(
     readings = [r for e in telemetry(transport) for r in e.data.readings]
     assert readings == sampled[: len(readings)]
     assert len(readings) >= 6  # the three batches kept in memory arrived, in order
+    # the failed attempts used no sequence: the numbers run on without a gap
+    seqs = [e.data.sequence for e in telemetry(transport)]
+    assert seqs == list(range(len(seqs)))

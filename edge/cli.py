@@ -69,7 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        agent = Agent(config)
+        agent = Agent(config, config_path=args.config)
     except ConfigError as exc:
         return _config_error(exc)
     except SensorGateError as exc:
@@ -79,8 +79,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     def _stop(_signum: int, _frame: object) -> None:
         agent.stop()
 
+    def _reload(_signum: int, _frame: object) -> None:
+        agent.request_reload()
+
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGHUP, _reload)  # re-read the file; a bad one is refused
     try:
         agent.run()
     except SensorGateError as exc:

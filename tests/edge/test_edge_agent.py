@@ -202,3 +202,60 @@ def test_a_failing_disk_keeps_batches_in_memory_and_retries(
     # the failed attempts used no sequence: the numbers run on without a gap
     seqs = [e.data.sequence for e in telemetry(transport)]
     assert seqs == list(range(len(seqs)))
+
+
+def test_a_bad_config_file_on_reload_is_refused_and_the_agent_keeps_running(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "agent.toml"
+    good = (
+        'site = "site-a"\ndevice = "dev-1"\n'
+        f'[outbox]\npath = "{tmp_path / "outbox.db"}"\n'
+        "[batch]\nmax_readings = 2\nmax_age_s = 60\n"
+        '[[sensors]]\nid = "sim"\ndriver = "simulated"\ninterval_s = 1.0\n'
+    )
+    path.write_text(good)
+    clock, transport, sampled = FakeClock(), FakeTransport(), []
+    from edge.config import load_config
+
+    agent = Agent(
+        load_config(path),
+        clock=clock,
+        transport=transport,
+        on_readings=sampled.extend,
+        config_path=path,
+    )
+    agent.start()
+    run(agent, clock, 4)
+    before, n_sampled, n_sent = agent.config, len(sampled), len(telemetry(transport))
+
+    cases = [
+        ("site = \n", "--config", "not valid TOML"),  # malformed TOML
+        (good.replace("interval_s = 1.0", "interval_s = -5"), "sensors[0].interval_s", "greater"),
+        (good + "[mqtt]\nport = 1884\n", "mqtt", "needs a restart"),  # not a live setting
+    ]
+    for text, field, reason in cases:
+        path.write_text(text)
+        agent.request_reload()
+        run(agent, clock, 4)
+        assert agent.config is before, field  # the running config stays
+        refused = [s for s in statuses(transport) if s.data.reason == "config_rejected"][-1]
+        error = refused.data.details["config_error"]
+        assert (error["field"], error["source"]) == (field, "file")
+        assert reason in error["reason"]
+        # ... and it keeps sampling and publishing on it
+        assert len(sampled) >= n_sampled + 4
+        assert len(telemetry(transport)) >= n_sent + 2
+        n_sampled, n_sent = len(sampled), len(telemetry(transport))
+
+    # a valid file with a live change is applied, and clears the error
+    path.write_text(good.replace("interval_s = 1.0", "interval_s = 0.5"))
+    agent.request_reload()
+    run(agent, clock, 4)
+    assert agent.sensor_intervals == {"sim": 0.5}
+    applied = [s for s in statuses(transport) if s.data.reason == "config_applied"][-1]
+    assert applied.data.details["config_error"] is None
+    assert applied.data.config_hash == agent.config.config_hash() != before.config_hash()
+    seqs = [e.data.sequence for e in telemetry(transport)]
+    assert seqs == list(range(len(seqs)))
+    agent.shutdown(drain_s=0)

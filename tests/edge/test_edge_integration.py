@@ -357,5 +357,64 @@ def test_remote_config_applies_live_and_invalid_is_refused(
             [refused] = wait_for(lambda: statuses("config_rejected"), 10, "config_rejected")
             assert refused.data.details["config_error"]["field"] == "intervals.sim"
             assert runner.agent.sensor_intervals["sim"] == 0.01  # the old config stays
+            n = len(received_events(sub.snapshot(), telemetry))  # ... and keeps running on it
+            wait_for(
+                lambda: len(received_events(sub.snapshot(), telemetry)) >= n + 10, 10, "traffic"
+            )
+            assert all(
+                len(e.data.readings) == 3 for e in received_events(sub.snapshot(), telemetry)[n:]
+            )
+            assert runner.thread.is_alive()
     finally:
         publish_retained(host, port, config_topic, b"")  # clear the retained config
+
+
+def test_sighup_with_a_malformed_config_file_is_refused_and_the_agent_keeps_running(
+    services: Any,
+    topics: TopicScheme,
+    tmp_path: Path,
+    subscriber_factory: Callable[..., Subscriber],
+) -> None:
+    host, port = services.mqtt_host, services.mqtt_port
+    overrides = agent_overrides(tmp_path, topics.prefix, port, interval=0.02)
+    config_path = tmp_path / "agent.toml"
+    good = _toml(overrides)
+    config_path.write_text(good)
+    site, device = overrides["site"], overrides["device"]
+    telemetry, status = topics.telemetry(site, device), topics.status(site, device)
+    sub = subscriber_factory(host, port, f"{topics.prefix}/#")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "edge.cli", "run", "--config", str(config_path)]
+
+    def statuses(reason: str) -> list[Any]:
+        found = [decode(p) for t, p, _r in sub.snapshot() if t == status]
+        return [s for s in found if s.data.reason == reason]
+
+    agent = subprocess.Popen(cmd, env=env, cwd=REPO, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: len(received_events(sub.snapshot(), telemetry)) >= 3, 15, "traffic")
+        config_path.write_text(good.replace("[mqtt]", "[mqtt\n"))  # not TOML any more
+        agent.send_signal(signal.SIGHUP)
+        [refused] = wait_for(lambda: statuses("config_rejected"), 10, "config_rejected")
+        error = refused.data.details["config_error"]
+        assert (error["field"], error["source"]) == ("--config", "file")
+        assert "not valid TOML" in error["reason"]
+        assert refused.data.config_hash == statuses("birth")[0].data.config_hash
+        n = len(received_events(sub.snapshot(), telemetry))
+        wait_for(
+            lambda: len(received_events(sub.snapshot(), telemetry)) >= n + 5,
+            10,
+            "telemetry on the old config after the refusal",
+        )
+        assert agent.poll() is None
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(20) == 0
+        stderr = agent.stderr.read().decode()  # type: ignore[union-attr]
+        assert "refused the config file" in stderr
+        assert "keeps running on its current config" in stderr
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+        agent.stderr.close()  # type: ignore[union-attr]
+    seqs = [e.data.sequence for e in first_seen(received_events(sub.snapshot(), telemetry))]
+    assert seqs == list(range(len(seqs)))

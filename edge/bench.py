@@ -282,6 +282,40 @@ def _status_topic(device: str) -> str:
     return f"sgbench/v1/bench/{device}/status"
 
 
+# -- phase 0: the outbox alone ------------------------------------------------------------
+def outbox_inserts(work: Path) -> dict[str, Any]:
+    """Numbered inserts per second (``Outbox.append``: counter + event, one transaction)."""
+    from datetime import UTC, datetime
+
+    from contract.codec import encode
+    from contract.events import Reading, TelemetryEvent
+    from edge.outbox import Outbox
+
+    now = datetime.now(UTC)
+    out: dict[str, Any] = {}
+    for readings in (10, 50):
+        batch = [
+            Reading(sensor="s", metric=f"m{i}", value=20.0 + i, unit="degC", time=now)
+            for i in range(readings)
+        ]
+
+        def payload(seq: int, batch: list[Reading] = batch) -> bytes:
+            event = TelemetryEvent.create(site="bench", device="d", sequence=seq, readings=batch)
+            return encode(event)
+
+        out[f"payload_bytes_{readings}_readings"] = len(payload(0))
+        for durability, n in (("full", 300), ("normal", 1500)):
+            blob = payload(0)
+            path = work / f"inserts-{durability}-{readings}.db"
+            with Outbox(path, durability=durability) as box:  # type: ignore[arg-type]
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    box.append("t", "d", lambda _seq, blob=blob: blob)  # type: ignore[misc]
+                rate = n / (time.perf_counter() - t0)
+            out[f"inserts_per_s_{durability}_{readings}_readings"] = round(rate)
+    return out
+
+
 # -- phase 1: footprint ------------------------------------------------------------------
 def footprint(broker: Broker, work: Path, *, seconds: float, warmup_s: float) -> dict[str, Any]:
     """RSS and CPU of the agent process at 10 sensors x 1 Hz."""
@@ -510,6 +544,8 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str,
         work.chmod(0o755)
         broker = Broker(args.host, args.port, work)
         try:
+            log("outbox: numbered inserts per second ...")
+            ob = outbox_inserts(work)
             log(f"footprint: 10 sensors x 1 Hz for {args.footprint_s:.0f} s ...")
             fp = footprint(broker, work, seconds=args.footprint_s, warmup_s=args.warmup_s)
             log(f"unconstrained: {args.unconstrained_s:.0f} s ...")
@@ -540,6 +576,7 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str,
     return {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "broker": {"host": broker.host, "port": broker.port, "own_mosquitto": broker.own},
+        "outbox": ob,
         "footprint": fp,
         "unconstrained": mx,
         "backlog": {"default_max_rate": paced, "unlimited": free},

@@ -81,7 +81,9 @@ def test_batches_close_by_age_when_count_is_not_reached(tmp_path: Path) -> None:
     assert sum(sizes) + agent.batcher.pending == len(sampled)
 
 
-def test_outage_then_drain_oldest_first_and_budget_drops_counted(tmp_path: Path) -> None:
+def test_outage_then_drain_oldest_first_and_budget_drops_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     agent, clock, transport, _sampled = make_agent(
         tmp_path,
         batch={"max_readings": 1, "max_age_s": 60},
@@ -105,6 +107,11 @@ def test_outage_then_drain_oldest_first_and_budget_drops_counted(tmp_path: Path)
     agent.publisher.send_status(agent.status_topic, agent.status.online("heartbeat"))
     agent.publisher.step()
     assert statuses(transport)[-1].data.details["dropped_total"] == seqs[0]
+    # the drops were reported as they happened (in the log; the status of an offline
+    # device keeps only the latest, which carries dropped_total, as checked above)
+    warnings = [r.getMessage() for r in caplog.records if "over budget" in r.getMessage()]
+    assert warnings
+    assert int(warnings[-1].rsplit("(", 1)[1].split()[0]) >= 190  # "(N in total)"
 
 
 def test_invalid_remote_config_is_refused_naming_the_field(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from contract.codec import encode
@@ -24,7 +25,7 @@ from contract.errors import ConfigError, StorageError
 from contract.events import Reading, TelemetryEvent
 from edge.batcher import Batch, Batcher
 from edge.clock import Clock, SystemClock
-from edge.config import AgentConfig, RemoteConfig, parse_remote_config
+from edge.config import AgentConfig, RemoteConfig, load_config, parse_remote_config
 from edge.drivers.base import Driver
 from edge.drivers.registry import DriverRegistry, default_registry
 from edge.outbox import Outbox
@@ -101,8 +102,11 @@ class Agent:
         clock: Clock | None = None,
         transport: Transport | None = None,
         on_readings: Callable[[list[Reading]], None] | None = None,
+        config_path: Path | str | None = None,
     ) -> None:
         self.base_config = config
+        self.config_path = Path(config_path) if config_path is not None else None
+        self._reload_requested = threading.Event()
         self.config = config
         self.clock = clock or SystemClock()
         self.drivers = build_drivers(config, registry)
@@ -127,8 +131,12 @@ class Agent:
             max_events=config.outbox.max_events,
             max_bytes=config.outbox.max_bytes,
             durability=config.outbox.durability,
-            sequence_block=config.outbox.sequence_block,
         )
+        if config.outbox.sequence_block is not None:
+            log.warning(
+                "outbox.sequence_block is deprecated and ignored: sequences are now numbered"
+                " in the transaction that stores the event"
+            )
         self.sampler = Sampler(self.clock, on_fault_change=self._fault_changed)
         for sensor in config.sensors:
             self.sampler.add(sensor.id, self.drivers[sensor.id], sensor.interval_s)
@@ -233,6 +241,11 @@ class Agent:
             self._config_queue.put(bytes(getattr(msg, "payload", b"")))
             self._wake.set()
 
+    def request_reload(self) -> None:
+        """Re-read the config file at the next round (SIGHUP; thread- and signal-safe)."""
+        self._reload_requested.set()
+        self._wake.set()
+
     def handle_config_payload(self, payload: bytes) -> None:
         """Queue a config-topic payload (what the MQTT callback does)."""
         self._config_queue.put(payload)
@@ -241,6 +254,9 @@ class Agent:
     # -- main loop -----------------------------------------------------------------------
     def step(self) -> float:
         """Do everything that is due; return the seconds until something else is."""
+        if self._reload_requested.is_set():
+            self._reload_requested.clear()
+            self.reload_file()
         self._apply_config_messages()
         readings = self.sampler.sample_due()
         now = self.clock.monotonic()
@@ -262,18 +278,21 @@ class Agent:
 
     def _store(self, batch: Batch) -> None:
         cfg = self.config
-        try:
-            sequence = self.outbox.next_sequence(batch.device)
+        now_utc = self.clock.now()
+
+        def encoded(sequence: int) -> bytes:
             event = TelemetryEvent.create(
                 site=cfg.site,
                 device=batch.device,
                 sequence=sequence,
                 readings=batch.readings,
-                time=self.clock.now(),
+                time=now_utc,
             )
-            dropped = self.outbox.put(
-                self.telemetry_topic, encode(event), device=batch.device, sequence=sequence
-            )
+            return encode(event)
+
+        try:
+            # Numbered and stored in one transaction: a crash keeps both or neither.
+            _sequence, dropped = self.outbox.append(self.telemetry_topic, batch.device, encoded)
         except StorageError as exc:
             # Disk full or failing: keep the batch in memory and retry, bounded.
             log.error("cannot store a batch of %d reading(s): %s", len(batch.readings), exc)
@@ -321,6 +340,43 @@ class Agent:
                 return
             self.apply_remote_config(payload)
 
+    def reload_file(self) -> bool:
+        """Re-read the config file; apply its live settings or refuse it, keep running.
+
+        A file that cannot be read, is not TOML or fails validation is refused with
+        the field and the reason (log and a ``config_rejected`` status): the agent
+        goes on with the config it has. A valid file whose changes are all live
+        (sensor intervals, batching, heartbeat) is applied, with any remote config
+        still on top. A change to anything else (broker, outbox, sensors' drivers
+        or options, ids) needs a restart: it is refused the same way, naming the key.
+        """
+        if self.config_path is None:
+            log.warning("reload requested but the agent was not started from a file")
+            return False
+        try:
+            new = load_config(self.config_path)
+            _check_live_only(self.base_config, new)
+            remote = None
+            if self._last_config_payload is not None and self.config is not self.base_config:
+                remote = parse_remote_config(self._last_config_payload, new)
+        except ConfigError as exc:
+            log.error(
+                "refused the config file %s: %s; the agent keeps running on its current config",
+                self.config_path,
+                exc,
+            )
+            self.status.record_config_error(exc.field, exc.reason, source="file")
+            self._send_status("config_rejected")
+            return False
+        self.base_config = new
+        self._apply(remote)
+        if logging.getLogger().level != logging.getLevelName(new.log_level):
+            logging.getLogger().setLevel(new.log_level)
+        self.status.record_config_applied(self.status.config_revision if remote else None)
+        log.info("reloaded %s (hash %s)", self.config_path, self.config.config_hash())
+        self._send_status("config_applied")
+        return True
+
     def apply_remote_config(self, payload: bytes) -> bool:
         """Validate and apply a config-topic payload; refuse it (and say so) if invalid."""
         if payload == self._last_config_payload:
@@ -352,3 +408,20 @@ class Agent:
     def sensor_intervals(self) -> Mapping[str, float]:
         """The interval of each sensor now in force."""
         return {sid: slot.interval_s for sid, slot in self.sampler.slots.items()}
+
+
+_LIVE_KEYS = frozenset({"batch", "status", "log_level", "sensors"})
+
+
+def _check_live_only(old: AgentConfig, new: AgentConfig) -> None:
+    """Raise :class:`ConfigError` naming the first change that needs a restart."""
+    for key in type(old).model_fields:
+        if key not in _LIVE_KEYS and getattr(old, key) != getattr(new, key):
+            raise ConfigError(key, "changed in the file: this needs a restart of the agent")
+    if [s.id for s in old.sensors] != [s.id for s in new.sensors]:
+        raise ConfigError("sensors", "sensors added, removed or reordered: this needs a restart")
+    for index, (a, b) in enumerate(zip(old.sensors, new.sensors, strict=True)):
+        if a.model_copy(update={"interval_s": b.interval_s}) != b:
+            raise ConfigError(
+                f"sensors[{index}]", "only interval_s changes live: this needs a restart"
+            )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,7 +28,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from contract.errors import ConfigError, TopicError
 from contract.events import MAX_READINGS_PER_EVENT
@@ -129,7 +129,12 @@ class OutboxConfig(_Frozen):
     max_inflight: Annotated[int, Field(ge=1, le=65535)] = 50
     durability: Literal["full", "normal"] = "full"
     """``full``: fsync each stored event; ``normal``: at WAL checkpoints (docs/edge.md)."""
-    sequence_block: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    sequence_block: Annotated[int | None, Field(ge=1, le=1_000_000)] = None
+    """Deprecated and ignored (accepted so that old files still load; a warning is logged).
+
+    Sequences used to be reserved in blocks, which left a gap after every crash; they
+    are now numbered in the transaction that stores the event.
+    """
 
 
 class StatusConfig(_Frozen):
@@ -138,15 +143,15 @@ class StatusConfig(_Frozen):
     heartbeat_s: Annotated[float, Field(gt=0, le=86400)] = 60.0
 
 
-class AgentConfig(BaseSettings):
-    """Everything the edge agent needs, validated once at start."""
+ENV_PREFIX = "SENSORGATE_"
+ENV_NESTED = "__"
 
-    model_config = SettingsConfigDict(
-        env_prefix="SENSORGATE_",
-        env_nested_delimiter="__",
-        frozen=True,
-        extra="forbid",
-    )
+
+class AgentConfig(_Frozen):
+    """Everything the edge agent needs, validated once at start.
+
+    The environment is merged in by :func:`load_config` (see :func:`env_overrides`).
+    """
 
     site: Id
     device: Id
@@ -168,18 +173,6 @@ class AgentConfig(BaseSettings):
                 raise ValueError(f"sensor id {sensor.id!r} is used twice")
             seen.add(sensor.id)
         return sensors
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Environment over file (the file's data arrives as init kwargs)."""
-        return (env_settings, init_settings)
 
     @property
     def topics(self) -> TopicScheme:
@@ -281,12 +274,63 @@ def load_config(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
     data.update(overrides or {})
+    data = _merge(data, env_overrides(os.environ))
     try:
         return AgentConfig(**data)
     except ValidationError as exc:
         raise config_error(exc) from None
-    except ValueError as exc:  # pydantic-settings: an env value that is not valid JSON
-        raise ConfigError("environment", str(exc)) from None
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``; tables (dicts) merge key by key."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Return the ``SENSORGATE_`` variables as a nested mapping (they win over the file).
+
+    ``SENSORGATE_MQTT__HOST=h`` becomes ``{"mqtt": {"host": "h"}}`` (names are case
+    insensitive, ``__`` separates levels). A value for a table or a list as a whole
+    (``SENSORGATE_SENSORS='[...]'``, ``SENSORGATE_MQTT__TLS='{...}'``) is JSON; a
+    scalar is given to the model as text, which converts it (``"2.5"`` -> 2.5).
+    Variables that name no top-level key are ignored. (This replaces
+    pydantic-settings, which cost the agent ~3 MB of RSS for this one job.)
+    """
+    fields = AgentConfig.model_fields
+    out: dict[str, Any] = {}
+    for name, raw in sorted(environ.items()):
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split(ENV_NESTED)]
+        if not path[0] or path[0] not in fields or not all(path):
+            continue
+        value: Any = raw
+        structured = len(path) == 1 and path[0] not in _SCALAR_FIELDS
+        if structured or raw.lstrip()[:1] in ("{", "["):
+            try:
+                value = json.loads(raw)
+            except ValueError as exc:
+                field = ".".join(path)
+                raise ConfigError(
+                    field, f"{name} is not valid JSON (a table or a list is given as JSON): {exc}"
+                ) from None
+        node = out
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+_SCALAR_FIELDS = frozenset({"site", "device", "remote_config", "log_level"})
 
 
 def parse_remote_config(payload: bytes, base: AgentConfig) -> RemoteConfig | None:

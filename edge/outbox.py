@@ -6,11 +6,14 @@ broker's PUBACK arrived. The publisher reads oldest first. A budget in events an
 in payload bytes bounds the file: beyond it the oldest events are deleted and
 counted (``dropped_total`` survives restarts).
 
-Sequences: each device's ``sequence`` is handed out from blocks reserved in the
-``meta`` table with a full fsync *before* any number of the block is used, so a
-crash or a power cut can skip numbers but never hand one out twice. Deletes use
-``synchronous=NORMAL``: losing a delete in a power cut only re-sends an event the
-broker already has (the gateway dedupes on ``(device, sequence)``).
+Sequences: :meth:`Outbox.append` reads a device's next ``sequence`` from the
+``meta`` table, inserts the event carrying it and stores the incremented counter in
+*one* transaction (one fsync with ``durability = "full"``). A crash or power cut
+therefore commits both or neither: a number is never handed out twice and never
+skipped, so the sequences a device delivers have no gap except the events the disk
+budget dropped (counted in ``dropped_total``). Deletes use ``synchronous=NORMAL``:
+losing a delete in a power cut only re-sends an event the broker already has (the
+gateway dedupes on ``(device, sequence)``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import contextlib
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -71,13 +75,11 @@ class Outbox:
         max_events: int = 200_000,
         max_bytes: int = 256 * 1024 * 1024,
         durability: Literal["full", "normal"] = "full",
-        sequence_block: int = 1000,
     ) -> None:
         self.path = Path(path)
         self.max_events = max_events
         self.max_bytes = max_bytes
         self.durability = durability
-        self.sequence_block = sequence_block
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,8 +96,7 @@ class Outbox:
             raise StorageError(f"cannot open the outbox {self.path}: {exc}") from exc
         self._stored = 0
         self._acked = 0
-        self._next_seq: dict[str, int] = {}
-        self._reserved: dict[str, int] = {}
+        self._seq_checked: set[str] = set()
 
     # -- internals -------------------------------------------------------------------
     def _set_sync(self, mode: str) -> None:
@@ -115,31 +116,55 @@ class Outbox:
         )
 
     # -- sequences -------------------------------------------------------------------
+    def _next_sequence_in_tx(self, device: str) -> int:
+        """Return the next sequence of ``device``; call inside the storing transaction."""
+        seq = self._meta(f"seq:{device}")
+        if device not in self._seq_checked:
+            # Once per process: rows stored by an older version, or a counter that went
+            # missing, must not be numbered again. (Also a database written by the
+            # block-reserving version: its counter is the end of the last block, so an
+            # upgrade skips the rest of that block once.)
+            row = self._db.execute(
+                "SELECT MAX(sequence) FROM outbox WHERE device = ?", (device,)
+            ).fetchone()
+            if row and row[0] is not None:
+                seq = max(seq, int(row[0]) + 1)
+        return seq
+
     def next_sequence(self, device: str) -> int:
-        """Hand out the next telemetry sequence of ``device``; never the same one twice."""
+        """Return the sequence the next :meth:`append` for ``device`` will use."""
         with self._lock:
             try:
-                if device not in self._next_seq:
-                    reserved = self._meta(f"seq:{device}")
-                    row = self._db.execute(
-                        "SELECT MAX(sequence) FROM outbox WHERE device = ?", (device,)
-                    ).fetchone()
-                    stored_max = row[0] if row and row[0] is not None else -1
-                    self._next_seq[device] = max(reserved, stored_max + 1)
-                    self._reserved[device] = self._next_seq[device]
-                seq = self._next_seq[device]
-                if seq >= self._reserved[device]:
-                    # Durable before use: a power cut after this may skip numbers, never repeat.
-                    self._set_sync("FULL")
-                    self._db.execute("BEGIN IMMEDIATE")
-                    self._set_meta(f"seq:{device}", seq + self.sequence_block)
-                    self._db.execute("COMMIT")
-                    self._reserved[device] = seq + self.sequence_block
-                self._next_seq[device] = seq + 1
-                return seq
+                return self._next_sequence_in_tx(device)
+            except sqlite3.Error as exc:
+                raise StorageError(f"cannot read the sequence in {self.path}: {exc}") from exc
+
+    def append(self, topic: str, device: str, encode: Callable[[int], bytes]) -> tuple[int, int]:
+        """Give one event of ``device`` its sequence and store it, atomically.
+
+        ``encode(sequence)`` builds the payload carrying the sequence. The counter is
+        read, the event inserted and the counter advanced in one transaction, so a
+        crash keeps both or neither. Returns ``(sequence, dropped)``: the number used
+        and how many old events the budget pushed out.
+        """
+        with self._lock:
+            try:
+                self._set_sync("FULL" if self.durability == "full" else "NORMAL")
+                self._db.execute("BEGIN IMMEDIATE")
+                seq = self._next_sequence_in_tx(device)
+                payload = encode(seq)
+                dropped, depth, size = self._insert(topic, payload, device, seq)
+                self._set_meta(f"seq:{device}", seq + 1)
+                self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
-                raise StorageError(f"cannot reserve a sequence in {self.path}: {exc}") from exc
+                raise StorageError(f"cannot store an event in {self.path}: {exc}") from exc
+            except BaseException:
+                self._rollback()  # the encoder failed: nothing numbered, nothing stored
+                raise
+            self._seq_checked.add(device)
+            self._stored_one(depth, size, dropped)
+            return seq, dropped
 
     # -- store, read, acknowledge ------------------------------------------------------
     def put(
@@ -150,30 +175,44 @@ class Outbox:
         device: str | None = None,
         sequence: int | None = None,
     ) -> int:
-        """Store one event durably; return how many old events the budget pushed out."""
+        """Store one event durably; return how many old events the budget pushed out.
+
+        Telemetry should use :meth:`append`, which numbers the event in the same
+        transaction; ``put`` stores whatever ``sequence`` it is given.
+        """
         with self._lock:
             try:
                 self._set_sync("FULL" if self.durability == "full" else "NORMAL")
                 self._db.execute("BEGIN IMMEDIATE")
-                self._db.execute(
-                    "INSERT INTO outbox(topic, payload, device, sequence, created)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (topic, payload, device, sequence, time.time()),
-                )
-                depth, size = self._depth + 1, self._bytes + len(payload)
-                dropped = 0
-                if depth > self.max_events or size > self.max_bytes:
-                    dropped, freed = self._drop_oldest(depth, size)
-                    depth, size = depth - dropped, size - freed
-                    self._set_meta("dropped_total", self._dropped + dropped)
+                dropped, depth, size = self._insert(topic, payload, device, sequence)
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
                 raise StorageError(f"cannot store an event in {self.path}: {exc}") from exc
-            self._depth, self._bytes = depth, size
-            self._dropped += dropped
-            self._stored += 1
+            self._stored_one(depth, size, dropped)
             return dropped
+
+    def _insert(
+        self, topic: str, payload: bytes, device: str | None, sequence: int | None
+    ) -> tuple[int, int, int]:
+        """Insert inside the caller's transaction; apply the budget. -> (dropped, depth, size)."""
+        self._db.execute(
+            "INSERT INTO outbox(topic, payload, device, sequence, created) VALUES (?, ?, ?, ?, ?)",
+            (topic, payload, device, sequence, time.time()),
+        )
+        depth, size = self._depth + 1, self._bytes + len(payload)
+        dropped = 0
+        if depth > self.max_events or size > self.max_bytes:
+            dropped, freed = self._drop_oldest(depth, size)
+            depth, size = depth - dropped, size - freed
+            self._set_meta("dropped_total", self._dropped + dropped)
+        return dropped, depth, size
+
+    def _stored_one(self, depth: int, size: int, dropped: int) -> None:
+        """Update the counters after a committed insert (lock held)."""
+        self._depth, self._bytes = depth, size
+        self._dropped += dropped
+        self._stored += 1
 
     def _drop_oldest(self, depth: int, size: int) -> tuple[int, int]:
         dropped = freed = 0

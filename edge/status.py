@@ -65,13 +65,14 @@ class StatusBoard:
         self.events_stored = 0
         self.readings_stored = 0
 
-    def record_config_error(self, field: str, reason: str) -> None:
-        """Remember a refused remote config (reported until a valid one arrives)."""
+    def record_config_error(self, field: str, reason: str, *, source: str = "remote") -> None:
+        """Remember a refused config, remote or file (reported until a valid one arrives)."""
         with self._lock:
             self.config_error = {
                 "field": field,
                 "reason": reason,
                 "at": self.clock.now().isoformat(),
+                "source": source,
             }
 
     def record_config_applied(self, revision: str | None) -> None:

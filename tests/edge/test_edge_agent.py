@@ -81,7 +81,9 @@ def test_batches_close_by_age_when_count_is_not_reached(tmp_path: Path) -> None:
     assert sum(sizes) + agent.batcher.pending == len(sampled)
 
 
-def test_outage_then_drain_oldest_first_and_budget_drops_counted(tmp_path: Path) -> None:
+def test_outage_then_drain_oldest_first_and_budget_drops_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     agent, clock, transport, _sampled = make_agent(
         tmp_path,
         batch={"max_readings": 1, "max_age_s": 60},
@@ -105,6 +107,11 @@ def test_outage_then_drain_oldest_first_and_budget_drops_counted(tmp_path: Path)
     agent.publisher.send_status(agent.status_topic, agent.status.online("heartbeat"))
     agent.publisher.step()
     assert statuses(transport)[-1].data.details["dropped_total"] == seqs[0]
+    # the drops were reported as they happened (in the log; the status of an offline
+    # device keeps only the latest, which carries dropped_total, as checked above)
+    warnings = [r.getMessage() for r in caplog.records if "over budget" in r.getMessage()]
+    assert warnings
+    assert int(warnings[-1].rsplit("(", 1)[1].split()[0]) >= 190  # "(N in total)"
 
 
 def test_invalid_remote_config_is_refused_naming_the_field(tmp_path: Path) -> None:
@@ -182,15 +189,15 @@ def test_a_failing_disk_keeps_batches_in_memory_and_retries(
     agent, clock, transport, sampled = make_agent(
         tmp_path, batch={"max_readings": 2, "max_age_s": 60}
     )
-    real_put = agent.outbox.put
+    real_append = agent.outbox.append
     failing = {"on": True}
 
-    def put(*args: Any, **kwargs: Any) -> int:
+    def append(*args: Any, **kwargs: Any) -> tuple[int, int]:
         if failing["on"]:
             raise StorageError("disk I/O error")
-        return real_put(*args, **kwargs)
+        return real_append(*args, **kwargs)
 
-    monkeypatch.setattr(agent.outbox, "put", put)
+    monkeypatch.setattr(agent.outbox, "append", append)
     run(agent, clock, 6)
     assert agent.outbox.depth == 0
     assert len(agent._unstored) == 3
@@ -199,3 +206,63 @@ def test_a_failing_disk_keeps_batches_in_memory_and_retries(
     readings = [r for e in telemetry(transport) for r in e.data.readings]
     assert readings == sampled[: len(readings)]
     assert len(readings) >= 6  # the three batches kept in memory arrived, in order
+    # the failed attempts used no sequence: the numbers run on without a gap
+    seqs = [e.data.sequence for e in telemetry(transport)]
+    assert seqs == list(range(len(seqs)))
+
+
+def test_a_bad_config_file_on_reload_is_refused_and_the_agent_keeps_running(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "agent.toml"
+    good = (
+        'site = "site-a"\ndevice = "dev-1"\n'
+        f'[outbox]\npath = "{tmp_path / "outbox.db"}"\n'
+        "[batch]\nmax_readings = 2\nmax_age_s = 60\n"
+        '[[sensors]]\nid = "sim"\ndriver = "simulated"\ninterval_s = 1.0\n'
+    )
+    path.write_text(good)
+    clock, transport, sampled = FakeClock(), FakeTransport(), []
+    from edge.config import load_config
+
+    agent = Agent(
+        load_config(path),
+        clock=clock,
+        transport=transport,
+        on_readings=sampled.extend,
+        config_path=path,
+    )
+    agent.start()
+    run(agent, clock, 4)
+    before, n_sampled, n_sent = agent.config, len(sampled), len(telemetry(transport))
+
+    cases = [
+        ("site = \n", "--config", "not valid TOML"),  # malformed TOML
+        (good.replace("interval_s = 1.0", "interval_s = -5"), "sensors[0].interval_s", "greater"),
+        (good + "[mqtt]\nport = 1884\n", "mqtt", "needs a restart"),  # not a live setting
+    ]
+    for text, field, reason in cases:
+        path.write_text(text)
+        agent.request_reload()
+        run(agent, clock, 4)
+        assert agent.config is before, field  # the running config stays
+        refused = [s for s in statuses(transport) if s.data.reason == "config_rejected"][-1]
+        error = refused.data.details["config_error"]
+        assert (error["field"], error["source"]) == (field, "file")
+        assert reason in error["reason"]
+        # ... and it keeps sampling and publishing on it
+        assert len(sampled) >= n_sampled + 4
+        assert len(telemetry(transport)) >= n_sent + 2
+        n_sampled, n_sent = len(sampled), len(telemetry(transport))
+
+    # a valid file with a live change is applied, and clears the error
+    path.write_text(good.replace("interval_s = 1.0", "interval_s = 0.5"))
+    agent.request_reload()
+    run(agent, clock, 4)
+    assert agent.sensor_intervals == {"sim": 0.5}
+    applied = [s for s in statuses(transport) if s.data.reason == "config_applied"][-1]
+    assert applied.data.details["config_error"] is None
+    assert applied.data.config_hash == agent.config.config_hash() != before.config_hash()
+    seqs = [e.data.sequence for e in telemetry(transport)]
+    assert seqs == list(range(len(seqs)))
+    agent.shutdown(drain_s=0)

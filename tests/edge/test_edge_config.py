@@ -101,6 +101,36 @@ def test_bad_env_override_names_the_field(
     assert err.value.field == "outbox.max_rate"
 
 
+def test_env_tables_and_lists_are_json_and_unrelated_variables_are_ignored(
+    tmp_path: Path, sysfs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sensors = [{"id": "only", "driver": "simulated", "interval_s": 2}]
+    monkeypatch.setenv("SENSORGATE_SENSORS", json.dumps(sensors))
+    monkeypatch.setenv("sensorgate_status__heartbeat_s", "15")  # names are case insensitive
+    monkeypatch.setenv("SENSORGATE_REMOTE_CONFIG", "false")
+    monkeypatch.setenv("SENSORGATE_NOT_A_KEY", "x")  # not ours: ignored
+    cfg = load_config(write(tmp_path, sysfs))
+    assert [s.id for s in cfg.sensors] == ["only"]
+    assert cfg.status.heartbeat_s == 15
+    assert cfg.remote_config is False
+    assert cfg.mqtt.port == 8883
+
+
+def test_env_with_bad_json_or_unknown_nested_key_names_the_field(
+    tmp_path: Path, sysfs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SENSORGATE_SENSORS", "[{oops")
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, sysfs))
+    assert err.value.field == "sensors"
+    assert "not valid JSON" in err.value.reason
+    monkeypatch.delenv("SENSORGATE_SENSORS")
+    monkeypatch.setenv("SENSORGATE_MQTT__HOSTNAME", "typo")
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, sysfs))
+    assert err.value.field == "mqtt.hostname"
+
+
 def test_not_toml_and_missing_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("site = \n")

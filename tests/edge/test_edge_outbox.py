@@ -34,31 +34,90 @@ def test_events_survive_reopen_and_wal_mode(tmp_path: Path) -> None:
     box.close()
 
 
-def test_sequence_persists_across_restart_and_never_repeats(tmp_path: Path) -> None:
+def _seq_payload(seq: int) -> bytes:
+    return f"event {seq}".encode()
+
+
+def test_sequences_are_numbered_in_the_storing_transaction_across_restarts(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "o.db"
-    box = Outbox(path, sequence_block=4)
-    first = [box.next_sequence("dev") for _ in range(6)]
+    box = Outbox(path)
+    first = [box.append("t", "dev", _seq_payload)[0] for _ in range(6)]
     assert first == [0, 1, 2, 3, 4, 5]
+    assert [i.payload for i in box.peek()] == [_seq_payload(s) for s in first]
+    box.ack([i.id for i in box.peek()])  # delivered and deleted: the counter stays
     box.close()
-    box = Outbox(path, sequence_block=4)
-    second = [box.next_sequence("dev") for _ in range(3)]
-    assert min(second) > max(first)
-    assert second == sorted(second)
-    # a crash (no close) right after a reservation still never reuses
-    crashed_last = second[-1]
-    box2 = Outbox(path, sequence_block=4)
-    assert box2.next_sequence("dev") > crashed_last
-    assert Outbox(path).next_sequence("other") == 0  # per device
+    box = Outbox(path)
+    assert box.next_sequence("dev") == 6
+    assert [box.append("t", "dev", _seq_payload)[0] for _ in range(3)] == [6, 7, 8]
+    # a crash (no close, no checkpoint): the next process goes on with no gap
+    crashed = Outbox(path)
+    assert crashed.append("t", "dev", _seq_payload)[0] == 9
+    assert Outbox(path).append("t", "other", _seq_payload)[0] == 0  # per device
     box.close()
-    box2.close()
+    crashed.close()
 
 
-def test_sequence_beyond_reservation_is_taken_from_stored_rows(tmp_path: Path) -> None:
+def test_a_failed_store_uses_no_sequence(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "o.db") as box:
+        assert box.append("t", "dev", _seq_payload)[0] == 0
+
+        def broken(_seq: int) -> bytes:
+            raise ValueError("cannot encode")
+
+        with pytest.raises(ValueError, match="cannot encode"):
+            box.append("t", "dev", broken)
+        assert box.depth == 1
+        assert box.append("t", "dev", _seq_payload)[0] == 1
+
+
+def test_a_killed_writer_commits_the_event_and_its_number_together(tmp_path: Path) -> None:
+    """SIGKILL between reading the counter and COMMIT: neither the event nor the number."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "o.db"
+    with Outbox(path) as box:
+        for _ in range(3):
+            box.append("t", "dev", _seq_payload)
+    code = (
+        "import os, signal, sys; from edge.outbox import Outbox\n"
+        "box = Outbox(sys.argv[1])\n"
+        "def enc(seq):\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "box.append('t', 'dev', enc)\n"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    done = subprocess.run([sys.executable, "-c", code, str(path)], env=env, check=False)
+    assert done.returncode == -signal.SIGKILL
+    with Outbox(path) as box:
+        assert [i.sequence for i in box.peek()] == [0, 1, 2]
+        assert box.append("t", "dev", _seq_payload)[0] == 3  # not skipped, not reused
+
+
+def test_sequence_beyond_the_counter_is_taken_from_stored_rows(tmp_path: Path) -> None:
     path = tmp_path / "o.db"
     with Outbox(path) as box:
         box.put("t", b"x", device="dev", sequence=41)  # e.g. stored by an older version
     with Outbox(path) as box:
         assert box.next_sequence("dev") == 42
+        assert box.append("t", "dev", _seq_payload)[0] == 42
+
+
+def test_a_block_reserving_database_resumes_after_its_block(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    with Outbox(path) as box:
+        box.put("t", b"x", device="dev", sequence=7)
+    db = sqlite3.connect(path)
+    with db:  # what the block-reserving version left behind: the end of its block
+        db.execute("INSERT INTO meta(key, value) VALUES ('seq:dev', 1000)")
+    db.close()
+    with Outbox(path) as box:
+        assert box.append("t", "dev", _seq_payload)[0] == 1000  # never a reused number
 
 
 def test_budget_in_events_drops_oldest_and_counts(tmp_path: Path) -> None:

@@ -20,6 +20,21 @@ __all__ = ["build_parser", "main"]
 _PLUGINS = ("edge.cli", "simulators.cli", "gateway.alarms_cli")
 
 
+# Third-party modules of the extras: an edge-only install lacks them, and a command
+# that needs one says which extra to install instead of printing a traceback.
+_EXTRA_OF = {
+    "bytewax": "gateway",
+    "influxdb_client": "gateway",
+    "httpx": "gateway",
+    "rich": "gateway",
+    "tenacity": "gateway",
+    "prometheus_client": "gateway",
+    "psutil": "gateway",
+    "pydantic_settings": "gateway",
+    "matplotlib": "bench",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -129,6 +144,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:
+        extra = _EXTRA_OF.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(
+            f"sensorgate: the {args.command!r} command needs {exc.name}, which comes with the"
+            f" {extra!r} extra: pip install 'sensorgate[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
 
 
 def _cmd_up(args: argparse.Namespace) -> int:

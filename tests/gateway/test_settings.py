@@ -40,3 +40,16 @@ def test_bad_settings_name_the_field(overrides: dict, field: str, needle: str) -
 def test_secrets_are_not_printed() -> None:
     settings = load_settings(influx={"token": "s3cret"})
     assert "s3cret" not in repr(settings)
+
+
+def test_a_command_without_its_extra_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+
+    from gateway import cli
+
+    monkeypatch.setattr(
+        cli, "_cmd_up", lambda _a: (_ for _ in ()).throw(ModuleNotFoundError(name="rich"))
+    )
+    assert cli.main(["up"]) == 2
+    assert "pip install 'sensorgate[gateway]'" in capsys.readouterr().err

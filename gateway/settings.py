@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -53,10 +54,18 @@ class MqttSourceSettings(_Frozen):
     """Shared-subscription group: gateway processes in one group split the load."""
     partitions: Annotated[int, Field(ge=1, le=256)] = 1
     """MQTT connections (source partitions) across the whole cluster."""
+    batch_max_age_ms: Annotated[int, Field(ge=0, le=10_000)] = 50
+    """A batch of messages is handed to the flow when 1,000 are waiting or the oldest
+    has waited this long (0: at once); few, larger batches make few, larger writes."""
     receive_maximum: Annotated[int, Field(ge=1, le=65535)] = 20_000
     """Most unacknowledged messages the broker may send one partition (MQTT 5)."""
     session_expiry_s: Annotated[int, Field(ge=0)] = 7 * 86_400
     """How long the broker keeps the gateway's session (and queues) while it is away."""
+
+    @property
+    def batch_max_age(self) -> timedelta:
+        """``batch_max_age_ms`` as a timedelta."""
+        return timedelta(milliseconds=self.batch_max_age_ms)
 
     def link_settings(self, client_id: str) -> MqttSettings:
         """Return settings for one MQTT client of the gateway."""

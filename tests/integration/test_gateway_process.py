@@ -242,7 +242,7 @@ def test_idle_gateway_uses_under_two_percent_of_a_core(
         proc = psutil.Process(gw.pid)
         before = proc.cpu_times()
         started = time.monotonic()
-        time.sleep(15)
+        time.sleep(30)  # a long window: the share is small, the noise is not
         after = proc.cpu_times()
         elapsed = time.monotonic() - started
         used = (after.user + after.system) - (before.user + before.system)

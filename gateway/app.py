@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 from bytewax.dataflow import Dataflow
 
+from contract.errors import ConfigError
 from dataflows.device import StreamConfig
 from dataflows.flow import build_flow
 from dataflows.ingest import IngestLimits, Ingestor
+from dataflows.rules import RuleSet, load_rules
+from gateway.alarm_sink import AlarmSink
 from gateway.influx.resilient import make_resilient_writer
 from gateway.influx.writer import PointWriter, make_writer
 from gateway.metrics import GatewayMetrics, Health, serve
@@ -21,7 +27,7 @@ from gateway.rejections import WriteRejectionReporter
 from gateway.settings import GatewaySettings
 from gateway.sinks import DeadLetterSink, PointsSink
 
-__all__ = ["GatewayApp", "build_gateway", "prepare_storage", "run_gateway"]
+__all__ = ["GatewayApp", "RulesWatcher", "build_gateway", "prepare_storage", "run_gateway"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +42,74 @@ def prepare_storage(settings: GatewaySettings) -> None:
         writer.close()
 
 
+class RulesWatcher:
+    """The gateway's alarm rules, reloaded when the file changes or on request (SIGHUP).
+
+    The device steps call :meth:`current` on every batch and timer; it looks at the
+    file's mtime at most every ``check_s`` seconds, so the check costs nothing on the
+    hot path. Each device step sees the new version at its next batch or timer and
+    calls ``DeviceDetector.reload``, which keeps the state of every surviving
+    (series, rule) key. A file that no longer parses is logged and counted, and the
+    previous rules stay in force.
+    """
+
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        check_s: float = 5.0,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
+        self.path = path
+        self.check_s = check_s
+        self.metrics = metrics
+        self._lock = threading.Lock()
+        self._version = 0
+        self._rules: RuleSet = load_rules(path)  # a bad file at start is a ConfigError
+        self._mtime = self._stat()
+        self._next_check = time.monotonic() + check_s
+        self._requested = False
+
+    def _stat(self) -> int | None:
+        if self.path is None:
+            return None
+        try:
+            return os.stat(self.path).st_mtime_ns
+        except OSError:
+            return None
+
+    def request_reload(self) -> None:
+        """Reload at the next :meth:`current` (safe from a signal handler)."""
+        self._requested = True
+
+    def current(self) -> tuple[int, RuleSet]:
+        """Return (version, rules), reloading first if the file changed or was asked to."""
+        if self.path is not None and (self._requested or time.monotonic() >= self._next_check):
+            with self._lock:  # worker threads share one watcher
+                self._maybe_reload()
+        return self._version, self._rules
+
+    def _maybe_reload(self) -> None:
+        self._next_check = time.monotonic() + self.check_s
+        mtime = self._stat()
+        if not self._requested and mtime == self._mtime:
+            return
+        self._requested = False
+        self._mtime = mtime
+        try:
+            rules = load_rules(self.path)
+        except (ConfigError, OSError) as exc:
+            log.error("rules file %s refused, keeping the previous rules: %s", self.path, exc)
+            if self.metrics is not None:
+                self.metrics.rules_errors.inc()
+            return
+        self._rules = rules
+        self._version += 1
+        log.info("rules reloaded from %s (version %d)", self.path, self._version)
+        if self.metrics is not None:
+            self.metrics.rules_reloads.inc()
+
+
 @dataclass
 class GatewayApp:
     """A built gateway: the flow and the parts that report on it."""
@@ -43,6 +117,7 @@ class GatewayApp:
     flow: Dataflow
     source: MqttSource
     metrics: GatewayMetrics
+    rules: RulesWatcher
 
 
 def build_gateway(
@@ -80,17 +155,21 @@ def build_gateway(
         return made
 
     dl_mqtt = settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-deadletters")
+    alarm_mqtt = settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-alarms")
+    rules = RulesWatcher(settings.rules_file, check_s=settings.rules_check_s, metrics=metrics)
     source = MqttSource(settings.mqtt, topics, stop=stop)
     flow = build_flow(
         source,
         ingestor=Ingestor(topics, limits),
         points_sink=PointsSink(writer, metrics),
         deadletter_sink=DeadLetterSink(writer, dl_mqtt, topics),
+        alarm_sink=AlarmSink(writer, alarm_mqtt, topics, metrics=metrics),
+        rules=rules,
         stream=stream,
         observer=metrics,
         gateway_id=settings.gateway_id,
     )
-    return GatewayApp(flow, source, metrics)
+    return GatewayApp(flow, source, metrics, rules)
 
 
 def _recovery_config(settings: GatewaySettings) -> object | None:
@@ -115,10 +194,13 @@ def run_gateway(
     stop: threading.Event | None = None,
     subscribed: threading.Event | None = None,
     metrics: GatewayMetrics | None = None,
+    on_built: Callable[[GatewayApp], None] | None = None,
 ) -> None:
     """Run the gateway flow until the source ends (``stop`` set) or the process is stopped.
 
     ``subscribed`` is set once the broker has acknowledged the MQTT subscription.
+    ``on_built`` gets the built app before the flow starts (the CLI hooks SIGHUP to
+    ``app.rules.request_reload`` there).
     """
     from bytewax.run import cli_main
 
@@ -127,6 +209,8 @@ def run_gateway(
     app = build_gateway(settings, stop=stop, metrics=metrics, rejections=rejections)
     if subscribed is not None:
         app.source.subscribed = subscribed
+    if on_built is not None:
+        on_built(app)
     server = health = None
     if settings.metrics_port:
         source = app.source

@@ -61,7 +61,8 @@ def test_threshold_raises_is_acknowledged_and_clears_with_a_summary_each_time() 
     msgs = [_telemetry(scheme, 1, 20.0, t0), _telemetry(scheme, 2, 35.0, t0 + timedelta(seconds=1))]
     points, alarms = _run(msgs)
     raised = [a for a in alarms if isinstance(a, AlarmRaisedEvent)]
-    assert len(raised) == 1 and raised[0].data.rule == "hot"
+    assert len(raised) == 1
+    assert raised[0].data.rule == "hot"
     raised_id = raised[0].data.alarm_id
     ack = AcknowledgeAlarmCommand.create(site="s", device="d", alarm_id=raised_id, by="ops")
     msgs += [
@@ -74,7 +75,8 @@ def test_threshold_raises_is_acknowledged_and_clears_with_a_summary_each_time() 
     acked = next(a for a in alarms if isinstance(a, AlarmAcknowledgedEvent))
     assert acked.data.acknowledged_by == "ops"
     cleared = next(a for a in alarms if isinstance(a, AlarmClearedEvent))
-    assert cleared.data.alarm_id == raised_id and cleared.data.acknowledged_by == "ops"
+    assert cleared.data.alarm_id == raised_id
+    assert cleared.data.acknowledged_by == "ops"
     summaries = [a for a in alarms if isinstance(a, ActiveAlarms)]
     assert [len(s.alarms) for s in summaries] == [1, 1, 0]
     assert not any(isinstance(p, ActiveAlarms | AlarmRaisedEvent) for p in points)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -45,12 +44,13 @@ def prepare_storage(settings: GatewaySettings) -> None:
 class RulesWatcher:
     """The gateway's alarm rules, reloaded when the file changes or on request (SIGHUP).
 
-    The device steps call :meth:`current` on every batch and timer; it looks at the
-    file's mtime at most every ``check_s`` seconds, so the check costs nothing on the
-    hot path. Each device step sees the new version at its next batch or timer and
-    calls ``DeviceDetector.reload``, which keeps the state of every surviving
-    (series, rule) key. A file that no longer parses is logged and counted, and the
-    previous rules stay in force.
+    A daemon thread looks at the file's mtime every ``check_s`` seconds (and at once
+    after :meth:`request_reload`) and loads it when it changed. The device steps call
+    :meth:`current` on every batch and timer, which costs a lock-free read; each
+    device step sees the new version at its next batch or timer and calls
+    ``DeviceDetector.reload``, which keeps the state of every surviving (series,
+    rule) key. A file that no longer parses is logged and counted, and the previous
+    rules stay in force.
     """
 
     def __init__(
@@ -63,12 +63,12 @@ class RulesWatcher:
         self.path = path
         self.check_s = check_s
         self.metrics = metrics
-        self._lock = threading.Lock()
-        self._version = 0
-        self._rules: RuleSet = load_rules(path)  # a bad file at start is a ConfigError
+        # One tuple, replaced whole: readers on worker threads never see a torn update.
+        self._current: tuple[int, RuleSet] = (0, load_rules(path))  # bad file: ConfigError
         self._mtime = self._stat()
-        self._next_check = time.monotonic() + check_s
-        self._requested = False
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def _stat(self) -> int | None:
         if self.path is None:
@@ -78,36 +78,57 @@ class RulesWatcher:
         except OSError:
             return None
 
-    def request_reload(self) -> None:
-        """Reload at the next :meth:`current` (safe from a signal handler)."""
-        self._requested = True
-
     def current(self) -> tuple[int, RuleSet]:
-        """Return (version, rules), reloading first if the file changed or was asked to."""
-        if self.path is not None and (self._requested or time.monotonic() >= self._next_check):
-            with self._lock:  # worker threads share one watcher
-                self._maybe_reload()
-        return self._version, self._rules
+        """Return (version, rules)."""
+        return self._current
 
-    def _maybe_reload(self) -> None:
-        self._next_check = time.monotonic() + self.check_s
+    _forced = False
+
+    def request_reload(self) -> None:
+        """Reload now, even if the mtime did not change (safe from a signal handler)."""
+        self._forced = True
+        self._wake.set()
+
+    def start(self) -> RulesWatcher:
+        """Start watching the file (nothing to watch without one)."""
+        if self.path is not None and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="rules-watch", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop watching."""
+        self._stop.set()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.check_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            self.check()
+
+    def check(self) -> bool:
+        """Reload if the file changed or a reload was requested; return whether it did."""
+        forced, self._forced = self._forced, False
         mtime = self._stat()
-        if not self._requested and mtime == self._mtime:
-            return
-        self._requested = False
+        if not forced and mtime == self._mtime:
+            return False
         self._mtime = mtime
         try:
             rules = load_rules(self.path)
-        except (ConfigError, OSError) as exc:
+        except ConfigError as exc:
             log.error("rules file %s refused, keeping the previous rules: %s", self.path, exc)
             if self.metrics is not None:
                 self.metrics.rules_errors.inc()
-            return
-        self._rules = rules
-        self._version += 1
-        log.info("rules reloaded from %s (version %d)", self.path, self._version)
+            return False
+        version = self._current[0] + 1
+        self._current = (version, rules)
+        log.info("rules reloaded from %s (version %d)", self.path, version)
         if self.metrics is not None:
             self.metrics.rules_reloads.inc()
+        return True
 
 
 @dataclass
@@ -211,6 +232,7 @@ def run_gateway(
         app.source.subscribed = subscribed
     if on_built is not None:
         on_built(app)
+    app.rules.start()
     server = health = None
     if settings.metrics_port:
         source = app.source
@@ -233,6 +255,7 @@ def run_gateway(
             recovery_config=_recovery_config(settings),
         )
     finally:
+        app.rules.stop()
         rejections.close()
         if health is not None:
             health.stop()

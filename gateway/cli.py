@@ -17,7 +17,14 @@ __all__ = ["build_parser", "main"]
 
 # Commands owned by other packages. Each module provides
 # register(subparsers); a package that is not installed simply has no command.
-_PLUGINS = ("edge.cli", "simulators.cli", "gateway.alarms_cli")
+_PLUGINS = (
+    "edge.cli",
+    "simulators.cli",
+    "gateway.alarms_cli",
+    "gateway.commands",
+    "gateway.replay",
+    "gateway.bench_alarms",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

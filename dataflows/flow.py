@@ -33,7 +33,7 @@ from bytewax.outputs import Sink
 
 from contract import AlarmData, AlarmState, DeadLetterEvent
 from contract.alarms import ALARM_EVENT_TYPES, AlarmEvent
-from dataflows.detection import DetectorInput, DeviceDetector
+from dataflows.detection import SITE_DEVICE, DetectorInput, DeviceDetector, SiteDetector
 from dataflows.device import (
     Clock,
     DeviceOutput,
@@ -186,19 +186,9 @@ class _DeviceLogic(StatefulBatchLogic[DeviceInput, Any, dict[str, Any]]):
         return self._with_alarms(out, alarms), StatefulBatchLogic.RETAIN
 
     def _with_alarms(self, out: list[Any], alarms: list[AlarmEvent]) -> list[Any]:
-        if not alarms:
-            return out
-        for event in alarms:
-            data = event.data
-            if data.state is AlarmState.CLEARED:
-                self.active.pop(data.alarm_id, None)
-            else:
-                self.active[data.alarm_id] = data.model_dump(mode="json")
-        out.extend(alarms)
-        assert self.det is not None
-        summary = tuple(AlarmData.model_validate(d) for d in self.active.values())
-        out.append(ActiveAlarms(self.det.site, self.det.device, summary))
-        return out
+        assert self.det is not None or not alarms
+        site, device = (self.det.site, self.det.device) if self.det else ("", "")
+        return _with_summary(self.active, site, device, out, alarms)
 
     def on_eof(self) -> tuple[list[Any], bool]:
         # Open windows are incomplete: keep them (recovery resumes them), emit nothing.
@@ -217,6 +207,65 @@ class _DeviceLogic(StatefulBatchLogic[DeviceInput, Any, dict[str, Any]]):
             "det": None if self.det is None else self.det.snapshot(),
             "active": dict(self.active),
         }
+
+
+def _with_summary(
+    active: dict[str, dict[str, Any]],
+    site: str,
+    device: str,
+    out: list[Any],
+    alarms: list[AlarmEvent],
+) -> list[Any]:
+    """Append ``alarms`` and, if any, the key's new :class:`ActiveAlarms` to ``out``."""
+    if not alarms:
+        return out
+    for event in alarms:
+        data = event.data
+        if data.state is AlarmState.CLEARED:
+            active.pop(data.alarm_id, None)
+        else:
+            active[data.alarm_id] = data.model_dump(mode="json")
+    out.extend(alarms)
+    summary = tuple(AlarmData.model_validate(d) for d in active.values())
+    out.append(ActiveAlarms(site, device, summary))
+    return out
+
+
+class _SiteLogic(StatefulBatchLogic[Accepted, Any, dict[str, Any]]):
+    """Runs the :class:`SiteDetector` of one site over its devices' fresh telemetry."""
+
+    def __init__(self, rules: RulesSource, clock: Clock, state: dict[str, Any] | None) -> None:
+        self.rules = rules
+        self.clock = clock
+        self.version, ruleset = rules.current()
+        self.det: SiteDetector | None = None
+        self.active: dict[str, dict[str, Any]] = {}
+        if state is not None:
+            self.det = SiteDetector(state["det"]["site"], ruleset, state=state["det"])
+            self.active = dict(state.get("active") or {})
+
+    def on_batch(self, values: list[Accepted]) -> tuple[list[Any], bool]:
+        version, ruleset = self.rules.current()
+        alarms: list[AlarmEvent] = []
+        if self.det is None:
+            self.det = SiteDetector(values[0].event.data.site, ruleset)
+        elif version != self.version:
+            alarms.extend(self.det.reload(ruleset, self.clock.now_us()))
+        self.version = version
+        for item in values:
+            alarms.extend(self.det.on_telemetry(item.event))
+        out = _with_summary(self.active, self.det.site, SITE_DEVICE, [], alarms)
+        return out, StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "det": None if self.det is None else self.det.snapshot(),
+            "active": dict(self.active),
+        }
+
+
+def _has_site_patterns(rules: RuleSet) -> bool:
+    return any(r.kind == "pattern" and r.scope == "site" for r in rules.rules)
 
 
 def build_flow(
@@ -274,8 +323,20 @@ def build_flow(
     unkeyed = op.map("unkey", outputs, lambda kv: kv[1])
     kinds = op.branch("is_alarm", unkeyed, _is_alarm_output)
     op.output("points_out", kinds.falses, points_sink)
+    alarm_stream = kinds.trues
+    if _has_site_patterns(rules_source.current()[1]):
+        # Site patterns need every device of a site in one place: key the fresh
+        # telemetry a second time, by site. Built only when the rules at start have
+        # one, so a gateway without site patterns pays nothing for them.
+        fresh = op.filter("fresh", kinds.falses, lambda o: isinstance(o, Accepted))
+        by_site = op.key_on("by_site", fresh, lambda a: cast(Accepted, a).event.data.site)
+        site_out = op.stateful_batch(
+            "site", by_site, lambda state: _SiteLogic(rules_source, wall, state)
+        )
+        site_alarms = op.map("unkey_site", site_out, lambda kv: kv[1])
+        alarm_stream = op.merge("alarms", alarm_stream, site_alarms)
     if alarm_sink is not None:
-        op.output("alarms_out", kinds.trues, alarm_sink)
+        op.output("alarms_out", alarm_stream, alarm_sink)
     letters = op.map("deadletter", split.falses, lambda r: cast(Rejected, r).to_event(gateway_id))
     op.output("deadletters_out", letters, deadletter_sink)
     return flow

@@ -99,3 +99,47 @@ def test_last_will_raises_offline_and_birth_clears_it() -> None:
     events = [a for a in alarms if not isinstance(a, ActiveAlarms)]
     assert [type(a).__name__ for a in events] == ["AlarmRaisedEvent", "AlarmClearedEvent"]
     assert events[0].data.rule == "offline"
+
+
+def test_site_pattern_across_devices_raises_a_site_alarm() -> None:
+    rules = parse_rules(
+        {
+            "rules": [
+                {
+                    "id": "two-hot",
+                    "kind": "pattern",
+                    "scope": "site",
+                    "mode": "all",
+                    "within": "1m",
+                    "conditions": [
+                        {"member": "a/*/t", "op": ">", "value": 30},
+                        {"member": "b/*/t", "op": ">", "value": 30},
+                    ],
+                }
+            ]
+        }
+    )
+    scheme = TopicScheme()
+    t0 = datetime.now(UTC) - timedelta(seconds=30)
+    msgs = []
+    for i, device in enumerate(["a", "b"]):
+        event = TelemetryEvent.create(
+            site="s",
+            device=device,
+            sequence=1,
+            readings=[Reading(sensor="x", metric="t", value=31.0, time=t0 + timedelta(seconds=i))],
+        )
+        msgs.append(RawMessage(scheme.telemetry("s", device), encode(event), t0))
+    alarms: list[Any] = []
+    flow = build_flow(
+        TestingSource(msgs),
+        ingestor=Ingestor(scheme),
+        points_sink=TestingSink([]),
+        deadletter_sink=TestingSink([]),
+        alarm_sink=TestingSink(alarms),
+        rules=StaticRules(rules),
+    )
+    run_main(flow)
+    raised = [a for a in alarms if isinstance(a, AlarmRaisedEvent)]
+    assert [(a.data.device, a.data.rule) for a in raised] == [("_site", "two-hot")]
+    assert [s.device for s in alarms if isinstance(s, ActiveAlarms)] == ["_site"]

@@ -34,6 +34,7 @@ from bytewax.outputs import Sink
 from contract import AlarmData, AlarmState, DeadLetterEvent
 from contract.alarms import ALARM_EVENT_TYPES, AlarmEvent
 from dataflows.detection import SITE_DEVICE, DetectorInput, DeviceDetector, SiteDetector
+from dataflows.detectors import DeadmanDetector
 from dataflows.device import (
     Clock,
     DeviceOutput,
@@ -115,6 +116,22 @@ class _DeviceLogic(StatefulBatchLogic[DeviceInput, Any, dict[str, Any]]):
             det = state["det"]
             self.det = DeviceDetector(det["site"], det["device"], ruleset, state=det)
             self.active = dict(state.get("active") or {})
+            self._restart_silence(clock.now_us())
+
+    def _restart_silence(self, now_us: int) -> None:
+        # Silence is measured on the gateway's arrival clock, and the gateway was down:
+        # as for the windows' quiet period, it counts from the restart, or every device
+        # would raise a deadman alarm at once after a downtime longer than its silence.
+        assert self.det is not None
+        for slot in self.det.slots.values():
+            detector = slot.detector
+            if (
+                isinstance(detector, DeadmanDetector)
+                and not slot.machine.active
+                and detector.last_us is not None
+                and detector.last_us < now_us
+            ):
+                detector.last_us = now_us
 
     def _detector(self, site: str, device: str) -> DeviceDetector:
         if self.det is None:  # Bytewax builds the logic before it sees the key
@@ -197,7 +214,12 @@ class _DeviceLogic(StatefulBatchLogic[DeviceInput, Any, dict[str, Any]]):
     def notify_at(self) -> datetime | None:
         wakes = [self.p.next_wake_us()]
         if self.det is not None:
-            wakes.append(self.det.next_wake_us())
+            due = self.det.next_wake_us()
+            if due is not None:
+                # A deadman that is due but waits out its rule's ``for`` stays due:
+                # re-check ten times a second rather than on every worker loop.
+                due = max(due, self.clock.now_us() + 100_000)
+            wakes.append(due)
         due = [w for w in wakes if w is not None]
         return datetime.fromtimestamp(min(due) / 1_000_000, UTC) if due else None
 

@@ -143,3 +143,36 @@ def test_site_pattern_across_devices_raises_a_site_alarm() -> None:
     raised = [a for a in alarms if isinstance(a, AlarmRaisedEvent)]
     assert [(a.data.device, a.data.rule) for a in raised] == [("_site", "two-hot")]
     assert [s.device for s in alarms if isinstance(s, ActiveAlarms)] == ["_site"]
+
+
+def test_deadman_silence_counts_from_a_restart_not_from_before_the_downtime() -> None:
+    from dataflows.device import DeviceProcessor, FakeClock, StreamConfig
+    from dataflows.flow import _DeviceLogic
+    from dataflows.ingest import Accepted
+
+    rules = StaticRules(parse_rules({"defaults": {"deadman": "1m"}}))
+    clock = FakeClock(1_000_000_000_000)
+    t = datetime.fromtimestamp(clock.t / 1e6, UTC)
+    event = TelemetryEvent.create(
+        site="s",
+        device="d",
+        sequence=1,
+        readings=[Reading(sensor="x", metric="t", value=1.0, time=t)],
+    )
+    logic = _DeviceLogic(
+        DeviceProcessor(None, None, StreamConfig(), clock=clock), rules, clock, None
+    )
+    logic.on_batch([Accepted(event, t)])
+    state = logic.snapshot()
+    clock.advance(600)  # ten minutes down
+    restored = _DeviceLogic(
+        DeviceProcessor(None, None, StreamConfig(), clock=clock, state=state["proc"]),
+        rules,
+        clock,
+        state,
+    )
+    out, _ = restored.on_notify()
+    assert not [o for o in out if isinstance(o, AlarmRaisedEvent)]
+    clock.advance(61)
+    out, _ = restored.on_notify()
+    assert [o.data.rule for o in out if isinstance(o, AlarmRaisedEvent)] == ["deadman"]

@@ -158,3 +158,57 @@ def _reloads(gateway: object) -> float:
 def _stored(gateway: object) -> int:
     q = gateway.query  # type: ignore[attr-defined]
     return int(q.scalar("SELECT count(value) FROM readings") or 0)
+
+
+_DEVICE_SCRIPT = """
+import sys, time
+from contract import DeviceOfflineEvent, DeviceOnlineEvent, TopicScheme, encode
+from edge.mqtt import MqttLink, MqttSettings, Will
+host, port, prefix = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+status = TopicScheme(prefix).status("s", "d")
+gone = DeviceOfflineEvent.create(site="s", device="d", reason="connection lost")
+settings = MqttSettings(host=host, port=port, client_id="lwt-d")
+link = MqttLink(settings, will=Will(status, encode(gone)))
+link.start()
+link.publish(status, encode(DeviceOnlineEvent.create(site="s", device="d")), retain=True).wait(10)
+print("online", flush=True)
+time.sleep(600)
+"""
+
+
+def test_last_will_raises_offline_and_the_next_birth_clears_it(
+    gateway_settings: GatewaySettings,
+    services: ServiceEndpoints,
+    tmp_path: Path,
+) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text("[defaults]\noffline = true\n")
+    settings = gateway_settings.model_copy(update={"rules_file": rules})
+    argv = [sys.executable, "-c", _DEVICE_SCRIPT, services.mqtt_host, str(services.mqtt_port)]
+    argv.append(settings.topic_prefix)
+    with (
+        AlarmCollector(services, settings.topic_prefix, f"c-{settings.gateway_id}") as alarms,
+        gateway_thread(settings),
+    ):
+        first = _start_device(argv)
+        first.kill()  # no DISCONNECT: the broker publishes the will
+        first.wait(10)
+        wait_for(lambda: _ids(alarms, "raised"), 30, "the offline alarm")
+        second = _start_device(argv)
+        try:
+            wait_for(lambda: _ids(alarms, "cleared"), 30, "the clear on the birth")
+            raised, cleared = alarms.of("raised"), alarms.of("cleared")
+        finally:
+            second.kill()  # its will raises again: after the snapshot above
+            second.wait(10)
+    assert [(e.data.rule, e.data.device) for e in raised] == [("offline", "d")]
+    assert "connection lost" in raised[0].data.message
+    assert [e.data.alarm_id for e in cleared] == [raised[0].data.alarm_id]
+
+
+def _start_device(argv: list[str]) -> subprocess.Popen[str]:
+    device = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    assert device.stdout is not None
+    with device.stdout:
+        assert device.stdout.readline().strip() == "online"
+    return device

@@ -31,7 +31,7 @@ RULES = """
 version = 1
 
 [defaults]
-deadman = "2500ms"          # devices report every 0.5 s
+deadman = "4s"              # devices report every 0.5 s; margin for a loaded machine
 
 [[rules]]
 id = "temp-high"            # spike, level shift, drift (explicit magnitudes)
@@ -68,7 +68,7 @@ ANOMALIES = [
     ("dev-0", "spike", "temperature", 6, None, 10.0, "temp-high"),
     ("dev-1", "out_of_range", "humidity", 6, 5, 10.0, "humidity-range"),
     ("dev-2", "stuck", "pressure", 5, 8, None, "pressure-stuck"),
-    ("dev-3", "dropout", "*", 7, 6, None, "deadman"),
+    ("dev-3", "dropout", "*", 6, 9, None, "deadman"),
     ("dev-4", "level_shift", "temperature", 6, 6, 10.0, "temp-high"),
     ("dev-5", "drift", "temperature", 5, 8, 20.0, "temp-high"),
     ("dev-6", "noise_burst", "pressure", 4, 5, 6.0, "pressure-noisy"),

@@ -220,8 +220,8 @@ class _DeviceLogic(StatefulBatchLogic[DeviceInput, Any, dict[str, Any]]):
                 # re-check ten times a second rather than on every worker loop.
                 due = max(due, self.clock.now_us() + 100_000)
             wakes.append(due)
-        due = [w for w in wakes if w is not None]
-        return datetime.fromtimestamp(min(due) / 1_000_000, UTC) if due else None
+        known = [w for w in wakes if w is not None]
+        return datetime.fromtimestamp(min(known) / 1_000_000, UTC) if known else None
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -368,7 +368,7 @@ def _is_valid(item: Accepted | StatusIn | CommandIn | Rejected) -> TypeGuard[Dev
     return not isinstance(item, Rejected)
 
 
-_ALARM_OUTPUTS = (ActiveAlarms, *ALARM_EVENT_TYPES)
+_ALARM_OUTPUTS: tuple[type, ...] = (ActiveAlarms, *ALARM_EVENT_TYPES)
 
 
 def _is_alarm_output(item: Any) -> bool:

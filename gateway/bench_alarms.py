@@ -132,7 +132,7 @@ class _Probe:
         alarms = self.topics.alarms("bench", "probe")
         self.sub = MqttLink(
             MqttSettings(host=host, port=port, client_id=f"bench-alarms-sub-{os.getpid()}"),
-            on_connect=lambda link: link.client.subscribe(alarms, qos=1),
+            on_connect=lambda link: link.subscribe(alarms, qos=1),
             on_message=self._on_message,
         )
         self.sub.client.on_subscribe = lambda *_a: self._subscribed.set()

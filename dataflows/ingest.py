@@ -15,13 +15,26 @@ from contract import (
     DeadLetterEvent,
     DeadLetterReason,
     DecodeError,
+    DeviceOfflineEvent,
+    DeviceOnlineEvent,
     TelemetryEvent,
     TopicError,
+    TopicKind,
     TopicScheme,
     decode_as,
 )
+from contract.codec import decode
+from contract.commands import AcknowledgeAlarmCommand, Command
 
-__all__ = ["Accepted", "IngestLimits", "Ingestor", "RawMessage", "Rejected"]
+__all__ = [
+    "Accepted",
+    "CommandIn",
+    "IngestLimits",
+    "Ingestor",
+    "RawMessage",
+    "Rejected",
+    "StatusIn",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +57,43 @@ class Accepted:
     def device_key(self) -> str:
         """The key that keeps a device's state on one worker."""
         data = self.event.data
+        return f"{data.site}/{data.device}"
+
+
+@dataclass(frozen=True, slots=True)
+class StatusIn:
+    """A device's birth, heartbeat or last will, as it came off its status topic.
+
+    The event's own ``time`` is not when the status became true: a last will is
+    built when the device connects and published by the broker when the link dies.
+    So the gateway dates status events by their arrival (``received_at``).
+    """
+
+    event: DeviceOnlineEvent | DeviceOfflineEvent
+    received_at: datetime
+
+    @property
+    def device_key(self) -> str:
+        """The key of the device (same as its telemetry's)."""
+        data = self.event.data
+        return f"{data.site}/{data.device}"
+
+    def arrival_event(self) -> DeviceOnlineEvent | DeviceOfflineEvent:
+        """Return the event re-dated to its arrival at the gateway."""
+        return self.event.model_copy(update={"time": self.received_at})
+
+
+@dataclass(frozen=True, slots=True)
+class CommandIn:
+    """An operator command about one device (acknowledge an alarm)."""
+
+    command: Command
+    received_at: datetime
+
+    @property
+    def device_key(self) -> str:
+        """The key of the device the command is about."""
+        data = self.command.data
         return f"{data.site}/{data.device}"
 
 
@@ -83,12 +133,19 @@ class Ingestor:
         self.topics = topics
         self.limits = limits or IngestLimits()
 
-    def accept(self, msg: RawMessage) -> Accepted | Rejected:
-        """Decode and validate one message; never raises."""
+    def accept(self, msg: RawMessage) -> Accepted | StatusIn | CommandIn | Rejected:
+        """Decode and validate one message; never raises.
+
+        Telemetry, status and command topics are told apart by the topic's last level.
+        """
         try:
             where = self.topics.parse(msg.topic)
         except TopicError as exc:
             return Rejected(msg, DeadLetterReason.TOPIC_MISMATCH, str(exc))
+        if where.kind is TopicKind.STATUS:
+            return self._status(msg, where.site, where.device)
+        if where.kind is TopicKind.COMMANDS:
+            return self._command(msg, where.site, where.device)
         try:
             event = decode_as(msg.payload, TelemetryEvent, max_bytes=self.limits.max_payload_bytes)
         except DecodeError as exc:
@@ -115,3 +172,48 @@ class Ingestor:
                     f" {earliest.isoformat()} to {latest.isoformat()}",
                 )
         return Accepted(event, msg.received_at)
+
+    def _status(self, msg: RawMessage, site: str, device: str) -> StatusIn | Rejected:
+        try:
+            event = decode(msg.payload, max_bytes=self.limits.max_payload_bytes)
+        except DecodeError as exc:
+            return Rejected(msg, exc.reason, exc.detail)
+        except Exception as exc:  # belt and braces, as for telemetry
+            return Rejected(msg, DeadLetterReason.DECODE_ERROR, f"{type(exc).__name__}: {exc}")
+        if not isinstance(event, DeviceOnlineEvent | DeviceOfflineEvent):
+            return Rejected(
+                msg,
+                DeadLetterReason.SCHEMA_VIOLATION,
+                f"expected a device.online or device.offline event on a status topic;"
+                f" got {event.type!r}",
+            )
+        return self._same_device(msg, site, device, event.data.site, event.data.device) or (
+            StatusIn(event, msg.received_at)
+        )
+
+    def _command(self, msg: RawMessage, site: str, device: str) -> CommandIn | Rejected:
+        try:
+            command = decode_as(
+                msg.payload, AcknowledgeAlarmCommand, max_bytes=self.limits.max_payload_bytes
+            )
+        except DecodeError as exc:
+            return Rejected(msg, exc.reason, exc.detail)
+        except Exception as exc:
+            return Rejected(msg, DeadLetterReason.DECODE_ERROR, f"{type(exc).__name__}: {exc}")
+        data = command.data
+        return self._same_device(msg, site, device, data.site, data.device) or (
+            CommandIn(command, msg.received_at)
+        )
+
+    @staticmethod
+    def _same_device(
+        msg: RawMessage, site: str, device: str, said_site: str, said_device: str
+    ) -> Rejected | None:
+        if said_site == site and said_device == device:
+            return None
+        return Rejected(
+            msg,
+            DeadLetterReason.TOPIC_MISMATCH,
+            f"message is about site {said_site!r} device {said_device!r} but was published"
+            f" on the topic of site {site!r} device {device!r}",
+        )

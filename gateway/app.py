@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 from bytewax.dataflow import Dataflow
 
+from contract.errors import ConfigError
 from dataflows.device import StreamConfig
 from dataflows.flow import build_flow
 from dataflows.ingest import IngestLimits, Ingestor
+from dataflows.rules import RuleSet, load_rules
+from gateway.alarm_sink import AlarmSink
 from gateway.influx.resilient import make_resilient_writer
 from gateway.influx.writer import PointWriter, make_writer
 from gateway.metrics import GatewayMetrics, Health, serve
@@ -21,7 +26,7 @@ from gateway.rejections import WriteRejectionReporter
 from gateway.settings import GatewaySettings
 from gateway.sinks import DeadLetterSink, PointsSink
 
-__all__ = ["GatewayApp", "build_gateway", "prepare_storage", "run_gateway"]
+__all__ = ["GatewayApp", "RulesWatcher", "build_gateway", "prepare_storage", "run_gateway"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +41,96 @@ def prepare_storage(settings: GatewaySettings) -> None:
         writer.close()
 
 
+class RulesWatcher:
+    """The gateway's alarm rules, reloaded when the file changes or on request (SIGHUP).
+
+    A daemon thread looks at the file's mtime every ``check_s`` seconds (and at once
+    after :meth:`request_reload`) and loads it when it changed. The device steps call
+    :meth:`current` on every batch and timer, which costs a lock-free read; each
+    device step sees the new version at its next batch or timer and calls
+    ``DeviceDetector.reload``, which keeps the state of every surviving (series,
+    rule) key. A file that no longer parses is logged and counted, and the previous
+    rules stay in force.
+    """
+
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        check_s: float = 5.0,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
+        self.path = path
+        self.check_s = check_s
+        self.metrics = metrics
+        # One tuple, replaced whole: readers on worker threads never see a torn update.
+        self._current: tuple[int, RuleSet] = (0, load_rules(path))  # bad file: ConfigError
+        self._mtime = self._stat()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _stat(self) -> int | None:
+        if self.path is None:
+            return None
+        try:
+            return os.stat(self.path).st_mtime_ns
+        except OSError:
+            return None
+
+    def current(self) -> tuple[int, RuleSet]:
+        """Return (version, rules)."""
+        return self._current
+
+    _forced = False
+
+    def request_reload(self) -> None:
+        """Reload now, even if the mtime did not change (safe from a signal handler)."""
+        self._forced = True
+        self._wake.set()
+
+    def start(self) -> RulesWatcher:
+        """Start watching the file (nothing to watch without one)."""
+        if self.path is not None and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="rules-watch", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop watching."""
+        self._stop.set()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.check_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            self.check()
+
+    def check(self) -> bool:
+        """Reload if the file changed or a reload was requested; return whether it did."""
+        forced, self._forced = self._forced, False
+        mtime = self._stat()
+        if not forced and mtime == self._mtime:
+            return False
+        self._mtime = mtime
+        try:
+            rules = load_rules(self.path)
+        except ConfigError as exc:
+            log.error("rules file %s refused, keeping the previous rules: %s", self.path, exc)
+            if self.metrics is not None:
+                self.metrics.rules_errors.inc()
+            return False
+        version = self._current[0] + 1
+        self._current = (version, rules)
+        log.info("rules reloaded from %s (version %d)", self.path, version)
+        if self.metrics is not None:
+            self.metrics.rules_reloads.inc()
+        return True
+
+
 @dataclass
 class GatewayApp:
     """A built gateway: the flow and the parts that report on it."""
@@ -43,6 +138,7 @@ class GatewayApp:
     flow: Dataflow
     source: MqttSource
     metrics: GatewayMetrics
+    rules: RulesWatcher
 
 
 def build_gateway(
@@ -80,17 +176,21 @@ def build_gateway(
         return made
 
     dl_mqtt = settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-deadletters")
+    alarm_mqtt = settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-alarms")
+    rules = RulesWatcher(settings.rules_file, check_s=settings.rules_check_s, metrics=metrics)
     source = MqttSource(settings.mqtt, topics, stop=stop)
     flow = build_flow(
         source,
         ingestor=Ingestor(topics, limits),
         points_sink=PointsSink(writer, metrics),
         deadletter_sink=DeadLetterSink(writer, dl_mqtt, topics),
+        alarm_sink=AlarmSink(writer, alarm_mqtt, topics, metrics=metrics),
+        rules=rules,
         stream=stream,
         observer=metrics,
         gateway_id=settings.gateway_id,
     )
-    return GatewayApp(flow, source, metrics)
+    return GatewayApp(flow, source, metrics, rules)
 
 
 def _recovery_config(settings: GatewaySettings) -> object | None:
@@ -115,10 +215,13 @@ def run_gateway(
     stop: threading.Event | None = None,
     subscribed: threading.Event | None = None,
     metrics: GatewayMetrics | None = None,
+    on_built: Callable[[GatewayApp], None] | None = None,
 ) -> None:
     """Run the gateway flow until the source ends (``stop`` set) or the process is stopped.
 
     ``subscribed`` is set once the broker has acknowledged the MQTT subscription.
+    ``on_built`` gets the built app before the flow starts (the CLI hooks SIGHUP to
+    ``app.rules.request_reload`` there).
     """
     from bytewax.run import cli_main
 
@@ -127,6 +230,9 @@ def run_gateway(
     app = build_gateway(settings, stop=stop, metrics=metrics, rejections=rejections)
     if subscribed is not None:
         app.source.subscribed = subscribed
+    if on_built is not None:
+        on_built(app)
+    app.rules.start()
     server = health = None
     if settings.metrics_port:
         source = app.source
@@ -149,6 +255,7 @@ def run_gateway(
             recovery_config=_recovery_config(settings),
         )
     finally:
+        app.rules.stop()
         rejections.close()
         if health is not None:
             health.stop()

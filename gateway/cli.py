@@ -17,7 +17,14 @@ __all__ = ["build_parser", "main"]
 
 # Commands owned by other packages. Each module provides
 # register(subparsers); a package that is not installed simply has no command.
-_PLUGINS = ("edge.cli", "simulators.cli", "gateway.alarms_cli")
+_PLUGINS = (
+    "edge.cli",
+    "simulators.cli",
+    "gateway.alarms_cli",
+    "gateway.commands",
+    "gateway.replay",
+    "gateway.bench_alarms",
+)
 
 
 # Third-party modules of the extras: an edge-only install lacks them, and a command
@@ -84,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--recovery-dir",
         default=None,
         help="Bytewax recovery directory: windows and dedupe state survive a crash",
+    )
+    run.add_argument(
+        "--rules",
+        default=None,
+        metavar="FILE",
+        help="alarm rules (TOML, docs/alarms.md); default SENSORGATE_RULES_FILE, else the"
+        " built-in defaults. Reloaded on SIGHUP or when the file changes",
     )
     run.add_argument(
         "--metrics-port",
@@ -203,7 +217,7 @@ def _cmd_gateway_run(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from gateway.app import run_gateway
+    from gateway.app import GatewayApp, run_gateway
     from gateway.settings import load_settings
 
     overrides: dict[str, object] = {}
@@ -211,6 +225,8 @@ def _cmd_gateway_run(args: argparse.Namespace) -> int:
         overrides["recovery_dir"] = args.recovery_dir
     if args.metrics_port is not None:
         overrides["metrics_port"] = args.metrics_port
+    if args.rules is not None:
+        overrides["rules_file"] = args.rules
     settings = load_settings(**overrides)
     stop = threading.Event()
 
@@ -220,6 +236,11 @@ def _cmd_gateway_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+
+    def hook_reload(app: GatewayApp) -> None:
+        # The handler only sets a flag: the device steps reload at their next batch.
+        signal.signal(signal.SIGHUP, lambda *_: app.rules.request_reload())
+
     addresses = args.addresses.split(";") if args.addresses else None
     logging.getLogger("gateway").info(
         "gateway %s: MQTT %s, InfluxDB %s (%s API), %d worker(s)",
@@ -235,6 +256,7 @@ def _cmd_gateway_run(args: argparse.Namespace) -> int:
         process_id=args.process_id,
         addresses=addresses,
         stop=stop,
+        on_built=hook_reload,
     )
     return 0
 

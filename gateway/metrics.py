@@ -53,6 +53,26 @@ class GatewayMetrics:
         self.points_written = Counter(
             "sensorgate_points_written", "Points written to InfluxDB", ["measurement"], registry=r
         )
+        self.alarm_events = Counter(
+            "sensorgate_alarm_events",
+            "Alarm events published and stored, by transition and rule kind",
+            ["transition", "kind"],
+            registry=r,
+        )
+        self.alarm_publish_seconds = Histogram(
+            "sensorgate_alarm_publish_seconds",
+            "From an alarm batch reaching the sink to the broker's PUBACKs and the write",
+            buckets=_LAG_BUCKETS,
+            registry=r,
+        )
+        self.rules_reloads = Counter(
+            "sensorgate_rules_reloads", "Rules files loaded after a change or SIGHUP", registry=r
+        )
+        self.rules_errors = Counter(
+            "sensorgate_rules_errors",
+            "Rules files refused at reload (the previous rules stay)",
+            registry=r,
+        )
         self._writers: list[Any] = []
         r.register(_WriterCollector(self._writers))
         self.lag = Histogram(

@@ -81,14 +81,14 @@ class _Partition(StatefulSourcePartition[RawMessage, None]):
     def __init__(
         self,
         settings: MqttSourceSettings,
-        topic_filter: str,
+        topic_filters: list[str],
         client_id: str,
         batch_max: int,
         stop: threading.Event | None,
         subscribed: threading.Event,
     ) -> None:
         self._settings = settings
-        self._filter = topic_filter
+        self._filters = topic_filters
         self._subscribed = subscribed
         self._batch_max = batch_max
         self._stop = stop
@@ -127,7 +127,8 @@ class _Partition(StatefulSourcePartition[RawMessage, None]):
         if reason.is_failure:
             log.warning("broker refused gateway client: %s", reason)
             return
-        client.subscribe(self._filter, qos=1)
+        # One SUBSCRIBE for every filter: one SUBACK sets ``subscribed``.
+        client.subscribe([(f, 1) for f in self._filters])
         self.connected.set()
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
@@ -183,7 +184,7 @@ class _Partition(StatefulSourcePartition[RawMessage, None]):
 
 
 class MqttSource(FixedPartitionedSource[RawMessage, None]):
-    """Telemetry from every device, split over ``settings.partitions`` MQTT clients."""
+    """Telemetry, status and commands of every device, over ``settings.partitions`` clients."""
 
     def __init__(
         self,
@@ -194,9 +195,17 @@ class MqttSource(FixedPartitionedSource[RawMessage, None]):
         stop: threading.Event | None = None,
     ) -> None:
         self.settings = settings
-        self.topic_filter = topics.subscription(
-            TopicKind.TELEMETRY, share_group=settings.share_group
-        )
+        group = settings.share_group
+        self.topic_filter = topics.subscription(TopicKind.TELEMETRY, share_group=group)
+        self.topic_filters = [
+            self.topic_filter,
+            topics.subscription(TopicKind.COMMANDS, share_group=group),
+        ]
+        """What every partition subscribes to (shared: the broker splits the load)."""
+        self.status_filter = topics.subscription(TopicKind.STATUS)
+        """Device status, subscribed by partition 0 only and *not* shared: MQTT 5 sends
+        no retained messages to shared subscriptions, and the retained status is how
+        the gateway learns, at start, which devices are offline now."""
         self.batch_max = batch_max
         self.stop = stop
         """Set it to end the flow gracefully (the source reaches end of input)."""
@@ -212,8 +221,9 @@ class MqttSource(FixedPartitionedSource[RawMessage, None]):
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _Partition:
         """Connect one MQTT client (stable id, persistent session)."""
         client_id = f"{self.settings.client_id_prefix}-{self.settings.share_group}-{for_part}"
+        filters = self.topic_filters + ([self.status_filter] if for_part == "0" else [])
         part = _Partition(
-            self.settings, self.topic_filter, client_id, self.batch_max, self.stop, self.subscribed
+            self.settings, filters, client_id, self.batch_max, self.stop, self.subscribed
         )
         self.partitions.append(part)
         return part

@@ -169,6 +169,11 @@ class GatewaySettings(BaseSettings):
     recovery_dir: str | None = None
     """Bytewax recovery directory; state (windows, dedupe) survives a crash when set."""
     recovery_partitions: Annotated[int, Field(ge=1)] = 1
+    rules_file: Path | None = None
+    """Alarm rules (TOML, docs/alarms.md); none: the defaults (adaptive, deadman 5m,
+    offline). Reloaded, alarm state kept, on SIGHUP or when its mtime changes."""
+    rules_check_s: Annotated[float, Field(gt=0)] = 5.0
+    """How often the rules file's mtime is looked at."""
     metrics_host: str = "127.0.0.1"
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9464
     """Prometheus ``/metrics`` and ``/healthz``; 0 turns the endpoint off. In a cluster,

@@ -20,12 +20,14 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from contract import DeadLetterEvent, TelemetryEvent
+from contract.alarms import AlarmEvent
 from dataflows.device import LateReading
 from dataflows.ingest import Accepted
 from dataflows.windows import Aggregate
 
 __all__ = [
     "aggregate_line",
+    "alarm_line",
     "deadletter_line",
     "escape_tag",
     "field_string",
@@ -131,3 +133,40 @@ def point_lines(item: Accepted | Aggregate | LateReading) -> list[str]:
     if isinstance(item, Aggregate):
         return [aggregate_line(item)]
     return [late_line(item)]
+
+
+def alarm_line(event: AlarmEvent, measurement: str = "alarms") -> str:
+    """Return the ``alarms`` line of an alarm event (time: the transition's event time).
+
+    Tags: site, device, sensor, metric, rule, severity, state. The state is a tag, so
+    the raise and the clear of one alarm are two points even at one instant; the
+    ``event`` field (raised, updated, acknowledged, cleared) tells transitions of one
+    state apart.
+    """
+    d = event.data
+    fields = [
+        f"alarm_id={field_string(d.alarm_id)}",
+        f"event={field_string(event.type.rsplit('.', 2)[1])}",
+        f"kind={field_string(d.kind)}",
+        f"message={field_string(d.message)}",
+        f"event_id={field_string(event.id)}",
+        f"flapping={'true' if d.flapping else 'false'}",
+    ]
+    if d.value is not None:
+        fields.append(f"value={float(d.value)!r}")
+    if d.threshold is not None:
+        fields.append(f"threshold={float(d.threshold)!r}")
+    if d.cause_event_id is not None:
+        fields.append(f"cause_event_id={field_string(d.cause_event_id)}")
+    if d.cause_reading is not None:
+        fields.append(f"cause_reading={field_string(d.cause_reading)}")
+    if d.acknowledged_by is not None:
+        fields.append(f"acknowledged_by={field_string(d.acknowledged_by)}")
+    if d.acknowledged_at is not None:
+        fields.append(f"acknowledged_at={to_ns(d.acknowledged_at)}i")
+    return (
+        f"{escape_tag(measurement)},device={escape_tag(d.device)},metric={escape_tag(d.metric)}"
+        f",rule={escape_tag(d.rule)},sensor={escape_tag(d.sensor)}"
+        f",severity={escape_tag(d.severity.value)},site={escape_tag(d.site)}"
+        f",state={escape_tag(d.state.value)} {','.join(fields)} {to_ns(d.event_time)}"
+    )

@@ -1,0 +1,102 @@
+"""``sensorgate alarms ack``: send an operator command to the gateway over MQTT.
+
+The command is an :class:`~contract.commands.AcknowledgeAlarmCommand` published with
+QoS 1 on ``{prefix}/{site}/{device}/commands``; the gateway routes it to the device's
+key, where the alarm state lives, and publishes the ``alarm.acknowledged`` event. The
+broker and the prefix come from the gateway settings (``SENSORGATE_MQTT__HOST``,
+``SENSORGATE_MQTT__PORT``, ``SENSORGATE_TOPIC_PREFIX``) unless given as options.
+Exit codes: 0 the broker has the command, 1 it did not acknowledge, 2 bad options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+__all__ = ["publish_ack", "register"]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``alarms ack`` to a ``sensorgate`` parser."""
+    alarms = subparsers.add_parser("alarms", help="act on alarms (acknowledge)")
+    sub = alarms.add_subparsers(dest="alarms_command", metavar="SUBCOMMAND", required=True)
+    ack = sub.add_parser(
+        "ack",
+        help="acknowledge an active alarm (kept until it clears)",
+        description="Publish an acknowledge command for ALARM_ID on the device's commands"
+        " topic (QoS 1). The gateway records who and when and publishes an"
+        " alarm.acknowledged event; an alarm that is not active is left alone.",
+    )
+    ack.add_argument("alarm_id", metavar="ALARM_ID", help="the alarm's id (from its events)")
+    ack.add_argument("--site", required=True, help="site of the device")
+    ack.add_argument("--device", required=True, help="device of the alarm")
+    ack.add_argument("--by", required=True, help="who acknowledges")
+    ack.add_argument("--note", default="", help="free text kept with the command")
+    ack.add_argument("--host", default=None, help="broker host (default: gateway settings)")
+    ack.add_argument("--port", type=int, default=None, help="broker port")
+    ack.add_argument("--prefix", default=None, help="topic prefix (default: gateway settings)")
+    ack.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for PUBACK")
+    ack.add_argument("--json", action="store_true", help="print the command sent as JSON")
+    ack.set_defaults(func=_cmd_ack)
+
+
+def publish_ack(
+    *,
+    host: str,
+    port: int,
+    prefix: str,
+    site: str,
+    device: str,
+    alarm_id: str,
+    by: str,
+    note: str = "",
+    timeout: float = 10.0,
+    username: str | None = None,
+    password: Any = None,
+) -> dict[str, Any]:
+    """Publish one acknowledge command and wait for the broker's PUBACK; return it as JSON.
+
+    Raises :class:`~contract.errors.BrokerError` when the broker does not take it.
+    """
+    from contract import TopicKind, TopicScheme
+    from contract.commands import AcknowledgeAlarmCommand
+    from contract.errors import BrokerError
+    from edge.mqtt import MqttLink, MqttSettings
+
+    command = AcknowledgeAlarmCommand.create(
+        site=site, device=device, alarm_id=alarm_id, by=by, note=note
+    )
+    topic = TopicScheme(prefix).device(site, device, TopicKind.COMMANDS)
+    settings = MqttSettings(host=host, port=port, username=username, password=password)
+    body = command.model_dump_json(exclude_none=True).encode("utf-8")
+    with MqttLink(settings) as link:
+        ticket = link.publish(topic, body, qos=1)
+        if not ticket.wait(timeout):
+            raise BrokerError(f"the broker did not acknowledge the command within {timeout} s")
+    return {"topic": topic, "command": json.loads(body)}
+
+
+def _cmd_ack(args: argparse.Namespace) -> int:
+    from gateway.settings import load_settings
+
+    settings = load_settings()
+    sent = publish_ack(
+        host=args.host or settings.mqtt.host,
+        port=args.port or settings.mqtt.port,
+        prefix=args.prefix or settings.topic_prefix,
+        site=args.site,
+        device=args.device,
+        alarm_id=args.alarm_id,
+        by=args.by,
+        note=args.note,
+        timeout=args.timeout,
+        username=settings.mqtt.username,
+        password=settings.mqtt.password,
+    )
+    if args.json:
+        print(json.dumps(sent))
+    else:
+        print(f"acknowledge {args.alarm_id} by {args.by}: sent on {sent['topic']}", file=sys.stderr)
+    return 0

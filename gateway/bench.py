@@ -95,6 +95,8 @@ class BenchReport:
     machine: dict[str, Any]
     results: list[ScenarioResult] = field(default_factory=list)
     baseline: dict[str, Any] = field(default_factory=dict)
+    rules_file: str | None = None
+    """The gateway's alarm rules (None: the defaults, adaptive on every series)."""
 
 
 # -- scraping -----------------------------------------------------------------------
@@ -386,10 +388,16 @@ def run_bench(
     scenarios: list[str],
     duration_s: float = 20.0,
     baseline: bool = True,
+    rules_file: str | None = None,
     progress: Callable[[str], None] = lambda _m: None,
 ) -> BenchReport:
-    """Run the benchmark and return its report."""
+    """Run the benchmark and return its report.
+
+    ``rules_file`` is the gateway's alarm rules; None means the defaults (the adaptive
+    detector on every series), an empty rules file measures storage alone.
+    """
     report = BenchReport(
+        rules_file=rules_file,
         started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         duration_s=duration_s,
         machine={
@@ -406,6 +414,7 @@ def run_bench(
                 mqtt={"host": ep.mqtt_host, "port": ep.mqtt_port},
                 influx={"url": ep.influx_url, "database": "bench"},
                 metrics_port=free_port(),
+                rules_file=rules_file,
             )
             report.results.append(
                 _measure(
@@ -441,6 +450,7 @@ def run_bench(
                         "bucket": "bench",
                     },
                     metrics_port=free_port(),
+                    rules_file=rules_file,
                 )
                 ours = _measure(
                     v2,

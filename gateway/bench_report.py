@@ -51,6 +51,9 @@ def print_table(report: BenchReport, console: Console) -> None:
             _fmt(r.gateway_cpu_share, "", 2),
         )
     console.print(table)
+    console.print(
+        "alarm rules: " + (report.rules_file or "the defaults (adaptive detector on every series)")
+    )
     if report.baseline:
         b = report.baseline
         console.print(
@@ -101,6 +104,7 @@ def run_and_report(
     scenarios: list[str],
     duration_s: float,
     baseline: bool,
+    rules_file: str | None,
     out: str,
     chart_path: str | None,
     as_json: bool,
@@ -113,6 +117,7 @@ def run_and_report(
         scenarios=scenarios,
         duration_s=duration_s,
         baseline=baseline,
+        rules_file=rules_file,
         progress=lambda m: console.print(f"[dim]… {m}[/dim]"),
     )
     text = report_json(report)

@@ -125,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--duration", type=float, default=20.0, help="seconds of load per phase")
     bench.add_argument("--no-baseline", action="store_true", help="skip the naive baseline")
+    bench.add_argument(
+        "--rules",
+        default=None,
+        help="the gateway's alarm rules file (default: the built-in defaults; an empty"
+        " file measures storage without detection)",
+    )
     bench.add_argument("--out", default="reports/bench.json", help="JSON report path")
     bench.add_argument("--chart", default="reports/bench.png", help="PNG chart path ('' for none)")
     bench.add_argument("--json", action="store_true", help="print the JSON report")
@@ -185,6 +191,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         scenarios=args.scenario or ["1k", "10k"],
         duration_s=args.duration,
         baseline=not args.no_baseline,
+        rules_file=args.rules,
         out=args.out,
         chart_path=args.chart or None,
         as_json=args.json,

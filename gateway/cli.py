@@ -17,7 +17,7 @@ __all__ = ["build_parser", "main"]
 
 # Commands owned by other packages. Each module provides
 # register(subparsers); a package that is not installed simply has no command.
-_PLUGINS = ("edge.cli", "simulators.cli", "gateway.alarms_cli")
+_PLUGINS = ("edge.cli", "simulators.cli", "gateway.alarms_cli", "gateway.cli_views")
 
 
 def build_parser() -> argparse.ArgumentParser:

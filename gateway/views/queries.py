@@ -105,6 +105,10 @@ def _id(kind: str, value: str) -> str:
     Sites, devices and sensors follow the contract's id rules; an alarm's metric and
     rule may also hold ``/`` (``sensor/metric``) but no control character.
     """
+    # Checked here for every kind: contract.ids.check_id lets one trailing newline
+    # through (its pattern ends in ``$``, which matches before a final ``\n``).
+    if isinstance(value, str) and _CONTROL_RE.search(value):
+        raise ViewInputError(f"{kind} {value!r} contains a control character")
     if kind in _LOOSE_KINDS:
         if not isinstance(value, str) or not 1 <= len(value) <= 256:
             raise ViewInputError(f"{kind} must be 1 to 256 characters; got {value!r}")
@@ -169,6 +173,7 @@ class AlarmRow:
     value: float | None = None
     threshold: float | None = None
     message: str = ""
+    sensor: str = ""
 
     @property
     def rank(self) -> int:
@@ -199,6 +204,7 @@ class AlarmRow:
             value=row.get("value"),
             threshold=row.get("threshold"),
             message=row.get("message") or "",
+            sensor=row.get("sensor") or "",
         )
 
 
@@ -280,7 +286,7 @@ class Views:
     def active_alarms(self, flt: AlarmFilter | None = None) -> list[AlarmRow]:
         """Alarms whose latest event is not ``cleared``, most severe and newest first.
 
-        One key (site, device, metric, rule) has at most one live alarm, so the latest
+        One key (site, device, sensor, metric, rule) has at most one live alarm, so the latest
         event of each key tells whether its alarm is still on.
         """
         flt = flt or AlarmFilter()
@@ -289,7 +295,7 @@ class Views:
         where += AlarmFilter(**{**asdict(flt), "state": None}).clauses()
         q = (
             "SELECT * FROM alarms WHERE " + " AND ".join(where)
-            + " GROUP BY site, device, metric, rule ORDER BY time DESC LIMIT 1"
+            + " GROUP BY site, device, sensor, metric, rule ORDER BY time DESC LIMIT 1"
         )
         rows = [AlarmRow.from_row(r) for r in self._q.query(q)]
         active = [r for r in rows if r.state != AlarmState.CLEARED.value]

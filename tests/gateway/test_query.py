@@ -49,7 +49,7 @@ def test_parse_time_and_duration() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["a\nb", "x\x00", "ends\\", "a/b", "+", "#", "", "z" * 200],
+    ["a\nb", "trailing\n", "\n", "x\x00", "ends\\", "a/b", "+", "#", "", "z" * 200],
 )
 def test_ids_that_cannot_exist_are_refused_before_querying(bad: str) -> None:
     runner = FakeRunner()

@@ -64,7 +64,7 @@ def test_hostile_device_names_match_only_themselves(
     assert len(views.fleet()) == len(HOSTILE) + 2
 
 
-@pytest.mark.parametrize("bad", ["new\nline", "nul\x00", "trailing\\", "a/b", "tab\tx"])
+@pytest.mark.parametrize("bad", ["new\nline", "newline\n", "nul\x00", "trailing\\", "a/b", "tab\tx"])
 def test_names_that_cannot_be_ids_are_refused(
     influx: tuple[InfluxSettings, Views], bad: str
 ) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -33,7 +33,7 @@ from gateway.settings import GatewaySettings
 from gateway.views.queries import Views
 from simulators.demo import start_demo_fleet
 from tests.integration.conftest import RunningGateway, wait_for
-from tests.integration.views_kit import alarm_line, write
+from tests.integration.views_kit import aggregate_line, alarm_line, reading_line, write
 
 pytestmark = pytest.mark.integration
 
@@ -85,6 +85,29 @@ class AlarmStage:
         )])
 
 
+def backfill(settings: GatewaySettings, site: str, device: str) -> None:
+    """Fourteen minutes of history before the live fleet, with one past alarm."""
+    import math
+
+    now = datetime.now(UTC)
+    lines = []
+    for k in range(14 * 60 // 5):
+        when = now - timedelta(seconds=20 + 5 * k)
+        temp = 21 + 2 * math.sin(k / 20) + (6 if 70 < k < 80 else 0)
+        hum = 39 + 1.5 * math.cos(k / 30)
+        lines.append(reading_line(site, device, "env", "temperature", temp, when))
+        lines.append(reading_line(site, device, "env", "humidity", hum, when))
+        if k % 2 == 0:
+            lines.append(aggregate_line(site, device, "env", "temperature", "10s", temp, when))
+            lines.append(aggregate_line(site, device, "env", "humidity", "10s", hum, when))
+    for state, k in (("active", 79), ("cleared", 71)):
+        lines.append(alarm_line(site=site, device=device, metric="temperature", rule="temp-rate",
+                                severity="major", state=state, alarm_id="past-rate-alarm",
+                                when=now - timedelta(seconds=20 + 5 * k), value=27.0,
+                                threshold=25.0, message="temperature rising fast"))
+    write(settings.influx, lines)
+
+
 def test_dashboard_shows_live_alarm_ack_and_clear(
     running_gateway: RunningGateway, browser_page: object
 ) -> None:
@@ -113,6 +136,7 @@ def test_dashboard_shows_live_alarm_ack_and_clear(
     try:
         views = Views(running_gateway.query)
         wait_for(lambda: len(views.fleet()) >= 5, 60, "the demo fleet's readings in InfluxDB")
+        backfill(settings, "demo", "demo-002")
         page.goto(dash.url_with_token)
         expect(page.get_by_test_id("device")).to_have_count(5, timeout=15_000)
         expect(page.get_by_test_id("live")).to_have_text("live", timeout=10_000)

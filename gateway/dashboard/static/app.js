@@ -130,7 +130,8 @@
     return `<div class="panel chart" data-testid="chart" data-series="${esc(name)}"><h2>${esc(name)}</h2>
       <svg viewBox="0 0 ${W} ${H}" preserveAspectRatio="none" role="img" aria-label="${esc(name)}">${ticks}
       <path class="band" d="${band}"/><path class="mean" d="${pts.length ? line(pts, "mean") : ""}"/>
-      <path class="agg" d="${aggPts.length ? line(aggPts, "mean") : ""}"/>${markers}</svg>
+      <path class="agg" d="${aggPts.length ? line(aggPts, "mean") : ""}"/>
+      ${pts.length < 3 ? pts.map(([t, p]) => `<circle cx="${x(t).toFixed(1)}" cy="${y(p.mean).toFixed(1)}" r="3" fill="#58a6ff"/>`).join("") : ""}${markers}</svg>
       <div class="legend"><i style="background:#58a6ff"></i>readings (mean, min–max band)<i style="background:#d2a8ff"></i>window aggregates<i style="background:#f85149"></i>alarm events</div></div>`;
   }
 
@@ -228,7 +229,8 @@
     }
   });
 
-  setInterval(() => { document.getElementById("clock").textContent = new Date().toISOString().slice(0, 19).replace("T", " ") + " UTC"; }, 1000);
+  const tick = () => { document.getElementById("clock").textContent = new Date().toISOString().slice(0, 19).replace("T", " ") + " UTC"; };
+  tick(); setInterval(tick, 1000);
   window.addEventListener("hashchange", route);
   (async function start() {
     state.config = await getJSON("/api/config");

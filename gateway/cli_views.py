@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _influx_args(alerts)
     _filter_args(alerts)
     alerts.add_argument("--history", action="store_true", help="list alarm events, newest first")
-    alerts.add_argument("--since", default=None, help="history start: -24h, now or ISO time")
+    alerts.add_argument("--since", default=None, help="history start: 24h (ago), now or an ISO time")
     alerts.add_argument("--until", default=None, help="history end (default now)")
     alerts.add_argument("--limit", type=int, default=200, help="most history rows (200)")
     alerts.add_argument("--watch", action="store_true", help="keep showing changes until Ctrl-C")
@@ -87,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     query.add_argument("--site", required=True)
     query.add_argument("--device", required=True)
     query.add_argument("--metric", default=None, help="only this metric")
-    query.add_argument("--since", default="-1h", help="start: -1h, now or ISO time (-1h)")
+    query.add_argument("--since", default="1h", help="start: 1h (ago), now or an ISO time (1h)")
     query.add_argument("--until", default="now", help="end (now)")
     query.add_argument("--interval", default=None, help="bucket (10s, 1m, ...) or raw")
     query.add_argument(

@@ -71,13 +71,15 @@ def _ns(when: datetime) -> int:
 
 
 def parse_time(text: str, *, now: datetime | None = None) -> datetime:
-    """Parse ``now``, ``-2h`` (ago), or an ISO 8601 time (naive means UTC)."""
+    """Parse ``now``, ``-2h`` or ``2h`` (that long ago), or an ISO 8601 time (naive: UTC)."""
     now = now or datetime.now(UTC)
     text = text.strip()
     if text == "now":
         return now
     if text.startswith("-"):
         return now - parse_duration(text[1:])
+    if _DURATION_RE.match(text):
+        return now - parse_duration(text)
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -429,21 +431,27 @@ class Views:
         """
         interval = interval or choose_interval(end - start)
         step = parse_duration(interval)
-        usable = [w for w in windows if parse_duration(w) <= step] or [min(windows, key=parse_duration)]
-        window = max(usable, key=parse_duration)
-        where = [
-            _time_clause(start, end),
-            f"site = {_id('site', site)}",
-            f"device = {_id('device', device)}",
-            f'"window" = {_id("window", window)}',
-        ]
+        tumbling = [w for w in windows if _DURATION_RE.match(w)]  # not sliding "5m/1m"
+        if not tumbling:
+            raise ViewInputError(f"no tumbling window among {windows!r}")
+        usable = sorted((w for w in tumbling if parse_duration(w) <= step), key=parse_duration)
+        usable = usable or [min(tumbling, key=parse_duration)]
+        base = [_time_clause(start, end), f"site = {_id('site', site)}",
+                f"device = {_id('device', device)}"]
         if metric is not None:
-            where.append(f"metric = {_id('metric', metric)}")
-        q = (
-            "SELECT mean(mean) AS mean, min(min) AS min, max(max) AS max FROM aggregates"
-            " WHERE " + " AND ".join(where) + f" GROUP BY time({interval}), sensor, metric"
-        )
-        return interval, _points(self._q.query(q), start)
+            base.append(f"metric = {_id('metric', metric)}")
+        points: list[SeriesPoint] = []
+        # Largest stored window first; a smaller one when the larger is not stored.
+        for window in reversed(usable):
+            where = [*base, f'"window" = {_id("window", window)}']
+            q = (
+                "SELECT mean(mean) AS mean, min(min) AS min, max(max) AS max FROM aggregates"
+                " WHERE " + " AND ".join(where) + f" GROUP BY time({interval}), sensor, metric"
+            )
+            points = _points(self._q.query(q), start)
+            if points:
+                break
+        return interval, points
 
 
 def _series_name(row: dict[str, Any]) -> str:

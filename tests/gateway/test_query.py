@@ -39,6 +39,7 @@ def test_parse_time_and_duration() -> None:
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert parse_time("now", now=now) == now
     assert parse_time("-2h", now=now) == now - timedelta(hours=2)
+    assert parse_time("2h", now=now) == now - timedelta(hours=2)
     assert parse_time("2026-01-01T00:00:00", now=now) == datetime(2026, 1, 1, tzinfo=UTC)
     assert parse_time("2026-01-01T01:00:00+01:00", now=now) == datetime(2026, 1, 1, tzinfo=UTC)
     assert parse_duration("15m") == timedelta(minutes=15)

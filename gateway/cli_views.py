@@ -35,7 +35,9 @@ _STATES = ("active", "acknowledged", "cleared")
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``alerts``, ``devices``, ``query`` and ``dashboard`` to a ``sensorgate`` parser."""
-    epilog = "Exit codes: 0 ok, 1 active alarms at/above --fail-on, 2 bad input, 3 InfluxDB unreachable."
+    epilog = (
+        "Exit codes: 0 ok, 1 active alarms at/above --fail-on, 2 bad input, 3 InfluxDB unreachable."
+    )
 
     alerts = subparsers.add_parser(
         "alerts",
@@ -47,7 +49,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _influx_args(alerts)
     _filter_args(alerts)
     alerts.add_argument("--history", action="store_true", help="list alarm events, newest first")
-    alerts.add_argument("--since", default=None, help="history start: 24h (ago), now or an ISO time")
+    alerts.add_argument(
+        "--since", default=None, help="history start: 24h (ago), now or an ISO time"
+    )
     alerts.add_argument("--until", default=None, help="history end (default now)")
     alerts.add_argument("--limit", type=int, default=200, help="most history rows (200)")
     alerts.add_argument("--watch", action="store_true", help="keep showing changes until Ctrl-C")
@@ -166,14 +170,35 @@ def _alarm_table(rows: list[Any], title: str) -> Any:
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("time", "severity", "state", "site", "device", "metric", "rule", "value",
-                "threshold", "message", "alarm id"):
+    for col in (
+        "time",
+        "severity",
+        "state",
+        "site",
+        "device",
+        "metric",
+        "rule",
+        "value",
+        "threshold",
+        "message",
+        "alarm id",
+    ):
         table.add_column(col, no_wrap=col in ("time", "alarm id"))
     for r in rows:
         table.add_row(
-            _utc(r.time), f"[{_STYLE.get(r.severity, '')}]{r.severity}[/]" if r.severity in _STYLE
-            else r.severity, r.state, r.site, r.device, r.metric, r.rule, _num(r.value),
-            _num(r.threshold), r.message, r.alarm_id[:8],
+            _utc(r.time),
+            f"[{_STYLE.get(r.severity, '')}]{r.severity}[/]"
+            if r.severity in _STYLE
+            else r.severity,
+            r.state,
+            r.site,
+            r.device,
+            r.metric,
+            r.rule,
+            _num(r.value),
+            _num(r.threshold),
+            r.message,
+            r.alarm_id[:8],
             style=None,
         )
     return table
@@ -188,8 +213,12 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
         from gateway.views.queries import AlarmFilter, Views, parse_time
 
         flt = AlarmFilter(
-            site=args.site, device=args.device, metric=args.metric, rule=args.rule,
-            severity=args.severity, state=args.state,
+            site=args.site,
+            device=args.device,
+            metric=args.metric,
+            rule=args.rule,
+            severity=args.severity,
+            state=args.state,
         )
         start = parse_time(args.since) if args.since else None
         end = parse_time(args.until) if args.until else None
@@ -267,8 +296,11 @@ def _cmd_devices(args: argparse.Namespace) -> int:
             table.add_column(col)
         for d in fleet:
             table.add_row(
-                d.site, d.device, "[green]online[/]" if d.online else "[red]offline[/]",
-                _utc(d.last_seen), ", ".join(f"{k}={_num(v)}" for k, v in d.values.items()),
+                d.site,
+                d.device,
+                "[green]online[/]" if d.online else "[red]offline[/]",
+                _utc(d.last_seen),
+                ", ".join(f"{k}={_num(v)}" for k, v in d.values.items()),
             )
         Console(highlight=False).print(table)
         return EXIT_OK
@@ -291,12 +323,21 @@ def _cmd_query(args: argparse.Namespace) -> int:
             views = Views(client)
             if args.source == "aggregates":
                 interval, points = views.aggregates(
-                    args.site, args.device, start=start, end=end, metric=args.metric,
-                    windows=settings.stream.windows, interval=args.interval,
+                    args.site,
+                    args.device,
+                    start=start,
+                    end=end,
+                    metric=args.metric,
+                    windows=settings.stream.windows,
+                    interval=args.interval,
                 )
             else:
                 interval, points = views.readings(
-                    args.site, args.device, start=start, end=end, metric=args.metric,
+                    args.site,
+                    args.device,
+                    start=start,
+                    end=end,
+                    metric=args.metric,
                     interval=args.interval,
                 )
         finally:

@@ -140,8 +140,10 @@ class Dashboard:
         if self._use_mqtt:
             self._start_mqtt()
         self.refresh()
-        for target, name in ((self.httpd.serve_forever, "dashboard-http"),
-                             (self._poll, "dashboard-poll")):
+        for target, name in (
+            (self.httpd.serve_forever, "dashboard-http"),
+            (self._poll, "dashboard-poll"),
+        ):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -177,7 +179,10 @@ class Dashboard:
 
         self._link = MqttLink(
             MqttSettings(
-                host=m.host, port=m.port, username=m.username, password=m.password,
+                host=m.host,
+                port=m.port,
+                username=m.username,
+                password=m.password,
                 client_id=f"sg-dashboard-{secrets.token_hex(4)}",
             ),
             on_connect=on_connect,
@@ -259,8 +264,12 @@ class Dashboard:
             raise ViewInputError("alarm_id must be 1 to 64 characters")
         try:
             return publish_ack(
-                self._link, self.settings.topics, site=site, device=device,
-                alarm_id=alarm_id, by=by,
+                self._link,
+                self.settings.topics,
+                site=site,
+                device=device,
+                alarm_id=alarm_id,
+                by=by,
             )
         except SensorGateError as exc:
             raise ViewInputError(str(exc)) from None
@@ -297,13 +306,18 @@ def _handler(dash: Dashboard) -> type[BaseHTTPRequestHandler]:
                 if path in ("/", "/index.html"):
                     self._static("index.html")
                 elif path.startswith("/static/"):
-                    self._static(path[len("/static/"):])
+                    self._static(path[len("/static/") :])
                 elif path == "/healthz":
                     self._json(200, {"ok": True})
                 elif path == "/api/config":
-                    self._json(200, {"read_only": dash.read_only,
-                                     "prefix": dash.settings.topic_prefix,
-                                     "ranges": list(_RANGES)})
+                    self._json(
+                        200,
+                        {
+                            "read_only": dash.read_only,
+                            "prefix": dash.settings.topic_prefix,
+                            "ranges": list(_RANGES),
+                        },
+                    )
                 elif path == "/api/fleet":
                     with dash._db_lock:
                         fleet = dash.views.fleet()
@@ -311,8 +325,12 @@ def _handler(dash: Dashboard) -> type[BaseHTTPRequestHandler]:
                 elif path == "/api/alarms":
                     self._json(200, dash.board.active())
                 elif path == "/api/device":
-                    self._json(200, dash.device_doc(
-                        args.get("site", ""), args.get("device", ""), args.get("range", "1h")))
+                    self._json(
+                        200,
+                        dash.device_doc(
+                            args.get("site", ""), args.get("device", ""), args.get("range", "1h")
+                        ),
+                    )
                 elif path == "/api/events":
                     self._events()
                 else:

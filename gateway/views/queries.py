@@ -148,7 +148,9 @@ class AlarmFilter:
                 f"severity must be one of {', '.join(Severity)}; got {self.severity!r}"
             )
         if self.state is not None and self.state not in set(AlarmState):
-            raise ViewInputError(f"state must be one of {', '.join(AlarmState)}; got {self.state!r}")
+            raise ViewInputError(
+                f"state must be one of {', '.join(AlarmState)}; got {self.state!r}"
+            )
 
     def clauses(self) -> list[str]:
         """Return the WHERE clauses of the set filters (values validated and quoted)."""
@@ -186,7 +188,7 @@ class AlarmRow:
             return -1
 
     def as_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (time as ISO 8601 UTC)."""
+        """Return a JSON-ready dict (time as ISO 8601 UTC)."""
         doc = asdict(self)
         doc["time"] = self.time.isoformat().replace("+00:00", "Z")
         return doc
@@ -222,7 +224,7 @@ class DeviceStatus:
     """``sensor/metric`` -> latest value."""
 
     def as_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
+        """Return a JSON-ready dict."""
         return {
             "site": self.site,
             "device": self.device,
@@ -244,7 +246,7 @@ class SeriesPoint:
     max: float | None = None
 
     def as_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
+        """Return a JSON-ready dict."""
         return {
             "time": self.time.isoformat().replace("+00:00", "Z"),
             "series": self.series,
@@ -296,7 +298,8 @@ class Views:
         where = [f"time > now() - {int(self.alarm_lookback.total_seconds())}s"]
         where += AlarmFilter(**{**asdict(flt), "state": None}).clauses()
         q = (
-            "SELECT * FROM alarms WHERE " + " AND ".join(where)
+            "SELECT * FROM alarms WHERE "
+            + " AND ".join(where)
             + " GROUP BY site, device, sensor, metric, rule ORDER BY time DESC LIMIT 1"
         )
         rows = [AlarmRow.from_row(r) for r in self._q.query(q)]
@@ -314,27 +317,27 @@ class Views:
         end: datetime | None = None,
         limit: int = 1000,
     ) -> list[AlarmRow]:
-        """Stored alarm events matching ``flt`` in ``[start, end]``, newest first."""
+        """Return the stored alarm events matching ``flt`` in ``[start, end]``, newest first."""
         end = end or datetime.now(UTC) + timedelta(minutes=5)
         start = start or end - self.alarm_lookback
         where = [_time_clause(start, end), *(flt or AlarmFilter()).clauses()]
         q = (
-            "SELECT * FROM alarms WHERE " + " AND ".join(where)
+            "SELECT * FROM alarms WHERE "
+            + " AND ".join(where)
             + f" ORDER BY time DESC LIMIT {_limit(limit)}"
         )
         return [AlarmRow.from_row(r) for r in self._q.query(q)]
 
     # -- fleet ------------------------------------------------------------------------
-    def fleet(
-        self, *, site: str | None = None, now: datetime | None = None
-    ) -> list[DeviceStatus]:
+    def fleet(self, *, site: str | None = None, now: datetime | None = None) -> list[DeviceStatus]:
         """Every device seen within the fleet lookback, with its last values."""
         now = now or datetime.now(UTC)
         where = [f"time > now() - {int(self.fleet_lookback.total_seconds())}s"]
         if site is not None:
             where.append(f"site = {_id('site', site)}")
         q = (
-            "SELECT last(value) AS value FROM readings WHERE " + " AND ".join(where)
+            "SELECT last(value) AS value FROM readings WHERE "
+            + " AND ".join(where)
             + " GROUP BY site, device, sensor, metric"
         )
         return self._fold_devices(self._q.query(q), now)
@@ -382,7 +385,7 @@ class Views:
         sensor: str | None = None,
         interval: str | None = None,
     ) -> tuple[str, list[SeriesPoint]]:
-        """Readings of one device over ``[start, end]`` in buckets of ``interval``.
+        """Return the readings of one device over ``[start, end]`` in buckets of ``interval``.
 
         ``interval`` defaults to :func:`choose_interval` of the range; ``raw`` returns the
         readings themselves (at most 10,000).
@@ -399,7 +402,8 @@ class Views:
         interval = interval or choose_interval(end - start)
         if interval == "raw":
             q = (
-                "SELECT value FROM readings WHERE " + " AND ".join(where)
+                "SELECT value FROM readings WHERE "
+                + " AND ".join(where)
                 + " GROUP BY sensor, metric LIMIT 10000"
             )
             rows = self._q.query(q)
@@ -424,7 +428,7 @@ class Views:
         windows: tuple[str, ...] = ("10s", "1m"),
         interval: str | None = None,
     ) -> tuple[str, list[SeriesPoint]]:
-        """Stored window aggregates over ``[start, end]``, re-bucketed to ``interval``.
+        """Return stored window aggregates over ``[start, end]``, re-bucketed to ``interval``.
 
         The stored window used is the largest of ``windows`` not longer than the chosen
         interval (so a week reads 1-minute windows, not 10-second ones).
@@ -436,8 +440,11 @@ class Views:
             raise ViewInputError(f"no tumbling window among {windows!r}")
         usable = sorted((w for w in tumbling if parse_duration(w) <= step), key=parse_duration)
         usable = usable or [min(tumbling, key=parse_duration)]
-        base = [_time_clause(start, end), f"site = {_id('site', site)}",
-                f"device = {_id('device', device)}"]
+        base = [
+            _time_clause(start, end),
+            f"site = {_id('site', site)}",
+            f"device = {_id('device', device)}",
+        ]
         if metric is not None:
             base.append(f"metric = {_id('metric', metric)}")
         points: list[SeriesPoint] = []

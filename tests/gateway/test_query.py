@@ -88,12 +88,36 @@ def test_bad_range_and_interval_refused() -> None:
 def test_active_alarms_keep_the_latest_non_cleared_event_most_severe_first() -> None:
     t = 1_700_000_000_000_000_000
     rows = [
-        {"time": t, "site": "s", "device": "a", "metric": "m", "rule": "r", "severity": "minor",
-         "state": "active", "alarm_id": "1"},
-        {"time": t + 1, "site": "s", "device": "b", "metric": "m", "rule": "r",
-         "severity": "critical", "state": "acknowledged", "alarm_id": "2"},
-        {"time": t + 2, "site": "s", "device": "c", "metric": "m", "rule": "r",
-         "severity": "critical", "state": "cleared", "alarm_id": "3"},
+        {
+            "time": t,
+            "site": "s",
+            "device": "a",
+            "metric": "m",
+            "rule": "r",
+            "severity": "minor",
+            "state": "active",
+            "alarm_id": "1",
+        },
+        {
+            "time": t + 1,
+            "site": "s",
+            "device": "b",
+            "metric": "m",
+            "rule": "r",
+            "severity": "critical",
+            "state": "acknowledged",
+            "alarm_id": "2",
+        },
+        {
+            "time": t + 2,
+            "site": "s",
+            "device": "c",
+            "metric": "m",
+            "rule": "r",
+            "severity": "critical",
+            "state": "cleared",
+            "alarm_id": "3",
+        },
     ]
     active = Views(FakeRunner(rows)).active_alarms()
     assert [a.alarm_id for a in active] == ["2", "1"]

@@ -46,8 +46,16 @@ def test_hostile_device_names_match_only_themselves(
     for i, name in enumerate([*HOSTILE, "y", "victim"]):
         lines.append(reading_line("s", name, "t", "temp", float(i), now - timedelta(seconds=5)))
         lines.append(
-            alarm_line(site="s", device=name, metric="temp", rule="hot", severity="major",
-                       state="active", alarm_id=f"id{i}", when=now - timedelta(seconds=5))
+            alarm_line(
+                site="s",
+                device=name,
+                metric="temp",
+                rule="hot",
+                severity="major",
+                state="active",
+                alarm_id=f"id{i}",
+                when=now - timedelta(seconds=5),
+            )
         )
     write(settings, lines)
     for i, name in enumerate(HOSTILE):
@@ -56,15 +64,19 @@ def test_hostile_device_names_match_only_themselves(
         history = views.alarm_history(AlarmFilter(device=name, site="s"))
         assert [a.device for a in history] == [name]
         status = views.device("s", name)
-        assert status is not None and status.values == {"t/temp": float(i)}
-        _, points = views.readings("s", name, start=now - timedelta(minutes=5), end=now,
-                                   interval="raw")
+        assert status is not None
+        assert status.values == {"t/temp": float(i)}
+        _, points = views.readings(
+            "s", name, start=now - timedelta(minutes=5), end=now, interval="raw"
+        )
         assert [p.mean for p in points] == [float(i)]
     # The database is still there and whole.
     assert len(views.fleet()) == len(HOSTILE) + 2
 
 
-@pytest.mark.parametrize("bad", ["new\nline", "newline\n", "nul\x00", "trailing\\", "a/b", "tab\tx"])
+@pytest.mark.parametrize(
+    "bad", ["new\nline", "newline\n", "nul\x00", "trailing\\", "a/b", "tab\tx"]
+)
 def test_names_that_cannot_be_ids_are_refused(
     influx: tuple[InfluxSettings, Views], bad: str
 ) -> None:
@@ -85,17 +97,36 @@ def test_alarm_lifecycle_fleet_and_series(influx: tuple[InfluxSettings, Views]) 
         lines.append(reading_line("lab", "d1", "t", "temp", 20 + k % 5, when))
         lines.append(aggregate_line("lab", "d1", "t", "temp", "10s", 20.0 + k % 5, when))
     for k in range(6):
-        lines.append(aggregate_line("lab", "d1", "t", "temp", "1m", 22.0, t0 + timedelta(minutes=k)))
+        lines.append(
+            aggregate_line("lab", "d1", "t", "temp", "1m", 22.0, t0 + timedelta(minutes=k))
+        )
     lines.append(reading_line("lab", "d2", "t", "temp", 5, now - timedelta(minutes=9)))
     a = dict(site="lab", device="d1", metric="t/temp", rule="hot")
     lines += [
         alarm_line(**a, severity="major", state="active", alarm_id="A1", when=t0),
-        alarm_line(**a, severity="major", state="cleared", alarm_id="A1", when=t0 + timedelta(minutes=1)),
-        alarm_line(**a, severity="critical", state="active", alarm_id="A2", when=t0 + timedelta(minutes=2)),
-        alarm_line(**a, severity="critical", state="acknowledged", alarm_id="A2",
-                   when=t0 + timedelta(minutes=3)),
-        alarm_line(site="lab", device="d2", metric="*", rule="deadman", severity="warning",
-                   state="active", alarm_id="B1", when=t0 + timedelta(minutes=4)),
+        alarm_line(
+            **a, severity="major", state="cleared", alarm_id="A1", when=t0 + timedelta(minutes=1)
+        ),
+        alarm_line(
+            **a, severity="critical", state="active", alarm_id="A2", when=t0 + timedelta(minutes=2)
+        ),
+        alarm_line(
+            **a,
+            severity="critical",
+            state="acknowledged",
+            alarm_id="A2",
+            when=t0 + timedelta(minutes=3),
+        ),
+        alarm_line(
+            site="lab",
+            device="d2",
+            metric="*",
+            rule="deadman",
+            severity="warning",
+            state="active",
+            alarm_id="B1",
+            when=t0 + timedelta(minutes=4),
+        ),
     ]
     write(settings, lines)
 
@@ -106,21 +137,35 @@ def test_alarm_lifecycle_fleet_and_series(influx: tuple[InfluxSettings, Views]) 
 
     history = views.alarm_history(AlarmFilter(device="d1"))
     assert [(r.alarm_id, r.state) for r in history] == [
-        ("A2", "acknowledged"), ("A2", "active"), ("A1", "cleared"), ("A1", "active")
+        ("A2", "acknowledged"),
+        ("A2", "active"),
+        ("A1", "cleared"),
+        ("A1", "active"),
     ]
-    assert len(views.alarm_history(AlarmFilter(rule="hot"), start=t0 + timedelta(seconds=30),
-                                   end=t0 + timedelta(seconds=150))) == 2
+    assert (
+        len(
+            views.alarm_history(
+                AlarmFilter(rule="hot"),
+                start=t0 + timedelta(seconds=30),
+                end=t0 + timedelta(seconds=150),
+            )
+        )
+        == 2
+    )
     assert [r.alarm_id for r in views.alarm_history(AlarmFilter(state="cleared"))] == ["A1"]
 
     fleet = {d.device: d for d in views.fleet()}
-    assert fleet["d1"].online and not fleet["d2"].online
+    assert fleet["d1"].online
+    assert not fleet["d2"].online
     assert fleet["d1"].values == {"t/temp": 20.0 + 59 % 5}
     assert views.fleet(site="nowhere") == []
 
     interval, points = views.readings("lab", "d1", start=t0, end=now)
-    assert interval == "10s" and len(points) == 60
+    assert interval == "10s"
+    assert len(points) == 60
     interval, aggs = views.aggregates("lab", "d1", start=t0, end=now)
-    assert interval == "10s" and len(aggs) == 60
+    assert interval == "10s"
+    assert len(aggs) == 60
     interval, aggs = views.aggregates("lab", "d1", start=now - timedelta(days=1), end=now)
     assert interval == "5m"  # reads the stored 1m windows, bucketed by 5 minutes
     assert {p.mean for p in aggs} == {22.0}

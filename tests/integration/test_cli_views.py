@@ -22,10 +22,21 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def sg(influx: InfluxSettings, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "SENSORGATE_INFLUX__URL": influx.url,
-           "SENSORGATE_INFLUX__DATABASE": influx.database, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], env=env, text=True,
-                          capture_output=True, timeout=timeout, check=False)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "SENSORGATE_INFLUX__URL": influx.url,
+        "SENSORGATE_INFLUX__DATABASE": influx.database,
+        "COLUMNS": "200",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -40,14 +51,43 @@ def influx(services: ServiceEndpoints, unique: str) -> InfluxSettings:
     lines.append(reading_line("plant", "pump-2", "flow", "rate", 1.0, now - timedelta(minutes=20)))
     key = dict(site="plant", device="pump-1", metric="rate", rule="high")
     lines += [
-        alarm_line(**key, severity="critical", state="active", alarm_id="c1",
-                   when=now - timedelta(minutes=3)),
-        alarm_line(site="plant", device="pump-2", metric="*", rule="deadman", severity="warning",
-                   state="active", alarm_id="w1", when=now - timedelta(minutes=2)),
-        alarm_line(site="plant", device="pump-2", metric="rate", rule="low", severity="major",
-                   state="active", alarm_id="m1", when=now - timedelta(minutes=9)),
-        alarm_line(site="plant", device="pump-2", metric="rate", rule="low", severity="major",
-                   state="cleared", alarm_id="m1", when=now - timedelta(minutes=8)),
+        alarm_line(
+            **key,
+            severity="critical",
+            state="active",
+            alarm_id="c1",
+            when=now - timedelta(minutes=3),
+        ),
+        alarm_line(
+            site="plant",
+            device="pump-2",
+            metric="*",
+            rule="deadman",
+            severity="warning",
+            state="active",
+            alarm_id="w1",
+            when=now - timedelta(minutes=2),
+        ),
+        alarm_line(
+            site="plant",
+            device="pump-2",
+            metric="rate",
+            rule="low",
+            severity="major",
+            state="active",
+            alarm_id="m1",
+            when=now - timedelta(minutes=9),
+        ),
+        alarm_line(
+            site="plant",
+            device="pump-2",
+            metric="rate",
+            rule="low",
+            severity="major",
+            state="cleared",
+            alarm_id="m1",
+            when=now - timedelta(minutes=8),
+        ),
     ]
     write(settings, lines)
     return settings
@@ -58,12 +98,16 @@ def test_alerts_active_json_and_fail_on(influx: InfluxSettings) -> None:
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)
     assert [(r["alarm_id"], r["severity"], r["state"]) for r in rows] == [
-        ("c1", "critical", "active"), ("w1", "warning", "active")]
+        ("c1", "critical", "active"),
+        ("w1", "warning", "active"),
+    ]
     assert rows[0]["time"].endswith("Z")
     assert sg(influx, "alerts", "--fail-on", "critical").returncode == 1
     assert sg(influx, "alerts", "--fail-on", "major", "--device", "pump-2").returncode == 0
     table = sg(influx, "alerts")
-    assert table.returncode == 0 and "pump-1" in table.stdout and " UTC" in table.stdout
+    assert table.returncode == 0
+    assert "pump-1" in table.stdout
+    assert " UTC" in table.stdout
 
 
 def test_alerts_history_filters(influx: InfluxSettings) -> None:
@@ -78,18 +122,49 @@ def test_alerts_history_filters(influx: InfluxSettings) -> None:
 
 
 def test_alerts_watch_prints_changes(influx: InfluxSettings) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "SENSORGATE_INFLUX__URL": influx.url,
-           "SENSORGATE_INFLUX__DATABASE": influx.database}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "SENSORGATE_INFLUX__URL": influx.url,
+        "SENSORGATE_INFLUX__DATABASE": influx.database,
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "alerts", "--watch", "--json", "--interval", "0.3",
-         "--max-updates", "2"], env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "alerts",
+            "--watch",
+            "--json",
+            "--interval",
+            "0.3",
+            "--max-updates",
+            "2",
+        ],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert proc.stdout is not None
         first = json.loads(proc.stdout.readline())
         assert len(first) == 2
-        write(influx, [alarm_line(site="plant", device="pump-1", metric="rate", rule="high",
-                                  severity="critical", state="cleared", alarm_id="c1",
-                                  when=datetime.now(UTC))])
+        write(
+            influx,
+            [
+                alarm_line(
+                    site="plant",
+                    device="pump-1",
+                    metric="rate",
+                    rule="high",
+                    severity="critical",
+                    state="cleared",
+                    alarm_id="c1",
+                    when=datetime.now(UTC),
+                )
+            ],
+        )
         second = json.loads(proc.stdout.readline())
         assert [r["alarm_id"] for r in second] == ["w1"]
         assert proc.wait(30) == 0
@@ -105,25 +180,55 @@ def test_devices(influx: InfluxSettings) -> None:
     done = sg(influx, "devices", "--json")
     assert done.returncode == 0, done.stderr
     fleet = {d["device"]: d for d in json.loads(done.stdout)}
-    assert fleet["pump-1"]["online"] is True and fleet["pump-2"]["online"] is False
+    assert fleet["pump-1"]["online"] is True
+    assert fleet["pump-2"]["online"] is False
     assert fleet["pump-1"]["values"] == {"flow/rate": 10.0}
     table = sg(influx, "devices")
-    assert "online" in table.stdout and "offline" in table.stdout and "1 online" in table.stdout
+    assert "online" in table.stdout
+    assert "offline" in table.stdout
+    assert "1 online" in table.stdout
 
 
 def test_query_formats(influx: InfluxSettings) -> None:
-    done = sg(influx, "query", "--site", "plant", "--device", "pump-1", "--since", "10m",
-              "--format", "json")
+    done = sg(
+        influx,
+        "query",
+        "--site",
+        "plant",
+        "--device",
+        "pump-1",
+        "--since",
+        "10m",
+        "--format",
+        "json",
+    )
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
-    assert doc["interval"] == "10s" and len(doc["points"]) == 30
+    assert doc["interval"] == "10s"
+    assert len(doc["points"]) == 30
     assert {p["series"] for p in doc["points"]} == {"flow/rate"}
-    done = sg(influx, "query", "--site", "plant", "--device", "pump-1", "--since", "10m",
-              "--interval", "1m", "--format", "csv", "--source", "aggregates")
+    done = sg(
+        influx,
+        "query",
+        "--site",
+        "plant",
+        "--device",
+        "pump-1",
+        "--since",
+        "10m",
+        "--interval",
+        "1m",
+        "--format",
+        "csv",
+        "--source",
+        "aggregates",
+    )
     rows = list(csv.DictReader(io.StringIO(done.stdout)))
-    assert 5 <= len(rows) <= 7 and rows[0].keys() == {"time", "series", "mean", "min", "max"}
+    assert 5 <= len(rows) <= 7
+    assert rows[0].keys() == {"time", "series", "mean", "min", "max"}
     table = sg(influx, "query", "--site", "plant", "--device", "pump-1")
-    assert table.returncode == 0 and "interval 10s" in table.stdout
+    assert table.returncode == 0
+    assert "interval 10s" in table.stdout
 
 
 @pytest.mark.parametrize(

@@ -39,8 +39,14 @@ pytestmark = pytest.mark.integration
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 
@@ -65,24 +71,50 @@ class AlarmStage:
     def __init__(self, settings: GatewaySettings, link: MqttLink, site: str, device: str) -> None:
         self.settings, self.link, self.site, self.device = settings, link, site, device
         self.raised_at = datetime.now(UTC)
-        self.alarm_id = alarm_id_for(site, device, "env/temperature", "temp-high",
-                                     int(self.raised_at.timestamp() * 1e6))
+        self.alarm_id = alarm_id_for(
+            site, device, "env/temperature", "temp-high", int(self.raised_at.timestamp() * 1e6)
+        )
 
     def emit(self, cls: type, state: str, **extra: object) -> None:
         at = datetime.now(UTC)
         event = cls.create(
-            alarm_id=self.alarm_id, site=self.site, device=self.device, sensor="env",
-            metric="temperature", rule="temp-high", kind="threshold", severity="critical",
-            state=state, value=95.0, threshold=40.0, message="temperature above 40",
-            event_time=at, raised_at=self.raised_at, **extra,
+            alarm_id=self.alarm_id,
+            site=self.site,
+            device=self.device,
+            sensor="env",
+            metric="temperature",
+            rule="temp-high",
+            kind="threshold",
+            severity="critical",
+            state=state,
+            value=95.0,
+            threshold=40.0,
+            message="temperature above 40",
+            event_time=at,
+            raised_at=self.raised_at,
+            **extra,
         )
-        self.link.publish(self.settings.topics.alarms(self.site, self.device),
-                          encode_alarm(event), qos=1).wait(5)
-        write(self.settings.influx, [alarm_line(
-            site=self.site, device=self.device, metric="temperature", rule="temp-high",
-            severity="critical", state=state, alarm_id=self.alarm_id, when=at, value=95.0,
-            threshold=40.0, message="temperature above 40",
-        )])
+        self.link.publish(
+            self.settings.topics.alarms(self.site, self.device), encode_alarm(event), qos=1
+        ).wait(5)
+        write(
+            self.settings.influx,
+            [
+                alarm_line(
+                    site=self.site,
+                    device=self.device,
+                    metric="temperature",
+                    rule="temp-high",
+                    severity="critical",
+                    state=state,
+                    alarm_id=self.alarm_id,
+                    when=at,
+                    value=95.0,
+                    threshold=40.0,
+                    message="temperature above 40",
+                )
+            ],
+        )
 
 
 def backfill(settings: GatewaySettings, site: str, device: str) -> None:
@@ -101,10 +133,21 @@ def backfill(settings: GatewaySettings, site: str, device: str) -> None:
             lines.append(aggregate_line(site, device, "env", "temperature", "10s", temp, when))
             lines.append(aggregate_line(site, device, "env", "humidity", "10s", hum, when))
     for state, k in (("active", 79), ("cleared", 71)):
-        lines.append(alarm_line(site=site, device=device, metric="temperature", rule="temp-rate",
-                                severity="major", state=state, alarm_id="past-rate-alarm",
-                                when=now - timedelta(seconds=20 + 5 * k), value=27.0,
-                                threshold=25.0, message="temperature rising fast"))
+        lines.append(
+            alarm_line(
+                site=site,
+                device=device,
+                metric="temperature",
+                rule="temp-rate",
+                severity="major",
+                state=state,
+                alarm_id="past-rate-alarm",
+                when=now - timedelta(seconds=20 + 5 * k),
+                value=27.0,
+                threshold=25.0,
+                message="temperature rising fast",
+            )
+        )
     write(settings.influx, lines)
 
 
@@ -144,8 +187,14 @@ def test_dashboard_shows_live_alarm_ack_and_clear(
 
         # The anomaly: demo-002 reports 95 degrees; the alarm stage raises an alarm.
         device = "demo-002"
-        hot = TelemetryEvent.create(site="demo", device=device, sequence=10**9, readings=[
-            Reading(sensor="env", metric="temperature", value=95.0, time=datetime.now(UTC))])
+        hot = TelemetryEvent.create(
+            site="demo",
+            device=device,
+            sequence=10**9,
+            readings=[
+                Reading(sensor="env", metric="temperature", value=95.0, time=datetime.now(UTC))
+            ],
+        )
         link.publish(settings.topics.telemetry("demo", device), encode(hot), qos=1).wait(5)
         stage = AlarmStage(settings, link, "demo", device)
         stage.emit(AlarmRaisedEvent, "active")
@@ -159,13 +208,25 @@ def test_dashboard_shows_live_alarm_ack_and_clear(
         assert got_command.wait(10), "no acknowledge command on MQTT"
         cmd = commands[-1]
         assert cmd["type"] == "io.sensorgate.alarm.acknowledge.v1"
-        assert cmd["data"] == {"site": "demo", "device": device, "alarm_id": stage.alarm_id,
-                               "by": "dashboard", "note": ""}
-        stage.emit(AlarmAcknowledgedEvent, "acknowledged", acknowledged_by="dashboard",
-                   acknowledged_at=datetime.now(UTC))
+        assert cmd["data"] == {
+            "site": "demo",
+            "device": device,
+            "alarm_id": stage.alarm_id,
+            "by": "dashboard",
+            "note": "",
+        }
+        stage.emit(
+            AlarmAcknowledgedEvent,
+            "acknowledged",
+            acknowledged_by="dashboard",
+            acknowledged_at=datetime.now(UTC),
+        )
         expect(row).to_have_attribute("data-state", "acknowledged", timeout=5_000)
-        wait_for(lambda: [a.state for a in views.active_alarms()] == ["acknowledged"], 10,
-                 "the acknowledged state in InfluxDB")
+        wait_for(
+            lambda: [a.state for a in views.active_alarms()] == ["acknowledged"],
+            10,
+            "the acknowledged state in InfluxDB",
+        )
         IMG.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(IMG / "dashboard-fleet.png"), full_page=True)
 

@@ -60,8 +60,12 @@ def substitute(query: str, values: dict[str, str]) -> str:
 def test_provisioning_files_are_consistent() -> None:
     # No YAML parser among the dependencies: check the few lines that matter.
     ds = (GRAFANA / "provisioning/datasources/sensorgate.yaml").read_text()
-    for line in ("type: influxdb", "uid: sensorgate-influx", "url: ${SENSORGATE_INFLUX_URL}",
-                 "dbName: ${SENSORGATE_INFLUX_DATABASE}"):
+    for line in (
+        "type: influxdb",
+        "uid: sensorgate-influx",
+        "url: ${SENSORGATE_INFLUX_URL}",
+        "dbName: ${SENSORGATE_INFLUX_DATABASE}",
+    ):
         assert re.search(rf"^\s+{re.escape(line)}$", ds, re.M), line
     prov = (GRAFANA / "provisioning/dashboards/sensorgate.yaml").read_text()
     assert re.search(r"^\s+type: file$", prov, re.M)
@@ -89,18 +93,36 @@ def test_every_grafana_query_returns_data(running_gateway: RunningGateway) -> No
         now = datetime.now(UTC)
         lines = []
         for i, (state, severity) in enumerate(
-            [("active", "critical"), ("acknowledged", "critical"), ("cleared", "critical"),
-             ("active", "warning")]
+            [
+                ("active", "critical"),
+                ("acknowledged", "critical"),
+                ("cleared", "critical"),
+                ("active", "warning"),
+            ]
         ):
-            lines.append(alarm_line(
-                site="demo", device="demo-001", metric="temperature", rule="temp-high",
-                severity=severity, state=state, alarm_id=f"g{severity}",
-                when=now - timedelta(minutes=5 - i)))
+            lines.append(
+                alarm_line(
+                    site="demo",
+                    device="demo-001",
+                    metric="temperature",
+                    rule="temp-high",
+                    severity=severity,
+                    state=state,
+                    alarm_id=f"g{severity}",
+                    when=now - timedelta(minutes=5 - i),
+                )
+            )
         write(settings.influx, lines)
         q = running_gateway.query
-        wait_for(lambda: bool(q.query('SELECT count("mean") FROM "aggregates"'))
-                 and bool(q.query('SELECT count("size") FROM "deadletters"'))
-                 and len(Views(q).fleet()) == 3, 90, "readings, aggregates and a dead letter")
+        wait_for(
+            lambda: (
+                bool(q.query('SELECT count("mean") FROM "aggregates"'))
+                and bool(q.query('SELECT count("size") FROM "deadletters"'))
+                and len(Views(q).fleet()) == 3
+            ),
+            90,
+            "readings, aggregates and a dead letter",
+        )
     finally:
         fleet.stop()
 

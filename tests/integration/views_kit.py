@@ -29,10 +29,13 @@ def write(influx: InfluxSettings, lines: list[str]) -> None:
             assert resp.status_code == 204, resp.text
 
 
-def reading_line(site: str, device: str, sensor: str, metric: str, value: float, when: datetime) -> str:
+def reading_line(
+    site: str, device: str, sensor: str, metric: str, value: float, when: datetime
+) -> str:
     return (
         f"readings,device={escape_tag(device)},metric={escape_tag(metric)},"
-        f"sensor={escape_tag(sensor)},site={escape_tag(site)} value={float(value)!r},seq=1i {ns(when)}"
+        f"sensor={escape_tag(sensor)},site={escape_tag(site)}"
+        f" value={float(value)!r},seq=1i {ns(when)}"
     )
 
 

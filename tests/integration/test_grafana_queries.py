@@ -116,7 +116,12 @@ def test_every_grafana_query_returns_data(running_gateway: RunningGateway) -> No
         q = running_gateway.query
         wait_for(
             lambda: (
-                bool(q.query('SELECT count("mean") FROM "aggregates"'))
+                bool(
+                    q.query(
+                        'SELECT count("mean") FROM "aggregates"'
+                        " WHERE \"device\" = 'demo-001' AND \"window\" = '10s'"
+                    )
+                )
                 and bool(q.query('SELECT count("size") FROM "deadletters"'))
                 and len(Views(q).fleet()) == 3
             ),

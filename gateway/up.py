@@ -1,8 +1,10 @@
 """``sensorgate up``: the whole local stack in one command.
 
 Starts mosquitto and influxd (unless external ones are configured), the gateway in
-its own process, and a small simulated fleet; prints where everything is and live
-counts until Ctrl-C (or ``--duration``); then stops everything in order.
+its own process, a small simulated fleet and the web dashboard (port 8080, or any
+free port when 8080 is taken); prints where everything is, the dashboard's URL with
+its acknowledge token, and live counts until Ctrl-C (or ``--duration``); then stops
+everything in order.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from gateway.services import LocalServices, ManagedProcess
 from gateway.settings import GatewaySettings, load_settings, settings_env
 from simulators.demo import start_demo_fleet
 
-__all__ = ["Counts", "run_up"]
+__all__ = ["DASHBOARD_PORT", "Counts", "run_up"]
+
+DASHBOARD_PORT = 8080
 
 
 @dataclass
@@ -62,6 +66,7 @@ def run_up(
     local: LocalServices | None = None
     gateway: ManagedProcess | None = None
     fleet = None
+    dashboard = None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
@@ -90,7 +95,9 @@ def run_up(
             settings.topics,
             devices=devices,
         )
+        dashboard = _start_dashboard(settings)
         where = {
+            "dashboard_url": dashboard.url_with_token,
             "mqtt_url": settings.mqtt.url,
             "influx_url": settings.influx.url,
             "database": settings.influx.database,
@@ -112,6 +119,8 @@ def run_up(
     except KeyboardInterrupt:
         counts = None
     finally:
+        if dashboard is not None:
+            dashboard.stop()
         if fleet is not None:
             fleet.stop()
         if gateway is not None:
@@ -124,6 +133,16 @@ def run_up(
         else:
             _print_summary(console, counts)
     return 0
+
+
+def _start_dashboard(settings: GatewaySettings) -> Any:
+    from gateway.dashboard.server import Dashboard
+
+    try:
+        dash = Dashboard(settings, port=DASHBOARD_PORT)
+    except OSError:  # 8080 taken: any free port (the URL is printed)
+        dash = Dashboard(settings, port=0)
+    return dash.start()
 
 
 def _watch(
@@ -174,6 +193,7 @@ def _watch(
 
 def _print_where(console: Console, where: dict[str, Any]) -> None:
     table = Table(title="SensorGate is up", show_header=False)
+    table.add_row("dashboard", where["dashboard_url"])
     table.add_row("MQTT broker", where["mqtt_url"])
     table.add_row("InfluxDB", where["influx_url"])
     table.add_row("database", where["database"])

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from contract.alarms import AlarmState, Severity
-from contract.errors import SensorGateError, TopicError
+from contract.errors import SensorGateError, StorageError, TopicError
 from contract.ids import check_id
 from gateway.influx.query import quote_ident, quote_string
 
@@ -286,6 +286,15 @@ class Views:
         self.fleet_lookback = fleet_lookback
         self.offline_after = offline_after
 
+    def _run(self, q: str) -> list[dict[str, Any]]:
+        # A database the gateway has not created yet holds nothing: not an error here.
+        try:
+            return self._q.query(q)
+        except StorageError as exc:
+            if "database not found" in str(exc):
+                return []
+            raise
+
     # -- alarms ---------------------------------------------------------------------
     def active_alarms(self, flt: AlarmFilter | None = None) -> list[AlarmRow]:
         """Alarms whose latest event is not ``cleared``, most severe and newest first.
@@ -302,7 +311,7 @@ class Views:
             + " AND ".join(where)
             + " GROUP BY site, device, sensor, metric, rule ORDER BY time DESC LIMIT 1"
         )
-        rows = [AlarmRow.from_row(r) for r in self._q.query(q)]
+        rows = [AlarmRow.from_row(r) for r in self._run(q)]
         active = [r for r in rows if r.state != AlarmState.CLEARED.value]
         if state is not None:
             active = [r for r in active if r.state == state]
@@ -326,7 +335,7 @@ class Views:
             + " AND ".join(where)
             + f" ORDER BY time DESC LIMIT {_limit(limit)}"
         )
-        return [AlarmRow.from_row(r) for r in self._q.query(q)]
+        return [AlarmRow.from_row(r) for r in self._run(q)]
 
     # -- fleet ------------------------------------------------------------------------
     def fleet(self, *, site: str | None = None, now: datetime | None = None) -> list[DeviceStatus]:
@@ -340,7 +349,7 @@ class Views:
             + " AND ".join(where)
             + " GROUP BY site, device, sensor, metric"
         )
-        return self._fold_devices(self._q.query(q), now)
+        return self._fold_devices(self._run(q), now)
 
     def device(self, site: str, device: str, *, now: datetime | None = None) -> DeviceStatus | None:
         """One device's status and latest values, or ``None`` if not seen lately."""
@@ -351,7 +360,7 @@ class Views:
             f" AND site = {_id('site', site)} AND device = {_id('device', device)}"
             " GROUP BY site, device, sensor, metric"
         )
-        found = self._fold_devices(self._q.query(q), now)
+        found = self._fold_devices(self._run(q), now)
         return found[0] if found else None
 
     def _fold_devices(self, rows: list[dict[str, Any]], now: datetime) -> list[DeviceStatus]:
@@ -406,7 +415,7 @@ class Views:
                 + " AND ".join(where)
                 + " GROUP BY sensor, metric LIMIT 10000"
             )
-            rows = self._q.query(q)
+            rows = self._run(q)
             return interval, [
                 SeriesPoint(_ts(r["time"]) or start, _series_name(r), r["value"]) for r in rows
             ]
@@ -415,7 +424,7 @@ class Views:
             "SELECT mean(value) AS mean, min(value) AS min, max(value) AS max FROM readings"
             " WHERE " + " AND ".join(where) + f" GROUP BY time({interval}), sensor, metric"
         )
-        return interval, _points(self._q.query(q), start)
+        return interval, _points(self._run(q), start)
 
     def aggregates(
         self,
@@ -455,7 +464,7 @@ class Views:
                 "SELECT mean(mean) AS mean, min(min) AS min, max(max) AS max FROM aggregates"
                 " WHERE " + " AND ".join(where) + f" GROUP BY time({interval}), sensor, metric"
             )
-            points = _points(self._q.query(q), start)
+            points = _points(self._run(q), start)
             if points:
                 break
         return interval, points

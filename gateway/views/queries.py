@@ -66,8 +66,11 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=int(m.group(1)) * _UNIT_S[m.group(2)])
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _ns(when: datetime) -> int:
-    return int((when - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1)) * 1000
+    return ((when - _EPOCH) // timedelta(microseconds=1)) * 1000
 
 
 def parse_time(text: str, *, now: datetime | None = None) -> datetime:
@@ -128,7 +131,8 @@ def _id(kind: str, value: str) -> str:
 def _ts(value: Any) -> datetime | None:
     if value is None:
         return None
-    return datetime.fromtimestamp(int(value) / 1e9, tz=UTC)
+    # Exact to the microsecond (a float of nanoseconds is not).
+    return _EPOCH + timedelta(microseconds=int(value) // 1000)
 
 
 @dataclass(frozen=True)

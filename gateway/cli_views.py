@@ -19,7 +19,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 __all__ = ["EXIT_ALARMS", "EXIT_BAD_INPUT", "EXIT_OK", "EXIT_UNREACHABLE", "register"]
@@ -254,7 +254,7 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
                         if now != last:
                             last = now
                             if not args.json:
-                                console.rule(_utc(datetime.now().astimezone()))
+                                console.rule(_utc(datetime.now(UTC)))
                             show(rows)
                             updates += 1
                 except KeyboardInterrupt:

@@ -26,8 +26,8 @@ import logging
 import mimetypes
 import queue
 import secrets
+import signal
 import threading
-import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -421,10 +421,9 @@ def run_dashboard(
         print(f"SensorGate dashboard: {dash.url_with_token}", flush=True)
         if read_only:
             print("read-only: no acknowledge button", flush=True)
-        deadline = None if duration_s is None else time.monotonic() + duration_s
-        try:
-            while deadline is None or time.monotonic() < deadline:
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
+        done = threading.Event()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, lambda *_: done.set())
+        with contextlib.suppress(KeyboardInterrupt):
+            done.wait(duration_s)
     return 0

@@ -10,6 +10,7 @@ import sys
 import httpx
 import pytest
 
+from gateway.services import ServiceEndpoints
 from tests.integration.conftest import wait_for
 
 pytestmark = pytest.mark.integration
@@ -17,6 +18,9 @@ pytestmark = pytest.mark.integration
 
 def test_up_serves_the_dashboard() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENSORGATE_")}
+    # The gateway's metrics port is fixed (9464): off here, so that another `up` on the
+    # same machine does not make this one fail.
+    env["SENSORGATE_METRICS_PORT"] = "0"
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "up", "--json", "--duration", "120"],
         stdout=subprocess.PIPE,
@@ -43,5 +47,36 @@ def test_up_serves_the_dashboard() -> None:
     finally:
         proc.terminate()
         assert proc.wait(60) == 0
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_dashboard_command_runs_standalone(services: ServiceEndpoints, unique: str) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SENSORGATE_")},
+        "SENSORGATE_INFLUX__URL": services.influx_url,
+        "SENSORGATE_INFLUX__DATABASE": f"d_{unique}",
+        "SENSORGATE_MQTT__HOST": services.mqtt_host,
+        "SENSORGATE_MQTT__PORT": str(services.mqtt_port),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "dashboard", "--port", "0", "--read-only",
+         "--duration", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("SensorGate dashboard: http://127.0.0.1:"), first
+        url = first.split(": ", 1)[1].strip()
+        assert "token" not in url  # read-only: nothing to acknowledge with
+        assert httpx.get(url + "api/config").json()["read_only"] is True
+        assert httpx.get(url + "api/fleet").json()["devices"] == []
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0
         if proc.stdout is not None:
             proc.stdout.close()

@@ -144,3 +144,7 @@ def test_every_grafana_query_returns_data(running_gateway: RunningGateway) -> No
                 assert rows, f"{path.name} {where} returned nothing: {statement}"
                 ran += 1
     assert ran >= 2 * 20
+    fleet = json.loads((GRAFANA / "dashboards" / "fleet.json").read_text())
+    (reporting,) = [p for p in fleet["panels"] if p["title"] == "Devices reporting"]
+    rows = q.query(substitute(reporting["targets"][0]["query"], choices[0]))
+    assert rows[0]["count"] == 3

@@ -114,6 +114,59 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     dash.add_argument("--token", default=None, help="token the acknowledge action requires")
     dash.add_argument("--duration", type=float, default=None, help=argparse.SUPPRESS)
     dash.set_defaults(func=_cmd_dashboard)
+    _extend_gateway_run(subparsers)
+
+
+def _extend_gateway_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Give ``sensorgate gateway run`` a ``--dashboard-port``: the gateway process serves it."""
+    gateway = subparsers.choices.get("gateway")
+    if gateway is None:
+        return
+    run = next(
+        (
+            a.choices["run"]
+            for a in gateway._actions
+            if isinstance(a, argparse._SubParsersAction) and "run" in a.choices
+        ),
+        None,
+    )
+    if run is None or run.get_default("func") is None:
+        return
+    run.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=None,
+        help="also serve the web dashboard on this port (process 0 of a cluster only)",
+    )
+    run.add_argument("--dashboard-host", default="127.0.0.1", help="dashboard listen address")
+    run.add_argument("--dashboard-token", default=None, help="token of the acknowledge action")
+    run.add_argument("--dashboard-read-only", action="store_true", help="no acknowledge action")
+    run.set_defaults(func=_with_dashboard(run.get_default("func")))
+
+
+def _with_dashboard(run_gateway: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
+    def run(args: argparse.Namespace) -> int:
+        if args.dashboard_port is None or (getattr(args, "process_id", None) or 0) != 0:
+            return run_gateway(args)
+        import logging
+
+        from gateway.dashboard.server import Dashboard
+        from gateway.settings import load_settings
+
+        dash = Dashboard(
+            load_settings(),
+            host=args.dashboard_host,
+            port=args.dashboard_port,
+            read_only=args.dashboard_read_only,
+            token=args.dashboard_token,
+        ).start()
+        logging.getLogger("gateway").info("dashboard at %s", dash.url)
+        try:
+            return run_gateway(args)
+        finally:
+            dash.stop()
+
+    return run
 
 
 def _influx_args(p: argparse.ArgumentParser) -> None:

@@ -1,17 +1,19 @@
 """``sensorgate up``: the whole local stack in one command.
 
 Starts mosquitto and influxd (unless external ones are configured), the gateway in
-its own process, a small simulated fleet and the web dashboard (port 8080, or any
-free port when 8080 is taken); prints where everything is, the dashboard's URL with
-its acknowledge token, and live counts until Ctrl-C (or ``--duration``); then stops
-everything in order.
+its own process (which also serves the web dashboard, on port 8080 or any free port
+when 8080 is taken), and a small simulated fleet; prints where everything is, the
+dashboard's URL with its acknowledge token, and live counts until Ctrl-C (or
+``--duration``); then stops everything in order.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
+import socket
 import sys
 import threading
 import time
@@ -66,7 +68,6 @@ def run_up(
     local: LocalServices | None = None
     gateway: ManagedProcess | None = None
     fleet = None
-    dashboard = None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
@@ -84,9 +85,13 @@ def run_up(
                 influx={**base.influx.model_dump(), "url": ep.influx_url},
             )
         workdir = local.workdir if local else Path.cwd()
+        dashboard_port, dashboard_token = _free_port(DASHBOARD_PORT), secrets.token_urlsafe(16)
         gateway = ManagedProcess(
             "gateway",
-            [sys.executable, "-m", "gateway.cli", "gateway", "run"],
+            [
+                *(sys.executable, "-m", "gateway.cli", "gateway", "run"),
+                *("--dashboard-port", str(dashboard_port), "--dashboard-token", dashboard_token),
+            ],
             workdir / "gateway.log",
             env={**os.environ, **settings_env(settings)},
         )
@@ -95,9 +100,8 @@ def run_up(
             settings.topics,
             devices=devices,
         )
-        dashboard = _start_dashboard(settings)
         where = {
-            "dashboard_url": dashboard.url_with_token,
+            "dashboard_url": f"http://127.0.0.1:{dashboard_port}/?token={dashboard_token}",
             "mqtt_url": settings.mqtt.url,
             "influx_url": settings.influx.url,
             "database": settings.influx.database,
@@ -119,8 +123,6 @@ def run_up(
     except KeyboardInterrupt:
         counts = None
     finally:
-        if dashboard is not None:
-            dashboard.stop()
         if fleet is not None:
             fleet.stop()
         if gateway is not None:
@@ -135,14 +137,16 @@ def run_up(
     return 0
 
 
-def _start_dashboard(settings: GatewaySettings) -> Any:
-    from gateway.dashboard.server import Dashboard
-
-    try:
-        dash = Dashboard(settings, port=DASHBOARD_PORT)
-    except OSError:  # 8080 taken: any free port (the URL is printed)
-        dash = Dashboard(settings, port=0)
-    return dash.start()
+def _free_port(preferred: int) -> int:
+    """Return ``preferred`` if it is free on the loopback, else any free port."""
+    for port in (preferred, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise ServiceError("no free loopback port for the dashboard")
 
 
 def _watch(

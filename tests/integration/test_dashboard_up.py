@@ -1,4 +1,4 @@
-"""``sensorgate up`` serves the dashboard and prints its URL."""
+"""``sensorgate up`` (its gateway process) serves the dashboard; ``sensorgate dashboard``."""
 
 from __future__ import annotations
 
@@ -36,6 +36,14 @@ def test_up_serves_the_dashboard() -> None:
         assert url.startswith("http://127.0.0.1:")
         assert "?token=" in url
         base = url.split("?")[0]
+
+        def served() -> bool:  # the gateway process serves it once it has started
+            try:
+                return httpx.get(base + "healthz").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(served, 60, "the dashboard in the gateway process")
         page = httpx.get(url)
         assert page.status_code == 200
         assert "SensorGate" in page.text

@@ -55,7 +55,7 @@
         <td class="msg">${esc(a.message)}</td><td title="${esc(a.time)}">${utc(a.time)}</td><td>${btn}</td></tr>`;
     });
     return `<table><thead><tr><th>severity</th><th>state</th>${withDevice ? "<th>device</th>" : ""}
-      <th>metric</th><th>rule</th><th>value</th><th>threshold</th><th>message</th><th>since (UTC)</th><th></th></tr></thead>
+      <th>metric</th><th>rule</th><th>value</th><th>threshold</th><th>message</th><th>last change (UTC)</th><th></th></tr></thead>
       <tbody>${rows.join("")}</tbody></table>`;
   }
 

@@ -24,6 +24,7 @@ _PLUGINS = (
     "gateway.commands",
     "gateway.replay",
     "gateway.bench_alarms",
+    "gateway.cli_views",
 )
 
 

@@ -1,15 +1,19 @@
 """``sensorgate up``: the whole local stack in one command.
 
 Starts mosquitto and influxd (unless external ones are configured), the gateway in
-its own process, and a small simulated fleet; prints where everything is and live
-counts until Ctrl-C (or ``--duration``); then stops everything in order.
+its own process (which also serves the web dashboard, on port 8080 or any free port
+when 8080 is taken), and a small simulated fleet; prints where everything is, the
+dashboard's URL with its acknowledge token, and live counts until Ctrl-C (or
+``--duration``); then stops everything in order.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
+import socket
 import sys
 import threading
 import time
@@ -27,7 +31,9 @@ from gateway.services import LocalServices, ManagedProcess
 from gateway.settings import GatewaySettings, load_settings, settings_env
 from simulators.demo import start_demo_fleet
 
-__all__ = ["Counts", "run_up"]
+__all__ = ["DASHBOARD_PORT", "Counts", "run_up"]
+
+DASHBOARD_PORT = 8080
 
 
 @dataclass
@@ -83,9 +89,13 @@ def run_up(
                 },
             )
         workdir = local.workdir if local else Path.cwd()
+        dashboard_port, dashboard_token = _free_port(DASHBOARD_PORT), secrets.token_urlsafe(16)
         gateway = ManagedProcess(
             "gateway",
-            [sys.executable, "-m", "gateway.cli", "gateway", "run"],
+            [
+                *(sys.executable, "-m", "gateway.cli", "gateway", "run"),
+                *("--dashboard-port", str(dashboard_port), "--dashboard-token", dashboard_token),
+            ],
             workdir / "gateway.log",
             env={**os.environ, **settings_env(settings)},
         )
@@ -95,6 +105,7 @@ def run_up(
             devices=devices,
         )
         where = {
+            "dashboard_url": f"http://127.0.0.1:{dashboard_port}/?token={dashboard_token}",
             "mqtt_url": settings.mqtt.url,
             "influx_url": settings.influx.url,
             "database": settings.influx.database,
@@ -128,6 +139,18 @@ def run_up(
         else:
             _print_summary(console, counts)
     return 0
+
+
+def _free_port(preferred: int) -> int:
+    """Return ``preferred`` if it is free on the loopback, else any free port."""
+    for port in (preferred, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise ServiceError("no free loopback port for the dashboard")
 
 
 def _watch(
@@ -178,6 +201,7 @@ def _watch(
 
 def _print_where(console: Console, where: dict[str, Any]) -> None:
     table = Table(title="SensorGate is up", show_header=False)
+    table.add_row("dashboard", where["dashboard_url"])
     table.add_row("MQTT broker", where["mqtt_url"])
     table.add_row("InfluxDB", where["influx_url"])
     table.add_row("database", where["database"])

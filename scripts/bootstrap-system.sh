@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install the system services SensorGate runs locally if missing: mosquitto and influxd
-# (the stack), and victoria-metrics (a real server for testing the InfluxDB v2 write path).
+# (the stack), victoria-metrics (a real server for testing the InfluxDB v2 write path) and
+# chromium (the browser the dashboard tests drive with Playwright; Playwright cannot
+# download its own browser here).
 # As root this uses apt-get; otherwise it says what to run.
 set -euo pipefail
 missing=()
@@ -8,6 +10,7 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/
 have mosquitto || missing+=(mosquitto)
 have influxd || missing+=(influxdb)
 have victoria-metrics || missing+=(victoria-metrics)
+have chromium || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "Installing system packages: ${missing[*]}"

@@ -1,0 +1,486 @@
+"""InfluxQL views over the stored data (schema in ARCHITECTURE.md).
+
+Every value a user can give (site, device, sensor, metric, rule, severity, state,
+times, windows, limits) is validated here and then quoted with
+:func:`~gateway.influx.query.quote_string`; identifiers (measurements, fields, tag
+keys) come only from fixed lists in this module. A value that is not acceptable raises
+:class:`ViewInputError` before any statement is built, so user input never reaches
+InfluxDB unquoted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from contract.alarms import AlarmState, Severity
+from contract.errors import SensorGateError, StorageError, TopicError
+from contract.ids import check_id
+from gateway.influx.query import quote_ident, quote_string
+
+__all__ = [
+    "AlarmFilter",
+    "AlarmRow",
+    "DeviceStatus",
+    "QueryRunner",
+    "SeriesPoint",
+    "ViewInputError",
+    "Views",
+    "choose_interval",
+    "parse_duration",
+    "parse_time",
+]
+
+
+class ViewInputError(SensorGateError):
+    """A filter, time or name given to a view is not acceptable (says which and why)."""
+
+
+class QueryRunner(Protocol):
+    """What the views need from an InfluxQL client (``InfluxQL`` or a fake)."""
+
+    def query(self, q: str) -> list[dict[str, Any]]:
+        """Run one statement and return its rows."""
+        ...
+
+
+_DURATION_RE = re.compile(r"^(\d{1,9})(ms|s|m|h|d|w)$")
+_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+# Chart intervals, smallest first: the interval of a range is the first that gives at
+# most MAX_POINTS buckets.
+INTERVALS: tuple[str, ...] = ("10s", "1m", "5m", "15m", "1h", "6h", "1d", "7d")
+MAX_POINTS = 400
+AGG_FIELDS = ("mean", "min", "max", "count", "first", "last", "stddev")
+ALARM_FIELDS = ("alarm_id", "value", "threshold", "message")
+ALARM_TAGS = ("site", "device", "metric", "rule", "severity", "state")
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse ``90s``, ``15m``, ``2h``, ``7d``; raise :class:`ViewInputError` otherwise."""
+    m = _DURATION_RE.match(text.strip())
+    if m is None:
+        raise ViewInputError(f"expected a duration like 30s, 15m, 2h or 7d; got {text!r}")
+    return timedelta(seconds=int(m.group(1)) * _UNIT_S[m.group(2)])
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _ns(when: datetime) -> int:
+    return ((when - _EPOCH) // timedelta(microseconds=1)) * 1000
+
+
+def parse_time(text: str, *, now: datetime | None = None) -> datetime:
+    """Parse ``now``, ``-2h`` or ``2h`` (that long ago), or an ISO 8601 time (naive: UTC)."""
+    now = now or datetime.now(UTC)
+    text = text.strip()
+    if text == "now":
+        return now
+    if text.startswith("-"):
+        return now - parse_duration(text[1:])
+    if _DURATION_RE.match(text):
+        return now - parse_duration(text)
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ViewInputError(
+            f"expected 'now', '-2h' or an ISO 8601 time like 2026-01-02T03:04:05Z; got {text!r}"
+        ) from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def choose_interval(span: timedelta, *, max_points: int = MAX_POINTS) -> str:
+    """Return the smallest chart interval giving at most ``max_points`` buckets over ``span``."""
+    for name in INTERVALS:
+        if span / parse_duration(name) <= max_points:
+            return name
+    return INTERVALS[-1]
+
+
+_LOOSE_KINDS = frozenset({"metric", "rule", "window"})
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def _id(kind: str, value: str) -> str:
+    """Validate one tag value and quote it as an InfluxQL string literal.
+
+    Sites, devices and sensors follow the contract's id rules; an alarm's metric and
+    rule may also hold ``/`` (``sensor/metric``) but no control character.
+    """
+    # Checked here for every kind: contract.ids.check_id lets one trailing newline
+    # through (its pattern ends in ``$``, which matches before a final ``\n``).
+    if isinstance(value, str) and _CONTROL_RE.search(value):
+        raise ViewInputError(f"{kind} {value!r} contains a control character")
+    if kind in _LOOSE_KINDS:
+        if not isinstance(value, str) or not 1 <= len(value) <= 256:
+            raise ViewInputError(f"{kind} must be 1 to 256 characters; got {value!r}")
+        if _CONTROL_RE.search(value) or value.endswith("\\"):
+            raise ViewInputError(
+                f"{kind} {value!r} contains a control character or ends with a backslash"
+            )
+        return quote_string(value)
+    try:
+        return quote_string(check_id(kind, value))
+    except TopicError as exc:
+        raise ViewInputError(str(exc)) from None
+
+
+def _ts(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    # Exact to the microsecond (a float of nanoseconds is not).
+    return _EPOCH + timedelta(microseconds=int(value) // 1000)
+
+
+@dataclass(frozen=True)
+class AlarmFilter:
+    """Filters of an alarm query; ``None`` means any."""
+
+    site: str | None = None
+    device: str | None = None
+    metric: str | None = None
+    rule: str | None = None
+    severity: str | None = None
+    state: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.severity is not None and self.severity not in set(Severity):
+            raise ViewInputError(
+                f"severity must be one of {', '.join(Severity)}; got {self.severity!r}"
+            )
+        if self.state is not None and self.state not in set(AlarmState):
+            raise ViewInputError(
+                f"state must be one of {', '.join(AlarmState)}; got {self.state!r}"
+            )
+
+    def clauses(self) -> list[str]:
+        """Return the WHERE clauses of the set filters (values validated and quoted)."""
+        out = []
+        for key in ALARM_TAGS:
+            value = getattr(self, key)
+            if value is not None:
+                out.append(f"{quote_ident(key)} = {_id(key, value)}")
+        return out
+
+
+@dataclass(frozen=True)
+class AlarmRow:
+    """One stored alarm event (the latest one of its alarm, for active alarms)."""
+
+    time: datetime
+    alarm_id: str
+    site: str
+    device: str
+    metric: str
+    rule: str
+    severity: str
+    state: str
+    value: float | None = None
+    threshold: float | None = None
+    message: str = ""
+    sensor: str = ""
+
+    @property
+    def rank(self) -> int:
+        """Severity rank, higher is more urgent (unknown severities rank lowest)."""
+        try:
+            return Severity(self.severity).rank
+        except ValueError:
+            return -1
+
+    def as_json(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (time as ISO 8601 UTC)."""
+        doc = asdict(self)
+        doc["time"] = self.time.isoformat().replace("+00:00", "Z")
+        return doc
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> AlarmRow:
+        """Build from a raw ``alarms`` row."""
+        return cls(
+            time=_ts(row["time"]) or datetime.now(UTC),
+            alarm_id=str(row.get("alarm_id") or ""),
+            site=row.get("site") or "",
+            device=row.get("device") or "",
+            metric=row.get("metric") or "",
+            rule=row.get("rule") or "",
+            severity=row.get("severity") or "",
+            state=row.get("state") or "",
+            value=row.get("value"),
+            threshold=row.get("threshold"),
+            message=row.get("message") or "",
+            sensor=row.get("sensor") or "",
+        )
+
+
+@dataclass(frozen=True)
+class DeviceStatus:
+    """One device of the fleet: when it was last seen and its latest values."""
+
+    site: str
+    device: str
+    last_seen: datetime
+    online: bool
+    values: dict[str, float] = field(default_factory=dict)
+    """``sensor/metric`` -> latest value."""
+
+    def as_json(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {
+            "site": self.site,
+            "device": self.device,
+            "last_seen": self.last_seen.isoformat().replace("+00:00", "Z"),
+            "online": self.online,
+            "values": self.values,
+        }
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    """One point of a chart series (raw reading, or a bucket of aggregates)."""
+
+    time: datetime
+    series: str
+    """``sensor/metric``."""
+    mean: float | None
+    min: float | None = None
+    max: float | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {
+            "time": self.time.isoformat().replace("+00:00", "Z"),
+            "series": self.series,
+            "mean": self.mean,
+            "min": self.min,
+            "max": self.max,
+        }
+
+
+def _time_clause(start: datetime, end: datetime) -> str:
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ViewInputError("times must be timezone-aware (UTC)")
+    if end <= start:
+        raise ViewInputError(f"the range must end after it starts; got {start} .. {end}")
+    return f"time >= {_ns(start)} AND time <= {_ns(end)}"
+
+
+def _limit(limit: int) -> int:
+    if not isinstance(limit, int) or not 1 <= limit <= 100_000:
+        raise ViewInputError(f"limit must be an integer from 1 to 100000; got {limit!r}")
+    return limit
+
+
+class Views:
+    """The read-side queries of SensorGate over one InfluxQL client."""
+
+    def __init__(
+        self,
+        runner: QueryRunner,
+        *,
+        alarm_lookback: timedelta = timedelta(days=30),
+        fleet_lookback: timedelta = timedelta(hours=1),
+        offline_after: timedelta = timedelta(seconds=60),
+    ) -> None:
+        self._q = runner
+        self.alarm_lookback = alarm_lookback
+        self.fleet_lookback = fleet_lookback
+        self.offline_after = offline_after
+
+    def _run(self, q: str) -> list[dict[str, Any]]:
+        # A database the gateway has not created yet holds nothing: not an error here.
+        try:
+            return self._q.query(q)
+        except StorageError as exc:
+            if "database not found" in str(exc):
+                return []
+            raise
+
+    # -- alarms ---------------------------------------------------------------------
+    def active_alarms(self, flt: AlarmFilter | None = None) -> list[AlarmRow]:
+        """Alarms whose latest event is not ``cleared``, most severe and newest first.
+
+        One key (site, device, sensor, metric, rule) has at most one live alarm, so the latest
+        event of each key tells whether its alarm is still on.
+        """
+        flt = flt or AlarmFilter()
+        state = flt.state
+        where = [f"time > now() - {int(self.alarm_lookback.total_seconds())}s"]
+        where += AlarmFilter(**{**asdict(flt), "state": None}).clauses()
+        q = (
+            "SELECT * FROM alarms WHERE "
+            + " AND ".join(where)
+            + " GROUP BY site, device, sensor, metric, rule ORDER BY time DESC LIMIT 1"
+        )
+        rows = [AlarmRow.from_row(r) for r in self._run(q)]
+        active = [r for r in rows if r.state != AlarmState.CLEARED.value]
+        if state is not None:
+            active = [r for r in active if r.state == state]
+        active.sort(key=lambda r: (-r.rank, -r.time.timestamp()))
+        return active
+
+    def alarm_history(
+        self,
+        flt: AlarmFilter | None = None,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[AlarmRow]:
+        """Return the stored alarm events matching ``flt`` in ``[start, end]``, newest first."""
+        end = end or datetime.now(UTC) + timedelta(minutes=5)
+        start = start or end - self.alarm_lookback
+        where = [_time_clause(start, end), *(flt or AlarmFilter()).clauses()]
+        q = (
+            "SELECT * FROM alarms WHERE "
+            + " AND ".join(where)
+            + f" ORDER BY time DESC LIMIT {_limit(limit)}"
+        )
+        return [AlarmRow.from_row(r) for r in self._run(q)]
+
+    # -- fleet ------------------------------------------------------------------------
+    def fleet(self, *, site: str | None = None, now: datetime | None = None) -> list[DeviceStatus]:
+        """Every device seen within the fleet lookback, with its last values."""
+        now = now or datetime.now(UTC)
+        where = [f"time > now() - {int(self.fleet_lookback.total_seconds())}s"]
+        if site is not None:
+            where.append(f"site = {_id('site', site)}")
+        q = (
+            "SELECT last(value) AS value FROM readings WHERE "
+            + " AND ".join(where)
+            + " GROUP BY site, device, sensor, metric"
+        )
+        return self._fold_devices(self._run(q), now)
+
+    def device(self, site: str, device: str, *, now: datetime | None = None) -> DeviceStatus | None:
+        """One device's status and latest values, or ``None`` if not seen lately."""
+        now = now or datetime.now(UTC)
+        q = (
+            "SELECT last(value) AS value FROM readings WHERE"
+            f" time > now() - {int(self.fleet_lookback.total_seconds())}s"
+            f" AND site = {_id('site', site)} AND device = {_id('device', device)}"
+            " GROUP BY site, device, sensor, metric"
+        )
+        found = self._fold_devices(self._run(q), now)
+        return found[0] if found else None
+
+    def _fold_devices(self, rows: list[dict[str, Any]], now: datetime) -> list[DeviceStatus]:
+        seen: dict[tuple[str, str], tuple[datetime, dict[str, float]]] = {}
+        for row in rows:
+            key = (row.get("site", ""), row.get("device", ""))
+            when = _ts(row["time"]) or now
+            last, values = seen.get(key, (when, {}))
+            values[f"{row.get('sensor', '')}/{row.get('metric', '')}"] = row["value"]
+            seen[key] = (max(last, when), values)
+        return [
+            DeviceStatus(
+                site=site,
+                device=dev,
+                last_seen=last,
+                online=now - last <= self.offline_after,
+                values=dict(sorted(values.items())),
+            )
+            for (site, dev), (last, values) in sorted(seen.items())
+        ]
+
+    # -- series -----------------------------------------------------------------------
+    def readings(
+        self,
+        site: str,
+        device: str,
+        *,
+        start: datetime,
+        end: datetime,
+        metric: str | None = None,
+        sensor: str | None = None,
+        interval: str | None = None,
+    ) -> tuple[str, list[SeriesPoint]]:
+        """Return the readings of one device over ``[start, end]`` in buckets of ``interval``.
+
+        ``interval`` defaults to :func:`choose_interval` of the range; ``raw`` returns the
+        readings themselves (at most 10,000).
+        """
+        where = [
+            _time_clause(start, end),
+            f"site = {_id('site', site)}",
+            f"device = {_id('device', device)}",
+        ]
+        if metric is not None:
+            where.append(f"metric = {_id('metric', metric)}")
+        if sensor is not None:
+            where.append(f"sensor = {_id('sensor', sensor)}")
+        interval = interval or choose_interval(end - start)
+        if interval == "raw":
+            q = (
+                "SELECT value FROM readings WHERE "
+                + " AND ".join(where)
+                + " GROUP BY sensor, metric LIMIT 10000"
+            )
+            rows = self._run(q)
+            return interval, [
+                SeriesPoint(_ts(r["time"]) or start, _series_name(r), r["value"]) for r in rows
+            ]
+        parse_duration(interval)
+        q = (
+            "SELECT mean(value) AS mean, min(value) AS min, max(value) AS max FROM readings"
+            " WHERE " + " AND ".join(where) + f" GROUP BY time({interval}), sensor, metric"
+        )
+        return interval, _points(self._run(q), start)
+
+    def aggregates(
+        self,
+        site: str,
+        device: str,
+        *,
+        start: datetime,
+        end: datetime,
+        metric: str | None = None,
+        windows: tuple[str, ...] = ("10s", "1m"),
+        interval: str | None = None,
+    ) -> tuple[str, list[SeriesPoint]]:
+        """Return stored window aggregates over ``[start, end]``, re-bucketed to ``interval``.
+
+        The stored window used is the largest of ``windows`` not longer than the chosen
+        interval (so a week reads 1-minute windows, not 10-second ones).
+        """
+        interval = interval or choose_interval(end - start)
+        step = parse_duration(interval)
+        tumbling = [w for w in windows if _DURATION_RE.match(w)]  # not sliding "5m/1m"
+        if not tumbling:
+            raise ViewInputError(f"no tumbling window among {windows!r}")
+        usable = sorted((w for w in tumbling if parse_duration(w) <= step), key=parse_duration)
+        usable = usable or [min(tumbling, key=parse_duration)]
+        base = [
+            _time_clause(start, end),
+            f"site = {_id('site', site)}",
+            f"device = {_id('device', device)}",
+        ]
+        if metric is not None:
+            base.append(f"metric = {_id('metric', metric)}")
+        points: list[SeriesPoint] = []
+        # Largest stored window first; a smaller one when the larger is not stored.
+        for window in reversed(usable):
+            where = [*base, f'"window" = {_id("window", window)}']
+            q = (
+                "SELECT mean(mean) AS mean, min(min) AS min, max(max) AS max FROM aggregates"
+                " WHERE " + " AND ".join(where) + f" GROUP BY time({interval}), sensor, metric"
+            )
+            points = _points(self._run(q), start)
+            if points:
+                break
+        return interval, points
+
+
+def _series_name(row: dict[str, Any]) -> str:
+    return f"{row.get('sensor', '')}/{row.get('metric', '')}"
+
+
+def _points(rows: list[dict[str, Any]], start: datetime) -> list[SeriesPoint]:
+    return [
+        SeriesPoint(_ts(r["time"]) or start, _series_name(r), r["mean"], r["min"], r["max"])
+        for r in rows
+        if r.get("mean") is not None
+    ]

@@ -43,7 +43,7 @@ def check_id(kind: str, value: object) -> str:
         raise TopicError(f"{kind} id must not be empty")
     if len(value) > ID_MAX_LENGTH:
         raise TopicError(f"{kind} id must be at most {ID_MAX_LENGTH} characters; got {len(value)}")
-    if _ID_RE.match(value) is None:
+    if _ID_RE.fullmatch(value) is None:  # match() would let "$" pass a final newline
         if value.endswith("\\"):
             raise TopicError(
                 f"{kind} id {value!r} ends with a backslash, which InfluxDB line protocol"

@@ -27,6 +27,7 @@ def test_build_then_parse_round_trips(site: str, device: str, kind: TopicKind) -
         ("a#", "'#'"),
         ("$SYS", "'$'"),
         ("a\nb", "'\\n'"),
+        ("trailing\n", "'\\n'"),
         ("a\x00b", "'\\x00'"),
         ("a\x85b", "'\\x85'"),
         ("", "must not be empty"),

@@ -27,7 +27,7 @@ from rich.table import Table
 from contract.errors import ServiceError, StorageError
 from edge.mqtt import MqttSettings
 from gateway.influx.query import InfluxQL
-from gateway.services import LocalServices, ManagedProcess
+from gateway.services import LocalServices, ManagedProcess, free_port
 from gateway.settings import GatewaySettings, load_settings, settings_env
 from simulators.demo import start_demo_fleet
 
@@ -87,6 +87,8 @@ def run_up(
                     "url": ep.influx_url,
                     "spill_dir": local.workdir / "spill",  # throwaway, like the data
                 },
+                # A fixed port could clash with another gateway on this machine.
+                metrics_port=free_port(),
             )
         workdir = local.workdir if local else Path.cwd()
         dashboard_port, dashboard_token = _free_port(DASHBOARD_PORT), secrets.token_urlsafe(16)
@@ -110,6 +112,7 @@ def run_up(
             "influx_url": settings.influx.url,
             "database": settings.influx.database,
             "topic_prefix": settings.topic_prefix,
+            "metrics_url": f"http://{settings.metrics_host}:{settings.metrics_port}/metrics",
             "gateway_log": str(gateway.log_path),
             "pids": {
                 "gateway": gateway.pid,
@@ -202,6 +205,7 @@ def _watch(
 def _print_where(console: Console, where: dict[str, Any]) -> None:
     table = Table(title="SensorGate is up", show_header=False)
     table.add_row("dashboard", where["dashboard_url"])
+    table.add_row("metrics", where["metrics_url"])
     table.add_row("MQTT broker", where["mqtt_url"])
     table.add_row("InfluxDB", where["influx_url"])
     table.add_row("database", where["database"])

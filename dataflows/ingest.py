@@ -34,7 +34,16 @@ __all__ = [
     "RawMessage",
     "Rejected",
     "StatusIn",
+    "device_key",
 ]
+
+
+def device_key(site: str, device: str) -> str:
+    """Return the key that keeps a device's state on one worker.
+
+    Unambiguous: ids cannot contain ``/``.
+    """
+    return f"{site}/{device}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +65,7 @@ class Accepted:
     @property
     def device_key(self) -> str:
         """The key that keeps a device's state on one worker."""
-        data = self.event.data
-        return f"{data.site}/{data.device}"
+        return device_key(self.event.data.site, self.event.data.device)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +83,7 @@ class StatusIn:
     @property
     def device_key(self) -> str:
         """The key of the device (same as its telemetry's)."""
-        data = self.event.data
-        return f"{data.site}/{data.device}"
+        return device_key(self.event.data.site, self.event.data.device)
 
     def arrival_event(self) -> DeviceOnlineEvent | DeviceOfflineEvent:
         """Return the event re-dated to its arrival at the gateway."""
@@ -93,8 +100,7 @@ class CommandIn:
     @property
     def device_key(self) -> str:
         """The key of the device the command is about."""
-        data = self.command.data
-        return f"{data.site}/{data.device}"
+        return device_key(self.command.data.site, self.command.data.device)
 
 
 @dataclass(frozen=True, slots=True)

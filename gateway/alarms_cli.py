@@ -254,20 +254,12 @@ def _device_chart(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``detect`` or ``evaluate`` without the rest of ``sensorgate``."""
-    from contract.errors import ConfigError, SensorGateError
+    from gateway.cli import run_command
 
     parser = argparse.ArgumentParser(prog="sensorgate", description="Alarm detection offline.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     register(sub)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except ConfigError as exc:
-        print(f"sensorgate: {exc}", file=sys.stderr)
-        return 2
-    except SensorGateError as exc:
-        print(f"sensorgate: {exc}", file=sys.stderr)
-        return 1
+    return run_command(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -150,11 +150,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
-    from contract.errors import ConfigError, SensorGateError
     from gateway.logs import configure_logging
 
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level, json_logs=args.log_json)
+    return run_command(args)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed command; map SensorGate errors to exit codes (2 refused input, 1 other).
+
+    Shared by the plugins' own ``main`` so every entry point reports errors alike.
+    """
+    from contract.errors import ConfigError, SensorGateError
+
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:

@@ -179,6 +179,14 @@ def _wait_until(ready: Callable[[], bool], proc: ManagedProcess, timeout: float,
     )
 
 
+def _answers(url: str, status: int) -> bool:
+    """Whether ``GET url`` answers ``status`` right now (readiness probes)."""
+    try:
+        return httpx.get(url, timeout=0.5).status_code == status
+    except httpx.HTTPError:
+        return False
+
+
 def _listens(pid: int, port: int) -> bool:
     """Whether process ``pid`` itself holds a listening TCP socket on ``port``.
 
@@ -302,15 +310,8 @@ def start_influxd(
         )
     )
     proc = ManagedProcess("influxd", [binary, "-config", str(conf)], data / "influxd.log")
-    url = f"http://{host}:{port}"
-
-    def ping() -> bool:
-        try:
-            return httpx.get(f"{url}/ping", timeout=0.5).status_code == 204
-        except httpx.HTTPError:
-            return False
-
-    _wait_until(ping, proc, timeout, f"answering {url}/ping")
+    url = f"http://{host}:{port}/ping"
+    _wait_until(lambda: _answers(url, 204), proc, timeout, f"answering {url}")
     return proc, port
 
 
@@ -397,13 +398,6 @@ def start_victoria_metrics(
         ],
         data / "victoria-metrics.log",
     )
-    url = f"http://{host}:{port}"
-
-    def healthy() -> bool:
-        try:
-            return httpx.get(f"{url}/health", timeout=0.5).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    _wait_until(healthy, proc, timeout, f"answering {url}/health")
+    url = f"http://{host}:{port}/health"
+    _wait_until(lambda: _answers(url, 200), proc, timeout, f"answering {url}")
     return proc, port

@@ -9,7 +9,6 @@ in the tree.
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -26,13 +25,7 @@ from gateway.views.queries import AlarmFilter, Views
 from tests.integration.conftest import gateway_thread, wait_for
 from tests.integration.test_dashboard import CHROMIUM, CHROMIUM_ARGS
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        importlib.util.find_spec("gateway.alarm_sink") is None,
-        reason="the gateway's alarm stage (branch alarm-wiring) is not merged yet",
-    ),
-]
+pytestmark = pytest.mark.integration
 
 RULES = """
 version = 1

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
 from contract import Reading, TelemetryEvent, encode
@@ -225,30 +224,6 @@ def test_sigkill_under_load_loses_no_reading(
         got = stored_aggregates(q.query("SELECT * FROM aggregates"), "10s")
         assert_aggregates_equal({k: got[k] for k in complete if k in got}, complete)
         q.close()
-    finally:
-        gw.stop()
-
-
-def test_idle_gateway_uses_under_two_percent_of_a_core(
-    proc_settings: GatewaySettings, tmp_path: Path
-) -> None:
-    # Production defaults for the epoch; Bytewax itself parks its worker for at most
-    # 1 ms at a time, which costs about 1.5 % of a core here before any of our code.
-    settings = proc_settings.model_copy(update={"epoch_interval_s": 1.0})
-    gw = _spawn(settings, tmp_path, "gw-idle")
-    try:
-        _wait_ready(gw, settings.metrics_port)
-        time.sleep(2)  # let start-up work settle
-        proc = psutil.Process(gw.pid)
-        before = proc.cpu_times()
-        started = time.monotonic()
-        time.sleep(30)  # a long window: the share is small, the noise is not
-        after = proc.cpu_times()
-        elapsed = time.monotonic() - started
-        used = (after.user + after.system) - (before.user + before.system)
-        share = used / elapsed
-        print(f"idle gateway: {used:.3f} s CPU in {elapsed:.1f} s = {share:.2%} of one core")
-        assert share < 0.02
     finally:
         gw.stop()
 

@@ -134,7 +134,8 @@ class ScalarBank:
         threshold = np.full(n, np.nan)
         severity = np.zeros(n, np.int8)
         messages = np.empty(n, dtype=object)
-        for i, (slot, t, v) in enumerate(zip(slots.tolist(), t_us.tolist(), values.tolist())):
+        rows = zip(slots.tolist(), t_us.tolist(), values.tolist(), strict=True)
+        for i, (slot, t, v) in enumerate(rows):
             signal = self._detectors[slot].update(t, v)
             if signal is None:
                 continue
@@ -150,7 +151,7 @@ class ScalarBank:
         )
 
     def describe(self, signals: BankSignals, i: int) -> str:
-        """The scalar detector's own message."""
+        """Return the scalar detector's own message."""
         return str(signals.detail["message"][i] or "")
 
     def snapshot(self) -> dict[str, Any]:

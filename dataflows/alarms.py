@@ -129,6 +129,11 @@ class AlarmMachine:
         return self._alarm_id is not None
 
     @property
+    def idle(self) -> bool:
+        """Whether no alarm is active or pending: an inactive signal would change nothing."""
+        return self._alarm_id is None and self._pending_since is None
+
+    @property
     def alarm_id(self) -> str | None:
         """The id of the active alarm, if any."""
         return self._alarm_id

@@ -29,24 +29,16 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from contract import DeviceOfflineEvent, DeviceOnlineEvent, Reading, TelemetryEvent
 from contract.alarms import AlarmEvent
 from dataflows.alarms import AlarmKey, AlarmMachine, AlarmPolicy, Cause
-from dataflows.detectors import (
-    AdaptiveDetector,
-    Condition,
-    DeadmanDetector,
-    FlatlineDetector,
-    PatternDetector,
-    RangeDetector,
-    RateDetector,
-    Signal,
-    ThresholdDetector,
-)
+from dataflows.detectors import DeadmanDetector, Signal
+from dataflows.detectors.factory import build_detector
 from dataflows.ingest import Accepted
 from dataflows.rules import RuleSet
+from dataflows.series_alarms import BANK_KINDS
 from dataflows.windows import Aggregate
 
 __all__ = ["SITE_DEVICE", "DetectorInput", "DeviceDetector", "SiteDetector", "build_detector"]
@@ -68,43 +60,6 @@ def _us(when: datetime) -> int:
 
 def _fingerprint(rule: Any) -> str:
     return hashlib.sha1(rule.model_dump_json().encode(), usedforsecurity=False).hexdigest()[:16]
-
-
-def build_detector(rule: Any) -> Any:
-    """Build the detector of a rule (None for rules the engine handles itself)."""
-    kind = rule.kind
-    if kind in ("threshold", "aggregate"):
-        return ThresholdDetector(
-            levels=rule.level_pairs(), above=rule.above is not None, clear=rule.clear
-        )
-    if kind == "rate":
-        return RateDetector(max_rate=rule.max_rate, window_us=rule.window, direction=rule.direction)
-    if kind == "flatline":
-        return FlatlineDetector(duration_us=rule.duration, tolerance=rule.tolerance)
-    if kind == "range":
-        if rule.low is None and rule.high is None:
-            return None  # faults only
-        return RangeDetector(low=rule.low, high=rule.high)
-    if kind == "adaptive":
-        return AdaptiveDetector(
-            threshold=rule.threshold,
-            clear=rule.clear,
-            alpha=rule.alpha,
-            warmup=rule.warmup,
-            season_us=rule.season,
-            season_buckets=rule.season_buckets,
-            hold=rule.hold,
-        )
-    if kind == "deadman":
-        return DeadmanDetector(silence_us=rule.silence)
-    if kind == "pattern":
-        return PatternDetector(
-            conditions=[Condition(c.member, c.op, c.value) for c in rule.conditions],
-            mode=rule.mode,
-            within_us=rule.within,
-            count=rule.count,
-        )
-    return None  # offline: driven by status events
 
 
 @dataclass(slots=True)
@@ -261,8 +216,13 @@ class DeviceDetector(_Engine):
         rules: RuleSet,
         *,
         state: dict[str, Any] | None = None,
+        series_banks: bool = False,
     ) -> None:
         super().__init__(site, device, rules)
+        self.series_banks = series_banks
+        """Leave the bank kinds of series rules to :class:`~dataflows.series_alarms.
+        SeriesAlarms` (the gateway's columnar path); False: evaluate every rule here (the
+        scalar reference, used by tests)."""
         if state is not None:
             self.restore(state)
 
@@ -327,8 +287,39 @@ class DeviceDetector(_Engine):
         pairs = self._pairs.get(key)
         if pairs is None:
             rules = self.rules.for_series(self.site, self.device, sensor, metric)
+            if self.series_banks:
+                rules = tuple(r for r in rules if r.kind not in BANK_KINDS)
             pairs = self._pairs[key] = [(r, self._slot(r, sensor, metric)) for r in rules]
         return pairs
+
+    def wants_readings(self, sensor: str, metric: str) -> bool:
+        """Whether readings of this series feed a rule here (series deadman, patterns)."""
+        return bool(self._series_slots(sensor, metric)) or bool(
+            self._patterns(f"{sensor}/{metric}")
+        )
+
+    def reading(
+        self,
+        sensor: str,
+        metric: str,
+        value: float | None,
+        fault: str | None,
+        t_us: int,
+        cause: Cause,
+    ) -> list[AlarmEvent]:
+        """Take one reading of a series this detector :meth:`wants_readings` of."""
+        return self.flush(self._reading(_Row(sensor, metric, value, fault), t_us, cause))
+
+    def alive(self, t_us: int, cause: Cause) -> list[AlarmEvent]:
+        """Record that the device spoke at ``t_us`` (arrival): end deadman and offline alarms."""
+        return self.flush(self._alive(t_us, cause))
+
+    def deadman_armed(self) -> bool:
+        """Whether a deadman rule watches this device and none of its alarms is active."""
+        return any(
+            isinstance(slot.detector, DeadmanDetector) and not slot.machine.active
+            for slot in self.slots.values()
+        )
 
     def _patterns(self, member: str) -> list[Any]:
         found = self._pattern_rules.get(member)
@@ -463,6 +454,15 @@ class DeviceDetector(_Engine):
         return min(due) if due else None
 
 
+class _Row(NamedTuple):
+    """A reading as the per-event rules see it (sensor, metric, value or fault)."""
+
+    sensor: str
+    metric: str
+    value: float | None
+    fault: str | None
+
+
 def rule_has_member(rule: Any, member: str) -> bool:
     """Whether a pattern rule's conditions look at ``member`` (skips unrelated series)."""
     return any(fnmatch.fnmatchcase(member, c.member) for c in rule.conditions)
@@ -487,6 +487,25 @@ class SiteDetector(_Engine):
         super().__init__(site, SITE_DEVICE, rules)
         if state is not None:
             self.restore(state)
+
+    def on_readings(self, item: Any) -> list[AlarmEvent]:
+        """Take one device's fresh readings (a :class:`~dataflows.shard.SiteReadings`)."""
+        out: list[AlarmEvent] = []
+        rules = self.rules.site_patterns(self.site)
+        if not rules:
+            return self.flush(out)
+        for sensor, metric, value, t in item.readings:
+            member = f"{item.device}/{sensor}/{metric}"
+            cause = Cause(item.event_id, member, item.traceparent)
+            for rule in rules:
+                slot = self._slot(rule, "*", "*")
+                if slot.last_us is not None and t < slot.last_us:
+                    self.stale += 1
+                    continue
+                signal = slot.detector.update(t, member, value)
+                if signal is not None:
+                    out.extend(self._feed(slot, t, signal, cause))
+        return self.flush(out)
 
     def on_telemetry(self, event: TelemetryEvent) -> list[AlarmEvent]:
         """Take one telemetry event of a device of this site."""

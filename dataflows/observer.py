@@ -15,8 +15,8 @@ __all__ = ["CountingObserver", "NullObserver", "Observer"]
 class Observer(Protocol):
     """Receives counts from the flow's steps (called on worker threads)."""
 
-    def message_in(self, readings: int) -> None:
-        """Count an accepted message carrying ``readings`` readings."""
+    def message_in(self, readings: int, messages: int = 1) -> None:
+        """Count ``messages`` accepted messages carrying ``readings`` readings in all."""
 
     def rejected(self, reason: str) -> None:
         """Count a message that became a dead letter for ``reason``."""
@@ -31,7 +31,7 @@ class Observer(Protocol):
 class NullObserver:
     """Counts nothing."""
 
-    def message_in(self, readings: int) -> None:
+    def message_in(self, readings: int, messages: int = 1) -> None:
         """Ignore."""
 
     def rejected(self, reason: str) -> None:
@@ -50,9 +50,9 @@ class CountingObserver:
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
 
-    def message_in(self, readings: int) -> None:
-        """Count a message and its readings."""
-        self.counts["messages"] += 1
+    def message_in(self, readings: int, messages: int = 1) -> None:
+        """Count messages and their readings."""
+        self.counts["messages"] += messages
         self.counts["readings"] += readings
 
     def rejected(self, reason: str) -> None:

@@ -13,18 +13,19 @@ from pathlib import Path
 from bytewax.dataflow import Dataflow
 
 from contract.errors import ConfigError
-from dataflows.device import StreamConfig
+from dataflows.config import StreamConfig
 from dataflows.flow import build_flow
-from dataflows.ingest import IngestLimits, Ingestor
+from dataflows.ingest import IngestLimits
 from dataflows.rules import RuleSet, load_rules
 from gateway.alarm_sink import AlarmSink
+from gateway.influx._interim_encoder import InterimEncoder
 from gateway.influx.resilient import make_resilient_writer
 from gateway.influx.writer import PointWriter, make_writer
 from gateway.metrics import GatewayMetrics, Health, serve
 from gateway.mqtt_source import MqttSource
 from gateway.rejections import WriteRejectionReporter
 from gateway.settings import GatewaySettings
-from gateway.sinks import DeadLetterSink, PointsSink
+from gateway.sinks import DeadLetterSink, PointsSink, PointsWriter, SyncPointsWriter
 
 __all__ = ["GatewayApp", "RulesWatcher", "build_gateway", "prepare_storage", "run_gateway"]
 
@@ -165,15 +166,20 @@ def build_gateway(
         settings.stream.allowed_lateness_s,
         settings.stream.dedupe_intervals,
         settings.stream.quiet_s,
+        settings.stream.shards,
     )
 
     reporter = rejections or WriteRejectionReporter.from_settings(settings)
 
     def writer() -> PointWriter:
-        # Each sink partition gets its own writer: one request in flight, its own spill.
+        # Dead letters and alarms: synchronous writers, one per sink partition.
         made = reporter.bind(make_resilient_writer(settings.influx))
         metrics.track_writer(made)
         return made
+
+    def points_writer() -> PointsWriter:
+        # Readings, aggregates, late readings: one pipelined writer per process.
+        return SyncPointsWriter(writer())
 
     dl_mqtt = settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-deadletters")
     alarm_mqtt = settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-alarms")
@@ -181,14 +187,18 @@ def build_gateway(
     source = MqttSource(settings.mqtt, topics, stop=stop)
     flow = build_flow(
         source,
-        ingestor=Ingestor(topics, limits),
-        points_sink=PointsSink(writer, metrics),
+        topics=topics,
+        points_sink=PointsSink(points_writer, stream.shards, metrics),
         deadletter_sink=DeadLetterSink(writer, dl_mqtt, topics),
         alarm_sink=AlarmSink(writer, alarm_mqtt, topics, metrics=metrics),
         rules=rules,
         stream=stream,
+        encoder=InterimEncoder(),
+        limits=limits,
         observer=metrics,
         gateway_id=settings.gateway_id,
+        recovery=settings.recovery_dir is not None,
+        on_error=metrics.shard_error,
     )
     return GatewayApp(flow, source, metrics, rules)
 

@@ -65,6 +65,11 @@ class GatewayMetrics:
             buckets=_LAG_BUCKETS,
             registry=r,
         )
+        self.shard_errors = Counter(
+            "sensorgate_shard_errors",
+            "Exceptions in the shard step (the batch is retried message by message)",
+            registry=r,
+        )
         self.rules_reloads = Counter(
             "sensorgate_rules_reloads", "Rules files loaded after a change or SIGHUP", registry=r
         )
@@ -96,9 +101,9 @@ class GatewayMetrics:
         self._writers.append(writer)
 
     # Observer protocol (called on Bytewax worker threads).
-    def message_in(self, readings: int) -> None:
-        """Count an accepted message."""
-        self.messages_in.inc()
+    def message_in(self, readings: int, messages: int = 1) -> None:
+        """Count accepted messages and their readings."""
+        self.messages_in.inc(messages)
         self.readings_in.inc(readings)
 
     def rejected(self, reason: str) -> None:
@@ -112,6 +117,10 @@ class GatewayMetrics:
     def late(self, readings: int) -> None:
         """Count late readings."""
         self.late_readings.inc(readings)
+
+    def shard_error(self, detail: str) -> None:
+        """Count an exception in the shard step (``detail``: its traceback)."""
+        self.shard_errors.inc()
 
     def render(self) -> bytes:
         """Return the Prometheus text exposition."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -26,7 +27,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from contract import TopicKind, TopicScheme
-from dataflows.ingest import RawMessage
+from dataflows.batch import MessageBatch
 from gateway.settings import MqttSourceSettings
 
 __all__ = ["MqttSource"]
@@ -77,7 +78,7 @@ class _Client(mqtt.Client):
         return _BufferedSocket(sock) if isinstance(sock, socket.socket) else sock
 
 
-class _Partition(StatefulSourcePartition[RawMessage, None]):
+class _Partition(StatefulSourcePartition[MessageBatch, None]):
     def __init__(
         self,
         settings: MqttSourceSettings,
@@ -93,7 +94,7 @@ class _Partition(StatefulSourcePartition[RawMessage, None]):
         self._batch_max = batch_max
         self._stop = stop
         # paho's thread appends, the worker pops: deque ops are atomic under the GIL.
-        self._inbox: deque[tuple[str, bytes, int, int, datetime]] = deque()
+        self._inbox: deque[tuple[str, bytes, int, int, int]] = deque()
         self._in_epoch: list[int] = []
         self._to_ack: list[int] = []
         # MQTT 5: Receive Maximum caps the messages the broker sends us unacknowledged,
@@ -136,9 +137,9 @@ class _Partition(StatefulSourcePartition[RawMessage, None]):
             topic = msg.topic
         except UnicodeDecodeError:
             topic = msg._topic.decode("utf-8", "replace")
-        self._inbox.append((topic, msg.payload, msg.mid, msg.qos, datetime.now(UTC)))
+        self._inbox.append((topic, msg.payload, msg.mid, msg.qos, time.time_ns() // 1000))
 
-    def next_batch(self) -> Iterable[RawMessage]:
+    def next_batch(self) -> Iterable[MessageBatch]:
         if self._to_ack:
             for mid in self._to_ack:
                 self._client.ack(mid, 1)
@@ -153,17 +154,23 @@ class _Partition(StatefulSourcePartition[RawMessage, None]):
         # InfluxDB writes, and nothing is held across an acknowledgement.
         if len(inbox) < self._batch_max and not self._due(inbox[0][4]):
             return []
-        batch = []
+        # One item for the whole batch: Bytewax then moves one object, not thousands.
+        batch = MessageBatch()
+        topics, payloads, received = batch.topics, batch.payloads, batch.received_us
+        in_epoch = self._in_epoch
+        popleft = inbox.popleft
         for _ in range(min(len(inbox), self._batch_max)):
-            topic, payload, mid, qos, received = inbox.popleft()
+            topic, payload, mid, qos, received_us = popleft()
             if qos > 0:
-                self._in_epoch.append(mid)
-            batch.append(RawMessage(topic, payload, received))
-        return batch
+                in_epoch.append(mid)
+            topics.append(topic)
+            payloads.append(payload)
+            received.append(received_us)
+        return [batch]
 
-    def _due(self, oldest: datetime) -> bool:
-        max_age = self._settings.batch_max_age
-        return max_age <= _NO_WAIT or datetime.now(UTC) - oldest >= max_age
+    def _due(self, oldest_us: int) -> bool:
+        max_age_us = self._settings.batch_max_age_ms * 1000
+        return max_age_us <= 0 or time.time_ns() // 1000 - oldest_us >= max_age_us
 
     def next_awake(self) -> datetime | None:
         inbox = self._inbox
@@ -172,7 +179,8 @@ class _Partition(StatefulSourcePartition[RawMessage, None]):
             return datetime.now(UTC) + _IDLE_WAIT
         if len(inbox) >= self._batch_max:
             return None
-        return inbox[0][4] + self._settings.batch_max_age
+        wake_us = inbox[0][4] + self._settings.batch_max_age_ms * 1000
+        return datetime.fromtimestamp(wake_us / 1_000_000, UTC)
 
     def snapshot(self) -> None:
         self._to_ack.extend(self._in_epoch)
@@ -183,7 +191,7 @@ class _Partition(StatefulSourcePartition[RawMessage, None]):
         self._client.loop_stop()
 
 
-class MqttSource(FixedPartitionedSource[RawMessage, None]):
+class MqttSource(FixedPartitionedSource[MessageBatch, None]):
     """Telemetry, status and commands of every device, over ``settings.partitions`` clients."""
 
     def __init__(
@@ -191,7 +199,7 @@ class MqttSource(FixedPartitionedSource[RawMessage, None]):
         settings: MqttSourceSettings,
         topics: TopicScheme,
         *,
-        batch_max: int = 1000,
+        batch_max: int = 2000,
         stop: threading.Event | None = None,
     ) -> None:
         self.settings = settings

@@ -138,11 +138,14 @@ class StreamSettings(_Frozen):
     quiet_s: Annotated[float | None, Field(ge=0)] = None
     """Silence after which a device's windows follow the fleet's clock, and the fleet's
     clock follows the wall clock (default: the allowed lateness)."""
+    shards: Annotated[int, Field(ge=1, le=4096)] = 8
+    """Buckets the devices are hashed into, each one keyed state of the flow (spread over
+    workers and processes). Fixed for the life of a recovery directory."""
 
     @field_validator("windows")
     @classmethod
     def _valid_windows(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        from dataflows.device import StreamConfig
+        from dataflows.config import StreamConfig
 
         StreamConfig.from_strings(value, 0)  # raises ValueError with the reason
         return value

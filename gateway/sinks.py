@@ -1,83 +1,197 @@
-"""Bytewax sinks: readings and dead letters to InfluxDB, dead letters to MQTT.
+"""Bytewax sinks: points to InfluxDB (pipelined), dead letters to MQTT and InfluxDB.
 
-Sinks write synchronously inside ``write_batch``: when it returns, what it was given
-is stored. That is what lets the MQTT source acknowledge a message after its epoch.
+The points sink is keyed by shard (a ``FixedPartitionedSink``) for one reason: its
+partitions' ``snapshot()`` is called at the end of every epoch, before Bytewax lets the
+source read the next one. ``write_batch`` hands the encoded bytes to the process's
+pipelined writer and returns at once; ``snapshot()`` flushes, returning only when
+everything written in the epoch is durable (stored, or in the on-disk spill). The MQTT
+source acknowledges an epoch's messages at the start of the next epoch, so an
+acknowledgement never passes a write still in flight: that is the durable-through mark.
+Every partition of a process shares one writer, so writes from all shards coalesce.
+
+The dead-letter sink writes synchronously inside ``write_batch`` (dead letters are rare).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
+from typing import Any, Protocol
 
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
+import numpy as np
+from bytewax.outputs import (
+    DynamicSink,
+    FixedPartitionedSink,
+    StatefulSinkPartition,
+    StatelessSinkPartition,
+)
 
 from contract import DeadLetterEvent, TopicScheme, encode
 from contract.errors import BrokerError
-from dataflows.device import DeviceOutput, to_us
-from dataflows.ingest import Accepted
+from dataflows.batch import shard_key
+from dataflows.columns import EncodedPoints
 from edge.mqtt import MqttLink, MqttSettings
-from gateway.influx.lineprotocol import deadletter_line, point_lines
+from gateway.influx.lineprotocol import deadletter_line
 from gateway.influx.writer import PointWriter
 from gateway.metrics import GatewayMetrics
 
-__all__ = ["DeadLetterSink", "PointsSink"]
+__all__ = ["DeadLetterSink", "PointsSink", "PointsWriter", "SyncPointsWriter"]
 
 log = logging.getLogger(__name__)
 
 WriterFactory = Callable[[], PointWriter]
 
 
-_MEASUREMENT = {"Accepted": "readings", "Aggregate": "aggregates", "LateReading": "late_readings"}
+class PointsWriter(Protocol):
+    """A writer that takes encoded bodies without waiting, and flushes on demand."""
 
+    def submit(self, body: bytes, lines: int) -> int:
+        """Queue a body of ``lines`` lines; return its sequence number."""
 
-class _PointsPartition(StatelessSinkPartition[DeviceOutput]):
-    def __init__(self, writer: PointWriter, metrics: GatewayMetrics | None) -> None:
-        self._writer = writer
-        self._metrics = metrics
+    @property
+    def durable_through(self) -> int:
+        """The highest sequence number up to which every body is durable."""
 
-    def write_batch(self, items: list[DeviceOutput]) -> None:
-        lines: list[str] = []
-        for item in items:
-            lines.extend(point_lines(item))
-        self._writer.write(lines)
-        if self._metrics is not None:
-            self._observe(items)
-
-    def _observe(self, items: list[DeviceOutput]) -> None:
-        metrics = self._metrics
-        assert metrics is not None
-        now_us = time.time_ns() // 1000
-        counts: dict[str, int] = {}
-        for item in items:
-            kind = _MEASUREMENT[type(item).__name__]
-            if isinstance(item, Accepted):
-                readings = item.event.data.readings
-                counts[kind] = counts.get(kind, 0) + len(readings)
-                newest = to_us(max(r.time for r in readings))  # one conversion
-                metrics.lag.observe(max(0.0, (now_us - newest) / 1e6))
-                metrics.arrival_to_stored.observe(
-                    max(0.0, (now_us - to_us(item.received_at)) / 1e6)
-                )
-            else:
-                counts[kind] = counts.get(kind, 0) + 1
-        for kind, n in counts.items():
-            metrics.points_written.labels(kind).inc(n)
+    def flush(self, timeout: float | None = None) -> None:
+        """Return once every body submitted before the call is durable."""
 
     def close(self) -> None:
-        self._writer.close()
+        """Flush (bounded) and release connections."""
 
 
-class PointsSink(DynamicSink[DeviceOutput]):
-    """Writes readings, aggregates and late readings to InfluxDB, one write per batch."""
+class SyncPointsWriter:
+    """A :class:`PointsWriter` over a synchronous :class:`PointWriter` (durable at once)."""
 
-    def __init__(self, writer_factory: WriterFactory, metrics: GatewayMetrics | None = None):
-        self._factory = writer_factory
+    def __init__(self, writer: PointWriter) -> None:
+        self.writer = writer
+        self._seq = 0
+        self.stats = getattr(writer, "stats", None)
+
+    def submit(self, body: bytes, lines: int) -> int:
+        """Write now."""
+        if body:
+            self.writer.write(body.decode("utf-8").splitlines())
+        self._seq += 1
+        return self._seq
+
+    @property
+    def durable_through(self) -> int:
+        """Everything submitted."""
+        return self._seq
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Nothing to wait for."""
+
+    def close(self) -> None:
+        """Close the writer."""
+        self.writer.close()
+
+
+class _SharedWriter:
+    """One writer per process, shared by the partitions of the points sink."""
+
+    def __init__(self, factory: Callable[[], PointsWriter]) -> None:
+        self._factory = factory
+        self._writer: PointsWriter | None = None
+        self._lock = threading.Lock()
+        self._users = 0
+
+    def acquire(self) -> PointsWriter:
+        with self._lock:
+            if self._writer is None:
+                self._writer = self._factory()
+            self._users += 1
+            return self._writer
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0 and self._writer is not None:
+                self._writer.close()
+                self._writer = None
+
+
+class _PointsPartition(StatefulSinkPartition[EncodedPoints, None]):
+    def __init__(self, shared: _SharedWriter, metrics: GatewayMetrics | None) -> None:
+        self._shared = shared
+        self._writer = shared.acquire()
+        self._metrics = metrics
+        self._waiting: list[tuple[int, EncodedPoints]] = []
+        """Bodies whose latency is observed once they are durable."""
+
+    def write_batch(self, items: list[EncodedPoints]) -> None:
+        for item in items:
+            seq = self._writer.submit(item.body, item.lines)
+            if self._metrics is not None:
+                self._waiting.append((seq, item))
+        self._observe_durable()
+
+    def _observe_durable(self) -> None:
+        metrics = self._metrics
+        if metrics is None or not self._waiting:
+            return
+        through = self._writer.durable_through
+        done = [item for seq, item in self._waiting if seq <= through]
+        if not done:
+            return
+        self._waiting = [(seq, item) for seq, item in self._waiting if seq > through]
+        now_us = time.time_ns() // 1000
+        counts = {"readings": 0, "aggregates": 0, "late_readings": 0}
+        for item in done:
+            counts["readings"] += item.readings
+            counts["aggregates"] += item.aggregates
+            counts["late_readings"] += item.late
+            for lag in ((now_us - item.newest_us) / 1e6).tolist():
+                metrics.lag.observe(max(0.0, lag))
+            for wait in ((now_us - item.received_us) / 1e6).tolist():
+                metrics.arrival_to_stored.observe(max(0.0, wait))
+        for kind, n in counts.items():
+            if n:
+                metrics.points_written.labels(kind).inc(n)
+
+    def snapshot(self) -> None:
+        # The end of an epoch: nothing may be acknowledged before it is durable.
+        self._writer.flush()
+        self._observe_durable()
+
+    def close(self) -> None:
+        try:
+            self._writer.flush(timeout=30)
+            self._observe_durable()
+        finally:
+            self._shared.release()
+
+
+class PointsSink(FixedPartitionedSink[EncodedPoints, None]):
+    """Writes readings, aggregates and late readings, pipelined, flushed every epoch.
+
+    Items are ``(shard key, EncodedPoints)``; a partition per shard, all partitions of
+    a process sharing one writer.
+    """
+
+    def __init__(
+        self,
+        writer_factory: Callable[[], PointsWriter],
+        shards: int,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
+        self._shared = _SharedWriter(writer_factory)
+        self._parts = [shard_key(i) for i in range(shards)]
         self._metrics = metrics
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _PointsPartition:
-        """Give each worker its own writer (its own HTTP connections)."""
-        return _PointsPartition(self._factory(), self._metrics)
+    def list_parts(self) -> list[str]:
+        """One partition per shard."""
+        return list(self._parts)
+
+    def part_fn(self, item_key: str) -> int:
+        """Route a shard's points to that shard's partition."""
+        return int(item_key.rpartition("-")[2]) % len(self._parts)
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _PointsPartition:
+        """Bind a partition to this process's shared writer."""
+        return _PointsPartition(self._shared, self._metrics)
 
 
 class _DeadLetterPartition(StatelessSinkPartition[DeadLetterEvent]):
@@ -126,3 +240,6 @@ class DeadLetterSink(DynamicSink[DeadLetterEvent]):
         link = MqttLink(settings)
         link.start()
         return _DeadLetterPartition(self._factory(), link, self._topic, self._ack_timeout)
+
+
+_ = (Any, np)

@@ -21,8 +21,6 @@ from functools import lru_cache
 
 from contract import DeadLetterEvent, TelemetryEvent
 from contract.alarms import AlarmEvent
-from dataflows.device import LateReading
-from dataflows.ingest import Accepted
 from dataflows.windows import Aggregate
 
 __all__ = [
@@ -31,8 +29,6 @@ __all__ = [
     "deadletter_line",
     "escape_tag",
     "field_string",
-    "late_line",
-    "point_lines",
     "reading_lines",
     "to_ns",
 ]
@@ -114,25 +110,6 @@ def aggregate_line(agg: Aggregate) -> str:
         f",min={agg.min!r},max={agg.max!r}{stddev},first={agg.first!r},last={agg.last!r}"
         f" {agg.start_us * 1000}"
     )
-
-
-def late_line(late: LateReading) -> str:
-    """Return the ``late_readings`` line of a reading that missed its windows."""
-    head = _series("late_readings", late.site, late.device, late.sensor, late.metric)
-    return (
-        f"{head} value={float(late.value)!r},seq={late.seq}i"
-        f",watermark={late.watermark_us * 1000}i,event_id={field_string(late.event_id)}"
-        f" {late.t_us * 1000}"
-    )
-
-
-def point_lines(item: Accepted | Aggregate | LateReading) -> list[str]:
-    """Return the lines of anything the device step emits."""
-    if isinstance(item, Accepted):
-        return reading_lines(item.event)
-    if isinstance(item, Aggregate):
-        return [aggregate_line(item)]
-    return [late_line(item)]
 
 
 def alarm_line(event: AlarmEvent, measurement: str = "alarms") -> str:

@@ -1,0 +1,138 @@
+"""The devices and series of one shard: names, indices, dedupe sets, event clocks.
+
+Every device a shard has seen gets a small integer index, every (device, sensor,
+metric) series another; the columnar steps address state by these indices. Lookups
+are per message (a device) and per reading only through C-level ``map`` over a per-
+device dict, so no Python code runs per reading.
+
+The event clock of a device (see :mod:`dataflows.eventclock`) lives here too, in plain
+lists indexed by device: the per-message loop reads and writes single entries, which
+Python lists do faster than numpy arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from dataflows.columns import SeriesNames
+from dataflows.dedupe import SequenceSet
+
+__all__ = ["NONE", "Registry"]
+
+NONE = -(2**62)
+"""Stands for "no time yet" in the int lists below (less than any real time)."""
+
+
+class Registry:
+    """Devices and series of one shard (append-only indices)."""
+
+    def __init__(self, dedupe_intervals: int = 256) -> None:
+        self.dedupe_intervals = dedupe_intervals
+        self.device_index: dict[str, int] = {}
+        self.sites: list[str] = []
+        self.devices: list[str] = []
+        self.seen: list[SequenceSet] = []
+        self.series_by_device: list[dict[tuple[str, str], int]] = []
+        # Event clock, per device (microseconds; NONE before the first reading).
+        self.max_event_us: list[int] = []
+        self.last_wm_us: list[int] = []
+        self.last_arrival_us: list[int] = []
+        self.names = SeriesNames()
+        self._series_device: list[int] = []
+        self._series_device_arr: npt.NDArray[np.int32] = np.zeros(0, np.int32)
+
+    # -- devices ------------------------------------------------------------------
+
+    def device(self, site: str, device: str) -> int:
+        """Return the index of a device, registering it on first sight."""
+        key = f"{site}/{device}"
+        index = self.device_index.get(key)
+        if index is None:
+            index = len(self.devices)
+            self.device_index[key] = index
+            self.sites.append(site)
+            self.devices.append(device)
+            self.seen.append(SequenceSet(self.dedupe_intervals))
+            self.series_by_device.append({})
+            self.max_event_us.append(NONE)
+            self.last_wm_us.append(NONE)
+            self.last_arrival_us.append(NONE)
+        return index
+
+    def find_device(self, site: str, device: str) -> int | None:
+        """Return the index of a known device, or None."""
+        return self.device_index.get(f"{site}/{device}")
+
+    @property
+    def device_count(self) -> int:
+        """Number of devices."""
+        return len(self.devices)
+
+    # -- series -------------------------------------------------------------------
+
+    def add_series(self, device: int, sensor: str, metric: str) -> int:
+        """Register a new series of ``device``; return its index."""
+        index = self.names.add(self.sites[device], self.devices[device], sensor, metric)
+        self.series_by_device[device][(sensor, metric)] = index
+        self._series_device.append(device)
+        return index
+
+    @property
+    def series_count(self) -> int:
+        """Number of series."""
+        return len(self.names)
+
+    def series_device(self) -> npt.NDArray[np.int32]:
+        """Return the device index of every series (an array, rebuilt when it grew)."""
+        if len(self._series_device_arr) != len(self._series_device):
+            self._series_device_arr = np.asarray(self._series_device, dtype=np.int32)
+        return self._series_device_arr
+
+    def series_key(self, series: int) -> tuple[str, str, str, str]:
+        """Return (site, device, sensor, metric) of a series."""
+        n = self.names
+        return n.site[series], n.device[series], n.sensor[series], n.metric[series]
+
+    def iter_series(self) -> Iterable[tuple[int, str, str, str, str]]:
+        """Yield (index, site, device, sensor, metric) of every series."""
+        n = self.names
+        return zip(range(len(n)), n.site, n.device, n.sensor, n.metric, strict=True)
+
+    # -- snapshots ----------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return the whole registry as plain data."""
+        return {
+            "devices": [
+                [
+                    self.sites[i],
+                    self.devices[i],
+                    self.seen[i].snapshot(),
+                    self.max_event_us[i],
+                    self.last_wm_us[i],
+                ]
+                for i in range(len(self.devices))
+            ],
+            "series": [
+                [self._series_device[i], self.names.sensor[i], self.names.metric[i]]
+                for i in range(len(self.names))
+            ],
+        }
+
+    @classmethod
+    def restore(cls, state: dict[str, Any], *, dedupe_intervals: int, now_us: int) -> Registry:
+        """Rebuild from :meth:`snapshot`; quiet time starts at ``now_us`` (the restart)."""
+        reg = cls(dedupe_intervals)
+        for site, device, seen, max_event, last_wm in state["devices"]:
+            index = reg.device(site, device)
+            reg.seen[index] = SequenceSet(dedupe_intervals, [tuple(iv) for iv in seen])
+            reg.max_event_us[index] = max_event
+            reg.last_wm_us[index] = last_wm
+            reg.last_arrival_us[index] = now_us
+        for device, sensor, metric in state["series"]:
+            reg.add_series(device, sensor, metric)
+        return reg

@@ -1,0 +1,381 @@
+"""Per-series alarm rules over columns: detector banks, and alarm machines only where needed.
+
+Every series rule (threshold, range, adaptive, rate, flatline) gets a
+:class:`~dataflows.detectors.bank.DetectorBank` per shard, with one slot per series the
+rule watches. A batch of readings (series index, time, value) is sorted by slot and
+time and fed to the bank in rounds (the first reading of every slot, then the second,
+...). A reading not newer than its slot's last one is stale and skipped (re-delivered
+or out-of-order data: a restart that replays data neither raises twice nor loses a
+clear). The quiet case, an inactive signal on a series whose alarm machine is idle,
+costs nothing but array operations. Only entries whose signal is active, or whose
+series has a busy machine (pending, raised), reach the per-event Python path: a
+:class:`~dataflows.alarms.AlarmMachine` per (series, rule), created on first need and
+kept (it remembers recent raises for flapping).
+
+Fault readings (NaN value) reach only ``range`` rules with ``faults = true``, per event.
+Reloading rules keeps the state of every (series, rule) whose rule id survives: an
+unchanged rule keeps its detector, a changed one starts a fresh detector but keeps
+its active alarm, a removed rule clears its alarms.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from contract.alarms import AlarmEvent
+from dataflows.alarms import AlarmKey, AlarmMachine, AlarmPolicy, Cause
+from dataflows.detectors.bank import DetectorBank
+from dataflows.detectors.base import Signal
+from dataflows.registry import NONE, Registry
+from dataflows.rules import RuleSet
+
+__all__ = ["BANK_KINDS", "CauseOf", "SeriesAlarms", "rule_fingerprint"]
+
+BANK_KINDS = frozenset({"threshold", "range", "adaptive", "rate", "flatline"})
+"""Series rule kinds evaluated in banks (series deadman and patterns are per event)."""
+
+CauseOf = Callable[[int, int], Cause]
+"""(row, series) -> the cause of an alarm transition at that reading."""
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+
+
+def rule_fingerprint(rule: Any) -> str:
+    """Return a short hash of a rule's whole definition (a changed rule starts fresh)."""
+    return hashlib.sha1(rule.model_dump_json().encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+def _make_bank(rule: Any) -> DetectorBank | None:
+    from dataflows.detectors.factory import make_bank
+
+    return make_bank(rule)
+
+
+@dataclass(slots=True)
+class _RuleState:
+    rule: Any
+    fingerprint: str
+    bank: DetectorBank | None
+    slot_of_series: npt.NDArray[np.int32] = field(default_factory=lambda: np.zeros(0, np.int32))
+    series_of_slot: list[int] = field(default_factory=list)
+    last_t: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    busy: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
+    machines: dict[int, AlarmMachine] = field(default_factory=dict)
+    """Series -> its alarm machine (only series that ever needed one)."""
+
+    @property
+    def faults(self) -> bool:
+        return bool(self.rule.kind == "range" and self.rule.faults)
+
+
+class SeriesAlarms:
+    """The series rules of one shard (see the module docstring)."""
+
+    def __init__(self, rules: RuleSet, registry: Registry) -> None:
+        self.registry = registry
+        self.rules = rules
+        self._states: list[_RuleState] = []
+        self._matched = 0
+        """Series matched against the rules so far (new ones are matched on demand)."""
+        self.stale = 0
+        """Readings skipped because they were not newer than their (series, rule)'s last."""
+        self._set_rules(rules)
+
+    # -- rules and series ---------------------------------------------------------
+
+    def _set_rules(self, rules: RuleSet) -> None:
+        self.rules = rules
+        self._states = [
+            _RuleState(r, rule_fingerprint(r), _make_bank(r))
+            for r in rules.rules
+            if r.kind in BANK_KINDS
+        ]
+        self._matched = 0
+        self.match_new_series()
+
+    def match_new_series(self) -> None:
+        """Give every series registered since the last call its slots in each rule."""
+        total = self.registry.series_count
+        if total == self._matched or not self._states:
+            self._matched = total
+            return
+        for state in self._states:
+            grown = np.full(total, -1, np.int32)
+            grown[: len(state.slot_of_series)] = state.slot_of_series
+            state.slot_of_series = grown
+        names = self.registry.names
+        for s in range(self._matched, total):
+            key = (names.site[s], names.device[s], names.sensor[s], names.metric[s])
+            for state in self._states:
+                if state.rule.matches(*key):
+                    state.slot_of_series[s] = len(state.series_of_slot)
+                    state.series_of_slot.append(s)
+        for state in self._states:
+            size = len(state.series_of_slot)
+            if len(state.last_t) < size:
+                state.last_t = np.concatenate(
+                    (state.last_t, np.full(size - len(state.last_t), NONE, np.int64))
+                )
+                state.busy = np.concatenate(
+                    (state.busy, np.zeros(size - len(state.busy), np.bool_))
+                )
+                if state.bank is not None:
+                    state.bank.grow(size)
+        self._matched = total
+
+    @property
+    def active(self) -> bool:
+        """Whether any series rule exists (else :meth:`process` has nothing to do)."""
+        return bool(self._states)
+
+    # -- readings -----------------------------------------------------------------
+
+    def process(
+        self,
+        series: npt.NDArray[np.int32],
+        t_us: I64,
+        values: F64,
+        cause_of: CauseOf,
+        faults: dict[int, str] | None = None,
+    ) -> list[AlarmEvent]:
+        """Take a batch of readings (any order); return the alarm events, in time order.
+
+        ``values`` is NaN for a fault reading, whose text is ``faults[row]``.
+        """
+        self.match_new_series()
+        if not self._states or not len(series):
+            return []
+        events: list[tuple[int, int, AlarmEvent]] = []
+        for state in self._states:
+            slots = state.slot_of_series[series]
+            watched = slots >= 0
+            if not watched.any():
+                continue
+            rows = np.flatnonzero(watched)
+            finite = ~np.isnan(values[rows])
+            if state.faults and not finite.all():
+                self._faults(state, rows[~finite], series, t_us, cause_of, faults or {}, events)
+            if state.bank is not None:
+                self._bank_rows(state, rows[finite], slots, t_us, values, cause_of, events)
+        events.sort(key=lambda e: (e[0], e[1]))
+        return [e for _, _, e in events]
+
+    def _bank_rows(
+        self,
+        state: _RuleState,
+        rows: I64,
+        slots: npt.NDArray[np.int32],
+        t_us: I64,
+        values: F64,
+        cause_of: CauseOf,
+        events: list[tuple[int, int, AlarmEvent]],
+    ) -> None:
+        if not len(rows):
+            return
+        assert state.bank is not None
+        slot = slots[rows].astype(np.int64)
+        t = t_us[rows]
+        order = np.lexsort((t, slot))
+        rows, slot, t = rows[order], slot[order], t[order]
+        head = np.concatenate(([True], slot[1:] != slot[:-1]))
+        starts = np.flatnonzero(head)
+        rank = np.arange(len(slot)) - np.repeat(starts, np.diff(np.append(starts, len(slot))))
+        by_round = np.argsort(rank, kind="stable")
+        bounds = np.searchsorted(rank[by_round], np.arange(int(rank.max()) + 2))
+        for k in range(len(bounds) - 1):
+            take = by_round[bounds[k] : bounds[k + 1]]
+            s, tk = slot[take], t[take]
+            fresh = tk > state.last_t[s]
+            if not fresh.all():
+                self.stale += int((~fresh).sum())
+                take, s, tk = take[fresh], s[fresh], tk[fresh]
+                if not len(take):
+                    continue
+            r = rows[take]
+            signals = state.bank.update(s, tk, values[r])
+            state.last_t[s] = tk
+            need = signals.valid & (signals.active | state.busy[s])
+            for i in np.flatnonzero(need).tolist():
+                series_idx = state.series_of_slot[int(s[i])]
+                signal = signals.signal(i, state.bank.describe(signals, i))
+                row = int(r[i])
+                self._step(
+                    state, series_idx, int(tk[i]), signal, cause_of(row, series_idx), events, row
+                )
+
+    def _faults(
+        self,
+        state: _RuleState,
+        rows: I64,
+        series: npt.NDArray[np.int32],
+        t_us: I64,
+        cause_of: CauseOf,
+        faults: dict[int, str],
+        events: list[tuple[int, int, AlarmEvent]],
+    ) -> None:
+        for row in sorted(rows.tolist(), key=lambda r: int(t_us[r])):
+            s = int(series[row])
+            slot = int(state.slot_of_series[s])
+            t = int(t_us[row])
+            if t <= state.last_t[slot]:
+                self.stale += 1
+                continue
+            state.last_t[slot] = t
+            signal = Signal(True, None, None, f"sensor fault: {faults.get(row, '')}")
+            self._step(state, s, t, signal, cause_of(row, s), events, row)
+
+    def _step(
+        self,
+        state: _RuleState,
+        series: int,
+        t_us: int,
+        signal: Signal | None,
+        cause: Cause,
+        events: list[tuple[int, int, AlarmEvent]],
+        row: int,
+    ) -> None:
+        machine = state.machines.get(series)
+        if machine is None:
+            machine = state.machines[series] = AlarmMachine(
+                self._key(series, state.rule.id), state.rule.policy()
+            )
+        for event in machine.update(t_us, signal, cause):
+            events.append((t_us, row, event))
+        state.busy[state.slot_of_series[series]] = not machine.idle
+
+    def _key(self, series: int, rule_id: str) -> AlarmKey:
+        site, device, sensor, metric = self.registry.series_key(series)
+        return AlarmKey(site, device, sensor, metric, rule_id)
+
+    # -- commands, reload ---------------------------------------------------------
+
+    def acknowledge(self, alarm_id: str, by: str, at: Any) -> list[AlarmEvent]:
+        """Acknowledge the active alarm ``alarm_id`` if it is one of these rules'."""
+        for state in self._states:
+            for machine in state.machines.values():
+                if machine.alarm_id == alarm_id:
+                    return machine.acknowledge(by, at)
+        return []
+
+    def machines_of(self, device: int) -> list[AlarmMachine]:
+        """Return the alarm machines of ``device``'s series (any state)."""
+        series_device = self.registry.series_device()
+        return [
+            m
+            for state in self._states
+            for s, m in state.machines.items()
+            if int(series_device[s]) == device
+        ]
+
+    def reload(self, rules: RuleSet, now_us: int) -> list[AlarmEvent]:
+        """Use new rules, keeping what survives (see the module docstring)."""
+        old = {s.rule.id: s for s in self._states}
+        events: list[AlarmEvent] = []
+        self._set_rules(rules)
+        for state in self._states:
+            before = old.pop(state.rule.id, None)
+            if before is None:
+                continue
+            keep_detector = before.fingerprint == state.fingerprint
+            events.extend(self._carry(before, state, keep_detector, now_us))
+        for gone in old.values():
+            for machine in gone.machines.values():
+                events.extend(machine.force_clear(now_us, "rule removed"))
+        return events
+
+    def _carry(
+        self, before: _RuleState, state: _RuleState, keep_detector: bool, now_us: int
+    ) -> list[AlarmEvent]:
+        events: list[AlarmEvent] = []
+        policy = state.rule.policy()
+        for s, machine in before.machines.items():
+            if s < len(state.slot_of_series) and state.slot_of_series[s] >= 0:
+                machine.set_policy(policy)
+                state.machines[s] = machine
+                state.busy[state.slot_of_series[s]] = not machine.idle
+            else:
+                events.extend(machine.force_clear(now_us, "rule no longer matches"))
+        if keep_detector and before.bank is not None and state.bank is not None:
+            # Same definition, same matching: slots line up one to one.
+            state.bank = before.bank
+            state.last_t = before.last_t
+        else:
+            for s in before.series_of_slot:
+                slot = state.slot_of_series[s] if s < len(state.slot_of_series) else -1
+                if slot >= 0:
+                    state.last_t[slot] = before.last_t[before.slot_of_series[s]]
+        return events
+
+    # -- snapshots ----------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return every rule's bank, slots and machines as plain data."""
+        return {
+            "rules": [
+                {
+                    "id": st.rule.id,
+                    "fp": st.fingerprint,
+                    "series": list(st.series_of_slot),
+                    "last_t": st.last_t.copy(),
+                    "bank": None if st.bank is None else st.bank.snapshot(),
+                    "machines": {
+                        s: [list(self.registry.series_key(s)), m.snapshot()]
+                        for s, m in st.machines.items()
+                    },
+                }
+                for st in self._states
+            ]
+        }
+
+    def restore(self, state: dict[str, Any], now_us: int) -> list[AlarmEvent]:
+        """Load a :meth:`snapshot` under the current rules; return clears for removed rules."""
+        self.match_new_series()
+        events: list[AlarmEvent] = []
+        by_id = {st.rule.id: st for st in self._states}
+        for doc in state["rules"]:
+            st = by_id.get(doc["id"])
+            if st is None:
+                for key, machine_state in doc["machines"].values():
+                    machine = AlarmMachine(AlarmKey(*key, doc["id"]), AlarmPolicy())
+                    machine.restore(machine_state)
+                    events.extend(machine.force_clear(now_us, "rule removed"))
+                continue
+            same = doc["fp"] == st.fingerprint and list(doc["series"]) == st.series_of_slot
+            if same:
+                st.last_t = np.asarray(doc["last_t"], np.int64).copy()
+                if st.bank is not None and doc["bank"] is not None:
+                    st.bank.restore(doc["bank"])
+            policy = st.rule.policy()
+            for s, (_key, machine_state) in doc["machines"].items():
+                s = int(s)
+                machine = AlarmMachine(self._key(s, st.rule.id), policy)
+                machine.restore(machine_state)
+                st.machines[s] = machine
+                if s < len(st.slot_of_series) and st.slot_of_series[s] >= 0:
+                    st.busy[st.slot_of_series[s]] = not machine.idle
+        return events
+
+
+def cause_table(
+    event_ids: Sequence[str],
+    traceparents: Sequence[str | None],
+    msg_of_row: I64,
+    registry: Registry,
+) -> CauseOf:
+    """Return a :data:`CauseOf` over a batch's message arrays."""
+
+    def cause_of(row: int, series: int) -> Cause:
+        m = int(msg_of_row[row])
+        names = registry.names
+        return Cause(
+            event_ids[m], f"{names.sensor[series]}/{names.metric[series]}", traceparents[m]
+        )
+
+    return cause_of

@@ -181,6 +181,11 @@ class BatchDecoder:
             self._topics[topic] = where
         return where  # type: ignore[return-value]
 
+    def is_event(self, topic: str) -> bool:
+        """Whether ``topic`` carries status or commands (per-event messages)."""
+        where = self._where(topic)
+        return where is not None and where[0] in (TopicKind.STATUS, TopicKind.COMMANDS)
+
     def decode(self, batch: MessageBatch) -> DecodedBatch:
         """Decode ``batch``: columns of accepted telemetry, events, dead letters."""
         out = DecodedBatch()

@@ -193,28 +193,59 @@ class ShardProcessor:
         batch = MessageBatch()
         for part in batches:
             batch.extend(part)
-        decoded = self.decoder.decode(batch)
-        for rejected in decoded.rejected:
-            self.observer.rejected(rejected.reason.value)
-            out.deadletters.append(rejected.to_event(self.gateway_id))
-        self._grow()
-        readings = self._telemetry(decoded, now, alarms, out)
-        for event in decoded.events:
-            alarms.extend(self._event(event))
+        parts: list[tuple[ReadingColumns | None, LateColumns | None, list[int], list[int]]] = []
+        for segment in self._segments(batch):
+            decoded = self.decoder.decode(segment)
+            for rejected in decoded.rejected:
+                self.observer.rejected(rejected.reason.value)
+                out.deadletters.append(rejected.to_event(self.gateway_id))
+            self._grow()
+            self._late = None
+            readings = self._telemetry(decoded, now, alarms, out)
+            parts.append((readings, self._late, decoded.msg_received_us, self._newest))
+            for event in decoded.events:
+                alarms.extend(self._event(event))
+        self._late = None
         aggregates = self.windows.close(
             device_watermarks(self.registry, now, self.config, self.fleet),
             self.registry.series_device(),
         )
         if aggregates is not None:
             alarms.extend(self._aggregate_rules(aggregates))
-        points = PointColumns(self.registry.names, readings, aggregates, self._late)
-        self._late = None
-        encoded = self._encode(points, decoded.msg_received_us, self._newest)
+        readings, late, received, newest = _concat(parts)
+        points = PointColumns(self.registry.names, readings, aggregates, late)
+        encoded = self._encode(points, received, newest)
         if encoded is not None:
             out.points.append(encoded)
         out.alarms = self._with_summaries(alarms)
         self._commit_seen()
         return out
+
+    def _segments(self, batch: MessageBatch) -> list[MessageBatch]:
+        """Split a batch at status and command messages, which must keep their place.
+
+        An acknowledgement that arrived before the reading that clears its alarm must
+        be applied before it: runs of telemetry are decoded together, and each status
+        or command message is handled on its own, in order.
+        """
+        kinds = [self.decoder.is_event(topic) for topic in batch.topics]
+        if not any(kinds):
+            return [batch]
+        segments: list[MessageBatch] = []
+        run = MessageBatch()
+        for is_event, topic, payload, received in zip(
+            kinds, batch.topics, batch.payloads, batch.received_us, strict=True
+        ):
+            if is_event:
+                if len(run):
+                    segments.append(run)
+                    run = MessageBatch()
+                segments.append(MessageBatch([topic], [payload], [received]))
+            else:
+                run.append(topic, payload, received)
+        if len(run):
+            segments.append(run)
+        return segments
 
     _late: LateColumns | None = None
     _newest: list[int] = []  # noqa: RUF012 - replaced per batch
@@ -646,3 +677,41 @@ class ShardProcessor:
                     detector.last_us = now
             self._deadman_armed[int(dev)] = det.deadman_armed()
         self.active = {int(dev): dict(a) for dev, a in state["active"].items()}
+
+
+def _concat(
+    parts: list[tuple[ReadingColumns | None, LateColumns | None, list[int], list[int]]],
+) -> tuple[ReadingColumns | None, LateColumns | None, list[int], list[int]]:
+    """Join the outputs of a batch's segments (one segment: returned as it is)."""
+    if len(parts) == 1:
+        return parts[0]
+    received = [t for p in parts for t in p[2]]
+    newest = [t for p in parts for t in p[3]]
+    readings = [p[0] for p in parts if p[0] is not None]
+    lates = [p[1] for p in parts if p[1] is not None]
+    joined = None
+    if readings:
+        faults: dict[int, str] = {}
+        offset = 0
+        for r in readings:
+            for row, text in (r.faults or {}).items():
+                faults[offset + row] = text
+            offset += len(r)
+        joined = ReadingColumns(
+            np.concatenate([r.series for r in readings]),
+            np.concatenate([r.t_us for r in readings]),
+            np.concatenate([r.value for r in readings]),
+            np.concatenate([r.seq for r in readings]),
+            faults or None,
+        )
+    late = None
+    if lates:
+        late = LateColumns(
+            np.concatenate([x.series for x in lates]),
+            np.concatenate([x.t_us for x in lates]),
+            np.concatenate([x.value for x in lates]),
+            np.concatenate([x.seq for x in lates]),
+            np.concatenate([x.watermark_us for x in lates]),
+            [e for x in lates for e in x.event_id],
+        )
+    return joined, late, received, newest

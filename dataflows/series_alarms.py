@@ -264,6 +264,10 @@ class SeriesAlarms:
                     return machine.acknowledge(by, at)
         return []
 
+    def all_machines(self) -> list[AlarmMachine]:
+        """Return every alarm machine (any state)."""
+        return [m for state in self._states for m in state.machines.values()]
+
     def machines_of(self, device: int) -> list[AlarmMachine]:
         """Return the alarm machines of ``device``'s series (any state)."""
         series_device = self.registry.series_device()

@@ -43,7 +43,7 @@ from dataflows.columns import (
     ReadingColumns,
 )
 from dataflows.config import StreamConfig
-from dataflows.decode import BatchDecoder
+from dataflows.decode import BatchDecoder, DecodedBatch
 from dataflows.detection import DeviceDetector
 from dataflows.detectors import DeadmanDetector
 from dataflows.eventclock import (
@@ -70,6 +70,9 @@ __all__ = [
 ]
 
 _NEVER = np.iinfo(np.int64).max
+
+_Part = tuple["ReadingColumns | None", "LateColumns | None", list[int], list[int]]
+"""What one segment of a batch yields: readings, late readings, arrivals, newest times."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,18 +196,48 @@ class ShardProcessor:
         batch = MessageBatch()
         for part in batches:
             batch.extend(part)
-        parts: list[tuple[ReadingColumns | None, LateColumns | None, list[int], list[int]]] = []
+        parts: list[_Part] = []
         for segment in self._segments(batch):
-            decoded = self.decoder.decode(segment)
-            for rejected in decoded.rejected:
-                self.observer.rejected(rejected.reason.value)
-                out.deadletters.append(rejected.to_event(self.gateway_id))
-            self._grow()
-            self._late = None
-            readings = self._telemetry(decoded, now, alarms, out)
-            parts.append((readings, self._late, decoded.msg_received_us, self._newest))
-            for event in decoded.events:
-                alarms.extend(self._event(event))
+            self._ingest(self.decoder.decode(segment), now, alarms, out, parts)
+        return self._finish(now, alarms, out, parts)
+
+    def process_decoded(self, decoded: DecodedBatch) -> ShardOutput:
+        """Take telemetry that is already columns (offline detection, replay).
+
+        Build ``decoded`` against this shard's :attr:`registry`; arrival times
+        (``msg_received_us``) are what deadman rules count silence on.
+        """
+        now = self.clock.now_us()
+        self.folded = False
+        self._fold = True
+        self._to_commit = []
+        out = ShardOutput()
+        alarms = self._reload(now)
+        parts: list[_Part] = []
+        self._ingest(decoded, now, alarms, out, parts)
+        return self._finish(now, alarms, out, parts)
+
+    def _ingest(
+        self,
+        decoded: DecodedBatch,
+        now: int,
+        alarms: list[AlarmEvent],
+        out: ShardOutput,
+        parts: list[_Part],
+    ) -> None:
+        for rejected in decoded.rejected:
+            self.observer.rejected(rejected.reason.value)
+            out.deadletters.append(rejected.to_event(self.gateway_id))
+        self._grow()
+        self._late = None
+        readings = self._telemetry(decoded, now, alarms, out)
+        parts.append((readings, self._late, decoded.msg_received_us, self._newest))
+        for event in decoded.events:
+            alarms.extend(self._event(event))
+
+    def _finish(
+        self, now: int, alarms: list[AlarmEvent], out: ShardOutput, parts: list[_Part]
+    ) -> ShardOutput:
         self._late = None
         aggregates = self.windows.close(
             device_watermarks(self.registry, now, self.config, self.fleet),
@@ -279,7 +312,7 @@ class ShardProcessor:
         self._to_commit = []
 
     def _telemetry(
-        self, decoded: Any, now: int, alarms: list[AlarmEvent], out: ShardOutput
+        self, decoded: DecodedBatch, now: int, alarms: list[AlarmEvent], out: ShardOutput
     ) -> ReadingColumns | None:
         """Dedupe, split late readings, fold windows and run the rules over telemetry."""
         reg = self.registry
@@ -679,9 +712,7 @@ class ShardProcessor:
         self.active = {int(dev): dict(a) for dev, a in state["active"].items()}
 
 
-def _concat(
-    parts: list[tuple[ReadingColumns | None, LateColumns | None, list[int], list[int]]],
-) -> tuple[ReadingColumns | None, LateColumns | None, list[int], list[int]]:
+def _concat(parts: list[_Part]) -> _Part:
     """Join the outputs of a batch's segments (one segment: returned as it is)."""
     if len(parts) == 1:
         return parts[0]

@@ -39,6 +39,7 @@ _UNITS = {"ms": 1_000, "s": _US, "m": 60 * _US, "h": 3600 * _US, "d": 86_400 * _
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)\s*$")
 _MIN_STEP_US = 10_000  # start indices must fit the key's 40 bits (see _START_BITS)
 _START_BITS = 40
+_START_BIAS = 1 << (_START_BITS - 1)  # window indices before 1970 stay positive in the key
 _MAX_SPECS = 8
 
 F64 = npt.NDArray[np.float64]
@@ -155,7 +156,7 @@ class WindowStore:
         keys, rows = [], []
         for i, spec in enumerate(self.specs):
             per = spec.length_us // spec.step_us
-            last_idx = t_us // spec.step_us
+            last_idx = t_us // spec.step_us + _START_BIAS
             slot = (series.astype(np.int64) * self._n + i) << _START_BITS
             if per == 1:
                 keys.append(slot + last_idx)
@@ -173,7 +174,7 @@ class WindowStore:
         slot = key >> _START_BITS
         spec = slot % self._n
         series = slot // self._n
-        start = (key & ((1 << _START_BITS) - 1)) * self._step[spec]
+        start = ((key & ((1 << _START_BITS) - 1)) - _START_BIAS) * self._step[spec]
         return series, spec, start, start + self._length[spec]
 
     # -- folding ------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """Offline detection: the gateway's detection engine run over recorded data.
 
 :func:`run_detection` feeds one device's telemetry events (in time order) through
-the same :class:`~dataflows.detection.DeviceDetector` the flow uses, with the same
-event-time windows (:class:`~dataflows.windows.SeriesWindows`) for aggregate rules
-and a deadman check before each event (a gap in the data is silence).
+the gateway's own shard engine (:mod:`dataflows.offline`: the same decode-free columns,
+windows, detector banks and alarm machines as the live flow, on a clock that follows
+event time, so a gap in the data is silence).
 :func:`table_events` turns a CSV read by the simulators' CSV reader into telemetry
 events, one per row. ``sensorgate detect`` is the command on top.
 """
@@ -19,11 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+
 from contract import Reading, TelemetryEvent
 from contract.alarms import AlarmClearedEvent, AlarmEvent, AlarmRaisedEvent, encode_alarm
-from dataflows.detection import DeviceDetector
+from dataflows.offline import OfflineEvents, run_offline
 from dataflows.rules import RuleSet
-from dataflows.windows import SeriesWindows, parse_window
 from simulators.csv_replay import CsvTable
 
 __all__ = [
@@ -134,30 +135,37 @@ def run_detection(
     windows: Sequence[str] = ("1m",),
 ) -> DetectionRun:
     """Run the engine over one device's telemetry, in time order (see module docstring)."""
-    detector = DeviceDetector(site, device, rules)
-    specs = tuple(parse_window(w) for w in windows)
-    has_aggregates = any(r.kind == "aggregate" for r in rules.rules)
-    series_windows = SeriesWindows(specs) if has_aggregates and specs else None
     run = DetectionRun(site, device)
-    out = run.events
     ordered = sorted(events, key=lambda e: min(r.time for r in e.data.readings))
+    counts, sensors, metrics, times, values = [], [], [], [], []
+    faults: dict[int, str] = {}
     for event in ordered:
-        times = [_us(r.time) for r in event.data.readings]
-        t0 = min(times)
-        run.first_us = t0 if run.first_us is None else min(run.first_us, t0)
-        run.last_us = max(times) if run.last_us is None else max(run.last_us, *times)
-        out.extend(detector.tick(t0))
-        if series_windows is not None:
-            for agg in series_windows.close_until(t0, site, device):
-                run.aggregates += 1
-                out.extend(detector.on_aggregate(agg))
-            for r in event.data.readings:
-                if r.value is not None:
-                    series_windows.add(r.sensor, r.metric, _us(r.time), r.value)
-        out.extend(detector.on_telemetry(event))
-        run.telemetry += 1
-        run.readings += len(event.data.readings)
-    run.stale = detector.stale
+        readings = event.data.readings
+        counts.append(len(readings))
+        for r in readings:
+            if r.value is None:
+                faults[len(values)] = r.fault or ""
+            sensors.append(r.sensor)
+            metrics.append(r.metric)
+            times.append(_us(r.time))
+            values.append(float("nan") if r.value is None else float(r.value))
+    columns = OfflineEvents(
+        event_ids=[e.id for e in ordered],
+        counts=np.asarray(counts, np.int64),
+        sensors=sensors,
+        metrics=metrics,
+        t_us=np.asarray(times, np.int64),
+        values=np.asarray(values, np.float64),
+        faults=faults,
+    )
+    result = run_offline(rules, site, device, columns, windows=windows)
+    run.events = result.alarms
+    run.aggregates = len(result.aggregates)
+    run.stale = result.stale
+    run.telemetry = len(ordered)
+    run.readings = len(values)
+    if times:
+        run.first_us, run.last_us = min(times), max(times)
     return run
 
 

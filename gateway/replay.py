@@ -2,10 +2,10 @@
 
 Reads the ``readings`` measurement of InfluxDB between ``--since`` and ``--until``
 (InfluxQL, one series per device, in event-time order, a chunk of time at a time),
-rebuilds each device's telemetry events from the stored sequence numbers, and runs
-them through the gateway's own :class:`~dataflows.device.DeviceProcessor` and
-:class:`~dataflows.detection.DeviceDetector`, on a clock that follows event time (so
-deadman silence is measured in event time, as ``sensorgate detect`` does). Results
+groups each device's readings by instant into events, and runs them through the
+gateway's own shard engine (:class:`~dataflows.offline.OfflineDevice`: the same
+windows, detector banks and alarm machines as the live flow), on a clock that follows
+event time (so deadman silence is measured in event time, as ``sensorgate detect`` does). Results
 are written apart from live data: to ``--database-out`` (measurements ``aggregates``
 and ``alarms``) or, by default, to the same database as ``replay_aggregates`` and
 ``replay_alarms``. A summary table (or ``--json``) says what each rule did.
@@ -102,15 +102,58 @@ def _ns(when: datetime) -> int:
     return int((when - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1)) * 1000
 
 
-def _rows(q: Any, since: datetime, until: datetime, chunk: timedelta, where: str) -> Iterator[dict]:  # type: ignore[type-arg]
+Row = dict[str, Any]
+
+
+def _rows(
+    q: Any, since: datetime, until: datetime, chunk: timedelta, where: str
+) -> Iterator[list[Row]]:
+    """Yield the stored readings of ``[since, until)`` one chunk of time at a time."""
     t = since
     while t < until:
         end = min(t + chunk, until)
-        yield from q.query(
-            "SELECT value, fault, seq, sensor, metric FROM readings"
+        yield q.query(
+            "SELECT value, fault, sensor, metric FROM readings"
             f" WHERE time >= {_ns(t)} AND time < {_ns(end)}{where} GROUP BY site, device"
         )
         t = end
+
+
+def _events(site: str, device: str, rows: list[Row]) -> Any:
+    """One device's rows (time order) as offline events: one per distinct time."""
+    import numpy as np
+
+    from dataflows.offline import OfflineEvents
+
+    counts: list[int] = []
+    ids: list[str] = []
+    sensors, metrics, times, values = [], [], [], []
+    faults: dict[int, str] = {}
+    last = None
+    for row in rows:
+        t_us = int(row["time"]) // 1000
+        if t_us != last:
+            counts.append(0)
+            ids.append(str(uuid.uuid5(_REPLAY_NS, f"{site}/{device}/{t_us}")))
+            last = t_us
+        counts[-1] += 1
+        if row.get("value") is None:
+            faults[len(values)] = row.get("fault") or "fault"
+            values.append(float("nan"))
+        else:
+            values.append(float(row["value"]))
+        sensors.append(row["sensor"])
+        metrics.append(row["metric"])
+        times.append(t_us)
+    return OfflineEvents(
+        event_ids=ids,
+        counts=np.asarray(counts, np.int64),
+        sensors=sensors,
+        metrics=metrics,
+        t_us=np.asarray(times, np.int64),
+        values=np.asarray(values, np.float64),
+        faults=faults,
+    )
 
 
 def run_replay(
@@ -126,23 +169,14 @@ def run_replay(
     dry_run: bool = False,
 ) -> ReplayReport:
     """Replay the readings of ``[since, until)``; write and return what came out."""
-    from contract import Reading, TelemetryEvent
-    from dataflows.detection import DeviceDetector
-    from dataflows.device import DeviceProcessor, FakeClock, FleetClock, StreamConfig
-    from dataflows.ingest import Accepted
+    from dataflows.offline import OfflineDevice, OfflineResult
     from dataflows.rules import load_rules
-    from dataflows.windows import Aggregate
     from gateway.influx.lineprotocol import aggregate_line, alarm_line
     from gateway.influx.query import InfluxQL, quote_string
     from gateway.influx.writer import make_writer
 
     rules = load_rules(rules_path)
-    stream = StreamConfig.from_strings(
-        settings.stream.windows,
-        settings.stream.allowed_lateness_s,
-        settings.stream.dedupe_intervals,
-        settings.stream.quiet_s,
-    )
+    windows = tuple(settings.stream.windows)
     prefix = "" if database_out else "replay_"
     report = ReplayReport(
         since=since.isoformat(),
@@ -156,15 +190,7 @@ def run_replay(
     if device:
         where += f" AND device = {quote_string(device)}"
 
-    @dataclass
-    class _Dev:
-        clock: FakeClock
-        proc: DeviceProcessor
-        det: DeviceDetector
-        pending: list[Any] = field(default_factory=list)
-        seq: int | None = None
-
-    devices: dict[tuple[str, str], _Dev] = {}
+    devices: dict[tuple[str, str], OfflineDevice] = {}
     lines: list[str] = []
     transitions: dict[str, Counter[str]] = defaultdict(Counter)
     raised_by_device: Counter[str] = Counter()
@@ -180,12 +206,11 @@ def run_replay(
             writer.write(lines)
         lines.clear()
 
-    def emit(dev: _Dev, outputs: list[Any], alarms: list[Any]) -> None:
-        for out in outputs:
-            if isinstance(out, Aggregate):
-                report.aggregates += 1
-                lines.append(prefix + aggregate_line(out))
-        for event in alarms:
+    def emit(result: OfflineResult) -> None:
+        for agg in result.aggregates:
+            report.aggregates += 1
+            lines.append(prefix + aggregate_line(agg))
+        for event in result.alarms:
             report.alarm_events += 1
             kind = event.type.split(".")[-2]
             transitions[event.data.rule][kind] += 1
@@ -195,73 +220,27 @@ def run_replay(
         if len(lines) >= 5000:
             flush_lines()
 
-    def finish_event(key: tuple[str, str], dev: _Dev) -> None:
-        if not dev.pending:
-            return
-        readings = [Reading.model_validate(r) for r in dev.pending]
-        newest = max(r.time for r in readings)
-        event = TelemetryEvent.model_validate(
-            {
-                "id": str(uuid.uuid5(_REPLAY_NS, f"{key[0]}/{key[1]}/{dev.seq}")),
-                "source": f"sensorgate://replay/{key[0]}/{key[1]}",
-                "time": newest,
-                "subject": key[1],
-                "data": {
-                    "site": key[0],
-                    "device": key[1],
-                    "sequence": dev.seq,
-                    "readings": readings,
-                },
-            }
-        )
-        dev.pending = []
-        t_us = _ns(newest) // 1000
-        dev.clock.t = max(dev.clock.t, t_us)
-        alarms = dev.det.tick(dev.clock.t)  # deadman, in event time
-        outputs = dev.proc.process([Accepted(event, newest)])
-        feed = [o for o in outputs if isinstance(o, Accepted | Aggregate)]
-        alarms += dev.det.process(feed)
-        report.events += 1
-        report.readings += len(readings)
-        emit(dev, outputs, alarms)
-
     q = InfluxQL(settings.influx)
     try:
-        for row in _rows(q, since, until, chunk, where):
-            key = (row["site"], row["device"])
-            dev = devices.get(key)
-            if dev is None:
-                clock = FakeClock(_ns(since) // 1000)
-                fleet = FleetClock(stream.quiet_us)
-                dev = devices[key] = _Dev(
-                    clock,
-                    DeviceProcessor(key[0], key[1], stream, clock=clock, fleet=fleet),
-                    DeviceDetector(key[0], key[1], rules),
-                )
-            seq = int(row["seq"])
-            if dev.seq is not None and seq != dev.seq:
-                finish_event(key, dev)
-            dev.seq = seq
-            when = datetime.fromtimestamp(row["time"] // 1000 / 1e6, UTC)
-            reading: dict[str, Any] = {"sensor": row["sensor"], "metric": row["metric"]}
-            if row.get("value") is not None:
-                reading["value"] = row["value"]
-            else:
-                reading["fault"] = row.get("fault") or "fault"
-            dev.pending.append({**reading, "time": when})
+        for rows in _rows(q, since, until, chunk, where):
+            by_device: dict[tuple[str, str], list[Row]] = defaultdict(list)
+            for row in rows:
+                by_device[(row["site"], row["device"])].append(row)
+            for key, dev_rows in by_device.items():
+                engine = devices.get(key)
+                if engine is None:
+                    engine = devices[key] = OfflineDevice(rules, *key, windows=windows)
+                dev_rows.sort(key=lambda r: int(r["time"]))
+                events = _events(*key, dev_rows)
+                report.events += len(events.counts)
+                report.readings += len(dev_rows)
+                emit(engine.feed(events))
         end_us = _ns(until) // 1000
-        for key, dev in devices.items():
-            finish_event(key, dev)
+        for engine in devices.values():
             # The end of the range: every window closes, every silence is judged.
-            dev.clock.t = max(
-                dev.clock.t, end_us + 2 * (stream.allowed_lateness_us + stream.quiet_us)
-            )
-            outputs = dev.proc.tick(dev.clock.t)
-            alarms = dev.det.process([o for o in outputs if isinstance(o, Aggregate)])
-            alarms += dev.det.tick(end_us)
-            emit(dev, outputs, alarms)
-            for akey, _alarm_id in dev.det.active_alarms():
-                transitions[akey.rule]["active_at_end"] += 1
+            emit(engine.finish(end_us))
+            for rule, _alarm_id in engine.active_alarms():
+                transitions[rule]["active_at_end"] += 1
         flush_lines()
     finally:
         q.close()

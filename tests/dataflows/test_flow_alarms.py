@@ -18,9 +18,12 @@ from contract import (
     encode,
 )
 from contract.commands import AcknowledgeAlarmCommand
+from dataflows.batch import MessageBatch
+from dataflows.eventclock import to_us
 from dataflows.flow import ActiveAlarms, StaticRules, build_flow
-from dataflows.ingest import Ingestor, RawMessage
 from dataflows.rules import parse_rules
+
+RawMessage = tuple[str, bytes, datetime]
 
 RULES = parse_rules(
     {
@@ -37,15 +40,20 @@ def _telemetry(scheme: TopicScheme, seq: int, value: float, at: datetime) -> Raw
         sequence=seq,
         readings=[Reading(sensor="x", metric="t", value=value, time=at)],
     )
-    return RawMessage(scheme.telemetry("s", "d"), encode(event), at)
+    return (scheme.telemetry("s", "d"), encode(event), at)
+
+
+def _batches(messages: list[RawMessage]) -> list[MessageBatch]:
+    """One batch per message, as a slow source would hand them over."""
+    return [MessageBatch([t], [p], [to_us(at)]) for t, p, at in messages]
 
 
 def _run(messages: list[RawMessage]) -> tuple[list[Any], list[Any]]:
     points: list[Any] = []
     alarms: list[Any] = []
     flow = build_flow(
-        TestingSource(messages),
-        ingestor=Ingestor(TopicScheme()),
+        TestingSource(_batches(messages)),
+        topics=TopicScheme(),
         points_sink=TestingSink(points),
         deadletter_sink=TestingSink([]),
         alarm_sink=TestingSink(alarms),
@@ -66,7 +74,7 @@ def test_threshold_raises_is_acknowledged_and_clears_with_a_summary_each_time() 
     raised_id = raised[0].data.alarm_id
     ack = AcknowledgeAlarmCommand.create(site="s", device="d", alarm_id=raised_id, by="ops")
     msgs += [
-        RawMessage(scheme.device("s", "d", TopicKind.COMMANDS), encode(ack), t0),
+        (scheme.device("s", "d", TopicKind.COMMANDS), encode(ack), t0),
         _telemetry(scheme, 3, 20.0, t0 + timedelta(seconds=2)),
     ]
     points, alarms = _run(msgs)
@@ -91,9 +99,9 @@ def test_last_will_raises_offline_and_birth_clears_it() -> None:
     status = scheme.status("s", "d")
     now = datetime.now(UTC)
     msgs = [
-        RawMessage(status, encode(birth), now - timedelta(seconds=3)),
-        RawMessage(status, encode(will), now - timedelta(seconds=2)),
-        RawMessage(status, encode(birth), now - timedelta(seconds=1)),
+        (status, encode(birth), now - timedelta(seconds=3)),
+        (status, encode(will), now - timedelta(seconds=2)),
+        (status, encode(birth), now - timedelta(seconds=1)),
     ]
     _, alarms = _run(msgs)
     events = [a for a in alarms if not isinstance(a, ActiveAlarms)]
@@ -129,11 +137,11 @@ def test_site_pattern_across_devices_raises_a_site_alarm() -> None:
             sequence=1,
             readings=[Reading(sensor="x", metric="t", value=31.0, time=t0 + timedelta(seconds=i))],
         )
-        msgs.append(RawMessage(scheme.telemetry("s", device), encode(event), t0))
+        msgs.append((scheme.telemetry("s", device), encode(event), t0))
     alarms: list[Any] = []
     flow = build_flow(
-        TestingSource(msgs),
-        ingestor=Ingestor(scheme),
+        TestingSource(_batches(msgs)),
+        topics=scheme,
         points_sink=TestingSink([]),
         deadletter_sink=TestingSink([]),
         alarm_sink=TestingSink(alarms),
@@ -146,33 +154,18 @@ def test_site_pattern_across_devices_raises_a_site_alarm() -> None:
 
 
 def test_deadman_silence_counts_from_a_restart_not_from_before_the_downtime() -> None:
-    from dataflows.device import DeviceProcessor, FakeClock, StreamConfig
-    from dataflows.flow import _DeviceLogic
-    from dataflows.ingest import Accepted
+    from dataflows.eventclock import FakeClock
+    from tests.dataflows.shard_kit import alarm_events, processor, send, telemetry
 
-    rules = StaticRules(parse_rules({"defaults": {"deadman": "1m"}}))
+    rules = parse_rules({"defaults": {"deadman": "1m"}})
     clock = FakeClock(1_000_000_000_000)
     t = datetime.fromtimestamp(clock.t / 1e6, UTC)
-    event = TelemetryEvent.create(
-        site="s",
-        device="d",
-        sequence=1,
-        readings=[Reading(sensor="x", metric="t", value=1.0, time=t)],
-    )
-    logic = _DeviceLogic(
-        DeviceProcessor(None, None, StreamConfig(), clock=clock), rules, clock, None
-    )
-    logic.on_batch([Accepted(event, t)])
-    state = logic.snapshot()
+    proc = processor(clock, rules=rules)
+    send(proc, [telemetry(1, t)])
+    state = proc.snapshot()
     clock.advance(600)  # ten minutes down
-    restored = _DeviceLogic(
-        DeviceProcessor(None, None, StreamConfig(), clock=clock, state=state["proc"]),
-        rules,
-        clock,
-        state,
-    )
-    out, _ = restored.on_notify()
-    assert not [o for o in out if isinstance(o, AlarmRaisedEvent)]
+    restored = processor(clock, rules=rules, state=state)
+    assert not alarm_events(restored.tick())
     clock.advance(61)
-    out, _ = restored.on_notify()
-    assert [o.data.rule for o in out if isinstance(o, AlarmRaisedEvent)] == ["deadman"]
+    assert restored.next_wake_us() is not None
+    assert [a.data.rule for a in alarm_events(restored.tick())] == ["deadman"]

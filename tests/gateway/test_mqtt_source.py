@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from contract import TopicScheme
+from dataflows.batch import MessageBatch
 from gateway.mqtt_source import MqttSource, _Partition
 from gateway.services import free_port
 from gateway.settings import MqttSourceSettings
@@ -24,38 +26,48 @@ def partition() -> Iterator[_Partition]:
     part.close()
 
 
-def _feed(part: _Partition, n: int, age: timedelta) -> None:
+def _feed(part: _Partition, n: int, age: timedelta) -> int:
+    """Put ``n`` messages of one arrival time in the inbox; return that time (µs)."""
+    arrived = time.time_ns() // 1000 - age // timedelta(microseconds=1)
     for i in range(n):
-        part._inbox.append(("t", b"x", i + 1, 1, datetime.now(UTC) - age))
+        part._inbox.append(("t", b"x", i + 1, 1, arrived))
+    return arrived
+
+
+def _count(part: _Partition) -> int:
+    batches = list(part.next_batch())
+    assert all(isinstance(b, MessageBatch) for b in batches)
+    return sum(len(b) for b in batches)
 
 
 def test_a_young_partial_batch_waits_until_it_is_due(partition: _Partition) -> None:
-    _feed(partition, 2, timedelta(0))
-    assert list(partition.next_batch()) == []
+    # An hour in the future: it cannot become due while the test runs, however slow.
+    arrived = _feed(partition, 2, -timedelta(hours=1))
+    assert _count(partition) == 0
     wake = partition.next_awake()
     assert wake is not None
-    assert timedelta(milliseconds=100) < wake - datetime.now(UTC) <= timedelta(milliseconds=200)
+    assert wake == datetime.fromtimestamp((arrived + 200_000) / 1e6, UTC)
 
 
 def test_an_old_partial_batch_goes_at_once(partition: _Partition) -> None:
     _feed(partition, 2, timedelta(milliseconds=300))
-    assert len(list(partition.next_batch())) == 2
+    assert _count(partition) == 2
 
 
 def test_a_full_batch_goes_at_once_and_no_more(partition: _Partition) -> None:
-    _feed(partition, 5, timedelta(0))
+    _feed(partition, 5, -timedelta(hours=1))
     assert partition.next_awake() is None
-    assert len(list(partition.next_batch())) == 3
-    assert list(partition.next_batch()) == []  # the two left are young
+    assert _count(partition) == 3
+    assert _count(partition) == 0  # the two left are young
 
 
 def test_messages_are_acknowledged_only_after_the_epoch(partition: _Partition) -> None:
     acked: list[int] = []
     partition._client.ack = lambda mid, qos: acked.append(mid)  # type: ignore[method-assign]
     _feed(partition, 3, timedelta(0))
-    assert len(list(partition.next_batch())) == 3
+    assert _count(partition) == 3
     _feed(partition, 3, timedelta(0))
-    list(partition.next_batch())
+    _count(partition)
     assert acked == []  # same epoch: nothing acknowledged yet
     partition.snapshot()  # the epoch closes
     list(partition.next_batch())

@@ -318,9 +318,10 @@ class BatchDecoder:
                     index = known.get(key)
                     if index is None:
                         if not (_valid_id(reading.sensor) and _valid_id(reading.metric)):
-                            bad[k] = True
-                            break
-                        index = registry.add_series(device, reading.sensor, reading.metric)
+                            bad[k] = True  # its rows are dropped: the slow path decides
+                            index = -1
+                        else:
+                            index = registry.add_series(device, reading.sensor, reading.metric)
                     fast.series[pos + j] = index
             pos += n
         return bad

@@ -69,9 +69,10 @@ class BankSignals:
         if not self.valid[i]:
             return None
         threshold = float(self.threshold[i])
+        value = float(self.value[i])
         return Signal(
             bool(self.active[i]),
-            float(self.value[i]),
+            None if value != value else value,
             None if threshold != threshold else threshold,
             message,
             SEVERITY_CODES[int(self.severity[i])],
@@ -132,6 +133,7 @@ class ScalarBank:
         valid = np.zeros(n, np.bool_)
         active = np.zeros(n, np.bool_)
         threshold = np.full(n, np.nan)
+        value = np.full(n, np.nan)
         severity = np.zeros(n, np.int8)
         messages = np.empty(n, dtype=object)
         rows = zip(slots.tolist(), t_us.tolist(), values.tolist(), strict=True)
@@ -141,14 +143,14 @@ class ScalarBank:
                 continue
             valid[i] = True
             active[i] = signal.active
+            if signal.value is not None:
+                value[i] = signal.value
             if signal.threshold is not None:
                 threshold[i] = signal.threshold
             if signal.severity is not None:
                 severity[i] = SEVERITY_CODES.index(signal.severity)
             messages[i] = signal.message
-        return BankSignals(
-            valid, active, values.astype(np.float64), threshold, severity, {"message": messages}
-        )
+        return BankSignals(valid, active, value, threshold, severity, {"message": messages})
 
     def describe(self, signals: BankSignals, i: int) -> str:
         """Return the scalar detector's own message."""

@@ -54,3 +54,49 @@ def test_flow_splits_valid_telemetry_from_dead_letters_across_shards() -> None:
             (DeadLetterReason.TOPIC_MISMATCH, encode(good[0])),
         ]
     )
+
+
+def test_an_exception_in_a_shard_dead_letters_the_poison_message_and_the_flow_goes_on(
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    import numpy as np
+
+    from dataflows.series_alarms import SeriesAlarms
+
+    real = SeriesAlarms.process
+
+    def poisoned(self, series, t_us, values, cause_of, faults=None):  # type: ignore[no-untyped-def]
+        if (values == 666.0).any():
+            raise RuntimeError("a detector bug, triggered by 666")
+        return real(self, series, t_us, values, cause_of, faults)
+
+    monkeypatch.setattr(SeriesAlarms, "process", poisoned)
+    now = datetime.now(UTC)
+    scheme = TopicScheme()
+    batch = MessageBatch()
+    for i, value in enumerate([1.0, 2.0, 666.0, 3.0]):
+        event = TelemetryEvent.create(
+            site="s",
+            device="d",
+            sequence=i,
+            readings=[Reading(sensor="x", metric="m", value=value, time=now)],
+        )
+        batch.append(scheme.telemetry("s", "d"), encode(event), to_us(now))
+    points: list[PointColumns] = []
+    letters: list[DeadLetterEvent] = []
+    errors: list[str] = []
+    flow = build_flow(
+        TestingSource([batch]),
+        topics=scheme,
+        points_sink=TestingSink(points),
+        deadletter_sink=TestingSink(letters),
+        on_error=errors.append,
+    )
+    run_main(flow)
+    stored = sorted(v for p in points if p.readings is not None for v in p.readings.value.tolist())
+    assert stored == [1.0, 2.0, 3.0]
+    assert [d.data.reason for d in letters] == [DeadLetterReason.DECODE_ERROR]
+    assert "666" in letters[0].data.error
+    assert b"666" in letters[0].data.payload
+    assert errors  # counted (the gateway counts them in sensorgate_shard_errors_total)
+    assert np.isfinite(stored).all()

@@ -34,17 +34,8 @@ from typing import Any
 from contract import DeviceOfflineEvent, DeviceOnlineEvent, Reading, TelemetryEvent
 from contract.alarms import AlarmEvent
 from dataflows.alarms import AlarmKey, AlarmMachine, AlarmPolicy, Cause
-from dataflows.detectors import (
-    AdaptiveDetector,
-    Condition,
-    DeadmanDetector,
-    FlatlineDetector,
-    PatternDetector,
-    RangeDetector,
-    RateDetector,
-    Signal,
-    ThresholdDetector,
-)
+from dataflows.detectors import DeadmanDetector, Signal
+from dataflows.detectors.factory import build_detector
 from dataflows.ingest import Accepted
 from dataflows.rules import RuleSet
 from dataflows.windows import Aggregate
@@ -68,43 +59,6 @@ def _us(when: datetime) -> int:
 
 def _fingerprint(rule: Any) -> str:
     return hashlib.sha1(rule.model_dump_json().encode(), usedforsecurity=False).hexdigest()[:16]
-
-
-def build_detector(rule: Any) -> Any:
-    """Build the detector of a rule (None for rules the engine handles itself)."""
-    kind = rule.kind
-    if kind in ("threshold", "aggregate"):
-        return ThresholdDetector(
-            levels=rule.level_pairs(), above=rule.above is not None, clear=rule.clear
-        )
-    if kind == "rate":
-        return RateDetector(max_rate=rule.max_rate, window_us=rule.window, direction=rule.direction)
-    if kind == "flatline":
-        return FlatlineDetector(duration_us=rule.duration, tolerance=rule.tolerance)
-    if kind == "range":
-        if rule.low is None and rule.high is None:
-            return None  # faults only
-        return RangeDetector(low=rule.low, high=rule.high)
-    if kind == "adaptive":
-        return AdaptiveDetector(
-            threshold=rule.threshold,
-            clear=rule.clear,
-            alpha=rule.alpha,
-            warmup=rule.warmup,
-            season_us=rule.season,
-            season_buckets=rule.season_buckets,
-            hold=rule.hold,
-        )
-    if kind == "deadman":
-        return DeadmanDetector(silence_us=rule.silence)
-    if kind == "pattern":
-        return PatternDetector(
-            conditions=[Condition(c.member, c.op, c.value) for c in rule.conditions],
-            mode=rule.mode,
-            within_us=rule.within,
-            count=rule.count,
-        )
-    return None  # offline: driven by status events
 
 
 @dataclass(slots=True)

@@ -48,7 +48,8 @@ class BankSignals:
       scalar equivalent returned None.
     - ``active``: the condition holds (only meaningful where ``valid``).
     - ``value``, ``threshold``: the value and the threshold or expected level that
-      explain the signal (NaN for none).
+      explain the signal (NaN for none). ``value`` is the detector's, which is not
+      always the reading (a rate detector says the rate).
     - ``severity``: index into :data:`SEVERITY_CODES` (0: the rule's own severity).
     - ``detail``: bank-specific extra arrays that :meth:`DetectorBank.describe` needs
       to word the message (e.g. a z-score); never read by the engine.
@@ -68,10 +69,10 @@ class BankSignals:
         """Return entry ``i`` as a scalar :class:`Signal` (None where not valid)."""
         if not self.valid[i]:
             return None
-        threshold = float(self.threshold[i])
+        value, threshold = float(self.value[i]), float(self.threshold[i])
         return Signal(
             bool(self.active[i]),
-            float(self.value[i]),
+            None if value != value else value,
             None if threshold != threshold else threshold,
             message,
             SEVERITY_CODES[int(self.severity[i])],
@@ -131,6 +132,7 @@ class ScalarBank:
         n = len(slots)
         valid = np.zeros(n, np.bool_)
         active = np.zeros(n, np.bool_)
+        value = values.astype(np.float64)
         threshold = np.full(n, np.nan)
         severity = np.zeros(n, np.int8)
         messages = np.empty(n, dtype=object)
@@ -141,14 +143,14 @@ class ScalarBank:
                 continue
             valid[i] = True
             active[i] = signal.active
+            # The detector's value, not the reading's: a rate detector says the rate.
+            value[i] = np.nan if signal.value is None else signal.value
             if signal.threshold is not None:
                 threshold[i] = signal.threshold
             if signal.severity is not None:
                 severity[i] = SEVERITY_CODES.index(signal.severity)
             messages[i] = signal.message
-        return BankSignals(
-            valid, active, values.astype(np.float64), threshold, severity, {"message": messages}
-        )
+        return BankSignals(valid, active, value, threshold, severity, {"message": messages})
 
     def describe(self, signals: BankSignals, i: int) -> str:
         """Return the scalar detector's own message."""

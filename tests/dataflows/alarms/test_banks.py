@@ -17,7 +17,9 @@ from dataflows.detectors import (
     RateDetector,
     Signal,
     ThresholdDetector,
+    adaptive_bank,
 )
+from dataflows.detectors.adaptive import _STUCK_ODDS
 from dataflows.detectors.banks import (
     AdaptiveBank,
     RangeBank,
@@ -314,6 +316,50 @@ def test_extreme_values_neither_raise_nor_warn_nor_break_signals():
             assert signal.message
     # And the engine's alarms get finite numbers or None out of such signals.
     assert bank.snapshot()["level"].dtype == np.float64
+
+
+@pytest.mark.parametrize("ulp", [-1, 0, 1])
+def test_stuck_boundary_is_decided_as_math_log_decides(monkeypatch, ulp):
+    """np.log may err by an ulp (it does on some CPUs): the boundary must not move."""
+    monkeypatch.setattr(adaptive_bank, "_log", lambda p: np.nextafter(np.log(p), 0.0))
+    # At this repeat rate the scalar's limit is exactly 10 readings: 10 >= 10.0.
+    repeat = np.nextafter(0.251188643150958, 1.0 if ulp > 0 else 0.0) if ulp else 0.251188643150958
+    assert _STUCK_ODDS / math.log(0.251188643150958) == 10.0
+    doc = {
+        "n": 60,
+        "repeat": repeat,
+        "run": 9,
+        "held": 0,
+        "level": 5.0,
+        "scale": 1.0,
+        "sscale": None,
+        "perr": 0.0,
+        "serr": 0.0,
+        "last_t": 9 * S,
+        "res": 0.5,
+        "last": 5.0,
+        "active": False,
+        "season": [],
+        "first": 0,
+    }
+    scalar = AdaptiveDetector(season_buckets=0)
+    scalar.restore(doc)
+    bank = AdaptiveBank(season_buckets=0)
+    bank.restore(
+        {
+            "size": 1,
+            **{k: np.array([doc[k]]) for k in ("n", "repeat", "run", "held", "level")},
+            **{k: np.array([doc[k]]) for k in ("scale", "perr", "serr", "last", "res")},
+            "last_t": np.array([9 * S]),
+            "seen": np.array([True]),
+            "active": np.array([False]),
+        }
+    )
+    expected = scalar.update(10 * S, 5.0)
+    signals = bank.update(np.array([0]), np.array([10 * S]), np.array([5.0]))
+    _assert_same(expected, signals.signal(0, bank.describe(signals, 0)), "boundary")
+    assert expected is not None
+    assert expected.active == (ulp <= 0)
 
 
 def test_adaptive_bank_updates_in_one_batch_or_many():

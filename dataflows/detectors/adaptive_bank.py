@@ -248,10 +248,13 @@ class AdaptiveBank:
         if seasons:
             season_us = self.season_us
             assert season_us is not None
-            bucket = (t % season_us) * self.season_buckets // season_us
-            known = a["season"][s, bucket]
-            known_nan = a["season_nan"][s, bucket]
-            seasonal = np.where(np.isnan(known) & ~known_nan, level, known)
+            # Flat indices into the [slot, bucket] arrays: one 1-D gather and scatter.
+            cell = s * self.season_buckets + (t % season_us) * self.season_buckets // season_us
+            known = a["season"].reshape(-1)[cell]
+            unknown = np.isnan(known)
+            if unknown.any():  # rare once learnt: is any of these NaN a learnt NaN?
+                unknown &= ~a["season_nan"].reshape(-1)[cell]
+            seasonal = np.where(unknown, level, known)
             perr = a["perr"][s]
             serr = a["serr"][s]
             in_use = (t - first_t >= 2 * season_us) & (serr < _SEASON_GAIN * perr)
@@ -284,8 +287,11 @@ class AdaptiveBank:
                 seasonal + self._alpha4 * step,
             )
             learnt = np.where(stuck, known, learnt)
-            a["season"][s, bucket] = learnt
-            a["season_nan"][s, bucket] = np.where(stuck, known_nan, np.isnan(learnt))
+            a["season"].reshape(-1)[cell] = learnt
+            # A learnt NaN stays NaN (NaN plus anything), so the flag is only ever set.
+            overflowed = np.isnan(learnt) & ~stuck
+            if overflowed.any():
+                a["season_nan"].reshape(-1)[cell[overflowed]] = True
             step_size = np.abs(step)
             sscale = np.where(stuck, sscale, sscale + rate * (_min(step_size, scap) - sscale))
             gap = t - last_t

@@ -184,13 +184,13 @@ class AdaptiveBank:
             if warm.all():
                 repeat[:] = self._warm(slots, v, same, count)
             else:
+                p: Any = slice(None)
                 if warm.any():
                     w = np.flatnonzero(warm)
                     repeat[w] = self._warm(slots[w], v[w], same[w], count[w])
                     p = np.flatnonzero(~warm)
                     out = self._learn(slots[p], t[p], v[p], same[p], run[p], res[p], first_t[p])
                 else:
-                    p = slice(None)
                     out = self._learn(slots, t, v, same, run, res, first_t)
                 z[p], active[p], threshold[p], severity[p], stuck[p], repeat[p] = out
         detail = {"z": z, "stuck": stuck, "run": run, "repeat": repeat}
@@ -210,7 +210,7 @@ class AdaptiveBank:
         a["level"][s] = level
         a["scale"][s] = scale
         a["repeat"][s] = repeat
-        return repeat
+        return np.asarray(repeat, np.float64)
 
     def _stuck(self, run: I64, repeat: F64) -> Bools:
         """Apply the scalar's stuck test: a run of repeats too unlikely at the repeat rate."""

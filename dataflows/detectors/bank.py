@@ -93,7 +93,11 @@ class DetectorBank(Protocol):
         """Forget the state of ``slots`` (they start fresh, as if new)."""
 
     def update(self, slots: I64, t_us: I64, values: F64) -> BankSignals:
-        """Take one reading per slot (``slots`` are distinct); return their signals."""
+        """Take one reading per slot (``slots`` are distinct); return their signals.
+
+        Entry ``i`` of the signals is about input ``i``. The signals' arrays may share
+        memory with the inputs (``value`` is often ``values`` itself).
+        """
 
     def describe(self, signals: BankSignals, i: int) -> str:
         """Word the message of entry ``i`` (called only for entries the alarms need)."""

@@ -16,7 +16,7 @@ others     None: deadman, offline and pattern rules have no per-reading
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dataflows.detectors.adaptive_bank import AdaptiveBank
 from dataflows.detectors.bank import BankSignals, DetectorBank, ScalarBank
@@ -33,6 +33,14 @@ __all__ = [
     "ThresholdBank",
     "make_bank",
 ]
+
+
+if TYPE_CHECKING:  # mypy checks that every bank satisfies the protocol
+
+    def _conforms(
+        adaptive: AdaptiveBank, threshold: ThresholdBank, range_: RangeBank, scalar: ScalarBank
+    ) -> list[DetectorBank]:
+        return [adaptive, threshold, range_, scalar]
 
 
 def make_bank(rule: Any) -> DetectorBank | None:

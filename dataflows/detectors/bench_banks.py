@@ -48,7 +48,7 @@ def _bank_us(bank: Any, values: np.ndarray, warm: int) -> float:
         bank.update(ids, t, values[r])
         if r >= warm:
             spent += time.process_time() - start
-    return spent * 1e6 / ((rounds - warm) * slots)
+    return float(spent * 1e6 / ((rounds - warm) * slots))
 
 
 def _scalar_us(make: Callable[[], Any], values: np.ndarray, warm: int) -> float:
@@ -64,7 +64,7 @@ def _scalar_us(make: Callable[[], Any], values: np.ndarray, warm: int) -> float:
             detector.update(t, v)
         if r >= warm:
             spent += time.process_time() - start
-    return spent * 1e6 / ((rounds - warm) * slots)
+    return float(spent * 1e6 / ((rounds - warm) * slots))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -91,16 +91,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "adaptive_scalar_us": _scalar_us(
             lambda: AdaptiveDetector(warmup=args.warmup), scalar_values, warm
         ),
+        "adaptive_no_seasons_bank_us": _bank_us(
+            AdaptiveBank(warmup=args.warmup, season_buckets=0), values, warm
+        ),
+        "adaptive_no_seasons_scalar_us": _scalar_us(
+            lambda: AdaptiveDetector(warmup=args.warmup, season_buckets=0), scalar_values, warm
+        ),
         "threshold_bank_us": _bank_us(ThresholdBank(levels=levels, clear=55.0), values, warm),
         "threshold_scalar_us": _scalar_us(
             lambda: ThresholdDetector(levels=levels, clear=55.0), scalar_values, warm
         ),
     }
     print(f"{args.slots:,} slots x {args.rounds} rounds (scalar: {args.scalar_slots:,} slots)")
-    print("us of CPU per reading, after warmup (one reading a second, day seasons of 24 buckets)")
-    for kind in ("adaptive", "threshold"):
+    print("us of CPU per reading after warmup (one reading a second; seasons: 24 a day)")
+    for kind in ("adaptive", "adaptive_no_seasons", "threshold"):
         bank, scalar = figures[f"{kind}_bank_us"], figures[f"{kind}_scalar_us"]
-        print(f"  {kind:<9}  bank {bank:7.3f}   scalar {scalar:7.3f}   x{scalar / bank:,.0f}")
+        print(f"  {kind:<19}  bank {bank:6.3f}   scalar {scalar:6.3f}   x{scalar / bank:,.0f}")
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return figures

@@ -623,3 +623,16 @@ def test_made_scalar_banks_run_the_rules_detector():
         signals = bank.update(slot, np.array([i * S]), np.array([5.0]))
     assert signals.active[0]
     assert bank.describe(signals, 0) == "no variation beyond 0 for 60s"
+
+
+@pytest.mark.parametrize(
+    "bank",
+    [AdaptiveBank(), ThresholdBank(levels=[(1.0, Severity.MINOR)]), RangeBank(high=1.0)],
+    ids=["adaptive", "threshold", "range"],
+)
+def test_an_empty_round_is_fine(bank):
+    bank.grow(3)
+    empty = np.array([], np.int64)
+    signals = bank.update(empty, empty, np.array([], np.float64))
+    assert len(signals) == 0
+    assert signals.active.dtype == np.bool_

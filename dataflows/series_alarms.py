@@ -53,7 +53,7 @@ def rule_fingerprint(rule: Any) -> str:
 
 
 def _make_bank(rule: Any) -> DetectorBank | None:
-    from dataflows.detectors.factory import make_bank
+    from dataflows.detectors.banks import make_bank
 
     return make_bank(rule)
 

@@ -48,7 +48,8 @@ class BankSignals:
       scalar equivalent returned None.
     - ``active``: the condition holds (only meaningful where ``valid``).
     - ``value``, ``threshold``: the value and the threshold or expected level that
-      explain the signal (NaN for none).
+      explain the signal (NaN for none). ``value`` is the detector's, which is not
+      always the reading (a rate detector says the rate).
     - ``severity``: index into :data:`SEVERITY_CODES` (0: the rule's own severity).
     - ``detail``: bank-specific extra arrays that :meth:`DetectorBank.describe` needs
       to word the message (e.g. a z-score); never read by the engine.
@@ -68,8 +69,7 @@ class BankSignals:
         """Return entry ``i`` as a scalar :class:`Signal` (None where not valid)."""
         if not self.valid[i]:
             return None
-        threshold = float(self.threshold[i])
-        value = float(self.value[i])
+        value, threshold = float(self.value[i]), float(self.threshold[i])
         return Signal(
             bool(self.active[i]),
             None if value != value else value,
@@ -93,7 +93,11 @@ class DetectorBank(Protocol):
         """Forget the state of ``slots`` (they start fresh, as if new)."""
 
     def update(self, slots: I64, t_us: I64, values: F64) -> BankSignals:
-        """Take one reading per slot (``slots`` are distinct); return their signals."""
+        """Take one reading per slot (``slots`` are distinct); return their signals.
+
+        Entry ``i`` of the signals is about input ``i``. The signals' arrays may share
+        memory with the inputs (``value`` is often ``values`` itself).
+        """
 
     def describe(self, signals: BankSignals, i: int) -> str:
         """Word the message of entry ``i`` (called only for entries the alarms need)."""
@@ -132,8 +136,8 @@ class ScalarBank:
         n = len(slots)
         valid = np.zeros(n, np.bool_)
         active = np.zeros(n, np.bool_)
+        value = values.astype(np.float64)
         threshold = np.full(n, np.nan)
-        value = np.full(n, np.nan)
         severity = np.zeros(n, np.int8)
         messages = np.empty(n, dtype=object)
         rows = zip(slots.tolist(), t_us.tolist(), values.tolist(), strict=True)
@@ -143,8 +147,8 @@ class ScalarBank:
                 continue
             valid[i] = True
             active[i] = signal.active
-            if signal.value is not None:
-                value[i] = signal.value
+            # The detector's value, not the reading's: a rate detector says the rate.
+            value[i] = np.nan if signal.value is None else signal.value
             if signal.threshold is not None:
                 threshold[i] = signal.threshold
             if signal.severity is not None:

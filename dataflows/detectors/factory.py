@@ -1,11 +1,10 @@
-"""Build the detector (scalar) or the bank (vectorised) of a rule."""
+"""Build the scalar detector of a rule: the one place that maps rule fields to detectors."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from dataflows.detectors.adaptive import AdaptiveDetector
-from dataflows.detectors.bank import DetectorBank, ScalarBank
 from dataflows.detectors.deadman import DeadmanDetector
 from dataflows.detectors.flatline import FlatlineDetector
 from dataflows.detectors.pattern import Condition, PatternDetector
@@ -13,11 +12,24 @@ from dataflows.detectors.range import RangeDetector
 from dataflows.detectors.rate import RateDetector
 from dataflows.detectors.threshold import ThresholdDetector
 
-__all__ = ["build_detector", "make_bank"]
+__all__ = ["adaptive_params", "build_detector"]
+
+
+def adaptive_params(rule: Any) -> dict[str, Any]:
+    """Return the keyword arguments of :class:`AdaptiveDetector` for an adaptive rule."""
+    return {
+        "threshold": rule.threshold,
+        "clear": rule.clear,
+        "alpha": rule.alpha,
+        "warmup": rule.warmup,
+        "season_us": rule.season,
+        "season_buckets": rule.season_buckets,
+        "hold": rule.hold,
+    }
 
 
 def build_detector(rule: Any) -> Any:
-    """Build the scalar detector of a rule (None for rules the engine handles itself)."""
+    """Build the detector of a rule (None for rules the engine handles itself)."""
     kind = rule.kind
     if kind in ("threshold", "aggregate"):
         return ThresholdDetector(
@@ -32,15 +44,7 @@ def build_detector(rule: Any) -> Any:
             return None  # faults only
         return RangeDetector(low=rule.low, high=rule.high)
     if kind == "adaptive":
-        return AdaptiveDetector(
-            threshold=rule.threshold,
-            clear=rule.clear,
-            alpha=rule.alpha,
-            warmup=rule.warmup,
-            season_us=rule.season,
-            season_buckets=rule.season_buckets,
-            hold=rule.hold,
-        )
+        return AdaptiveDetector(**adaptive_params(rule))
     if kind == "deadman":
         return DeadmanDetector(silence_us=rule.silence)
     if kind == "pattern":
@@ -51,12 +55,3 @@ def build_detector(rule: Any) -> Any:
             count=rule.count,
         )
     return None  # offline: driven by status events
-
-
-def make_bank(rule: Any) -> DetectorBank | None:
-    """Return the bank of a per-series rule (None when it has no per-reading detector)."""
-    if rule.kind not in ("threshold", "range", "adaptive", "rate", "flatline"):
-        return None
-    if build_detector(rule) is None:
-        return None
-    return ScalarBank(lambda: build_detector(rule))

@@ -1,0 +1,74 @@
+"""Per-slot state arrays of a detector bank: growth, reset, snapshot and restore."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Field", "SlotArrays"]
+
+Field = tuple[npt.DTypeLike, Any, tuple[int, ...]]
+"""A state field: dtype, fresh value, shape of one slot's entry (``()`` for a scalar)."""
+
+
+class SlotArrays:
+    """Named arrays with one row per slot, grown with spare capacity.
+
+    ``arrays`` holds the arrays at their capacity (rows beyond :attr:`size` are fresh);
+    a bank reads them into locals at the start of each update, since :meth:`grow` may
+    replace them.
+    """
+
+    __slots__ = ("arrays", "fields", "size")
+
+    def __init__(self, fields: dict[str, Field]) -> None:
+        self.fields = fields
+        self.size = 0
+        self.arrays: dict[str, npt.NDArray[Any]] = {
+            name: np.full((0, *tail), fresh, dtype) for name, (dtype, fresh, tail) in fields.items()
+        }
+
+    def _capacity(self) -> int:
+        return len(next(iter(self.arrays.values()))) if self.arrays else self.size
+
+    def grow(self, size: int) -> None:
+        """Make room for slots ``0 .. size-1``; new slots are fresh."""
+        if size <= self.size:
+            return
+        capacity = self._capacity()
+        if size > capacity:
+            # Amortised doubling: the engine may grow a bank one new series at a time.
+            capacity = max(size, 2 * capacity, 64)
+            for name, (dtype, fresh, tail) in self.fields.items():
+                grown = np.full((capacity, *tail), fresh, dtype)
+                grown[: self.size] = self.arrays[name][: self.size]
+                self.arrays[name] = grown
+        self.size = size
+
+    def reset(self, slots: npt.NDArray[np.int64]) -> None:
+        """Make ``slots`` fresh."""
+        for name, (_, fresh, _) in self.fields.items():
+            self.arrays[name][slots] = fresh
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return copies of every array, trimmed to :attr:`size`."""
+        state: dict[str, Any] = {"size": self.size}
+        for name, array in self.arrays.items():
+            state[name] = array[: self.size].copy()
+        return state
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Load a :meth:`snapshot`; a field missing or of another shape starts fresh."""
+        size = int(state["size"])
+        self.arrays = {}
+        for name, (dtype, fresh, tail) in self.fields.items():
+            array = np.full((size, *tail), fresh, dtype)
+            saved = state.get(name)
+            if saved is not None:
+                saved = np.asarray(saved, dtype)
+                if saved.shape == array.shape:
+                    array[...] = saved
+            self.arrays[name] = array
+        self.size = size

@@ -93,7 +93,7 @@ def post_batches(
                         status, text = response.status_code, response.text
                     if status == 204:
                         break
-                    if status and status < 500 or attempt == _RETRIES:
+                    if (status and status < 500) or attempt == _RETRIES:
                         with lock:
                             errors.append(f"HTTP {status}: {text[:300]}")
                         return

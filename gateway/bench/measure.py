@@ -158,8 +158,9 @@ def watch_until_stored(
         if peer is not None and not peer.alive():
             outcome = "peer exited"
             break
-    return Completion(start=start, end=end, last=samples[-1], peak_rss=peak, samples=samples,
-                      outcome=outcome)
+    return Completion(
+        start=start, end=end, last=samples[-1], peak_rss=peak, samples=samples, outcome=outcome
+    )
 
 
 def idle_cpu_share(tree: ProcessTree, seconds: float, interval_s: float = 1.0) -> dict[str, float]:

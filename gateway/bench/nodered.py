@@ -114,8 +114,17 @@ def ensure_installed(prefix: Path, progress: Callable[[str], None] = lambda _m: 
     if not (red and red.startswith("4.") and influx == INFLUX_NODE.rsplit("@", 1)[1]):
         progress(f"installing {NODE_RED} and {INFLUX_NODE} with npm into {prefix} (once)")
         prefix.mkdir(parents=True, exist_ok=True)
-        argv = [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund",
-                "--loglevel=error", NODE_RED, INFLUX_NODE]  # fmt: skip
+        argv = [
+            npm,
+            "install",
+            "--prefix",
+            str(prefix),
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            NODE_RED,
+            INFLUX_NODE,
+        ]
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=900)
         except subprocess.TimeoutExpired:
@@ -305,9 +314,14 @@ def start_node_red(
     env = {**os.environ, "NODE_ENV": "production"}
     return ManagedProcess(
         "node-red",
-        [install.node, str(install.red_js), "--settings", str(settings), "--userDir",
-         str(user_dir)],  # fmt: skip
+        [
+            install.node,
+            str(install.red_js),
+            "--settings",
+            str(settings),
+            "--userDir",
+            str(user_dir),
+        ],
         user_dir / "node-red.log",
         env=env,
     )
-

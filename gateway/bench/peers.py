@@ -87,7 +87,7 @@ class RoundEnv:
 
     @property
     def influx_port(self) -> int:
-        """influxd's HTTP port."""
+        """The HTTP port of influxd."""
         return int(self.endpoints.influx_url.rsplit(":", 1)[1])
 
 
@@ -209,10 +209,23 @@ class NaivePeer(Peer):
         """Start the script; ready once the broker granted its subscription."""
         ready = env.workdir / "naive.ready"
         topic = f"{env.workload.topic_prefix}/+/+/telemetry"
-        argv = [sys.executable, "-m", "gateway.bench.naive_peer",
-                "--host", env.endpoints.mqtt_host, "--port", str(env.endpoints.mqtt_port),
-                "--topic", topic, "--influx-url", env.endpoints.influx_url,
-                "--database", env.influxd.database, "--ready-file", str(ready)]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            "gateway.bench.naive_peer",
+            "--host",
+            env.endpoints.mqtt_host,
+            "--port",
+            str(env.endpoints.mqtt_port),
+            "--topic",
+            topic,
+            "--influx-url",
+            env.endpoints.influx_url,
+            "--database",
+            env.influxd.database,
+            "--ready-file",
+            str(ready),
+        ]
         proc = ManagedProcess("naive", argv, env.workdir / "naive.log", env=child_env())
 
         def subscribed() -> bool:

@@ -64,13 +64,21 @@ class PublisherProcess:
     def __init__(
         self, workload: Workload, *, host: str, port: int, log_path: Path, env: dict[str, str]
     ) -> None:
-        argv = [sys.executable, "-m", "gateway.bench.publisher",
-                *publisher_argv(workload, host=host, port=port)]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            "gateway.bench.publisher",
+            *publisher_argv(workload, host=host, port=port),
+        ]
         self._log = log_path.open("ab")
         self.proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env,
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=env,
             text=True,
-        )  # fmt: skip
+        )
         self._lines: queue.Queue[str] = queue.Queue()
         self.log_path = log_path
         self._reader = threading.Thread(target=self._read, daemon=True)

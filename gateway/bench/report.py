@@ -65,9 +65,7 @@ def build_table(report: BenchReport) -> Table:
             _stored(s),
             _range(s.rate_median, s.rate_min, s.rate_max),
             _range(s.peer_cpu_s_per_m, s.peer_cpu_s_per_m_min, s.peer_cpu_s_per_m_max, 1),
-            _range(
-                s.influxd_cpu_s_per_m, s.influxd_cpu_s_per_m_min, s.influxd_cpu_s_per_m_max, 1
-            ),
+            _range(s.influxd_cpu_s_per_m, s.influxd_cpu_s_per_m_min, s.influxd_cpu_s_per_m_max, 1),
             _fmt(s.peak_rss_mb, " MB"),
             _fmt(None if s.fraction_of_ceiling is None else s.fraction_of_ceiling * 100, "%"),
             _fmt(s.ratio_to_nodered, "x", 2),
@@ -154,8 +152,10 @@ def chart(report: BenchReport, path: Path) -> None:
     fig, (ax_rate, ax_cpu) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=100)
 
     def whiskers(mid: list[float], low: list[float], high: list[float]) -> list[list[float]]:
-        return [[m - lo for m, lo in zip(mid, low, strict=True)],
-                [hi - m for m, hi in zip(mid, high, strict=True)]]  # fmt: skip
+        return [
+            [m - lo for m, lo in zip(mid, low, strict=True)],
+            [hi - m for m, hi in zip(mid, high, strict=True)],
+        ]
 
     rate = [s.rate_median or 0.0 for s in rows]
     bars = ax_rate.bar(

@@ -63,7 +63,7 @@ class RoundResult:
 
     @property
     def influxd_cpu_s_per_m(self) -> float | None:
-        """influxd CPU seconds per million readings."""
+        """CPU seconds of influxd per million readings."""
         return _per_million(self.influxd_cpu_s, self.expected)
 
     def as_dict(self) -> dict[str, Any]:
@@ -126,9 +126,12 @@ def _spread(values: Sequence[float | None]) -> tuple[float | None, float | None,
 
 
 def summarize(
-    results: Sequence[RoundResult], labels: dict[str, str], *, ceiling: str = "influxd",
+    results: Sequence[RoundResult],
+    labels: dict[str, str],
+    *,
+    ceiling: str = "influxd",
     reference: str = "nodered",
-) -> list[PeerSummary]:  # fmt: skip
+) -> list[PeerSummary]:
     """Summarize ``results`` per peer, in the order the peers first appear."""
     order = list(dict.fromkeys(r.peer for r in results))
     summaries: dict[str, PeerSummary] = {}

@@ -144,8 +144,16 @@ def _peer_round(
             env = RoundEnv(local.endpoints, influxd, local.workdir, workload)
             running = peer.start(env)
             try:
-                _burst(peer, running, env, ProcessTree(local.influxd.pid), result, options,
-                       tag, progress)  # fmt: skip
+                _burst(
+                    peer,
+                    running,
+                    env,
+                    ProcessTree(local.influxd.pid),
+                    result,
+                    options,
+                    tag,
+                    progress,
+                )
             finally:
                 running.stop()
     except SensorGateError as exc:
@@ -224,6 +232,9 @@ def _burst(
     if completion.outcome != "settled":
         result.error = f"the burst did not settle: {completion.outcome}"
     if running.metrics_port is not None:
+        sustained = storage.sustained_rate(completion.samples)
+        if sustained is not None:
+            result.extras["gateway_sustained_readings_per_s"] = round(sustained, 1)
         _gateway_extras(peer, running, env, result, before, options, tag, progress)
 
 
@@ -249,7 +260,9 @@ def _gateway_extras(
     if not (peer.measures_latency and options.latency and result.readings_per_s):
         return
     rate = result.readings_per_s / 2
-    progress(f"{tag}: latency at half that rate, {rate:,.0f} readings/s for {options.latency_s:g} s")
+    progress(
+        f"{tag}: latency at half that rate, {rate:,.0f} readings/s for {options.latency_s:g} s"
+    )
     try:
         result.extras["latency"] = storage.latency_phase(
             metrics_port=running.metrics_port,
@@ -318,8 +331,5 @@ def _idle_gateway(options: BenchOptions, progress: Progress) -> dict[str, object
                 running.stop()
     except SensorGateError as exc:
         return {"error": str(exc)}
-    progress(
-        f"idle gateway: {figure['cpu_share']:.1%} of one core,"
-        f" {figure['peak_rss_mb']} MB"
-    )
+    progress(f"idle gateway: {figure['cpu_share']:.1%} of one core, {figure['peak_rss_mb']} MB")
     return figure

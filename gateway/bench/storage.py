@@ -101,24 +101,51 @@ def sustained_rate(samples: Sequence[Snapshot]) -> float | None:
 
 
 def mqtt_cpu_share(before: dict[str, Any], after: dict[str, Any], cpu_s: float) -> float | None:
-    """The MQTT client's share of the gateway's CPU, if the gateway exposes its CPU."""
+    """Return the MQTT client's share of the gateway's CPU, if the gateway exposes it."""
     if MQTT_CPU_METRIC not in after or cpu_s <= 0:
         return None
     return float(after[MQTT_CPU_METRIC] - before.get(MQTT_CPU_METRIC, 0.0)) / cpu_s
 
 
 def _loadgen(
-    *, host: str, port: int, prefix: str, devices: int, readings_per_message: int,
-    rate: float, duration_s: float, env: dict[str, str],
-) -> dict[str, Any]:  # fmt: skip
-    argv = [sys.executable, "-m", "gateway.cli", "loadgen", "--host", host, "--port", str(port),
-            "--prefix", prefix, "--readings-per-message", str(readings_per_message),
-            "--devices", str(devices), "--metrics", "10", "--duration", str(duration_s),
-            "--qos", "1", "--rate", str(max(1, int(rate))), "--json",
-            "--progress-every", "0"]  # fmt: skip
-    done = subprocess.run(
-        argv, capture_output=True, text=True, timeout=duration_s + 120, env=env
-    )
+    *,
+    host: str,
+    port: int,
+    prefix: str,
+    devices: int,
+    readings_per_message: int,
+    rate: float,
+    duration_s: float,
+    env: dict[str, str],
+) -> dict[str, Any]:
+    argv = [
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "loadgen",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--prefix",
+        prefix,
+        "--readings-per-message",
+        str(readings_per_message),
+        "--devices",
+        str(devices),
+        "--metrics",
+        "10",
+        "--duration",
+        str(duration_s),
+        "--qos",
+        "1",
+        "--rate",
+        str(max(1, int(rate))),
+        "--json",
+        "--progress-every",
+        "0",
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 120, env=env)
     if not done.stdout.strip():
         raise SensorGateError(f"the load generator failed ({done.returncode}):\n{done.stderr}")
     return dict(json.loads(done.stdout))
@@ -144,9 +171,15 @@ def latency_phase(
     """
     before = scrape(metrics_port)
     load = _loadgen(
-        host=host, port=port, prefix=prefix, devices=devices,
-        readings_per_message=readings_per_message, rate=rate, duration_s=duration_s, env=env,
-    )  # fmt: skip
+        host=host,
+        port=port,
+        prefix=prefix,
+        devices=devices,
+        readings_per_message=readings_per_message,
+        rate=rate,
+        duration_s=duration_s,
+        env=env,
+    )
     target = before.get("written:readings", 0.0) + float(load.get("readings", 0))
     last, last_change = -1.0, time.monotonic()
     while True:

@@ -231,10 +231,7 @@ def render_burst(workload: Workload, *, now_us: int | None = None) -> Burst:
         device, seq = m % used, m // used
         t0 = base + seq * 1_000_000
         body = ",".join(
-            [
-                f'{heads[j]}{value_text(seq, j)},"time":"{fmt(t0 + j * 1_000)}"}}'
-                for j in range(rpm)
-            ]
+            [f'{heads[j]}{value_text(seq, j)},"time":"{fmt(t0 + j * 1_000)}"}}' for j in range(rpm)]
         )
         payloads.append(templates[device].render_fragments(seq, fmt(t0 + (rpm - 1) * 1_000), body))
         topics.append(device_topics[device])

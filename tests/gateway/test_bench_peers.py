@@ -96,7 +96,7 @@ def test_the_naive_script_writes_one_line_per_reading() -> None:
     head, value, ms = lines[1].split(" ")
     assert head == "readings,site=bench,device=dev-000000,sensor=s1,metric=m1"
     assert value.startswith("value=")
-    assert int(ms) == burst.base_us // 1_000 + 1
+    assert abs(int(ms) - (burst.base_us + 1_000) / 1_000) <= 0.5  # the reading's time, in ms
 
 
 def test_every_peer_has_a_definition(tmp_path: Path) -> None:

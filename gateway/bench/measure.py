@@ -122,7 +122,9 @@ def watch_until_stored(
     peer: ProcessTree | None,
     *,
     start: Snapshot,
+    expected: int | None = None,
     settle_s: float = 3.0,
+    short_settle_x: float = 5.0,
     first_point_timeout_s: float = 60.0,
     timeout_s: float = 600.0,
     interval_s: float = 0.25,
@@ -130,7 +132,13 @@ def watch_until_stored(
     progress: Callable[[Snapshot], None] | None = None,
     progress_every_s: float = 5.0,
 ) -> Completion:
-    """Sample until influxd's point count has been still for ``settle_s`` seconds."""
+    """Sample until influxd's point count has been still for ``settle_s`` seconds.
+
+    While fewer than ``expected`` readings are stored (by the peer's own count where it
+    has one, else by influxd's point count) the wait is ``short_settle_x`` times longer:
+    a peer that is retrying or backing off is not taken for one that has finished. The
+    end of the burst is the last change either way; only the waiting grows.
+    """
     samples = [start]
     end = start
     peak = start.peer_rss
@@ -148,7 +156,10 @@ def watch_until_stored(
             next_progress = snap.t + progress_every_s
             progress(snap)
         if end is not start and snap.t - end.t >= settle_s:
-            break
+            stored = snap.claimed if snap.claimed is not None else snap.point_req - start.point_req
+            short = expected is not None and stored < expected
+            if not short or snap.t - end.t >= settle_s * short_settle_x:
+                break
         if end is start and snap.t - start.t >= first_point_timeout_s:
             outcome = "nothing stored"
             break

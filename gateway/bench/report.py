@@ -166,6 +166,7 @@ def chart(report: BenchReport, path: Path) -> None:
         color=["#a0aec0" if s.peer == "influxd" else "#2b6cb0" for s in rows],
     )
     ax_rate.bar_label(bars, labels=[f"{v:,.0f}" for v in rate], padding=3)
+    ax_rate.yaxis.set_major_formatter(lambda v, _pos: f"{v:,.0f}")
     ax_rate.set_ylabel("readings/s, first publish to last stored")
     ax_rate.set_title("end-to-end rate (median, min-max)")
     ax_rate.margins(y=0.15)

@@ -203,6 +203,7 @@ def _burst(
             influxd_tree,
             peer_tree,
             start=start,
+            expected=workload.total,
             settle_s=options.settle_s,
             timeout_s=options.burst_timeout_s,
             claimed=running.claimed,

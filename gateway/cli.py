@@ -190,11 +190,21 @@ def _add_bench_arguments(bench: argparse.ArgumentParser) -> None:
         help="peer: 1,000 devices x 50 sensors, 1 M readings (default); series100k: 10,000"
         " devices x 10 series; burst5m: the peer workload with 5 M readings",
     )
-    workload.add_argument("--devices", type=int, default=None, metavar="N")
-    workload.add_argument("--readings-per-message", type=int, default=None, metavar="N")
-    workload.add_argument("--total", type=int, default=None, metavar="N", help="readings")
-    workload.add_argument("--sensors-per-device", type=int, default=None, metavar="N")
-    workload.add_argument("--qos", type=int, choices=[0, 1], default=None)
+    workload.add_argument("--devices", type=int, default=None, metavar="N", help="devices")
+    workload.add_argument(
+        "--readings-per-message", type=int, default=None, metavar="N", help="1 ms apart"
+    )
+    workload.add_argument(
+        "--total", type=int, default=None, metavar="N", help="readings in the burst"
+    )
+    workload.add_argument(
+        "--sensors-per-device",
+        type=int,
+        default=None,
+        metavar="N",
+        help="sensors s0..s(N-1) per device; metrics cycle over m0..m9",
+    )
+    workload.add_argument("--qos", type=int, choices=[0, 1], default=None, help="publish QoS")
     run = bench.add_argument_group("run")
     run.add_argument(
         "--peers",
@@ -211,7 +221,13 @@ def _add_bench_arguments(bench: argparse.ArgumentParser) -> None:
         help="for the sensorgate peers, p50/p99 arrival-to-stored in a paced phase at half"
         " the measured rate (default on)",
     )
-    run.add_argument("--latency-duration", type=float, default=10.0, metavar="S")
+    run.add_argument(
+        "--latency-duration",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds of the paced latency phase (default 10)",
+    )
     run.add_argument(
         "--idle",
         type=float,
@@ -220,10 +236,18 @@ def _add_bench_arguments(bench: argparse.ArgumentParser) -> None:
         help="seconds of idle-gateway CPU to measure after the rounds (0: skip; default 30)",
     )
     run.add_argument(
-        "--settle", type=float, default=3.0, metavar="S", help="influxd still this long: done"
+        "--settle",
+        type=float,
+        default=3.0,
+        metavar="S",
+        help="the burst is stored once influxd's write count is still this long (default 3)",
     )
     run.add_argument(
-        "--timeout", type=float, default=None, metavar="S", help="longest wait for one burst"
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="longest wait for one burst (default 120 s + 1 s per 2,000 readings)",
     )
     out = bench.add_argument_group("output")
     out.add_argument("--out", default="reports/bench.json", help="JSON report path")

@@ -193,7 +193,7 @@ class SensorGatePeer(Peer):
         def claimed() -> float | None:
             try:
                 return storage.scrape(port).get("written:readings")
-            except (httpx.HTTPError, ValueError):
+            except (SensorGateError, ValueError):
                 return None
 
         return RunningPeer(proc, claimed=claimed, metrics_port=port)

@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from contract.errors import SensorGateError
 from gateway.bench import storage
 from gateway.bench.facts import machine_facts, service_versions
@@ -156,8 +158,8 @@ def _peer_round(
                 )
             finally:
                 running.stop()
-    except SensorGateError as exc:
-        result.error = str(exc)
+    except (SensorGateError, psutil.Error) as exc:
+        result.error = str(exc) or type(exc).__name__
         result.outcome = "failed"
     return result
 
@@ -310,8 +312,8 @@ def _ceiling_round(
             result.extras["influxd_cpu_us_per_point"] = round(
                 result.influxd_cpu_s * 1e6 / workload.total, 2
             )
-    except SensorGateError as exc:
-        result.error = str(exc)
+    except (SensorGateError, psutil.Error) as exc:
+        result.error = str(exc) or type(exc).__name__
         result.outcome = "failed"
     return result
 
@@ -330,7 +332,7 @@ def _idle_gateway(options: BenchOptions, progress: Progress) -> dict[str, object
                 )
             finally:
                 running.stop()
-    except SensorGateError as exc:
-        return {"error": str(exc)}
+    except (SensorGateError, psutil.Error) as exc:
+        return {"error": str(exc) or type(exc).__name__}
     progress(f"idle gateway: {figure['cpu_share']:.1%} of one core, {figure['peak_rss_mb']} MB")
     return figure

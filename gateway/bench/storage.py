@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from contract.errors import SensorGateError
+from contract.errors import SensorGateError, ServiceError
 from gateway.bench.measure import Snapshot
 
 __all__ = [
@@ -50,7 +50,11 @@ def scrape(port: int) -> dict[str, Any]:
     ``sensorgate_readings_in_total``, ``sensorgate_messages_in_total`` and, when
     present, :data:`MQTT_CPU_METRIC`.
     """
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        text = httpx.get(url, timeout=5).text
+    except httpx.HTTPError as exc:
+        raise ServiceError(f"the gateway did not answer {url}: {exc}") from exc
     out: dict[str, Any] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:

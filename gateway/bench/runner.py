@@ -35,6 +35,7 @@ from gateway.bench.facts import machine_facts, service_versions
 from gateway.bench.influx_ceiling import post_batches, render_batches
 from gateway.bench.influxd import Influxd
 from gateway.bench.measure import (
+    Completion,
     ProcessTree,
     Snapshot,
     idle_cpu_share,
@@ -47,7 +48,7 @@ from gateway.bench.results import BenchReport, RoundResult, summarize
 from gateway.bench.workload import Workload
 from gateway.services import LocalServices
 
-__all__ = ["BenchOptions", "run_bench"]
+__all__ = ["BenchOptions", "fill_burst_figures", "run_bench"]
 
 DATABASE = "bench"
 Progress = Callable[[str], None]
@@ -214,31 +215,40 @@ def _burst(
         done = publisher.wait_done(max(60.0, options.burst_timeout_s))
     finally:
         publisher.stop()
-    result.outcome = completion.outcome
-    result.stored = env.influxd.count_readings()
-    result.publish_s = float(done["acknowledged_s"])
-    end = completion.end
-    result.points_written = completion.points
-    result.write_requests = completion.last.write_req - start.write_req
-    result.influxd_server_errors = completion.last.server_errors - start.server_errors
-    if end is not start:
-        result.seconds = round(end.t - float(done["first_publish"]), 3)
-        if result.seconds > 0:
-            result.readings_per_s = round(min(result.stored, workload.total) / result.seconds, 1)
-        if end.peer_cpu_s is not None and start.peer_cpu_s is not None:
-            result.peer_cpu_s = round(end.peer_cpu_s - start.peer_cpu_s, 3)
-        result.influxd_cpu_s = round(end.influxd_cpu_s - start.influxd_cpu_s, 3)
-    if completion.peak_rss is not None:
-        result.peak_rss_mb = round(completion.peak_rss / 1e6, 1)
-    if not done.get("all_acknowledged", False):
-        result.error = "the broker did not acknowledge every message of the burst"
-    if completion.outcome != "settled":
-        result.error = f"the burst did not settle: {completion.outcome}"
+    fill_burst_figures(result, completion, done, env.influxd.count_readings())
+    if completion.outcome == "peer exited":
+        result.error = f"{result.error}; its log:\n{running.proc.log_tail()}"
     if running.metrics_port is not None:
         sustained = storage.sustained_rate(completion.samples)
         if sustained is not None:
             result.extras["gateway_sustained_readings_per_s"] = round(sustained, 1)
         _gateway_extras(peer, running, env, result, before, options, tag, progress)
+
+
+def fill_burst_figures(
+    result: RoundResult, completion: Completion, published: dict[str, Any], stored: int
+) -> None:
+    """Fill ``result`` from the completion, the publisher's report and the stored count."""
+    start, end = completion.start, completion.end
+    result.outcome = completion.outcome
+    result.stored = stored
+    result.publish_s = float(published["acknowledged_s"])
+    result.points_written = completion.points
+    result.write_requests = completion.last.write_req - start.write_req
+    result.influxd_server_errors = completion.last.server_errors - start.server_errors
+    if end is not start:
+        result.seconds = round(end.t - float(published["first_publish"]), 3)
+        if result.seconds > 0:
+            result.readings_per_s = round(min(stored, result.expected) / result.seconds, 1)
+        if end.peer_cpu_s is not None and start.peer_cpu_s is not None:
+            result.peer_cpu_s = round(end.peer_cpu_s - start.peer_cpu_s, 3)
+        result.influxd_cpu_s = round(end.influxd_cpu_s - start.influxd_cpu_s, 3)
+    if completion.peak_rss is not None:
+        result.peak_rss_mb = round(completion.peak_rss / 1e6, 1)
+    if not published.get("all_acknowledged", False):
+        result.error = "the broker did not acknowledge every message of the burst"
+    if completion.outcome != "settled":
+        result.error = f"the burst did not settle: {completion.outcome}"
 
 
 def _gateway_extras(

@@ -99,7 +99,3 @@ class Influxd:
         if not series:
             return 0
         return int(series[0]["values"][0][1])
-
-    def version(self) -> str:
-        """Return the server's version (the ``X-Influxdb-Version`` header of ``/ping``)."""
-        return self._get("/ping").headers.get("x-influxdb-version", "unknown")

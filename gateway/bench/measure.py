@@ -57,7 +57,7 @@ class ProcessTree:
     def alive(self) -> bool:
         """Whether the root process still runs."""
         try:
-            return self.root.is_running() and self.root.status() != psutil.STATUS_ZOMBIE
+            return bool(self.root.is_running() and self.root.status() != psutil.STATUS_ZOMBIE)
         except psutil.Error:
             return False
 

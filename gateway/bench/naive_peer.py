@@ -32,7 +32,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 __all__ = ["main", "to_lines"]
 
 
-def to_lines(topic: str, payload: bytes) -> str:
+def to_lines(topic: str, payload: bytes | bytearray) -> str:
     """Return the line protocol of one telemetry message (one line per reading)."""
     *_prefix, site, device, _kind = topic.split("/")
     event = json.loads(payload)

@@ -146,7 +146,8 @@ SCENARIOS = {
 
 def with_overrides(workload: Workload, **overrides: int | None) -> Workload:
     """Return ``workload`` with the knobs that are not None replaced."""
-    return replace(workload, **{k: v for k, v in overrides.items() if v is not None})
+    changes: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+    return replace(workload, **changes)
 
 
 def device_id(index: int) -> str:

@@ -110,31 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser(
         "bench",
-        help="benchmark the gateway against a naive baseline (starts its own stack)",
-        description="Start local services, run the gateway and the load generator in their"
-        " own processes, and report sustained readings/s stored, latency p50/p99 at half"
-        " that rate, peak RSS and CPU for each scenario, next to a naive baseline (paho"
-        " on_message + influxdb-client, one write per message). Writes a JSON report and a"
-        " PNG chart.",
+        help="the gateway side by side with Node-RED, a naive script and influxd's ceiling",
+        description="Publish one fixed burst of telemetry (default: 1,000 devices, 50"
+        " readings per QoS 1 message, 1 M readings) to each peer in turn, each against fresh"
+        " mosquitto and influxd, rounds alternating between peers; report stored/expected,"
+        " end-to-end readings/s, CPU per million readings (peer and influxd), peak RSS, the"
+        " fraction of influxd's own ceiling and the ratio to Node-RED. Writes a JSON report"
+        " and a PNG chart. See docs/benchmarks.md.",
     )
-    bench.add_argument(
-        "--scenario",
-        action="append",
-        choices=["1k", "10k"],
-        default=None,
-        help="1k: 1,000 devices x 10 metrics; 10k: 10,000 x 10 (default: both)",
-    )
-    bench.add_argument("--duration", type=float, default=20.0, help="seconds of load per phase")
-    bench.add_argument("--no-baseline", action="store_true", help="skip the naive baseline")
-    bench.add_argument(
-        "--rules",
-        default=None,
-        help="the gateway's alarm rules file (default: the built-in defaults; an empty"
-        " file measures storage without detection)",
-    )
-    bench.add_argument("--out", default="reports/bench.json", help="JSON report path")
-    bench.add_argument("--chart", default="reports/bench.png", help="PNG chart path ('' for none)")
-    bench.add_argument("--json", action="store_true", help="print the JSON report")
+    _add_bench_arguments(bench)
     bench.set_defaults(func=_cmd_bench)
 
     for module_name in _PLUGINS:
@@ -194,14 +178,122 @@ def _cmd_up(args: argparse.Namespace) -> int:
     )
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from gateway.bench_report import run_and_report
+_BENCH_PEERS = ("sensorgate", "sensorgate-storage", "nodered", "naive", "influxd")
 
+
+def _add_bench_arguments(bench: argparse.ArgumentParser) -> None:
+    workload = bench.add_argument_group("workload (defaults: the scenario's)")
+    workload.add_argument(
+        "--scenario",
+        choices=["peer", "series100k", "burst5m"],
+        default="peer",
+        help="peer: 1,000 devices x 50 sensors, 1 M readings (default); series100k: 10,000"
+        " devices x 10 series; burst5m: the peer workload with 5 M readings",
+    )
+    workload.add_argument("--devices", type=int, default=None, metavar="N", help="devices")
+    workload.add_argument(
+        "--readings-per-message", type=int, default=None, metavar="N", help="1 ms apart"
+    )
+    workload.add_argument(
+        "--total", type=int, default=None, metavar="N", help="readings in the burst"
+    )
+    workload.add_argument(
+        "--sensors-per-device",
+        type=int,
+        default=None,
+        metavar="N",
+        help="sensors s0..s(N-1) per device; metrics cycle over m0..m9",
+    )
+    workload.add_argument("--qos", type=int, choices=[0, 1], default=None, help="publish QoS")
+    run = bench.add_argument_group("run")
+    run.add_argument(
+        "--peers",
+        action="append",
+        default=None,
+        metavar="LIST",
+        help=f"comma-separated peers to run, in order (default: all: {','.join(_BENCH_PEERS)})",
+    )
+    run.add_argument("--rounds", type=int, default=3, help="rounds over the peers (default 3)")
+    run.add_argument(
+        "--latency",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="for the sensorgate peers, p50/p99 arrival-to-stored in a paced phase at half"
+        " the measured rate (default on)",
+    )
+    run.add_argument(
+        "--latency-duration",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds of the paced latency phase (default 10)",
+    )
+    run.add_argument(
+        "--idle",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds of idle-gateway CPU to measure after the rounds (0: skip; default 30)",
+    )
+    run.add_argument(
+        "--settle",
+        type=float,
+        default=3.0,
+        metavar="S",
+        help="the burst is stored once influxd's write count is still this long (default 3)",
+    )
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="longest wait for one burst (default 120 s + 1 s per 2,000 readings)",
+    )
+    out = bench.add_argument_group("output")
+    out.add_argument("--out", default="reports/bench.json", help="JSON report path")
+    out.add_argument("--chart", default="reports/bench.png", help="PNG chart path ('' for none)")
+    out.add_argument("--json", action="store_true", help="print the JSON report on stdout")
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import os
+    import shlex
+
+    from contract.errors import ConfigError
+    from gateway.bench.nodered import default_cache_dir
+    from gateway.bench.report import run_and_report
+    from gateway.bench.runner import BenchOptions, run_bench
+    from gateway.bench.workload import SCENARIOS, with_overrides
+
+    peers = [p.strip() for item in args.peers or [",".join(_BENCH_PEERS)] for p in item.split(",")]
+    unknown = [p for p in peers if p not in _BENCH_PEERS]
+    if unknown or not peers:
+        raise ConfigError("peers", f"expected some of {', '.join(_BENCH_PEERS)}; got {unknown}")
+    if args.rounds < 1:
+        raise ConfigError("rounds", f"must be at least 1; got {args.rounds}")
+    workload = with_overrides(
+        SCENARIOS[args.scenario].workload,
+        devices=args.devices,
+        readings_per_message=args.readings_per_message,
+        total=args.total,
+        sensors_per_device=args.sensors_per_device,
+        qos=args.qos,
+    )
+    options = BenchOptions(
+        scenario=args.scenario,
+        workload=workload,
+        peers=tuple(dict.fromkeys(peers)),
+        rounds=args.rounds,
+        nodered_cache=default_cache_dir(os.environ),
+        command=shlex.join(["sensorgate", *sys.argv[1:]]),
+        latency=args.latency,
+        latency_s=args.latency_duration,
+        idle_s=args.idle,
+        settle_s=args.settle,
+        timeout_s=args.timeout,
+    )
     return run_and_report(
-        scenarios=args.scenario or ["1k", "10k"],
-        duration_s=args.duration,
-        baseline=not args.no_baseline,
-        rules_file=args.rules,
+        lambda progress: run_bench(options, progress),
         out=args.out,
         chart_path=args.chart or None,
         as_json=args.json,

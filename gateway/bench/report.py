@@ -1,0 +1,242 @@
+"""Print, save and chart the results of ``sensorgate bench``.
+
+One table (rich) with a row per peer, the JSON report (``--out``) and a PNG chart
+(``--chart``): end-to-end readings/s and CPU seconds per million readings per peer, bars
+at the median with whiskers from the lowest to the highest round.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from gateway.bench.results import BenchReport, PeerSummary
+
+__all__ = ["build_table", "chart", "exit_code", "problems", "report_json", "run_and_report"]
+
+
+def _fmt(value: float | None, unit: str = "", digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}{unit}"
+
+
+def _range(median: float | None, low: float | None, high: float | None, digits: int = 0) -> str:
+    if median is None:
+        return "-"
+    if low is None or high is None or low == high:
+        return _fmt(median, "", digits)
+    return f"{_fmt(median, '', digits)} ({_fmt(low, '', digits)}-{_fmt(high, '', digits)})"
+
+
+def _stored(s: PeerSummary) -> str:
+    if s.stored is None:
+        return f"? / {s.expected:,}"
+    text = f"{s.stored:,} / {s.expected:,}"
+    if s.lost:
+        text += f"  LOST {s.lost:,} ({s.lost / s.expected:.2%})"
+    return text
+
+
+def build_table(report: BenchReport) -> Table:
+    """Return the summary table: one row per peer."""
+    w = report.workload
+    table = Table(
+        title=f"sensorgate bench · {report.scenario}: {w['devices']:,} devices,"
+        f" {w['readings_per_message']} readings/message, {w['total']:,} readings,"
+        f" QoS {w['qos']} · {report.rounds} round(s)",
+    )
+    table.add_column("peer", justify="left")
+    table.add_column("stored / expected", justify="right")
+    table.add_column("readings/s end to end\nmedian (min-max)", justify="right")
+    table.add_column("peer CPU s\nper 1 M", justify="right")
+    table.add_column("influxd CPU s\nper 1 M", justify="right")
+    table.add_column("peak RSS", justify="right")
+    table.add_column("of influxd\nceiling", justify="right")
+    table.add_column("x Node-RED", justify="right")
+    for s in report.summaries:
+        table.add_row(
+            s.peer,
+            _stored(s),
+            _range(s.rate_median, s.rate_min, s.rate_max),
+            _range(s.peer_cpu_s_per_m, s.peer_cpu_s_per_m_min, s.peer_cpu_s_per_m_max, 1),
+            _range(s.influxd_cpu_s_per_m, s.influxd_cpu_s_per_m_min, s.influxd_cpu_s_per_m_max, 1),
+            _fmt(s.peak_rss_mb, " MB"),
+            _fmt(None if s.fraction_of_ceiling is None else s.fraction_of_ceiling * 100, "%"),
+            _fmt(s.ratio_to_nodered, "x", 2),
+        )
+    return table
+
+
+def _latency_lines(report: BenchReport) -> list[str]:
+    lines = []
+    for r in report.results:
+        lat = r.extras.get("latency")
+        if not lat:
+            continue
+        if "error" in lat:
+            lines.append(f"{r.peer} round {r.round}: latency phase failed: {lat['error']}")
+            continue
+        lines.append(
+            f"{r.peer} round {r.round}: at {lat['rate_readings_per_s']:,.0f} readings/s,"
+            f" arrival→stored p50 {_fmt(lat.get('arrival_to_stored_p50_s'), ' s', 3)}"
+            f" p99 {_fmt(lat.get('arrival_to_stored_p99_s'), ' s', 3)};"
+            f" event→stored p99 {_fmt(lat.get('event_to_stored_p99_s'), ' s', 3)}"
+        )
+    return lines
+
+
+def problems(report: BenchReport) -> list[str]:
+    """Return every failure and every loss, one line each (never hidden)."""
+    out = []
+    for r in report.results:
+        if r.error:
+            out.append(f"{r.peer} round {r.round}: {r.error}")
+        elif r.lost:
+            out.append(
+                f"{r.peer} round {r.round}: stored {r.stored:,} of {r.expected:,} readings"
+                f" (lost {r.lost:,}; influxd answered {r.influxd_server_errors or 0} writes"
+                " with 5xx)"
+            )
+    return out
+
+
+def exit_code(report: BenchReport) -> int:
+    """1 if a round failed or a SensorGate peer lost readings; else 0.
+
+    Another peer's losses are a finding about that peer, reported but not a failure.
+    """
+    for r in report.results:
+        if r.error or (r.peer.startswith("sensorgate") and r.lost):
+            return 1
+    return 0
+
+
+def print_report(report: BenchReport, console: Console) -> None:
+    """Print the table and the lines that go with it."""
+    console.print(build_table(report))
+    for line in _latency_lines(report):
+        console.print(line)
+    if report.idle_gateway:
+        idle = report.idle_gateway
+        if "error" in idle:
+            console.print(f"idle gateway: failed: {idle['error']}")
+        else:
+            console.print(
+                f"idle gateway (default rules, no traffic): {idle['cpu_share']:.1%} of one"
+                f" core over {idle['seconds']:.0f} s, {idle['peak_rss_mb']} MB"
+            )
+    for line in problems(report):
+        console.print(f"[bold red]{line}[/bold red]")
+
+
+def report_json(report: BenchReport) -> str:
+    """Return the report as JSON."""
+    return json.dumps(report.as_dict(), indent=2)
+
+
+def chart(report: BenchReport, path: Path) -> None:
+    """Draw rate and CPU per million readings per peer (median, min-max whiskers) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [s for s in report.summaries if s.rate_median is not None]
+    names = [s.peer for s in rows]
+    fig, (ax_rate, ax_cpu) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=100)
+
+    def whiskers(mid: list[float], low: list[float], high: list[float]) -> list[list[float]]:
+        return [
+            [m - lo for m, lo in zip(mid, low, strict=True)],
+            [hi - m for m, hi in zip(mid, high, strict=True)],
+        ]
+
+    rate = [s.rate_median or 0.0 for s in rows]
+    bars = ax_rate.bar(
+        names,
+        rate,
+        yerr=whiskers(rate, [s.rate_min or 0.0 for s in rows], [s.rate_max or 0.0 for s in rows]),
+        capsize=4,
+        color=["#a0aec0" if s.peer == "influxd" else "#2b6cb0" for s in rows],
+    )
+    ax_rate.bar_label(bars, labels=[f"{v:,.0f}" for v in rate], padding=3)
+    ax_rate.yaxis.set_major_formatter(lambda v, _pos: f"{v:,.0f}")
+    ax_rate.set_ylabel("readings/s, first publish to last stored")
+    ax_rate.set_title("end-to-end rate (median, min-max)")
+    ax_rate.margins(y=0.15)
+
+    x = list(range(len(rows)))
+    width = 0.4
+    own = [s.peer_cpu_s_per_m or 0.0 for s in rows]
+    influx = [s.influxd_cpu_s_per_m or 0.0 for s in rows]
+    ax_cpu.bar(
+        [i - width / 2 for i in x],
+        own,
+        width,
+        yerr=whiskers(
+            own,
+            [s.peer_cpu_s_per_m_min or 0.0 for s in rows],
+            [s.peer_cpu_s_per_m_max or 0.0 for s in rows],
+        ),
+        capsize=3,
+        label="peer",
+        color="#2b6cb0",
+    )
+    ax_cpu.bar(
+        [i + width / 2 for i in x],
+        influx,
+        width,
+        yerr=whiskers(
+            influx,
+            [s.influxd_cpu_s_per_m_min or 0.0 for s in rows],
+            [s.influxd_cpu_s_per_m_max or 0.0 for s in rows],
+        ),
+        capsize=3,
+        label="influxd",
+        color="#dd6b20",
+    )
+    ax_cpu.set_xticks(x, names)
+    ax_cpu.set_ylabel("CPU seconds per 1 M readings")
+    ax_cpu.set_title("CPU per million readings (median, min-max)")
+    ax_cpu.legend()
+    for ax in (ax_rate, ax_cpu):
+        ax.tick_params(axis="x", labelrotation=15)
+    w = report.workload
+    fig.suptitle(
+        f"sensorgate bench {report.scenario}: {w['total']:,} readings, {w['devices']:,} devices,"
+        f" {report.rounds} round(s) · {report.machine.get('cpus')} cores · {report.started_at}"
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def run_and_report(
+    run: Callable[[Callable[[str], None]], BenchReport],
+    *,
+    out: str,
+    chart_path: str | None,
+    as_json: bool,
+) -> int:
+    """Run the benchmark, print progress and a table (or JSON), write the JSON and chart."""
+    console = Console(stderr=as_json)
+    if not console.is_terminal:
+        console.width = 170  # a log file or a pipe: do not squeeze the table
+    report = run(lambda m: console.print(f"[dim]… {m}[/dim]", highlight=False))
+    text = report_json(report)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(text + "\n")
+    if chart_path:
+        chart(report, Path(chart_path))
+    if as_json:
+        sys.stdout.write(text + "\n")
+    print_report(report, console)
+    console.print(f"report: {out}" + (f", chart: {chart_path}" if chart_path else ""))
+    return exit_code(report)

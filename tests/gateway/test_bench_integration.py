@@ -1,0 +1,63 @@
+"""``sensorgate bench`` end to end on a tiny burst: the naive peer and influxd's ceiling.
+
+Real mosquitto and influxd (started by the benchmark itself, fresh per round). Checks
+what was stored, never how fast: a figure of time or CPU is a benchmark's output, not a
+test's assertion.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+
+pytestmark = pytest.mark.integration
+
+
+def test_naive_peer_and_ceiling_store_every_reading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    code = main(
+        [
+            "bench",
+            "--peers",
+            "naive,influxd",
+            "--rounds",
+            "1",
+            "--devices",
+            "20",
+            "--readings-per-message",
+            "20",
+            "--sensors-per-device",
+            "20",
+            "--total",
+            "2000",
+            "--idle",
+            "0",
+            "--out",
+            str(out),
+            "--chart",
+            str(png),
+            "--json",
+        ]
+    )
+    printed = json.loads(capsys.readouterr().out)
+    report = json.loads(out.read_text())
+    assert printed == report
+    assert code == 0, report
+    assert report["workload"]["messages"] == 100
+    results = {r["peer"]: r for r in report["results"]}
+    assert set(results) == {"naive", "influxd"}
+    for result in results.values():
+        assert result["error"] is None
+        assert result["stored"] == result["expected"] == 2_000
+    naive = results["naive"]
+    assert naive["outcome"] == "settled"
+    assert naive["points_written"] == 2_000
+    assert naive["write_requests"] == 100  # one HTTP write per message
+    assert results["influxd"]["write_requests"] == 1  # 2,000 points fit one 5,000-point batch
+    assert png.read_bytes()[:4] == b"\x89PNG"

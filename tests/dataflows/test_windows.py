@@ -174,6 +174,7 @@ def test_snapshot_and_restore_resume_the_open_windows() -> None:
     back.restore(state)
     store.add(np.asarray([0], np.int32), np.asarray([3 * S]), np.asarray([5.0]))
     back.add(np.asarray([0], np.int32), np.asarray([3 * S]), np.asarray([5.0]))
+
     def no_nan(d: dict) -> dict:  # NaN != NaN: compare them as None
         return {k: tuple(None if x != x else x for x in v) for k, v in d.items()}
 

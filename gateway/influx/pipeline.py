@@ -330,16 +330,20 @@ class PipelinedWriter:
         with self._cond:
             durable = self._durable_locked()
             queued = self._pending_lines + self._ready_lines
+        # Under _room, the spill's gauges agree with the spilled and drained counters.
+        with self._room:
+            spilled, drained = self._spilled, self._drained
+            gauges = (spill.bytes, spill.batches, spill.points) if spill is not None else (0, 0, 0)
         return PipelineStats(
             points_written=self._inner.points_written,
             write_errors=self._inner.write_errors,
             retries=self._inner.retries + self._drain_retries,
             rejected_points=self._rejected,
-            spilled_points=self._spilled,
-            drained_points=self._drained,
-            spill_bytes=spill.bytes if spill is not None else 0,
-            spill_batches=spill.batches if spill is not None else 0,
-            spill_points=spill.points if spill is not None else 0,
+            spilled_points=spilled,
+            drained_points=drained,
+            spill_bytes=gauges[0],
+            spill_batches=gauges[1],
+            spill_points=gauges[2],
             spill_full=self._full,
             spill_full_seconds=self._full_seconds,
             in_flight=self._in_flight,

@@ -130,7 +130,8 @@ class LineProtocolEncoder:
 
     Implements :class:`~dataflows.columns.PointEncoder`. ``include_seq`` adds
     ``seq=<n>i`` to ``readings`` lines; ``aggregate_fields`` chooses the fields of
-    ``aggregates`` lines (a subset of :data:`AGGREGATE_FIELDS`, written in that order);
+    ``aggregates`` lines (a subset of :data:`AGGREGATE_FIELDS`; within a line, the
+    fields finite on every row of the batch come first, the order InfluxDB ignores);
     ``max_tables`` bounds the tag cache (least recently used tables are forgotten).
     Thread-safe (one lock per call); build one per sink partition.
 

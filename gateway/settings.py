@@ -106,8 +106,9 @@ class InfluxSettings(_Frozen):
     127.0.0.0/8, ``::1``: compressing costs more CPU than it saves), on otherwise; True
     or False force it. Read :attr:`use_gzip` for the decision."""
     max_in_flight: Annotated[int, Field(ge=1, le=64)] = 2
-    """Most write requests one pipelined writer has in flight at once (influxd 1.x
-    answers 500 "engine: error syncing wal" under many concurrent writes)."""
+    """Most write requests one pipelined writer (the points sink's) has in flight at
+    once: influxd 1.x answers 500 "engine: error syncing wal" under many concurrent
+    writes. The synchronous writers (alarms, dead letters) keep one."""
     max_pending_lines: Annotated[int, Field(ge=1)] = 200_000
     """Lines a pipelined writer holds that are not yet sent; beyond, ``submit`` blocks."""
     retry_max_s: Annotated[float, Field(gt=0)] = 30.0

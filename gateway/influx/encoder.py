@@ -32,8 +32,10 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from dataflows.columns import (
@@ -109,7 +111,7 @@ def _append(old: pl.Series, new: pl.Series) -> pl.Series:
     return out.rechunk() if out.n_chunks() > _RECHUNK_AT else out
 
 
-def _finite_or_null(values: np.ndarray) -> pl.Series:
+def _finite_or_null(values: npt.NDArray[np.float64]) -> pl.Series:
     """Return ``values`` as a Float64 Series, every non-finite value a null."""
     series = pl.Series(values, dtype=pl.Float64)
     if np.isfinite(values).all():
@@ -117,7 +119,7 @@ def _finite_or_null(values: np.ndarray) -> pl.Series:
     return pl.Series(np.where(np.isfinite(values), values, np.nan), nan_to_null=True)
 
 
-def _check_series(kind: str, series: np.ndarray, names: SeriesNames) -> None:
+def _check_series(kind: str, series: npt.NDArray[np.int32], names: SeriesNames) -> None:
     if len(series) and (int(series.min()) < 0 or int(series.max()) >= len(names)):
         raise ValueError(
             f"{kind}: series index out of range: the SeriesNames table has {len(names)} rows,"
@@ -289,7 +291,11 @@ class LineProtocolEncoder:
         self.dropped += n - kept
         if not kept:
             return 0
-        sel = (lambda x: x) if kept == n else (lambda x: x[keep])
+        every_row = kept == n
+
+        def sel(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+            return values if every_row else values[keep]
+
         columns: dict[str, pl.Series] = {
             "head": table.aggregates.gather(sel(a.series)),
             "window": self._windows(a.window_names).gather(sel(window)),

@@ -262,9 +262,10 @@ class PipelinedWriter:
         precision = precision or self.precision
         if self._on_own_thread():
             # From on_rejected: queueing behind ourselves could wait for ever.
-            self._write_inline(body, lines, precision)
             with self._cond:
                 self._check_open()
+            self._write_inline(body, lines, precision)
+            with self._cond:
                 self._submitted += 1
                 self._settle(self._submitted, self._submitted, None)
                 return self._submitted

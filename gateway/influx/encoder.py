@@ -1,7 +1,7 @@
 r"""Columnar line protocol: a :class:`~dataflows.columns.PointColumns` in, one body out.
 
 :class:`LineProtocolEncoder` renders a whole micro-batch with polars (compiled string
-kernels: ``gather``, ``concat_str``, ``str.join``), never with a Python step per reading.
+kernels: ``gather``, ``format``/``concat_str``), never with a Python step per reading.
 Its lines, timestamps in microseconds (write them with precision ``u``)::
 
     readings,device=D,metric=M,sensor=S,site=X value=21.5 1767225600000000
@@ -47,6 +47,11 @@ from dataflows.columns import (
     SeriesNames,
 )
 from gateway.influx.lineprotocol import escape_tag, field_string
+
+try:  # optional: saves a copy per body (polars hands its string buffer over)
+    import pyarrow as pa  # type: ignore[import-untyped]
+except ImportError:  # pragma: no cover - pyarrow is not a declared dependency
+    pa = None
 
 __all__ = ["AGGREGATE_FIELDS", "LineProtocolEncoder"]
 
@@ -119,6 +124,26 @@ def _finite_or_null(values: npt.NDArray[np.float64]) -> pl.Series:
     return pl.Series(np.where(np.isfinite(values), values, np.nan), nan_to_null=True)
 
 
+def _concatenated(lines: pl.Series) -> bytes:
+    """Return the strings of ``lines`` end to end, as UTF-8 bytes.
+
+    A string array's data buffer already holds them end to end: with pyarrow, copy that
+    slice once instead of joining into a Python str and encoding it.
+    """
+    if pa is None:
+        return str(lines.str.join("").item()).encode()
+    array = lines.to_arrow()
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if array.null_count == 0 and pa.types.is_large_string(array.type):
+        _, offsets, data = array.buffers()
+        bounds = np.frombuffer(offsets, dtype=np.int64)[
+            array.offset : array.offset + len(array) + 1
+        ]
+        return bytes(memoryview(data)[bounds[0] : bounds[-1]]) if len(bounds) > 1 else b""
+    return str(lines.str.join("").item()).encode()
+
+
 def _check_series(kind: str, series: npt.NDArray[np.int32], names: SeriesNames) -> None:
     if len(series) and (int(series.min()) < 0 or int(series.max()) >= len(names)):
         raise ValueError(
@@ -188,7 +213,7 @@ class LineProtocolEncoder:
             return EncodedPoints(body=b"", lines=0)
         with self._lock:
             table = self._table(points.names)
-            parts: list[str] = []
+            parts: list[bytes] = []
             n_readings = n_aggregates = n_late = 0
             if points.readings is not None and len(points.readings):
                 n_readings = self._readings(table, points.names, points.readings, parts)
@@ -197,7 +222,7 @@ class LineProtocolEncoder:
             if points.late is not None and len(points.late):
                 n_late = self._late(table, points.names, points.late, parts)
         lines = n_readings + n_aggregates + n_late
-        body = ("\n".join(parts) + "\n").encode() if lines else b""
+        body = b"".join(parts) if lines else b""
         return EncodedPoints(
             body=body, lines=lines, readings=n_readings, aggregates=n_aggregates, late=n_late
         )
@@ -220,7 +245,7 @@ class LineProtocolEncoder:
         return table
 
     def _readings(
-        self, table: _Table, names: SeriesNames, r: ReadingColumns, parts: list[str]
+        self, table: _Table, names: SeriesNames, r: ReadingColumns, parts: list[bytes]
     ) -> int:
         _check_series("readings", r.series, names)
         n = len(r)
@@ -243,10 +268,10 @@ class LineProtocolEncoder:
             frame = pl.DataFrame({"head": table.readings.gather(series), "value": value, "t": t_us})
             if self.include_seq:
                 frame = frame.with_columns(seq=pl.Series(seq))
-                line = pl.format("{}{},seq={}i {}", "head", "value", "seq", "t")
+                line = pl.format("{}{},seq={}i {}\n", "head", "value", "seq", "t")
             else:
-                line = pl.format("{}{} {}", "head", "value", "t")
-            parts.append(frame.select(line).to_series().str.join("\n").item())
+                line = pl.format("{}{} {}\n", "head", "value", "t")
+            parts.append(_concatenated(frame.select(line).to_series()))
         if fault_rows:
             rows = np.array(fault_rows, np.int64)
             tags = table.tags.gather(r.series[rows]).to_list()
@@ -257,7 +282,7 @@ class LineProtocolEncoder:
             for row, tag, seq_n, t in zip(fault_rows, tags, seqs, times, strict=True):
                 extra = f",seq={seq_n}i" if self.include_seq else ""
                 lines.append(f"readings,{tag} fault={field_string(faults[row])}{extra} {t}")
-            parts.append("\n".join(lines))
+            parts.append(("\n".join(lines) + "\n").encode())
         self.dropped += n - kept - len(fault_rows)
         return kept + len(fault_rows)
 
@@ -271,7 +296,7 @@ class LineProtocolEncoder:
         return cached
 
     def _aggregates(
-        self, table: _Table, names: SeriesNames, a: AggregateColumns, parts: list[str]
+        self, table: _Table, names: SeriesNames, a: AggregateColumns, parts: list[bytes]
     ) -> int:
         _check_series("aggregates", a.series, names)
         n = len(a)
@@ -324,11 +349,13 @@ class LineProtocolEncoder:
                 [pl.format(f"{f}={{}}", f) for f in sometimes], separator=",", ignore_nulls=True
             )
         frame = pl.DataFrame(columns)
-        lines = frame.select(pl.format("{}{} {} {}", "head", "window", fields, "t"))
-        parts.append(lines.to_series().str.join("\n").item())
+        lines = frame.select(pl.format("{}{} {} {}\n", "head", "window", fields, "t"))
+        parts.append(_concatenated(lines.to_series()))
         return kept
 
-    def _late(self, table: _Table, names: SeriesNames, late: LateColumns, parts: list[str]) -> int:
+    def _late(
+        self, table: _Table, names: SeriesNames, late: LateColumns, parts: list[bytes]
+    ) -> int:
         # Rare: a Python line per row is fine here.
         _check_series("late", late.series, names)
         tags = table.tags.gather(late.series).to_list()
@@ -347,5 +374,5 @@ class LineProtocolEncoder:
                 f"late_readings,{tag} {head}seq={seq}i,watermark={watermark * 1000}i"
                 f",event_id={field_string(event_id)} {t}"
             )
-        parts.append("\n".join(lines))
+        parts.append(("\n".join(lines) + "\n").encode())
         return len(lines)

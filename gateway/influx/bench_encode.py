@@ -270,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write-points", type=int, default=400_000)
     parser.add_argument("--batch", type=int, default=5_000, help="readings per sink batch")
     parser.add_argument("--per-epoch", type=int, default=10, help="batches per flush")
+    parser.add_argument("--rounds", type=int, default=1, help="write runs per mode, alternated")
     parser.add_argument("--out", type=Path, help="write the figures as JSON")
     args = parser.parse_args(argv)
 
@@ -293,9 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write:
         runs = []
         with tempfile.TemporaryDirectory(prefix="sg-bench-encode-") as tmp:
-            for i, (mode, gzip) in enumerate(
-                [("sync", None), ("pipelined", None), ("pipelined", True)]
-            ):
+            modes = [("sync", None), ("pipelined", None), ("pipelined", True)] * args.rounds
+            for i, (mode, gzip) in enumerate(modes):
                 runs.append(
                     _write_run(
                         mode,

@@ -77,6 +77,7 @@ __all__ = [
     "PipelinedWriter",
     "RejectHandler",
     "WriterClosedError",
+    "claim_spill",
     "make_pipelined_writer",
     "spill_key",
 ]

@@ -7,6 +7,7 @@ settings are refused with :class:`~contract.errors.ConfigError` naming the field
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from datetime import timedelta
@@ -98,8 +99,18 @@ class InfluxSettings(_Frozen):
     org: str | None = None
     bucket: str | None = None
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5_000
+    """Lines per write request (the pipelined writer coalesces bodies up to about this)."""
     timeout_s: Annotated[float, Field(gt=0)] = 10.0
-    gzip: bool = True
+    gzip: bool | None = None
+    """Compress write bodies. None: automatic, off for a loopback host (``localhost``,
+    127.0.0.0/8, ``::1``: compressing costs more CPU than it saves), on otherwise; True
+    or False force it. Read :attr:`use_gzip` for the decision."""
+    max_in_flight: Annotated[int, Field(ge=1, le=64)] = 2
+    """Most write requests one pipelined writer (the points sink's) has in flight at
+    once: influxd 1.x answers 500 "engine: error syncing wal" under many concurrent
+    writes. The synchronous writers (alarms, dead letters) keep one."""
+    max_pending_lines: Annotated[int, Field(ge=1)] = 200_000
+    """Lines a pipelined writer holds that are not yet sent; beyond, ``submit`` blocks."""
     retry_max_s: Annotated[float, Field(gt=0)] = 30.0
     """Give up a write after retrying for this long (then the caller decides)."""
     spill_enabled: bool = True
@@ -114,6 +125,27 @@ class InfluxSettings(_Frozen):
     """Most points per second sent while draining the spill, to spare a recovering server."""
     drain_backoff_max_s: Annotated[float, Field(gt=0)] = 10.0
     """Longest pause between attempts while InfluxDB is still failing during a drain."""
+
+    @property
+    def use_gzip(self) -> bool:
+        """Whether write bodies are gzipped: ``gzip`` if set, else True unless loopback."""
+        if self.gzip is not None:
+            return self.gzip
+        return not _is_loopback(self.url)
+
+
+def _is_loopback(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name other than localhost: assume it is remote
+    mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+    return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
 class IngestSettings(_Frozen):

@@ -1,7 +1,13 @@
 """A bounded, durable, first-in first-out buffer of line-protocol batches on local disk.
 
-The resilient writer spills here what InfluxDB would not take, and drains it later,
+The pipelined writer spills here what InfluxDB would not take, and drains it later,
 oldest first. One buffer is one SQLite file, owned by one writer at a time.
+
+A batch is stored as a line-protocol body (bytes, zlib-compressed) with its timestamp
+precision: the blob is ``B``, the precision, a newline, then ``zlib(body)``. Files written before
+bodies were bytes hold a zlib-compressed JSON list of lines in nanoseconds (a zlib
+stream never starts with ``B``); they are still read, so a spill left by an older
+version drains after an upgrade.
 
 Durability: SQLite in WAL mode with ``synchronous=FULL``: :meth:`SpillBuffer.append`
 returns only after the batch is committed and the WAL fsynced. A crash or a power cut
@@ -28,6 +34,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import sqlite3
 import threading
 import zlib
@@ -37,7 +44,7 @@ from pathlib import Path
 
 from contract.errors import StorageError
 
-__all__ = ["PackedBatch", "SpillBuffer", "SpilledBatch"]
+__all__ = ["PackedBatch", "SpillBuffer", "SpilledBatch", "split_lines"]
 
 log = logging.getLogger(__name__)
 
@@ -52,18 +59,57 @@ CREATE TABLE IF NOT EXISTS batch (
 _PEEK_ROWS = 256
 
 
+# One line of line protocol, as influxd's scanner cuts them (models/points.go,
+# scanLine): a backslash escapes the next byte anywhere; before the first space (the
+# series key) quotes mean nothing; after it, a quoted string field may hold newlines.
+_LINE = re.compile(rb'(?:\\.|[^ \n\\])*(?: (?:\\.|"(?:\\.|[^"\\])*"|[^"\n\\])*)?', re.DOTALL)
+
+
+def split_lines(body: bytes) -> list[bytes]:
+    """Cut a body into its lines (no newline kept), as influxd does.
+
+    A plain split on newlines, unless the body holds quotes or backslashes: then a
+    scanner that keeps a newline inside a quoted string field in its line. Meant for
+    the rare paths (isolating refused points), not for every write.
+    """
+    if b'"' not in body and b"\\" not in body:
+        return [line for line in body.split(b"\n") if line]
+    lines: list[bytes] = []
+    pos, end = 0, len(body)
+    while pos < end:
+        match = _LINE.match(body, pos)
+        stop = match.end() if match else pos
+        if stop < end and body[stop] != 0x0A:  # malformed (an open quote): cut at the newline
+            newline = body.find(b"\n", stop)
+            stop = end if newline < 0 else newline
+        if stop > pos:
+            lines.append(body[pos:stop])
+        pos = stop + 1
+    return lines
+
+
+def _header(precision: str) -> bytes:
+    return b"B" + precision.encode("ascii") + b"\n"
+
+
 @dataclass(frozen=True, slots=True)
 class PackedBatch:
-    """Lines encoded for the spill: compressed once, appended possibly after a wait."""
+    """A body encoded for the spill: compressed once, appended possibly after a wait."""
 
     body: bytes
+    """The stored blob (header and compressed body)."""
     points: int
 
     @classmethod
     def pack(cls, lines: Sequence[str]) -> PackedBatch:
-        """Encode ``lines``; JSON, because a string field may hold a newline."""
-        raw = json.dumps(list(lines), ensure_ascii=False).encode("utf-8")
-        return cls(zlib.compress(raw, 1), len(lines))
+        """Encode ``lines`` (nanosecond timestamps)."""
+        body = ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
+        return cls.pack_body(body, len(lines), "ns")
+
+    @classmethod
+    def pack_body(cls, body: bytes, points: int, precision: str = "ns") -> PackedBatch:
+        """Encode a body of ``points`` newline-terminated lines in ``precision``."""
+        return cls(_header(precision) + zlib.compress(body, 1), points)
 
     @property
     def size(self) -> int:
@@ -71,13 +117,33 @@ class PackedBatch:
         return len(self.body)
 
 
+def _unpack(blob: bytes) -> tuple[str, bytes]:
+    """Return the precision and the body of a stored blob (either format)."""
+    if blob[:1] == b"B":
+        header, _, compressed = blob.partition(b"\n")
+        return header[1:].decode("ascii"), zlib.decompress(compressed)
+    lines = json.loads(zlib.decompress(blob))  # the format before bodies were bytes
+    return "ns", ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
+
+
+def _precision_of(blob: bytes) -> str:
+    return blob[1 : blob.index(b"\n")].decode("ascii") if blob[:1] == b"B" else "ns"
+
+
 @dataclass(frozen=True, slots=True)
 class SpilledBatch:
-    """The oldest spilled rows, coalesced into one batch for a single request."""
+    """The oldest spilled rows of one precision, coalesced into one body."""
 
     ids: tuple[int, ...]
-    lines: list[str]
+    body: bytes
+    points: int
     size: int
+    precision: str = "ns"
+
+    @property
+    def lines(self) -> list[str]:
+        """The lines of the body, decoded (for tests and the rare bisect path)."""
+        return [line.decode("utf-8") for line in split_lines(self.body)]
 
 
 def _lock(path: Path) -> int | None:
@@ -107,7 +173,7 @@ def _remove_db(db: Path) -> None:
 
 
 class SpillBuffer:
-    """A durable FIFO of line-protocol batches in one SQLite file, bounded in bytes.
+    """A durable FIFO of line-protocol bodies in one SQLite file, bounded in bytes.
 
     Thread-safe: the writer appends from the sink's thread while its drainer peeks and
     removes from another.
@@ -235,7 +301,10 @@ class SpillBuffer:
             self._points += batch.points
 
     def peek(self, max_points: int) -> SpilledBatch | None:
-        """Return the oldest rows, coalesced up to ``max_points`` lines (at least one row)."""
+        """Return the oldest rows of one precision, coalesced up to ``max_points`` lines.
+
+        At least one row, however large.
+        """
         with self._mutex:
             try:
                 rows = self._db.execute(
@@ -244,15 +313,26 @@ class SpillBuffer:
             except sqlite3.Error as exc:
                 raise StorageError(f"cannot read the spill buffer {self.path}: {exc}") from exc
         ids: list[int] = []
-        lines: list[str] = []
-        size = 0
-        for row_id, points, nbytes, body in rows:
-            if ids and len(lines) + points > max_points:
+        bodies: list[bytes] = []
+        points = size = 0
+        precision = "ns"
+        for row_id, row_points, nbytes, blob in rows:
+            row_precision = _precision_of(blob)
+            if ids and (points + row_points > max_points or row_precision != precision):
                 break
+            try:
+                precision, body = _unpack(blob)
+            except (zlib.error, ValueError) as exc:
+                raise StorageError(
+                    f"spill buffer {self.path}: row {row_id} is corrupt: {exc}"
+                ) from exc
             ids.append(row_id)
-            lines.extend(json.loads(zlib.decompress(body)))
+            bodies.append(body)
+            points += row_points
             size += nbytes
-        return SpilledBatch(tuple(ids), lines, size) if ids else None
+        if not ids:
+            return None
+        return SpilledBatch(tuple(ids), b"".join(bodies), points, size, precision)
 
     def remove(self, batch: SpilledBatch) -> None:
         """Remove the rows of ``batch`` (once they are stored in InfluxDB)."""
@@ -264,7 +344,7 @@ class SpillBuffer:
                 )
                 self._batches -= len(batch.ids)
                 self._bytes -= batch.size
-                self._points -= len(batch.lines)
+                self._points -= batch.points
                 if self._batches == 0:
                     # Give the disk back once the outage is over.
                     self._db.execute("PRAGMA incremental_vacuum")

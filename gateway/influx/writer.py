@@ -2,7 +2,9 @@
 
 :class:`V1Writer` posts to ``/write?db=`` (InfluxDB 1.x, and 2.x/3.x compatibility
 endpoints); :class:`V2Writer` goes through ``influxdb-client`` (token, org, bucket).
-Both split their input into batches, gzip the body, and retry server errors (5xx),
+Both split their input into batches, gzip the body (``InfluxSettings.use_gzip``: by
+default not on a loopback host, where compressing costs more CPU than it saves), and
+retry server errors (5xx),
 throttling (429, honouring ``Retry-After``) and connection errors with exponential
 backoff and jitter, for at most ``retry_max_s``. A 4xx for bad data (400, 413, 422) is
 not retried: it raises :class:`BadPointsError` with the server's message, so that the
@@ -11,16 +13,26 @@ configuration, not the data: they raise a plain :class:`~contract.errors.Storage
 at once. Every other failure surfaces as
 :class:`~contract.errors.StorageError`; vendor exceptions do not leak past this module.
 
-The gateway does not use these writers bare: :mod:`gateway.influx.resilient` wraps one
-with a short retry window, an on-disk spill for outages and bad-point isolation.
+Timestamps: :meth:`~_BatchingWriter.write` and :meth:`~_BatchingWriter.write_batch`
+take lines in nanoseconds (what :mod:`gateway.influx.lineprotocol` renders);
+:meth:`~_BatchingWriter.write_body` posts a ready body in the precision it is given
+(``u`` for :class:`~gateway.influx.encoder.LineProtocolEncoder` bodies).
+
+The counters are updated under a lock: the pipelined writer posts from several
+threads through one writer.
+
+The gateway does not use these writers bare: :mod:`gateway.influx.pipeline` wraps one
+with pipelining, a short retry window, an on-disk spill for outages and bad-point
+isolation (:mod:`gateway.influx.resilient` is its synchronous form).
 """
 
 from __future__ import annotations
 
 import gzip
 import logging
+import threading
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Literal, Protocol
 
 import httpx
 from tenacity import (
@@ -38,12 +50,18 @@ __all__ = [
     "BadPointsError",
     "BatchWriter",
     "PointWriter",
+    "Precision",
     "V1Writer",
     "V2Writer",
     "make_writer",
 ]
 
 log = logging.getLogger(__name__)
+
+Precision = Literal["ns", "u", "ms", "s"]
+"""Timestamp precision of a body, as the v1 API spells it (``u``: microseconds)."""
+
+_V2_PRECISION = {"ns": "ns", "u": "us", "ms": "ms", "s": "s"}
 
 
 class BadPointsError(StorageError):
@@ -78,6 +96,16 @@ class BatchWriter(PointWriter, Protocol):
     def write_batch(self, batch: Sequence[str], *, retry_for: float | None = None) -> None:
         """Write ``batch`` in one request, retrying transient failures for ``retry_for`` s."""
 
+    def write_body(
+        self,
+        body: bytes,
+        lines: int,
+        *,
+        precision: Precision = "ns",
+        retry_for: float | None = None,
+    ) -> None:
+        """Post ``body`` (``lines`` newline-terminated lines) in one request, with retries."""
+
 
 class _Transient(StorageError):
     """A failure worth retrying (5xx, 429, connection)."""
@@ -110,6 +138,7 @@ class _BatchingWriter:
         self.write_errors = 0
         """Failed requests, whatever the cause (each retry that fails counts)."""
         self.retries = 0
+        self._counts = threading.Lock()
 
     def write(self, lines: Sequence[str]) -> None:
         """Write ``lines`` in batches of ``batch_size``; each batch retried on its own."""
@@ -118,14 +147,30 @@ class _BatchingWriter:
             self.write_batch(lines[start : start + size])
 
     def write_batch(self, batch: Sequence[str], *, retry_for: float | None = None) -> None:
-        """Write ``batch`` in one request, retrying transient failures for ``retry_for`` s.
+        """Write ``batch`` (lines, ns timestamps) in one request, with retries.
 
-        ``retry_for`` defaults to ``retry_max_s``; ``0`` makes a single attempt. Raises
-        :class:`BadPointsError` at once for a 4xx, :class:`StorageError` once the
-        retries are spent.
+        See :meth:`write_body`.
+        """
+        body = ("\n".join(batch) + "\n").encode("utf-8")
+        self.write_body(body, len(batch), precision="ns", retry_for=retry_for)
+
+    def write_body(
+        self,
+        body: bytes,
+        lines: int,
+        *,
+        precision: Precision = "ns",
+        retry_for: float | None = None,
+    ) -> None:
+        """Post ``body`` (``lines`` newline-terminated lines) in one request, with retries.
+
+        Transient failures are retried for ``retry_for`` seconds (default
+        ``retry_max_s``; ``0`` makes a single attempt). Raises :class:`BadPointsError`
+        at once for a 4xx that blames the data, :class:`StorageError` once the retries
+        are spent or for a 4xx that blames the configuration. Safe to call from several
+        threads at once.
         """
         window = self.settings.retry_max_s if retry_for is None else retry_for
-        body = ("\n".join(batch) + "\n").encode("utf-8")
         retrying = Retrying(
             retry=retry_if_exception(_is_transient),
             wait=_wait(wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.5)),  # type: ignore[arg-type]
@@ -134,28 +179,31 @@ class _BatchingWriter:
             reraise=True,
         )
         try:
-            retrying(self._attempt, body)
+            retrying(self._attempt, body, precision)
         except _Transient as exc:
             raise StorageError(
                 f"InfluxDB at {self.settings.url} still failing after"
                 f" {window:.1f} s of retries: {exc}",
                 retry_after=exc.retry_after,
             ) from None
-        self.points_written += len(batch)
+        with self._counts:
+            self.points_written += lines
 
-    def _attempt(self, body: bytes) -> None:
+    def _attempt(self, body: bytes, precision: Precision) -> None:
         try:
-            self._post(body)
+            self._post(body, precision)
         except StorageError:
-            self.write_errors += 1
+            with self._counts:
+                self.write_errors += 1
             raise
 
     def _before_sleep(self, state: RetryCallState) -> None:
-        self.retries += 1
+        with self._counts:
+            self.retries += 1
         exc = state.outcome.exception() if state.outcome else None
         log.warning("InfluxDB write failed (attempt %d), retrying: %s", state.attempt_number, exc)
 
-    def _post(self, body: bytes) -> None:
+    def _post(self, body: bytes, precision: Precision) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -172,7 +220,11 @@ def _retry_after(value: str | None) -> float | None:
 
 
 class V1Writer(_BatchingWriter):
-    """Writes over InfluxDB's v1 HTTP API (``/write?db=&precision=ns``)."""
+    """Writes over InfluxDB's v1 HTTP API (``/write?db=&precision=``).
+
+    The ``precision`` of each request is the one given to :meth:`write_body`: ``ns``
+    for :meth:`write`/:meth:`write_batch`, ``u`` for the encoder's bodies.
+    """
 
     def __init__(
         self, settings: InfluxSettings, *, transport: httpx.BaseTransport | None = None
@@ -186,7 +238,7 @@ class V1Writer(_BatchingWriter):
         self._http = httpx.Client(
             base_url=settings.url, auth=auth, timeout=settings.timeout_s, transport=transport
         )
-        self._params = {"db": settings.database, "precision": "ns"}
+        self._gzip = settings.use_gzip
 
     def ensure_database(self) -> None:
         """Create the database if it does not exist (idempotent)."""
@@ -201,13 +253,14 @@ class V1Writer(_BatchingWriter):
                 f"cannot create database {self.settings.database!r}: {resp.status_code} {resp.text}"
             )
 
-    def _post(self, body: bytes) -> None:
+    def _post(self, body: bytes, precision: Precision) -> None:
         headers = {"Content-Type": "text/plain; charset=utf-8"}
-        if self.settings.gzip:
+        if self._gzip:
             body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
+        params = {"db": self.settings.database, "precision": precision}
         try:
-            resp = self._http.post("/write", params=self._params, content=body, headers=headers)
+            resp = self._http.post("/write", params=params, content=body, headers=headers)
         except httpx.HTTPError as exc:
             raise _Transient(f"cannot reach InfluxDB at {self.settings.url}: {exc}") from exc
         _raise_for_status(resp.status_code, resp.text, resp.headers.get("Retry-After"))
@@ -251,12 +304,12 @@ class V2Writer(_BatchingWriter):
             token=settings.token.get_secret_value(),
             org=settings.org,
             timeout=int(settings.timeout_s * 1000),
-            enable_gzip=settings.gzip,
+            enable_gzip=settings.use_gzip,
         )
         # Our own retry loop, not the client's, so both APIs behave the same.
         self._api = self._client.write_api(write_options=SYNCHRONOUS)
 
-    def _post(self, body: bytes) -> None:
+    def _post(self, body: bytes, precision: Precision) -> None:
         from influxdb_client.rest import ApiException
         from urllib3.exceptions import HTTPError as Urllib3Error
 
@@ -265,7 +318,7 @@ class V2Writer(_BatchingWriter):
                 bucket=self.settings.bucket or "",
                 org=self.settings.org,
                 record=body,
-                write_precision="ns",
+                write_precision=_V2_PRECISION[precision],  # type: ignore[arg-type]
             )
         except ApiException as exc:
             retry_after = exc.headers.get("Retry-After") if exc.headers else None

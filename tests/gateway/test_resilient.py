@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import os
 import signal
 import subprocess
@@ -16,6 +15,7 @@ import httpx
 import pytest
 
 from contract.errors import StorageError
+from gateway.influx.fake import FakeInflux
 from gateway.influx.resilient import (
     ResilientWriter,
     WriterStats,
@@ -35,50 +35,6 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
             return
         time.sleep(0.01)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-class FakeInflux:
-    """Stores lines in arrival order; can be down, throttle, or refuse lines with BAD.
-
-    Like influxd 1.x, a batch with bad lines stores its good lines and answers 400.
-    """
-
-    def __init__(self) -> None:
-        self.up = True
-        self.stored: list[str] = []
-        self.requests = 0
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.answers: list[httpx.Response] = []  # served first, one per request
-        self.status_when_up = 204
-        self.delay_s = 0.0
-        self._lock = threading.Lock()
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        with self._lock:
-            self.requests += 1
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            if self.delay_s:
-                time.sleep(self.delay_s)  # a slow server, to widen races
-            if not self.up:
-                raise httpx.ConnectError("connection refused", request=request)
-            if self.answers:
-                return self.answers.pop(0)
-            if self.status_when_up != 204:
-                return httpx.Response(self.status_when_up, text="database not found")
-            lines = gzip.decompress(request.content).decode().splitlines()
-            bad = [line for line in lines if "BAD" in line]
-            with self._lock:
-                self.stored.extend(line for line in lines if "BAD" not in line)
-            if bad:
-                error = f"partial write: unable to parse '{bad[0]}' dropped={len(bad)}"
-                return httpx.Response(400, json={"error": error})
-            return httpx.Response(204)
-        finally:
-            with self._lock:
-                self.in_flight -= 1
 
 
 @pytest.fixture
@@ -363,10 +319,12 @@ def test_a_killed_process_leaves_a_spill_the_next_run_drains(
     settings = InfluxSettings(url=url, database="db", spill_dir=spill_dir)
     spill = SpillBuffer.claim(spill_dir, spill_key(settings), max_bytes=1 << 20)
     inner = V1Writer(settings, transport=httpx.MockTransport(influx))
+    influx.hold()  # the drainer starts at once: keep its first request waiting
     writer = ResilientWriter(inner, spill, settings=settings)
     try:
         assert writer.stats.spill_points == 250
-        writer.write(_lines(250, 10))
+        writer.write(_lines(250, 10))  # behind the spill, so it returns while held
+        influx.release()
         wait_for(lambda: writer.stats.spill_batches == 0, 10, "the spill to drain")
         assert influx.stored == _lines(0, 260)
     finally:

@@ -1,9 +1,12 @@
+import json
+import sqlite3
+import zlib
 from pathlib import Path
 
 import pytest
 
 from contract.errors import StorageError
-from gateway.influx.spill import PackedBatch, SpillBuffer
+from gateway.influx.spill import PackedBatch, SpillBuffer, split_lines
 
 
 def _lines(prefix: str, n: int) -> list[str]:
@@ -113,3 +116,60 @@ def test_a_held_slot_is_not_adopted(tmp_path: Path) -> None:
     assert holder.points == 2
     newcomer.close()
     holder.close()
+
+
+def test_bodies_keep_their_precision_and_are_not_coalesced_across_it(tmp_path: Path) -> None:
+    spill = SpillBuffer(tmp_path / "s.sqlite", max_bytes=1 << 20)
+    spill.append(PackedBatch.pack_body(b"m v=1 1\n", 1, "u"))
+    spill.append(PackedBatch.pack_body(b"m v=2 2\nm v=3 3\n", 2, "u"))
+    spill.append(PackedBatch.pack(["m v=4 4"]))  # lines: nanoseconds
+    first = spill.peek(100)
+    assert first is not None
+    assert (first.precision, first.body, first.points) == ("u", b"m v=1 1\nm v=2 2\nm v=3 3\n", 3)
+    spill.remove(first)
+    second = spill.peek(100)
+    assert second is not None
+    assert (second.precision, second.lines) == ("ns", ["m v=4 4"])
+    spill.remove(second)
+    spill.close()
+
+
+def test_rows_written_before_bodies_were_bytes_are_still_read(tmp_path: Path) -> None:
+    # The former format: a zlib-compressed JSON list of lines, nanoseconds.
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE batch (id INTEGER PRIMARY KEY AUTOINCREMENT, points INTEGER NOT NULL,"
+        " bytes INTEGER NOT NULL, body BLOB NOT NULL)"
+    )
+    old = ['deadletters error="a\nb" 1', "m v=2 2"]
+    blob = zlib.compress(json.dumps(old).encode(), 1)
+    db.execute("INSERT INTO batch (points, bytes, body) VALUES (?, ?, ?)", (2, len(blob), blob))
+    db.commit()
+    db.close()
+
+    spill = SpillBuffer(path, max_bytes=1 << 20)
+    spill.append(PackedBatch.pack(["m v=3 3"]))
+    batch = spill.peek(100)
+    assert batch is not None
+    assert batch.precision == "ns"
+    assert batch.lines == [*old, "m v=3 3"]
+    spill.remove(batch)
+    spill.close()
+
+
+def test_split_lines_keeps_newlines_inside_string_fields_only() -> None:
+    body = (
+        b'dl,reason=x error="one\ntwo",size=1i 1\n'
+        b'm,t=a\\ "b v=1 2\n'  # a quote in a tag opens no string
+        b'm,t=c v="esc \\" quote\n and newline" 3\n'
+        b"plain v=4 4\n"
+    )
+    assert split_lines(body) == [
+        b'dl,reason=x error="one\ntwo",size=1i 1',
+        b'm,t=a\\ "b v=1 2',
+        b'm,t=c v="esc \\" quote\n and newline" 3',
+        b"plain v=4 4",
+    ]
+    assert split_lines(b"a v=1 1\n\nb v=2 2\n") == [b"a v=1 1", b"b v=2 2"]
+    assert split_lines(b'bad v="open 1\nnext v=2 2\n') == [b'bad v="open 1', b"next v=2 2"]

@@ -121,3 +121,38 @@ def test_write_batch_with_no_retry_window_makes_one_attempt_and_counts() -> None
         writer.write_batch(["m v=1 1"], retry_for=0)
     assert len(attempts) == 1
     assert (writer.write_errors, writer.retries, writer.points_written) == (1, 0, 0)
+
+
+def test_write_body_posts_bytes_in_the_given_precision() -> None:
+    seen: list[tuple[str, bytes]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.params["precision"], gzip.decompress(request.content)))
+        return httpx.Response(204)
+
+    writer = _writer(handler)
+    writer.write_body(b"m v=1 1\nm v=2 2\n", 2, precision="u")
+    writer.write(["m v=3 3"])
+    assert seen == [("u", b"m v=1 1\nm v=2 2\n"), ("ns", b"m v=3 3\n")]
+    assert writer.points_written == 3
+
+
+def test_gzip_is_automatic_off_on_loopback_and_may_be_forced() -> None:
+    assert InfluxSettings(url="http://127.0.0.1:8086").use_gzip is False
+    assert InfluxSettings(url="http://localhost:8086").use_gzip is False
+    assert InfluxSettings(url="http://[::1]:8086").use_gzip is False
+    assert InfluxSettings(url="http://influx.example:8086").use_gzip is True
+    assert InfluxSettings(url="http://10.1.2.3:8086").use_gzip is True
+    assert InfluxSettings(url="http://127.0.0.1:8086", gzip=True).use_gzip is True
+    assert InfluxSettings(url="http://influx.example:8086", gzip=False).use_gzip is False
+
+    encodings: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        encodings.append(request.headers.get("Content-Encoding"))
+        return httpx.Response(204)
+
+    for url in ("http://127.0.0.1:1", "http://influx.invalid"):
+        cfg = InfluxSettings(url=url, database="db")
+        V1Writer(cfg, transport=httpx.MockTransport(handler)).write(["m v=1 1"])
+    assert encodings == [None, "gzip"]

@@ -8,9 +8,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from contract import Reading, TelemetryEvent
+from dataflows.columns import PointColumns, ReadingColumns, SeriesNames
+from gateway.influx.encoder import LineProtocolEncoder
 from gateway.influx.lineprotocol import reading_lines
 from gateway.influx.writer import V2Writer, make_writer
 from gateway.services import start_victoria_metrics
@@ -64,3 +67,34 @@ def test_v2_writer_delivers_escaped_points(vm_url: str) -> None:
     }
     assert got == expected
     assert {s["metric"]["site"] for s in series} == {"plant 1"}
+
+
+def test_v2_writer_posts_encoder_bodies_in_microseconds(vm_url: str) -> None:
+    names = SeriesNames()
+    names.add("plant 2", "pump,9", "env", "temp")
+    t0_us = 1_793_534_400_000_000  # 2026-11-01 12:00 UTC
+    readings = ReadingColumns(
+        series=np.zeros(3, np.int32),
+        t_us=t0_us + np.array([0, 1_000, 2_000], np.int64),
+        value=np.array([1.5, -0.25, 1e-7]),
+        seq=np.arange(3, dtype=np.int64),
+    )
+    encoded = LineProtocolEncoder().encode_points(PointColumns(names, readings=readings))
+    settings = InfluxSettings(url=vm_url, api="v2", token="t0ken", org="acme", bucket="sensors")
+    writer = make_writer(settings)
+    writer.write_body(encoded.body, encoded.lines, precision="u")
+    writer.close()
+
+    httpx.get(f"{vm_url}/internal/force_flush")
+    resp = httpx.get(
+        f"{vm_url}/api/v1/export",
+        params={
+            "match[]": '{__name__="readings_value",device="pump,9"}',
+            "start": "2026-10-01T00:00:00Z",
+        },
+    )
+    (series,) = [json.loads(line) for line in resp.text.splitlines()]
+    # VictoriaMetrics keeps milliseconds: the µs timestamps arrive scaled, not as ns.
+    assert series["timestamps"] == [t0_us // 1000, t0_us // 1000 + 1, t0_us // 1000 + 2]
+    assert series["values"] == [1.5, -0.25, 1e-7]
+    assert series["metric"]["site"] == "plant 2"

@@ -18,14 +18,15 @@ from dataflows.flow import build_flow
 from dataflows.ingest import IngestLimits
 from dataflows.rules import RuleSet, load_rules
 from gateway.alarm_sink import AlarmSink
-from gateway.influx._interim_encoder import InterimEncoder
+from gateway.influx.encoder import LineProtocolEncoder
+from gateway.influx.pipeline import make_pipelined_writer
 from gateway.influx.resilient import make_resilient_writer
 from gateway.influx.writer import PointWriter, make_writer
 from gateway.metrics import GatewayMetrics, Health, serve
 from gateway.mqtt_source import MqttSource
 from gateway.rejections import WriteRejectionReporter
 from gateway.settings import GatewaySettings
-from gateway.sinks import DeadLetterSink, PointsSink, PointsWriter, SyncPointsWriter
+from gateway.sinks import DeadLetterSink, PointsSink, PointsWriter
 
 __all__ = ["GatewayApp", "RulesWatcher", "build_gateway", "prepare_storage", "run_gateway"]
 
@@ -178,8 +179,11 @@ def build_gateway(
         return made
 
     def points_writer() -> PointsWriter:
-        # Readings, aggregates, late readings: one pipelined writer per process.
-        return SyncPointsWriter(writer())
+        # Readings, aggregates, late readings: one pipelined writer per process, its
+        # timestamps in microseconds (what the encoder writes).
+        made = reporter.bind(make_pipelined_writer(settings.influx))
+        metrics.track_writer(made)
+        return made
 
     dl_mqtt = settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-deadletters")
     alarm_mqtt = settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-alarms")
@@ -193,7 +197,7 @@ def build_gateway(
         alarm_sink=AlarmSink(writer, alarm_mqtt, topics, metrics=metrics),
         rules=rules,
         stream=stream,
-        encoder=InterimEncoder(),
+        encoder=LineProtocolEncoder(include_seq=settings.influx.reading_seq),
         limits=limits,
         observer=metrics,
         gateway_id=settings.gateway_id,

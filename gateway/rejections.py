@@ -17,13 +17,27 @@ import logging
 import re
 import threading
 import uuid
+from collections.abc import Sequence
+from typing import Protocol, TypeVar
 
 from contract import DeadLetterEvent, DeadLetterReason, encode
 from contract.errors import BrokerError
 from edge.mqtt import MqttLink, MqttSettings
 from gateway.influx.lineprotocol import deadletter_line
-from gateway.influx.resilient import ResilientWriter
+from gateway.influx.resilient import RejectHandler
 from gateway.settings import GatewaySettings
+
+
+class _Rejecting(Protocol):
+    """A writer that reports the lines InfluxDB refuses (resilient or pipelined)."""
+
+    on_rejected: RejectHandler | None
+
+    def write(self, lines: Sequence[str]) -> None:
+        """Write lines (nanosecond timestamps), returning once they are durable."""
+
+
+W = TypeVar("W", bound=_Rejecting)
 
 __all__ = ["WriteRejectionReporter"]
 
@@ -69,7 +83,7 @@ class WriteRejectionReporter:
             gateway_id=settings.gateway_id,
         )
 
-    def bind(self, writer: ResilientWriter) -> ResilientWriter:
+    def bind(self, writer: W) -> W:
         """Make ``writer`` report its refused lines here; return it."""
 
         def on_rejected(line: str, error: str) -> None:
@@ -86,7 +100,7 @@ class WriteRejectionReporter:
                 self._link = link
             return self._link
 
-    def report(self, line: str, error: str, writer: ResilientWriter | None = None) -> None:
+    def report(self, line: str, error: str, writer: _Rejecting | None = None) -> None:
         """Publish the dead letter for ``line`` and store it through ``writer``."""
         measurement = measurement_of(line)
         event = DeadLetterEvent.create(

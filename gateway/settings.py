@@ -109,6 +109,9 @@ class InfluxSettings(_Frozen):
     """Most write requests one pipelined writer (the points sink's) has in flight at
     once: influxd 1.x answers 500 "engine: error syncing wal" under many concurrent
     writes. The synchronous writers (alarms, dead letters) keep one."""
+    reading_seq: bool = False
+    """Also store each raw reading's event sequence (``seq`` field). Off by default:
+    one field per point is what keeps influxd's write cost low."""
     max_pending_lines: Annotated[int, Field(ge=1)] = 200_000
     """Lines a pipelined writer holds that are not yet sent; beyond, ``submit`` blocks."""
     retry_max_s: Annotated[float, Field(gt=0)] = 30.0

@@ -18,9 +18,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
-import numpy as np
 from bytewax.outputs import (
     DynamicSink,
     FixedPartitionedSink,
@@ -37,7 +36,7 @@ from gateway.influx.lineprotocol import deadletter_line
 from gateway.influx.writer import PointWriter
 from gateway.metrics import GatewayMetrics
 
-__all__ = ["DeadLetterSink", "PointsSink", "PointsWriter", "SyncPointsWriter"]
+__all__ = ["DeadLetterSink", "PointsSink", "PointsWriter"]
 
 log = logging.getLogger(__name__)
 
@@ -59,34 +58,6 @@ class PointsWriter(Protocol):
 
     def close(self) -> None:
         """Flush (bounded) and release connections."""
-
-
-class SyncPointsWriter:
-    """A :class:`PointsWriter` over a synchronous :class:`PointWriter` (durable at once)."""
-
-    def __init__(self, writer: PointWriter) -> None:
-        self.writer = writer
-        self._seq = 0
-        self.stats = getattr(writer, "stats", None)
-
-    def submit(self, body: bytes, lines: int) -> int:
-        """Write now."""
-        if body:
-            self.writer.write(body.decode("utf-8").splitlines())
-        self._seq += 1
-        return self._seq
-
-    @property
-    def durable_through(self) -> int:
-        """Everything submitted."""
-        return self._seq
-
-    def flush(self, timeout: float | None = None) -> None:
-        """Nothing to wait for."""
-
-    def close(self) -> None:
-        """Close the writer."""
-        self.writer.close()
 
 
 class _SharedWriter:
@@ -241,5 +212,3 @@ class DeadLetterSink(DynamicSink[DeadLetterEvent]):
         link.start()
         return _DeadLetterPartition(self._factory(), link, self._topic, self._ack_timeout)
 
-
-_ = (Any, np)

@@ -431,8 +431,8 @@ class ShardProcessor:
     ) -> list[AlarmEvent]:
         """Deadman, offline and per-event series rules (patterns, series deadman)."""
         out: list[AlarmEvent] = []
-        wants = np.asarray(self._wants, np.bool_)
-        if len(series) and wants.any():
+        wants = np.asarray(self._wants, np.bool_) if self._per_event_series_rules else None
+        if wants is not None and len(series) and wants.any():
             rows = np.flatnonzero(wants[series])
             rows = rows[np.lexsort((t_us[rows], msg_of_row[rows]))]
             names = self.registry.names
@@ -589,12 +589,16 @@ class ShardProcessor:
     def _grow(self) -> None:
         """Extend per-series and per-device tables to what the registry now holds."""
         reg = self.registry
-        for s in range(len(self._wants), reg.series_count):
-            site, device, sensor, metric = reg.series_key(s)
-            dev = reg.device_index[f"{site}/{device}"]
-            self._wants.append(
-                self._needs_detector(dev) and self._detector(dev).wants_readings(sensor, metric)
-            )
+        if self._per_event_series_rules:
+            for s in range(len(self._wants), reg.series_count):
+                site, device, sensor, metric = reg.series_key(s)
+                dev = reg.device_index[f"{site}/{device}"]
+                self._wants.append(
+                    self._needs_detector(dev)
+                    and self._detector(dev).wants_readings(sensor, metric)
+                )
+        else:  # the common case: no rule needs readings one by one
+            self._wants.extend([False] * (reg.series_count - len(self._wants)))
         rules = self.ruleset
         for dev in range(len(self._deadman_silence), reg.device_count):
             silences = [
@@ -605,6 +609,15 @@ class ShardProcessor:
             self._deadman_silence.append(min(silences) if silences else 0)
             self._deadman_armed.append(bool(silences))
         self.series_alarms.match_new_series()
+
+    @property
+    def _per_event_series_rules(self) -> bool:
+        """Whether any rule takes readings one by one (series deadman, device patterns)."""
+        return any(
+            (r.kind == "deadman" and r.scope == "series")
+            or (r.kind == "pattern" and r.scope == "device")
+            for r in self.ruleset.rules
+        )
 
     def _needs_detector(self, dev: int) -> bool:
         reg = self.registry

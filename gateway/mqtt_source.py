@@ -79,6 +79,11 @@ class _Client(mqtt.Client):
 
 
 class _Partition(StatefulSourcePartition[MessageBatch, None]):
+    _closing = False
+    redelivered = 0
+    """Messages the broker sent again (MQTT ``dup`` flag): after a restart, those that
+    were in flight and not acknowledged."""
+
     def __init__(
         self,
         settings: MqttSourceSettings,
@@ -95,6 +100,12 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
         self._stop = stop
         # paho's thread appends, the worker pops: deque ops are atomic under the GIL.
         self._inbox: deque[tuple[str, bytes, int, int, int]] = deque()
+        # Bytes waiting in the inbox. Above ``inbox_max_bytes`` paho's thread waits in
+        # on_message, so the socket is not read and TCP pushes back on the broker: the
+        # inbox stays bounded even where a broker does not keep to Receive Maximum
+        # (mosquitto 2.0.11 sends on after the first acknowledgements).
+        self._inbox_bytes = 0
+        self._room = threading.Condition()
         self._in_epoch: list[int] = []
         self._to_ack: list[int] = []
         # MQTT 5: Receive Maximum caps the messages the broker sends us unacknowledged,
@@ -137,7 +148,15 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
             topic = msg.topic
         except UnicodeDecodeError:
             topic = msg._topic.decode("utf-8", "replace")
-        self._inbox.append((topic, msg.payload, msg.mid, msg.qos, time.time_ns() // 1000))
+        payload = msg.payload
+        room = self._room
+        with room:
+            while self._inbox_bytes > self._settings.inbox_max_bytes and not self._closing:
+                room.wait(0.5)
+            self._inbox_bytes += len(payload)
+        if msg.dup:
+            self.redelivered += 1
+        self._inbox.append((topic, payload, msg.mid, msg.qos, time.time_ns() // 1000))
 
     def next_batch(self) -> Iterable[MessageBatch]:
         if self._to_ack:
@@ -159,6 +178,7 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
         topics, payloads, received = batch.topics, batch.payloads, batch.received_us
         in_epoch = self._in_epoch
         popleft = inbox.popleft
+        size = 0
         for _ in range(min(len(inbox), self._batch_max)):
             topic, payload, mid, qos, received_us = popleft()
             if qos > 0:
@@ -166,6 +186,10 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
             topics.append(topic)
             payloads.append(payload)
             received.append(received_us)
+            size += len(payload)
+        with self._room:
+            self._inbox_bytes -= size
+            self._room.notify()
         return [batch]
 
     def _due(self, oldest_us: int) -> bool:
@@ -187,6 +211,9 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
         self._in_epoch = []
 
     def close(self) -> None:
+        self._closing = True
+        with self._room:
+            self._room.notify_all()
         self._client.disconnect()
         self._client.loop_stop()
 

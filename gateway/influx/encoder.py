@@ -48,11 +48,6 @@ from dataflows.columns import (
 )
 from gateway.influx.lineprotocol import escape_tag, field_string
 
-try:  # optional: saves a copy per body (polars hands its string buffer over)
-    import pyarrow as pa  # type: ignore[import-untyped]
-except ImportError:  # pragma: no cover - pyarrow is not a declared dependency
-    pa = None
-
 __all__ = ["AGGREGATE_FIELDS", "LineProtocolEncoder"]
 
 AGGREGATE_FIELDS: tuple[str, ...] = ("count", "mean", "min", "max", "stddev", "first", "last")
@@ -125,22 +120,7 @@ def _finite_or_null(values: npt.NDArray[np.float64]) -> pl.Series:
 
 
 def _concatenated(lines: pl.Series) -> bytes:
-    """Return the strings of ``lines`` end to end, as UTF-8 bytes.
-
-    A string array's data buffer already holds them end to end: with pyarrow, copy that
-    slice once instead of joining into a Python str and encoding it.
-    """
-    if pa is None:
-        return str(lines.str.join("").item()).encode()
-    array = lines.to_arrow()
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    if array.null_count == 0 and pa.types.is_large_string(array.type):
-        _, offsets, data = array.buffers()
-        bounds = np.frombuffer(offsets, dtype=np.int64)[
-            array.offset : array.offset + len(array) + 1
-        ]
-        return bytes(memoryview(data)[bounds[0] : bounds[-1]]) if len(bounds) > 1 else b""
+    """Return the strings of ``lines`` end to end, as UTF-8 bytes."""
     return str(lines.str.join("").item()).encode()
 
 

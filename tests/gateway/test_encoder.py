@@ -284,11 +284,3 @@ def test_tags_are_escaped_exactly_as_the_per_event_path(
     assert f"device={escape_tag(device)}," in new[0]
 
 
-def test_the_body_is_the_same_without_pyarrow(monkeypatch: pytest.MonkeyPatch) -> None:
-    import gateway.influx.encoder as module
-
-    names = names_of(("s", "d", "w", "m"), ("s", "d\u00e9", "w", "m"))
-    points = PointColumns(names, readings=readings([0, 1, 0], [1.0, 2.5, 3.0]))
-    with_arrow = LineProtocolEncoder().encode(points)
-    monkeypatch.setattr(module, "pa", None)
-    assert LineProtocolEncoder().encode(points) == with_arrow

@@ -189,6 +189,7 @@ def build_gateway(
     alarm_mqtt = settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-alarms")
     rules = RulesWatcher(settings.rules_file, check_s=settings.rules_check_s, metrics=metrics)
     source = MqttSource(settings.mqtt, topics, stop=stop)
+    metrics.track_source(source)
     flow = build_flow(
         source,
         topics=topics,

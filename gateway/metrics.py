@@ -96,6 +96,10 @@ class GatewayMetrics:
             "sensorgate_ready", "1 when broker and InfluxDB are reachable", registry=r
         )
 
+    def track_source(self, source: Any) -> None:
+        """Report the MQTT source's redeliveries and its clients' CPU time."""
+        self.registry.register(_SourceCollector(source))
+
     def track_writer(self, writer: Any) -> None:
         """Report a writer's counters and spill gauges (anything with ``.stats``)."""
         self._writers.append(writer)
@@ -125,6 +129,25 @@ class GatewayMetrics:
     def render(self) -> bytes:
         """Return the Prometheus text exposition."""
         return generate_latest(self.registry)
+
+
+class _SourceCollector(Collector):
+    """Reads the MQTT source's own counters at scrape time."""
+
+    def __init__(self, source: Any) -> None:
+        self._source = source
+
+    def collect(self) -> Iterable[Metric]:
+        yield CounterMetricFamily(
+            "sensorgate_redelivered_messages",
+            "Messages the broker delivered again (dup flag): in flight at a stop or crash",
+            value=self._source.redelivered(),
+        )
+        yield CounterMetricFamily(
+            "sensorgate_mqtt_client_cpu_seconds",
+            "CPU time of the MQTT clients' network threads (receive, parse, acknowledge)",
+            value=self._source.client_cpu_seconds(),
+        )
 
 
 class _WriterCollector(Collector):

@@ -12,6 +12,7 @@ shared subscription so the broker splits the load between them.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -35,6 +36,8 @@ __all__ = ["MqttSource"]
 log = logging.getLogger(__name__)
 
 _IDLE_WAIT = timedelta(milliseconds=100)
+_STOP_POLL = timedelta(milliseconds=20)
+_CLOSE_WAIT_S = 5.0
 _NO_WAIT = timedelta(0)
 
 
@@ -80,6 +83,7 @@ class _Client(mqtt.Client):
 
 class _Partition(StatefulSourcePartition[MessageBatch, None]):
     _closing = False
+    thread_id: int | None = None
     redelivered = 0
     """Messages the broker sent again (MQTT ``dup`` flag): after a restart, those that
     were in flight and not acknowledged."""
@@ -124,7 +128,8 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
         self._client.on_message = self._on_message
         self._client.on_subscribe = lambda *_a: self._subscribed.set()
         self.connected = threading.Event()
-        self._client.on_disconnect = lambda *_a: self.connected.clear()
+        self._disconnected = threading.Event()
+        self._client.on_disconnect = self._on_disconnect
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = settings.session_expiry_s
         props.ReceiveMaximum = settings.receive_maximum
@@ -139,9 +144,14 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
         if reason.is_failure:
             log.warning("broker refused gateway client: %s", reason)
             return
+        self.thread_id = threading.get_native_id()  # paho's network thread (CPU metric)
         # One SUBSCRIBE for every filter: one SUBACK sets ``subscribed``.
         client.subscribe([(f, 1) for f in self._filters])
         self.connected.set()
+
+    def _on_disconnect(self, *_args: object) -> None:
+        self.connected.clear()
+        self._disconnected.set()
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         try:
@@ -159,14 +169,16 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
         self._inbox.append((topic, payload, msg.mid, msg.qos, time.time_ns() // 1000))
 
     def next_batch(self) -> Iterable[MessageBatch]:
+        # Bytewax calls this only once the previous epoch is complete: stored, flushed
+        # and (with recovery) committed. So what that epoch took may be acknowledged.
         if self._to_ack:
             for mid in self._to_ack:
                 self._client.ack(mid, 1)
             self._to_ack.clear()
+        if self._stop is not None and self._stop.is_set():
+            return self._stopping()
         inbox = self._inbox
         if not inbox:
-            if self._stop is not None and self._stop.is_set():
-                raise StopIteration
             return []
         # Batch by size and age: wait for a full batch, but never let the oldest
         # message wait longer than max_age. Few, larger batches mean few, larger
@@ -192,12 +204,26 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
             self._room.notify()
         return [batch]
 
+    def _stopping(self) -> list[MessageBatch]:
+        """Stop gracefully: take nothing more, then end once all taken is acknowledged.
+
+        Messages already handed to the flow are acknowledged at the start of the first
+        ``next_batch`` after the epoch that holds them closes; then the input ends and
+        the flow with it. What waits in the inbox was never handed over: it is not
+        acknowledged, and the broker delivers it again to the next gateway.
+        """
+        if not self._in_epoch:  # everything taken is in closed epochs: acknowledged
+            raise StopIteration
+        return []
+
     def _due(self, oldest_us: int) -> bool:
         max_age_us = self._settings.batch_max_age_ms * 1000
         return max_age_us <= 0 or time.time_ns() // 1000 - oldest_us >= max_age_us
 
     def next_awake(self) -> datetime | None:
         inbox = self._inbox
+        if self._stop is not None and self._stop.is_set():
+            return datetime.now(UTC) + _STOP_POLL
         if not inbox:
             # Sleep while idle instead of being polled every millisecond.
             return datetime.now(UTC) + _IDLE_WAIT
@@ -214,7 +240,13 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
         self._closing = True
         with self._room:
             self._room.notify_all()
-        self._client.disconnect()
+        # Packets leave in order: once the DISCONNECT is out, so are the last PUBACKs.
+        self._disconnected.clear()
+        if self.connected.is_set():
+            self._client.disconnect()
+            self._disconnected.wait(_CLOSE_WAIT_S)
+        else:
+            self._client.disconnect()
         self._client.loop_stop()
 
 
@@ -226,7 +258,7 @@ class MqttSource(FixedPartitionedSource[MessageBatch, None]):
         settings: MqttSourceSettings,
         topics: TopicScheme,
         *,
-        batch_max: int = 2000,
+        batch_max: int | None = None,
         stop: threading.Event | None = None,
     ) -> None:
         self.settings = settings
@@ -241,7 +273,7 @@ class MqttSource(FixedPartitionedSource[MessageBatch, None]):
         """Device status, subscribed by partition 0 only and *not* shared: MQTT 5 sends
         no retained messages to shared subscriptions, and the retained status is how
         the gateway learns, at start, which devices are offline now."""
-        self.batch_max = batch_max
+        self.batch_max = settings.batch_max_messages if batch_max is None else batch_max
         self.stop = stop
         """Set it to end the flow gracefully (the source reaches end of input)."""
         self.subscribed = threading.Event()
@@ -266,3 +298,26 @@ class MqttSource(FixedPartitionedSource[MessageBatch, None]):
     def connected(self) -> bool:
         """Whether every partition of this process is connected to the broker."""
         return all(p.connected.is_set() for p in self.partitions)
+
+    def redelivered(self) -> int:
+        """Messages the broker sent again (``dup``), over this process's partitions."""
+        return sum(p.redelivered for p in self.partitions)
+
+    def client_cpu_seconds(self) -> float:
+        """CPU time of the MQTT clients' network threads (receive, parse, acknowledge)."""
+        return sum(_thread_cpu_s(p.thread_id) for p in self.partitions)
+
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _thread_cpu_s(tid: int | None) -> float:
+    """User + system CPU seconds of one thread of this process (Linux ``/proc``)."""
+    if tid is None:
+        return 0.0
+    try:
+        with open(f"/proc/self/task/{tid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except OSError:  # the thread ended, or not Linux
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS

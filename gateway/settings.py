@@ -55,9 +55,12 @@ class MqttSourceSettings(_Frozen):
     """Shared-subscription group: gateway processes in one group split the load."""
     partitions: Annotated[int, Field(ge=1, le=256)] = 1
     """MQTT connections (source partitions) across the whole cluster."""
+    batch_max_messages: Annotated[int, Field(ge=1, le=100_000)] = 2_000
+    """Most messages handed to the flow as one batch."""
     batch_max_age_ms: Annotated[int, Field(ge=0, le=10_000)] = 50
-    """A batch of messages is handed to the flow when 1,000 are waiting or the oldest
-    has waited this long (0: at once); few, larger batches make few, larger writes."""
+    """A batch of messages is handed to the flow when ``batch_max_messages`` are waiting
+    or the oldest has waited this long (0: at once); few, larger batches amortise the
+    per-batch work of the columnar steps and make few, larger writes."""
     receive_maximum: Annotated[int, Field(ge=1, le=65535)] = 20_000
     """Most unacknowledged messages the broker may send one partition (MQTT 5)."""
     inbox_max_bytes: Annotated[int, Field(ge=65_536)] = 32 * 1024 * 1024

@@ -298,3 +298,57 @@ def test_metrics_and_health_follow_influxdb(
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["influxdb"] is False
     finally:
         gw.stop()
+
+
+def _spawn_like_a_background_job(
+    settings: GatewaySettings, workdir: Path, name: str
+) -> ManagedProcess:
+    """Start the gateway as ``cmd &`` in a script does: with SIGINT ignored."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the child
+    try:
+        return _spawn(settings, workdir, name)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_graceful_stop_under_load_acknowledges_everything_it_stored(
+    signame: str, proc_settings: GatewaySettings, publisher: MqttLink, tmp_path: Path
+) -> None:
+    import signal
+
+    settings = proc_settings.model_copy(update={"recovery_dir": str(tmp_path / "recovery")})
+    port = settings.metrics_port
+    q = InfluxQL(settings.influx)
+    gw = _spawn_like_a_background_job(settings, tmp_path, "gw-first")
+    try:
+        _wait_ready(gw, port)
+        with _Load(publisher, settings, devices=10) as load:
+            wait_for(
+                lambda: q.scalar("SELECT count(value) FROM readings") >= 500, 60, "work under way"
+            )
+            os.kill(gw.pid, getattr(signal, signame))
+            # A generous bound, not a timing assertion: `sensorgate bench-stop` measures it.
+            assert gw.proc.wait(timeout=120) == 0, gw.log_tail()
+        gw.stop()
+        gw = _spawn(settings, tmp_path, "gw-second")
+        _wait_ready(gw, port)
+        total = len(load.published.readings)
+        wait_for(
+            lambda: q.scalar("SELECT count(value) FROM readings") >= total,
+            60,
+            f"all {total} readings stored",
+        )
+        rows = q.query("SELECT value, device, metric FROM readings")
+        stored = {(r["device"], r["metric"], r["time"] // 1000): r["value"] for r in rows}
+        assert stored == load.published.readings
+        # The first gateway acknowledged every message whose readings it stored (and
+        # whose dedupe state it committed), so the broker sent none of them again: the
+        # second one, resuming that state, saw no duplicate.
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        assert _metric(text, "sensorgate_duplicate_readings_total") == 0
+    finally:
+        gw.stop()
+        q.close()

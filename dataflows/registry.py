@@ -12,6 +12,7 @@ Python lists do faster than numpy arrays.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -76,6 +77,8 @@ class Registry:
 
     def add_series(self, device: int, sensor: str, metric: str) -> int:
         """Register a new series of ``device``; return its index."""
+        # Devices repeat the same few sensor and metric names: keep one copy of each.
+        sensor, metric = sys.intern(sensor), sys.intern(metric)
         index = self.names.add(self.sites[device], self.devices[device], sensor, metric)
         self.series_by_device[device][(sensor, metric)] = index
         self._series_device.append(device)

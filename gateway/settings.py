@@ -63,7 +63,7 @@ class MqttSourceSettings(_Frozen):
     per-batch work of the columnar steps and make few, larger writes."""
     receive_maximum: Annotated[int, Field(ge=1, le=65535)] = 20_000
     """Most unacknowledged messages the broker may send one partition (MQTT 5)."""
-    inbox_max_bytes: Annotated[int, Field(ge=65_536)] = 32 * 1024 * 1024
+    inbox_max_bytes: Annotated[int, Field(ge=65_536)] = 16 * 1024 * 1024
     """Payload bytes a partition holds before handing them to the flow; beyond, it stops
     reading its socket (TCP backpressure), which bounds memory whatever the broker does."""
     session_expiry_s: Annotated[int, Field(ge=0)] = 7 * 86_400

@@ -133,14 +133,15 @@ def test_late_reading_goes_to_late_output_and_leaves_the_window_alone(
     assert gw.metrics.late_readings._value.get() == 1
 
 
-def test_two_workers_give_the_same_aggregates_as_one(
-    gateway_settings: GatewaySettings, publisher: MqttLink
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_any_number_of_workers_gives_the_aggregates_of_the_data(
+    workers: int, gateway_settings: GatewaySettings, publisher: MqttLink
 ) -> None:
     settings = gateway_settings.model_copy(
-        update={"mqtt": gateway_settings.mqtt.model_copy(update={"partitions": 2})}
+        update={"mqtt": gateway_settings.mqtt.model_copy(update={"partitions": workers})}
     )
     devices = [f"w{i}" for i in range(8)]
-    with gateway_thread(settings, workers=2) as gw:
+    with gateway_thread(settings, workers=workers) as gw:
         published = Published()
         publish_series(
             publisher,

@@ -1,0 +1,79 @@
+"""The points sink: write_batch never waits on a write; the epoch's end waits for all."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from dataflows.columns import EncodedPoints
+from gateway.sinks import PointsSink
+
+
+class _SlowWriter:
+    """A PointsWriter whose writes become durable only when the test says so."""
+
+    def __init__(self) -> None:
+        self.submitted: list[bytes] = []
+        self.durable = 0
+        self.released = threading.Event()
+        self.closed = False
+
+    def submit(self, body: bytes, lines: int) -> int:
+        self.submitted.append(body)
+        return len(self.submitted)
+
+    @property
+    def durable_through(self) -> int:
+        return self.durable
+
+    def flush(self, timeout: float | None = None) -> None:
+        self.released.wait(timeout)
+        self.durable = len(self.submitted)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _points(body: bytes) -> EncodedPoints:
+    return EncodedPoints(body=body, lines=1, readings=1, received_us=np.zeros(1, np.int64))
+
+
+def test_writes_do_not_wait_and_the_epoch_end_waits_for_every_one() -> None:
+    writer = _SlowWriter()
+    sink = PointsSink(lambda: writer, shards=2)
+    assert sink.list_parts() == ["shard-000", "shard-001"]
+    assert sink.part_fn("shard-001") == 1
+    part = sink.build_part("points", "shard-000", None)
+    part.write_batch([_points(b"a 1\n"), _points(b"b 2\n")])  # returns: nothing durable yet
+    assert writer.submitted == [b"a 1\n", b"b 2\n"]
+    assert writer.durable_through == 0
+    done = threading.Event()
+    snapper = threading.Thread(target=lambda: (part.snapshot(), done.set()))
+    snapper.start()
+    # The epoch cannot end (so the source cannot acknowledge) while writes are in flight.
+    assert not done.wait(0.2)
+    writer.released.set()
+    snapper.join(10)
+    assert done.is_set()
+    assert writer.durable_through == 2
+    part.close()
+    assert writer.closed
+
+
+def test_partitions_of_a_process_share_one_writer() -> None:
+    made: list[_SlowWriter] = []
+
+    def factory() -> _SlowWriter:
+        made.append(_SlowWriter())
+        return made[-1]
+
+    sink = PointsSink(factory, shards=4)
+    parts = [sink.build_part("points", f"shard-00{i}", None) for i in range(4)]
+    assert len(made) == 1
+    made[0].released.set()
+    for p in parts[:-1]:
+        p.close()
+    assert not made[0].closed  # still used by the last partition
+    parts[-1].close()
+    assert made[0].closed

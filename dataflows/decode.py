@@ -185,6 +185,32 @@ class BatchDecoder:
         where = self._where(topic)
         return where is not None and where[0] in (TopicKind.STATUS, TopicKind.COMMANDS)
 
+    def segments(self, batch: MessageBatch) -> list[MessageBatch]:
+        """Split a batch at status and command messages, which must keep their place.
+
+        An acknowledgement that arrived before the reading that clears its alarm must
+        be applied before it: runs of telemetry are decoded together, and each status
+        or command message is handled on its own, in order.
+        """
+        kinds = [self.is_event(topic) for topic in batch.topics]
+        if not any(kinds):
+            return [batch]
+        segments: list[MessageBatch] = []
+        run = MessageBatch()
+        for is_event, topic, payload, received in zip(
+            kinds, batch.topics, batch.payloads, batch.received_us, strict=True
+        ):
+            if is_event:
+                if len(run):
+                    segments.append(run)
+                    run = MessageBatch()
+                segments.append(MessageBatch([topic], [payload], [received]))
+            else:
+                run.append(topic, payload, received)
+        if len(run):
+            segments.append(run)
+        return segments
+
     def decode(self, batch: MessageBatch) -> DecodedBatch:
         """Decode ``batch``: columns of accepted telemetry, events, dead letters."""
         out = DecodedBatch()

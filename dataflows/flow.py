@@ -36,19 +36,14 @@ from contract.alarms import ALARM_EVENT_TYPES, AlarmEvent
 from dataflows.batch import MessageBatch, ShardRouter
 from dataflows.columns import EncodedPoints, PointColumns, PointEncoder
 from dataflows.config import StreamConfig
-from dataflows.detection import SITE_DEVICE, SiteDetector
+from dataflows.detection import SiteDetector
 from dataflows.eventclock import Clock, FleetClock, SystemClock
 from dataflows.ingest import IngestLimits, RawMessage, Rejected
 from dataflows.observer import NullObserver, Observer
-from dataflows.rules import RuleSet
-from dataflows.shard import (
-    ActiveAlarms,
-    RulesSource,
-    ShardOutput,
-    ShardProcessor,
-    SiteReadings,
-    StaticRules,
-)
+from dataflows.rules import RuleSet, RulesSource, StaticRules
+from dataflows.shard import ShardProcessor
+from dataflows.shard_output import ShardOutput, SiteReadings
+from dataflows.summaries import ActiveAlarms, ActiveSummaries
 
 __all__ = [
     "ActiveAlarms",
@@ -166,14 +161,11 @@ class _SiteLogic(StatefulBatchLogic[SiteReadings, Any, dict[str, Any]]):
         self.clock = clock
         self.version, ruleset = rules.current()
         self.det: SiteDetector | None = None
-        self.active: dict[str, dict[str, Any]] = {}
+        self.summaries = ActiveSummaries(None if state is None else state.get("active"))
         if state is not None:
             self.det = SiteDetector(state["det"]["site"], ruleset, state=state["det"])
-            self.active = dict(state.get("active") or {})
 
     def on_batch(self, values: list[SiteReadings]) -> tuple[list[Any], bool]:
-        from contract import AlarmData, AlarmState
-
         version, ruleset = self.rules.current()
         alarms: list[AlarmEvent] = []
         if self.det is None:
@@ -183,22 +175,12 @@ class _SiteLogic(StatefulBatchLogic[SiteReadings, Any, dict[str, Any]]):
         self.version = version
         for item in values:
             alarms.extend(self.det.on_readings(item))
-        out: list[Any] = list(alarms)
-        if alarms:
-            for event in alarms:
-                data = event.data
-                if data.state is AlarmState.CLEARED:
-                    self.active.pop(data.alarm_id, None)
-                else:
-                    self.active[data.alarm_id] = data.model_dump(mode="json")
-            summary = tuple(AlarmData.model_validate(d) for d in self.active.values())
-            out.append(ActiveAlarms(self.det.site, SITE_DEVICE, summary))
-        return out, StatefulBatchLogic.RETAIN
+        return list(self.summaries.after(alarms)), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> dict[str, Any]:
         return {
             "det": None if self.det is None else self.det.snapshot(),
-            "active": dict(self.active),
+            "active": self.summaries.snapshot(),
         }
 
 

@@ -29,8 +29,10 @@ from dataflows.config import StreamConfig
 from dataflows.decode import DecodedBatch
 from dataflows.eventclock import FakeClock
 from dataflows.registry import Registry
-from dataflows.rules import RuleSet
-from dataflows.shard import ActiveAlarms, ShardOutput, ShardProcessor, StaticRules
+from dataflows.rules import RuleSet, StaticRules
+from dataflows.shard import ShardProcessor
+from dataflows.shard_output import ShardOutput
+from dataflows.summaries import ActiveAlarms
 from dataflows.windows import Aggregate, aggregates_of, parse_window
 
 __all__ = ["OfflineDevice", "OfflineEvents", "OfflineResult", "columns_batch", "run_offline"]
@@ -169,7 +171,7 @@ class OfflineDevice:
         self._collect(self.proc.tick(), result)
         result.aggregates.extend(self._close_all())
         result.stale = self.proc.series_alarms.stale + sum(
-            d.stale for d in self.proc.detectors.values()
+            d.stale for d in self.proc.device_rules.detectors.values()
         )
         return result
 
@@ -186,7 +188,7 @@ class OfflineDevice:
         found = []
         for machines in (self.proc.series_alarms.all_machines(),):
             found.extend((m.key.rule, m.alarm_id) for m in machines if m.alarm_id)
-        for det in self.proc.detectors.values():
+        for det in self.proc.device_rules.detectors.values():
             found.extend((key.rule, alarm_id) for key, alarm_id in det.active_alarms())
         return found
 
@@ -212,7 +214,7 @@ def run_offline(
     engine = OfflineDevice(rules, site, device, windows=windows)
     result = engine.feed(events)
     result.stale = engine.proc.series_alarms.stale + sum(
-        d.stale for d in engine.proc.detectors.values()
+        d.stale for d in engine.proc.device_rules.detectors.values()
     )
     return result
 

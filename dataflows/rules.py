@@ -22,7 +22,7 @@ import tomllib
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import (
     BaseModel,
@@ -49,6 +49,8 @@ __all__ = [
     "RateRule",
     "Rule",
     "RuleSet",
+    "RulesSource",
+    "StaticRules",
     "ThresholdRule",
     "default_rules",
     "load_rules",
@@ -469,3 +471,21 @@ def default_rules(*, deadman: str = "5m") -> RuleSet:
     return parse_rules(
         {"defaults": {"adaptive": True, "deadman": deadman, "offline": True}}, source="defaults"
     )
+
+
+class RulesSource(Protocol):
+    """Where the shard gets its rules; ``version`` changes when they do."""
+
+    def current(self) -> tuple[int, RuleSet]:
+        """Return (version, rules); cheap, called on every batch and timer."""
+
+
+class StaticRules:
+    """Rules that never change (tests, replays)."""
+
+    def __init__(self, rules: RuleSet | None = None) -> None:
+        self._rules = rules or default_rules()
+
+    def current(self) -> tuple[int, RuleSet]:
+        """Return version 0 and the rules."""
+        return 0, self._rules

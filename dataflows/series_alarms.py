@@ -21,7 +21,7 @@ its active alarm, a removed rule clears its alarms.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ from contract.alarms import AlarmEvent
 from dataflows.alarms import AlarmKey, AlarmMachine, AlarmPolicy, Cause
 from dataflows.detectors.bank import DetectorBank
 from dataflows.detectors.base import Signal
+from dataflows.fresh import Fresh
 from dataflows.registry import NONE, Registry
 from dataflows.rules import RuleSet
 
@@ -137,21 +138,19 @@ class SeriesAlarms:
 
     # -- readings -----------------------------------------------------------------
 
-    def process(
-        self,
-        series: npt.NDArray[np.int32],
-        t_us: I64,
-        values: F64,
-        cause_of: CauseOf,
-        faults: dict[int, str] | None = None,
-    ) -> list[AlarmEvent]:
-        """Take a batch of readings (any order); return the alarm events, in time order.
+    def process(self, fresh: Fresh) -> list[AlarmEvent]:
+        """Take a batch's fresh readings (any order); return the alarm events, in time order.
 
-        ``values`` is NaN for a fault reading, whose text is ``faults[row]``.
+        A fault reading (NaN value) reaches only ``range`` rules that watch faults.
         """
         self.match_new_series()
+        series, t_us, values = fresh.series, fresh.t_us, fresh.value
         if not self._states or not len(series):
             return []
+
+        def cause_of(row: int, _series: int) -> Cause:
+            return fresh.cause(row, self.registry)
+
         events: list[tuple[int, int, AlarmEvent]] = []
         for state in self._states:
             slots = state.slot_of_series[series]
@@ -161,7 +160,7 @@ class SeriesAlarms:
             rows = np.flatnonzero(watched)
             finite = ~np.isnan(values[rows])
             if state.faults and not finite.all():
-                self._faults(state, rows[~finite], series, t_us, cause_of, faults or {}, events)
+                self._faults(state, rows[~finite], series, t_us, cause_of, fresh.faults, events)
             if state.bank is not None:
                 self._bank_rows(state, rows[finite], slots, t_us, values, cause_of, events)
         events.sort(key=lambda e: (e[0], e[1]))
@@ -365,21 +364,3 @@ class SeriesAlarms:
                 if s < len(st.slot_of_series) and st.slot_of_series[s] >= 0:
                     st.busy[st.slot_of_series[s]] = not machine.idle
         return events
-
-
-def cause_table(
-    event_ids: Sequence[str],
-    traceparents: Sequence[str | None],
-    msg_of_row: I64,
-    registry: Registry,
-) -> CauseOf:
-    """Return a :data:`CauseOf` over a batch's message arrays."""
-
-    def cause_of(row: int, series: int) -> Cause:
-        m = int(msg_of_row[row])
-        names = registry.names
-        return Cause(
-            event_ids[m], f"{names.sensor[series]}/{names.metric[series]}", traceparents[m]
-        )
-
-    return cause_of

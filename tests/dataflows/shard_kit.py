@@ -12,8 +12,10 @@ from dataflows.columns import PointColumns
 from dataflows.config import StreamConfig
 from dataflows.eventclock import Clock, FleetClock, to_us
 from dataflows.observer import Observer
-from dataflows.rules import RuleSet, parse_rules
-from dataflows.shard import ActiveAlarms, ShardOutput, ShardProcessor, StaticRules
+from dataflows.rules import RuleSet, StaticRules, parse_rules
+from dataflows.shard import ShardProcessor
+from dataflows.shard_output import ShardOutput
+from dataflows.summaries import ActiveAlarms
 from dataflows.windows import Aggregate, aggregates_of
 
 SCHEME = TopicScheme()

@@ -8,8 +8,7 @@ from dataflows.columns import PointColumns
 from dataflows.config import StreamConfig
 from dataflows.eventclock import to_us
 from dataflows.flow import build_flow
-from dataflows.rules import parse_rules
-from dataflows.shard import StaticRules
+from dataflows.rules import StaticRules, parse_rules
 
 
 def test_flow_splits_valid_telemetry_from_dead_letters_across_shards() -> None:
@@ -65,10 +64,10 @@ def test_an_exception_in_a_shard_dead_letters_the_poison_message_and_the_flow_go
 
     real = SeriesAlarms.process
 
-    def poisoned(self, series, t_us, values, cause_of, faults=None):  # type: ignore[no-untyped-def]
-        if (values == 666.0).any():
+    def poisoned(self, fresh):  # type: ignore[no-untyped-def]
+        if (fresh.value == 666.0).any():
             raise RuntimeError("a detector bug, triggered by 666")
-        return real(self, series, t_us, values, cause_of, faults)
+        return real(self, fresh)
 
     monkeypatch.setattr(SeriesAlarms, "process", poisoned)
     now = datetime.now(UTC)

@@ -1,0 +1,104 @@
+"""What the shard step produces for one call, and how a batch's segments are joined."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from contract import DeadLetterEvent
+from contract.alarms import AlarmEvent
+from dataflows.columns import EncodedPoints, LateColumns, PointColumns, ReadingColumns
+from dataflows.fresh import Fresh
+from dataflows.registry import Registry
+from dataflows.summaries import ActiveAlarms
+
+__all__ = ["Part", "ShardOutput", "SiteReadings", "concat_parts", "site_readings"]
+
+Part = tuple["ReadingColumns | None", "LateColumns | None", list[int], list[int]]
+"""What one segment of a batch yields: readings, late readings, arrivals, newest times."""
+
+
+@dataclass(frozen=True, slots=True)
+class SiteReadings:
+    """One fresh telemetry event's readings, for the site-wide pattern step (rare)."""
+
+    site: str
+    device: str
+    event_id: str
+    traceparent: str | None
+    readings: tuple[tuple[str, str, float, int], ...]
+    """(sensor, metric, value, time in µs) of each reading with a value, in time order."""
+
+
+@dataclass(slots=True)
+class ShardOutput:
+    """What one call of the shard produced."""
+
+    points: list[EncodedPoints | PointColumns] = field(default_factory=list)
+    alarms: list[AlarmEvent | ActiveAlarms] = field(default_factory=list)
+    deadletters: list[DeadLetterEvent] = field(default_factory=list)
+    site_readings: list[SiteReadings] = field(default_factory=list)
+
+
+def site_readings(fresh: Fresh, registry: Registry) -> list[SiteReadings]:
+    """Each fresh event's valued readings, in time order, for the site step (rare)."""
+    out = []
+    names = registry.names
+    series, t_us, value = fresh.series.tolist(), fresh.t_us.tolist(), fresh.value.tolist()
+    pos = 0
+    for k, n in enumerate(fresh.counts.tolist()):
+        rows = [
+            (names.sensor[series[r]], names.metric[series[r]], value[r], t_us[r])
+            for r in range(pos, pos + n)
+            if value[r] == value[r]
+        ]
+        rows.sort(key=lambda r: r[3])
+        dev = fresh.devices[k]
+        out.append(
+            SiteReadings(
+                registry.sites[dev],
+                registry.devices[dev],
+                fresh.event_ids[k],
+                fresh.traceparents[k],
+                tuple(rows),
+            )
+        )
+        pos += n
+    return out
+
+
+def concat_parts(parts: list[Part]) -> Part:
+    """Join the outputs of a batch's segments (one segment: returned as it is)."""
+    if len(parts) == 1:
+        return parts[0]
+    received = [t for p in parts for t in p[2]]
+    newest = [t for p in parts for t in p[3]]
+    readings = [p[0] for p in parts if p[0] is not None]
+    lates = [p[1] for p in parts if p[1] is not None]
+    joined = None
+    if readings:
+        faults: dict[int, str] = {}
+        offset = 0
+        for r in readings:
+            for row, text in (r.faults or {}).items():
+                faults[offset + row] = text
+            offset += len(r)
+        joined = ReadingColumns(
+            np.concatenate([r.series for r in readings]),
+            np.concatenate([r.t_us for r in readings]),
+            np.concatenate([r.value for r in readings]),
+            np.concatenate([r.seq for r in readings]),
+            faults or None,
+        )
+    late = None
+    if lates:
+        late = LateColumns(
+            np.concatenate([x.series for x in lates]),
+            np.concatenate([x.t_us for x in lates]),
+            np.concatenate([x.value for x in lates]),
+            np.concatenate([x.seq for x in lates]),
+            np.concatenate([x.watermark_us for x in lates]),
+            [e for x in lates for e in x.event_id],
+        )
+    return joined, late, received, newest

@@ -56,6 +56,6 @@ def make_bank(rule: Any) -> DetectorBank | None:
         if rule.low is None and rule.high is None:
             return None
         return RangeBank(low=rule.low, high=rule.high)
-    if kind in ("rate", "flatline"):
+    if kind in ("rate", "flatline", "anomaly"):
         return ScalarBank(lambda: build_detector(rule))
     return None

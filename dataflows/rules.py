@@ -39,8 +39,8 @@ from dataflows.alarms import AlarmPolicy
 
 __all__ = [
     "AdaptiveRule",
-    "AnomalyRule",
     "AggregateRule",
+    "AnomalyRule",
     "DeadmanRule",
     "FlatlineRule",
     "OfflineRule",

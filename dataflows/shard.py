@@ -594,8 +594,7 @@ class ShardProcessor:
                 site, device, sensor, metric = reg.series_key(s)
                 dev = reg.device_index[f"{site}/{device}"]
                 self._wants.append(
-                    self._needs_detector(dev)
-                    and self._detector(dev).wants_readings(sensor, metric)
+                    self._needs_detector(dev) and self._detector(dev).wants_readings(sensor, metric)
                 )
         else:  # the common case: no rule needs readings one by one
             self._wants.extend([False] * (reg.series_count - len(self._wants)))

@@ -1,6 +1,6 @@
 """The default anomaly detector: prediction, anomaly likelihood, level shift, suppression.
 
-One fixed configuration for every series, learnt online, bounded state (41 floats with
+One fixed configuration for every series, learnt online, bounded state (44 floats with
 24 seasonal buckets, plus a few integers), O(1) work per reading. Per reading ``x``:
 
 1. **Prediction.** An exponentially weighted level ``m`` (rate ``alpha``) and a
@@ -22,7 +22,8 @@ One fixed configuration for every series, learnt online, bounded state (41 float
    - *level shift*: a moving average of the signed ``z`` (about 10 readings) against
      its own history the same way, over ``shift``: a run of errors of one sign, as a
      level shift leaves behind while the predictor catches up (a change-point test
-     calibrated on the series' own fluctuations);
+     calibrated on the series' own fluctuations); likewise the moving average of the
+     reading's distance from a slow baseline (``u``), which a shift moves for longer;
    - *stuck*: a run of identical readings too unlikely at the series' learnt repeat
      rate (as the adaptive detector).
 4. **Decision and suppression.** A component above 1 fires; the condition then holds
@@ -134,15 +135,18 @@ class AnomalyDetector:
         "_mad_e",
         "_mua",
         "_mus",
+        "_muu",
         "_n",
         "_repeat",
         "_res",
         "_run",
         "_sa",
         "_ss",
+        "_su",
         "_va",
         "_vr",
         "_vs",
+        "_vu",
         "alpha",
         "clear",
         "history",
@@ -218,6 +222,7 @@ class AnomalyDetector:
         self._sa = self._mua = self._va = 0.0
         self._ss = self._mus = self._vs = 0.0
         self._vr = 0.0
+        self._su = self._muu = self._vu = 0.0
         self._bar = 0.0
         self._active = False
         self._code = 0
@@ -281,6 +286,9 @@ class AnomalyDetector:
         self._ss += SIGN_ALPHA * (zc - self._ss)
         la = (self._sa - self._mua) / math.sqrt(self._va) if self._va > 0 else 0.0
         ls = abs(self._ss - self._mus) / math.sqrt(self._vs) if self._vs > 0 else 0.0
+        self._su += SIGN_ALPHA * (_clip(u, -Z_CAP, Z_CAP) - self._su)
+        lu = abs(self._su - self._muu) / math.sqrt(self._vu) if self._vu > 0 else 0.0
+        ls = _max(ls, lu)
         s1 = abs(z_rms) / self.spike if abs(z) > self.spike_robust else 0.0
         s2 = la / self.likelihood
         s3 = ls / self.shift
@@ -328,6 +336,9 @@ class AnomalyDetector:
         da = self._sa - self._mua
         self._mua += a_h * da
         self._va += a_h * (da * da - self._va)
+        du = self._su - self._muu
+        self._muu += a_h * du
+        self._vu += a_h * (du * du - self._vu)
         ds = self._ss - self._mus
         self._mus += a_h * ds
         self._vs += a_h * (ds * ds - self._vs)

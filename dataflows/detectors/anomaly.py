@@ -309,7 +309,7 @@ class AnomalyDetector:
             self._held = 0
         elif self._active:
             self._held += 1
-            if abs(u) <= self.clear or self._held > self.hold:
+            if abs(self._su) <= self.clear or self._held > self.hold:
                 self._active = False
                 self._cool = self.refractory
         elif cool > 0:

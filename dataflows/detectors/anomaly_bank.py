@@ -259,7 +259,7 @@ class AnomalyBank:
         code_s = np.where(fired & ~was, code, a["code"][s])
         ongoing = ~fired & was
         held = np.where(fired, 0, np.where(ongoing, held + 1, held))
-        ends = ongoing & ((np.abs(u) <= spec.clear) | (held > spec.hold))
+        ends = ongoing & ((np.abs(su) <= spec.clear) | (held > spec.hold))
         now = fired | (ongoing & ~ends)
         cool = np.where(ends, spec.refractory, np.where(~fired & ~was & (cool > 0), cool - 1, cool))
         a["bar"][s] = bar

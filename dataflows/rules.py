@@ -8,7 +8,7 @@ Every rule has an ``id`` (unique), a ``kind``, the glob patterns ``site``, ``dev
 ``"1h"``, ``"1d"`` or a number of seconds. See docs/alarms.md for every kind.
 
 With no rules file, :func:`default_rules` applies: every numeric series gets the
-adaptive detector and every device a deadman and an offline rule.
+anomaly detector and every device a deadman and an offline rule.
 
 Errors are :class:`~contract.errors.ConfigError` naming the field, e.g.
 ``rules[2].clear``.
@@ -40,6 +40,7 @@ from dataflows.alarms import AlarmPolicy
 __all__ = [
     "AdaptiveRule",
     "AggregateRule",
+    "AnomalyRule",
     "DeadmanRule",
     "FlatlineRule",
     "OfflineRule",
@@ -276,6 +277,40 @@ class AdaptiveRule(_RuleBase):
         return self
 
 
+class AnomalyRule(_RuleBase):
+    """The default anomaly detector: prediction, likelihood, level shift, suppression.
+
+    Every field has a default; the defaults are the one configuration used for every
+    series (``dataflows.detectors.anomaly``).
+    """
+
+    kind: Literal["anomaly"]
+    spike: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 6.0
+    """Prediction error (RMS sigmas, seasonal) that fires."""
+    spike_robust: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 10.0
+    """... and the robust sigmas it must also exceed."""
+    likelihood: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 6.0
+    """Standard deviations of the short error average above its history that fire."""
+    shift: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 6.0
+    """Standard deviations of the signed short error average (level shift) that fire."""
+    clear: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 3.0
+    """Scales from the slow baseline below which the condition ends."""
+    alpha: Annotated[float, Field(gt=0, lt=1)] = 0.05
+    """Learning rate of the predicted level."""
+    history: Annotated[float, Field(gt=0, lt=1)] = 0.002
+    """Learning rate of the error history (~1/history readings)."""
+    warmup: Annotated[int, Field(ge=1, le=1_000_000)] = 100
+    hold: Annotated[int, Field(ge=0, le=1_000_000)] = 600
+    """Readings the condition may hold after the last firing before the new level is learnt."""
+    refractory: Annotated[int, Field(ge=0, le=1_000_000)] = 400
+    """Readings after an alarm during which only a larger anomaly raises again."""
+    rearm: Annotated[float, Field(ge=1, le=1000)] = 1.5
+    """How much larger (score ratio) an anomaly must be to raise within ``refractory``."""
+    season: Annotated[Duration, Field(gt=0)] = 86_400 * _US
+    season_buckets: Annotated[int, Field(ge=0, le=48)] = 24
+    """Phase buckets of the seasonal error scale (24: hourly); 0 turns it off."""
+
+
 Rule = Annotated[
     ThresholdRule
     | AggregateRule
@@ -285,15 +320,17 @@ Rule = Annotated[
     | DeadmanRule
     | OfflineRule
     | PatternRule
-    | AdaptiveRule,
+    | AdaptiveRule
+    | AnomalyRule,
     Field(discriminator="kind"),
 ]
 """Any rule, told apart by ``kind``."""
 
-SERIES_KINDS = ("threshold", "rate", "flatline", "range", "adaptive")
+SERIES_KINDS = ("threshold", "rate", "flatline", "range", "adaptive", "anomaly")
 
 
 class _Defaults(_Model):
+    anomaly: bool = False
     adaptive: bool = False
     deadman: Duration | Literal[False] = False
     offline: bool = False
@@ -408,6 +445,7 @@ def _field_name(loc: tuple[int | str, ...], doc: Mapping[str, Any]) -> str:
                 "offline",
                 "pattern",
                 "adaptive",
+                "anomaly",
             )
         ):
             continue  # the union's tag adds nothing
@@ -441,6 +479,8 @@ def parse_rules(doc: Mapping[str, Any], *, source: str = "rules") -> RuleSet:
     rules: list[Any] = list(parsed.rules)
     defaults = parsed.defaults
     taken = {r.id for r in rules}
+    if defaults.anomaly and "anomaly" not in taken:
+        rules.append(AnomalyRule(id="anomaly", kind="anomaly"))
     if defaults.adaptive and "adaptive" not in taken:
         rules.append(AdaptiveRule(id="adaptive", kind="adaptive"))
     if defaults.deadman is not False and "deadman" not in taken:
@@ -467,9 +507,9 @@ def load_rules(path: Path | str | None) -> RuleSet:
 
 
 def default_rules(*, deadman: str = "5m") -> RuleSet:
-    """Every numeric series: adaptive detector; every device: deadman and offline."""
+    """Every numeric series: the anomaly detector; every device: deadman and offline."""
     return parse_rules(
-        {"defaults": {"adaptive": True, "deadman": deadman, "offline": True}}, source="defaults"
+        {"defaults": {"anomaly": True, "deadman": deadman, "offline": True}}, source="defaults"
     )
 
 

@@ -1,6 +1,6 @@
 """Per-series alarm rules over columns: detector banks, and alarm machines only where needed.
 
-Every series rule (threshold, range, adaptive, rate, flatline) gets a
+Every series rule (threshold, range, adaptive, anomaly, rate, flatline) gets a
 :class:`~dataflows.detectors.bank.DetectorBank` per shard, with one slot per series the
 rule watches. A batch of readings (series index, time, value) is sorted by slot and
 time and fed to the bank in rounds (the first reading of every slot, then the second,
@@ -38,7 +38,7 @@ from dataflows.rules import RuleSet
 
 __all__ = ["BANK_KINDS", "CauseOf", "SeriesAlarms", "rule_fingerprint"]
 
-BANK_KINDS = frozenset({"threshold", "range", "adaptive", "rate", "flatline"})
+BANK_KINDS = frozenset({"threshold", "range", "adaptive", "anomaly", "rate", "flatline"})
 """Series rule kinds evaluated in banks (series deadman and patterns are per event)."""
 
 CauseOf = Callable[[int, int], Cause]

@@ -15,10 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_SKAB", "main", "register"]
+__all__ = ["DEFAULT_NAB", "DEFAULT_SKAB", "main", "register"]
 
 DEFAULT_SKAB = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "skab" / "data"
 """SKAB's data folder: ``../shared/datasets/skab/data`` relative to the repository."""
+DEFAULT_NAB = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "nab-dev"
+"""A NAB-layout folder: ``../shared/datasets/nab-dev`` relative to the repository."""
 
 
 def _csv_list(text: str) -> list[str]:
@@ -65,6 +67,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         " false alarm rate (FAR) and missed alarm rate (MAR), point-wise as in SKAB's"
         " outlier-detection leaderboard, plus event-level recall and mean detection delay,"
         " per anomaly kind. Sources: --skab DIR (default when no other source is given),"
+        " --nab DIR (NAB's scoring, its three profiles),"
         " --simulate (a generated fleet with every anomaly kind), --scenario NAME|FILE"
         " (a simulator scenario), or --readings FILE --labels FILE.",
     )
@@ -75,6 +78,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         const=DEFAULT_SKAB,
         default=None,
         help=f"SKAB data folder (default {DEFAULT_SKAB})",
+    )
+    ev.add_argument(
+        "--nab",
+        type=Path,
+        nargs="?",
+        const=DEFAULT_NAB,
+        default=None,
+        help="score a NAB-layout folder (data/, labels/combined_windows.json) as NAB does,"
+        f" all three profiles (default {DEFAULT_NAB})",
+    )
+    ev.add_argument("--out", type=Path, default=None, help="--nab: write the report as JSON")
+    ev.add_argument(
+        "--charts", type=Path, default=None, help="--nab: a PNG per file into this folder"
     )
     ev.add_argument("--simulate", action="store_true", help="a generated labelled fleet")
     ev.add_argument("--scenario", default=None, help="a simulator scenario (name or TOML)")
@@ -132,6 +148,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from gateway import evaluate as evm
 
     rules = load_rules(args.rules)
+    if args.nab is not None:
+        return _evaluate_nab(args, rules)
     chart_data: dict[str, Any] | None = None
     if args.readings is not None or args.labels is not None:
         if args.readings is None or args.labels is None:
@@ -174,6 +192,33 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
         write_chart(Path(args.chart), **chart_data)
         print(f"chart: {args.chart}", file=sys.stderr)
+    return 0
+
+
+def _evaluate_nab(args: argparse.Namespace, rules: Any) -> int:
+    from gateway import evaluate_nab as nab
+
+    keep = None
+    if args.charts is not None:
+        from gateway.evaluate_chart import write_nab_chart
+
+        folder: Path = args.charts
+
+        def keep(data: Any, found: list[int]) -> None:
+            write_nab_chart(folder / f"{data.category}-{data.stem}.png", data, found)
+
+    ev = nab.evaluate_nab(args.nab, rules, keep=keep)
+    published = nab.published_scores(args.nab, ev.groups(), ev.windows)
+    report = ev.as_dict(published)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(nab.format_nab_report(ev, published))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if args.charts is not None:
+        print(f"charts: {args.charts}", file=sys.stderr)
     return 0
 
 

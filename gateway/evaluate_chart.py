@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_chart"]
+__all__ = ["write_chart", "write_nab_chart"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -60,4 +60,33 @@ def write_chart(
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_nab_chart(path: Path, data: Any, detections_us: Sequence[int]) -> None:
+    """Plot one NAB file: the series, its label windows, the probation and the detections."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def when(t_us: int) -> datetime:
+        return _EPOCH + timedelta(microseconds=int(t_us))
+
+    times = [when(t) for t in data.t_us.tolist()]
+    fig, ax = plt.subplots(figsize=(14, 4))
+    ax.plot(times, data.values, linewidth=0.6, color="tab:blue")
+    for start, end in data.windows:
+        ax.axvspan(when(start), when(end), color="red", alpha=0.15, linewidth=0)
+    probation = min(int(0.15 * len(times)), 750)
+    if times:
+        ax.axvspan(times[0], times[probation], color="grey", alpha=0.12, linewidth=0)
+    for t in detections_us:
+        ax.axvline(when(t), color="black", linewidth=0.8)
+    ax.set_title(
+        f"{data.name}: label windows red, probation grey, {len(detections_us)} detections (lines)"
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
     plt.close(fig)

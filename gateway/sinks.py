@@ -239,4 +239,3 @@ class DeadLetterSink(DynamicSink[DeadLetterEvent]):
         link = MqttLink(settings)
         link.start()
         return _DeadLetterPartition(self._factory(), link, self._topic, self._ack_timeout)
-

@@ -4,6 +4,7 @@
 kind       bank
 =========  ==========================================================
 adaptive   :class:`AdaptiveBank`
+anomaly    :class:`AnomalyBank`
 threshold  :class:`ThresholdBank` (also ``aggregate``: the same detector;
            the engine words the window and field, as for scalars)
 range      :class:`RangeBank` with bounds; None for a faults-only rule
@@ -19,13 +20,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dataflows.detectors.adaptive_bank import AdaptiveBank
+from dataflows.detectors.anomaly_bank import AnomalyBank
 from dataflows.detectors.bank import BankSignals, DetectorBank, ScalarBank
-from dataflows.detectors.factory import adaptive_params, build_detector
+from dataflows.detectors.factory import adaptive_params, anomaly_params, build_detector
 from dataflows.detectors.range_bank import RangeBank
 from dataflows.detectors.threshold_bank import ThresholdBank
 
 __all__ = [
     "AdaptiveBank",
+    "AnomalyBank",
     "BankSignals",
     "DetectorBank",
     "RangeBank",
@@ -38,9 +41,13 @@ __all__ = [
 if TYPE_CHECKING:  # mypy checks that every bank satisfies the protocol
 
     def _conforms(
-        adaptive: AdaptiveBank, threshold: ThresholdBank, range_: RangeBank, scalar: ScalarBank
+        adaptive: AdaptiveBank,
+        anomaly: AnomalyBank,
+        threshold: ThresholdBank,
+        range_: RangeBank,
+        scalar: ScalarBank,
     ) -> list[DetectorBank]:
-        return [adaptive, threshold, range_, scalar]
+        return [adaptive, anomaly, threshold, range_, scalar]
 
 
 def make_bank(rule: Any) -> DetectorBank | None:
@@ -56,6 +63,8 @@ def make_bank(rule: Any) -> DetectorBank | None:
         if rule.low is None and rule.high is None:
             return None
         return RangeBank(low=rule.low, high=rule.high)
+    if kind == "anomaly":
+        return AnomalyBank(**anomaly_params(rule))
     if kind in ("rate", "flatline"):
         return ScalarBank(lambda: build_detector(rule))
     return None

@@ -22,6 +22,8 @@ import numpy as np
 from contract.alarms import Severity
 from dataflows.detectors.adaptive import AdaptiveDetector
 from dataflows.detectors.adaptive_bank import AdaptiveBank
+from dataflows.detectors.anomaly import AnomalyDetector
+from dataflows.detectors.anomaly_bank import AnomalyBank
 from dataflows.detectors.threshold import ThresholdDetector
 from dataflows.detectors.threshold_bank import ThresholdBank
 
@@ -97,6 +99,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "adaptive_no_seasons_scalar_us": _scalar_us(
             lambda: AdaptiveDetector(warmup=args.warmup, season_buckets=0), scalar_values, warm
         ),
+        "anomaly_bank_us": _bank_us(AnomalyBank(warmup=args.warmup), values, warm),
+        "anomaly_scalar_us": _scalar_us(
+            lambda: AnomalyDetector(warmup=args.warmup), scalar_values, warm
+        ),
         "threshold_bank_us": _bank_us(ThresholdBank(levels=levels, clear=55.0), values, warm),
         "threshold_scalar_us": _scalar_us(
             lambda: ThresholdDetector(levels=levels, clear=55.0), scalar_values, warm
@@ -104,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     print(f"{args.slots:,} slots x {args.rounds} rounds (scalar: {args.scalar_slots:,} slots)")
     print("us of CPU per reading after warmup (one reading a second; seasons: 24 a day)")
-    for kind in ("adaptive", "adaptive_no_seasons", "threshold"):
+    for kind in ("adaptive", "adaptive_no_seasons", "anomaly", "threshold"):
         bank, scalar = figures[f"{kind}_bank_us"], figures[f"{kind}_scalar_us"]
         print(f"  {kind:<19}  bank {bank:6.3f}   scalar {scalar:6.3f}   x{scalar / bank:,.0f}")
     if args.json is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dataflows.detectors.adaptive import AdaptiveDetector
+from dataflows.detectors.anomaly import AnomalyDetector
 from dataflows.detectors.deadman import DeadmanDetector
 from dataflows.detectors.flatline import FlatlineDetector
 from dataflows.detectors.pattern import Condition, PatternDetector
@@ -12,7 +13,7 @@ from dataflows.detectors.range import RangeDetector
 from dataflows.detectors.rate import RateDetector
 from dataflows.detectors.threshold import ThresholdDetector
 
-__all__ = ["adaptive_params", "build_detector"]
+__all__ = ["adaptive_params", "anomaly_params", "build_detector"]
 
 
 def adaptive_params(rule: Any) -> dict[str, Any]:
@@ -25,6 +26,25 @@ def adaptive_params(rule: Any) -> dict[str, Any]:
         "season_us": rule.season,
         "season_buckets": rule.season_buckets,
         "hold": rule.hold,
+    }
+
+
+def anomaly_params(rule: Any) -> dict[str, Any]:
+    """Return the keyword arguments of :class:`AnomalyDetector` for an anomaly rule."""
+    return {
+        "spike": rule.spike,
+        "spike_robust": rule.spike_robust,
+        "likelihood": rule.likelihood,
+        "shift": rule.shift,
+        "clear": rule.clear,
+        "alpha": rule.alpha,
+        "history": rule.history,
+        "warmup": rule.warmup,
+        "hold": rule.hold,
+        "refractory": rule.refractory,
+        "rearm": rule.rearm,
+        "season_us": rule.season,
+        "season_buckets": rule.season_buckets,
     }
 
 
@@ -45,6 +65,8 @@ def build_detector(rule: Any) -> Any:
         return RangeDetector(low=rule.low, high=rule.high)
     if kind == "adaptive":
         return AdaptiveDetector(**adaptive_params(rule))
+    if kind == "anomaly":
+        return AnomalyDetector(**anomaly_params(rule))
     if kind == "deadman":
         return DeadmanDetector(silence_us=rule.silence)
     if kind == "pattern":

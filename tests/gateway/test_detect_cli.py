@@ -74,7 +74,7 @@ def test_detect_default_rules_to_a_file(tmp_path, capsys):
     assert capsys.readouterr().err == ""
     events = [json.loads(line) for line in out.read_text().splitlines()]
     assert events[0]["type"] == "io.sensorgate.alarm.raised.v1"
-    assert events[0]["data"]["rule"] == "adaptive"
+    assert events[0]["data"]["rule"] == "anomaly"
     assert events[0]["data"]["event_time"].startswith("2026-01-01T00:03:20")
 
 

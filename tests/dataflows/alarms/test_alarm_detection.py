@@ -278,10 +278,11 @@ def test_default_rules_learn_every_series():
         events += det.process([tel(i, temperature=20 + 0.1 * (i % 5), humidity=40 + 0.2 * (i % 3))])
     assert events == []
     [raised] = det.process([tel(200, temperature=35, humidity=40)])
-    assert raised.data.rule == "adaptive"
+    assert raised.data.rule == "anomaly"
     assert raised.data.metric == "temperature"
+    assert "component: prediction error" in raised.data.message
     slots = det.snapshot()["slots"]
-    assert {k.split("\x1f")[1] for k in slots} == {"adaptive", "deadman", "offline"}
+    assert {k.split("\x1f")[1] for k in slots} == {"anomaly", "deadman", "offline"}
 
 
 def test_accepted_items_measure_silence_on_arrival_time():

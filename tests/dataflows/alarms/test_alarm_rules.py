@@ -143,8 +143,8 @@ def test_duplicate_ids_and_bad_files(tmp_path):
 
 def test_default_rules_without_a_file():
     rules = load_rules(None)
-    assert {r.kind for r in rules.rules} == {"adaptive", "deadman", "offline"}
-    assert [r.kind for r in rules.for_series("any", "dev", "s", "m")] == ["adaptive"]
+    assert {r.kind for r in rules.rules} == {"anomaly", "deadman", "offline"}
+    assert [r.kind for r in rules.for_series("any", "dev", "s", "m")] == ["anomaly"]
     assert {r.kind for r in rules.for_device("any", "dev")} == {"deadman", "offline"}
     assert default_rules().by_id["deadman"].silence == 300 * S
 

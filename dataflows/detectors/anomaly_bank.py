@@ -1,0 +1,369 @@
+"""The anomaly detector over many series at once, its state in arrays.
+
+:class:`AnomalyBank` is the vectorised twin of
+:class:`~dataflows.detectors.anomaly.AnomalyDetector` (read that module for the
+method). Fed the same readings of a slot in the same order, it says exactly what the
+scalar detector says: same validity, condition, value, threshold, severity and message.
+Every floating-point step is the scalar's own operation in the scalar's order (its
+``_max``/``_min``/``_clip`` pick an argument by comparison, as ``np.where`` does here),
+so the results are bit-identical; the stuck test's ``log`` is settled by
+:func:`math.log` where ``np.log`` could differ in the last bit, as in
+:mod:`~dataflows.detectors.adaptive_bank`.
+
+State per slot: 21 float64 and 6 integer or boolean scalars, plus the seasonal error
+scale ``[slot, bucket]`` (NaN: not learnt yet).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from contract.alarms import Severity
+from dataflows.detectors._slots import Field, SlotArrays
+from dataflows.detectors.anomaly import (  # the very same constants
+    BASE_ALPHA,
+    BUCKET_ALPHA,
+    ERR_ALPHA,
+    GAUSS_MAD,
+    HUBER,
+    LIMIT,
+    RMS_CAP,
+    SHORT_ALPHA,
+    SIGN_ALPHA,
+    SLOW,
+    STUCK_MAX_REPEAT_RATE,
+    STUCK_ODDS,
+    Z_CAP,
+    AnomalyDetector,
+    describe_anomaly,
+)
+from dataflows.detectors.bank import F64, I64, SEVERITY_CODES, BankSignals, Bools
+
+__all__ = ["AnomalyBank"]
+
+_MAJOR = np.int8(SEVERITY_CODES.index(Severity.MAJOR))
+_NEAR = 1e-9
+_FLOATS = (
+    "last",
+    "level",
+    "base",
+    "c0",
+    "c1",
+    "dlast",
+    "mad_e",
+    "mad_b",
+    "sa",
+    "mua",
+    "va",
+    "ss",
+    "mus",
+    "vs",
+    "su",
+    "muu",
+    "vu",
+    "vr",
+    "bar",
+    "repeat",
+)
+
+
+def _fields(buckets: int) -> dict[str, Field]:
+    fields: dict[str, Field] = {name: (np.float64, 0.0, ()) for name in _FLOATS}
+    fields.update(
+        {
+            "n": (np.int64, 0, ()),
+            "res": (np.float64, math.inf, ()),
+            "run": (np.int64, 0, ()),
+            "active": (np.bool_, False, ()),
+            "code": (np.int8, 0, ()),
+            "held": (np.int64, 0, ()),
+            "cool": (np.int64, 0, ()),
+            "buckets": (np.float64, math.nan, (buckets,)),
+        }
+    )
+    return fields
+
+
+def _max(a: Any, b: Any) -> Any:
+    return np.where(b > a, b, a)
+
+
+def _min(a: Any, b: Any) -> Any:
+    return np.where(b < a, b, a)
+
+
+def _clip(v: Any, lo: Any, hi: Any) -> Any:
+    return np.where(v < lo, lo, np.where(v > hi, hi, v))
+
+
+class AnomalyBank:
+    """:class:`~dataflows.detectors.anomaly.AnomalyDetector` over many slots.
+
+    Takes the scalar detector's parameters (validated the same way). ``detail`` of its
+    signals: ``band``, ``code`` (component), ``score``, ``z``, ``likelihood``,
+    ``shift``, ``deviation``, ``baseline``, ``held``, ``run``, ``repeat``.
+    """
+
+    def __init__(self, **params: Any) -> None:
+        spec = AnomalyDetector(**params)
+        self.spec = spec
+        if spec.season_us is not None and spec.season_us * spec.season_buckets >= 2**62:
+            raise ValueError("season_us times season_buckets must stay below 2**62")
+        self._state = SlotArrays(_fields(spec.season_buckets))
+
+    @property
+    def size(self) -> int:
+        """Number of slots."""
+        return self._state.size
+
+    def grow(self, size: int) -> None:
+        """Make room for slots ``0 .. size-1``; new slots start fresh."""
+        self._state.grow(size)
+
+    def reset(self, slots: I64) -> None:
+        """Forget the state of ``slots``."""
+        self._state.reset(np.asarray(slots, np.int64))
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return every slot's state as a dict of numpy arrays (and ``size``)."""
+        return self._state.snapshot()
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Load a :meth:`snapshot` (seasons of another bucket count start fresh)."""
+        self._state.restore(state)
+
+    def update(self, slots: I64, t_us: I64, values: F64) -> BankSignals:
+        """Take one reading per slot (``slots`` distinct); return their signals.
+
+        A NaN value leaves its slot untouched and is not valid (the scalar's None).
+        """
+        slots = np.asarray(slots, np.int64)
+        t = np.asarray(t_us, np.int64)
+        v = np.asarray(values, np.float64)
+        n = len(slots)
+        valid = np.zeros(n, np.bool_)
+        active = np.zeros(n, np.bool_)
+        threshold = np.full(n, np.nan)
+        severity = np.zeros(n, np.int8)
+        detail: dict[str, Any] = {
+            name: np.zeros(n, dtype)
+            for name, dtype in (
+                ("band", np.float64),
+                ("code", np.int8),
+                ("score", np.float64),
+                ("z", np.float64),
+                ("likelihood", np.float64),
+                ("shift", np.float64),
+                ("deviation", np.float64),
+                ("baseline", np.float64),
+                ("held", np.int64),
+                ("run", np.int64),
+                ("repeat", np.float64),
+            )
+        }
+        a = self._state.arrays
+        with np.errstate(all="ignore"):
+            x = _clip(v, -LIMIT, LIMIT)
+            known = ~np.isnan(v)
+            count = a["n"][slots]
+            first = known & (count == 0)
+            if first.any():
+                s = slots[first]
+                a["n"][s] = 1
+                a["last"][s] = x[first]
+                a["level"][s] = x[first]
+                a["base"][s] = x[first]
+            rest = np.flatnonzero(known & (count > 0))
+            if len(rest):
+                self._step(slots[rest], t[rest], x[rest], rest, valid, active, threshold)
+                self._words(rest, valid, severity, detail)
+        return BankSignals(valid, active, v, threshold, severity, detail)
+
+    def _step(
+        self, s: I64, t: I64, x: F64, rows: I64, valid: Bools, active: Bools, threshold: F64
+    ) -> None:
+        spec = self.spec
+        a = self._state.arrays
+        last = a["last"][s]
+        same = x == last
+        res = a["res"][s]
+        step = np.abs(x - last)
+        res = np.where(~same & (step < res), step, res)
+        a["res"][s] = res
+        run = np.where(same, a["run"][s] + 1, 0)
+        a["run"][s] = run
+        a["last"][s] = x
+        n = a["n"][s] + 1
+        a["n"][s] = n
+        warm = n <= spec.warmup
+        inv = 1.0 / n
+
+        res0 = np.where(res < math.inf, res, 0.0)
+        base = a["base"][s]
+        floor = _max(_max(res0, 1e-9 * np.abs(base)), 1e-12)
+        level = a["level"][s]
+        c0, c1 = a["c0"][s], a["c1"][s]
+        phi = np.where(c0 > 0, _clip(c1 / c0, 0.0, 1.0), 0.0)
+        expected = level + phi * (last - level)
+        e = x - expected
+        sig_e = _max(GAUSS_MAD * a["mad_e"][s], floor)
+        z = e / sig_e
+        sig_b = _max(GAUSS_MAD * a["mad_b"][s], floor)
+        u = (x - base) / sig_b
+        vr = a["vr"][s]
+        sr = _max(np.sqrt(vr), floor)
+        e2 = e * e
+        if spec.season_us is not None:
+            nb = spec.season_buckets
+            cell = s * nb + (t % spec.season_us) * nb // spec.season_us
+            flat = a["buckets"].reshape(-1)
+            seen = flat[cell]
+            learnt = seen == seen
+            sr = np.where(learnt, _max(sr, np.sqrt(seen)), sr)
+            flat[cell] = np.where(learnt, seen + BUCKET_ALPHA * (e2 - seen), e2)
+        z_rms = e / sr
+
+        zc = _clip(z, -Z_CAP, Z_CAP)
+        sa = a["sa"][s]
+        sa = sa + SHORT_ALPHA * (np.abs(zc) - sa)
+        ss = a["ss"][s]
+        ss = ss + SIGN_ALPHA * (zc - ss)
+        mua, va = a["mua"][s], a["va"][s]
+        mus, vs = a["mus"][s], a["vs"][s]
+        la = np.where(va > 0, (sa - mua) / np.sqrt(va), 0.0)
+        ls = np.where(vs > 0, np.abs(ss - mus) / np.sqrt(vs), 0.0)
+        su = a["su"][s]
+        su = su + SIGN_ALPHA * (_clip(u, -Z_CAP, Z_CAP) - su)
+        muu, vu = a["muu"][s], a["vu"][s]
+        lu = np.where(vu > 0, np.abs(su - muu) / np.sqrt(vu), 0.0)
+        ls = _max(ls, lu)
+        s1 = np.where(np.abs(z) > spec.spike_robust, np.abs(z_rms) / spec.spike, 0.0)
+        s2 = la / spec.likelihood
+        s3 = ls / spec.shift
+        score = _max(_max(s1, s2), s3)
+        code = np.where(s1 >= score, 1, np.where(s2 >= score, 2, 3)).astype(np.int8)
+        repeat = a["repeat"][s]
+        stuck = self._stuck(run, repeat)
+        rate_r = _max(ERR_ALPHA, inv)
+        a["repeat"][s] = np.where(stuck, repeat, repeat + rate_r * (same - repeat))
+
+        cool = a["cool"][s]
+        bar = a["bar"][s]
+        was = a["active"][s]
+        held = a["held"][s]
+        fired = (score > 1.0) & ~warm & ((cool == 0) | (score > bar))
+        bar = np.where(fired, _max(np.where(cool > 0, bar, 0.0), score * spec.rearm), bar)
+        code_s = np.where(fired & ~was, code, a["code"][s])
+        ongoing = ~fired & was
+        held = np.where(fired, 0, np.where(ongoing, held + 1, held))
+        ends = ongoing & ((np.abs(su) <= spec.clear) | (held > spec.hold))
+        now = fired | (ongoing & ~ends)
+        cool = np.where(ends, spec.refractory, np.where(~fired & ~was & (cool > 0), cool - 1, cool))
+        a["bar"][s] = bar
+        a["code"][s] = code_s
+        a["held"][s] = held
+        a["active"][s] = now
+        a["cool"][s] = cool
+
+        slow = np.where(now, SLOW, 1.0)
+        d = x - level
+        a_e = _max(ERR_ALPHA, inv)
+        a["c0"][s] = c0 + a_e * (d * d - c0)
+        a["c1"][s] = c1 + a_e * (d * a["dlast"][s] - c1)
+        level = level + _max(spec.alpha, inv) * d
+        a["level"][s] = level
+        a["dlast"][s] = x - level
+        mad_e = a["mad_e"][s]
+        a["mad_e"][s] = mad_e + a_e * (_min(np.abs(e), HUBER * sig_e) - mad_e)
+        cap_b = HUBER * sig_b
+        db = x - base
+        a_b = _max(BASE_ALPHA, inv) * slow
+        a["base"][s] = base + a_b * _clip(db, -cap_b, cap_b)
+        mad_b = a["mad_b"][s]
+        a["mad_b"][s] = mad_b + a_b * (_min(np.abs(db), cap_b) - mad_b)
+        a_h = _max(spec.history, inv)
+        da = sa - mua
+        a["mua"][s] = mua + a_h * da
+        a["va"][s] = va + a_h * (da * da - va)
+        du = su - muu
+        a["muu"][s] = muu + a_h * du
+        a["vu"][s] = vu + a_h * (du * du - vu)
+        ds = ss - mus
+        a["mus"][s] = mus + a_h * ds
+        a["vs"][s] = vs + a_h * (ds * ds - vs)
+        cap_r = RMS_CAP * sr
+        a["vr"][s] = vr + a_h * (_min(e2, cap_r * cap_r) - vr)
+        a["sa"][s] = sa
+        a["ss"][s] = ss
+        a["su"][s] = su
+
+        ok = ~warm
+        valid[rows] = ok
+        active[rows] = ok & (now | stuck)
+        threshold[rows] = np.where(ok, expected, np.nan)
+        self._detail = {
+            "fired": fired,
+            "stuck": stuck,
+            "now": now,
+            "score": score,
+            "code": np.where(stuck & ~now, 4, np.where(fired, code, code_s)).astype(np.int8),
+            "band": spec.spike * sr,
+            "z": z_rms,
+            "likelihood": la,
+            "shift": ls,
+            "deviation": np.abs(u),
+            "baseline": base,
+            "held": np.where(fired, 0, held),
+            "run": run,
+            "repeat": a["repeat"][s],
+        }
+
+    def _words(self, rows: I64, valid: Bools, severity: Any, detail: dict[str, Any]) -> None:
+        d = self._detail
+        major = d["fired"] & (d["score"] > 2.0) & ~d["stuck"] & valid[rows]
+        severity[rows] = np.where(major, _MAJOR, np.int8(0))
+        for name in ("band", "code", "score", "z", "likelihood", "shift", "deviation"):
+            detail[name][rows] = d[name]
+        for name in ("baseline", "held", "run", "repeat"):
+            detail[name][rows] = d[name]
+        self._detail = {}
+
+    def _stuck(self, run: I64, repeat: F64) -> Bools:
+        """Apply the scalar's stuck test: a run of repeats too unlikely at the repeat rate."""
+        stuck = ~(run < self.spec.stuck_min) & ~(repeat > STUCK_MAX_REPEAT_RATE)
+        candidates = np.flatnonzero(stuck)
+        if not len(candidates):
+            return stuck
+        r = run[candidates]
+        p = _max(repeat[candidates], 1e-3)
+        limit = STUCK_ODDS / np.log(p)
+        hit = r >= limit
+        for i in np.flatnonzero(np.abs(r - limit) <= _NEAR * np.abs(limit)).tolist():
+            hit[i] = int(r[i]) >= STUCK_ODDS / math.log(float(p[i]))
+        stuck[candidates] = hit
+        return stuck
+
+    def describe(self, signals: BankSignals, i: int) -> str:
+        """Word entry ``i`` as the scalar detector does ("" where not active)."""
+        if not (signals.valid[i] and signals.active[i]):
+            return ""
+        d = signals.detail
+        return describe_anomaly(
+            value=float(signals.value[i]),
+            expected=float(signals.threshold[i]),
+            band=float(d["band"][i]),
+            code=int(d["code"][i]),
+            score=float(d["score"][i]),
+            z=float(d["z"][i]),
+            likelihood=float(d["likelihood"][i]),
+            shift=float(d["shift"][i]),
+            deviation=float(d["deviation"][i]),
+            baseline=float(d["baseline"][i]),
+            held=int(d["held"][i]),
+            run=int(d["run"][i]),
+            repeat=float(d["repeat"][i]),
+            history=self.spec.window,
+        )

@@ -1,0 +1,168 @@
+import math
+
+import numpy as np
+import pytest
+
+from contract.alarms import Severity
+from contract.errors import ConfigError
+from dataflows.detectors.anomaly import AnomalyDetector
+from dataflows.rules import AnomalyRule, default_rules, parse_rules
+
+S = 1_000_000
+T0 = 1_780_000_000 * S
+
+
+def feed(det, values, start=0, step=300):
+    return [det.update(T0 + (start + i) * step * S, float(v)) for i, v in enumerate(values)]
+
+
+def raises(signals):
+    out, before = [], False
+    for i, s in enumerate(signals):
+        now = bool(s and s.active)
+        if now and not before:
+            out.append(i)
+        before = now
+    return out
+
+
+def noise(n, seed=1, sd=1.0, level=50.0):
+    return level + np.random.default_rng(seed).normal(0, sd, n)
+
+
+def test_warmup_and_nan_say_nothing():
+    det = AnomalyDetector(warmup=10)
+    assert all(s is None for s in feed(det, noise(10)))
+    assert det.update(T0 + 10**9 * S, math.nan) is None
+    assert det.update(T0 + 10**9 * S + 1, 50.0) is not None
+
+
+def test_prediction_follows_a_random_walk_and_a_noisy_level():
+    walk = np.cumsum(np.random.default_rng(2).normal(0, 1, 2000))
+    det = AnomalyDetector()
+    signals = feed(det, walk)
+    # phi near 1: the expected value is about the last reading, not the level.
+    errors = [abs(s.threshold - v) for s, v in zip(signals[-200:], walk[-200:], strict=True)]
+    assert np.mean(errors) < 1.2
+    assert raises(signals) == []
+    det = AnomalyDetector()
+    level = feed(det, noise(2000))
+    assert abs(level[-1].threshold - 50) < 0.7  # phi near 0: the level
+    assert raises(level) == []
+
+
+def test_prediction_error_fires_on_a_spike_and_says_why():
+    det = AnomalyDetector()
+    values = noise(1000)
+    values[800] = 90
+    signals = feed(det, values)
+    assert raises(signals) == [800]
+    message = signals[800].message
+    assert "component: prediction error" in message
+    assert "90 vs expected 49.8" in message
+    assert "±" in message
+    assert "history ~500 readings" in message
+    assert signals[800].severity == Severity.MAJOR
+
+
+def test_anomaly_likelihood_fires_when_the_noise_grows():
+    values = noise(1500, sd=1.0)
+    values[1000:1100] = noise(100, seed=9, sd=6.0)
+    det = AnomalyDetector(spike=1e6)  # prediction error off: only the likelihood
+    signals = feed(det, values)
+    found = raises(signals)
+    assert found
+    assert 1000 <= found[0] < 1010
+    assert "component: anomaly likelihood" in signals[found[0]].message
+    assert "tail probability" in signals[found[0]].message
+
+
+def test_level_shift_fires_and_holds_while_the_shift_lasts():
+    values = noise(1600, sd=1.0)
+    values[1000:1300] += 4.0  # four sigmas: no single reading is a spike
+    det = AnomalyDetector(likelihood=1e6)  # only the level-shift test (and spikes)
+    signals = feed(det, values)
+    found = raises(signals)
+    assert found
+    assert 1000 <= found[0] < 1030
+    assert "component: level shift" in signals[found[0]].message
+    # Known weakness: a 4-sigma shift keeps the alarm only briefly (the continuation
+    # test clears it), which is why SKAB's recall is low; see docs/alarms.md.
+    assert any(s.active for s in signals[1000:1030])
+    assert not signals[-1].active
+
+
+def test_suppression_after_a_detection_needs_a_larger_anomaly():
+    values = noise(2000)
+    values[800] = 70
+    values[1000] = 58  # smaller, within the refractory period: no second alarm
+    values[1100] = 200  # much larger: raises
+    det = AnomalyDetector()
+    assert raises(feed(det, values)) == [800, 1100]
+    assert raises(feed(AnomalyDetector(refractory=0), values))[0] == 800
+
+
+def test_seasonal_error_scale_learns_a_daily_jump():
+    # A jump at the same time every day (288 readings a day) stops alarming once learnt.
+    day = np.r_[np.full(144, 20.0), np.full(144, 80.0)]
+    values = np.tile(day, 8) + noise(288 * 8, sd=0.1, level=0)
+    signals = feed(AnomalyDetector(), values)
+    late = [i for i in raises(signals) if i >= 288 * 3]
+    assert late == []
+
+
+def test_stuck_sensor():
+    values = noise(1000)
+    values[700:760] = values[700]
+    signals = feed(AnomalyDetector(), values)
+    assert any("stuck at" in s.message for s in signals[700:760] if s.active)
+
+
+@pytest.mark.parametrize("extreme", [1e308, -1e308, math.inf, -math.inf])
+def test_extreme_values_never_raise_or_poison_the_state(extreme):
+    det = AnomalyDetector(warmup=20)
+    values = list(noise(300))
+    values[100] = extreme
+    values[101] = -extreme
+    signals = feed(det, values)
+    assert signals[100].active
+    assert all(math.isfinite(s.threshold) for s in signals[20:])
+    assert not signals[-1].active or signals[-1].message
+    state = det.snapshot()
+    for key, value in state.items():
+        if isinstance(value, float):
+            assert math.isfinite(value), key
+
+
+def test_snapshot_restore_continues_identically():
+    values = noise(900)
+    values[600] = 100
+    a = AnomalyDetector()
+    feed(a, values[:500])
+    b = AnomalyDetector()
+    b.restore(a.snapshot())
+    rest_a = feed(a, values[500:], start=500)
+    rest_b = feed(b, values[500:], start=500)
+    assert rest_a == rest_b
+
+
+def test_bad_parameters_are_refused():
+    with pytest.raises(ValueError, match="history"):
+        AnomalyDetector(history=1.5)
+    with pytest.raises(ValueError, match="rearm"):
+        AnomalyDetector(rearm=0.5)
+    with pytest.raises(ValueError, match="spike"):
+        AnomalyDetector(spike=-1)
+
+
+def test_rule_model_defaults_validation_and_default_rules():
+    rule = AnomalyRule(id="a", kind="anomaly")
+    assert (rule.spike, rule.warmup, rule.refractory) == (6.0, 100, 400)
+    with pytest.raises(ConfigError, match=r"rules\[0\]\.history"):
+        parse_rules({"rules": [{"id": "a", "kind": "anomaly", "history": 2}]})
+    with pytest.raises(ConfigError, match=r"rules\[0\]\.spike"):
+        parse_rules({"rules": [{"id": "a", "kind": "anomaly", "spike": "nan"}]})
+    kinds = {r.kind for r in default_rules().rules}
+    assert kinds == {"anomaly", "deadman", "offline"}
+    adaptive = parse_rules({"defaults": {"adaptive": True}})
+    assert [r.kind for r in adaptive.rules] == ["adaptive"]

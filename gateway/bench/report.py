@@ -125,10 +125,13 @@ def _span_lines(report: BenchReport) -> list[str]:
             f" {cpu(r.peer_cpu_s, r.influxd_cpu_s)}"
         )
         idle = r.extras.get("idle_while_waiting")
-        if idle:
+        wait = r.extras.get("after_last_reading_s")
+        if idle and wait:
+            idle_cost = cpu(idle["peer_cpu_share"] * wait, idle["influxd_cpu_share"] * wait)
             line += (
-                f"; while nothing was written the gateway used {idle['peer_cpu_share']:.1%}"
-                f" of a core, influxd {idle['influxd_cpu_share']:.1%}"
+                f"; idle in the wait, the gateway used {idle['peer_cpu_share']:.1%} of a core"
+                f" and influxd {idle['influxd_cpu_share']:.1%} (over the {wait:.0f} s wait:"
+                f" {idle_cost} of the figures above)"
             )
         if "mqtt_client_cpu_s" in r.extras:
             line += (

@@ -333,11 +333,20 @@ def fill_aggregate_figures(
         result.peak_rss_mb = max(result.peak_rss_mb or 0.0, round(done.peak_rss / 1e6, 1))
 
 
-def _idle_shares(samples: list[Snapshot]) -> dict[str, float] | None:
-    """CPU shares of one core between samples where neither count moved (idle waiting)."""
+def _idle_shares(samples: list[Snapshot], settle_s: float = 5.0) -> dict[str, float] | None:
+    """CPU shares of one core while idle: neither count moved for ``settle_s`` before.
+
+    influxd goes on absorbing a write for a few seconds after its point count moved (the
+    count rises on receipt), so only the stretches that start ``settle_s`` after the
+    last change count as idle.
+    """
     span = peer = influxd = 0.0
+    changed = samples[0].t if samples else 0.0
     for a, b in itertools.pairwise(samples):
         if a.point_req != b.point_req or a.claimed != b.claimed:
+            changed = b.t
+            continue
+        if a.t - changed < settle_s:
             continue
         span += b.t - a.t
         influxd += b.influxd_cpu_s - a.influxd_cpu_s

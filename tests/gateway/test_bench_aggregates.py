@@ -146,10 +146,12 @@ def _completion() -> Completion:
 
 def _done(written: float, outcome: str = "complete") -> AggregatesDone:
     after = _completion().end
-    quiet = Snapshot(130.0, 1_000_000, 100, 0, 14.5, 13.0, 300_000_000, claimed=0.0)
-    still = Snapshot(135.0, 1_000_000, 100, 0, 14.6, 13.2, 300_000_000, claimed=0.0)
+    # influxd is still absorbing right after a write; idle from 5 s on.
+    quiet = Snapshot(120.0, 1_000_000, 100, 0, 14.0, 12.8, 300_000_000, claimed=0.0)
+    still = Snapshot(130.0, 1_000_000, 100, 0, 14.5, 13.0, 300_000_000, claimed=0.0)
+    idle = Snapshot(135.0, 1_000_000, 100, 0, 14.6, 13.2, 300_000_000, claimed=0.0)
     end = Snapshot(140.0, 1_200_000, 120, 0, 18.0, 15.0, 500_000_000, claimed=written)
-    samples = [after, quiet, still, end]
+    samples = [after, quiet, still, idle, end]
     return AggregatesDone(200_000, written, end, end, 500_000_000, outcome, samples)
 
 
@@ -179,7 +181,7 @@ def test_cpu_figures_run_to_the_last_aggregate_and_the_rate_to_the_last_reading(
         200_000,
         0,
     )
-    # Between two samples where nothing moved: the idle cost inside the span.
+    # Between samples where nothing had moved for 5 s: the idle cost inside the span.
     idle = r.extras["idle_while_waiting"]
     assert idle["seconds"] == 5.0
     assert idle["peer_cpu_share"] == pytest.approx(0.04)

@@ -33,32 +33,37 @@ def build_stop_table(report: StopReport) -> Table:
         f" stopped once {report.stop_at:.0%} are stored · {report.rounds} round(s)",
         caption=f"exit: signal to process exit (target {GRACEFUL_EXIT_TARGET_S:g} s for"
         " SIGTERM/SIGINT). redelivered: messages the broker sent the second gateway again"
-        " (dup). duplicates: readings its dedupe dropped (recovery shared). re-stored:"
-        " readings it stored that the first had stored already. bound: messages the first"
-        " could hold unacknowledged (inbox + one epoch + read buffer; + socket buffers).",
+        " (dup). second took: valid messages it took in, duplicates not counted."
+        " duplicates: readings its dedupe dropped (recovery shared). re-stored: readings it"
+        " stored that the first had stored already. bound: messages the first could hold"
+        " unacknowledged (inbox + one epoch + read buffer; in brackets, + socket buffers),"
+        " median.",
     )
     table.add_column("stop", justify="left")
     for name in (
         "exit s\nmedian (min-max)",
         "exit\ncodes",
         "redelivered\nmessages",
+        "second took\nmessages",
         "duplicates\ndropped",
         "re-stored\nreadings",
-        "in-flight bound\n(+ sockets)",
+        "in-flight bound\n(with sockets)",
         "stored\n(rounds complete)",
         "second gateway\ndrain s",
     ):
         table.add_column(name, justify="right")
     for s in report.summaries:
-        bound = _spread(s.bound)
+        # Medians only (the rounds' bounds differ by the measured rate; the JSON has all).
+        bound = "-" if s.bound[0] is None else f"{s.bound[0]:,.0f}"
         if s.bound_with_sockets[0] is not None:
-            bound += f"\n(+ {_spread(s.bound_with_sockets)})"
+            bound += f" ({s.bound_with_sockets[0]:,.0f})"
         lost = f", LOST {s.lost:,}" if s.lost else ""
         table.add_row(
             f"{s.mode}\n[dim]{s.description}[/dim]",
             _spread(s.exit_s, 2),
             ", ".join("-" if c is None else str(c) for c in s.exit_codes),
             _spread(s.redelivered),
+            _spread(s.second_messages),
             _spread(s.duplicates),
             _spread(s.rewritten),
             bound,
@@ -76,11 +81,15 @@ def stop_exit_code(report: StopReport) -> int:
 def _notes(report: StopReport) -> list[str]:
     lines = []
     kills = [t for t in report.trials if not t.graceful and t.bound and t.redelivered is not None]
+    rpm = int(report.workload.get("readings_per_message") or 1)
     for t in kills:
         assert t.bound is not None
         b = t.bound
+        twice = t.processed_twice(rpm)
         lines.append(
-            f"{t.mode} round {t.round}: {t.redelivered:,} sent again; bound {b.bound:,} ="
+            f"{t.mode} round {t.round}: {t.redelivered:,} sent again of the"
+            f" {t.second_messages or 0:,} the second took; processed by both:"
+            f" {'-' if twice is None else f'{twice:,}'} messages; bound {b.bound:,} ="
             f" inbox {b.inbox_messages:,}"
             f" ({b.inputs.get('inbox_max_bytes', 0) / 2**20:g} MiB / {b.message_bytes:,.0f} B)"
             f" + epoch {b.epoch_messages:,}"

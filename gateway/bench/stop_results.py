@@ -197,6 +197,12 @@ class StopTrial:
             return None
         return self.second_written - (self.expected - self.first_stored)
 
+    def processed_twice(self, readings_per_message: int) -> int | None:
+        """Messages both gateways processed: duplicates dropped plus re-stored, in messages."""
+        if self.duplicates is None or self.rewritten is None:
+            return None
+        return (self.duplicates + self.rewritten) // readings_per_message
+
     @property
     def lost(self) -> int | None:
         """Readings not stored at the end."""
@@ -231,6 +237,7 @@ class ModeSummary:
     exit_s: Spread
     exit_codes: list[int | None]
     redelivered: Spread
+    second_messages: Spread
     duplicates: Spread
     rewritten: Spread
     drain_s: Spread
@@ -254,6 +261,7 @@ def summarize_trials(trials: Sequence[StopTrial]) -> list[ModeSummary]:
                 exit_s=_spread([t.exit_s for t in ts]),
                 exit_codes=[t.exit_code for t in ts],
                 redelivered=_spread([t.redelivered for t in ts]),
+                second_messages=_spread([t.second_messages for t in ts]),
                 duplicates=_spread([t.duplicates for t in ts]),
                 rewritten=_spread([t.rewritten for t in ts]),
                 drain_s=_spread([t.drain_s for t in ts]),
@@ -299,7 +307,8 @@ def problems(trials: Sequence[StopTrial]) -> list[str]:
         ):
             out.append(
                 f"{tag}: {t.redelivered:,} messages sent again, above the bound"
-                f" ({t.bound.bound:,}; {t.bound.bound_with_sockets:,} with socket buffers)"
+                f" ({t.bound.bound:,}; {t.bound.bound_with_sockets:,} with socket buffers);"
+                f" the second gateway took {t.second_messages or 0:,} in all"
             )
     return out
 

@@ -116,16 +116,17 @@ def test_every_missed_target_is_named() -> None:
         " graceful stop (expected 0)",
         "sigterm round 3: the gateway exited with code 1",
         "sigkill round 1: 40,000 messages sent again, above the bound (10,264; 17,814 with"
-        " socket buffers)",
+        " socket buffers); the second gateway took 0 in all",
         "sigkill round 2: stored 999,000 of 1,000,000 readings (lost 1,000)",
         "sigkill round 3: the first gateway exited mid-burst",
     ]
 
 
 def test_readings_stored_twice_are_what_the_second_stored_beyond_the_rest() -> None:
-    t = _trial("sigkill", second_written=650_000)
+    t = _trial("sigkill", second_written=650_000, duplicates=100_000)
     assert t.rewritten == 50_000
     assert t.as_dict()["rewritten"] == 50_000
+    assert t.processed_twice(50) == 3_000
 
 
 def _report(trials: list[StopTrial]) -> StopReport:

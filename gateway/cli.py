@@ -121,6 +121,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench_arguments(bench)
     bench.set_defaults(func=_cmd_bench)
 
+    bench_stop = sub.add_parser(
+        "bench-stop",
+        help="graceful stop (SIGTERM, SIGINT) and SIGKILL mid-burst: exit time, redelivery",
+        description="On fresh mosquitto and influxd, per stop mode and round: run the"
+        " gateway (default rules, a recovery directory) under the burst workload, send it"
+        " the mode's signal once --stop-at of the readings are stored, time the signal to"
+        " the process's exit, then drain the rest with a second gateway on the same"
+        " settings (same client ids, share group and recovery directory) and report the"
+        " messages the broker sent again, the duplicate readings dropped, the readings"
+        " stored twice and the count stored, beside the in-flight bound estimated from the"
+        " workload and settings. Median (min-max) over --rounds. Writes a JSON report."
+        " Exit 1 if a trial failed or missed a target. See docs/benchmarks.md.",
+    )
+    _add_bench_stop_arguments(bench_stop)
+    bench_stop.set_defaults(func=_cmd_bench_stop)
+
     for module_name in _PLUGINS:
         try:
             module = importlib.import_module(module_name)
@@ -297,6 +313,106 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         out=args.out,
         chart_path=args.chart or None,
         as_json=args.json,
+    )
+
+
+def _add_bench_stop_arguments(p: argparse.ArgumentParser) -> None:
+    from gateway.bench.stop_results import DEFAULT_MODES, MODES
+
+    workload = p.add_argument_group("workload (default: the bench's peer workload)")
+    workload.add_argument("--devices", type=int, default=None, metavar="N", help="devices")
+    workload.add_argument(
+        "--readings-per-message", type=int, default=None, metavar="N", help="1 ms apart"
+    )
+    workload.add_argument(
+        "--total", type=int, default=None, metavar="N", help="readings in the burst (1,000,000)"
+    )
+    workload.add_argument(
+        "--sensors-per-device", type=int, default=None, metavar="N", help="sensors per device"
+    )
+    run = p.add_argument_group("run")
+    run.add_argument(
+        "--modes",
+        default=",".join(DEFAULT_MODES),
+        metavar="LIST",
+        help=f"comma-separated stop modes, of {', '.join(MODES)}"
+        f" (default {','.join(DEFAULT_MODES)})",
+    )
+    run.add_argument("--rounds", type=int, default=3, help="rounds over the modes (default 3)")
+    run.add_argument(
+        "--stop-at",
+        type=float,
+        default=0.3,
+        metavar="SHARE",
+        help="signal the first gateway once it stored this share of the readings (0.3)",
+    )
+    run.add_argument(
+        "--storage-only",
+        action="store_true",
+        help="run the gateways with deploy/rules/none.toml instead of the default rules",
+    )
+    run.add_argument(
+        "--recovery",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="one recovery directory for both gateways (default on)",
+    )
+    run.add_argument(
+        "--exit-limit",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="SIGKILL a gateway that has not exited this long after the signal (60)",
+    )
+    out = p.add_argument_group("output")
+    out.add_argument("--out", default="reports/bench-stop.json", help="JSON report path")
+    out.add_argument(
+        "--keep-logs",
+        default=None,
+        metavar="DIR",
+        help="copy each trial's logs (gateways, publisher, services) under DIR",
+    )
+    out.add_argument("--json", action="store_true", help="print the JSON report on stdout")
+
+
+def _cmd_bench_stop(args: argparse.Namespace) -> int:
+    import shlex
+    from pathlib import Path
+
+    from contract.errors import ConfigError
+    from gateway.bench.stop import StopOptions, run_bench_stop
+    from gateway.bench.stop_report import run_and_report_stop
+    from gateway.bench.stop_results import MODES
+    from gateway.bench.workload import SCENARIOS, with_overrides
+
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        raise ConfigError("modes", f"expected some of {', '.join(MODES)}; got {args.modes!r}")
+    if args.rounds < 1:
+        raise ConfigError("rounds", f"must be at least 1; got {args.rounds}")
+    if not 0 < args.stop_at < 1:
+        raise ConfigError("stop_at", f"must be between 0 and 1; got {args.stop_at}")
+    workload = with_overrides(
+        SCENARIOS["peer"].workload,
+        devices=args.devices,
+        readings_per_message=args.readings_per_message,
+        total=args.total,
+        sensors_per_device=args.sensors_per_device,
+    )
+    options = StopOptions(
+        workload=workload,
+        modes=tuple(dict.fromkeys(modes)),
+        rounds=args.rounds,
+        stop_at=args.stop_at,
+        storage_only=args.storage_only,
+        recovery=args.recovery,
+        exit_limit_s=args.exit_limit,
+        keep_logs=Path(args.keep_logs) if args.keep_logs else None,
+        command=shlex.join(["sensorgate", *sys.argv[1:]]),
+    )
+    return run_and_report_stop(
+        lambda progress: run_bench_stop(options, progress), out=args.out, as_json=args.json
     )
 
 

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -37,7 +38,7 @@ from gateway.bench import nodered, storage
 from gateway.bench.influxd import Influxd
 from gateway.bench.workload import Workload
 from gateway.services import ManagedProcess, ServiceEndpoints, free_port
-from gateway.settings import load_settings, settings_env
+from gateway.settings import GatewaySettings, load_settings, settings_env
 
 __all__ = [
     "PEERS",
@@ -46,7 +47,10 @@ __all__ = [
     "RoundEnv",
     "RunningPeer",
     "child_env",
+    "gateway_argv",
+    "gateway_settings",
     "make_peers",
+    "start_gateway",
     "wait_until",
 ]
 
@@ -101,6 +105,8 @@ class RunningPeer:
     metrics_port: int | None = None
     """The gateway's ``/metrics`` port (sensorgate peers)."""
     stop_timeout_s: float = 20.0
+    settings: GatewaySettings | None = None
+    """The gateway's settings (sensorgate peers): windows, lateness, MQTT identity."""
     extras: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -156,47 +162,85 @@ class SensorGatePeer(Peer):
 
     def start(self, env: RoundEnv) -> RunningPeer:
         """Start the gateway; ready when ``/healthz`` answers 200."""
-        ep = env.endpoints
-        port = free_port()
-        settings = load_settings(
-            topic_prefix=env.workload.topic_prefix,
-            mqtt={"host": ep.mqtt_host, "port": ep.mqtt_port},
-            influx={
-                "url": ep.influx_url,
-                "database": env.influxd.database,
-                "spill_dir": str(env.workdir / "spill"),
-            },
-            metrics_port=port,
-            rules_file=self.rules_file,
+        return start_gateway(
+            self.name, gateway_settings(env, rules_file=self.rules_file), env.workdir
         )
-        proc = ManagedProcess(
-            self.name,
-            [sys.executable, "-m", "gateway.cli", "gateway", "run"],
-            env.workdir / f"{self.name}.log",
-            env=child_env(settings_env(settings)),
+
+
+def gateway_settings(
+    env: RoundEnv, *, rules_file: Path | None, **overrides: Any
+) -> GatewaySettings:
+    """Return the gateway's settings for ``env``'s services (a fresh metrics port)."""
+    ep = env.endpoints
+    return load_settings(
+        topic_prefix=env.workload.topic_prefix,
+        mqtt={"host": ep.mqtt_host, "port": ep.mqtt_port},
+        influx={
+            "url": ep.influx_url,
+            "database": env.influxd.database,
+            "spill_dir": str(env.workdir / "spill"),
+        },
+        metrics_port=free_port(),
+        rules_file=rules_file,
+        **overrides,
+    )
+
+
+# Run the gateway with SIGINT ignored from the start, as ``cmd &`` in a script starts it:
+# the disposition survives exec, and the process keeps its pid.
+_IGNORING_SIGINT = (
+    "import os, signal, sys;"
+    " signal.signal(signal.SIGINT, signal.SIG_IGN);"
+    " os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
+
+
+def gateway_argv(*, ignore_sigint: bool = False) -> list[str]:
+    """Return the gateway's command line (``python -m gateway.cli gateway run``)."""
+    run = ["-m", "gateway.cli", "gateway", "run"]
+    if ignore_sigint:
+        return [sys.executable, "-c", _IGNORING_SIGINT, *run]
+    return [sys.executable, *run]
+
+
+def start_gateway(
+    name: str,
+    settings: GatewaySettings,
+    workdir: Path,
+    *,
+    ignore_sigint: bool = False,
+    ready_timeout_s: float = 90.0,
+) -> RunningPeer:
+    """Start ``python -m gateway.cli gateway run``; return it once ``/healthz`` answers 200."""
+    port = settings.metrics_port
+    proc = ManagedProcess(
+        name,
+        gateway_argv(ignore_sigint=ignore_sigint),
+        workdir / f"{name}.log",
+        env=child_env(settings_env(settings)),
+    )
+    url = f"http://127.0.0.1:{port}/healthz"
+
+    def healthy() -> bool:
+        _require_alive(proc, "answering /healthz")
+        try:
+            return httpx.get(url, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    if not wait_until(healthy, ready_timeout_s, 0.2):
+        proc.stop()
+        raise ServiceError(
+            f"{name} did not answer 200 on {url} within {ready_timeout_s:.0f} s:\n{proc.log_tail()}"
         )
-        url = f"http://127.0.0.1:{port}/healthz"
 
-        def healthy() -> bool:
-            _require_alive(proc, "answering /healthz")
-            try:
-                return httpx.get(url, timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
+    def claimed() -> float | None:
+        try:
+            return storage.scrape(port).get("written:readings")
+        except (SensorGateError, ValueError):
+            return None
 
-        if not wait_until(healthy, 90.0, 0.2):
-            proc.stop()
-            raise ServiceError(
-                f"{self.name} did not answer 200 on {url} within 90 s:\n{proc.log_tail()}"
-            )
-
-        def claimed() -> float | None:
-            try:
-                return storage.scrape(port).get("written:readings")
-            except (SensorGateError, ValueError):
-                return None
-
-        return RunningPeer(proc, claimed=claimed, metrics_port=port)
+    return RunningPeer(proc, claimed=claimed, metrics_port=port, settings=settings)
 
 
 class NaivePeer(Peer):

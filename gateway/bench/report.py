@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console
@@ -51,26 +52,94 @@ def build_table(report: BenchReport) -> Table:
         f" {w['readings_per_message']} readings/message, {w['total']:,} readings,"
         f" QoS {w['qos']} · {report.rounds} round(s)",
     )
+    table.caption = (
+        "readings/s: first publish -> last reading stored. CPU per 1 M readings: start of"
+        " the burst -> last reading stored, or, marked +agg (the sensorgate peers), -> last"
+        " aggregate stored (to the end of the wait if some never came): aggregates included."
+        " MQTT client: the gateway's MQTT network thread, share of the gateway's CPU."
+    )
     table.add_column("peer", justify="left")
     table.add_column("stored / expected", justify="right")
     table.add_column("readings/s end to end\nmedian (min-max)", justify="right")
+    table.add_column("aggregates\nwritten / expected", justify="right")
     table.add_column("peer CPU s\nper 1 M", justify="right")
     table.add_column("influxd CPU s\nper 1 M", justify="right")
+    table.add_column("influxd CPU\nx Node-RED's", justify="right")
+    table.add_column("MQTT\nclient", justify="right")
     table.add_column("peak RSS", justify="right")
     table.add_column("of influxd\nceiling", justify="right")
-    table.add_column("x Node-RED", justify="right")
+    table.add_column("rate\nx Node-RED", justify="right")
     for s in report.summaries:
+        span = " +agg" if "readings+aggregates" in s.cpu_spans else ""
+        share = s.mqtt_client_cpu_share
         table.add_row(
             s.peer,
             _stored(s),
             _range(s.rate_median, s.rate_min, s.rate_max),
-            _range(s.peer_cpu_s_per_m, s.peer_cpu_s_per_m_min, s.peer_cpu_s_per_m_max, 1),
-            _range(s.influxd_cpu_s_per_m, s.influxd_cpu_s_per_m_min, s.influxd_cpu_s_per_m_max, 1),
+            _aggregates(s),
+            _range(s.peer_cpu_s_per_m, s.peer_cpu_s_per_m_min, s.peer_cpu_s_per_m_max, 1) + span,
+            _range(s.influxd_cpu_s_per_m, s.influxd_cpu_s_per_m_min, s.influxd_cpu_s_per_m_max, 1)
+            + span,
+            _fmt(s.influxd_cpu_to_nodered, "x", 2),
+            _fmt(None if share is None else share * 100, "%"),
             _fmt(s.peak_rss_mb, " MB"),
             _fmt(None if s.fraction_of_ceiling is None else s.fraction_of_ceiling * 100, "%"),
             _fmt(s.ratio_to_nodered, "x", 2),
         )
     return table
+
+
+def _aggregates(s: PeerSummary) -> str:
+    if s.aggregates_expected is None:
+        return "-"
+    text = f"{s.aggregates_written or 0:,} / {s.aggregates_expected:,}"
+    missing = s.aggregates_missing or 0
+    if missing > 0:
+        text += f"  MISSING {missing:,}"
+    elif missing < 0:
+        text += f"  {-missing:,} MORE"
+    return text
+
+
+def _cpu_per_m(scale: float, peer: float | None, influxd: float | None) -> str:
+    peer_m = None if peer is None else peer * scale
+    influxd_m = None if influxd is None else influxd * scale
+    return f"gateway {_fmt(peer_m, '', 1)}, influxd {_fmt(influxd_m, '', 1)} s/M"
+
+
+def _span_lines(report: BenchReport) -> list[str]:
+    """Per gateway round: the aggregates' wait and the CPU to each end of the span."""
+    lines = []
+    for r in report.results:
+        if r.cpu_span != "readings+aggregates":
+            continue
+        first = r.extras.get("to_last_reading") or {}
+        cpu = partial(_cpu_per_m, 1e6 / r.expected)
+        line = (
+            f"{r.peer} round {r.round}: aggregates {r.aggregates_written or 0:,}"
+            f"/{r.aggregates_expected or 0:,} ({r.aggregates_outcome},"
+            f" {_fmt(r.extras.get('after_last_reading_s'), ' s', 1)} after the last reading);"
+            f" CPU to the last reading ({_fmt(first.get('seconds'), ' s', 1)}):"
+            f" {cpu(first.get('peer_cpu_s'), first.get('influxd_cpu_s'))};"
+            f" to the last aggregate ({_fmt(r.cpu_seconds, ' s', 1)}):"
+            f" {cpu(r.peer_cpu_s, r.influxd_cpu_s)}"
+        )
+        idle = r.extras.get("idle_while_waiting")
+        wait = r.extras.get("after_last_reading_s")
+        if idle and wait:
+            idle_cost = cpu(idle["peer_cpu_share"] * wait, idle["influxd_cpu_share"] * wait)
+            line += (
+                f"; idle in the wait, the gateway used {idle['peer_cpu_share']:.1%} of a core"
+                f" and influxd {idle['influxd_cpu_share']:.1%} (over the {wait:.0f} s wait:"
+                f" {idle_cost} of the figures above)"
+            )
+        if "mqtt_client_cpu_s" in r.extras:
+            line += (
+                f"; MQTT client {r.extras['mqtt_client_cpu_s']:.1f} s"
+                f" ({r.extras['mqtt_client_cpu_share']:.0%} of the gateway's CPU)"
+            )
+        lines.append(line)
+    return lines
 
 
 def _latency_lines(report: BenchReport) -> list[str]:
@@ -103,16 +172,22 @@ def problems(report: BenchReport) -> list[str]:
                 f" (lost {r.lost:,}; influxd answered {r.influxd_server_errors or 0} writes"
                 " with 5xx)"
             )
+        if r.aggregates_missing:
+            out.append(
+                f"{r.peer} round {r.round}: wrote {r.aggregates_written or 0:,} of"
+                f" {r.aggregates_expected:,} aggregates ({r.aggregates_outcome}); its CPU"
+                " figures run to the end of the wait"
+            )
     return out
 
 
 def exit_code(report: BenchReport) -> int:
-    """1 if a round failed or a SensorGate peer lost readings; else 0.
+    """1 if a round failed or a SensorGate peer lost readings or aggregates; else 0.
 
     Another peer's losses are a finding about that peer, reported but not a failure.
     """
     for r in report.results:
-        if r.error or (r.peer.startswith("sensorgate") and r.lost):
+        if r.error or (r.peer.startswith("sensorgate") and (r.lost or r.aggregates_missing)):
             return 1
     return 0
 
@@ -120,7 +195,7 @@ def exit_code(report: BenchReport) -> int:
 def print_report(report: BenchReport, console: Console) -> None:
     """Print the table and the lines that go with it."""
     console.print(build_table(report))
-    for line in _latency_lines(report):
+    for line in [*_span_lines(report), *_latency_lines(report)]:
         console.print(line)
     if report.idle_gateway:
         idle = report.idle_gateway
@@ -201,7 +276,14 @@ def chart(report: BenchReport, path: Path) -> None:
         label="influxd",
         color="#dd6b20",
     )
-    ax_cpu.set_xticks(x, names)
+    # The sensorgate peers' CPU runs to their last aggregate: say so on the axis.
+    ax_cpu.set_xticks(
+        x,
+        [
+            s.peer + ("\n(+aggregates)" if "readings+aggregates" in s.cpu_spans else "")
+            for s in rows
+        ],
+    )
     ax_cpu.set_ylabel("CPU seconds per 1 M readings")
     ax_cpu.set_title("CPU per million readings (median, min-max)")
     ax_cpu.legend()

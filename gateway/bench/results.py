@@ -34,6 +34,19 @@ class RoundResult:
     peer_cpu_s: float | None = None
     """CPU (user + system) of the peer's whole process tree over ``seconds``."""
     influxd_cpu_s: float | None = None
+    cpu_span: str = "readings"
+    """What the CPU figures cover, from the start of the burst: ``readings`` (to the last
+    reading stored) or ``readings+aggregates`` (the sensorgate peers: to the last
+    aggregate stored, or to the wait's end if some never came)."""
+    cpu_seconds: float | None = None
+    """The length of that span."""
+    aggregates_expected: int | None = None
+    """Aggregates the gateway owes for the burst (sensorgate peers)."""
+    aggregates_written: int | None = None
+    """Aggregates it said it stored by the end of the wait."""
+    aggregates_outcome: str | None = None
+    """How the wait for them ended: ``complete``, ``stopped short``, ``timeout``,
+    ``peer exited``."""
     peak_rss_mb: float | None = None
     publish_s: float | None = None
     """How long the publisher took to hand over the burst (until the last PUBACK)."""
@@ -50,6 +63,13 @@ class RoundResult:
     def lost(self) -> int | None:
         """Readings not stored (negative would mean more stored than published)."""
         return None if self.stored is None else self.expected - self.stored
+
+    @property
+    def aggregates_missing(self) -> int | None:
+        """Aggregates owed but not written (None where the peer writes none)."""
+        if self.aggregates_expected is None or self.aggregates_written is None:
+            return None
+        return self.aggregates_expected - self.aggregates_written
 
     @property
     def complete(self) -> bool:
@@ -71,6 +91,7 @@ class RoundResult:
         return {
             **asdict(self),
             "lost": self.lost,
+            "aggregates_missing": self.aggregates_missing,
             "peer_cpu_s_per_m": _round(self.peer_cpu_s_per_m, 3),
             "influxd_cpu_s_per_m": _round(self.influxd_cpu_s_per_m, 3),
         }
@@ -105,17 +126,34 @@ class PeerSummary:
     influxd_cpu_s_per_m: float | None = None
     influxd_cpu_s_per_m_min: float | None = None
     influxd_cpu_s_per_m_max: float | None = None
+    cpu_spans: list[str] = field(default_factory=list)
+    """What the CPU figures of its rounds cover (``RoundResult.cpu_span``)."""
+    aggregates_expected: int | None = None
+    """Aggregates owed over all rounds (None where the peer writes none)."""
+    aggregates_written: int | None = None
+    mqtt_client_cpu_share: float | None = None
+    """Median share of the peer's CPU spent in the gateway's MQTT client threads."""
     peak_rss_mb: float | None = None
     fraction_of_ceiling: float | None = None
     """Median rate / the influxd ceiling's median rate."""
     ratio_to_nodered: float | None = None
     """Median rate / Node-RED's median rate."""
+    influxd_cpu_to_nodered: float | None = None
+    """Median influxd CPU per million readings / Node-RED's (the issue's target: at most
+    1.3 for the gateway, aggregates included)."""
     errors: list[str] = field(default_factory=list)
 
     @property
     def lost(self) -> int | None:
         """Readings not stored over all rounds."""
         return None if self.stored is None else self.expected - self.stored
+
+    @property
+    def aggregates_missing(self) -> int | None:
+        """Aggregates owed but not written over all rounds."""
+        if self.aggregates_expected is None or self.aggregates_written is None:
+            return None
+        return self.aggregates_expected - self.aggregates_written
 
 
 def _spread(values: Sequence[float | None]) -> tuple[float | None, float | None, float | None]:
@@ -156,6 +194,13 @@ def summarize(
         )
         rss = [r.peak_rss_mb for r in rounds if r.peak_rss_mb is not None]
         s.peak_rss_mb = max(rss) if rss else None
+        s.cpu_spans = sorted({r.cpu_span for r in rounds if r.peer_cpu_s or r.influxd_cpu_s})
+        owed = [r for r in rounds if r.aggregates_expected is not None]
+        if owed:
+            s.aggregates_expected = sum(r.aggregates_expected or 0 for r in owed)
+            s.aggregates_written = sum(r.aggregates_written or 0 for r in owed)
+        shares = [r.extras.get("mqtt_client_cpu_share") for r in rounds]
+        s.mqtt_client_cpu_share = _spread(shares)[0]
         summaries[peer] = s
     top = summaries.get(ceiling)
     ref = summaries.get(reference)
@@ -166,6 +211,9 @@ def summarize(
             s.fraction_of_ceiling = s.rate_median / top.rate_median
         if ref is not None and ref.rate_median:
             s.ratio_to_nodered = s.rate_median / ref.rate_median
+    for s in summaries.values():
+        if ref is not None and ref.influxd_cpu_s_per_m and s.influxd_cpu_s_per_m is not None:
+            s.influxd_cpu_to_nodered = s.influxd_cpu_s_per_m / ref.influxd_cpu_s_per_m
     return list(summaries.values())
 
 
@@ -192,5 +240,8 @@ class BenchReport:
         """Return the report, JSON-ready."""
         out = asdict(self)
         out["results"] = [r.as_dict() for r in self.results]
-        out["summaries"] = [{**asdict(s), "lost": s.lost} for s in self.summaries]
+        out["summaries"] = [
+            {**asdict(s), "lost": s.lost, "aggregates_missing": s.aggregates_missing}
+            for s in self.summaries
+        ]
         return out

@@ -11,7 +11,9 @@ one peer:
    read; the burst starts;
 4. influxd's write statistics are polled until they have been still for a few seconds
    (:func:`gateway.bench.measure.watch_until_stored`); the readings are counted once;
-5. for the ``sensorgate`` peers, a paced phase at half the measured rate gives the
+5. for the ``sensorgate`` peers, the sampling goes on until the gateway has written the
+   burst's aggregates (:mod:`gateway.bench.aggregates`): the CPU figures cover them;
+6. for the ``sensorgate`` peers, a paced phase at half the measured rate gives the
    gateway's p50/p99 latency from its own histograms (:mod:`gateway.bench.storage`).
 
 The influxd ceiling replaces steps 2-4 with posting pre-rendered points straight to it.
@@ -20,6 +22,7 @@ After the rounds, an idle gateway's CPU share is measured on its own.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +34,7 @@ import psutil
 
 from contract.errors import SensorGateError
 from gateway.bench import storage
+from gateway.bench.aggregates import AggregatesDone, plan_aggregates, watch_aggregates
 from gateway.bench.facts import machine_facts, service_versions
 from gateway.bench.influx_ceiling import post_batches, render_batches
 from gateway.bench.influxd import Influxd
@@ -48,7 +52,7 @@ from gateway.bench.results import BenchReport, RoundResult, summarize
 from gateway.bench.workload import Workload
 from gateway.services import LocalServices
 
-__all__ = ["BenchOptions", "fill_burst_figures", "run_bench"]
+__all__ = ["BenchOptions", "fill_aggregate_figures", "fill_burst_figures", "run_bench"]
 
 DATABASE = "bench"
 Progress = Callable[[str], None]
@@ -222,7 +226,139 @@ def _burst(
         sustained = storage.sustained_rate(completion.samples)
         if sustained is not None:
             result.extras["gateway_sustained_readings_per_s"] = round(sustained, 1)
-        _gateway_extras(peer, running, env, result, before, options, tag, progress)
+        if running.settings is not None and completion.outcome == "settled":
+            _await_aggregates(
+                running, env, influxd_tree, peer_tree, completion, ready, result, tag, progress
+            )
+        _gateway_extras(
+            peer, running, env, result, (before, start, peer_tree), options, tag, progress
+        )
+
+
+def _await_aggregates(
+    running: RunningPeer,
+    env: RoundEnv,
+    influxd_tree: ProcessTree,
+    peer_tree: ProcessTree,
+    completion: Completion,
+    ready: dict[str, Any],
+    result: RoundResult,
+    tag: str,
+    progress: Progress,
+) -> None:
+    """Keep measuring until the gateway has written the burst's aggregates."""
+    settings = running.settings
+    assert settings is not None
+    assert running.metrics_port is not None
+    stream = settings.stream
+    plan = plan_aggregates(env.workload, int(ready["base_us"]), stream.windows)
+    quiet_s = stream.allowed_lateness_s if stream.quiet_s is None else stream.quiet_s
+    close_by = completion.end.t + plan.close_after_s(stream.allowed_lateness_s, quiet_s)
+    port = running.metrics_port
+    progress(
+        f"{tag}: readings stored; waiting for {plan.expected:,} aggregates"
+        f" ({', '.join(f'{n:,} x {w}' for w, n in plan.by_window.items())}; the last window"
+        f" should close within {max(0.0, close_by - time.monotonic()):.0f} s)"
+    )
+
+    def written() -> float | None:
+        try:
+            return float(storage.scrape(port).get("written:aggregates", 0.0))
+        except (SensorGateError, ValueError):
+            return None
+
+    done = watch_aggregates(
+        env.influxd,
+        influxd_tree,
+        peer_tree,
+        after=completion.last,
+        written=written,
+        expected=plan.expected,
+        close_by=close_by,
+    )
+    fill_aggregate_figures(result, completion, done)
+    progress(
+        f"{tag}: aggregates {result.aggregates_written or 0:,}/{plan.expected:,}"
+        f" ({done.outcome}) {done.end.t - completion.end.t:.1f} s after the last reading"
+    )
+
+
+def fill_aggregate_figures(
+    result: RoundResult, completion: Completion, done: AggregatesDone
+) -> None:
+    """Extend the CPU figures of ``result`` to the last aggregate stored.
+
+    The end-to-end rate stays the readings' (first publish to last reading stored); the
+    CPU figures and the peak RSS then cover the burst's start to the end of ``done``.
+    The readings-only CPU figures are kept in ``extras["to_last_reading"]``.
+    """
+    start, end = completion.start, done.end
+    result.extras["to_last_reading"] = {
+        "seconds": result.cpu_seconds,
+        "peer_cpu_s": result.peer_cpu_s,
+        "influxd_cpu_s": result.influxd_cpu_s,
+    }
+    result.aggregates_expected = done.expected
+    result.aggregates_written = None if done.written is None else int(done.written)
+    result.aggregates_outcome = done.outcome
+    result.cpu_span = "readings+aggregates"
+    result.cpu_seconds = round(end.t - start.t, 3)
+    if end.peer_cpu_s is not None and start.peer_cpu_s is not None:
+        result.peer_cpu_s = round(end.peer_cpu_s - start.peer_cpu_s, 3)
+    result.influxd_cpu_s = round(end.influxd_cpu_s - start.influxd_cpu_s, 3)
+    result.extras["after_last_reading_s"] = round(end.t - completion.end.t, 3)
+    result.extras["points_written_to_last_aggregate"] = end.point_req - start.point_req
+    # Every few seconds of the wait: what influxd took and what it cost (for the JSON).
+    t0, step, next_t = completion.end.t, 2.0, completion.end.t
+    timeline = []
+    for snap in done.samples:
+        if snap.t >= next_t or snap is done.samples[-1]:
+            next_t = snap.t + step
+            timeline.append(
+                {
+                    "t_s": round(snap.t - t0, 2),
+                    "points": snap.point_req - start.point_req,
+                    "aggregates": snap.claimed if snap is not done.samples[0] else None,
+                    "influxd_cpu_s": round(snap.influxd_cpu_s - start.influxd_cpu_s, 2),
+                    "peer_cpu_s": None
+                    if snap.peer_cpu_s is None or start.peer_cpu_s is None
+                    else round(snap.peer_cpu_s - start.peer_cpu_s, 2),
+                }
+            )
+    result.extras["after_last_reading"] = timeline
+    idle = _idle_shares(done.samples[1:])
+    if idle is not None:
+        result.extras["idle_while_waiting"] = idle
+    if done.peak_rss is not None:
+        result.peak_rss_mb = max(result.peak_rss_mb or 0.0, round(done.peak_rss / 1e6, 1))
+
+
+def _idle_shares(samples: list[Snapshot], settle_s: float = 5.0) -> dict[str, float] | None:
+    """CPU shares of one core while idle: neither count moved for ``settle_s`` before.
+
+    influxd goes on absorbing a write for a few seconds after its point count moved (the
+    count rises on receipt), so only the stretches that start ``settle_s`` after the
+    last change count as idle.
+    """
+    span = peer = influxd = 0.0
+    changed = samples[0].t if samples else 0.0
+    for a, b in itertools.pairwise(samples):
+        if a.point_req != b.point_req or a.claimed != b.claimed:
+            changed = b.t
+            continue
+        if a.t - changed < settle_s:
+            continue
+        span += b.t - a.t
+        influxd += b.influxd_cpu_s - a.influxd_cpu_s
+        if a.peer_cpu_s is not None and b.peer_cpu_s is not None:
+            peer += b.peer_cpu_s - a.peer_cpu_s
+    if span <= 0:
+        return None
+    return {
+        "seconds": round(span, 1),
+        "peer_cpu_share": round(peer / span, 4),
+        "influxd_cpu_share": round(influxd / span, 4),
+    }
 
 
 def fill_burst_figures(
@@ -243,6 +379,7 @@ def fill_burst_figures(
         if end.peer_cpu_s is not None and start.peer_cpu_s is not None:
             result.peer_cpu_s = round(end.peer_cpu_s - start.peer_cpu_s, 3)
         result.influxd_cpu_s = round(end.influxd_cpu_s - start.influxd_cpu_s, 3)
+        result.cpu_seconds = round(end.t - start.t, 3)
     if completion.peak_rss is not None:
         result.peak_rss_mb = round(completion.peak_rss / 1e6, 1)
     if not published.get("all_acknowledged", False):
@@ -256,20 +393,24 @@ def _gateway_extras(
     running: RunningPeer,
     env: RoundEnv,
     result: RoundResult,
-    before: dict[str, Any],
+    baseline: tuple[dict[str, Any], Snapshot, ProcessTree],
     options: BenchOptions,
     tag: str,
     progress: Progress,
 ) -> None:
     assert running.metrics_port is not None
+    before, start, peer_tree = baseline
     after = storage.scrape(running.metrics_port)
+    # The gateway's CPU over the same span as its MQTT client's (to this scrape).
+    cpu_s = peer_tree.cpu_seconds() - (start.peer_cpu_s or 0.0)
     result.extras["claimed_readings"] = after.get("written:readings")
     result.extras["points_by_measurement"] = {
         k.split(":", 1)[1]: v for k, v in after.items() if k.startswith("written:")
     }
-    share = storage.mqtt_cpu_share(before, after, result.peer_cpu_s or 0.0)
+    share = storage.mqtt_cpu_share(before, after, cpu_s)
     if share is not None:
         result.extras["mqtt_client_cpu_share"] = round(share, 3)
+        result.extras["mqtt_client_cpu_s"] = round(share * cpu_s, 3)
     if not (peer.measures_latency and options.latency and result.readings_per_s):
         return
     rate = result.readings_per_s / 2

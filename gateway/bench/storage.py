@@ -10,8 +10,12 @@ For the ``sensorgate`` peers the benchmark reads the gateway's Prometheus endpoi
   (histograms): p50/p99 from a message's arrival (and from the reading's event time) to
   its readings being stored, measured in a paced phase at half the burst's rate with the
   load generator (``sensorgate loadgen``), after the burst;
-- ``sensorgate_mqtt_client_cpu_seconds_total``, if the gateway ever exposes it: the MQTT
-  client's CPU, reported as a share of the gateway's (skipped while absent).
+- ``sensorgate_mqtt_client_cpu_seconds_total``: the CPU of the MQTT client's network
+  thread, reported as a share of the gateway's (skipped where a gateway lacks it);
+- ``sensorgate_points_written_total{measurement="aggregates"}``: the aggregates it stored
+  (:mod:`gateway.bench.aggregates` waits for them);
+- ``sensorgate_redelivered_messages_total`` and ``sensorgate_duplicate_readings_total``
+  (``sensorgate bench-stop``, :mod:`gateway.bench.stop`).
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ from contract.errors import SensorGateError, ServiceError
 from gateway.bench.measure import Snapshot
 
 __all__ = [
+    "DUPLICATES_METRIC",
     "MQTT_CPU_METRIC",
+    "REDELIVERED_METRIC",
     "latency_phase",
     "quantile",
     "scrape",
@@ -38,7 +44,21 @@ __all__ = [
 ]
 
 MQTT_CPU_METRIC = "sensorgate_mqtt_client_cpu_seconds_total"
-"""The hook for the MQTT client's CPU share: read when the gateway exposes it."""
+"""CPU of the gateway's MQTT network threads (its share of the gateway's CPU)."""
+REDELIVERED_METRIC = "sensorgate_redelivered_messages_total"
+"""Messages the broker sent the gateway again (MQTT dup flag)."""
+DUPLICATES_METRIC = "sensorgate_duplicate_readings_total"
+"""Readings the gateway's dedupe dropped."""
+_COUNTERS = frozenset(
+    (
+        "sensorgate_readings_in_total",
+        "sensorgate_messages_in_total",
+        "sensorgate_late_readings_total",
+        MQTT_CPU_METRIC,
+        REDELIVERED_METRIC,
+        DUPLICATES_METRIC,
+    )
+)
 _ARRIVAL = "sensorgate_arrival_to_stored_seconds_bucket"
 _LAG = "sensorgate_end_to_end_lag_seconds_bucket"
 
@@ -47,8 +67,9 @@ def scrape(port: int) -> dict[str, Any]:
     """Return the gateway's counters and histogram buckets from ``/metrics``.
 
     Keys: ``written:<measurement>``, histogram bucket names (lists of ``(le, count)``),
-    ``sensorgate_readings_in_total``, ``sensorgate_messages_in_total`` and, when
-    present, :data:`MQTT_CPU_METRIC`.
+    and the counters ``sensorgate_readings_in_total``, ``sensorgate_messages_in_total``,
+    ``sensorgate_late_readings_total``, :data:`MQTT_CPU_METRIC`,
+    :data:`REDELIVERED_METRIC` and :data:`DUPLICATES_METRIC` (those the gateway exposes).
     """
     url = f"http://127.0.0.1:{port}/metrics"
     try:
@@ -62,11 +83,7 @@ def scrape(port: int) -> dict[str, Any]:
                 out[f"written:{sample.labels['measurement']}"] = sample.value
             elif sample.name in (_ARRIVAL, _LAG):
                 out.setdefault(sample.name, []).append((float(sample.labels["le"]), sample.value))
-            elif sample.name in (
-                "sensorgate_readings_in_total",
-                "sensorgate_messages_in_total",
-                MQTT_CPU_METRIC,
-            ):
+            elif sample.name in _COUNTERS:
                 out[sample.name] = out.get(sample.name, 0.0) + sample.value
     return out
 

@@ -61,3 +61,44 @@ def test_naive_peer_and_ceiling_store_every_reading(
     assert naive["write_requests"] == 100  # one HTTP write per message
     assert results["influxd"]["write_requests"] == 1  # 2,000 points fit one 5,000-point batch
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_stop_stores_every_reading_across_the_stop(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bench-stop.json"
+    main(
+        [
+            "bench-stop",
+            "--modes",
+            "sigint-ignored,sigkill",
+            "--rounds",
+            "1",
+            "--devices",
+            "20",
+            "--readings-per-message",
+            "20",
+            "--sensors-per-device",
+            "20",
+            "--total",
+            "4000",
+            "--storage-only",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert report == json.loads(out.read_text())
+    trials = {t["mode"]: t for t in report["trials"]}
+    assert set(trials) == {"sigint-ignored", "sigkill"}
+    for trial in trials.values():
+        assert trial["error"] is None, trial
+        # Whatever the first gateway stored before it went, the second stored the rest.
+        assert trial["stored"] == trial["expected"] == 4_000
+        assert trial["redelivered"] is not None
+        assert trial["bound"]["bound"] > 0
+    # SIGINT reached a gateway that started with it ignored, and it stopped cleanly.
+    assert trials["sigint-ignored"]["exit_code"] == 0
+    assert trials["sigkill"]["exit_code"] == -9
+    assert [s["mode"] for s in report["summaries"]] == ["sigint-ignored", "sigkill"]

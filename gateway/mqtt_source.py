@@ -11,6 +11,7 @@ shared subscription so the broker splits the load between them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -37,7 +38,8 @@ log = logging.getLogger(__name__)
 
 _IDLE_WAIT = timedelta(milliseconds=100)
 _STOP_POLL = timedelta(milliseconds=20)
-_CLOSE_WAIT_S = 5.0
+_CLOSE_WAIT_S = 10.0
+_DRAIN_TIMEOUT_S = 5.0
 _NO_WAIT = timedelta(0)
 
 
@@ -71,6 +73,23 @@ class _BufferedSocket:
     def pending(self) -> int:
         return len(self._buf) - self._pos
 
+    drain_on_close = False
+    """Set before a deliberate disconnect: read what the broker still sends before closing."""
+
+    def close(self) -> None:
+        # Closing a TCP socket with unread bytes makes Linux answer with a reset, and the
+        # broker then drops what it had not read yet: the last PUBACKs of a graceful stop
+        # (the inbox bound may have left megabytes unread). So after the DISCONNECT, shut
+        # our side and read to the broker's end of stream (bounded), then close.
+        if self.drain_on_close:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_WR)
+                self._sock.settimeout(_DRAIN_TIMEOUT_S)
+                deadline = time.monotonic() + _DRAIN_TIMEOUT_S
+                while time.monotonic() < deadline and self._sock.recv(self._READ):
+                    pass
+        self._sock.close()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
 
@@ -78,7 +97,10 @@ class _BufferedSocket:
 class _Client(mqtt.Client):
     def _create_socket(self) -> Any:
         sock = super()._create_socket()
-        return _BufferedSocket(sock) if isinstance(sock, socket.socket) else sock
+        self.buffered = _BufferedSocket(sock) if isinstance(sock, socket.socket) else None
+        return self.buffered or sock
+
+    buffered: _BufferedSocket | None = None
 
 
 class _Partition(StatefulSourcePartition[MessageBatch, None]):
@@ -240,7 +262,10 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
         self._closing = True
         with self._room:
             self._room.notify_all()
-        # Packets leave in order: once the DISCONNECT is out, so are the last PUBACKs.
+        # Packets leave in order: once the DISCONNECT is out, so are the last PUBACKs;
+        # the socket drains before it closes, so the broker reads them all.
+        if self._client.buffered is not None:
+            self._client.buffered.drain_on_close = True
         self._disconnected.clear()
         if self.connected.is_set():
             self._client.disconnect()

@@ -198,7 +198,10 @@ def build_gateway(
         alarm_sink=AlarmSink(writer, alarm_mqtt, topics, metrics=metrics),
         rules=rules,
         stream=stream,
-        encoder=LineProtocolEncoder(include_seq=settings.influx.reading_seq),
+        encoder=LineProtocolEncoder(
+            include_seq=settings.influx.reading_seq,
+            aggregate_fields=settings.influx.aggregate_fields,
+        ),
         limits=limits,
         observer=metrics,
         gateway_id=settings.gateway_id,

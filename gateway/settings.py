@@ -115,6 +115,12 @@ class InfluxSettings(_Frozen):
     """Most write requests one pipelined writer (the points sink's) has in flight at
     once: influxd 1.x answers 500 "engine: error syncing wal" under many concurrent
     writes. The synchronous writers (alarms, dead letters) keep one."""
+    aggregate_fields: tuple[
+        Literal["count", "mean", "min", "max", "stddev", "first", "last"], ...
+    ] = ("count", "mean", "min", "max")
+    """Fields stored on each ``aggregates`` point. influxd's write cost grows with the
+    fields, so the default is lean; add ``stddev``, ``first``, ``last`` when wanted
+    (aggregate rules see every field whatever is stored)."""
     reading_seq: bool = False
     """Also store each raw reading's event sequence (``seq`` field). Off by default:
     one field per point is what keeps influxd's write cost low."""

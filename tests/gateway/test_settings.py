@@ -53,3 +53,11 @@ def test_a_command_without_its_extra_names_the_extra(
     )
     assert cli.main(["up"]) == 2
     assert "pip install 'sensorgate[gateway]'" in capsys.readouterr().err
+
+
+def test_aggregates_store_four_lean_fields_unless_configured() -> None:
+    from gateway.settings import load_settings
+
+    assert load_settings().influx.aggregate_fields == ("count", "mean", "min", "max")
+    every = ["count", "mean", "min", "max", "stddev", "first", "last"]
+    assert load_settings(influx={"aggregate_fields": every}).influx.aggregate_fields == tuple(every)

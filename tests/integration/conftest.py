@@ -50,7 +50,12 @@ def gateway_settings(services: ServiceEndpoints, unique: str) -> GatewaySettings
             "client_id_prefix": f"gw-{unique}",
             "share_group": f"g{unique}",
         },
-        influx={"url": services.influx_url, "database": f"t_{unique}"},
+        # Every aggregate field (the default stores a lean four): tests check them all.
+        influx={
+            "url": services.influx_url,
+            "database": f"t_{unique}",
+            "aggregate_fields": ["count", "mean", "min", "max", "stddev", "first", "last"],
+        },
         stream={"allowed_lateness_s": 2},
         epoch_interval_s=0.5,
         metrics_port=0,

@@ -14,7 +14,7 @@ __all__ = ["StreamConfig"]
 class StreamConfig:
     """Window shapes, lateness, the quiet period and the number of shards."""
 
-    windows: tuple[WindowSpec, ...] = (parse_window("10s"), parse_window("1m"))
+    windows: tuple[WindowSpec, ...] = (parse_window("1m"),)
     allowed_lateness_us: int = 10_000_000
     dedupe_intervals: int = 256
     quiet_us: int = 10_000_000

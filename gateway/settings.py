@@ -176,8 +176,11 @@ class IngestSettings(_Frozen):
 class StreamSettings(_Frozen):
     """Event-time windows, lateness and dedupe."""
 
-    windows: tuple[str, ...] = ("10s", "1m")
-    """Tumbling windows (``"10s"``) and sliding ones (``"5m/1m"``: length/step)."""
+    windows: tuple[str, ...] = ("1m",)
+    """Tumbling windows (``"1m"``) and sliding ones (``"5m/1m"``: length/step). One
+    minute by default: at the cadence of most sensors (one reading a second or slower) a
+    finer window stores nearly as many points as the raw readings it summarises, and
+    influxd's cost grows with points; add ``"10s"`` where it pays for itself."""
     allowed_lateness_s: Annotated[float, Field(ge=0)] = 10.0
     """How far behind the newest event time a reading may arrive and still count."""
     dedupe_intervals: Annotated[int, Field(ge=1)] = 256

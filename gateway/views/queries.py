@@ -438,7 +438,7 @@ class Views:
         start: datetime,
         end: datetime,
         metric: str | None = None,
-        windows: tuple[str, ...] = ("10s", "1m"),
+        windows: tuple[str, ...] = ("1m",),
         interval: str | None = None,
     ) -> tuple[str, list[SeriesPoint]]:
         """Return stored window aggregates over ``[start, end]``, re-bucketed to ``interval``.

@@ -163,9 +163,12 @@ def test_alarm_lifecycle_fleet_and_series(influx: tuple[InfluxSettings, Views]) 
     interval, points = views.readings("lab", "d1", start=t0, end=now)
     assert interval == "10s"
     assert len(points) == 60
-    interval, aggs = views.aggregates("lab", "d1", start=t0, end=now)
+    stored = ("10s", "1m")  # the windows this test wrote (the gateway's default is 1m)
+    interval, aggs = views.aggregates("lab", "d1", start=t0, end=now, windows=stored)
     assert interval == "10s"
     assert len(aggs) == 60
-    interval, aggs = views.aggregates("lab", "d1", start=now - timedelta(days=1), end=now)
+    interval, aggs = views.aggregates(
+        "lab", "d1", start=now - timedelta(days=1), end=now, windows=stored
+    )
     assert interval == "5m"  # reads the stored 1m windows, bucketed by 5 minutes
     assert {p.mean for p in aggs} == {22.0}

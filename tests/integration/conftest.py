@@ -56,7 +56,8 @@ def gateway_settings(services: ServiceEndpoints, unique: str) -> GatewaySettings
             "database": f"t_{unique}",
             "aggregate_fields": ["count", "mean", "min", "max", "stddev", "first", "last"],
         },
-        stream={"allowed_lateness_s": 2},
+        # 10 s windows (the default is 1 min) so that tests see windows close quickly.
+        stream={"allowed_lateness_s": 2, "windows": ["10s", "1m"]},
         epoch_interval_s=0.5,
         metrics_port=0,
     )

@@ -282,5 +282,3 @@ def test_tags_are_escaped_exactly_as_the_per_event_path(
     # Same series key and fields; the new timestamp is in µs (the old one in ns).
     assert new[0].rsplit(" ", 1)[0] == old.rsplit(" ", 1)[0]
     assert f"device={escape_tag(device)}," in new[0]
-
-

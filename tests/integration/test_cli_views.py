@@ -27,6 +27,8 @@ def sg(influx: InfluxSettings, *args: str, timeout: float = 60) -> subprocess.Co
         "PYTHONPATH": str(ROOT),
         "SENSORGATE_INFLUX__URL": influx.url,
         "SENSORGATE_INFLUX__DATABASE": influx.database,
+        # The windows this module's data was written with (the default is 1m only).
+        "SENSORGATE_STREAM__WINDOWS": '["10s", "1m"]',
         "COLUMNS": "200",
     }
     return subprocess.run(

@@ -15,7 +15,32 @@ from simulators.links import MemoryPublisher
 from simulators.loadgen import run_loadgen, run_loadgen_with
 
 
-def test_loadgen_paces_to_its_target_in_memory():
+class _SteppedClock:
+    """A monotonic clock that moves only by what the code under test sleeps (and a
+    little per look), so pacing is checked without depending on the machine's speed."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def monotonic(self) -> float:
+        self.t += 1e-6
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += max(seconds, 1e-4)
+
+
+def test_loadgen_paces_to_its_target_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    import simulators.loadgen as loadgen
+
+    import time
+    import types
+
+    clock = _SteppedClock()
+    fake_time = types.SimpleNamespace(
+        monotonic=clock.monotonic, sleep=clock.sleep, time_ns=time.time_ns
+    )
+    monkeypatch.setattr(loadgen, "time", fake_time)  # this module's clock only
     publisher = MemoryPublisher()
     report = run_loadgen_with(
         publisher,

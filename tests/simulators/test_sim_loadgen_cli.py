@@ -31,10 +31,10 @@ class _SteppedClock:
 
 
 def test_loadgen_paces_to_its_target_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
-    import simulators.loadgen as loadgen
-
     import time
     import types
+
+    import simulators.loadgen as loadgen
 
     clock = _SteppedClock()
     fake_time = types.SimpleNamespace(

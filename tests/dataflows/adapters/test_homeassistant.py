@@ -45,7 +45,9 @@ def test_single_component_configs_then_state():
     for obj, doc in (("sensorBedroomT", BEDROOM_T), ("sensorBedroomH", BEDROOM_H)):
         learned = run(aset, f"homeassistant/sensor/{obj}/config", json.dumps(doc))
         assert learned.ok and learned.ignored == "discovery config learned"
-    state = run(aset, "homeassistant/sensor/sensorBedroom/state", '{"temperature":23.20,"humidity":43.70}')
+    state = run(
+        aset, "homeassistant/sensor/sensorBedroom/state", '{"temperature":23.20,"humidity":43.70}'
+    )
     assert state.ok
     [tel] = state.telemetry
     assert (tel.site, tel.device) == ("home", "bedroom01ae")
@@ -126,7 +128,9 @@ def test_zigbee2mqtt_binary_sensor_with_boolean_payloads():
         "device": {"identifiers": ["zigbee2mqtt_0x00158d000a1b2c3d"], "name": "front_door"},
     }
     aset = ha(state_filters=["zigbee2mqtt/+"])
-    assert run(aset, "homeassistant/binary_sensor/0x00158d000a1b2c3d/contact/config", json.dumps(config)).ok
+    assert run(
+        aset, "homeassistant/binary_sensor/0x00158d000a1b2c3d/contact/config", json.dumps(config)
+    ).ok
     opened = run(aset, "zigbee2mqtt/front_door", '{"contact":false,"battery":91}')
     assert rows(opened) == {("contact", "door"): 1.0}  # payload_on is false: open
     closed = run(aset, "zigbee2mqtt/front_door", '{"contact":true}')
@@ -216,7 +220,9 @@ def test_availability_topics_become_status():
     config = dict(
         BEDROOM_T,
         state_topic="bedroom/state",
-        availability=[{"topic": "bedroom/avail", "payload_available": "up", "payload_not_available": "down"}],
+        availability=[
+            {"topic": "bedroom/avail", "payload_available": "up", "payload_not_available": "down"}
+        ],
     )
     aset = ha(state_filters=["bedroom/#"])
     run(aset, "homeassistant/sensor/sensorBedroomT/config", json.dumps(config))

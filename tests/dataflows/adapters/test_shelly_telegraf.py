@@ -51,7 +51,10 @@ def test_shelly_gen1_decimal_comma_and_fahrenheit_setting():
     result = run(ht, "shellies/shellyht-AB12CD/sensor/temperature", "71.6")
     assert rows(result)[("sensor", "temperature")] == pytest.approx(22.0)
     assert units(result)[("sensor", "temperature")] == "°C"
-    assert rows(run(ht, "shellies/shellyht-AB12CD/sensor/humidity", "41"))[("sensor", "humidity")] == 41
+    assert (
+        rows(run(ht, "shellies/shellyht-AB12CD/sensor/humidity", "41"))[("sensor", "humidity")]
+        == 41
+    )
 
 
 def test_shelly_online_flags():
@@ -60,7 +63,10 @@ def test_shelly_online_flags():
     assert [s.online for s in run(aset, f"{PLUG}/online", "false").status] == [False]
     bad = run(aset, f"{PLUG}/online", "yes")
     assert "online payload must be true or false" in bad.errors[0].text
-    assert {f.filter for _, f in aset.filters() if not f.shared} == {"shellies/+/online", "+/online"}
+    assert {f.filter for _, f in aset.filters() if not f.shared} == {
+        "shellies/+/online",
+        "+/online",
+    }
 
 
 NOTIFY = (
@@ -103,10 +109,14 @@ def test_shelly_gen2_full_status_sensors_and_status_topic():
     assert got[("devicepower:0", "battery")] == 87.0
     assert got[("devicepower:0", "voltage")] == 5.9
     assert got[("sys", "uptime")] == 120.0
-    status = run(aset, "shellyplus1pm-441793d69718/status/switch:0", '{"id":0,"apower":3.5,"output":true}')
+    status = run(
+        aset, "shellyplus1pm-441793d69718/status/switch:0", '{"id":0,"apower":3.5,"output":true}'
+    )
     assert rows(status) == {("switch:0", "power"): 3.5, ("switch:0", "state"): 1.0}
     assert set(status.telemetry[0].t_us) == {NOW}
-    event = run(aset, "shellyplus1pm-441793d69718/events/rpc", '{"method":"NotifyEvent","params":{}}')
+    event = run(
+        aset, "shellyplus1pm-441793d69718/events/rpc", '{"method":"NotifyEvent","params":{}}'
+    )
     assert event.ok and event.ignored
 
 

@@ -43,8 +43,13 @@ def nbirth(bd_seq: int = 7) -> bytes:
         [
             {"name": "bdSeq", "datatype": INT64, "long_value": bd_seq},
             {"name": "Node Control/Rebirth", "datatype": BOOLEAN, "boolean_value": False},
-            {"name": "Inputs/Temperature", "alias": 1, "datatype": DOUBLE, "double_value": 21.5,
-             "unit": "°C"},
+            {
+                "name": "Inputs/Temperature",
+                "alias": 1,
+                "datatype": DOUBLE,
+                "double_value": 21.5,
+                "unit": "°C",
+            },
             {"name": "Inputs/Pressure", "alias": 2, "datatype": FLOAT, "float_value": 1.5},
             {"name": "Outputs/Running", "alias": 3, "datatype": BOOLEAN, "boolean_value": True},
             {"name": "Counter", "alias": 4, "datatype": INT32, "int_value": 2**32 - 5},
@@ -111,14 +116,21 @@ def test_seq_gap_is_counted_and_rebirth_is_rate_limited():
     adapter = aset.adapters[0]
     assert isinstance(adapter, SparkplugAdapter)
     run(aset, TOPIC.format("NBIRTH"), nbirth())
-    assert not run(aset, TOPIC.format("NDATA"), payload(1, [{"alias": 1, "double_value": 1.0}])).commands
+    assert not run(
+        aset, TOPIC.format("NDATA"), payload(1, [{"alias": 1, "double_value": 1.0}])
+    ).commands
     gap = run(aset, TOPIC.format("NDATA"), payload(5, [{"alias": 1, "double_value": 2.0}]))
     assert rows(gap) == {("Inputs", "temperature"): 2.0}  # the values are still good
     assert len(gap.commands) == 1 and "seq gap" in gap.commands[0].reason
-    again = run(aset, TOPIC.format("NDATA"), payload(9, [{"alias": 1, "double_value": 3.0}]), NOW + 1)
+    again = run(
+        aset, TOPIC.format("NDATA"), payload(9, [{"alias": 1, "double_value": 3.0}]), NOW + 1
+    )
     assert not again.commands  # within rebirth_min_interval_s
     later = run(
-        aset, TOPIC.format("NDATA"), payload(20, [{"alias": 1, "double_value": 4.0}]), NOW + 11_000_000
+        aset,
+        TOPIC.format("NDATA"),
+        payload(20, [{"alias": 1, "double_value": 4.0}]),
+        NOW + 11_000_000,
     )
     assert len(later.commands) == 1
     assert adapter.nodes["plant1/edge1"].gaps == 3
@@ -153,12 +165,18 @@ def test_ndeath_with_the_sessions_bdseq_takes_node_and_devices_offline():
     result = run(aset, "spBv1.0/plant1/DBIRTH/edge1/pump-3", dbirth)
     assert [(s.device, s.online) for s in result.status] == [("edge1.pump-3", True)]
     assert rows(result) == {("sparkplug", "temperature"): 5.0}
-    ddata = run(aset, "spBv1.0/plant1/DDATA/edge1/pump-3", payload(2, [{"alias": 10, "double_value": 6.0}]))
+    ddata = run(
+        aset, "spBv1.0/plant1/DDATA/edge1/pump-3", payload(2, [{"alias": 10, "double_value": 6.0}])
+    )
     assert rows(ddata) == {("sparkplug", "temperature"): 6.0}
     assert ddata.telemetry[0].device == "edge1.pump-3"
-    stale = run(aset, TOPIC.format("NDEATH"), payload(None, [{"name": "bdSeq", "long_value": 6}], ts=None))
+    stale = run(
+        aset, TOPIC.format("NDEATH"), payload(None, [{"name": "bdSeq", "long_value": 6}], ts=None)
+    )
     assert not stale.status and "stale NDEATH" in (stale.ignored or "")
-    death = run(aset, TOPIC.format("NDEATH"), payload(None, [{"name": "bdSeq", "long_value": 7}], ts=None))
+    death = run(
+        aset, TOPIC.format("NDEATH"), payload(None, [{"name": "bdSeq", "long_value": 7}], ts=None)
+    )
     assert sorted((s.device, s.online) for s in death.status) == [
         ("edge1", False),
         ("edge1.pump-3", False),
@@ -168,7 +186,11 @@ def test_ndeath_with_the_sessions_bdseq_takes_node_and_devices_offline():
 def test_ddeath_takes_one_device_offline():
     aset = one("sparkplug")
     run(aset, TOPIC.format("NBIRTH"), nbirth())
-    run(aset, "spBv1.0/plant1/DBIRTH/edge1/d1", payload(1, [{"name": "x", "alias": 9, "double_value": 1.0}]))
+    run(
+        aset,
+        "spBv1.0/plant1/DBIRTH/edge1/d1",
+        payload(1, [{"name": "x", "alias": 9, "double_value": 1.0}]),
+    )
     result = run(aset, "spBv1.0/plant1/DDEATH/edge1/d1", payload(2, []))
     assert [(s.device, s.online) for s in result.status] == [("edge1.d1", False)]
 
@@ -219,8 +241,9 @@ def test_the_simulators_encoder_and_the_generated_decoder_agree():
         T_MS,
         [
             sparkplug_metric(name="bdSeq", datatype=INT64, long=3),
-            sparkplug_metric(name="env/temperature", alias=1, datatype=DOUBLE, double=-1.25,
-                             unit="degC"),
+            sparkplug_metric(
+                name="env/temperature", alias=1, datatype=DOUBLE, double=-1.25, unit="degC"
+            ),
         ],
         0,
     )

@@ -115,7 +115,10 @@ def test_z2m_bad_payloads_are_adapter_errors():
 def test_z2m_nested_names_route_and_ignore_requests():
     aset = z2m(nested_names=True)
     assert aset.route_key("zigbee2mqtt/living room/lamp") == "zigbee2mqtt:living room/lamp"
-    assert aset.route_key("zigbee2mqtt/living room/lamp/availability") == "zigbee2mqtt:living room/lamp"
+    assert (
+        aset.route_key("zigbee2mqtt/living room/lamp/availability")
+        == "zigbee2mqtt:living room/lamp"
+    )
     result = run(aset, "zigbee2mqtt/living room/lamp", '{"brightness":254}')
     assert result.telemetry[0].device == "living room_lamp"  # '/' sanitised
     assert run(aset, "zigbee2mqtt/living room/lamp/set", '{"state":"ON"}').ignored
@@ -213,7 +216,9 @@ def test_tasmota_state_wifi_and_relay():
 def test_tasmota_lwt_is_a_plain_string():
     aset = tas()
     online = run(aset, "tele/plug/LWT", "Online")
-    assert [(s.device, s.online, s.reason) for s in online.status] == [("plug", True, "tasmota LWT")]
+    assert [(s.device, s.online, s.reason) for s in online.status] == [
+        ("plug", True, "tasmota LWT")
+    ]
     assert [s.online for s in run(aset, "tele/plug/LWT", "Offline").status] == [False]
     bad = run(aset, "tele/plug/LWT", '{"state":"online"}')
     assert "LWT payload must be 'Online' or 'Offline'" in bad.errors[0].text
@@ -234,5 +239,7 @@ def test_tasmota_custom_full_topic():
     }
     assert aset.route_key("home/kitchen/tele/SENSOR") == "tasmota:kitchen"
     assert aset.route_key("tele/kitchen/SENSOR") is None
-    result = run(aset, "home/kitchen/tele/SENSOR", '{"Time":"2025-10-09T08:50:00","SI7021":{"Humidity":40}}')
+    result = run(
+        aset, "home/kitchen/tele/SENSOR", '{"Time":"2025-10-09T08:50:00","SI7021":{"Humidity":40}}'
+    )
     assert result.telemetry[0].device == "kitchen"

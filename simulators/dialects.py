@@ -140,7 +140,8 @@ class _Telegraf:
         return [
             (
                 f"telegraf/{device}/{sensor}",
-                f"{_lp(sensor)},host={_lp(device)},site={_lp(site)} {','.join(fields)} {t_ns}".encode(),
+                f"{_lp(sensor)},host={_lp(device)},site={_lp(site)}"
+                f" {','.join(fields)} {t_ns}".encode(),
                 False,
             )
             for sensor, fields in by_sensor.items()

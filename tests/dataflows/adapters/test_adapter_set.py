@@ -129,7 +129,8 @@ def test_id_policy():
     assert sanitise_id("a/b+c#d$e\x00f") == "a_b_c_d_e_f"
     assert sanitise_id("ends\\") == "ends_"
     long = sanitise_id("x" * 300)
-    assert len(long) == 128 and long != sanitise_id("x" * 299)
+    assert len(long) == 128
+    assert long != sanitise_id("x" * 299)
     check_id("device", long)
     with pytest.raises(IdRefused, match="not an acceptable id"):
         IdPolicy("refuse")("device", "a/b")
@@ -180,7 +181,8 @@ def _check(topic: str, payload: bytes) -> None:
     result = ALL.adapt(topic, payload, NOW)
     assert result is not None
     for error in result.errors:
-        assert error.reason.value == "adapter_error" and error.adapter in error.text
+        assert error.reason.value == "adapter_error"
+        assert error.adapter in error.text
     for tel in result.telemetry:
         check_id("site", tel.site)
         check_id("device", tel.device)
@@ -188,8 +190,10 @@ def _check(topic: str, payload: bytes) -> None:
         for sensor, metric, value, unit, t_us in tel.rows():
             check_id("sensor", sensor)
             check_id("metric", metric)
-            assert value == value and abs(value) != float("inf")
-            assert len(unit) <= 32 and isinstance(t_us, int)
+            assert value == value
+            assert abs(value) != float("inf")
+            assert len(unit) <= 32
+            assert isinstance(t_us, int)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -44,7 +44,8 @@ def test_single_component_configs_then_state():
     aset = ha()
     for obj, doc in (("sensorBedroomT", BEDROOM_T), ("sensorBedroomH", BEDROOM_H)):
         learned = run(aset, f"homeassistant/sensor/{obj}/config", json.dumps(doc))
-        assert learned.ok and learned.ignored == "discovery config learned"
+        assert learned.ok
+        assert learned.ignored == "discovery config learned"
     state = run(
         aset, "homeassistant/sensor/sensorBedroom/state", '{"temperature":23.20,"humidity":43.70}'
     )
@@ -108,7 +109,8 @@ def test_device_based_discovery_with_cmps():
     }
     aset = ha(state_filters=["sensorBedroom/state"])
     learned = run(aset, "homeassistant/device/ea334450945afc/config", json.dumps(config))
-    assert learned.ok and learned.skipped == 1  # the switch is not read
+    assert learned.ok
+    assert learned.skipped == 1
     result = run(aset, "sensorBedroom/state", '{"temperature": 21.25, "humidity": 40}')
     assert rows(result) == {
         ("some_unique_component_id1", "temperature"): 21.25,
@@ -136,7 +138,9 @@ def test_zigbee2mqtt_binary_sensor_with_boolean_payloads():
     closed = run(aset, "zigbee2mqtt/front_door", '{"contact":true}')
     assert rows(closed) == {("contact", "door"): 0.0}
     missing = run(aset, "zigbee2mqtt/front_door", '{"battery":90}')
-    assert not missing.telemetry and missing.skipped == 1 and missing.ok
+    assert not missing.telemetry
+    assert missing.skipped == 1
+    assert missing.ok
 
 
 def test_richer_templates_are_refused_with_a_clear_message():
@@ -145,7 +149,8 @@ def test_richer_templates_are_refused_with_a_clear_message():
     result = run(aset, "homeassistant/sensor/bad/config", json.dumps(config))
     [error] = result.errors
     assert error.reason.value == "adapter_error"
-    assert "cannot read '* 10'" in error.text and "supported" in error.text
+    assert "cannot read '* 10'" in error.text
+    assert "supported" in error.text
     # nothing was learned for it: its state topic is unknown
     state = run(aset, "homeassistant/sensor/sensorBedroom/state", '{"t": 1}')
     assert not state.telemetry
@@ -191,7 +196,7 @@ def test_value_template_on_a_plain_payload():
     ],
 )
 def test_template_refusals(template: str):
-    with pytest.raises(TemplateError, match="value_template|supported"):
+    with pytest.raises(TemplateError, match=r"value_template|supported"):
         compile_template(template)
 
 

@@ -41,7 +41,9 @@ def test_shelly_gen1_power_energy_and_relay():
     assert units(energy) == {("relay:0", "energy"): "Wh"}
     assert rows(run(aset, f"{PLUG}/relay/0", "on")) == {("relay:0", "state"): 1.0}
     over = run(aset, f"{PLUG}/relay/0", "overpower")
-    assert over.ok and not over.telemetry and "not a number" in (over.ignored or "")
+    assert over.ok
+    assert not over.telemetry
+    assert "not a number" in (over.ignored or "")
 
 
 def test_shelly_gen1_decimal_comma_and_fahrenheit_setting():
@@ -117,7 +119,8 @@ def test_shelly_gen2_full_status_sensors_and_status_topic():
     event = run(
         aset, "shellyplus1pm-441793d69718/events/rpc", '{"method":"NotifyEvent","params":{}}'
     )
-    assert event.ok and event.ignored
+    assert event.ok
+    assert event.ignored
 
 
 def test_shelly_gen2_device_from_src():
@@ -175,7 +178,8 @@ def test_telegraf_site_tag_sensor_tags_and_device_from_topic():
     [tel] = result.telemetry
     assert (tel.site, tel.device) == ("plant 2", "nas")  # no host tag: the topic's host
     assert rows(result) == {("disk._data", "free"): 1.0}  # '/' sanitised; string skipped
-    assert result.skipped == 1 and tel.t_us == [NOW]
+    assert result.skipped == 1
+    assert tel.t_us == [NOW]
 
 
 def test_telegraf_bad_line_keeps_the_good_ones_and_names_the_line():
@@ -183,7 +187,8 @@ def test_telegraf_bad_line_keeps_the_good_ones_and_names_the_line():
     result = run(tg(), "telegraf/a/m", payload)
     assert rows(result) == {("m", "v"): 1.0, ("m", "w"): 2.0}
     [error] = result.errors
-    assert "line 2" in error.text and "'oops'" in error.text
+    assert "line 2" in error.text
+    assert "'oops'" in error.text
 
 
 def test_telegraf_json_single_and_batch():
@@ -193,7 +198,8 @@ def test_telegraf_json_single_and_batch():
     )
     result = run(tg(), "telegraf/raynor/docker", single)
     [tel] = result.telemetry
-    assert tel.device == "raynor" and tel.t_us[0] == 1_458_229_140_000_000
+    assert tel.device == "raynor"
+    assert tel.t_us[0] == 1_458_229_140_000_000
     assert rows(result)[("docker", "n_images")] == 660.0
     batch = (
         '{"metrics":[{"fields":{"load1":0.5},"name":"system","tags":{"host":"a"},"timestamp":1760000000},'
@@ -216,7 +222,8 @@ def test_line_protocol_escapes_and_types():
     assert first.tags == {"loc": "us,west", "id": "a=b"}
     assert first.fields == {"temp": 82.5, "ok": True, "n": -3, "u": 7, "s": 'a "q", b'}
     assert first.timestamp == 1
-    assert not isinstance(parsed[1], LineError) and parsed[1].timestamp is None
+    assert not isinstance(parsed[1], LineError)
+    assert parsed[1].timestamp is None
     for bad in ("m", "m v=", "m,t v=1", 'm s="open', "m v=1 x", "m v=1u2"):
         [(_, got)] = parse_lines(bad)
         assert isinstance(got, LineError), bad

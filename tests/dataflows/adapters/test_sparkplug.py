@@ -84,7 +84,8 @@ def test_ndata_by_alias_uses_the_birth_names_and_units():
     aset = one("sparkplug")
     run(aset, TOPIC.format("NBIRTH"), nbirth())
     result = run(aset, TOPIC.format("NDATA"), payload(1, [{"alias": 1, "double_value": 22.0}]))
-    assert result.ok and not result.commands
+    assert result.ok
+    assert not result.commands
     assert rows(result) == {("Inputs", "temperature"): 22.0}
     assert units(result)[("Inputs", "temperature")] == "°C"
 
@@ -94,9 +95,11 @@ def test_data_before_any_birth_is_an_unknown_alias_dead_letter_and_a_rebirth():
     result = run(aset, TOPIC.format("NDATA"), payload(5, [{"alias": 1, "double_value": 22.0}]))
     [error] = result.errors
     assert error.reason.value == "adapter_error"
-    assert "unknown_alias" in error.text and "'sparkplug'" in error.text
+    assert "unknown_alias" in error.text
+    assert "'sparkplug'" in error.text
     [command] = result.commands
-    assert command.topic == "spBv1.0/plant1/NCMD/edge1" and command.qos == 0
+    assert command.topic == "spBv1.0/plant1/NCMD/edge1"
+    assert command.qos == 0
     ncmd = pb.Payload.FromString(command.payload)
     assert [(m.name, m.boolean_value) for m in ncmd.metrics] == [("Node Control/Rebirth", True)]
     assert not result.telemetry
@@ -121,7 +124,8 @@ def test_seq_gap_is_counted_and_rebirth_is_rate_limited():
     ).commands
     gap = run(aset, TOPIC.format("NDATA"), payload(5, [{"alias": 1, "double_value": 2.0}]))
     assert rows(gap) == {("Inputs", "temperature"): 2.0}  # the values are still good
-    assert len(gap.commands) == 1 and "seq gap" in gap.commands[0].reason
+    assert len(gap.commands) == 1
+    assert "seq gap" in gap.commands[0].reason
     again = run(
         aset, TOPIC.format("NDATA"), payload(9, [{"alias": 1, "double_value": 3.0}]), NOW + 1
     )
@@ -144,7 +148,8 @@ def test_seq_wraps_from_255_to_0_and_a_repeat_is_a_redelivery_not_a_gap():
         result = run(aset, TOPIC.format("NDATA"), payload(seq, [{"alias": 1, "double_value": 1.0}]))
         assert not result.commands, seq
     repeat = run(aset, TOPIC.format("NDATA"), payload(1, [{"alias": 1, "double_value": 1.0}]))
-    assert not repeat.commands and "redelivery" in repeat.notes[0]
+    assert not repeat.commands
+    assert "redelivery" in repeat.notes[0]
 
 
 def test_redelivered_message_has_the_same_sequence_and_event_id():
@@ -173,7 +178,8 @@ def test_ndeath_with_the_sessions_bdseq_takes_node_and_devices_offline():
     stale = run(
         aset, TOPIC.format("NDEATH"), payload(None, [{"name": "bdSeq", "long_value": 6}], ts=None)
     )
-    assert not stale.status and "stale NDEATH" in (stale.ignored or "")
+    assert not stale.status
+    assert "stale NDEATH" in (stale.ignored or "")
     death = run(
         aset, TOPIC.format("NDEATH"), payload(None, [{"name": "bdSeq", "long_value": 7}], ts=None)
     )
@@ -230,7 +236,8 @@ def test_state_survives_snapshot_and_restore():
     fresh = one("sparkplug")
     fresh.restore(state)
     result = run(fresh, TOPIC.format("NDATA"), payload(1, [{"alias": 1, "double_value": 9.0}]))
-    assert result.ok and not result.commands
+    assert result.ok
+    assert not result.commands
     assert rows(result) == {("Inputs", "temperature"): 9.0}
 
 
@@ -249,7 +256,8 @@ def test_the_simulators_encoder_and_the_generated_decoder_agree():
     )
     msg = pb.Payload.FromString(birth)
     assert (msg.timestamp, msg.seq) == (T_MS, 0)
-    assert msg.metrics[1].double_value == -1.25 and msg.metrics[1].alias == 1
+    assert msg.metrics[1].double_value == -1.25
+    assert msg.metrics[1].alias == 1
     assert msg.metrics[1].properties.values[0].string_value == "degC"
     aset = one("sparkplug", site_from_group=False, site="factory")
     result = run(aset, TOPIC.format("NBIRTH"), birth)

@@ -47,22 +47,29 @@ def test_z2m_state_readings_units_and_arrival_time():
     }
     got = units(result)
     assert got[("zigbee", "voltage")] == "mV"  # a battery device
-    assert got[("zigbee", "temperature")] == "°C" and got[("zigbee", "pressure")] == "hPa"
+    assert got[("zigbee", "temperature")] == "°C"
+    assert got[("zigbee", "pressure")] == "hPa"
     assert set(tel.t_us) == {NOW}
 
 
 def test_z2m_booleans_and_enums_as_configured():
     contact = '{"battery":100,"battery_low":false,"contact":true,"linkquality":150,"tamper":false}'
     numbers = rows(run(z2m(), "zigbee2mqtt/door", contact))
-    assert numbers[("zigbee", "contact")] == 1.0 and numbers[("zigbee", "tamper")] == 0.0
+    assert numbers[("zigbee", "contact")] == 1.0
+    assert numbers[("zigbee", "tamper")] == 0.0
     skipped = run(z2m(booleans="skip"), "zigbee2mqtt/door", contact)
-    assert ("zigbee", "contact") not in rows(skipped) and skipped.skipped == 3
-    plug = '{"state":"ON","power":12.3,"energy":1.23,"voltage":230,"current":0.05,"power_on_behavior":"off"}'
+    assert ("zigbee", "contact") not in rows(skipped)
+    assert skipped.skipped == 3
+    plug = (
+        '{"state":"ON","power":12.3,"energy":1.23,"voltage":230,"current":0.05,'
+        '"power_on_behavior":"off"}'
+    )
     result = run(z2m(enums={"state": {"ON": 1, "OFF": 0}}), "zigbee2mqtt/plug", plug)
     got = rows(result)
     assert got[("zigbee", "state")] == 1.0
     assert units(result)[("zigbee", "voltage")] == "V"  # mains: no battery field
-    assert ("zigbee", "power_on_behavior") not in got and result.skipped == 1
+    assert ("zigbee", "power_on_behavior") not in got
+    assert result.skipped == 1
 
 
 def test_z2m_availability_json_and_legacy_string_and_bridge_state():
@@ -92,7 +99,8 @@ def test_z2m_arrival_timed_redelivery_is_a_new_message():
     aset = z2m()
     first = run(aset, "zigbee2mqtt/t1", AQARA).telemetry[0]
     again = run(aset, "zigbee2mqtt/t1", AQARA, NOW + 5_000_000).telemetry[0]
-    assert again.sequence > first.sequence and again.event_id != first.event_id
+    assert again.sequence > first.sequence
+    assert again.event_id != first.event_id
 
 
 def test_z2m_quirks_nbsp_and_decimal_comma():
@@ -100,7 +108,8 @@ def test_z2m_quirks_nbsp_and_decimal_comma():
     result = run(z2m(), "zigbee2mqtt/t1", nbsp)
     assert rows(result) == {("zigbee", "temperature"): 21.5, ("zigbee", "humidity"): 49.97}
     refused = run(z2m(decimal_comma=False), "zigbee2mqtt/t1", '{"humidity":"49,97"}')
-    assert not refused.telemetry and refused.skipped == 1
+    assert not refused.telemetry
+    assert refused.skipped == 1
 
 
 def test_z2m_bad_payloads_are_adapter_errors():
@@ -149,7 +158,10 @@ def tas(**options: object):
 
 def test_tasmota_am2301_sensor_with_local_time():
     aset = tas(timezone="Europe/Berlin")
-    payload = '{"Time":"2025-10-09T10:50:00","AM2301":{"Temperature":24.6,"Humidity":58.2},"TempUnit":"C"}'
+    payload = (
+        '{"Time":"2025-10-09T10:50:00","AM2301":{"Temperature":24.6,"Humidity":58.2},'
+        '"TempUnit":"C"}'
+    )
     result = run(aset, "tele/sonoff-th/SENSOR", payload)
     [tel] = result.telemetry
     assert (tel.site, tel.device) == ("home", "sonoff-th")
@@ -193,8 +205,10 @@ def test_tasmota_energy_with_three_phase_arrays():
     )
     result = run(tas(), "tele/plug/SENSOR", payload)
     got, unit = rows(result), units(result)
-    assert got[("ENERGY", "energy")] == 0.003 and unit[("ENERGY", "energy")] == "kWh"
-    assert got[("ENERGY", "power")] == 4.0 and unit[("ENERGY", "power")] == "W"
+    assert got[("ENERGY", "energy")] == 0.003
+    assert unit[("ENERGY", "energy")] == "kWh"
+    assert got[("ENERGY", "power")] == 4.0
+    assert unit[("ENERGY", "power")] == "W"
     assert got[("ENERGY", "power_factor")] == 0.42
     assert [got[("ENERGY", f"voltage_{i}")] for i in (1, 2, 3)] == [228.0, 230.0, 231.0]
     assert result.skipped == 1  # TotalStartTime
@@ -210,7 +224,8 @@ def test_tasmota_state_wifi_and_relay():
     got = rows(run(tas(), "tele/tasmota_9CF9D1/STATE", payload))
     assert got[("state", "uptime")] == 611.0
     assert got[("state", "relay")] == 0.0
-    assert got[("wifi", "rssi")] == 44.0 and got[("wifi", "signal")] == -78.0
+    assert got[("wifi", "rssi")] == 44.0
+    assert got[("wifi", "signal")] == -78.0
 
 
 def test_tasmota_lwt_is_a_plain_string():

@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         for topic, payload in setup:
             aset.adapt(topic, payload, NOW)
         probe = aset.adapt(messages[0][0], messages[0][1], NOW)
-        assert probe is not None and probe.ok, (family, probe)
+        if probe is None or not probe.ok:
+            raise SystemExit(f"{family}: the benchmark message does not adapt: {probe}")
         adapter = aset.adapters[0]
         done, readings, elapsed = _measure(adapter.adapt, messages, args.seconds)
         rows.append(

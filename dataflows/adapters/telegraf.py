@@ -96,8 +96,8 @@ class TelegrafAdapter(BaseAdapter):
         if not stamped and not out.errors:
             raise AdapterFailure("no metric in the payload")
         by_device: dict[tuple[str, str], Telemetry] = {}
-        for point, ts in stamped:
-            self._point(point, ts, host, topic, payload, received_us, by_device, out)
+        for point, stamp_us in stamped:
+            self._point(point, stamp_us, host, topic, payload, received_us, by_device, out)
         out.telemetry.extend(t for t in by_device.values() if len(t))
 
     def _json(

@@ -122,7 +122,7 @@ _STATUS_TEMPLATE = (
 
 
 def _message(
-    prefix: str, component: str, node: str, object_id: str, config: dict[str, object]
+    prefix: str, component: str, node: str, object_id: str, config: Mapping[str, object]
 ) -> DiscoveryMessage:
     topic = f"{prefix}/{component}/{node}/{object_id}/config"
     return DiscoveryMessage(topic, json.dumps(config, ensure_ascii=False, sort_keys=True).encode())

@@ -32,3 +32,6 @@ class DeadLetterReason(StrEnum):
     """InfluxDB refused the point as bad data (HTTP 4xx)."""
     DECODE_ERROR = "decode_error"
     """Any other failure while decoding."""
+    ADAPTER_ERROR = "adapter_error"
+    """A foreign payload (Zigbee2MQTT, Tasmota, Shelly, Home Assistant, Sparkplug B,
+    Telegraf) that its configured adapter could not map; the error names the adapter."""

@@ -103,6 +103,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=30.0,
         help="seconds to wait for acknowledgements at the end (30)",
     )
+    sim.add_argument(
+        "--dialect",
+        choices=("sensorgate", "zigbee2mqtt", "tasmota", "shelly", "sparkplug", "telegraf"),
+        default="sensorgate",
+        help="publish as SensorGate's edge agent (default) or as that family's devices would"
+        " (for the gateway's adapters; see docs/adapters.md)",
+    )
     _add_broker_options(sim)
     sim.set_defaults(func=simulate.run)
 

@@ -14,9 +14,10 @@ def run(args: argparse.Namespace) -> int:
     from contract import TopicScheme
     from contract.errors import BrokerError, ConfigError, TopicError
     from simulators.anomalies import RandomAnomalies, ScheduledAnomaly, parse_anomaly_spec
+    from simulators.dialects import DialectPublisher
     from simulators.fleet import Fleet, FleetReport
     from simulators.labels import JsonLinesLabelSink, LabelSink, MqttLabelSink, labels_topic
-    from simulators.links import LinkPool, MultiplexedLinks
+    from simulators.links import LinkPool, MultiplexedLinks, Publisher
     from simulators.scenario import build_devices, builtin_scenarios, load_scenario, simple_scenario
     from simulators.timebase import Timebase, resolve_start
 
@@ -83,6 +84,10 @@ def run(args: argparse.Namespace) -> int:
     except BrokerError as exc:
         common.err(str(exc))
         return common.EXIT_BROKER
+    publisher: Publisher = pool
+    dialect = getattr(args, "dialect", "sensorgate")
+    if dialect != "sensorgate":
+        publisher = DialectPublisher(pool, dialect)
     sinks: list[LabelSink] = []
     if args.labels is not None:
         sinks.append(JsonLinesLabelSink(args.labels))
@@ -102,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
     fleet = Fleet(
         devices,
-        publisher=pool,
+        publisher=publisher,
         topics=topics,
         timebase=timebase,
         interval_s=scenario.interval_s,
@@ -114,7 +119,9 @@ def run(args: argparse.Namespace) -> int:
     )
     print(
         f"simulating {len(devices):,} devices of scenario {scenario.name!r} on"
-        f" {settings.url} under {topics.prefix}/ ({pool.size} connection(s), speed"
+        f" {settings.url} under"
+        f" {topics.prefix + '/' if dialect == 'sensorgate' else dialect + ' topics'}"
+        f" ({pool.size} connection(s), speed"
         f" {scenario.speed}, event time from {timebase.start.isoformat()})",
         file=sys.stderr,
     )
@@ -129,11 +136,17 @@ def run(args: argparse.Namespace) -> int:
             sink.close()
     if report.error:
         common.err(report.error)
+    if isinstance(publisher, DialectPublisher) and publisher.dropped:
+        common.err(
+            f"{publisher.dropped:,} readings have no place in the {dialect} dialect and were"
+            " not published (see simulators/dialects.py)"
+        )
     doc = {
         "scenario": scenario.name,
         "seed": scenario.seed,
         "connections": pool.size,
         "all_acknowledged": drained,
+        "dialect": dialect,
         **report.as_dict(),
     }
     lag = report.lag

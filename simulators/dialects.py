@@ -1,0 +1,326 @@
+"""The simulated fleet's readings in the dialects of devices people already own.
+
+``sensorgate simulate --dialect zigbee2mqtt|tasmota|shelly|sparkplug|telegraf`` publishes
+what a Zigbee2MQTT bridge, a Tasmota device, a Shelly Gen2 device, a Sparkplug B edge
+node or a Telegraf agent would, so the gateway's adapters can be tried end to end. A
+:class:`DialectPublisher` sits between the fleet and the real publisher: it reads each
+SensorGate telemetry event the fleet renders (trusted, our own JSON) and publishes its
+readings in the dialect instead. The first message of each device is preceded by what
+that family sends when it comes online (availability, LWT, NBIRTH), retained where the
+family retains it.
+
+Per family (``site`` and ``device`` are the simulated ones; configure the adapter with
+the same site, or ``site_tag``/``site_from_group``, to get them back):
+
+=============  ==============================================================
+zigbee2mqtt    ``zigbee2mqtt/<device>`` ``{"temperature": ..., "last_seen": ISO}``
+tasmota        ``tele/<device>/SENSOR`` ``{"Time", "<SENSOR>": {"Temperature"...}}``
+shelly         ``<device>/events/rpc`` NotifyStatus with ``temperature:0``,
+               ``humidity:0``, ``devicepower:0``, ``switch:0`` (other metrics have
+               no Shelly component and are not published: :attr:`dropped`)
+sparkplug      ``spBv1.0/<site>/NBIRTH|NDATA/<device>``, aliases after the birth
+telegraf       ``telegraf/<device>/<sensor>`` line protocol, tags host and site
+=============  ==============================================================
+
+The Sparkplug payload is written by a small protobuf encoder here (the simulators do
+not depend on the gateway's generated code), which also cross-checks the adapter's
+decoder in the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from simulators.links import Publisher
+
+__all__ = [
+    "DIALECTS",
+    "DialectPublisher",
+    "Reading",
+    "Rendered",
+    "make_renderer",
+]
+
+Reading = tuple[str, str, float, str, int]
+"""(sensor, metric, value, unit, time in µs)."""
+Rendered = tuple[str, bytes, bool]
+"""(topic, payload, retain)."""
+Renderer = Callable[[str, str, Sequence[Reading]], list[Rendered]]
+
+DIALECTS = ("sensorgate", "zigbee2mqtt", "tasmota", "shelly", "sparkplug", "telegraf")
+
+
+def _iso(t_us: int, *, zone: bool = True, millis: bool = True) -> str:
+    moment = datetime.fromtimestamp(t_us / 1_000_000, UTC)
+    text = moment.isoformat(timespec="milliseconds" if millis else "seconds")
+    return text.replace("+00:00", "Z") if zone else text.replace("+00:00", "")
+
+
+class _Zigbee2Mqtt:
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def __call__(self, site: str, device: str, readings: Sequence[Reading]) -> list[Rendered]:
+        out: list[Rendered] = []
+        if device not in self.seen:
+            self.seen.add(device)
+            out.append((f"zigbee2mqtt/{device}/availability", b'{"state":"online"}', True))
+        doc: dict[str, Any] = {metric: value for _s, metric, value, _u, _t in readings}
+        doc["last_seen"] = _iso(readings[0][4])
+        out.append((f"zigbee2mqtt/{device}", json.dumps(doc).encode(), False))
+        return out
+
+
+class _Tasmota:
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def __call__(self, site: str, device: str, readings: Sequence[Reading]) -> list[Rendered]:
+        out: list[Rendered] = []
+        if device not in self.seen:
+            self.seen.add(device)
+            out.append((f"tele/{device}/LWT", b"Online", True))
+        sensors: dict[str, dict[str, float]] = {}
+        for sensor, metric, value, _unit, _t in readings:
+            sensors.setdefault(sensor, {})[metric.capitalize()] = value
+        # Tasmota's Time has whole seconds and no zone (the device's local time; UTC here).
+        doc: dict[str, Any] = {"Time": _iso(readings[0][4], zone=False, millis=False)}
+        doc.update(sensors)
+        doc["TempUnit"] = "C"
+        out.append((f"tele/{device}/SENSOR", json.dumps(doc).encode(), False))
+        return out
+
+
+_SHELLY = {
+    "temperature": ("temperature:0", ("tC",)),
+    "humidity": ("humidity:0", ("rh",)),
+    "battery": ("devicepower:0", ("battery", "percent")),
+    "power": ("switch:0", ("apower",)),
+    "current": ("switch:0", ("current",)),
+}
+
+
+class _Shelly:
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.dropped = 0
+
+    def __call__(self, site: str, device: str, readings: Sequence[Reading]) -> list[Rendered]:
+        out: list[Rendered] = []
+        if device not in self.seen:
+            self.seen.add(device)
+            out.append((f"{device}/online", b"true", True))
+        params: dict[str, Any] = {"ts": round(readings[0][4] / 1_000_000, 3)}
+        for _sensor, metric, value, _unit, _t in readings:
+            where = _SHELLY.get(metric)
+            if where is None:
+                self.dropped += 1
+                continue
+            component, path = where
+            node = params.setdefault(component, {"id": 0})
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+            node[path[-1]] = value
+        doc = {"src": device, "dst": f"{device}/events", "method": "NotifyStatus", "params": params}
+        out.append((f"{device}/events/rpc", json.dumps(doc).encode(), False))
+        return out
+
+
+class _Telegraf:
+    def __call__(self, site: str, device: str, readings: Sequence[Reading]) -> list[Rendered]:
+        by_sensor: dict[str, list[str]] = {}
+        for sensor, metric, value, _unit, _t in readings:
+            by_sensor.setdefault(sensor, []).append(f"{_lp(metric)}={value!r}")
+        t_ns = readings[0][4] * 1000
+        return [
+            (
+                f"telegraf/{device}/{sensor}",
+                f"{_lp(sensor)},host={_lp(device)},site={_lp(site)}"
+                f" {','.join(fields)} {t_ns}".encode(),
+                False,
+            )
+            for sensor, fields in by_sensor.items()
+        ]
+
+
+def _lp(text: str) -> str:
+    return text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+# -- Sparkplug B, a minimal protobuf writer -------------------------------------------
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    value &= (1 << 64) - 1
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _field_varint(number: int, value: int) -> bytes:
+    return _varint(number << 3) + _varint(value)
+
+
+def _field_bytes(number: int, data: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
+def _field_double(number: int, value: float) -> bytes:
+    return _varint(number << 3 | 1) + struct.pack("<d", value)
+
+
+_DOUBLE, _INT64, _STRING = 10, 4, 12
+
+
+def sparkplug_metric(
+    *,
+    name: str | None = None,
+    alias: int | None = None,
+    timestamp_ms: int | None = None,
+    datatype: int | None = None,
+    double: float | None = None,
+    long: int | None = None,
+    unit: str | None = None,
+) -> bytes:
+    """Encode one Sparkplug ``Payload.Metric`` (the fields the simulator uses)."""
+    out = b""
+    if name is not None:
+        out += _field_bytes(1, name.encode())
+    if alias is not None:
+        out += _field_varint(2, alias)
+    if timestamp_ms is not None:
+        out += _field_varint(3, timestamp_ms)
+    if datatype is not None:
+        out += _field_varint(4, datatype)
+    if unit:
+        value = _field_varint(1, _STRING) + _field_bytes(8, unit.encode())
+        out += _field_bytes(9, _field_bytes(1, b"engUnit") + _field_bytes(2, value))
+    if long is not None:
+        out += _field_varint(11, long)
+    if double is not None:
+        out += _field_double(13, double)
+    return out
+
+
+def sparkplug_payload(timestamp_ms: int, metrics: Sequence[bytes], seq: int | None) -> bytes:
+    """Encode a Sparkplug ``Payload``."""
+    out = _field_varint(1, timestamp_ms)
+    for metric in metrics:
+        out += _field_bytes(2, metric)
+    if seq is not None:
+        out += _field_varint(3, seq)
+    return out
+
+
+class _Sparkplug:
+    """One edge node per simulated device, group = site; NBIRTH then NDATA by alias."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def __call__(self, site: str, device: str, readings: Sequence[Reading]) -> list[Rendered]:
+        t_ms = readings[0][4] // 1000
+        node = self.nodes.get((site, device))
+        if node is None:
+            aliases = {(s, m): i for i, (s, m, _v, _u, _t) in enumerate(readings, start=1)}
+            node = self.nodes[(site, device)] = {"seq": 0, "aliases": aliases}
+            metrics = [sparkplug_metric(name="bdSeq", datatype=_INT64, long=0, timestamp_ms=t_ms)]
+            metrics += [
+                sparkplug_metric(
+                    name=f"{s}/{m}", alias=aliases[(s, m)], datatype=_DOUBLE, double=v, unit=u
+                )
+                for s, m, v, u, _t in readings
+            ]
+            return [(f"spBv1.0/{site}/NBIRTH/{device}", sparkplug_payload(t_ms, metrics, 0), False)]
+        node["seq"] = (node["seq"] + 1) % 256
+        metrics = []
+        for s, m, v, _u, _t in readings:
+            alias = node["aliases"].get((s, m))
+            metrics.append(
+                sparkplug_metric(alias=alias, double=v)
+                if alias is not None
+                else sparkplug_metric(name=f"{s}/{m}", datatype=_DOUBLE, double=v)
+            )
+        payload = sparkplug_payload(t_ms, metrics, node["seq"])
+        return [(f"spBv1.0/{site}/NDATA/{device}", payload, False)]
+
+
+def make_renderer(dialect: str) -> Renderer:
+    """Return the renderer of one dialect (not ``sensorgate``, which needs none)."""
+    factories: dict[str, Callable[[], Renderer]] = {
+        "zigbee2mqtt": _Zigbee2Mqtt,
+        "tasmota": _Tasmota,
+        "shelly": _Shelly,
+        "sparkplug": _Sparkplug,
+        "telegraf": _Telegraf,
+    }
+    if dialect not in factories:
+        raise ValueError(f"unknown dialect {dialect!r}; expected one of {', '.join(DIALECTS)}")
+    return factories[dialect]()
+
+
+def _readings(payload: bytes) -> tuple[str, str, list[Reading]]:
+    event = json.loads(payload)
+    data = event["data"]
+    out = []
+    for r in data["readings"]:
+        moment = datetime.fromisoformat(r["time"].replace("Z", "+00:00"))
+        t_us = int(moment.timestamp()) * 1_000_000 + moment.microsecond
+        out.append((r["sensor"], r["metric"], r["value"], r.get("unit", ""), t_us))
+    return data["site"], data["device"], out
+
+
+class DialectPublisher:
+    """A :class:`~simulators.links.Publisher` that re-renders telemetry in a dialect.
+
+    Counts (``published``, ``acknowledged``) are the inner publisher's: MQTT messages,
+    which may be more than the fleet's events (births, several Telegraf measurements).
+    """
+
+    def __init__(self, inner: Publisher, dialect: str) -> None:
+        self.inner = inner
+        self.dialect = dialect
+        self.render = make_renderer(dialect)
+        self._lock = threading.Lock()
+
+    @property
+    def dropped(self) -> int:
+        """Readings that have no place in the dialect (Shelly: no such component)."""
+        return int(getattr(self.render, "dropped", 0))
+
+    def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False, key: int = 0
+    ) -> None:
+        """Publish the dialect's messages for one SensorGate telemetry event."""
+        site, device, readings = _readings(payload)
+        if not readings:
+            return
+        with self._lock:
+            messages = self.render(site, device, readings)
+        for out_topic, out_payload, out_retain in messages:
+            self.inner.publish(out_topic, out_payload, qos=qos, retain=out_retain, key=key)
+
+    @property
+    def published(self) -> int:
+        """Messages handed to the inner publisher."""
+        return self.inner.published
+
+    @property
+    def acknowledged(self) -> int:
+        """Messages the broker acknowledged."""
+        return self.inner.acknowledged
+
+    def wait_acknowledged(self, timeout: float) -> bool:
+        """Wait for the inner publisher."""
+        return self.inner.wait_acknowledged(timeout)

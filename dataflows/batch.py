@@ -12,9 +12,15 @@ it decides which state holds which device.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 __all__ = ["MessageBatch", "ShardRouter", "shard_key"]
+
+
+def _native_device_part(topic: str) -> str:
+    """``{prefix}/{site}/{device}`` of a SensorGate topic (everything before the kind)."""
+    return topic.rpartition("/")[0] or topic
 
 
 def shard_key(index: int) -> str:
@@ -60,10 +66,14 @@ class ShardRouter:
 
     _CACHE_MAX = 1_000_000
 
-    def __init__(self, shards: int) -> None:
+    def __init__(
+        self, shards: int, device_part: Callable[[str], str] | None = None
+    ) -> None:
         if shards < 1:
             raise ValueError(f"shards must be at least 1; got {shards}")
         self.shards = shards
+        self._device_part = device_part or _native_device_part
+        """Topic -> the part that names its device (adapters: their routing key)."""
         self._keys = [shard_key(i) for i in range(shards)]
         self._cache: dict[str, str] = {}
 
@@ -71,7 +81,7 @@ class ShardRouter:
         """Return the shard key of the device that ``topic`` belongs to."""
         key = self._cache.get(topic)
         if key is None:
-            device_part = topic.rpartition("/")[0] or topic
+            device_part = self._device_part(topic)
             key = self._keys[zlib.crc32(device_part.encode("utf-8", "surrogatepass")) % self.shards]
             if len(self._cache) >= self._CACHE_MAX:  # bounded: topics are not trusted
                 self._cache.clear()

@@ -19,6 +19,7 @@ this). Status and command messages (rare) always take the slow path.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -29,9 +30,11 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from contract import TopicError, TopicKind, TopicScheme
+from contract import DeadLetterReason, TopicError, TopicKind, TopicScheme
 from contract.events import MAX_READINGS_PER_EVENT
 from contract.ids import ID_MAX_LENGTH, ID_PATTERN
+from dataflows.adapters.adapterset import AdapterSet
+from dataflows.adapters.result import Command
 from dataflows.batch import MessageBatch
 from dataflows.eventclock import from_us, to_us
 from dataflows.ingest import (
@@ -121,6 +124,12 @@ class DecodedBatch:
     events: list[StatusIn | CommandIn] = field(default_factory=list)
     """Status and command messages, in batch order (rare: per-event objects)."""
     rejected: list[Rejected] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)
+    """Messages adapters asked the gateway to publish (Sparkplug rebirth requests)."""
+    adapter_skipped: int = 0
+    """Values adapters skipped by design (strings, datasets, excluded fields)."""
+    adapter_ignored: list[str] = field(default_factory=list)
+    """Why adapters deliberately left whole messages unmapped (one entry each)."""
 
     @property
     def messages(self) -> int:
@@ -156,8 +165,12 @@ class BatchDecoder:
         topics: TopicScheme,
         registry: Registry,
         limits: IngestLimits | None = None,
+        adapters: AdapterSet | None = None,
     ) -> None:
         self.topics = topics
+        self.adapters = adapters
+        """Foreign dialects (Zigbee2MQTT, Tasmota...): this shard's adapters, with their
+        state; None when no adapters file is configured."""
         self.registry = registry
         self.limits = limits or IngestLimits()
         self.ingestor = Ingestor(topics, self.limits)
@@ -219,8 +232,12 @@ class BatchDecoder:
         registry = self.registry
         max_bytes = self.limits.max_payload_bytes
         decode = self._decoder.decode
+        foreign: list[int] = []
         for i, (topic, payload) in enumerate(zip(batch.topics, batch.payloads, strict=True)):
             where = self._where(topic)
+            if where is None and self.adapters is not None and self._foreign(topic):
+                foreign.append(i)
+                continue
             if where is None or where[0] is not TopicKind.TELEMETRY or len(payload) > max_bytes:
                 slow.append(i)  # bad topics, status, commands, oversize: the slow path
                 continue
@@ -253,7 +270,95 @@ class BatchDecoder:
         self.fast_messages += len(out.msg_device)
         if slow:
             self._take_slow(batch, sorted(slow), out)
+        if foreign:
+            self._take_foreign(batch, foreign, out)
         return out
+
+    def _foreign(self, topic: str) -> bool:
+        """Whether an adapter takes ``topic`` (cached like the native topics)."""
+        assert self.adapters is not None
+        return self.adapters.adapter_for(topic) is not None
+
+    def _take_foreign(self, batch: MessageBatch, indices: list[int], out: DecodedBatch) -> None:
+        """Map foreign messages with their adapters; append what they became.
+
+        Per message Python (foreign payloads are small: a device's state); the readings
+        join the same columns as native telemetry, so dedupe, windows and rules follow.
+        """
+        assert self.adapters is not None
+        registry = self.registry
+        max_bytes = self.limits.max_payload_bytes
+        past = int(self.limits.max_past.total_seconds() * _US)
+        future = int(self.limits.max_future.total_seconds() * _US)
+        series: list[int] = []
+        times: list[int] = []
+        values: list[float] = []
+        for i in indices:
+            topic, payload, received = batch.topics[i], batch.payloads[i], batch.received_us[i]
+            raw = RawMessage(topic, payload, from_us(received))
+            if len(payload) > max_bytes:
+                out.rejected.append(
+                    Rejected(
+                        raw,
+                        DeadLetterReason.OVERSIZE,
+                        f"payload is {len(payload)} bytes; the limit is {max_bytes}",
+                    )
+                )
+                continue
+            result = self.adapters.adapt(topic, payload, received)
+            if result is None:  # no adapter after all (cache out of date): native rules
+                self._take_slow(batch, [i], out)
+                continue
+            for error in result.errors:
+                out.rejected.append(Rejected(raw, error.reason, error.text))
+            out.events.extend(
+                StatusIn(change.to_event(), from_us(change.t_us)) for change in result.status
+            )
+            out.commands.extend(result.commands)
+            out.adapter_skipped += result.skipped
+            if result.ignored is not None:
+                out.adapter_ignored.append(result.ignored)
+            for tel in result.telemetry:
+                bad = next(
+                    (t for t in tel.t_us if not received - past <= t <= received + future), None
+                )
+                if bad is not None:
+                    out.rejected.append(
+                        Rejected(
+                            raw,
+                            DeadLetterReason.TIMESTAMP_OUT_OF_RANGE,
+                            f"device {tel.device!r}: a reading has time {from_us(bad).isoformat()};"
+                            f" accepted times are from {from_us(received - past).isoformat()}"
+                            f" to {from_us(received + future).isoformat()}",
+                        )
+                    )
+                    continue
+                device = registry.device(tel.site, tel.device)
+                known = registry.series_by_device[device]
+                count = 0
+                for sensor, metric, value, t in zip(
+                    tel.sensor, tel.metric, tel.value, tel.t_us, strict=True
+                ):
+                    if not math.isfinite(value):  # adapters should not; never store it
+                        out.adapter_skipped += 1
+                        continue
+                    count += 1
+                    index = known.get((sensor, metric))
+                    if index is None:
+                        index = registry.add_series(device, sensor, metric)
+                    series.append(index)
+                    times.append(t)
+                    values.append(value)
+                out.msg_device.append(device)
+                out.msg_seq.append(tel.sequence)
+                out.msg_received_us.append(received)
+                out.msg_event_id.append(tel.event_id)
+                out.msg_traceparent.append(None)
+                out.msg_count.append(count)
+        if series:
+            out.series = np.concatenate([out.series, np.asarray(series, np.int32)])
+            out.t_us = np.concatenate([out.t_us, np.asarray(times, np.int64)])
+            out.value = np.concatenate([out.value, np.asarray(values, np.float64)])
 
     def _take_fast(self, batch: MessageBatch, fast: _Fast, out: DecodedBatch) -> list[int]:
         """Check and columnise the fast candidates; return the indices demoted to slow."""

@@ -33,6 +33,9 @@ from bytewax.outputs import FixedPartitionedSink, Sink
 
 from contract import DeadLetterEvent, DeadLetterReason, TopicScheme
 from contract.alarms import ALARM_EVENT_TYPES, AlarmEvent
+from dataflows.adapters.adapterset import AdapterSet
+from dataflows.adapters.config import AdaptersConfig
+from dataflows.adapters.result import Command
 from dataflows.batch import MessageBatch, ShardRouter
 from dataflows.columns import EncodedPoints, PointColumns, PointEncoder
 from dataflows.config import StreamConfig
@@ -143,6 +146,7 @@ def _merge(into: ShardOutput, out: ShardOutput) -> None:
     into.deadletters.extend(out.deadletters)
     into.site_readings.extend(out.site_readings)
     into.points.extend(out.points)
+    into.commands.extend(out.commands)
 
 
 def _items(out: ShardOutput) -> list[Any]:
@@ -150,6 +154,7 @@ def _items(out: ShardOutput) -> list[Any]:
     items.extend(out.alarms)
     items.extend(out.deadletters)
     items.extend(out.site_readings)
+    items.extend(out.commands)
     return items
 
 
@@ -208,6 +213,8 @@ def build_flow(
     flow_id: str = "sensorgate",
     recovery: bool = False,
     on_error: ErrorHook | None = None,
+    adapters: AdaptersConfig | None = None,
+    command_sink: Sink[Command] | None = None,
 ) -> Dataflow:
     """Build the flow: message batches -> points, alarms, dead letters.
 
@@ -223,7 +230,10 @@ def build_flow(
     fleet = FleetClock(config.quiet_us)  # shared by the shards of this process
     rules_source = rules or StaticRules()
     wall = clock or SystemClock()
-    router = ShardRouter(config.shards)
+    # Foreign dialects route by their adapters' device keys (still from the topic alone).
+    router = ShardRouter(
+        config.shards, None if adapters is None else AdapterSet(adapters).router_key_fn()
+    )
     errors: ErrorHook = on_error or (lambda _tb: None)
 
     def build_shard(state: dict[str, Any] | None) -> _ShardLogic:
@@ -237,6 +247,7 @@ def build_flow(
             fleet=fleet,
             observer=obs,
             gateway_id=gateway_id,
+            adapters=adapters,
             state=state,
         )
         return _ShardLogic(processor, recovery=recovery, gateway_id=gateway_id, on_error=errors)
@@ -267,4 +278,7 @@ def build_flow(
         op.output("alarms_out", alarm_stream, alarm_sink)
     letters = op.filter("deadletters", unkeyed, lambda o: isinstance(o, DeadLetterEvent))
     op.output("deadletters_out", letters, deadletter_sink)
+    if command_sink is not None:
+        commands = op.filter("commands", unkeyed, lambda o: isinstance(o, Command))
+        op.output("commands_out", commands, command_sink)
     return flow

@@ -27,6 +27,9 @@ class Observer(Protocol):
     def late(self, readings: int) -> None:
         """Count ``readings`` readings that arrived after their windows closed."""
 
+    def adapted(self, skipped: int, ignored: list[str]) -> None:
+        """Count values adapters skipped by design and messages they left unmapped (why)."""
+
 
 class NullObserver:
     """Counts nothing."""
@@ -41,6 +44,9 @@ class NullObserver:
         """Ignore."""
 
     def late(self, readings: int) -> None:
+        """Ignore."""
+
+    def adapted(self, skipped: int, ignored: list[str]) -> None:
         """Ignore."""
 
 
@@ -66,3 +72,9 @@ class CountingObserver:
     def late(self, readings: int) -> None:
         """Count late readings."""
         self.counts["late"] += readings
+
+    def adapted(self, skipped: int, ignored: list[str]) -> None:
+        """Count skipped values and ignored messages."""
+        self.counts["adapter_skipped"] += skipped
+        for why in ignored:
+            self.counts[f"adapter_ignored:{why}"] += 1

@@ -32,6 +32,8 @@ import numpy.typing as npt
 
 from contract import TopicScheme
 from contract.alarms import AlarmEvent
+from dataflows.adapters.adapterset import AdapterSet
+from dataflows.adapters.config import AdaptersConfig
 from dataflows.batch import MessageBatch
 from dataflows.columns import (
     EncodedPoints,
@@ -85,6 +87,7 @@ class ShardProcessor:
         observer: Observer | None = None,
         gateway_id: str = "gateway",
         include_seq: bool = False,
+        adapters: AdaptersConfig | None = None,
         state: dict[str, Any] | None = None,
     ) -> None:
         self.config = config or StreamConfig()
@@ -105,7 +108,11 @@ class ShardProcessor:
             self.registry = Registry.restore(
                 state["registry"], dedupe_intervals=self.config.dedupe_intervals, now_us=now
             )
-        self.decoder = BatchDecoder(topics, self.registry, limits)
+        self.adapters = None if adapters is None else AdapterSet(adapters)
+        """This shard's adapters for foreign dialects (their state is per device)."""
+        if self.adapters is not None and state is not None and state.get("adapters"):
+            self.adapters.restore(state["adapters"])
+        self.decoder = BatchDecoder(topics, self.registry, limits, self.adapters)
         self.windows = WindowStore(self.config.windows)
         self.series_alarms = SeriesAlarms(self.ruleset, self.registry)
         self.device_rules = DeviceRules(self.ruleset, self.registry)
@@ -163,6 +170,9 @@ class ShardProcessor:
         for rejected in decoded.rejected:
             self.observer.rejected(rejected.reason.value)
             out.deadletters.append(rejected.to_event(self.gateway_id))
+        out.commands.extend(decoded.commands)
+        if decoded.adapter_skipped or decoded.adapter_ignored:
+            self.observer.adapted(decoded.adapter_skipped, decoded.adapter_ignored)
         self._grow()
         self._late = None
         readings = self._telemetry(decoded, now, alarms, out)
@@ -406,6 +416,7 @@ class ShardProcessor:
             "series_alarms": self.series_alarms.snapshot(),
             "detectors": self.device_rules.snapshot(),
             "active": self.summaries.snapshot(),
+            "adapters": None if self.adapters is None else self.adapters.snapshot(),
         }
 
     def _restore(self, state: dict[str, Any], now: int) -> None:

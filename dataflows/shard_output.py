@@ -8,6 +8,7 @@ import numpy as np
 
 from contract import DeadLetterEvent
 from contract.alarms import AlarmEvent
+from dataflows.adapters.result import Command
 from dataflows.columns import EncodedPoints, LateColumns, PointColumns, ReadingColumns
 from dataflows.fresh import Fresh
 from dataflows.registry import Registry
@@ -39,6 +40,8 @@ class ShardOutput:
     alarms: list[AlarmEvent | ActiveAlarms] = field(default_factory=list)
     deadletters: list[DeadLetterEvent] = field(default_factory=list)
     site_readings: list[SiteReadings] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)
+    """Messages to publish for adapters (Sparkplug rebirth requests)."""
 
 
 def site_readings(fresh: Fresh, registry: Registry) -> list[SiteReadings]:

@@ -13,6 +13,8 @@ from pathlib import Path
 from bytewax.dataflow import Dataflow
 
 from contract.errors import ConfigError
+from dataflows.adapters.adapterset import AdapterSet
+from dataflows.adapters.config import load_adapters
 from dataflows.config import StreamConfig
 from dataflows.flow import build_flow
 from dataflows.ingest import IngestLimits
@@ -26,7 +28,7 @@ from gateway.metrics import GatewayMetrics, Health, serve
 from gateway.mqtt_source import MqttSource
 from gateway.rejections import WriteRejectionReporter
 from gateway.settings import GatewaySettings
-from gateway.sinks import DeadLetterSink, PointsSink, PointsWriter
+from gateway.sinks import CommandSink, DeadLetterSink, PointsSink, PointsWriter
 
 __all__ = ["GatewayApp", "RulesWatcher", "build_gateway", "prepare_storage", "run_gateway"]
 
@@ -188,7 +190,15 @@ def build_gateway(
     dl_mqtt = settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-deadletters")
     alarm_mqtt = settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-alarms")
     rules = RulesWatcher(settings.rules_file, check_s=settings.rules_check_s, metrics=metrics)
-    source = MqttSource(settings.mqtt, topics, stop=stop)
+    adapters = None if settings.adapters_file is None else load_adapters(settings.adapters_file)
+    extra_filters = None
+    if adapters is not None and adapters.adapter:
+        adapter_set = AdapterSet(adapters)
+
+        def extra_filters(partition: int) -> list[str]:
+            return adapter_set.subscriptions(settings.mqtt.share_group, partition=partition)
+
+    source = MqttSource(settings.mqtt, topics, stop=stop, extra_filters=extra_filters)
     metrics.track_source(source)
     flow = build_flow(
         source,
@@ -207,6 +217,12 @@ def build_gateway(
         gateway_id=settings.gateway_id,
         recovery=settings.recovery_dir is not None,
         on_error=metrics.shard_error,
+        adapters=adapters,
+        command_sink=None
+        if adapters is None
+        else CommandSink(
+            settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-commands")
+        ),
     )
     return GatewayApp(flow, source, metrics, rules)
 

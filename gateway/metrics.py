@@ -65,6 +65,16 @@ class GatewayMetrics:
             buckets=_LAG_BUCKETS,
             registry=r,
         )
+        self.adapter_skipped = Counter(
+            "sensorgate_adapter_skipped_values",
+            "Values adapters skipped by design (strings, datasets, excluded fields)",
+            registry=r,
+        )
+        self.adapter_ignored = Counter(
+            "sensorgate_adapter_ignored_messages",
+            "Foreign messages adapters deliberately left unmapped (reasons at debug level)",
+            registry=r,
+        )
         self.shard_errors = Counter(
             "sensorgate_shard_errors",
             "Exceptions in the shard step (the batch is retried message by message)",
@@ -121,6 +131,14 @@ class GatewayMetrics:
     def late(self, readings: int) -> None:
         """Count late readings."""
         self.late_readings.inc(readings)
+
+    def adapted(self, skipped: int, ignored: list[str]) -> None:
+        """Count what adapters skipped or left unmapped."""
+        if skipped:
+            self.adapter_skipped.inc(skipped)
+        if ignored:
+            self.adapter_ignored.inc(len(ignored))
+            log.debug("adapters left %d message(s) unmapped: %s", len(ignored), ignored[:5])
 
     def shard_error(self, detail: str) -> None:
         """Count an exception in the shard step (``detail``: its traceback)."""

@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -285,6 +285,7 @@ class MqttSource(FixedPartitionedSource[MessageBatch, None]):
         *,
         batch_max: int | None = None,
         stop: threading.Event | None = None,
+        extra_filters: Callable[[int], list[str]] | None = None,
     ) -> None:
         self.settings = settings
         group = settings.share_group
@@ -299,6 +300,8 @@ class MqttSource(FixedPartitionedSource[MessageBatch, None]):
         no retained messages to shared subscriptions, and the retained status is how
         the gateway learns, at start, which devices are offline now."""
         self.batch_max = settings.batch_max_messages if batch_max is None else batch_max
+        self.extra_filters = extra_filters
+        """Partition index -> more filters (the adapters' foreign topics)."""
         self.stop = stop
         """Set it to end the flow gracefully (the source reaches end of input)."""
         self.subscribed = threading.Event()
@@ -314,6 +317,8 @@ class MqttSource(FixedPartitionedSource[MessageBatch, None]):
         """Connect one MQTT client (stable id, persistent session)."""
         client_id = f"{self.settings.client_id_prefix}-{self.settings.share_group}-{for_part}"
         filters = self.topic_filters + ([self.status_filter] if for_part == "0" else [])
+        if self.extra_filters is not None:
+            filters += self.extra_filters(int(for_part))
         part = _Partition(
             self.settings, filters, client_id, self.batch_max, self.stop, self.subscribed
         )

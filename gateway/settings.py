@@ -225,6 +225,9 @@ class GatewaySettings(BaseSettings):
     rules_file: Path | None = None
     """Alarm rules (TOML, docs/alarms.md); none: the defaults (adaptive, deadman 5m,
     offline). Reloaded, alarm state kept, on SIGHUP or when its mtime changes."""
+    adapters_file: Path | None = None
+    """Adapters for foreign dialects (Zigbee2MQTT, Tasmota, Shelly, Home Assistant,
+    Sparkplug B, Telegraf): a TOML file, docs/adapters.md; none: SensorGate's own only."""
     rules_check_s: Annotated[float, Field(gt=0)] = 5.0
     """How often the rules file's mtime is looked at."""
     metrics_host: str = "127.0.0.1"

@@ -30,6 +30,7 @@ from bytewax.outputs import (
 
 from contract import DeadLetterEvent, TopicScheme, encode
 from contract.errors import BrokerError
+from dataflows.adapters.result import Command
 from dataflows.batch import shard_key
 from dataflows.columns import EncodedPoints
 from edge.mqtt import MqttLink, MqttSettings
@@ -37,7 +38,7 @@ from gateway.influx.lineprotocol import deadletter_line
 from gateway.influx.writer import PointWriter
 from gateway.metrics import GatewayMetrics
 
-__all__ = ["DeadLetterSink", "PointsSink", "PointsWriter"]
+__all__ = ["CommandSink", "DeadLetterSink", "PointsSink", "PointsWriter"]
 
 log = logging.getLogger(__name__)
 
@@ -239,3 +240,38 @@ class DeadLetterSink(DynamicSink[DeadLetterEvent]):
         link = MqttLink(settings)
         link.start()
         return _DeadLetterPartition(self._factory(), link, self._topic, self._ack_timeout)
+
+
+class _CommandPartition(StatelessSinkPartition[Command]):
+    def __init__(self, link: MqttLink, ack_timeout: float) -> None:
+        self._link = link
+        self._ack_timeout = ack_timeout
+
+    def write_batch(self, items: list[Command]) -> None:
+        tickets = [
+            (item, self._link.publish(item.topic, item.payload, qos=item.qos, retain=item.retain))
+            for item in items
+        ]
+        for item, ticket in tickets:
+            if item.qos > 0 and not ticket.wait(self._ack_timeout):
+                log.warning("the broker did not acknowledge %s on %r", item.reason, item.topic)
+
+    def close(self) -> None:
+        self._link.stop()
+
+
+class CommandSink(DynamicSink[Command]):
+    """Publishes what adapters ask for (Sparkplug rebirth requests); rare, best effort."""
+
+    def __init__(self, mqtt: MqttSettings, *, ack_timeout: float = 10.0) -> None:
+        self._mqtt = mqtt
+        self._ack_timeout = ack_timeout
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _CommandPartition:
+        """Give each worker its own MQTT client."""
+        settings = self._mqtt.model_copy(
+            update={"client_id": f"{self._mqtt.client_id}-{worker_index}"}
+        )
+        link = MqttLink(settings)
+        link.start()
+        return _CommandPartition(link, self._ack_timeout)

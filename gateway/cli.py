@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 __all__ = ["build_parser", "main"]
 
@@ -25,6 +27,7 @@ _PLUGINS = (
     "gateway.replay",
     "gateway.bench_alarms",
     "gateway.cli_views",
+    "gateway.config_cli",
 )
 
 
@@ -51,6 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     parser.add_argument("--log-json", action="store_true", help="log one JSON object per line")
+    parser.add_argument(
+        "--config",
+        dest="config_file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="gateway config file (TOML; SENSORGATE_* variables override it); default"
+        " SENSORGATE_CONFIG_FILE",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     up = sub.add_parser(
@@ -99,6 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="alarm rules (TOML, docs/alarms.md); default SENSORGATE_RULES_FILE, else the"
         " built-in defaults. Reloaded on SIGHUP or when the file changes",
+    )
+    run.add_argument(
+        "--config",
+        dest="run_config_file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="gateway config file (TOML; SENSORGATE_* variables override it; see"
+        " `sensorgate config example`)",
     )
     run.add_argument(
         "--metrics-port",
@@ -154,6 +175,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level, json_logs=args.log_json)
+    config = getattr(args, "run_config_file", None) or args.config_file
+    if config is not None:
+        # Every command (and every process it starts) reads its settings through
+        # load_settings, which honours this variable.
+        from gateway.settings import CONFIG_ENV
+
+        os.environ[CONFIG_ENV] = str(config)
     return run_command(args)
 
 

@@ -10,12 +10,18 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from contract import DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_PREFIX, TopicScheme
 from contract.errors import ConfigError
@@ -40,7 +46,8 @@ def _default_spill_dir() -> Path:
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Attribute docstrings become field descriptions: `sensorgate config example` prints them.
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
 class MqttSourceSettings(_Frozen):
@@ -209,7 +216,23 @@ class GatewaySettings(BaseSettings):
         env_nested_delimiter="__",
         frozen=True,
         extra="forbid",
+        use_attribute_docstrings=True,
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments, then ``SENSORGATE_*`` variables, then the config file."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if settings_cls.model_config.get("toml_file"):
+            sources.append(TomlConfigSettingsSource(settings_cls))
+        return (*sources, file_secret_settings)
 
     topic_prefix: str = DEFAULT_PREFIX
     gateway_id: str = "gateway"
@@ -223,8 +246,8 @@ class GatewaySettings(BaseSettings):
     """Bytewax recovery directory; state (windows, dedupe) survives a crash when set."""
     recovery_partitions: Annotated[int, Field(ge=1)] = 1
     rules_file: Path | None = None
-    """Alarm rules (TOML, docs/alarms.md); none: the defaults (adaptive, deadman 5m,
-    offline). Reloaded, alarm state kept, on SIGHUP or when its mtime changes."""
+    """Alarm rules (TOML, docs/alarms.md); none: the default rules. Reloaded, alarm
+    state kept, on SIGHUP or when its mtime changes."""
     adapters_file: Path | None = None
     """Adapters for foreign dialects (Zigbee2MQTT, Tasmota, Shelly, Home Assistant,
     Sparkplug B, Telegraf): a TOML file, docs/adapters.md; none: SensorGate's own only."""
@@ -266,17 +289,55 @@ def settings_env(settings: GatewaySettings) -> dict[str, str]:
     return env
 
 
-def load_settings(**overrides: Any) -> GatewaySettings:
-    """Read the settings, raising :class:`ConfigError` with the first bad field."""
+CONFIG_ENV = "SENSORGATE_CONFIG_FILE"
+"""Names the TOML config file when no ``--config`` is given."""
+
+_SECRET_WORDS = ("password", "token", "secret", "key")
+
+
+def _with_file(path: Path) -> type[GatewaySettings]:
+    """Return a settings class that also reads ``path`` (below the environment)."""
+
+    class FileSettings(GatewaySettings):
+        model_config = SettingsConfigDict(**{**GatewaySettings.model_config, "toml_file": path})
+
+    return FileSettings
+
+
+def load_settings(*, config_file: Path | str | None = None, **overrides: Any) -> GatewaySettings:
+    """Read the settings, raising :class:`ConfigError` with the first bad field.
+
+    Sources, highest first: ``overrides``, ``SENSORGATE_*`` environment variables, the
+    TOML ``config_file`` (or the file named by ``SENSORGATE_CONFIG_FILE``), defaults.
+    The error names the field and the reason; the rejected value is shown only where
+    it cannot be a secret.
+    """
+    path = config_file or os.environ.get(CONFIG_ENV) or None
+    cls: type[GatewaySettings] = GatewaySettings
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError("config", f"{path} does not exist or is not a file")
+        try:
+            tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
+        cls = _with_file(path)
     try:
-        settings = GatewaySettings(**overrides)
+        settings = cls(**overrides)
         settings.topics  # noqa: B018 - validates the prefix
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         field = ".".join(str(p) for p in err["loc"]) or "(settings)"
-        raise ConfigError(field, f"{err['msg']} (got {err.get('input')!r})") from None
+        shown = "" if _may_be_secret(field) else f" (got {err.get('input')!r:.200})"
+        raise ConfigError(field, f"{err['msg']}{shown}") from None
     except ConfigError:
         raise
     except Exception as exc:  # TopicError from the prefix
         raise ConfigError("topic_prefix", str(exc)) from None
     return settings
+
+
+def _may_be_secret(field: str) -> bool:
+    lowered = field.lower()
+    return any(word in lowered for word in _SECRET_WORDS)

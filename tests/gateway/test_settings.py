@@ -61,3 +61,63 @@ def test_aggregates_store_four_lean_fields_unless_configured() -> None:
     assert load_settings().influx.aggregate_fields == ("count", "mean", "min", "max")
     every = ["count", "mean", "min", "max", "stddev", "first", "last"]
     assert load_settings(influx={"aggregate_fields": every}).influx.aggregate_fields == tuple(every)
+
+
+def test_a_config_file_is_read_and_the_environment_overrides_it(
+    tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from gateway.settings import load_settings
+
+    path = tmp_path / "gateway.toml"
+    path.write_text('topic_prefix = "f/v1"\n[mqtt]\nport = 1999\n[stream]\nwindows = ["10s"]\n')
+    settings = load_settings(config_file=path)
+    assert (settings.topic_prefix, settings.mqtt.port, settings.stream.windows) == (
+        "f/v1",
+        1999,
+        ("10s",),
+    )
+    monkeypatch.setenv("SENSORGATE_MQTT__PORT", "2000")
+    assert load_settings(config_file=path).mqtt.port == 2000
+    monkeypatch.setenv("SENSORGATE_CONFIG_FILE", str(path))
+    assert load_settings().topic_prefix == "f/v1"
+
+
+def test_a_bad_config_file_is_refused_naming_the_field_never_echoing_a_secret(
+    tmp_path,
+) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from contract.errors import ConfigError
+    from gateway.settings import load_settings
+
+    typo = tmp_path / "typo.toml"
+    typo.write_text("[mqtt]\nprot = 5\n")
+    with pytest.raises(ConfigError, match=r"mqtt\.prot"):
+        load_settings(config_file=typo)
+    secret = tmp_path / "secret.toml"
+    secret.write_text('[influx]\npassword = ["hunter2"]\n')
+    with pytest.raises(ConfigError, match=r"influx\.password") as caught:
+        load_settings(config_file=secret)
+    assert "hunter2" not in str(caught.value)
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[mqtt\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(config_file=broken)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(config_file=tmp_path / "missing.toml")
+
+
+def test_the_example_config_is_complete_and_valid(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import tomllib
+
+    from gateway.config_cli import example_toml
+    from gateway.settings import GatewaySettings, load_settings
+
+    text = example_toml(GatewaySettings)
+    doc = tomllib.loads(text)
+    for section in ("mqtt", "influx", "ingest", "stream"):
+        assert section in doc
+    assert "SENSORGATE_MQTT__PORT" in text
+    path = tmp_path / "example.toml"
+    path.write_text(text)
+    assert load_settings(config_file=path).model_dump() == load_settings().model_dump()

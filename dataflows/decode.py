@@ -82,6 +82,7 @@ class _DataWire(msgspec.Struct, gc=False):
     readings: Annotated[
         list[_ReadingWire], msgspec.Meta(min_length=1, max_length=MAX_READINGS_PER_EVENT)
     ]
+    outbox: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
 
 
 class _TelemetryWire(msgspec.Struct, gc=False):
@@ -112,6 +113,7 @@ class DecodedBatch:
 
     msg_device: list[int] = field(default_factory=list)
     msg_seq: list[int] = field(default_factory=list)
+    msg_outbox: list[str | None] = field(default_factory=list)
     msg_received_us: list[int] = field(default_factory=list)
     msg_event_id: list[str] = field(default_factory=list)
     msg_traceparent: list[str | None] = field(default_factory=list)
@@ -351,6 +353,7 @@ class BatchDecoder:
                     values.append(value)
                 out.msg_device.append(device)
                 out.msg_seq.append(tel.sequence)
+                out.msg_outbox.append(None)
                 out.msg_received_us.append(received)
                 out.msg_event_id.append(tel.event_id)
                 out.msg_traceparent.append(None)
@@ -414,6 +417,7 @@ class BatchDecoder:
             wire = fast.wire[k]
             out.msg_device.append(fast.device[k])
             out.msg_seq.append(wire.data.sequence)
+            out.msg_outbox.append(wire.data.outbox)
             out.msg_received_us.append(batch.received_us[fast.index[k]])
             out.msg_event_id.append(wire.id)
             out.msg_traceparent.append(wire.traceparent)
@@ -480,6 +484,7 @@ class BatchDecoder:
                 times.append(to_us(reading.time))
             out.msg_device.append(device)
             out.msg_seq.append(data.sequence)
+            out.msg_outbox.append(data.outbox)
             out.msg_received_us.append(batch.received_us[i])
             out.msg_event_id.append(result.event.id)
             out.msg_traceparent.append(result.event.traceparent)

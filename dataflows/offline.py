@@ -101,6 +101,7 @@ def columns_batch(
     n = stop - start
     out.msg_device = [dev] * n
     out.msg_seq = list(range(first_seq, first_seq + n))
+    out.msg_outbox = [None] * n
     out.msg_received_us = newest.tolist()
     out.msg_event_id = list(events.event_ids[start:stop])
     out.msg_traceparent = [None] * n

@@ -37,6 +37,17 @@ class Registry:
         self.sites: list[str] = []
         self.devices: list[str] = []
         self.seen: list[SequenceSet] = []
+        """Sequences seen of each device's current outbox."""
+        self.outbox: list[str | None] = []
+        """Each device's current outbox id (None: an agent that sends none)."""
+        self.old_outboxes: list[dict[str, SequenceSet] | None] = []
+        """Sequences seen of a device's previous outboxes (at most two), for messages
+        of an old outbox that are still redelivered after a new one started."""
+        self.high_seq: list[int] = []
+        """Highest sequence of each device's current outbox (-1: none yet)."""
+        self.newest_seen_us: list[int] = []
+        """Newest reading time of any message accepted from each device, late or not: a
+        message whose readings are newer cannot be a redelivery of one seen before."""
         self.series_by_device: list[dict[tuple[str, str], int]] = []
         # Event clock, per device (microseconds; NONE before the first reading).
         self.max_event_us: list[int] = []
@@ -58,6 +69,10 @@ class Registry:
             self.sites.append(site)
             self.devices.append(device)
             self.seen.append(SequenceSet(self.dedupe_intervals))
+            self.outbox.append(None)
+            self.old_outboxes.append(None)
+            self.high_seq.append(-1)
+            self.newest_seen_us.append(NONE)
             self.series_by_device.append({})
             self.max_event_us.append(NONE)
             self.last_wm_us.append(NONE)
@@ -67,6 +82,40 @@ class Registry:
     def find_device(self, site: str, device: str) -> int | None:
         """Return the index of a known device, or None."""
         return self.device_index.get(f"{site}/{device}")
+
+    def seen_of(self, device: int, outbox: str | None) -> tuple[SequenceSet, bool]:
+        """Return the sequences seen of ``device`` in ``outbox``, and whether it is new.
+
+        A new outbox means the device's store was recreated: its sequences start again.
+
+        A message without an outbox id counts in the current one (older agents); the
+        first id a device sends is adopted as its current outbox.
+        """
+        current = self.outbox[device]
+        if outbox is None or outbox == current:
+            return self.seen[device], False
+        if current is None:
+            self.outbox[device] = outbox
+            return self.seen[device], False
+        old = self.old_outboxes[device]
+        if old is not None and outbox in old:
+            return old[outbox], False
+        # A new outbox: the current one becomes old (the newest two are kept).
+        old = {} if old is None else old
+        old[current] = self.seen[device]
+        while len(old) > 2:
+            del old[next(iter(old))]
+        self.old_outboxes[device] = old
+        self.outbox[device] = outbox
+        self.seen[device] = SequenceSet(self.dedupe_intervals)
+        self.high_seq[device] = -1
+        return self.seen[device], True
+
+    def reset_sequences(self, device: int) -> SequenceSet:
+        """Forget the sequences seen of ``device``'s current outbox (a sequence reset)."""
+        self.seen[device] = SequenceSet(self.dedupe_intervals)
+        self.high_seq[device] = -1
+        return self.seen[device]
 
     @property
     def device_count(self) -> int:
@@ -117,6 +166,12 @@ class Registry:
                     self.seen[i].snapshot(),
                     self.max_event_us[i],
                     self.last_wm_us[i],
+                    self.outbox[i],
+                    self.high_seq[i],
+                    self.newest_seen_us[i],
+                    None
+                    if self.old_outboxes[i] is None
+                    else {k: v.snapshot() for k, v in self.old_outboxes[i].items()},
                 ]
                 for i in range(len(self.devices))
             ],
@@ -130,12 +185,24 @@ class Registry:
     def restore(cls, state: dict[str, Any], *, dedupe_intervals: int, now_us: int) -> Registry:
         """Rebuild from :meth:`snapshot`; quiet time starts at ``now_us`` (the restart)."""
         reg = cls(dedupe_intervals)
-        for site, device, seen, max_event, last_wm in state["devices"]:
+        for site, device, seen, max_event, last_wm, *more in state["devices"]:
             index = reg.device(site, device)
             reg.seen[index] = SequenceSet(dedupe_intervals, [tuple(iv) for iv in seen])
             reg.max_event_us[index] = max_event
             reg.last_wm_us[index] = last_wm
             reg.last_arrival_us[index] = now_us
+            reg.high_seq[index] = seen[-1][1] if seen else -1
+            reg.newest_seen_us[index] = max_event
+            if more:  # snapshots from before outbox ids have five fields
+                outbox, high, newest, old = more
+                reg.outbox[index] = outbox
+                reg.high_seq[index] = high
+                reg.newest_seen_us[index] = newest
+                if old is not None:
+                    reg.old_outboxes[index] = {
+                        k: SequenceSet(dedupe_intervals, [tuple(iv) for iv in v])
+                        for k, v in old.items()
+                    }
         for device, sensor, metric in state["series"]:
             reg.add_series(device, sensor, metric)
         return reg

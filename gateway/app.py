@@ -163,6 +163,7 @@ def build_gateway(
         max_payload_bytes=settings.ingest.max_payload_bytes,
         max_future=timedelta(seconds=settings.ingest.max_future_s),
         max_past=timedelta(seconds=settings.ingest.max_past_s),
+        deadletter_keep_bytes=settings.ingest.deadletter_keep_bytes,
     )
     stream = StreamConfig.from_strings(
         settings.stream.windows,

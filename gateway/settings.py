@@ -23,7 +23,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from contract import DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_PREFIX, TopicScheme
+from contract import (
+    DEFAULT_DEADLETTER_KEEP_BYTES,
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_PREFIX,
+    TopicScheme,
+)
 from contract.errors import ConfigError
 from edge.mqtt import MqttSettings
 
@@ -178,6 +183,9 @@ class IngestSettings(_Frozen):
     """Readings more than this far ahead of the gateway's clock are rejected."""
     max_past_s: Annotated[float, Field(ge=0)] = 30 * 86_400.0
     """Readings older than this are rejected."""
+    deadletter_keep_bytes: Annotated[int, Field(ge=0)] = DEFAULT_DEADLETTER_KEEP_BYTES
+    """Payload bytes a dead letter keeps; beyond, only its size and sha256 (so a flood
+    of huge bad messages cannot fill the dead-letter store)."""
 
 
 class StreamSettings(_Frozen):

@@ -97,8 +97,14 @@ def deadletter_line(event: DeadLetterEvent) -> str:
     return (
         f"deadletters,reason={escape_tag(d.reason.value)},topic={escape_tag(_safe_tag(d.topic))}"
         f" payload={field_string(d.payload_base64)},error={field_string(d.error)}"
-        f",size={d.payload_size}i,event_id={field_string(event.id)} {ns}"
+        f",size={d.payload_size}i,event_id={field_string(event.id)}"
+        f"{_digest_fields(d.payload_sha256, d.payload_truncated)} {ns}"
     )
+
+
+def _digest_fields(sha256: str | None, truncated: bool) -> str:
+    digest = "" if sha256 is None else f",sha256={field_string(sha256)}"
+    return digest + (",truncated=true" if truncated else "")
 
 
 def aggregate_line(agg: Aggregate) -> str:

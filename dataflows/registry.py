@@ -12,8 +12,10 @@ Python lists do faster than numpy arrays.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,17 +24,41 @@ import numpy.typing as npt
 from dataflows.columns import SeriesNames
 from dataflows.dedupe import SequenceSet
 
-__all__ = ["NONE", "Registry"]
+__all__ = ["NONE", "Caps", "Registry"]
 
 NONE = -(2**62)
 """Stands for "no time yet" in the int lists below (less than any real time)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Caps:
+    """Most devices and series one registry takes (None: no cap).
+
+    Every device and series holds state for as long as the gateway runs, so a device
+    that invents sensor names, or a flood of made-up device ids, would grow memory
+    without bound. Messages that would go past a cap become dead letters
+    (``cardinality``) instead.
+    """
+
+    devices: int | None = None
+    series: int | None = None
+    series_per_device: int | None = None
+
+    def per_shard(self, shards: int) -> Caps:
+        """Return one shard's share of gateway-wide caps (devices hash evenly to shards)."""
+
+        def share(cap: int | None) -> int | None:
+            return None if cap is None else math.ceil(cap / shards)
+
+        return Caps(share(self.devices), share(self.series), self.series_per_device)
+
+
 class Registry:
     """Devices and series of one shard (append-only indices)."""
 
-    def __init__(self, dedupe_intervals: int = 256) -> None:
+    def __init__(self, dedupe_intervals: int = 256, caps: Caps | None = None) -> None:
         self.dedupe_intervals = dedupe_intervals
+        self.caps = caps or Caps()
         self.device_index: dict[str, int] = {}
         self.sites: list[str] = []
         self.devices: list[str] = []
@@ -82,6 +108,37 @@ class Registry:
     def find_device(self, site: str, device: str) -> int | None:
         """Return the index of a known device, or None."""
         return self.device_index.get(f"{site}/{device}")
+
+    def refuse_device(self, site: str, device: str) -> str | None:
+        """Say why a message of ``site/device`` cannot be taken (None: it can).
+
+        Only a device not seen before can be refused: when the shard is at its cap.
+        """
+        cap = self.caps.devices
+        if cap is None or len(self.devices) < cap or f"{site}/{device}" in self.device_index:
+            return None
+        return (
+            f"device {site}/{device} is new and this shard already holds {cap} devices"
+            " (the gateway's max_devices, shared among its shards)"
+        )
+
+    def refuse_series(self, device: int | None, new_keys: int) -> str | None:
+        """Say why ``new_keys`` new series of ``device`` cannot be taken (None: they can)."""
+        if not new_keys:
+            return None
+        caps = self.caps
+        have = 0 if device is None else len(self.series_by_device[device])
+        if caps.series_per_device is not None and have + new_keys > caps.series_per_device:
+            return (
+                f"the message adds {new_keys} series to a device that has {have};"
+                f" the cap is {caps.series_per_device} per device (max_series_per_device)"
+            )
+        if caps.series is not None and len(self.names) + new_keys > caps.series:
+            return (
+                f"the message adds {new_keys} series and this shard already holds"
+                f" {len(self.names)} (the gateway's max_series, shared among its shards)"
+            )
+        return None
 
     def seen_of(self, device: int, outbox: str | None) -> tuple[SequenceSet, bool]:
         """Return the sequences seen of ``device`` in ``outbox``, and whether it is new.
@@ -175,15 +232,28 @@ class Registry:
                 ]
                 for i in range(len(self.devices))
             ],
-            "series": [
-                [self._series_device[i], self.names.sensor[i], self.names.metric[i]]
-                for i in range(len(self.names))
-            ],
+            # Columns (list copies run in C); a list per series cost a few ms per
+            # snapshot at thousands of series, once per epoch.
+            "series": {
+                "device": list(self._series_device),
+                "sensor": list(self.names.sensor),
+                "metric": list(self.names.metric),
+            },
         }
 
     @classmethod
-    def restore(cls, state: dict[str, Any], *, dedupe_intervals: int, now_us: int) -> Registry:
-        """Rebuild from :meth:`snapshot`; quiet time starts at ``now_us`` (the restart)."""
+    def restore(
+        cls,
+        state: dict[str, Any],
+        *,
+        dedupe_intervals: int,
+        now_us: int,
+        caps: Caps | None = None,
+    ) -> Registry:
+        """Rebuild from :meth:`snapshot`; quiet time starts at ``now_us`` (the restart).
+
+        State restored is kept even beyond ``caps`` (they apply to what comes next).
+        """
         reg = cls(dedupe_intervals)
         for site, device, seen, max_event, last_wm, *more in state["devices"]:
             index = reg.device(site, device)
@@ -203,6 +273,10 @@ class Registry:
                         k: SequenceSet(dedupe_intervals, [tuple(iv) for iv in v])
                         for k, v in old.items()
                     }
-        for device, sensor, metric in state["series"]:
+        series = state["series"]
+        if isinstance(series, dict):
+            series = zip(series["device"], series["sensor"], series["metric"], strict=True)
+        for device, sensor, metric in series:  # older snapshots: a list per series
             reg.add_series(device, sensor, metric)
+        reg.caps = caps or Caps()
         return reg

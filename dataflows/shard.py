@@ -106,11 +106,15 @@ class ShardProcessor:
         self.include_seq = include_seq
         self.version, self.ruleset = self.rules_source.current()
         now = self.clock.now_us()
+        caps = self.config.caps.per_shard(self.config.shards)
         if state is None:
-            self.registry = Registry(self.config.dedupe_intervals)
+            self.registry = Registry(self.config.dedupe_intervals, caps)
         else:
             self.registry = Registry.restore(
-                state["registry"], dedupe_intervals=self.config.dedupe_intervals, now_us=now
+                state["registry"],
+                dedupe_intervals=self.config.dedupe_intervals,
+                now_us=now,
+                caps=caps,
             )
         self.adapters = None if adapters is None else AdapterSet(adapters)
         """This shard's adapters for foreign dialects (their state is per device)."""
@@ -466,7 +470,12 @@ class ShardProcessor:
         }
 
     def _restore(self, state: dict[str, Any], now: int) -> None:
-        self.windows.restore(state["windows"])
+        try:
+            self.windows.restore(state["windows"])
+        except ValueError as exc:
+            # The window settings changed since the snapshot: its open windows cannot
+            # continue under the new specs. Everything else (dedupe, alarms) can.
+            log.warning("%s: the open windows of the snapshot are dropped", exc)
         self._grow()
         self._pending.extend(self.series_alarms.restore(state["series_alarms"], now))
         self.device_rules.restore(state["detectors"], now)

@@ -87,6 +87,8 @@ def run_up(
                     "url": ep.influx_url,
                     "spill_dir": local.workdir / "spill",  # throwaway, like the data
                 },
+                recovery_dir=local.workdir / "recovery",  # state of throwaway data
+
                 # A fixed port could clash with another gateway on this machine.
                 metrics_port=free_port(),
             )

@@ -89,3 +89,46 @@ def test_outbox_state_survives_a_snapshot() -> None:
     assert readings(send(restored, [telemetry(0, _at(10), outbox="b")])) == []
     assert readings(send(restored, [telemetry(2, _at(2), outbox="a")])) == []
     assert len(readings(send(restored, [telemetry(1, _at(11), outbox="b")]))) == 1
+
+
+def _capped(obs: CountingObserver, **caps: int) -> object:
+    from dataflows.config import StreamConfig
+    from dataflows.eventclock import FakeClock
+    from dataflows.registry import Caps
+    from dataflows.rules import StaticRules
+    from dataflows.shard import ShardProcessor
+    from tests.dataflows.shard_kit import NO_RULES, SCHEME
+
+    config = StreamConfig.from_strings(("10s",), 5, shards=1, caps=Caps(**caps))
+    return ShardProcessor(
+        topics=SCHEME,
+        config=config,
+        rules=StaticRules(NO_RULES),
+        clock=FakeClock(to_us(T0) + 60_000_000),
+        observer=obs,
+    )
+
+
+def test_devices_beyond_the_cap_become_cardinality_dead_letters_with_their_bytes() -> None:
+    obs = CountingObserver()
+    proc = _capped(obs, devices=2)
+    msgs = [telemetry(0, _at(0), device=f"d{i}") for i in range(4)]
+    out = send(proc, msgs)
+    assert len(readings(out)) == 2
+    assert [d.data.reason.value for d in out.deadletters] == ["cardinality", "cardinality"]
+    assert [d.data.payload for d in out.deadletters] == [m[1] for m in msgs[2:]]
+    # Known devices keep flowing.
+    assert len(readings(send(proc, [telemetry(1, _at(1), device="d0")]))) == 1
+
+
+def test_series_beyond_the_caps_become_dead_letters() -> None:
+    obs = CountingObserver()
+    proc = _capped(obs, series_per_device=2)
+    out = send(proc, [telemetry(i, _at(i), sensor=f"s{i}") for i in range(3)])
+    assert len(readings(out)) == 2
+    assert [d.data.reason.value for d in out.deadletters] == ["cardinality"]
+    assert "max_series_per_device" in out.deadletters[0].data.error
+    total = _capped(obs, series=3)
+    out = send(total, [telemetry(0, _at(0), sensor=f"s{i}", device=f"d{i}") for i in range(5)])
+    assert len(readings(out)) == 3
+    assert len(out.deadletters) == 2

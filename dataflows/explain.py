@@ -14,6 +14,8 @@ Known banks:
 - the adaptive detector (``z``, ``stuck``): the learnt level and the robust z-score.
 
 Any other bank gives no detail (its events carry the value, threshold and message).
+An entry whose condition does not hold (the reading that clears an alarm) names no
+component and no score: only what was expected.
 """
 
 from __future__ import annotations
@@ -52,8 +54,9 @@ def bank_detail(bank: Any, signals: BankSignals, i: int) -> AlarmDetail | None:
     """Return the detail of entry ``i`` of ``signals`` (None for a bank that says none)."""
     d = signals.detail
     expected = _num(signals.threshold, i)
+    fired = bool(signals.valid[i] and signals.active[i])
     if "band" in d and "code" in d:
-        code = int(d["code"][i])
+        code = int(d["code"][i]) if fired else 0  # a quiet entry (a clear) names none
         component = _COMPONENTS[code] if 0 < code < len(_COMPONENTS) else None
         band = _num(d["band"], i)
         likelihood = _num(d.get("likelihood"), i)
@@ -62,7 +65,7 @@ def bank_detail(bank: Any, signals: BankSignals, i: int) -> AlarmDetail | None:
             tail = 0.5 * math.erfc(likelihood / math.sqrt(2))
         return AlarmDetail(
             component=component,
-            score=_num(d.get("score"), i),
+            score=_num(d.get("score"), i) if fired else None,
             z=_num(d.get("z"), i),
             likelihood=likelihood,
             tail_probability=tail,
@@ -77,7 +80,7 @@ def bank_detail(bank: Any, signals: BankSignals, i: int) -> AlarmDetail | None:
     if "z" in d and "stuck" in d:
         stuck = bool(d["stuck"][i])
         return AlarmDetail(
-            component="stuck" if stuck else "z_score",
+            component=None if not fired else "stuck" if stuck else "z_score",
             z=_num(d["z"], i),
             expected=expected,
         )

@@ -125,7 +125,8 @@
     const clipId = "clip-" + name.replace(/[^A-Za-z0-9_-]/g, "_");
     const alarmBands = alarms.map((a) => {
       const d = a.detail || {}, t = Date.parse(a.time);
-      if (d.band_low == null || d.band_high == null || t < t0 || t > t1) return "";
+      // Only where the detector fired (a clear's band is what it expects afterwards).
+      if (!d.component || d.band_low == null || d.band_high == null || t < t0 || t > t1) return "";
       const xx = x(t), top = y(d.band_high), bot = y(d.band_low);
       const c = SEV_COLOR[a.severity] || "#8b949e";
       const ex = d.expected != null ? `<line x1="${(xx - 7).toFixed(1)}" x2="${(xx + 7).toFixed(1)}" y1="${y(d.expected).toFixed(1)}" y2="${y(d.expected).toFixed(1)}" stroke="${c}" stroke-width="2"/>` : "";

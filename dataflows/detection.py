@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -37,6 +37,7 @@ from contract import DeviceOfflineEvent, DeviceOnlineEvent, Reading, TelemetryEv
 from contract.alarms import AlarmEvent
 from dataflows.alarms import AlarmKey, AlarmMachine, AlarmPolicy, Cause, Explain
 from dataflows.detectors import DeadmanDetector, Signal
+from dataflows.detectors.base import US
 from dataflows.detectors.deadman import CadenceView
 from dataflows.detectors.factory import build_detector
 from dataflows.ingest import Accepted
@@ -54,6 +55,9 @@ _SEP = "\x1f"
 
 DetectorInput = Accepted | TelemetryEvent | Aggregate | DeviceOfflineEvent | DeviceOnlineEvent
 """What :meth:`DeviceDetector.process` takes."""
+
+CadenceSource = CadenceView | Callable[[], CadenceView | None] | None
+"""A device's learnt cadence, or a callable giving it when needed."""
 
 
 def _us(when: datetime) -> int:
@@ -336,12 +340,12 @@ class DeviceDetector(_Engine):
         t_us: int,
         cause: Cause,
         newest_us: int | None = None,
-        cadence: CadenceView | None = None,
+        cadence: CadenceSource = None,
     ) -> list[AlarmEvent]:
         """Record that the device spoke at ``t_us``: end deadman and offline alarms.
 
-        ``newest_us``: its newest reading's time; ``cadence``: the device's, when the
-        caller learns it.
+        ``newest_us``: its newest reading's time; ``cadence``: the device's (or a
+        callable giving it, asked only when an alarm may end), when the caller learns it.
         """
         return self.flush(self._alive(t_us, cause, newest_us, cadence))
 
@@ -403,7 +407,7 @@ class DeviceDetector(_Engine):
         t: int,
         cause: Cause,
         newest: int | None = None,
-        cadence: CadenceView | None = None,
+        cadence: CadenceSource = None,
     ) -> list[AlarmEvent]:
         """End the deadman and offline conditions: the device spoke at ``t``."""
         out: list[AlarmEvent] = []
@@ -411,7 +415,13 @@ class DeviceDetector(_Engine):
             if rule.kind == "deadman":
                 slot = self._slot(rule, "*", "*")
                 if slot.last_us is None or t > slot.last_us:
-                    signal = slot.detector.seen(t, newest, cadence)
+                    detector = slot.detector
+                    detector.note(t, newest)
+                    if slot.machine.idle:  # the common case: nothing to end, no words
+                        signal = Signal(False)
+                    else:
+                        given = cadence() if callable(cadence) else cadence
+                        signal = Signal(False, None, detector.silence(given) / US)
                     out.extend(self._feed(slot, t, signal, cause))
             elif rule.kind == "offline":
                 slot = self._slot(rule, "*", "*")

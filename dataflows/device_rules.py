@@ -16,6 +16,7 @@ rule's ``min_silence``; ``initial_silence`` before the first interval).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -166,7 +167,8 @@ class DeviceRules:
                 continue
             det = self.detector(dev)
             cause = Cause(fresh.event_ids[k], None, fresh.traceparents[k])
-            out.extend(det.alive(fresh.received_us[k], cause, newest[k], self.cadence_of(dev)))
+            cadence = partial(self.cadence_of, dev)  # asked only if an alarm may end
+            out.extend(det.alive(fresh.received_us[k], cause, newest[k], cadence))
             self._rearm(dev, det)
         return out
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from contract.alarms import AlarmDetail
-from dataflows.cadence import Cadence, auto_silence_us
+from dataflows.cadence import Cadence
 from dataflows.detectors.base import US, Signal
 
 __all__ = ["CadenceView", "DeadmanDetector"]
@@ -73,26 +74,23 @@ class DeadmanDetector:
         if self.silence_us is not None:
             return self.silence_us
         view = self._view(cadence)
-        if view is None:
+        if view is None or view.count <= 0 or view.median_us != view.median_us:
             return self.initial_us
-        return int(
-            auto_silence_us(
-                view.median_us,
-                view.count,
-                factor=self.factor,
-                floor_us=self.floor_us,
-                initial_us=self.initial_us,
-            )
-        )
+        # auto_silence_us for one device, in plain Python: this runs per message.
+        return max(self.floor_us, math.ceil(self.factor * view.median_us))
 
-    def seen(
-        self, t_us: int, event_us: int | None = None, cadence: CadenceView | None = None
-    ) -> Signal:
+    def note(self, t_us: int, event_us: int | None = None) -> None:
         """Something arrived at ``t_us`` (its newest reading at ``event_us``): alive."""
         if self.cadence is not None:
             self.cadence.observe(t_us, event_us)
         if self.last_us is None or t_us > self.last_us:
             self.last_us = t_us
+
+    def seen(
+        self, t_us: int, event_us: int | None = None, cadence: CadenceView | None = None
+    ) -> Signal:
+        """:meth:`note` the arrival; return the (inactive) signal with the silence."""
+        self.note(t_us, event_us)
         return Signal(False, None, self.silence(cadence) / US)
 
     def due_us(self, cadence: CadenceView | None = None) -> int | None:

@@ -4,11 +4,13 @@ A rules file is TOML: an optional ``[defaults]`` table and a list of ``[[rules]]
 Every rule has an ``id`` (unique), a ``kind``, the glob patterns ``site``, ``device``,
 ``sensor`` and ``metric`` (default ``*``) that select the series it watches, a
 ``severity``, and the alarm timing ``for``, ``clear_for``, ``min_duration``,
-``flap_count`` and ``flap_window``. Durations are ``"500ms"``, ``"30s"``, ``"5m"``,
+``flap_count``, ``flap_window`` and the raise rate limit ``max_raises`` per
+``raise_window`` (6 an hour by default). Durations are ``"500ms"``, ``"30s"``, ``"5m"``,
 ``"1h"``, ``"1d"`` or a number of seconds. See docs/alarms.md for every kind.
 
 With no rules file, :func:`default_rules` applies: every numeric series gets the
-anomaly detector and every device a deadman and an offline rule.
+anomaly detector and every device a deadman (its silence learnt from the device's
+cadence: ``silence = "auto"``) and an offline rule.
 
 Errors are :class:`~contract.errors.ConfigError` naming the field, e.g.
 ``rules[2].clear``.

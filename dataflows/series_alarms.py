@@ -10,7 +10,9 @@ clear). The quiet case, an inactive signal on a series whose alarm machine is id
 costs nothing but array operations. Only entries whose signal is active, or whose
 series has a busy machine (pending, raised), reach the per-event Python path: a
 :class:`~dataflows.alarms.AlarmMachine` per (series, rule), created on first need and
-kept (it remembers recent raises for flapping).
+kept (it remembers recent raises for flapping). The machine is handed a callable for
+the entry's :class:`~contract.alarms.AlarmDetail` (:mod:`dataflows.explain`: expected
+value and band, component, score, history), called only when it makes an event.
 
 Fault readings (NaN value) reach only ``range`` rules with ``faults = true``, per event.
 Reloading rules keeps the state of every (series, rule) whose rule id survives: an
@@ -29,9 +31,10 @@ import numpy as np
 import numpy.typing as npt
 
 from contract.alarms import AlarmEvent
-from dataflows.alarms import AlarmKey, AlarmMachine, AlarmPolicy, Cause
+from dataflows.alarms import AlarmKey, AlarmMachine, AlarmPolicy, Cause, Explain
 from dataflows.detectors.bank import DetectorBank
 from dataflows.detectors.base import Signal
+from dataflows.explain import explainer
 from dataflows.fresh import Fresh
 from dataflows.registry import NONE, Registry
 from dataflows.rules import RuleSet
@@ -206,7 +209,14 @@ class SeriesAlarms:
                 signal = signals.signal(i, state.bank.describe(signals, i))
                 row = int(r[i])
                 self._step(
-                    state, series_idx, int(tk[i]), signal, cause_of(row, series_idx), events, row
+                    state,
+                    series_idx,
+                    int(tk[i]),
+                    signal,
+                    cause_of(row, series_idx),
+                    events,
+                    row,
+                    explainer(state.bank, signals, i),
                 )
 
     def _faults(
@@ -239,13 +249,14 @@ class SeriesAlarms:
         cause: Cause,
         events: list[tuple[int, int, AlarmEvent]],
         row: int,
+        explain: Explain | None = None,
     ) -> None:
         machine = state.machines.get(series)
         if machine is None:
             machine = state.machines[series] = AlarmMachine(
                 self._key(series, state.rule.id), state.rule.policy()
             )
-        for event in machine.update(t_us, signal, cause):
+        for event in machine.update(t_us, signal, cause, explain):
             events.append((t_us, row, event))
         state.busy[state.slot_of_series[series]] = not machine.idle
 

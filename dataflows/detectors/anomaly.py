@@ -39,9 +39,12 @@ One fixed configuration for every series, learnt online, bounded state (50 float
      an alarm (count data repeats zeros at night).
 4. **Decision, hold and suppression.** A component above 1 fires. The condition then
    holds while the baseline distance stays more than ``clear`` of its standard
-   deviations from its mean (the level has not come back; baseline and histories learn
-   ten times slower meanwhile), for at most ``hold`` (event time) after the raise: a
-   level that stays is then a new normal and is learnt. After an alarm ends, for
+   deviations from its mean (the level has not come back) or the short error average
+   stays 3 standard deviations above its history (a burst of noise goes on); the
+   baseline and the histories of both learn ten times slower meanwhile. It holds for
+   at most
+   ``hold`` (event time) after the raise: a level that stays is then a new normal and
+   is learnt. After an alarm ends, for
    ``refractory`` readings a new firing must beat ``rearm`` times the alarm's largest
    score: one incident, one alarm; a larger one still raises.
 
@@ -85,6 +88,8 @@ PERSIST_N = 20
 """A baseline distance beyond PERSIST_SD standard deviations for PERSIST_N readings fires."""
 ROBUST_SD = 4.0
 """The baseline distance's history learns ten times slower from values beyond this."""
+HOLD_LIKELIHOOD = 3.0
+"""An alarm also holds while the short error average is this many sd above its history."""
 
 COMPONENTS = (
     "",
@@ -389,7 +394,7 @@ class AnomalyDetector:
             self._held = 0
         elif self._active:
             self._held += 1
-            if lu <= self.clear:
+            if lu <= self.clear and la <= HOLD_LIKELIHOOD:
                 self._active = False
                 self._cool = self.refractory
         elif cool > 0:
@@ -415,13 +420,13 @@ class AnomalyDetector:
         self._base = base + a_b * _clip(db, -cap_b, cap_b)
         self._mad_b += a_b * (_min(abs(db), cap_b) - self._mad_b)
         a_h = rate(self.history)
-        da = self._sa - self._mua
-        self._mua += a_h * da
-        self._va += a_h * (da * da - self._va)
         ds = self._ss - self._mus
         self._mus += a_h * ds
         self._vs += a_h * (ds * ds - self._vs)
         a_u = a_h * slow
+        da = self._sa - self._mua
+        self._mua += a_u * da
+        self._va += a_u * (da * da - self._va)
         du = self._su - self._muu
         if not warm and du * du > ROBUST_SD * ROBUST_SD * self._vu:
             a_u = a_u * SLOW

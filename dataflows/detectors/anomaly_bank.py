@@ -31,6 +31,7 @@ from dataflows.detectors.anomaly import (  # the very same constants
     EXTREME_MARGIN,
     EXTREME_Z,
     GAUSS_MAD,
+    HOLD_LIKELIHOOD,
     HUBER,
     LIMIT,
     PERSIST_N,
@@ -315,7 +316,7 @@ class AnomalyBank:
         raised = np.where(fired & ~was, t, raised)
         ongoing = ~fired & was & ~over
         held = np.where(fired, 0, np.where(ongoing, held + 1, held))
-        ends = over | (ongoing & (lu <= spec.clear))
+        ends = over | (ongoing & (lu <= spec.clear) & (la <= HOLD_LIKELIHOOD))
         now = fired | (ongoing & ~ends)
         cool = np.where(ends, spec.refractory, np.where(~fired & ~was & (cool > 0), cool - 1, cool))
         a["bar"][s] = bar
@@ -343,13 +344,13 @@ class AnomalyBank:
         mad_b = a["mad_b"][s]
         a["mad_b"][s] = mad_b + a_b * (_min(np.abs(db), cap_b) - mad_b)
         a_h = _max(spec.history, inv)
-        da = sa - mua
-        a["mua"][s] = mua + a_h * da
-        a["va"][s] = va + a_h * (da * da - va)
         ds = ss - mus
         a["mus"][s] = mus + a_h * ds
         a["vs"][s] = vs + a_h * (ds * ds - vs)
         a_u = a_h * slow
+        da = sa - mua
+        a["mua"][s] = mua + a_u * da
+        a["va"][s] = va + a_u * (da * da - va)
         du = su - muu
         a_u = np.where(~warm & (du * du > ROBUST_SD * ROBUST_SD * vu), a_u * SLOW, a_u)
         a["muu"][s] = muu + a_u * du

@@ -79,6 +79,18 @@ def test_anomaly_likelihood_fires_when_the_noise_grows(monkeypatch):
     assert "tail probability" in signals[found[0]].message
 
 
+@pytest.mark.parametrize("hold_on_errors", [True, False])
+def test_the_alarm_holds_while_a_burst_of_noise_goes_on(monkeypatch, hold_on_errors):
+    if not hold_on_errors:
+        monkeypatch.setattr(anomaly, "HOLD_LIKELIHOOD", 1e9)
+    values = noise(1500, sd=1.0)
+    values[1000:1030] = noise(30, seed=9, sd=4.0)  # the level does not move
+    signals = feed(AnomalyDetector(), values, step=1)
+    held = sum(bool(s.active) for s in signals[1000:1030])
+    assert held >= 25 if hold_on_errors else held <= 5
+    assert not any(s.active for s in signals[1050:])
+
+
 def test_level_shift_fires_and_holds_while_the_shift_lasts():
     # SKAB-like: one reading a second, a 4-sigma shift for 300 s, then back.
     values = noise(1600, sd=1.0)

@@ -119,8 +119,9 @@ class AnomalyBank:
     """:class:`~dataflows.detectors.anomaly.AnomalyDetector` over many slots.
 
     Takes the scalar detector's parameters (validated the same way). ``detail`` of its
-    signals: ``band``, ``code`` (component), ``score``, ``z``, ``likelihood``,
-    ``shift``, ``deviation``, ``baseline``, ``held``, ``run``, ``repeat``.
+    signals (filled where the condition holds, zero elsewhere): ``band``, ``code``
+    (component), ``score``, ``z``, ``likelihood``, ``shift``, ``deviation``,
+    ``baseline``, ``held``, ``run``, ``repeat``.
     """
 
     def __init__(self, **params: Any) -> None:
@@ -362,34 +363,34 @@ class AnomalyBank:
         a["su"][s] = su
 
         ok = ~warm
+        on = ok & (now | stuck)
         valid[rows] = ok
-        active[rows] = ok & (now | stuck)
+        active[rows] = on
         threshold[rows] = np.where(ok, expected, np.nan)
+        major = fired & (score > 2.0) & ~stuck & ok
+        self._major = major
+        # The words are only needed where the condition holds (few entries).
+        k = np.flatnonzero(on)
+        self._on = k
         self._detail = {
-            "fired": fired,
-            "stuck": stuck,
-            "now": now,
-            "score": score,
-            "code": np.where(stuck & ~now, 4, np.where(fired, code, code_s)).astype(np.int8),
-            "band": spec.spike * sr,
-            "z": z_rms,
-            "likelihood": la,
-            "shift": _max(ls, lu),
-            "deviation": lu,
-            "baseline": base,
-            "held": np.where(fired, 0, held),
-            "run": run,
-            "repeat": a["repeat"][s],
+            "score": score[k],
+            "code": np.where(stuck & ~now, 4, np.where(fired, code, code_s))[k].astype(np.int8),
+            "band": spec.spike * sr[k],
+            "z": z_rms[k],
+            "likelihood": la[k],
+            "shift": _max(ls[k], lu[k]),
+            "deviation": lu[k],
+            "baseline": base[k],
+            "held": np.where(fired, 0, held)[k],
+            "run": run[k],
+            "repeat": a["repeat"][s[k]],
         }
 
     def _words(self, rows: I64, valid: Bools, severity: Any, detail: dict[str, Any]) -> None:
-        d = self._detail
-        major = d["fired"] & (d["score"] > 2.0) & ~d["stuck"] & valid[rows]
-        severity[rows] = np.where(major, _MAJOR, np.int8(0))
-        for name in ("band", "code", "score", "z", "likelihood", "shift", "deviation"):
-            detail[name][rows] = d[name]
-        for name in ("baseline", "held", "run", "repeat"):
-            detail[name][rows] = d[name]
+        severity[rows] = np.where(self._major, _MAJOR, np.int8(0))
+        on = rows[self._on]
+        for name, values in self._detail.items():
+            detail[name][on] = values
         self._detail = {}
 
     def _stuck(self, run: I64, runmax: I64, repeat: F64) -> Bools:

@@ -552,10 +552,11 @@ class AnomalyDetector:
             "bar",
         ):
             setattr(self, f"_{name}", float(state[name]))
-        self._hi = num("hi", -math.inf)
-        self._lo = num("lo", math.inf)
-        self._hi_old = num("hi_old", -math.inf)
-        self._lo_old = num("lo_old", math.inf)
+        # A snapshot of an earlier version has no recent range: start it here.
+        self._hi = num("hi", self._last)
+        self._lo = num("lo", self._last)
+        self._hi_old = num("hi_old", self._last)
+        self._lo_old = num("lo_old", self._last)
         self._persist = int(state.get("persist", 0))
         self._active = bool(state["active"])
         self._code = int(state["code"])

@@ -149,8 +149,16 @@ class AnomalyBank:
         return self._state.snapshot()
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Load a :meth:`snapshot` (seasons of another bucket count start fresh)."""
+        """Load a :meth:`snapshot` (seasons of another bucket count start fresh).
+
+        A snapshot of an earlier version without the recent range starts the range at
+        each slot's last reading (as the scalar detector does).
+        """
         self._state.restore(state)
+        if "hi" not in state:
+            a = self._state.arrays
+            for name, _ in _RANGE:
+                a[name][:] = np.where(a["n"] > 0, a["last"], a[name])
 
     def update(self, slots: I64, t_us: I64, values: F64) -> BankSignals:
         """Take one reading per slot (``slots`` distinct); return their signals.

@@ -140,6 +140,36 @@ def test_extreme_values_never_make_nan_decisions():
             assert np.isfinite(np.asarray(array, np.float64)).all(), name
 
 
+def test_a_snapshot_of_the_previous_version_restores_like_the_scalar():
+    rng = np.random.default_rng(2)
+    values = 50 + rng.normal(0, 1, 400)
+    scalar = AnomalyDetector()
+    bank = AnomalyBank()
+    bank.grow(1)
+    for r in range(300):
+        scalar.update(T0 + r * S, float(values[r]))
+        bank.update(np.array([0]), np.array([T0 + r * S]), values[r : r + 1])
+    old_scalar = {
+        k: v
+        for k, v in scalar.snapshot().items()
+        if k not in ("hi", "lo", "hi_old", "lo_old", "runmax", "marked", "persist", "raised")
+    }
+    old_bank = {
+        k: v
+        for k, v in bank.snapshot().items()
+        if k not in ("hi", "lo", "hi_old", "lo_old", "runmax", "marked", "persist", "raised")
+    }
+    scalar = AnomalyDetector()
+    scalar.restore(old_scalar)
+    bank = AnomalyBank()
+    bank.restore(old_bank)
+    for r in range(300, 400):
+        expected = signal_tuple(scalar.update(T0 + r * S, float(values[r])))
+        signals = bank.update(np.array([0]), np.array([T0 + r * S]), values[r : r + 1])
+        assert same(signal_tuple(signals.signal(0, bank.describe(signals, 0))), expected)
+        assert not expected[0]  # no new extreme out of a missing range
+
+
 def test_grow_and_reset_start_slots_fresh():
     bank = AnomalyBank(warmup=2)
     bank.grow(1)

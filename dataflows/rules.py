@@ -324,7 +324,7 @@ class AdaptiveRule(_RuleBase):
 
 
 class AnomalyRule(_RuleBase):
-    """The default anomaly detector: prediction, likelihood, level shift, suppression.
+    """The default anomaly detector: prediction, new extremes, likelihood, level shift, stuck.
 
     Every field has a default; the defaults are the one configuration used for every
     series (``dataflows.detectors.anomaly``).
@@ -335,22 +335,22 @@ class AnomalyRule(_RuleBase):
     """Prediction error (RMS sigmas, seasonal) that fires."""
     spike_robust: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 10.0
     """... and the robust sigmas it must also exceed."""
-    likelihood: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 6.0
+    likelihood: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 8.0
     """Standard deviations of the short error average above its history that fire."""
     shift: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 6.0
-    """Standard deviations of the signed short error average (level shift) that fire."""
-    clear: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 3.0
-    """Scales from the slow baseline below which the condition ends."""
+    """Standard deviations of the signed error and baseline-distance averages that fire."""
+    clear: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 2.0
+    """Standard deviations of the baseline distance below which the condition ends."""
     alpha: Annotated[float, Field(gt=0, lt=1)] = 0.05
     """Learning rate of the predicted level."""
     history: Annotated[float, Field(gt=0, lt=1)] = 0.002
     """Learning rate of the error history (~1/history readings)."""
     warmup: Annotated[int, Field(ge=1, le=1_000_000)] = 100
-    hold: Annotated[int, Field(ge=0, le=1_000_000)] = 600
-    """Readings the condition may hold after the last firing before the new level is learnt."""
-    refractory: Annotated[int, Field(ge=0, le=1_000_000)] = 400
+    hold: Duration = 600 * _US
+    """Longest an alarm is held (event time) while the level stays away; then it is learnt."""
+    refractory: Annotated[int, Field(ge=0, le=1_000_000)] = 100
     """Readings after an alarm during which only a larger anomaly raises again."""
-    rearm: Annotated[float, Field(ge=1, le=1000)] = 1.5
+    rearm: Annotated[float, Field(ge=1, le=1000)] = 3.0
     """How much larger (score ratio) an anomaly must be to raise within ``refractory``."""
     season: Annotated[Duration, Field(gt=0)] = 86_400 * _US
     season_buckets: Annotated[int, Field(ge=0, le=48)] = 24

@@ -40,7 +40,7 @@ def anomaly_params(rule: Any) -> dict[str, Any]:
         "alpha": rule.alpha,
         "history": rule.history,
         "warmup": rule.warmup,
-        "hold": rule.hold,
+        "hold_us": rule.hold,
         "refractory": rule.refractory,
         "rearm": rule.rearm,
         "season_us": rule.season,

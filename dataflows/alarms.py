@@ -319,15 +319,17 @@ class AlarmMachine:
                 self._folded += 1
                 if self._announced is None or t_us - self._announced >= FOLD_NOTICE_US:
                     self._announced = t_us
-                    self._severity = signal.severity or self.policy.severity
+                    self._severity = _higher(self._severity, signal.severity)
                     held = "rate limited" if self._limited else "flapping"
                     message = (
                         f"occurred again, {self._folded} occurrence(s) folded into this alarm"
                         f" ({held}): {signal.message}"
                     )
                     return [self._updated(t_us, signal, cause, message, explain)]
+        # Escalate at once, never step down while active: a condition that wavers
+        # between two severities would otherwise send an update every few readings.
         severity = signal.severity or self.policy.severity
-        if severity == self._severity:
+        if severity.rank <= self._severity.rank:
             return []
         self._severity = severity
         message = f"severity now {severity.value}: {signal.message}"
@@ -485,3 +487,8 @@ def _finite(value: float | None) -> float | None:
     if value is None or value != value or value in (float("inf"), float("-inf")):
         return None
     return float(value)
+
+
+def _higher(current: Severity, new: Severity | None) -> Severity:
+    """Return the more urgent of two severities (``new`` None: ``current``)."""
+    return current if new is None or new.rank <= current.rank else new

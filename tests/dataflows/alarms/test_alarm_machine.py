@@ -67,15 +67,17 @@ def test_clear_for_and_min_duration():
     assert isinstance(cleared, AlarmClearedEvent)
 
 
-def test_severity_escalation_and_deescalation_update():
+def test_severity_escalates_at_once_and_never_steps_down_while_active():
     m = machine()
     m.update(0, ON)
     [up] = m.update(S, Signal(True, 45.0, 40.0, "45 above 40", Severity.CRITICAL))
     assert isinstance(up, AlarmUpdatedEvent)
     assert up.data.severity is Severity.CRITICAL
     assert m.update(2 * S, Signal(True, 46.0, 40.0, "", Severity.CRITICAL)) == []
-    [down] = m.update(3 * S, ON)
-    assert down.data.severity is Severity.MAJOR
+    # A condition wavering between two levels sends no update per reading.
+    assert m.update(3 * S, ON) == []
+    assert m.update(4 * S, Signal(True, 45.0, 40.0, "", Severity.CRITICAL)) == []
+    assert m.severity is Severity.CRITICAL
 
 
 def test_flapping_input_is_held_as_one_alarm():

@@ -42,7 +42,8 @@ if [ ! -s "$dir/mqtt_broker_crt" ]; then
     printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n' \
         "$names" > "$dir/ca/broker.ext"
     openssl x509 -req -sha256 -days 825 -in "$dir/ca/broker.csr" \
-        -CA "$dir/mqtt_ca_crt" -CAkey "$dir/ca/ca.key" -CAcreateserial \
+        -CA "$dir/mqtt_ca_crt" -CAkey "$dir/ca/ca.key" \
+        -CAcreateserial -CAserial "$dir/ca/ca.srl" \
         -extfile "$dir/ca/broker.ext" -out "$dir/mqtt_broker_crt" 2>/dev/null
     echo "made the broker certificate for $names"
 fi

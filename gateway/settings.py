@@ -122,15 +122,26 @@ class InfluxSettings(_Frozen):
     """Where readings, aggregates, alarms and dead letters are written."""
 
     url: str = "http://127.0.0.1:8086"
-    api: Literal["v1", "v2"] = "v1"
-    """``v1``: ``/write?db=`` (InfluxDB 1.x); ``v2``: ``/api/v2/write`` via influxdb-client."""
+    api: Literal["v1", "v2", "v3"] = "v1"
+    """Write API. ``v1``: ``/write?db=`` (InfluxDB 1.x, and the v1 compatibility API of
+    2.x and 3.x with ``token``); ``v2``: ``/api/v2/write`` via influxdb-client (``org``,
+    ``bucket``, ``token``; InfluxDB 2.x, Cloud, 3.x); ``v3``: ``/api/v3/write_lp?db=``
+    (InfluxDB 3 Core and Enterprise; ``database``, ``token``). Reads are InfluxQL on
+    ``/query`` whatever the API (docs/influxdb.md)."""
     database: str = "sensorgate"
-    """v1 database (and the InfluxQL database for queries)."""
+    """v1 and v3 database, and the InfluxQL database of queries (on 2.x the database
+    name of the DBRP mapping to ``bucket``: ``sensorgate influx setup`` creates it)."""
     username: str | None = None
     password: SecretStr | None = None
     token: SecretStr | None = None
+    """API token of InfluxDB 2.x/3.x (sent as ``Authorization: Token``, ``Bearer`` on v3)."""
     org: str | None = None
+    """InfluxDB 2.x organization (name) of ``bucket``."""
     bucket: str | None = None
+    """InfluxDB 2.x bucket that the v2 API writes to."""
+    dbrp_retention_policy: str = "autogen"
+    """InfluxDB 2.x: retention policy name of the DBRP mapping (``database`` plus this
+    name to ``bucket``) that lets InfluxQL read the bucket; made the default mapping."""
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5_000
     """Lines per write request (the pipelined writer coalesces bodies up to about this)."""
     timeout_s: Annotated[float, Field(gt=0)] = 10.0

@@ -75,7 +75,7 @@ def test_toml_with_env_overrides(
 @pytest.mark.parametrize(
     ("edit", "field", "reason"),
     [
-        (("interval_s = 5", "interval_s = -5"), "sensors[0].interval_s", "greater than 0"),
+        (("interval_s = 5", "interval_s = -5"), "sensors[0].interval_s", "or equal to 0.01"),
         (("port = 8883", "port = 70000"), "mqtt.port", "less than or equal to 65535"),
         (('device = "pi-017"', 'device = "pi/017"'), "device", "should match pattern"),
         (('site = "plant-a"', 'site = "plant-a"\nextra = 1'), "extra", "not permitted"),
@@ -152,7 +152,7 @@ def test_remote_config_validation(tmp_path: Path) -> None:
     assert parse_remote_config(b"", base) is None
     cases = [
         (b'{"intervals": {"nope": 1}}', "intervals.nope", "no sensor 'nope'"),
-        (b'{"intervals": {"sim": 0}}', "intervals.sim", "greater than 0"),
+        (b'{"intervals": {"sim": 0}}', "intervals.sim", "greater than or equal to 0.01"),
         (b'{"batch": {"max_age_s": "soon"}}', "batch.max_age_s", "valid number"),
         (b'{"colour": "red"}', "colour", "not permitted"),
         (b"[1]", "(payload)", "JSON object"),

@@ -32,7 +32,10 @@ __all__ = [
     "RootfsError",
     "binfmt_ready",
     "chroot_argv",
+    "copy_local_cas",
+    "copy_resolv_conf",
     "ensure_host",
+    "ensure_hosts_entry",
     "ensure_rootfs",
     "host_mirror",
     "missing_host_packages",
@@ -265,6 +268,33 @@ def copy_resolv_conf(root: Path) -> None:
     if target.is_symlink():
         target.unlink()
     shutil.copyfile("/etc/resolv.conf", target)
+
+
+def ensure_hosts_entry(root: Path, hostname: str | None = None) -> None:
+    """Let the chroot resolve the host's name (sudo looks it up; it shares the host's)."""
+    name = hostname or os.uname().nodename
+    hosts = root / "etc/hosts"
+    text = hosts.read_text() if hosts.is_file() else "127.0.0.1\tlocalhost\n"
+    if not any(name in line.split()[1:] for line in text.splitlines() if line.strip()):
+        hosts.write_text(text.rstrip("\n") + f"\n127.0.1.1\t{name}\n")
+
+
+def copy_local_cas(root: Path, source: Path = Path("/usr/local/share/ca-certificates")) -> bool:
+    """Give the chroot the host's local CAs (e.g. a TLS-inspecting proxy's); True if changed.
+
+    The caller then runs ``update-ca-certificates`` in the chroot, as an admin would
+    on a Pi behind the same proxy.
+    """
+    target = root / "usr/local/share/ca-certificates"
+    target.mkdir(parents=True, exist_ok=True)
+    changed = False
+    for cert in sorted(source.glob("**/*.crt")) if source.is_dir() else []:
+        dest = target / cert.relative_to(source)
+        if not dest.is_file() or dest.read_bytes() != cert.read_bytes():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(cert, dest)
+            changed = True
+    return changed
 
 
 def _run(argv: Sequence[str], *, what: str, env: Mapping[str, str] | None = None,

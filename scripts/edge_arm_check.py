@@ -343,12 +343,33 @@ def install(root: Path, wheel: Path, work: Path, log: Callable[[str], None]) -> 
     subprocess.run(["cp", str(REPO / "docs/edge.md"), str(src / "docs/edge.md")], check=True)
     subprocess.run(["cp", str(wheel), str(src / "dist")], check=True)
     arm_rootfs.copy_resolv_conf(root)
+    arm_rootfs.ensure_hosts_entry(root)
+    if arm_rootfs.copy_local_cas(root):  # pip in the chroot trusts what the host trusts
+        _in_chroot(root, ["update-ca-certificates"], work / "ca.log", "update-ca-certificates", 300)
     log("install.sh in the chroot (apt-get, pip from PyPI under emulation)")
     t0 = time.monotonic()
     argv = ["bash", f"{SRC_IN_CHROOT}/deploy/edge/install.sh"]
     argv += ["--from", f"{SRC_IN_CHROOT}/dist/{wheel.name}"]
     _in_chroot(root, argv, work / "install.log", "install.sh in the chroot", 1800)
-    return round(time.monotonic() - t0, 1)
+    seconds = round(time.monotonic() - t0, 1)
+    stale = _stale_files(root)
+    if stale:
+        raise CheckError(f"the chroot's venv does not hold this checkout: {stale[:5]} differ")
+    return seconds
+
+
+def _stale_files(root: Path) -> list[str]:
+    """Return the package files that differ between this checkout and the chroot's venv."""
+    sites = sorted(root.glob("opt/sensorgate/venv/lib/python3*/site-packages"))
+    if not sites:
+        return ["(no venv)"]
+    ours = [p for pkg in ("edge", "contract") for p in (REPO / pkg).rglob("*.py")]
+    return [
+        str(p.relative_to(REPO))
+        for p in ours
+        if not (sites[0] / p.relative_to(REPO)).is_file()
+        or (sites[0] / p.relative_to(REPO)).read_bytes() != p.read_bytes()
+    ]
 
 
 def _wheel_tag(root: Path) -> str | None:
@@ -523,22 +544,28 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
         work.chmod(0o755)
         wheel = build_wheel(work / "dist", log)
         broker, port = start_mosquitto(work, host="127.0.0.1")
+        logs = args.cache / "edge-arm-check-logs"
+        logs.mkdir(parents=True, exist_ok=True)
         try:
-            log(f"mosquitto on the host at 127.0.0.1:{port}")
+            log(f"mosquitto on the host at 127.0.0.1:{port}; logs in {logs}")
             if args.baseline:
                 runs.append(baseline(args, port=port, work=work, log=log))
             for name in args.arches:
                 arch = arm_rootfs.ARCHES[name]
+                arch_logs = logs / name
+                arch_logs.mkdir(parents=True, exist_ok=True)
+                for old in arch_logs.glob("*.log"):
+                    old.unlink()
                 try:
-                    runs.append(check_arch(args, arch, wheel=wheel, port=port, work=work, log=log))
+                    runs.append(
+                        check_arch(args, arch, wheel=wheel, port=port, work=arch_logs, log=log)
+                    )
                 except CheckError as exc:
                     runs.append({"arch": name, "stands_for": arch.stands_for, "pass": False,
                                  "problems": [str(exc)]})  # fmt: skip
         finally:
             broker.stop()
-            logs = args.cache / "edge-arm-check-logs"
-            logs.mkdir(parents=True, exist_ok=True)
-            for f in work.glob("*.log"):
+            for f in work.glob("*.log"):  # the baseline's
                 f.replace(logs / f.name)
     return {
         "seconds": args.seconds,
@@ -549,7 +576,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
         },
         "host": {"cpus": os.cpu_count(), "machine": os.uname().machine},
         "note": CPU_NOTE,
-        "logs": str(args.cache / "edge-arm-check-logs"),
+        "logs": str(logs),
         "runs": runs,
         "pass": bool(runs) and all(r["pass"] for r in runs if r["arch"] in arm_rootfs.ARCHES),
     }
@@ -573,7 +600,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         args.out.write_text(text + "\n")
     if not doc["pass"]:
         print(
-            f"edge-arm-check FAILED: see the problems above and the logs in {doc['logs']}"
+            f"edge-arm-check FAILED: see the problems above and the logs in {doc['logs']}/<arch>"
             " (install.log, agent-<arch>.log); rerun with --rebuild if the rootfs is suspect",
             file=sys.stderr,
         )

@@ -192,3 +192,21 @@ def test_chroot_argv_mounts_privately_and_execs_the_command() -> None:
         "exec env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/h"
         " chroot --groups=5,6 --userspec=999:998 /c/arm64-rootfs /opt/x run"
     )
+
+
+def test_ensure_hosts_entry_adds_the_name_once(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/hosts").write_text("127.0.0.1\tlocalhost\n")
+    rootfs.ensure_hosts_entry(tmp_path, "vm")
+    rootfs.ensure_hosts_entry(tmp_path, "vm")
+    assert (tmp_path / "etc/hosts").read_text() == "127.0.0.1\tlocalhost\n127.0.1.1\tvm\n"
+
+
+def test_copy_local_cas_reports_changes_only(tmp_path: Path) -> None:
+    source, root = tmp_path / "cas", tmp_path / "root"
+    source.mkdir()
+    assert not rootfs.copy_local_cas(root, source)
+    (source / "proxy.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    assert rootfs.copy_local_cas(root, source)
+    assert (root / "usr/local/share/ca-certificates/proxy.crt").is_file()
+    assert not rootfs.copy_local_cas(root, source)

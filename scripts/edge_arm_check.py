@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import itertools
 import json
 import os
@@ -206,6 +207,7 @@ def table(doc: dict[str, Any]) -> str:
     row("pydantic-core wheel", lambda r: r["pydantic_core_wheel"])
     row("rootfs", lambda r: _rootfs(r))
     row("install.sh", lambda r: f"{r['install_s']:g} s")
+    row("whole check", lambda r: f"{r['wall_s']:g} s")
     row("start to birth", lambda r: f"{r['startup_s']:g} s")
     row("measured", lambda r: f"{r['measured_s']:g} s")
     row("RSS max / mean", lambda r: f"{r['rss_mb_max']:g} / {r['rss_mb_mean']:g} MB")
@@ -465,6 +467,7 @@ def check_arch(
     """Build or reuse the rootfs, install the agent, run it, and judge one architecture."""
     doc: dict[str, Any] = {"arch": arch.name, "debian_arch": arch.debian}
     doc["stands_for"] = arch.stands_for
+    t_start = time.monotonic()
     arm_rootfs.ensure_host(arch, log)
     mirror = args.mirror or arm_rootfs.host_mirror()
     t0 = time.monotonic()
@@ -508,6 +511,7 @@ def check_arch(
             device=device, port=port, log_path=work / f"agent-{arch.name}.log", log=log,
         )
     )  # fmt: skip
+    doc["wall_s"] = round(time.monotonic() - t_start)
     return doc
 
 
@@ -534,10 +538,24 @@ def baseline(
 
 def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
     """Run every requested architecture (and the baseline); return the JSON document."""
-    from gateway.services import start_mosquitto
-
     if os.geteuid() != 0:
         raise CheckError("run as root (debootstrap and chroot need it): sudo make edge-arm-check")
+    args.cache.mkdir(parents=True, exist_ok=True)
+    lock = (args.cache / "edge-arm-check.lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise CheckError(f"another edge-arm-check is using {args.cache}: wait for it") from None
+    try:
+        return _run_locked(args, log)
+    finally:
+        lock.close()
+
+
+def _run_locked(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
+    from gateway.services import start_mosquitto
+
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="sg-edge-arm-") as tmp:
         work = Path(tmp)

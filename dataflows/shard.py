@@ -226,7 +226,9 @@ class ShardProcessor:
         readings are newer than any the device sent before: a redelivery carries the
         times of its first delivery, so such a message is new data from a device whose
         sequence went back (an outbox recreated by an agent that sends no outbox id). That
-        is counted and logged as a reset, never dropped. Jumps forward are counted as
+        is counted and logged as a reset, never dropped. (Only for messages that carry
+        their own reading times: an adapter dates readings without a time by their
+        arrival, so its redeliveries look newer.) Jumps forward are counted as
         sequence gaps (missing messages, which a backlog may still fill).
 
         A batch that fails part-way is retried message by message, and its messages
@@ -236,6 +238,7 @@ class ShardProcessor:
         batch: set[tuple[int, str | None, int]] = set()
         keep = []
         starts: list[int] | None = None
+        own_times = decoded.msg_own_times
         for k, (dev, seq, outbox) in enumerate(
             zip(decoded.msg_device, decoded.msg_seq, decoded.msg_outbox, strict=True)
         ):
@@ -244,7 +247,7 @@ class ShardProcessor:
                 self._sequence_reset(dev, seq, f"new outbox {outbox!r}")
             key = (dev, outbox, seq)
             new = seq not in seen and key not in batch
-            if not new and key not in batch:
+            if not new and key not in batch and own_times[k]:
                 if starts is None:
                     starts = np.concatenate(([0], np.cumsum(decoded.msg_count))).tolist()
                 newest = _newest(decoded, starts[k], starts[k + 1])

@@ -12,8 +12,12 @@ STAMP := $(VENV)/.installed
 up: bootstrap
 	$(VENV)/bin/sensorgate up
 
+# Two workers, a test file each at a time: most integration tests wait on brokers,
+# databases and child processes, so two files in flight halve the wall time on two
+# cores. Each worker starts its own mosquitto and influxd. TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
 test: bootstrap
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: bootstrap
 	$(VENV)/bin/ruff check .

@@ -25,6 +25,7 @@ from gateway.alarm_sink import AlarmSink
 from gateway.influx.encoder import LineProtocolEncoder
 from gateway.influx.layout import StorageLayout
 from gateway.influx.pipeline import make_pipelined_writer
+from gateway.influx.reroute import reroute_spill
 from gateway.influx.resilient import make_resilient_writer
 from gateway.influx.setup import READY, setup_influx
 from gateway.influx.writer import PointWriter
@@ -326,6 +327,7 @@ def run_gateway(
 
     recovery = _recovery_config(settings)  # refuse a bad folder before connecting
     prepare_storage(settings)
+    reroute_spill(settings.influx)  # a spill left from before retention policies
     rejections = WriteRejectionReporter.from_settings(settings)
     app = build_gateway(settings, stop=stop, metrics=metrics, rejections=rejections)
     if subscribed is not None:

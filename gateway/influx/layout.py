@@ -153,6 +153,16 @@ class StorageLayout:
         """``deadletters`` as a FROM clause."""
         return self.source("deadletters")
 
+    @property
+    def replay_aggregates(self) -> str:
+        """``replay_aggregates`` (``sensorgate replay``) as a FROM clause."""
+        return self.source("replay_aggregates")
+
+    @property
+    def replay_alarms(self) -> str:
+        """``replay_alarms`` (``sensorgate replay``) as a FROM clause."""
+        return self.source("replay_alarms")
+
 
 def _class_of(measurement: str) -> MeasurementClass:
     try:

@@ -335,11 +335,12 @@ class Views:
         self.aggregates_after = aggregates_after
 
     def _run(self, q: str) -> list[dict[str, Any]]:
-        # A database the gateway has not created yet holds nothing: not an error here.
+        # A database (or retention policy) the gateway has not created yet holds
+        # nothing: not an error here.
         try:
             return self._q.query(q)
         except StorageError as exc:
-            if "database not found" in str(exc):
+            if "database not found" in str(exc) or "retention policy not found" in str(exc):
                 return []
             raise
 

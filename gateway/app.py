@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 from bytewax.dataflow import Dataflow
 
 from contract.errors import ConfigError, StorageError
@@ -41,7 +42,9 @@ __all__ = ["GatewayApp", "RulesWatcher", "build_gateway", "prepare_storage", "ru
 log = logging.getLogger(__name__)
 
 
-def prepare_storage(settings: GatewaySettings) -> None:
+def prepare_storage(
+    settings: GatewaySettings, *, transport: httpx.BaseTransport | None = None
+) -> None:
     """Create the database and its retention policies on InfluxDB 1.x, or raise.
 
     What ``sensorgate influx setup`` does for ``api = "v1"`` without a token: the
@@ -51,11 +54,12 @@ def prepare_storage(settings: GatewaySettings) -> None:
     refuses a policy (the message holds the statement an admin runs), and
     :class:`~contract.errors.StorageError` for anything else. On 2.x/3.x (a token, or
     the v2/v3 API) the buckets and databases belong to their owner: nothing is done.
+    ``transport`` is the HTTP seam for tests.
     """
     influx = settings.influx
     if influx.api != "v1" or influx.token is not None:
         return
-    report = setup_influx(influx)
+    report = setup_influx(influx, transport=transport)
     for step in report.steps:
         if step.status in READY:
             continue

@@ -209,9 +209,7 @@ def test_raw_lines_and_aggregates_come_in_two_bodies_with_counts() -> None:
         b"readings",
         b"late_readings",
     ]
-    assert [line.split(b",")[0] for line in encoded.aggregates_body.splitlines()] == [
-        b"aggregates"
-    ]
+    assert [line.split(b",")[0] for line in encoded.aggregates_body.splitlines()] == [b"aggregates"]
     assert encoder.encode_parts(points) == (encoded.body, encoded.aggregates_body)
     assert encoder.encode(points) == encoded.body + encoded.aggregates_body
     assert LineProtocolEncoder().encode(PointColumns(names)) == b""

@@ -11,7 +11,9 @@
 - ``v2`` (InfluxDB 2.x, Cloud): find ``org``; create ``bucket`` if missing; create the
   DBRP mapping ``database``/``dbrp_retention_policy`` -> ``bucket`` (the default one of
   ``database``) if missing, so that InfluxQL reads (``sensorgate query``, the
-  dashboard, Grafana) find the data the v2 API wrote; check InfluxQL.
+  dashboard, Grafana) find the data the v2 API wrote, and one mapping per retention
+  policy name of ``influx.retention`` to the same bucket, so that reads naming the
+  policies (the Grafana dashboards) find it too; check InfluxQL.
 - ``v3`` (InfluxDB 3 Core/Enterprise): create ``database`` if missing (it would also
   be created by the first write); check InfluxQL.
 
@@ -346,7 +348,7 @@ def _setup_v2(api: _Api, settings: InfluxSettings, report: SetupReport, create: 
     bucket_id = _ensure_bucket(api, settings, report, org_id, create)
     if bucket_id is None:
         return
-    _ensure_dbrp(api, settings, report, org_id, bucket_id, create)
+    _ensure_dbrps(api, settings, report, org_id, bucket_id, create)
 
 
 def _find_org(api: _Api, settings: InfluxSettings, report: SetupReport) -> str | None:
@@ -403,7 +405,7 @@ def _ensure_bucket(
     return str(data["id"])
 
 
-def _ensure_dbrp(
+def _ensure_dbrps(
     api: _Api,
     settings: InfluxSettings,
     report: SetupReport,
@@ -411,21 +413,58 @@ def _ensure_dbrp(
     bucket_id: str,
     create: bool,
 ) -> None:
-    db, rp = settings.database, settings.dbrp_retention_policy
+    """Map ``database``/``dbrp_retention_policy``, then each retention policy name, to the bucket.
+
+    The gateway writes every measurement to the one bucket; readers that name the
+    policies (the Grafana dashboards: ``"aggregates"."aggregates"``) find it through
+    ``database``/``raw``, ``/aggregates`` and ``/deadletters`` mapped to it too.
+    """
+    _ensure_dbrp(api, settings, report, org_id, bucket_id, create)
+    if report.steps[-1].status not in READY:
+        return
+    r = settings.retention
+    names = dict.fromkeys((r.raw_policy, r.aggregates_policy, r.deadletters_policy))
+    for rp in names:
+        if rp != settings.dbrp_retention_policy:
+            _ensure_dbrp(api, settings, report, org_id, bucket_id, create, rp=rp)
+
+
+def _ensure_dbrp(
+    api: _Api,
+    settings: InfluxSettings,
+    report: SetupReport,
+    org_id: str,
+    bucket_id: str,
+    create: bool,
+    *,
+    rp: str | None = None,
+) -> None:
+    """Map ``database``/``rp`` to the bucket (``rp`` None: the default mapping)."""
+    db = settings.database
+    step = "dbrp" if rp is None else f"dbrp {rp}"
+    primary = rp is None
+    rp = settings.dbrp_retention_policy if rp is None else rp
     status, data, _ = api.call("GET", "/api/v2/dbrps", params={"orgID": org_id, "db": db})
     if _denied(status):
-        report.add("dbrp", "refused", f"{status}: the token may not read DBRP mappings")
+        report.add(step, "refused", f"{status}: the token may not read DBRP mappings")
         return
     if status >= 300:
-        report.add("dbrp", "failed", f"listing DBRP mappings answered {status}: {_message(data)}")
+        report.add(step, "failed", f"listing DBRP mappings answered {status}: {_message(data)}")
         return
     mappings = data.get("content", []) if isinstance(data, dict) else []
     same = [m for m in mappings if m.get("database") == db and m.get("retention_policy") == rp]
     if same:
         mapping = same[0]
-        if mapping.get("bucketID") != bucket_id:
+        if mapping.get("bucketID") != bucket_id and not primary:
             report.add(
-                "dbrp",
+                step,
+                "skipped",
+                f"{db}/{rp} is mapped to another bucket ({mapping.get('bucketID')}): reads"
+                f" naming the policy {rp!r} (Grafana) read that one; left as it is",
+            )
+        elif mapping.get("bucketID") != bucket_id:
+            report.add(
+                step,
                 "failed",
                 f"{db}/{rp} is mapped to another bucket ({mapping.get('bucketID')}), not"
                 f" {settings.bucket!r} ({bucket_id}); InfluxQL would read that one. Fix it by"
@@ -433,12 +472,12 @@ def _ensure_dbrp(
                 " not make",
             )
         else:
-            report.add("dbrp", "ok", f"{db}/{rp} -> bucket {settings.bucket!r}")
+            report.add(step, "ok", f"{db}/{rp} -> bucket {settings.bucket!r}")
         return
     if not create:
-        report.add("dbrp", "missing", f"no mapping {db}/{rp} (--check: not created)")
+        report.add(step, "missing", f"no mapping {db}/{rp} (--check: not created)")
         return
-    default = not any(m.get("default") for m in mappings)
+    default = primary and not any(m.get("default") for m in mappings)
     status, data, _ = api.call(
         "POST",
         "/api/v2/dbrps",
@@ -452,17 +491,18 @@ def _ensure_dbrp(
     )
     if _denied(status):
         report.add(
-            "dbrp",
+            step,
             "refused",
             f"the token may not create DBRP mappings; an admin runs: influx v1 dbrp create"
-            f" --org {settings.org} --db {db} --rp {rp} --bucket-id {bucket_id} --default",
+            f" --org {settings.org} --db {db} --rp {rp} --bucket-id {bucket_id}"
+            + (" --default" if primary else ""),
         )
         return
     if status >= 300:
-        report.add("dbrp", "failed", f"creating {db}/{rp} answered {status}: {_message(data)}")
+        report.add(step, "failed", f"creating {db}/{rp} answered {status}: {_message(data)}")
         return
-    note = "" if default else f" (not the default of {db}: another mapping is)"
-    report.add("dbrp", "created", f"{db}/{rp} -> bucket {settings.bucket!r}{note}")
+    note = "" if default or not primary else f" (not the default of {db}: another mapping is)"
+    report.add(step, "created", f"{db}/{rp} -> bucket {settings.bucket!r}{note}")
 
 
 def _setup_v3(api: _Api, settings: InfluxSettings, report: SetupReport, create: bool) -> None:

@@ -42,11 +42,20 @@ def test_v2_creates_bucket_and_default_dbrp_then_is_idempotent() -> None:
         "org": "ok",
         "bucket": "created",
         "dbrp": "created",
+        # The retention policy names too, so that reads naming them (Grafana) find it.
+        "dbrp raw": "created",
+        "dbrp aggregates": "created",
+        "dbrp deadletters": "created",
         "influxql": "ok",
     }
     assert first.server == "v2.7.11"
     (bucket,) = server.buckets.values()
-    (mapping,) = server.dbrps
+    mapping, *aliases = server.dbrps
+    assert [(a["retention_policy"], a["bucketID"], a["default"]) for a in aliases] == [
+        ("raw", bucket["id"], False),
+        ("aggregates", bucket["id"], False),
+        ("deadletters", bucket["id"], False),
+    ]
     assert mapping == {
         "id": mapping["id"],
         "orgID": server.orgs["acme"],
@@ -62,10 +71,13 @@ def test_v2_creates_bucket_and_default_dbrp_then_is_idempotent() -> None:
         "org": "ok",
         "bucket": "ok",
         "dbrp": "ok",
+        "dbrp raw": "ok",
+        "dbrp aggregates": "ok",
+        "dbrp deadletters": "ok",
         "influxql": "ok",
     }
     assert len(server.buckets) == 1
-    assert len(server.dbrps) == 1
+    assert len(server.dbrps) == 4
 
 
 def test_v2_check_creates_nothing_and_is_not_ready() -> None:
@@ -128,8 +140,13 @@ def test_v2_second_rp_is_mapped_but_not_made_default() -> None:
     assert report.ok, report.to_text()
     assert [(d["retention_policy"], d["default"]) for d in server.dbrps] == [
         ("autogen", True),
+        ("raw", False),
+        ("aggregates", False),
+        ("deadletters", False),
         ("long", False),
     ]
+    # The policy names stay with the first bucket, said so.
+    assert _statuses(report)["dbrp raw"] == "skipped"
 
 
 def test_v2_wrong_token_and_unknown_org() -> None:

@@ -169,6 +169,7 @@ class GatewayApp:
     source: MqttSource
     metrics: GatewayMetrics
     rules: RulesWatcher
+    points_sink: PointsSink
 
 
 def build_gateway(
@@ -247,15 +248,16 @@ def build_gateway(
 
     source = MqttSource(settings.mqtt, topics, stop=stop, extra_filters=extra_filters)
     metrics.track_source(source)
+    points_sink = PointsSink(
+        points_writer("readings"),
+        stream.shards,
+        metrics,
+        aggregates_writer_factory=None if same_policy else points_writer("aggregates"),
+    )
     flow = build_flow(
         source,
         topics=topics,
-        points_sink=PointsSink(
-            points_writer("readings"),
-            stream.shards,
-            metrics,
-            aggregates_writer_factory=None if same_policy else points_writer("aggregates"),
-        ),
+        points_sink=points_sink,
         deadletter_sink=DeadLetterSink(writer("deadletters"), dl_mqtt, topics),
         alarm_sink=AlarmSink(writer("alarms"), alarm_mqtt, topics, metrics=metrics),
         rules=rules,
@@ -274,7 +276,7 @@ def build_gateway(
         if adapters is None
         else CommandSink(settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-commands")),
     )
-    return GatewayApp(flow, source, metrics, rules)
+    return GatewayApp(flow, source, metrics, rules, points_sink)
 
 
 _RECOVERY_MARKER = "sensorgate-recovery.json"
@@ -352,6 +354,8 @@ def run_gateway(
         server = serve(
             app.metrics, health, settings.metrics_host, settings.metrics_port + (process_id or 0)
         )
+    # Spilled points of a previous run drain from the start, not on the first reading.
+    release_points = app.points_sink.hold()
     try:
         cli_main(
             app.flow,
@@ -362,6 +366,7 @@ def run_gateway(
             recovery_config=recovery,
         )
     finally:
+        release_points()
         app.rules.stop()
         rejections.close()
         if health is not None:

@@ -220,6 +220,22 @@ class PointsSink(FixedPartitionedSink[EncodedPoints, None]):
         self._parts = [shard_key(i) for i in range(shards)]
         self._metrics = metrics
 
+    def hold(self) -> Callable[[], None]:
+        """Open this process's writer(s) now, until the returned release is called.
+
+        Bytewax builds a sink partition only when its first item arrives: without this,
+        points spilled by a previous run would wait for new traffic before draining.
+        """
+        held = [self._shared, *([self._shared_aggregates] if self._shared_aggregates else [])]
+        for shared in held:
+            shared.acquire()
+
+        def release() -> None:
+            for shared in held:
+                shared.release()
+
+        return release
+
     def list_parts(self) -> list[str]:
         """One partition per shard."""
         return list(self._parts)

@@ -79,8 +79,13 @@ def run_up(
     interval_s: float = 1.0,
     duration_s: float | None = None,
     as_json: bool = False,
+    dashboard_port: int = DASHBOARD_PORT,
 ) -> int:
-    """Run the stack until Ctrl-C, SIGTERM or ``duration_s``; return the exit code."""
+    """Run the stack until Ctrl-C, SIGTERM or ``duration_s``; return the exit code.
+
+    The dashboard listens on ``dashboard_port`` if it is free, else on any free port
+    (0: any free port from the start).
+    """
     console = Console(stderr=False)
     base = load_settings()
     external = "mqtt" in base.model_fields_set and "influx" in base.model_fields_set
@@ -120,7 +125,8 @@ def run_up(
                 update={"stream": settings.stream.model_copy(update={"windows": DEMO_WINDOWS})}
             )
         workdir = local.workdir if local else Path.cwd()
-        dashboard_port, dashboard_token = _free_port(DASHBOARD_PORT), secrets.token_urlsafe(16)
+        dashboard_port = _free_port(dashboard_port) if dashboard_port else free_port()
+        dashboard_token = secrets.token_urlsafe(16)
         gateway = ManagedProcess(
             "gateway",
             [

@@ -182,6 +182,7 @@ def build_gateway(
     )
 
     reporter = rejections or WriteRejectionReporter.from_settings(settings)
+    reporter.on_refused = metrics.mqtt_refusal("rejections")
 
     def writer() -> PointWriter:
         # Dead letters and alarms: synchronous writers, one per sink partition.
@@ -207,14 +208,22 @@ def build_gateway(
         def extra_filters(partition: int) -> list[str]:
             return adapter_set.subscriptions(settings.mqtt.share_group, partition=partition)
 
-    source = MqttSource(settings.mqtt, topics, stop=stop, extra_filters=extra_filters)
+    source = MqttSource(
+        settings.mqtt,
+        topics,
+        stop=stop,
+        extra_filters=extra_filters,
+        on_refused=metrics.mqtt_refusal("source"),
+    )
     metrics.track_source(source)
     flow = build_flow(
         source,
         topics=topics,
         points_sink=PointsSink(points_writer, stream.shards, metrics),
-        deadletter_sink=DeadLetterSink(writer, dl_mqtt, topics),
-        alarm_sink=AlarmSink(writer, alarm_mqtt, topics, metrics=metrics),
+        deadletter_sink=DeadLetterSink(writer, dl_mqtt, topics, metrics=metrics),
+        alarm_sink=AlarmSink(
+            writer, alarm_mqtt, topics, metrics=metrics, gateway_id=settings.gateway_id
+        ),
         rules=rules,
         stream=stream,
         encoder=LineProtocolEncoder(
@@ -230,7 +239,8 @@ def build_gateway(
         command_sink=None
         if adapters is None
         else CommandSink(
-            settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-commands")
+            settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-commands"),
+            metrics=metrics,
         ),
     )
     return GatewayApp(flow, source, metrics, rules)
@@ -306,6 +316,7 @@ def run_gateway(
             broker_ok=lambda: source.connected() and source.subscribed.is_set(),
             influx_url=settings.influx.url,
             metrics=app.metrics,
+            verify=settings.influx.verify(),
         ).start()
         server = serve(
             app.metrics, health, settings.metrics_host, settings.metrics_port + (process_id or 0)

@@ -8,7 +8,9 @@ the ``deadletters`` measurement through the writer that refused the line. The ev
 ``topic`` is ``influxdb/<measurement>``: the line never came from one MQTT topic.
 
 A refused ``deadletters`` line is published but not stored again, so that a dead
-letter InfluxDB cannot take never loops.
+letter InfluxDB cannot take never loops. A dead letter the *broker* refuses (MQTT 5
+PUBACK reason code: its ACL) is logged with the topic and counted by the link, and
+stays stored in ``deadletters``.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ import logging
 import re
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
 from contract import DeadLetterEvent, DeadLetterReason, encode
 from contract.errors import BrokerError
-from edge.mqtt import MqttLink, MqttSettings
+from edge.mqtt import MqttLink, MqttSettings, Refusal
 from gateway.influx.lineprotocol import deadletter_line
 from gateway.influx.resilient import RejectHandler
 from gateway.settings import GatewaySettings
@@ -61,7 +63,13 @@ class WriteRejectionReporter:
     """
 
     def __init__(
-        self, mqtt: MqttSettings, topic: str, *, gateway_id: str, ack_timeout: float = 30.0
+        self,
+        mqtt: MqttSettings,
+        topic: str,
+        *,
+        gateway_id: str,
+        ack_timeout: float = 30.0,
+        on_refused: Callable[[Refusal], None] | None = None,
     ) -> None:
         # A clean session under a fresh id: we wait for each PUBACK, so nothing is
         # left for a persistent session to keep, and two gateways never collide.
@@ -73,6 +81,8 @@ class WriteRejectionReporter:
         self._ack_timeout = ack_timeout
         self._link: MqttLink | None = None
         self._lock = threading.Lock()
+        self.on_refused = on_refused
+        """Called with each dead letter the broker refuses (a metric hook)."""
 
     @classmethod
     def from_settings(cls, settings: GatewaySettings) -> WriteRejectionReporter:
@@ -95,7 +105,7 @@ class WriteRejectionReporter:
     def _connected_link(self) -> MqttLink:
         with self._lock:
             if self._link is None:
-                link = MqttLink(self._mqtt)
+                link = MqttLink(self._mqtt, on_refused=self.on_refused)
                 link.start()
                 self._link = link
             return self._link

@@ -111,6 +111,7 @@ class _Api:
             auth=auth,
             timeout=settings.timeout_s,
             transport=transport,
+            verify=settings.verify(),
         )
 
     def call(

@@ -78,6 +78,7 @@ class TlsSettings(BaseModel):
             else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         )
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.sslsocket_class = _ClosingSocket
         if self.ca_file is not None:
             _load("ca_file", self.ca_file, lambda: ctx.load_verify_locations(str(self.ca_file)))
         else:
@@ -113,6 +114,24 @@ class _NamedContext(ssl.SSLContext):
     def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
         kwargs["server_hostname"] = self._server_name
         return super().wrap_bio(*args, **kwargs)
+
+
+class _ClosingSocket(ssl.SSLSocket):
+    """Closes itself when the handshake fails.
+
+    paho drops a socket whose handshake failed (a certificate the CA did not sign)
+    without closing it, and the garbage collector then reports an unclosed socket at
+    every retry. "Try again" answers of a non-blocking handshake are not failures.
+    """
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise
+        except OSError:
+            self.close()
+            raise
 
 
 def _load(field: str, path: Path, load: Callable[[], object]) -> None:

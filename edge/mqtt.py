@@ -26,6 +26,7 @@ import logging
 import random
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal
@@ -224,6 +225,8 @@ class MqttLink:
     ) -> None:
         self.settings = settings
         self._connected = threading.Event()
+        self._outcome = threading.Event()  # set by every connection attempt's end
+        self._failure: str | None = None
         self._on_connect_hook = on_connect
         self._on_publish_hook = on_publish
         self._on_refused_hook = on_refused
@@ -239,7 +242,7 @@ class MqttLink:
         )
         clean = settings.clean_session if settings.client_id else True
         # What CONNECT carries besides the address (MQTT 5 only; paho's defaults else).
-        self._clean_start: bool | int = mqtt.MQTT_CLEAN_START_FIRST_ONLY
+        self._clean_start: bool | Literal[3] = mqtt.MQTT_CLEAN_START_FIRST_ONLY
         self._properties: Properties | None = None
         if settings.protocol == "5":
             # MQTT 5 has no clean_session: clean_start, and a session expiry to keep one.
@@ -282,6 +285,9 @@ class MqttLink:
         self._client.on_subscribe = self._handle_suback
 
     def _handle_connect_fail(self) -> None:
+        # paho passes no exception: the TCP connect or the TLS handshake failed (paho
+        # logs which; a certificate the CA did not sign ends here).
+        self._failed("no connection or no TLS handshake")
         delay = self._arm_backoff()
         log.warning("cannot reach the broker at %s; retrying in %.1f s", self.settings.url, delay)
 
@@ -342,9 +348,12 @@ class MqttLink:
     ) -> None:
         if reason.is_failure:
             log.warning("broker %s refused the connection: %s", self.settings.url, reason)
+            self._failed(f"the broker refused the connection: {reason}")
             return
         self.backoff.reset()
+        self._failure = None
         self._connected.set()
+        self._outcome.set()
         if self._on_connect_hook is not None:
             self._on_connect_hook(self)
 
@@ -356,11 +365,24 @@ class MqttLink:
         reason: ReasonCode,
         _props: object,
     ) -> None:
+        if not self._connected.is_set() and self._failure is None:
+            # Closed before any CONNACK: a TLS listener refusing a plain client or one
+            # without a client certificate ends here.
+            self._failed(f"the connection closed before the broker accepted it: {reason}")
         self._connected.clear()
         delay = self._arm_backoff()
         log.info(
             "disconnected from %s: %s; reconnecting in %.1f s", self.settings.url, reason, delay
         )
+
+    def _failed(self, why: str) -> None:
+        self._failure = why
+        self._outcome.set()
+
+    @property
+    def last_failure(self) -> str | None:
+        """Why the last connection attempt failed (None once connected)."""
+        return self._failure
 
     @property
     def client(self) -> mqtt.Client:
@@ -372,8 +394,15 @@ class MqttLink:
         """Whether the link is connected right now."""
         return self._connected.is_set()
 
-    def start(self, *, wait_s: float | None = 10.0) -> None:
-        """Connect in the background; with ``wait_s``, wait for the first connection."""
+    def start(self, *, wait_s: float | None = 10.0, fail_fast: bool = False) -> None:
+        """Connect in the background; with ``wait_s``, wait for the first connection.
+
+        Without ``fail_fast`` a refused or failed attempt is retried (with backoff) until
+        ``wait_s`` passes: a broker that starts later is waited for. With it the first
+        failure raises :class:`BrokerError` saying why (wrong password, TLS refused), as
+        a command run by a person should.
+        """
+        self._failure = None
         try:
             self._client.connect_async(
                 self.settings.host,
@@ -385,12 +414,26 @@ class MqttLink:
         except (OSError, ValueError) as exc:
             raise BrokerError(f"cannot connect to {self.settings.url}: {exc}") from exc
         self._client.loop_start()
-        if wait_s is not None and not self._connected.wait(wait_s):
-            self.stop()
-            raise BrokerError(
-                f"no connection to the MQTT broker at {self.settings.url} after {wait_s:.0f} s;"
-                " is it running, and are the host, port and credentials right?"
-            )
+        if wait_s is None:
+            return
+        deadline = time.monotonic() + wait_s
+        while True:
+            self._outcome.clear()  # cleared before looking: a later outcome wakes the wait
+            if self._connected.is_set():
+                return
+            failure = self._failure
+            if fail_fast and failure is not None:
+                self.stop()
+                raise BrokerError(f"cannot connect to {self.settings.url}: {failure}")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.stop()
+                raise BrokerError(
+                    f"no connection to the MQTT broker at {self.settings.url} after"
+                    f" {wait_s:.0f} s; is it running, and are the host, port and credentials"
+                    f" right?{f' (last attempt: {failure})' if failure else ''}"
+                )
+            self._outcome.wait(remaining)
 
     def wait_connected(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for a connection; return whether there is one."""

@@ -55,8 +55,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--password-file",
         type=Path,
         default=None,
-        help="file holding the operator's password (default:"
-        " SENSORGATE_MQTT__OPERATOR__PASSWORD)",
+        help="file holding the operator's password (default: SENSORGATE_MQTT__OPERATOR__PASSWORD)",
     )
     ack.add_argument("--prefix", default=None, help="topic prefix (default: gateway settings)")
     ack.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for PUBACK")
@@ -91,11 +90,15 @@ def publish_ack(
     topic = TopicScheme(prefix).device(site, device, TopicKind.COMMANDS)
     settings = mqtt.model_copy(update={"clean_session": True, "protocol": "5"})
     body = command.model_dump_json(exclude_none=True).encode("utf-8")
-    with MqttLink(settings) as link:
+    link = MqttLink(settings)
+    link.start(wait_s=timeout, fail_fast=True)  # a wrong password says so at once
+    try:
         ticket = link.publish(topic, body, qos=1)
         if not ticket.wait(timeout):
             raise BrokerError(f"the broker did not acknowledge the command within {timeout} s")
         ticket.raise_if_refused()
+    finally:
+        link.stop()
     return {"topic": topic, "command": json.loads(body)}
 
 

@@ -31,6 +31,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from contract import TopicKind, TopicScheme
 from dataflows.batch import MessageBatch
@@ -171,7 +172,7 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
         self._client.loop_start()
 
     def _on_connect(
-        self, client: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode, _p: object
+        self, client: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: object
     ) -> None:
         if reason.is_failure:
             log.warning("broker refused gateway client: %s", reason)
@@ -182,7 +183,7 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
         self.connected.set()
 
     def _on_subscribe(
-        self, _c: mqtt.Client, _u: object, _mid: int, reasons: list[mqtt.ReasonCode], _p: object
+        self, _c: mqtt.Client, _u: object, _mid: int, reasons: list[ReasonCode], _p: object
     ) -> None:
         # One SUBACK for the one SUBSCRIBE of on_connect: a reason code per filter, in order.
         granted = False

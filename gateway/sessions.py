@@ -9,9 +9,10 @@ clients that will never come back, until the sessions expire.
 
 :func:`forget_sessions` ends such a session the way MQTT 5 allows: it connects with the
 session's client id, a session expiry of 0 and no clean start (so the CONNACK says
-whether the session existed), and disconnects; the broker then deletes the session, its
-subscriptions and its queue. What the queue held is discarded: the command counts the
-messages the broker delivered to it before it left, so that nothing goes silently
+whether the session existed), unsubscribes the partition's filters (computed from the
+settings, as the gateway subscribes them) so that the broker routes nothing more to
+it, takes what was queued, and disconnects; the broker then deletes the session. What
+the queue held is discarded: the command counts it, so that nothing goes silently
 (docs/security.md, "Scaling down").
 
 Partitions below ``mqtt.partitions`` are in use and are refused unless ``force``:
@@ -32,9 +33,16 @@ from typing import Any
 
 from contract.errors import BrokerError, ConfigError
 from edge.mqtt import MqttSettings
-from gateway.settings import MqttSourceSettings
+from gateway.settings import GatewaySettings
 
-__all__ = ["ForgetResult", "forget_session", "forget_sessions", "parse_partitions", "register"]
+__all__ = [
+    "ForgetResult",
+    "forget_session",
+    "forget_sessions",
+    "parse_partitions",
+    "partition_filters",
+    "register",
+]
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +94,20 @@ def parse_partitions(text: str) -> list[int]:
 
 def forget_session(
     settings: MqttSettings,
+    filters: list[str],
     *,
     idle_s: float = 0.5,
     drain_s: float = 60.0,
     timeout_s: float = 10.0,
 ) -> tuple[bool, int, bool]:
-    """End the session of ``settings.client_id``.
+    """End the session of ``settings.client_id``, whose subscriptions are ``filters``.
 
-    Connects (MQTT 5, no clean start, Session Expiry Interval 0), counts what the broker
-    delivers until ``idle_s`` passes without a message (at most ``drain_s``), and
-    disconnects: with an expiry of 0 the broker deletes the session at once. Returns
-    (the session existed, messages discarded, all of them were counted). Raises
-    :class:`BrokerError` when the broker cannot be reached or refuses the connection.
+    Connects (MQTT 5, no clean start, Session Expiry Interval 0), unsubscribes
+    ``filters``, counts what the broker delivers until ``idle_s`` passes without a
+    message (at most ``drain_s``), and disconnects: with an expiry of 0 the broker
+    deletes the session at once. Returns (the session existed, messages discarded, all
+    of them were counted). Raises :class:`BrokerError` when the broker cannot be
+    reached or refuses the connection.
     """
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
@@ -115,8 +125,10 @@ def forget_session(
     if settings.tls is not None:
         client.tls_set_context(settings.tls.ssl_context())
     answered = threading.Event()
+    unsubscribed = threading.Event()
     outcome: dict[str, Any] = {}
-    received = [0, time.monotonic()]  # count, when the last one came
+    received = [0]  # messages the broker delivered
+    last = [time.monotonic()]  # when the last one came
     lock = threading.Lock()
 
     def on_connect(_c: Any, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
@@ -127,10 +139,11 @@ def forget_session(
     def on_message(_c: Any, _u: Any, _msg: Any) -> None:
         with lock:
             received[0] += 1
-            received[1] = time.monotonic()
+            last[0] = time.monotonic()
 
     client.on_connect = on_connect
     client.on_message = on_message
+    client.on_unsubscribe = lambda *_a: unsubscribed.set()
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = 0
     url = f"{'mqtts' if settings.tls else 'mqtt'}://{settings.host}:{settings.port}"
@@ -147,15 +160,20 @@ def forget_session(
         reason = outcome["reason"]
         if reason.is_failure:
             raise BrokerError(f"the broker at {url} refused {settings.client_id!r}: {reason}")
-        # The broker sends a resumed session's queue right after the CONNACK (paho
-        # acknowledges each one: they are counted, then dropped with the session).
+        # First stop the routing: once the UNSUBACK is in, the broker sends this session
+        # nothing new, and what it queued before (sent right after the CONNACK; paho
+        # acknowledges each one) is counted, then dropped with the session.
+        if filters:
+            client.unsubscribe(filters)
+            if not unsubscribed.wait(timeout_s):
+                raise BrokerError(f"no UNSUBACK from the broker at {url} within {timeout_s:.0f} s")
         with lock:
-            received[1] = time.monotonic()
+            last[0] = time.monotonic()
         deadline = time.monotonic() + drain_s
         counted_all = False
         while time.monotonic() < deadline:
             with lock:
-                quiet = time.monotonic() - received[1]
+                quiet = time.monotonic() - last[0]
             if quiet >= idle_s:
                 counted_all = True
                 break
@@ -168,8 +186,23 @@ def forget_session(
     return bool(outcome.get("present")), discarded, counted_all
 
 
+def partition_filters(settings: GatewaySettings, partition: int) -> list[str]:
+    """Return what source ``partition`` of a gateway with ``settings`` subscribes to."""
+    from gateway.mqtt_source import MqttSource
+
+    source = MqttSource(settings.mqtt, settings.topics)
+    filters = source.topic_filters + ([source.status_filter] if partition == 0 else [])
+    if settings.adapters_file is not None:
+        from dataflows.adapters.adapterset import AdapterSet
+        from dataflows.adapters.config import load_adapters
+
+        adapters = AdapterSet(load_adapters(settings.adapters_file))
+        filters += adapters.subscriptions(settings.mqtt.share_group, partition=partition)
+    return filters
+
+
 def forget_sessions(
-    settings: MqttSourceSettings,
+    settings: GatewaySettings,
     partitions: Iterable[int],
     *,
     force: bool = False,
@@ -177,28 +210,32 @@ def forget_sessions(
     drain_s: float = 60.0,
     timeout_s: float = 10.0,
 ) -> list[ForgetResult]:
-    """End the broker sessions of the source ``partitions`` (retired ones).
+    """End the broker sessions of the source ``partitions`` (retired ones) of a gateway.
 
     Raises :class:`ConfigError` for a partition still in use (below
-    ``settings.partitions``) unless ``force``.
+    ``settings.mqtt.partitions``) unless ``force``.
     """
     from gateway.mqtt_source import partition_client_id
 
+    mqtt = settings.mqtt
     wanted = sorted(set(partitions))
-    in_use = [p for p in wanted if p < settings.partitions]
+    in_use = [p for p in wanted if p < mqtt.partitions]
     if in_use and not force:
         raise ConfigError(
             "--partitions",
-            f"{in_use} are below mqtt.partitions ({settings.partitions}): in use by the"
+            f"{in_use} are below mqtt.partitions ({mqtt.partitions}): in use by the"
             " running gateway, whose session would be taken over. Lower mqtt.partitions"
             " first (docs/security.md), or pass --force if no gateway uses them",
         )
     results = []
     for partition in wanted:
-        client_id = partition_client_id(settings, partition)
-        link = settings.link_settings(client_id)
+        client_id = partition_client_id(mqtt, partition)
         existed, discarded, counted_all = forget_session(
-            link, idle_s=idle_s, drain_s=drain_s, timeout_s=timeout_s
+            mqtt.link_settings(client_id),
+            partition_filters(settings, partition),
+            idle_s=idle_s,
+            drain_s=drain_s,
+            timeout_s=timeout_s,
         )
         if discarded:
             log.warning(
@@ -239,11 +276,11 @@ def _cmd_forget(args: argparse.Namespace) -> int:
     from gateway.mqtt_source import partition_client_id
     from gateway.settings import load_settings
 
-    settings = load_settings().mqtt
+    settings = load_settings()
     partitions = parse_partitions(args.partitions)
     if args.dry_run:
         for partition in partitions:
-            print(partition_client_id(settings, partition))
+            print(partition_client_id(settings.mqtt, partition))
         return 0
     results = forget_sessions(settings, partitions, force=args.force)
     if args.json:

@@ -217,3 +217,12 @@ def test_cli_module_imports_stdlib_only() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_shipped_example_config_loads() -> None:
+    from edge.config import load_config
+
+    repo = Path(__file__).resolve().parents[2]
+    config = load_config(repo / "deploy" / "edge" / "edge.example.toml")
+    assert config.remote_config is True
+    assert config.status.heartbeat_s == 60

@@ -130,7 +130,7 @@ class MqttSourceSettings(_Frozen):
     sends it a larger packet, so one huge message cannot make it buffer without bound.
     Must exceed ``ingest.max_payload_bytes`` (headroom for the topic and properties); set
     the broker's ``max_packet_size`` no higher, so oversize publishes are refused at
-    the broker, where the publisher is told (docs/operations.md)."""
+    the broker, where the publisher is told (docs/security.md, "Limits")."""
 
     @property
     def batch_max_age(self) -> timedelta:
@@ -165,12 +165,24 @@ class MqttSourceSettings(_Frozen):
             client_id=client_id,
             clean_session=False,
             protocol="5",
+            # Sink sessions hold nothing, but an abandoned one must not live for ever.
+            session_expiry_s=self.session_expiry_s,
         )
 
     @property
     def url(self) -> str:
         """The broker as a URL."""
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+    @model_validator(mode="after")
+    def _role_certificates_need_tls(self) -> MqttSourceSettings:
+        for role, who in (("operator", self.operator), ("dashboard", self.dashboard)):
+            if who.cert_file is not None and self.tls is None:
+                raise ValueError(
+                    f"mqtt.{role}.cert_file needs mqtt.tls (the CA and server name every"
+                    " client of this side uses); without it the certificate would be ignored"
+                )
+        return self
 
 
 class InfluxSettings(_Frozen):

@@ -256,9 +256,10 @@ def register(gateway_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="end the broker sessions of source partitions no longer in use",
         description="After lowering mqtt.partitions, end the persistent MQTT sessions of"
         " the partitions that went away, so that the broker stops queueing their share of"
-        " the telemetry. Connects with each one's client id (MQTT 5, session expiry 0) and"
-        " disconnects; reports whether each session existed and how many queued messages"
-        " were discarded with it. Broker, TLS and user from the gateway settings.",
+        " the telemetry. Connects with each one's client id (MQTT 5, session expiry 0),"
+        " unsubscribes its filters and disconnects; reports whether each session existed and"
+        " how many queued messages were discarded with it. Broker, TLS and user from the"
+        " gateway settings.",
         epilog="Example: sensorgate gateway forget-sessions --partitions 4-7",
     )
     p.add_argument("--partitions", required=True, help="partitions to forget: 4-7, 4,6, 4-5,9")

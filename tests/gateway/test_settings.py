@@ -147,11 +147,13 @@ def test_each_role_gets_its_own_user_and_certificate_over_the_shared_tls() -> No
         Path("/gw.crt"),
     )
     assert operator.username == "sg-operator"
-    assert operator.password is not None and operator.password.get_secret_value() == "op-pw"
+    assert operator.password is not None
+    assert operator.password.get_secret_value() == "op-pw"
     assert operator.tls is not None
     assert (operator.tls.ca_file, operator.tls.cert_file) == (Path("/ca.crt"), Path("/op.crt"))
     # No certificate of its own: never the gateway's; its password is not the gateway's.
-    assert dashboard.tls is not None and dashboard.tls.cert_file is None
+    assert dashboard.tls is not None
+    assert dashboard.tls.cert_file is None
     assert (dashboard.username, dashboard.password) == ("sg-dashboard", None)
     assert {s.protocol for s in (gateway, operator, dashboard)} == {"5"}
     assert gateway.session_expiry_s == 3600, "a sink's session expires like the source's"

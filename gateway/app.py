@@ -207,6 +207,7 @@ def build_gateway(
     )
 
     reporter = rejections or WriteRejectionReporter.from_settings(settings)
+    reporter.on_refused = metrics.mqtt_refusal("rejections")
     layout = StorageLayout.of(settings.influx)
 
     def writer(measurement: str) -> Callable[[], PointWriter]:
@@ -246,7 +247,13 @@ def build_gateway(
         def extra_filters(partition: int) -> list[str]:
             return adapter_set.subscriptions(settings.mqtt.share_group, partition=partition)
 
-    source = MqttSource(settings.mqtt, topics, stop=stop, extra_filters=extra_filters)
+    source = MqttSource(
+        settings.mqtt,
+        topics,
+        stop=stop,
+        extra_filters=extra_filters,
+        on_refused=metrics.mqtt_refusal("source"),
+    )
     metrics.track_source(source)
     points_sink = PointsSink(
         points_writer("readings"),
@@ -258,8 +265,10 @@ def build_gateway(
         source,
         topics=topics,
         points_sink=points_sink,
-        deadletter_sink=DeadLetterSink(writer("deadletters"), dl_mqtt, topics),
-        alarm_sink=AlarmSink(writer("alarms"), alarm_mqtt, topics, metrics=metrics),
+        deadletter_sink=DeadLetterSink(writer("deadletters"), dl_mqtt, topics, metrics=metrics),
+        alarm_sink=AlarmSink(
+            writer("alarms"), alarm_mqtt, topics, metrics=metrics, gateway_id=settings.gateway_id
+        ),
         rules=rules,
         stream=stream,
         encoder=LineProtocolEncoder(
@@ -274,7 +283,10 @@ def build_gateway(
         adapters=adapters,
         command_sink=None
         if adapters is None
-        else CommandSink(settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-commands")),
+        else CommandSink(
+            settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-commands"),
+            metrics=metrics,
+        ),
     )
     return GatewayApp(flow, source, metrics, rules, points_sink)
 
@@ -350,6 +362,7 @@ def run_gateway(
             broker_ok=lambda: source.connected() and source.subscribed.is_set(),
             influx_url=settings.influx.url,
             metrics=app.metrics,
+            verify=settings.influx.verify(),
         ).start()
         server = serve(
             app.metrics, health, settings.metrics_host, settings.metrics_port + (process_id or 0)

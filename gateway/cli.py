@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="port of /metrics and /healthz (process N uses port+N; 0 turns it off)",
     )
     run.set_defaults(func=_cmd_gateway_run)
+    from gateway import sessions
+
+    sessions.register(gsub)
 
     bench = sub.add_parser(
         "bench",

@@ -15,8 +15,10 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from contract import TopicScheme
+from contract.errors import BrokerError
 from contract.events import device_source
 from contract.topics import TopicKind
+from edge.mqtt import PublishTicket
 
 __all__ = ["ACK_TYPE", "AckPublisher", "ack_command", "publish_ack"]
 
@@ -57,9 +59,19 @@ def publish_ack(
     alarm_id: str,
     by: str,
     note: str = "",
+    timeout: float = 10.0,
 ) -> dict[str, Any]:
-    """Publish the acknowledge command (QoS 1) and return it."""
+    """Publish the acknowledge command (QoS 1) and return it.
+
+    With an :class:`~edge.mqtt.MqttLink`, waits up to ``timeout`` seconds for the
+    broker's PUBACK and raises :class:`~contract.errors.BrokerError` when it does not
+    come or refuses the command (MQTT 5 reason code: the broker's ACL).
+    """
     doc = ack_command(site=site, device=device, alarm_id=alarm_id, by=by, note=note)
     topic = topics.device(site, device, TopicKind.COMMANDS)
-    publisher.publish(topic, json.dumps(doc).encode(), qos=1)
+    ticket = publisher.publish(topic, json.dumps(doc).encode(), qos=1)
+    if isinstance(ticket, PublishTicket):
+        if not ticket.wait(timeout):
+            raise BrokerError(f"the broker did not acknowledge the command within {timeout:g} s")
+        ticket.raise_if_refused()
     return doc

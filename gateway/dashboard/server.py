@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from contract.alarms import decode_alarm
-from contract.errors import SensorGateError, StorageError
+from contract.errors import BrokerError, SensorGateError, StorageError
 from contract.topics import TopicKind
 from gateway.dashboard.board import AlarmBoard
 from gateway.dashboard.commands import publish_ack
@@ -169,24 +169,20 @@ class Dashboard:
         self.stop()
 
     def _start_mqtt(self) -> None:
-        from edge.mqtt import MqttLink, MqttSettings
+        from edge.mqtt import MqttLink
 
-        m = self.settings.mqtt
         topic_filter = self.settings.topics.subscription(TopicKind.ALARMS)
 
         def on_connect(link: MqttLink) -> None:
             link.subscribe(topic_filter, qos=1)
 
+        # The dashboard's own broker user (mqtt.dashboard) over the gateway side's TLS:
+        # it reads alarms; the broker's ACL decides whether it may acknowledge.
+        link_settings = self.settings.mqtt.link_settings(
+            f"sg-dashboard-{secrets.token_hex(4)}", role="dashboard"
+        ).model_copy(update={"clean_session": True})
         self._link = MqttLink(
-            MqttSettings(
-                host=m.host,
-                port=m.port,
-                username=m.username,
-                password=m.password,
-                client_id=f"sg-dashboard-{secrets.token_hex(4)}",
-            ),
-            on_connect=on_connect,
-            on_message=self._on_alarm_message,
+            link_settings, on_connect=on_connect, on_message=self._on_alarm_message
         )
         self._link.start(wait_s=10)
 
@@ -275,6 +271,8 @@ class Dashboard:
                 alarm_id=alarm_id,
                 by=by,
             )
+        except BrokerError:
+            raise  # unreachable, no PUBACK, or refused by the broker's ACL: a 502
         except SensorGateError as exc:
             raise ViewInputError(str(exc)) from None
 
@@ -367,6 +365,8 @@ def _handler(dash: Dashboard) -> type[BaseHTTPRequestHandler]:
                 self._json(202, dash.acknowledge(body))
             except (ValueError, ViewInputError) as exc:
                 self._json(400, {"error": str(exc)})
+            except BrokerError as exc:
+                self._json(502, {"error": str(exc)})
             except StorageError as exc:
                 self._json(503, {"error": str(exc)})
 

@@ -79,6 +79,8 @@ class FleetContext:
     tls: ssl.SSLContext | None = None
     backlog: Backlog = field(default_factory=Backlog)
     all_connected: asyncio.Event = field(default_factory=asyncio.Event)
+    connecting: asyncio.Semaphore | None = None
+    """Bounds the connection attempts in flight (see ``ConnectionPlan.max_connecting``)."""
     closing: bool = False
     in_schedule: bool = False
     rng: random.Random = field(default_factory=random.Random)
@@ -220,6 +222,9 @@ class FleetDevice:
         ctx = self.ctx
         report = ctx.report
         sim = self.sim
+        slots = ctx.connecting
+        if slots is not None:
+            await slots.acquire()
         report.connect_attempts += 1
         self.state = "connecting"
         connected = False
@@ -234,6 +239,8 @@ class FleetDevice:
                 housekeeping_s=ctx.plan.housekeeping_s,
             ) as link:
                 connected = True
+                if slots is not None:
+                    slots.release()
                 if ctx.closing:
                     return
                 if self.killed:  # killed while connecting: die as the others did
@@ -245,7 +252,11 @@ class FleetDevice:
                 finally:
                     self.link = None
                     ctx.count_connected(-1)
-        except BrokerError as exc:
+        except BaseException as exc:
+            if not connected and slots is not None:
+                slots.release()
+            if not isinstance(exc, BrokerError):
+                raise
             if not connected:
                 report.connect_failures += 1
                 report.last_connect_error = str(exc)

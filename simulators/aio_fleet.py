@@ -161,6 +161,7 @@ class AsyncFleet:
             report=report,
             qos=self.qos,
             tls=self.tls,
+            connecting=asyncio.Semaphore(self.plan.max_connecting),
             rng=random.Random(f"{self.plan.seed}/reconnect"),
         )
         devices = [

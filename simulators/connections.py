@@ -43,6 +43,9 @@ class ConnectionPlan(BaseModel):
     ramp_jitter: Annotated[float, Field(ge=0, le=1)] = 1.0
     """How far inside its slot of ``1 / ramp_rate`` s a device connects: 0 at the start
     of the slot, 1 anywhere in it (uniform). The order is shuffled either way."""
+    max_connecting: Annotated[int, Field(ge=1)] = 100
+    """Connection attempts in flight at once: beyond it devices wait their turn, so a
+    machine slower than ``ramp_rate`` ramps up more slowly instead of timing out."""
     connect_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     """Longest wait for a CONNACK (and, later, for any PUBACK)."""
     ramp_timeout_s: Annotated[float, Field(gt=0)] = 60.0

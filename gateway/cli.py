@@ -39,6 +39,7 @@ _EXTRA_OF = {
     "httpx": "gateway",
     "rich": "gateway",
     "tenacity": "gateway",
+    "aiomqtt": "gateway",
     "prometheus_client": "gateway",
     "psutil": "gateway",
     "pydantic_settings": "gateway",

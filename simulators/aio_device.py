@@ -237,6 +237,7 @@ class FleetDevice:
                 tls=ctx.tls,
                 timeout_s=ctx.plan.connect_timeout_s,
                 housekeeping_s=ctx.plan.housekeeping_s,
+                bind_address=ctx.plan.bind_address(self.sim.index),
             ) as link:
                 connected = True
                 if slots is not None:
@@ -275,7 +276,7 @@ class FleetDevice:
         try:
             await link.publish(
                 self.status_topic,
-                birth(sim.site, sim.device, runner=RUNNER),
+                birth(sim.site, sim.device, runner=RUNNER, client_id=self.client_id),
                 qos=1,
                 retain=True,
                 timeout_s=timeout,

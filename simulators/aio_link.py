@@ -168,13 +168,15 @@ async def connect_device(
     tls: ssl.SSLContext | None = None,
     timeout_s: float = 10.0,
     housekeeping_s: float | None = None,
+    bind_address: str | None = None,
 ) -> AsyncIterator[DeviceLink]:
     """Connect one device; yield its :class:`DeviceLink`; disconnect cleanly on exit.
 
     ``username`` overrides ``settings.username`` (devices often log in as
     themselves); the password is ``settings.password``. ``tls`` is a context from
     :func:`tls_context`, required when ``settings.tls`` is set. ``housekeeping_s``
-    paces keepalive checks (default: see :func:`housekeeping_period`). Raises
+    paces keepalive checks (default: see :func:`housekeeping_period`);
+    ``bind_address`` is the local address to connect from. Raises
     :class:`BrokerError` if the broker cannot be reached or refuses the device.
     """
     if settings.tls is not None and tls is None:
@@ -196,6 +198,7 @@ async def connect_device(
         tls_context=tls,
         tls_insecure=True if tls is not None and not tls.check_hostname else None,
         max_queued_incoming_messages=INCOMING_QUEUE,
+        bind_address=bind_address or "",
     )
     client.housekeeping_s = housekeeping_period(settings.keepalive_s, housekeeping_s)
     entered = False

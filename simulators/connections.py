@@ -63,6 +63,12 @@ class ConnectionPlan(BaseModel):
     """Wall seconds after the schedule starts at which the drop happens."""
     rejoin_after_s: Annotated[float, Field(gt=0)] | None = None
     """Wall seconds after the drop at which the dropped devices reconnect (None: never)."""
+    bind_addresses: tuple[str, ...] = ()
+    """Local addresses to connect from, device ``i`` from ``bind_addresses[i % n]``
+    (default: the system's choice). One address offers about half of
+    ``net.ipv4.ip_local_port_range`` (~14,000) connections to one broker port before
+    Linux's search for a free port slows every connect to a crawl; on loopback, give
+    several ``127.0.0.x`` for more."""
     housekeeping_s: Annotated[float, Field(gt=0)] | None = None
     """How often each connection checks its keepalive (None: a third of the keepalive;
     1 is aiomqtt's own pace). See :mod:`simulators.aio_link`."""
@@ -97,6 +103,12 @@ class ConnectionPlan(BaseModel):
         if self.username_template is None:
             return None
         return self.username_template.format(site=site, device=device)
+
+    def bind_address(self, index: int) -> str | None:
+        """Return the local address device ``index`` connects from (None: any)."""
+        if not self.bind_addresses:
+            return None
+        return self.bind_addresses[index % len(self.bind_addresses)]
 
     def ramp_offsets(self, count: int) -> list[float]:
         """Return each device's connection time, seconds after the start of the ramp.

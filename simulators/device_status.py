@@ -4,8 +4,8 @@ The same events as the edge agent's (:mod:`edge.status`), on the same retained
 ``{prefix}/{site}/{device}/status`` topic: a :class:`~contract.events.DeviceOnlineEvent`
 with reason ``birth`` at every connection, a :class:`~contract.events.DeviceOfflineEvent`
 with reason ``connection lost`` held by the broker as the last will, and one with
-reason ``shutdown`` on a clean stop. ``drivers`` is ``("simulated",)``; ``details``
-says which runner the device belongs to.
+reason ``shutdown`` on a clean stop. ``drivers`` is ``("simulated",)``; the birth's
+``details`` say which runner the device belongs to and its MQTT client id.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ WILL_REASON = "connection lost"
 _DRIVERS = ("simulated",)
 
 
-def birth(site: str, device: str, *, runner: str, time: datetime | None = None) -> bytes:
+def birth(
+    site: str, device: str, *, runner: str, client_id: str, time: datetime | None = None
+) -> bytes:
     """Encode the retained ``online`` event a device publishes once connected."""
     return encode(
         DeviceOnlineEvent.create(
@@ -34,7 +36,12 @@ def birth(site: str, device: str, *, runner: str, time: datetime | None = None) 
             agent_version=AGENT_VERSION,
             reason="birth",
             drivers=_DRIVERS,
-            details={"event": "birth", "simulated": True, "runner": runner},
+            details={
+                "event": "birth",
+                "simulated": True,
+                "runner": runner,
+                "client_id": client_id,
+            },
         )
     )
 

@@ -275,7 +275,9 @@ class MultiplexedLinks(LinkPool):
         max_in_flight: int = 50_000,
         stall_timeout_s: float = 60.0,
         track_latency: bool = False,
+        bind_addresses: Sequence[str] = (),
     ) -> None:
+        self._bind_addresses = tuple(bind_addresses)
         super().__init__(
             settings,
             client_ids=client_ids,
@@ -336,9 +338,15 @@ class MultiplexedLinks(LinkPool):
         self._thread = threading.Thread(target=self._serve, name="sim-links", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
+        binds = self._bind_addresses
         for opened, link in enumerate(self._links):
             try:
-                link.client.connect(settings.host, settings.port, keepalive=settings.keepalive_s)
+                link.client.connect(
+                    settings.host,
+                    settings.port,
+                    keepalive=settings.keepalive_s,
+                    bind_address=binds[opened % len(binds)] if binds else "",
+                )
             except (OSError, ValueError) as exc:
                 self.reached = self.connected
                 self.stop()

@@ -38,7 +38,9 @@ import random
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -65,6 +67,16 @@ threshold."""
 
 ProgressFn = Callable[[AsyncFleetReport], str]
 """Formats a progress line from the report (on the loop; it is printed off the loop)."""
+
+
+async def _warm_up_executor(threads: int) -> None:
+    """Start the executor's threads now rather than in the middle of the ramp.
+
+    A thread pool starts a thread when a job finds none idle, and ``Thread.start``
+    waits, on the event loop, for the new thread to run.
+    """
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(*(loop.run_in_executor(None, time.sleep, 0.01) for _ in range(threads)))
 
 
 class AsyncFleet:
@@ -142,9 +154,26 @@ class AsyncFleet:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(stop.set)
 
-    def run_blocking(self, *, debug: bool = False) -> AsyncFleetReport:
-        """Run on a new event loop in this thread; return the report."""
-        return asyncio.run(self.run(), debug=debug)
+    def run_blocking(
+        self, *, debug: bool = False, slow_callback_s: float | None = None
+    ) -> AsyncFleetReport:
+        """Run on a new event loop in this thread; return the report.
+
+        The loop's default executor, through which aiomqtt opens connections, gets
+        ``plan.connect_threads`` threads. ``debug`` and ``slow_callback_s`` turn on
+        asyncio's debug mode and set its slow-callback threshold.
+        """
+
+        async def main() -> AsyncFleetReport:
+            loop = asyncio.get_running_loop()
+            if slow_callback_s is not None:
+                loop.slow_callback_duration = slow_callback_s
+            loop.set_default_executor(
+                ThreadPoolExecutor(self.plan.connect_threads, thread_name_prefix="sim-connect")
+            )
+            return await self.run()
+
+        return asyncio.run(main(), debug=debug)
 
     # -- the run ------------------------------------------------------------------------
     async def run(self) -> AsyncFleetReport:
@@ -179,6 +208,7 @@ class AsyncFleet:
         t0 = loop.time()
         if self.progress is not None:
             helpers.append(asyncio.create_task(self._show_progress(t0), name="progress"))
+        await _warm_up_executor(self.plan.connect_threads)
         ramp0 = Usage.now()
         offsets = self.plan.ramp_offsets(len(devices))
         for device, offset in zip(devices, offsets, strict=True):

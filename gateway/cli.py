@@ -26,6 +26,7 @@ _PLUGINS = (
     "gateway.commands",
     "gateway.replay",
     "gateway.bench_alarms",
+    "gateway.bench_fleet",
     "gateway.cli_views",
     "gateway.config_cli",
 )

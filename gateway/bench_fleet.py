@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="seconds of schedule per case, after the ramp-up (60)",
     )
     p.add_argument(
-        "--ramp-rate", type=float, default=1000.0, metavar="N", help="connections/s (1000)"
+        "--ramp-rate", type=float, default=500.0, metavar="N", help="connections/s (500)"
     )
     p.add_argument(
         "--housekeeping",

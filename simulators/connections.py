@@ -46,7 +46,7 @@ class ConnectionPlan(BaseModel):
     max_connecting: Annotated[int, Field(ge=1)] = 100
     """Connection attempts in flight at once: beyond it devices wait their turn, so a
     machine slower than ``ramp_rate`` ramps up more slowly instead of timing out."""
-    connect_threads: Annotated[int, Field(ge=1, le=32)] = 2
+    connect_threads: Annotated[int, Field(ge=1, le=32)] = 4
     """Threads that open connections (aiomqtt connects in the loop's executor). Few:
     each holds the GIL while paho prepares a connection, and the event loop waits for
     the GIL after every system call it makes."""

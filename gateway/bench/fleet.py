@@ -76,7 +76,7 @@ class FleetBenchOptions:
     runners: tuple[str, ...] = ("asyncio", "threads")
     duration_s: float = 60.0
     """Simulated (= wall, real time) seconds of the schedule phase of each case."""
-    ramp_rate: float = 1000.0
+    ramp_rate: float = 500.0
     ramp_timeout_s: float = 30.0
     case_timeout_s: float = 900.0
     housekeeping_s: float | None = None

@@ -192,9 +192,7 @@ def _content(events: list[TelemetryEvent]) -> dict[tuple[str, int], tuple[Any, .
     }
 
 
-def test_the_readings_are_those_the_thread_runner_sends_for_the_same_seed(
-    services, topics, unique
-):
+def test_the_readings_are_those_the_thread_runner_sends_for_the_same_seed(services, topics, unique):
     scenario = simple_scenario(
         devices=20,
         metrics=("temperature", "humidity", "door"),

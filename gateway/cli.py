@@ -26,6 +26,7 @@ _PLUGINS = (
     "gateway.commands",
     "gateway.replay",
     "gateway.bench_alarms",
+    "gateway.bench.adapters_cli",
     "gateway.cli_views",
     "gateway.config_cli",
 )

@@ -21,10 +21,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -59,6 +61,9 @@ class MqttSettings(BaseModel):
     tls: TlsSettings | None = None
     keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
     clean_session: bool = False
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    """MQTT version. With ``"5"`` a persistent session (``clean_session`` False) is kept
+    by the broker without expiry, as a 3.1.1 session is."""
     reconnect_min_s: Annotated[float, Field(gt=0)] = 0.5
     reconnect_max_s: Annotated[float, Field(gt=0)] = 60.0
     reconnect_jitter: Annotated[float, Field(ge=0, le=1)] = 0.5
@@ -107,6 +112,9 @@ class PublishTicket:
 
 
 MessageHandler = Callable[[mqtt.MQTTMessage], None]
+
+_NEVER_EXPIRES = 0xFFFFFFFF
+"""MQTT 5 Session Expiry Interval meaning "never" (a 3.1.1 persistent session's life)."""
 
 
 class Backoff:
@@ -160,12 +168,27 @@ class MqttLink:
             max(settings.reconnect_min_s, settings.reconnect_max_s),
             settings.reconnect_jitter,
         )
-        self._client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=settings.client_id,
-            clean_session=settings.clean_session if settings.client_id else True,
-            protocol=mqtt.MQTTv311,
-        )
+        clean = settings.clean_session if settings.client_id else True
+        # What CONNECT carries besides the address (MQTT 5 only; paho's defaults else).
+        self._clean_start: mqtt.CleanStartOption = mqtt.MQTT_CLEAN_START_FIRST_ONLY
+        self._properties: Properties | None = None
+        if settings.protocol == "5":
+            # MQTT 5 has no clean_session: clean_start, and a session expiry to keep one.
+            self._client = mqtt.Client(
+                callback_api_version=CallbackAPIVersion.VERSION2,
+                client_id=settings.client_id,
+                protocol=mqtt.MQTTv5,
+            )
+            self._properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            self._properties.SessionExpiryInterval = 0 if clean else _NEVER_EXPIRES
+            self._clean_start = clean
+        else:
+            self._client = mqtt.Client(
+                callback_api_version=CallbackAPIVersion.VERSION2,
+                client_id=settings.client_id,
+                clean_session=clean,
+                protocol=mqtt.MQTTv311,
+            )
         # 0 = unlimited: our own outbox/backpressure bounds what is in flight, not paho.
         self._client.max_inflight_messages_set(0)
         self._client.max_queued_messages_set(0)
@@ -254,7 +277,11 @@ class MqttLink:
         """Connect in the background; with ``wait_s``, wait for the first connection."""
         try:
             self._client.connect_async(
-                self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s
+                self.settings.host,
+                self.settings.port,
+                keepalive=self.settings.keepalive_s,
+                clean_start=self._clean_start,
+                properties=self._properties,
             )
         except (OSError, ValueError) as exc:
             raise BrokerError(f"cannot connect to {self.settings.url}: {exc}") from exc

@@ -20,6 +20,7 @@ from dataflows.flow import build_flow
 from dataflows.ingest import IngestLimits
 from dataflows.rules import RuleSet, load_rules
 from gateway.alarm_sink import AlarmSink
+from gateway.ha_sink import HomeAssistantSink
 from gateway.influx.encoder import LineProtocolEncoder
 from gateway.influx.pipeline import make_pipelined_writer
 from gateway.influx.resilient import make_resilient_writer
@@ -223,8 +224,22 @@ def build_gateway(
         else CommandSink(
             settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-commands")
         ),
+        announce_sink=_home_assistant(settings, metrics),
     )
     return GatewayApp(flow, source, metrics, rules)
+
+
+def _home_assistant(settings: GatewaySettings, metrics: GatewayMetrics) -> HomeAssistantSink | None:
+    """Return the Home Assistant discovery sink when ``ha_discovery.enabled``."""
+    if not settings.ha_discovery.enabled:
+        return None
+    return HomeAssistantSink(
+        settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-ha"),
+        settings.topics,
+        settings.ha_discovery,
+        window=settings.ha_window,
+        metrics=metrics,
+    )
 
 
 def _recovery_config(settings: GatewaySettings) -> object | None:

@@ -75,6 +75,18 @@ class GatewayMetrics:
             "Foreign messages adapters deliberately left unmapped (reasons at debug level)",
             registry=r,
         )
+        self.ha_messages = Counter(
+            "sensorgate_ha_messages",
+            "Home Assistant discovery messages published (kind: config or aggregate)",
+            ["kind"],
+            registry=r,
+        )
+        self.ha_unacknowledged = Counter(
+            "sensorgate_ha_unacknowledged",
+            "Home Assistant messages the broker had not acknowledged in time (sent again"
+            " on reconnect)",
+            registry=r,
+        )
         self.shard_errors = Counter(
             "sensorgate_shard_errors",
             "Exceptions in the shard step (the batch is retried message by message)",

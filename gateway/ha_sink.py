@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,7 +35,7 @@ from typing import Any, Protocol
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from contract import TopicScheme
-from contract.errors import SensorGateError
+from contract.errors import BrokerError, SensorGateError
 from dataflows.adapters.ha_publish import device_discovery, series_discovery
 from dataflows.columns import AggregateColumns, SeriesNames
 from dataflows.shard_output import Announcement
@@ -246,11 +247,23 @@ class _HomeAssistantPartition(StatelessSinkPartition[Announcement]):
 
     def _publish(self, messages: list[Message]) -> None:
         tickets: list[tuple[Ticket, str]] = []
+        failed: list[str] = []
         for topic, body, kind in messages:
-            tickets.append((self._link.publish(topic, body, qos=1, retain=True), topic))
+            try:
+                tickets.append((self._link.publish(topic, body, qos=1, retain=True), topic))
+            except BrokerError as exc:
+                log.warning("cannot publish Home Assistant message on %r: %s", topic, exc)
+                failed.append(topic)
+                continue
             if self._metrics is not None:
                 self._metrics.ha_messages.labels(kind).inc()
-        late = [topic for ticket, topic in tickets if not ticket.wait(self._ack_timeout)]
+        # One deadline for the batch: a broker that is away costs ack_timeout, not N x.
+        deadline = time.monotonic() + self._ack_timeout
+        late = [
+            topic
+            for ticket, topic in tickets
+            if not ticket.wait(max(0.0, deadline - time.monotonic()))
+        ]
         if late:
             log.warning(
                 "the broker did not acknowledge %d Home Assistant message(s) within %.0f s"
@@ -259,8 +272,8 @@ class _HomeAssistantPartition(StatelessSinkPartition[Announcement]):
                 self._ack_timeout,
                 late[0],
             )
-            if self._metrics is not None:
-                self._metrics.ha_unacknowledged.inc(len(late))
+        if self._metrics is not None and (late or failed):
+            self._metrics.ha_unacknowledged.inc(len(late) + len(failed))
 
     def close(self) -> None:
         self._link.stop()

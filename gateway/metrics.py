@@ -83,8 +83,8 @@ class GatewayMetrics:
         )
         self.ha_unacknowledged = Counter(
             "sensorgate_ha_unacknowledged",
-            "Home Assistant messages the broker had not acknowledged in time (sent again"
-            " on reconnect)",
+            "Home Assistant messages not acknowledged in time (sent again on reconnect) or"
+            " refused by the MQTT client",
             registry=r,
         )
         self.shard_errors = Counter(

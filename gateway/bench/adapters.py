@@ -35,7 +35,7 @@ from typing import Any
 
 import psutil
 
-from contract.errors import SensorGateError
+from contract.errors import SensorGateError, ServiceError
 from gateway.bench import storage
 from gateway.bench.adapters_results import AdaptersReport, per_core, summarize_dialects
 from gateway.bench.dialects import adapters_toml, dialect_workload
@@ -166,10 +166,7 @@ def _round(
                 path = local.workdir / "adapters.toml"
                 path.write_text(text, encoding="utf-8")
                 overrides["adapters_file"] = path
-            settings = gateway_settings(
-                env, rules_file=NO_RULES if options.storage_only else None, **overrides
-            )
-            running = start_gateway(f"sensorgate-{dialect}", settings, local.workdir)
+            running = _start(dialect, env, options, overrides)
             try:
                 _burst(
                     dialect,
@@ -189,6 +186,30 @@ def _round(
         result.error = str(exc) or type(exc).__name__
         result.outcome = "failed"
     return result
+
+
+def _start(
+    dialect: str, env: RoundEnv, options: AdaptersBenchOptions, overrides: dict[str, Any]
+) -> RunningPeer:
+    """Start the gateway; pick another metrics port if another process took its own.
+
+    ``free_port`` finds a port that is free now; on a machine shared with other work
+    something else may bind it before the gateway does.
+    """
+    attempt = 1
+    while True:
+        settings = gateway_settings(
+            env, rules_file=NO_RULES if options.storage_only else None, **overrides
+        )
+        try:
+            return start_gateway(f"sensorgate-{dialect}", settings, env.workdir)
+        except ServiceError as exc:
+            if "Address already in use" not in str(exc) or attempt >= _START_ATTEMPTS:
+                raise
+            attempt += 1
+
+
+_START_ATTEMPTS = 3
 
 
 def _burst(

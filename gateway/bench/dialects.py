@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 
 from contract.errors import ConfigError
 from gateway.bench.workload import (
+    METRICS,
     SITE,
     Workload,
     burst_base_us,
@@ -139,8 +140,6 @@ def reading_names(workload: Workload, dialect: str) -> list[tuple[str, str]]:
     _check(dialect)
     rpm = carried_per_message(workload, dialect)
     if dialect == "native":
-        from gateway.bench.workload import METRICS
-
         return [(f"s{j % workload.sensors_per_device}", f"m{j % METRICS}") for j in range(rpm)]
     if dialect == "shelly":
         return [("s0", m) for m in _SHELLY_METRICS[:rpm]]

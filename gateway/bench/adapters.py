@@ -17,6 +17,9 @@ dialect:
 4. the burst; influxd's write statistics are polled until still
    (:func:`~gateway.bench.measure.watch_until_stored`); the readings are counted once.
 
+A round whose services or gateway could not bind a port (taken by another process
+between finding it free and binding it) is started again, up to three times.
+
 Figures per round (:class:`~gateway.bench.results.RoundResult`, ``peer`` = the
 dialect): stored/expected, end-to-end readings/s (first publish to last reading
 stored), the gateway's CPU (its whole process tree) and influxd's from the start of
@@ -35,7 +38,7 @@ from typing import Any
 
 import psutil
 
-from contract.errors import SensorGateError, ServiceError
+from contract.errors import SensorGateError
 from gateway.bench import storage
 from gateway.bench.adapters_results import AdaptersReport, per_core, summarize_dialects
 from gateway.bench.dialects import adapters_toml, dialect_workload
@@ -150,7 +153,30 @@ def _one_line(r: RoundResult) -> str:
     return ", ".join(parts)
 
 
+_PORT_TAKEN = ("address already in use", "port clash")
+_ROUND_ATTEMPTS = 3
+
+
 def _round(
+    dialect: str, round_no: int, options: AdaptersBenchOptions, tag: str, progress: Progress
+) -> RoundResult:
+    """Run one round; start it again if a port was taken before the burst began.
+
+    Ports are found free and then bound by mosquitto, influxd and the gateway; on a
+    machine shared with other work something else may bind one in between.
+    """
+    for attempt in range(1, _ROUND_ATTEMPTS + 1):
+        result = _attempt(dialect, round_no, options, tag, progress)
+        started = "messages" in result.extras
+        error = (result.error or "").lower()
+        if started or not any(p in error for p in _PORT_TAKEN) or attempt == _ROUND_ATTEMPTS:
+            break
+        progress(f"{tag}: a port was taken by another process; starting the round again")
+    result.extras["attempts"] = attempt
+    return result
+
+
+def _attempt(
     dialect: str, round_no: int, options: AdaptersBenchOptions, tag: str, progress: Progress
 ) -> RoundResult:
     shaped = dialect_workload(options.workload, dialect)
@@ -166,7 +192,10 @@ def _round(
                 path = local.workdir / "adapters.toml"
                 path.write_text(text, encoding="utf-8")
                 overrides["adapters_file"] = path
-            running = _start(dialect, env, options, overrides)
+            settings = gateway_settings(
+                env, rules_file=NO_RULES if options.storage_only else None, **overrides
+            )
+            running = start_gateway(f"sensorgate-{dialect}", settings, local.workdir)
             try:
                 _burst(
                     dialect,
@@ -186,30 +215,6 @@ def _round(
         result.error = str(exc) or type(exc).__name__
         result.outcome = "failed"
     return result
-
-
-def _start(
-    dialect: str, env: RoundEnv, options: AdaptersBenchOptions, overrides: dict[str, Any]
-) -> RunningPeer:
-    """Start the gateway; pick another metrics port if another process took its own.
-
-    ``free_port`` finds a port that is free now; on a machine shared with other work
-    something else may bind it before the gateway does.
-    """
-    attempt = 1
-    while True:
-        settings = gateway_settings(
-            env, rules_file=NO_RULES if options.storage_only else None, **overrides
-        )
-        try:
-            return start_gateway(f"sensorgate-{dialect}", settings, env.workdir)
-        except ServiceError as exc:
-            if "Address already in use" not in str(exc) or attempt >= _START_ATTEMPTS:
-                raise
-            attempt += 1
-
-
-_START_ATTEMPTS = 3
 
 
 def _burst(

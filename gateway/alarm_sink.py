@@ -36,6 +36,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from contract import DeadLetterEvent, DeadLetterReason, TopicScheme
 from contract.alarms import encode_alarm
 from contract.errors import BrokerError
+from contract.topics import ACTIVE_SEGMENT
 from dataflows.flow import ActiveAlarms, AlarmOutput
 from edge.mqtt import MqttLink, MqttSettings, PublishTicket
 from gateway.influx.lineprotocol import alarm_line, deadletter_line
@@ -44,7 +45,7 @@ from gateway.metrics import GatewayMetrics
 
 __all__ = ["ACTIVE_SUFFIX", "ACTIVE_TYPE", "AlarmSink", "active_document", "active_topic"]
 
-ACTIVE_SUFFIX = "active"
+ACTIVE_SUFFIX = ACTIVE_SEGMENT
 """Last level of the retained summary topic ``{prefix}/{site}/{device}/alarms/active``."""
 
 ACTIVE_TYPE = "io.sensorgate.alarm.active.v1"
@@ -55,7 +56,7 @@ WriterFactory = Callable[[], PointWriter]
 
 def active_topic(topics: TopicScheme, site: str, device: str) -> str:
     """Return the retained topic of a device's active alarms."""
-    return f"{topics.alarms(site, device)}/{ACTIVE_SUFFIX}"
+    return topics.alarms_active(site, device)
 
 
 def active_document(summary: ActiveAlarms) -> dict[str, Any]:

@@ -151,12 +151,18 @@ def build_gateway(
     stop: threading.Event | None = None,
     metrics: GatewayMetrics | None = None,
     rejections: WriteRejectionReporter | None = None,
+    processes: int = 1,
+    workers: int = 1,
 ) -> GatewayApp:
     """Build the gateway flow from settings: MQTT in, InfluxDB and MQTT out.
 
     ``rejections`` turns points InfluxDB refuses into dead letters; by default one is
-    made here (its MQTT connection opens on the first rejection).
+    made here (its MQTT connection opens on the first rejection). ``processes`` and
+    ``workers`` (per process) size the cluster the flow will run on: they resolve
+    ``mqtt.partitions = "auto"`` to one MQTT partition per worker.
     """
+    mqtt = settings.mqtt.for_cluster(processes, workers)
+    settings = settings.model_copy(update={"mqtt": mqtt})
     topics = settings.topics
     metrics = metrics or GatewayMetrics()
     limits = IngestLimits(
@@ -261,7 +267,22 @@ def run_gateway(
 
     prepare_storage(settings)
     rejections = WriteRejectionReporter.from_settings(settings)
-    app = build_gateway(settings, stop=stop, metrics=metrics, rejections=rejections)
+    processes = len(addresses) if addresses else 1
+    app = build_gateway(
+        settings,
+        stop=stop,
+        metrics=metrics,
+        rejections=rejections,
+        processes=processes,
+        workers=workers,
+    )
+    log.info(
+        "cluster of %d process(es) x %d worker(s): %d MQTT partition(s) in share group %r",
+        processes,
+        workers,
+        app.source.settings.partitions,
+        app.source.settings.share_group,
+    )
     if subscribed is not None:
         app.source.subscribed = subscribed
     if on_built is not None:

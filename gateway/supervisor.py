@@ -290,6 +290,7 @@ class Supervisor:
         self._children: list[_Child] = []
         self.summary = ClusterSummary(processes=0)
         self._flow_ended = False
+        self._down = False
 
     # Control (signal handlers) -----------------------------------------------------
 
@@ -303,6 +304,11 @@ class Supervisor:
         """Send ``signum`` to every running process (SIGHUP: reload the rules)."""
         for child in list(self._children):
             child.signal(signum)
+
+    @property
+    def quick_deaths(self) -> int:
+        """Generations in a row that died within ``policy.stable_s`` (sets the backoff)."""
+        return self._quick_deaths
 
     @property
     def pids(self) -> list[int]:
@@ -330,6 +336,8 @@ class Supervisor:
             retrying(self._generation)
             if self._flow_ended:
                 self.summary.reason = "the flow ended (every process exited with code 0)"
+            elif self._down:
+                self.summary.reason = "stopped on request while the cluster was down"
             else:
                 self.summary.reason = "stopped on request"
         except _Died as died:
@@ -357,6 +365,7 @@ class Supervisor:
     def _generation(self) -> None:
         if self._stop.is_set():
             return
+        self._down = False
         summary = self.summary
         summary.generations += 1
         generation = summary.generations
@@ -382,7 +391,9 @@ class Supervisor:
         if first is None:  # stop requested
             exits = self._stop_gracefully(started)
             self._end(started, exits)
-            bad = [e for e in exits if e.returncode != 0]
+            # Killed by our SIGTERM: it came before the process set its handler, so
+            # it had not started work; that is a clean stop too.
+            bad = [e for e in exits if e.returncode not in (0, -signal.SIGTERM)]
             if bad:
                 self.summary.exit_code = 1
                 self._progress(
@@ -407,6 +418,7 @@ class Supervisor:
                 exit_code=REFUSED_CONFIG,
             )
         self._quick_deaths = self._quick_deaths + 1 if uptime < self.policy.stable_s else 1
+        self._down = True
         raise _Died(cause.describe())
 
     def _end(self, started: float, exits: list[Exit]) -> float:
@@ -457,7 +469,7 @@ class Supervisor:
                 why = (
                     "second stop request"
                     if self._kill.is_set()
-                    else (f"still running {self.stop_timeout_s:.0f} s after SIGTERM")
+                    else (f"still running {self.stop_timeout_s:g} s after SIGTERM")
                 )
                 self._progress(f"killing the remaining process(es): {why}")
                 for child in self._children:

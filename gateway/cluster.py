@@ -299,7 +299,7 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
         f"{spec.processes} process(es) x {spec.workers} worker(s);"
         f" {mqtt_parts} MQTT partition(s) in share group {settings.mqtt.share_group!r};"
         f" addresses {';'.join(spec.addresses) if spec.addresses else 'loopback, free ports'}"
-        + (f"; exec prefix {shlex.join(spec.exec_prefix)!r}" if spec.exec_prefix else "")
+        + (f"; exec prefix {' '.join(spec.exec_prefix)!r}" if spec.exec_prefix else "")
     )
     progress(prepare_recovery(recovery_dir, partitions))
     if args.log_dir is not None:

@@ -30,7 +30,14 @@ from typing import Any
 import gateway
 from contract.errors import ConfigError
 
-__all__ = ["ClusterSpec", "loopback_addresses", "parse_addresses", "prepare_recovery", "register"]
+__all__ = [
+    "ClusterSpec",
+    "free_listen_ports",
+    "loopback_addresses",
+    "parse_addresses",
+    "prepare_recovery",
+    "register",
+]
 
 _ADDRESS = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s:;\[\]]+):(?P<port>\d{1,5})$")
 _PROJECT_ROOT = Path(gateway.__file__).resolve().parents[1]
@@ -50,14 +57,56 @@ def parse_addresses(text: str) -> tuple[str, ...]:
     return parts
 
 
+_LISTEN_FLOOR = 10_000
+
+
+def _ephemeral_floor() -> int:
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
+def free_listen_ports(
+    count: int, host: str = "127.0.0.1", *, consecutive: bool = False
+) -> list[int]:
+    """Return ``count`` ports free on ``host`` now, below the ephemeral range.
+
+    A port from the ephemeral range (what binding port 0 gives) can be taken, between
+    the pick and the bind, as the *source* port of any outgoing connection: Bytewax
+    processes connecting to their peers, MQTT clients. Below that range only an
+    explicit bind takes a port. ``consecutive``: ``count`` ports in a row.
+    """
+    import random
+    import socket
+
+    top = _ephemeral_floor()
+    if top - _LISTEN_FLOOR < count:
+        raise ConfigError("addresses", f"no room for {count} ports below {top}")
+
+    def free(port: int) -> bool:
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                return False
+        return True
+
+    for _ in range(1_000):
+        if consecutive:
+            base = random.randrange(_LISTEN_FLOOR, top - count)
+            ports = list(range(base, base + count))
+        else:
+            ports = random.sample(range(_LISTEN_FLOOR, top), count)
+        if all(free(p) for p in ports):
+            return ports
+    raise ConfigError("addresses", f"found no {count} free ports on {host} below {top}")
+
+
 def loopback_addresses(processes: int) -> tuple[str, ...]:
     """Return ``processes`` addresses on free loopback ports (picked now)."""
-    from gateway.services import free_port
-
-    ports: set[int] = set()
-    while len(ports) < processes:
-        ports.add(free_port())
-    return tuple(f"127.0.0.1:{port}" for port in sorted(ports))
+    return tuple(f"127.0.0.1:{port}" for port in sorted(free_listen_ports(processes)))
 
 
 def prepare_recovery(path: Path, partitions: int) -> str:

@@ -57,6 +57,7 @@ _COUNTERS = frozenset(
         MQTT_CPU_METRIC,
         REDELIVERED_METRIC,
         DUPLICATES_METRIC,
+        "sensorgate_mqtt_received_messages_total",
     )
 )
 _ARRIVAL = "sensorgate_arrival_to_stored_seconds_bucket"

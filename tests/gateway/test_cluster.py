@@ -134,3 +134,17 @@ def test_help_describes_the_restart_semantics(capsys: pytest.CaptureFixture[str]
     assert "not elastic" in text
     assert "--exec-prefix" in text
     assert "--max-restarts" in text
+
+
+def test_listen_ports_are_picked_below_the_ephemeral_range() -> None:
+    # An ephemeral port could be taken as the source port of a peer's outgoing
+    # connection between the pick and the bind ("Address already in use").
+    from gateway.cluster import free_listen_ports
+
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = free_listen_ports(5)
+    assert len(set(ports)) == 5
+    assert all(10_000 <= p < low for p in ports)
+    run = free_listen_ports(3, consecutive=True)
+    assert run == list(range(run[0], run[0] + 3))
+    assert all(int(a.rsplit(":", 1)[1]) < low for a in loopback_addresses(3))

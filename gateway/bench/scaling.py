@@ -71,6 +71,8 @@ class ScalingOptions:
     workers: int = 1
     storage_only: bool = False
     settle_s: float = 3.0
+    idle_s: float = 5.0
+    """Seconds of each process's idle CPU, measured before the burst (0: skip)."""
     timeout_s: float | None = None
     command: str = ""
 
@@ -91,6 +93,17 @@ class ProcessFigures:
     decoded_messages: int
     decoded_readings: int
     """Decoded here: the devices whose shard this process holds."""
+    stored: int = 0
+    """Readings the whole cluster stored in the round (for the per-reading share)."""
+    idle_cpu_share: float | None = None
+    """Share of one core this process used while idle, before the burst."""
+
+    @property
+    def cpu_us_per_reading(self) -> float | None:
+        """Return the process's CPU over the burst per reading the cluster stored (µs)."""
+        if not self.stored:
+            return None
+        return round(self.cpu_s * 1e6 / self.stored, 2)
 
     @property
     def cpu_us_per_decoded_reading(self) -> float | None:
@@ -101,7 +114,11 @@ class ProcessFigures:
 
     def as_dict(self) -> dict[str, Any]:
         """Return the figures as a JSON-ready dict."""
-        return {**asdict(self), "cpu_us_per_decoded_reading": self.cpu_us_per_decoded_reading}
+        return {
+            **asdict(self),
+            "cpu_us_per_reading": self.cpu_us_per_reading,
+            "cpu_us_per_decoded_reading": self.cpu_us_per_decoded_reading,
+        }
 
 
 @dataclass
@@ -164,14 +181,14 @@ class ScalingReport:
         return out
 
 
-def _median(values: Sequence[float | None]) -> dict[str, float | None]:
+def _median(values: Sequence[float | None], digits: int = 2) -> dict[str, float | None]:
     present = [v for v in values if v is not None]
     if not present:
         return {"median": None, "min": None, "max": None}
     return {
-        "median": round(statistics.median(present), 2),
-        "min": round(min(present), 2),
-        "max": round(max(present), 2),
+        "median": round(statistics.median(present), digits),
+        "min": round(min(present), digits),
+        "max": round(max(present), digits),
     }
 
 
@@ -187,6 +204,8 @@ def summarize_scaling(results: Sequence[ScalingRound]) -> list[dict[str, Any]]:
             per_process.append(
                 {
                     "index": i,
+                    "idle_cpu_share": _median([f.idle_cpu_share for f in figures], 4),
+                    "cpu_us_per_reading": _median([f.cpu_us_per_reading for f in figures]),
                     "cpu_us_per_decoded_reading": _median(
                         [f.cpu_us_per_decoded_reading for f in figures]
                     ),
@@ -287,7 +306,7 @@ class _ClusterTree:
         self.procs = [psutil.Process(pid) for pid in pids]
         self.by_total: dict[float, list[float]] = {}
 
-    def _cpu(self, proc: psutil.Process) -> float:
+    def cpu_of(self, proc: psutil.Process) -> float:
         try:
             t = proc.cpu_times()
         except psutil.Error:
@@ -295,7 +314,7 @@ class _ClusterTree:
         return float(t.user + t.system)
 
     def cpu_seconds(self) -> float:
-        each = [self._cpu(p) for p in self.procs]
+        each = [self.cpu_of(p) for p in self.procs]
         total = sum(each)
         self.by_total[total] = each
         return total
@@ -447,6 +466,13 @@ def _burst(
         ready = publisher.wait_ready(300.0)
         progress(f"{tag}: publishing {workload.total:,} readings in {ready['messages']:,} messages")
         tree = _ClusterTree(cluster.gateway_pids())
+        idle = _idle_shares(tree, options.idle_s)
+        if idle:
+            progress(
+                f"{tag}: idle CPU "
+                + ", ".join(f"p{i} {share:.1%}" for i, share in enumerate(idle))
+                + " of a core"
+            )
         supervisor = psutil.Process(cluster.proc.pid)
         mosquitto = ProcessTree(local.mosquitto.pid)
         influxd_tree = ProcessTree(local.influxd.pid)
@@ -500,12 +526,24 @@ def _burst(
                 received_messages=int(_delta(after[i], before[i], RECEIVED_METRIC)),
                 decoded_messages=int(_delta(after[i], before[i], "sensorgate_messages_in_total")),
                 decoded_readings=int(_delta(after[i], before[i], "sensorgate_readings_in_total")),
+                stored=result.stored or 0,
+                idle_cpu_share=idle[i] if idle else None,
             )
         )
     if not done.get("all_acknowledged", False):
         result.error = "the broker did not acknowledge every message of the burst"
     if completion.outcome != "settled":
         result.error = f"the burst did not settle: {completion.outcome}"
+
+
+def _idle_shares(tree: _ClusterTree, seconds: float) -> list[float]:
+    """Return each process's share of one core over ``seconds`` without traffic."""
+    if seconds <= 0:
+        return []
+    t0, cpu0 = time.monotonic(), [tree.cpu_of(p) for p in tree.procs]
+    time.sleep(seconds)
+    span = time.monotonic() - t0
+    return [round((tree.cpu_of(p) - c) / span, 4) for p, c in zip(tree.procs, cpu0, strict=True)]
 
 
 def _delta(after: dict[str, Any], before: dict[str, Any], name: str) -> float:

@@ -52,6 +52,13 @@ def register(sub: Any) -> None:
         metavar="S",
         help="the burst is stored once influxd's write count is still this long (3)",
     )
+    p.add_argument(
+        "--idle",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds of each process's idle CPU, before the burst (5; 0: skip)",
+    )
     p.add_argument("--out", default="reports/bench-cluster.json", help="JSON report path")
     p.add_argument("--json", action="store_true", help="print the JSON report on stdout")
     p.set_defaults(func=_cmd_bench_cluster)
@@ -87,6 +94,7 @@ def _cmd_bench_cluster(args: argparse.Namespace) -> int:
         workers=args.workers,
         storage_only=args.storage_only,
         settle_s=args.settle,
+        idle_s=args.idle,
         command=shlex.join(["sensorgate", *sys.argv[1:]]),
     )
 
@@ -123,12 +131,13 @@ def _table(doc: dict[str, Any]) -> str:
         f"{doc['workload']['total']:,} readings, {doc['rounds']} round(s), machine:"
         f" {doc['machine']['cpus']} CPU(s); median (min-max)",
         "processes | lost | readings/s | gateway CPU µs/reading | influxd µs/reading"
-        " | mosquitto µs/reading | per process: CPU µs per decoded reading [share of"
-        " messages received / readings decoded]",
+        " | mosquitto µs/reading | per process: idle share of a core; CPU µs per reading"
+        " stored; per reading decoded [share of messages received / readings decoded]",
     ]
     for s in doc["summaries"]:
         per = "; ".join(
-            f"p{p['index']} {_fmt(p['cpu_us_per_decoded_reading'])}"
+            f"p{p['index']} {_fmt(p['idle_cpu_share'], 3)}; {_fmt(p['cpu_us_per_reading'])};"
+            f" {_fmt(p['cpu_us_per_decoded_reading'])}"
             f" [{_fmt(p['received_share'], 2)} / {_fmt(p['decoded_share'], 2)}]"
             for p in s["per_process"]
         )

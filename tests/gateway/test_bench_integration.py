@@ -102,3 +102,28 @@ def test_bench_stop_stores_every_reading_across_the_stop(
     assert trials["sigint-ignored"]["exit_code"] == 0
     assert trials["sigkill"]["exit_code"] == -9
     assert [s["mode"] for s in report["summaries"]] == ["sigint-ignored", "sigkill"]
+
+
+def test_bench_cluster_stores_every_reading_through_two_processes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cluster.json"
+    code = main(
+        ["bench-cluster", "--processes", "2", "--rounds", "1", "--devices", "20",
+         "--readings-per-message", "20", "--total", "2000", "--idle", "0.5",
+         "--settle", "2", "--out", str(out), "--json"]
+    )  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert report == json.loads(out.read_text())
+    assert code == 0, report
+    (result,) = report["results"]
+    assert result["error"] is None
+    assert result["stored"] == result["expected"] == 2_000
+    per = result["per_process"]
+    assert [p["index"] for p in per] == [0, 1]
+    # The shared subscription gave each process messages; together they took them all,
+    # and decoded every reading once.
+    assert all(p["received_messages"] > 0 for p in per)
+    assert sum(p["received_messages"] for p in per) == 100
+    assert sum(p["decoded_readings"] for p in per) == 2_000
+    assert report["summaries"][0]["lost"] == 0

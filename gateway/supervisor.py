@@ -210,17 +210,22 @@ class _Child:
             stdout: Any = self._log
         else:
             stdout = subprocess.PIPE
-        self.proc = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=subprocess.STDOUT,
-            env=None if env is None else dict(env),
-            preexec_fn=_die_with_parent,
-            # Own session: a Ctrl-C in the terminal reaches the supervisor only, which
-            # then stops every process in order.
-            start_new_session=True,
-        )
+        try:
+            self.proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=subprocess.STDOUT,
+                env=None if env is None else dict(env),
+                preexec_fn=_die_with_parent,
+                # Own session: a Ctrl-C in the terminal reaches the supervisor only,
+                # which then stops every process in order.
+                start_new_session=True,
+            )
+        except OSError:
+            if self._log is not None:
+                self._log.close()
+            raise
         if self.proc.stdout is not None:
             self._reader = threading.Thread(
                 target=self._copy, args=(self.proc.stdout, out), daemon=True
@@ -381,6 +386,9 @@ class Supervisor:
                     _Child(index, argv, self._env, self._log_dir, self._out, generation)
                 )
         except OSError as exc:
+            for child in self._children:  # half a cluster would only wait for the rest
+                child.signal(signal.SIGKILL)
+                child.proc.wait()
             self._end(started, [])
             raise ClusterGaveUp(f"cannot start process {len(self._children)}: {exc}") from exc
         self._progress(

@@ -233,3 +233,17 @@ def test_exit_statuses_read_as_words() -> None:
     assert describe_status(-9) == "killed by SIGKILL"
     assert describe_status(-6) == "killed by SIGABRT"
     assert describe_status(1) == "exited with code 1"
+
+
+def test_a_process_that_cannot_start_stops_the_ones_already_started(
+    supervise: Callable[..., _Running], tmp_path: Path
+) -> None:
+    missing = str(tmp_path / "no-such-program")
+    run = supervise(lambda _g: [_cmd("serve"), [missing]], log_dir=tmp_path)
+    summary = run.join()
+    assert summary.exit_code == 1
+    assert "cannot start process 1" in summary.reason
+    assert summary.generations == 1
+    assert summary.restarts == 0
+    (started,) = run.supervisor.pids
+    assert not _alive(started)  # killed and reaped, not left waiting for its peer

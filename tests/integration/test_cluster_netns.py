@@ -258,7 +258,7 @@ class _Load:
     """Telemetry at wall-clock event times from a thread, 10 devices, every 25 ms.
 
     Metric ``t`` of device d is ``seq * (d + 1)``: it crosses the ``hot`` threshold
-    (400) at sequence 400 / (d + 1), so the alarms are raised one after another, before
+    (200) at sequence 200 / (d + 1), so the alarms are raised one after another, before
     and after the kill.
     """
 
@@ -310,7 +310,7 @@ HOT = """
 id = "hot"
 kind = "threshold"
 metric = "t"
-above = 400
+above = 200
 clear = 1
 """
 
@@ -350,7 +350,7 @@ def test_sigkill_of_one_process_restarts_the_cluster_from_recovery_losing_nothin
             resumed_at = stored()
             # Keep the load on until every device has crossed its threshold and the new
             # generation has done real work.
-            wait_for(lambda: load.seq > 420 and stored() > resumed_at + 3_000, 90, "work after it")
+            wait_for(lambda: load.seq > 210 and stored() > resumed_at + 3_000, 90, "work after it")
         total = len(load.published.readings)
         wait_for(lambda: stored() >= total, 90, f"all {total} readings stored")
         rows = q.query("SELECT value, device, metric FROM readings")

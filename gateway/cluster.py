@@ -130,7 +130,7 @@ def prepare_recovery(path: Path, partitions: int) -> str:
     from bytewax.recovery import init_db_dir
 
     path.mkdir(parents=True, exist_ok=True)
-    init_db_dir(path, partitions)
+    init_db_dir(path, partitions)  # type: ignore[no-untyped-call]
     return f"created {partitions} recovery partition(s) in {path}"
 
 

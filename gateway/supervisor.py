@@ -91,7 +91,7 @@ class RestartPolicy:
 
     def delay(self, quick_deaths: int) -> float:
         """Return the wait before a restart after ``quick_deaths`` quick deaths in a row."""
-        return min(self.max_s, self.initial_s * 2 ** max(0, quick_deaths - 1))
+        return float(min(self.max_s, self.initial_s * 2.0 ** max(0, quick_deaths - 1)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,7 +333,7 @@ class Supervisor:
             retry=tenacity.retry_if_exception_type(_Died),
             stop=stop,
             wait=lambda _state: policy.delay(self._quick_deaths),
-            sleep=self._stop.wait,  # a stop request ends the backoff at once
+            sleep=self._sleep,
             before_sleep=self._announce_restart,
             reraise=True,
         )
@@ -359,6 +359,9 @@ class Supervisor:
         finally:
             self.summary.wall_s = time.monotonic() - t0
         return self.summary
+
+    def _sleep(self, seconds: float) -> None:
+        self._stop.wait(seconds)  # a stop request ends the backoff at once
 
     def _announce_restart(self, state: tenacity.RetryCallState) -> None:
         delay = state.next_action.sleep if state.next_action else 0.0

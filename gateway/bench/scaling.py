@@ -294,15 +294,17 @@ def _one_line(r: ScalingRound) -> str:
     return "; ".join([*parts, per]) if per else "; ".join(parts)
 
 
-class _ClusterTree:
+class _ClusterTree(ProcessTree):
     """The gateway processes of a cluster, measured one by one at every sample.
 
     :func:`watch_until_stored` calls :meth:`cpu_seconds` once per sample; the breakdown
     by process is kept under the total it returned, to be looked up for the sample
-    that saw the last point stored.
+    that saw the last point stored. (A :class:`ProcessTree` rooted at p0, for the
+    measuring functions; every method covers all the processes.)
     """
 
     def __init__(self, pids: list[int]) -> None:
+        super().__init__(pids[0])
         self.procs = [psutil.Process(pid) for pid in pids]
         self.by_total: dict[float, list[float]] = {}
 

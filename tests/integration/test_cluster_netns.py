@@ -431,3 +431,10 @@ def test_a_process_started_late_is_waited_for_and_then_joins(
         for proc in procs:
             proc.stop()
     assert codes == [0, 0, 0], [p.log_tail(20) for p in procs]
+
+
+def test_without_root_the_cluster_tests_skip_saying_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    reason = netns_unavailable()
+    assert reason is not None
+    assert "need root" in reason

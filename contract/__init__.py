@@ -29,6 +29,7 @@ from contract.errors import (
     TopicError,
 )
 from contract.events import (
+    DEFAULT_DEADLETTER_KEEP_BYTES,
     DeadLetterData,
     DeadLetterEvent,
     DeviceOfflineEvent,
@@ -46,6 +47,7 @@ from contract.reasons import DeadLetterReason
 from contract.topics import DEFAULT_PREFIX, DeviceTopic, TopicKind, TopicScheme
 
 __all__ = [
+    "DEFAULT_DEADLETTER_KEEP_BYTES",
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "DEFAULT_PREFIX",
     "ID_MAX_LENGTH",

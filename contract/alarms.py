@@ -5,6 +5,14 @@ One alarm is the life of one condition on one key (site, device, series, rule), 
 (deterministic: derived from the key and the raise time, so a replay or a restart
 names the same alarm the same way) and the id of the telemetry event that caused it,
 so an operator can walk from an alarm back to the raw message.
+
+Minor additions to v1 (optional fields; older readers ignore them, older events simply
+lack them):
+
+- ``detail`` (:class:`AlarmDetail`): why the detector fired: the expected value and its
+  band, the component and its score (or tail probability), the history it used;
+- ``folded_raises`` and ``rate_limited``: an alarm held by flapping or by the raise rate
+  limit counts the occurrences folded into it instead of raising again.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ __all__ = [
     "AlarmAcknowledgedEvent",
     "AlarmClearedEvent",
     "AlarmData",
+    "AlarmDetail",
     "AlarmEvent",
     "AlarmRaisedEvent",
     "AlarmState",
@@ -79,6 +88,44 @@ def alarm_id_for(site: str, device: str, series: str, rule: str, raised_us: int)
     )
 
 
+class AlarmDetail(_Frozen):
+    """Why a detector says what it says (every field optional; a minor addition of v1).
+
+    Anomaly detectors fill the expected value and band, the component that fired and
+    its score; the deadman fills the learnt cadence and the silence it allows.
+    """
+
+    component: Annotated[str, Field(max_length=64)] | None = None
+    """What fired: ``prediction_error``, ``likelihood``, ``level_shift``, ``stuck``,
+    ``silence``, ..."""
+    score: float | None = None
+    """The component's score against its own threshold (above 1 fires)."""
+    z: float | None = None
+    """The prediction error in standard deviations (RMS, seasonal)."""
+    likelihood: float | None = None
+    """The short error level in standard deviations above its history."""
+    tail_probability: float | None = None
+    """The one-sided Gaussian tail probability of ``likelihood``."""
+    shift: float | None = None
+    """One-sided error run (level shift) in standard deviations beyond its history."""
+    expected: float | None = None
+    """The value the detector expected."""
+    band_low: float | None = None
+    """The low edge of the band of values the detector accepts."""
+    band_high: float | None = None
+    """The high edge of that band."""
+    baseline: float | None = None
+    """The slow baseline the condition is measured from while it continues."""
+    history_readings: Annotated[int, Field(ge=0)] | None = None
+    """Readings of history the detector's statistics weigh (the window it used)."""
+    readings_since_fired: Annotated[int, Field(ge=0)] | None = None
+    """Readings since the component last fired (0: this reading fired)."""
+    cadence_s: float | None = None
+    """Deadman: the learnt median interval between arrivals."""
+    silence_s: float | None = None
+    """Deadman: the silence allowed before the device counts as silent."""
+
+
 class AlarmData(_Frozen):
     """What every alarm event says about its alarm."""
 
@@ -107,6 +154,14 @@ class AlarmData(_Frozen):
     acknowledged_by: str | None = None
     acknowledged_at: UtcDatetime | None = None
     flapping: bool = False
+    detail: AlarmDetail | None = None
+    """Why the detector fired (minor addition; None where the rule says nothing more)."""
+    folded_raises: Annotated[int, Field(ge=0)] | None = None
+    """Occurrences folded into this alarm while it was held (flapping or rate limited)
+    instead of raising new alarms (minor addition; None: none)."""
+    rate_limited: bool | None = None
+    """This alarm was the last raise its key may make within the rate window: it is held
+    until the window allows another raise (minor addition; None: not limited)."""
 
 
 class _AlarmEvent(Envelope):
@@ -146,7 +201,10 @@ class AlarmRaisedEvent(_AlarmEvent):
 
 
 class AlarmUpdatedEvent(_AlarmEvent):
-    """``io.sensorgate.alarm.updated.v1``: an active alarm changed severity or flapping."""
+    """``io.sensorgate.alarm.updated.v1``: an active alarm changed or occurred again.
+
+    Severity changes, and occurrences folded into a held alarm (``folded_raises``).
+    """
 
     TYPE: ClassVar[str] = "io.sensorgate.alarm.updated.v1"
     type: Literal["io.sensorgate.alarm.updated.v1"] = "io.sensorgate.alarm.updated.v1"

@@ -9,6 +9,7 @@ source and the time.
 from __future__ import annotations
 
 import base64
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal, Self
@@ -20,6 +21,7 @@ from contract.ids import Id
 from contract.reasons import DeadLetterReason
 
 __all__ = [
+    "DEFAULT_DEADLETTER_KEEP_BYTES",
     "EVENT_FAMILIES",
     "DeadLetterData",
     "DeadLetterEvent",
@@ -45,6 +47,9 @@ UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 """A timezone-aware datetime, normalised to UTC; naive datetimes are refused."""
 
 MAX_READINGS_PER_EVENT = 10_000
+
+DEFAULT_DEADLETTER_KEEP_BYTES = 64 * 1024
+"""Payload bytes a dead letter keeps by default; the rest is summarised by size and sha256."""
 
 
 def utc_now() -> datetime:
@@ -121,7 +126,12 @@ class TelemetryData(_Frozen):
     site: Id
     device: Id
     sequence: Annotated[int, Field(ge=0, lt=2**63)]
-    """Per-device, strictly increasing across restarts: the idempotency key."""
+    """Per-device and per-outbox, strictly increasing across restarts: with ``outbox``,
+    the idempotency key."""
+    outbox: Annotated[str | None, Field(min_length=1, max_length=64)] = None
+    """Identifies the device's outbox: a fresh id whenever its store is created, so a
+    device whose outbox was wiped (sequence back at 0) sends new data, not duplicates.
+    Optional (added in 1.1; older agents omit it)."""
     readings: Annotated[tuple[Reading, ...], Field(min_length=1, max_length=MAX_READINGS_PER_EVENT)]
 
 
@@ -142,6 +152,7 @@ class TelemetryEvent(Envelope):
         readings: tuple[Reading, ...] | list[Reading],
         time: datetime | None = None,
         traceparent: str | None = None,
+        outbox: str | None = None,
     ) -> TelemetryEvent:
         """Build a telemetry event with a fresh id, the device's source and now as time."""
         return cls.model_validate(
@@ -153,6 +164,7 @@ class TelemetryEvent(Envelope):
                     "device": device,
                     "sequence": sequence,
                     "readings": tuple(readings),
+                    **({} if outbox is None else {"outbox": outbox}),
                 },
             }
         )
@@ -163,10 +175,10 @@ class DeviceStatusData(_Frozen):
 
     site: Id
     device: Id
-    agent_version: str | None = None
-    reason: str | None = None
-    drivers: tuple[str, ...] = ()
-    config_hash: str | None = None
+    agent_version: Annotated[str | None, Field(max_length=64)] = None
+    reason: Annotated[str | None, Field(max_length=512)] = None
+    drivers: Annotated[tuple[Annotated[str, Field(max_length=64)], ...], Field(max_length=64)] = ()
+    config_hash: Annotated[str | None, Field(max_length=128)] = None
     details: dict[str, Any] = Field(default_factory=dict)
     """Free-form status figures (uptime, outbox depth, drops, heartbeat counters)."""
 
@@ -213,9 +225,16 @@ class DeadLetterData(_Frozen):
     error: Annotated[str, Field(max_length=4096)]
     topic: str
     payload_base64: str
-    """The raw bytes as received, base64 (standard alphabet, no line breaks)."""
+    """The raw bytes as received, base64 (standard alphabet, no line breaks): all of
+    them, or the first ``keep_bytes`` when ``payload_truncated``."""
     payload_size: Annotated[int, Field(ge=0)]
+    """Size of the whole payload as received."""
     received_at: UtcDatetime
+    payload_sha256: Annotated[str | None, Field(pattern=r"^[0-9a-f]{64}$")] = None
+    """sha256 of the whole payload (hex), so a truncated one can still be matched."""
+    payload_truncated: bool = False
+    """Whether ``payload_base64`` holds only the start of the payload (a bound on what a
+    dead letter keeps; see ``DEFAULT_DEADLETTER_KEEP_BYTES``)."""
 
     @property
     def payload(self) -> bytes:
@@ -240,9 +259,16 @@ class DeadLetterEvent(Envelope):
         payload: bytes,
         received_at: datetime | None = None,
         gateway: str = "gateway",
+        keep_bytes: int | None = DEFAULT_DEADLETTER_KEEP_BYTES,
     ) -> DeadLetterEvent:
-        """Build a dead letter for ``payload`` received on ``topic``."""
+        """Build a dead letter for ``payload`` received on ``topic``.
+
+        At most ``keep_bytes`` of the payload are kept (None: all), with its size and
+        sha256, so a flood of huge bad messages cannot grow dead-letter storage without
+        bound while every one stays identifiable.
+        """
         now = received_at or utc_now()
+        kept = payload if keep_bytes is None else payload[:keep_bytes]
         return cls.model_validate(
             {
                 **cls._envelope(f"/sg/_gateway/{quote(gateway, safe='')}", None, now),
@@ -250,9 +276,11 @@ class DeadLetterEvent(Envelope):
                     "reason": reason,
                     "error": error[:4096],
                     "topic": topic,
-                    "payload_base64": base64.b64encode(payload).decode("ascii"),
+                    "payload_base64": base64.b64encode(kept).decode("ascii"),
                     "payload_size": len(payload),
                     "received_at": now,
+                    "payload_sha256": hashlib.sha256(payload).hexdigest(),
+                    "payload_truncated": len(kept) < len(payload),
                 },
             }
         )

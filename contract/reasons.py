@@ -35,3 +35,6 @@ class DeadLetterReason(StrEnum):
     ADAPTER_ERROR = "adapter_error"
     """A foreign payload (Zigbee2MQTT, Tasmota, Shelly, Home Assistant, Sparkplug B,
     Telegraf) that its configured adapter could not map; the error names the adapter."""
+    CARDINALITY = "cardinality"
+    """The message would add a device or series beyond the gateway's configured caps
+    (series per device, devices or series per gateway); kept whole so nothing is lost."""

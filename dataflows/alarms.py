@@ -4,10 +4,12 @@ States and transitions (times are event times, integer microseconds)::
 
     idle ──condition──▶ pending ──held for `for`──▶ ACTIVE ──raised event
       ▲                    │                          │  severity changes ─▶ updated
-      └──── condition off ─┘                          │  acknowledge ─▶ acknowledged
+      └──── condition off ─┘                          │  occurs again while held ─▶ updated
+                                                      │  acknowledge ─▶ acknowledged
                                                       ▼
                          condition off for `clear_for` (and `min_duration` since the
-                         raise; and the flap hold-off while flapping) ─▶ cleared ─▶ idle
+                         raise; and the hold of a flapping or rate-limited alarm)
+                         ─▶ cleared ─▶ idle
 
 - At most one active alarm per key. Its id is deterministic (uuid5 of the key and the
   raise time), so a replay after a restart names it the same way.
@@ -18,6 +20,16 @@ States and transitions (times are event times, integer microseconds)::
   is marked flapping and its alarm clears only once the condition has been off for a
   whole ``flap_window``, so a chattering condition keeps one alarm instead of a storm
   of raise/clear pairs.
+- Rate limit: a key raises at most ``max_raises`` alarms within ``raise_window`` (6 an
+  hour by default). The raise that uses up the budget is marked ``rate_limited`` and
+  its alarm is held (not cleared) until the window allows another raise.
+- Folding: while an alarm is held (flapping or rate limited), a condition that ended
+  and comes back (held ``for`` again) is a new occurrence that would have raised: it is
+  counted in the alarm's ``folded_raises`` instead, announced by an ``updated`` event
+  (at most one per :data:`FOLD_NOTICE_US` per key; the clear carries the final count).
+- Explanations: :meth:`AlarmMachine.update` takes an optional ``explain`` callable that
+  returns the :class:`~contract.alarms.AlarmDetail` of the signal; it is called only
+  when the update makes an event, so the quiet path costs nothing.
 - An update older than the last one taken is ignored (out-of-order or re-delivered
   readings): a restart that replays data neither raises twice nor loses a clear.
 - ``snapshot()``/``restore()`` carry the whole state as plain data.
@@ -26,6 +38,7 @@ States and transitions (times are event times, integer microseconds)::
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,6 +46,7 @@ from typing import Any
 from contract.alarms import (
     AlarmAcknowledgedEvent,
     AlarmClearedEvent,
+    AlarmDetail,
     AlarmEvent,
     AlarmRaisedEvent,
     AlarmState,
@@ -42,9 +56,23 @@ from contract.alarms import (
 )
 from dataflows.detectors.base import Signal
 
-__all__ = ["AlarmKey", "AlarmMachine", "AlarmPolicy", "Cause", "us_to_dt"]
+__all__ = [
+    "FOLD_NOTICE_US",
+    "AlarmKey",
+    "AlarmMachine",
+    "AlarmPolicy",
+    "Cause",
+    "Explain",
+    "us_to_dt",
+]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+FOLD_NOTICE_US = 60_000_000
+"""At most one ``updated`` event per key this often announces folded occurrences."""
+
+Explain = Callable[[], AlarmDetail | None]
+"""Returns the detail of a signal; called only for the updates that make an event."""
 
 
 def us_to_dt(t_us: int) -> datetime:
@@ -80,6 +108,9 @@ class AlarmPolicy:
     flap_count: int = 4
     """Raises within ``flap_window_us`` that mark the alarm flapping (0: never)."""
     flap_window_us: int = 600_000_000
+    max_raises: int = 6
+    """Raises a key may make within ``raise_window_us`` (0: no limit)."""
+    raise_window_us: int = 3_600_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,12 +129,18 @@ class AlarmMachine:
         "_ack_at",
         "_ack_by",
         "_alarm_id",
+        "_announced",
         "_clear_since",
+        "_detail",
+        "_ended",
         "_flapping",
+        "_folded",
         "_last_t",
+        "_limited",
         "_pending_since",
         "_raised_us",
         "_raises",
+        "_release_us",
         "_severity",
         "key",
         "policy",
@@ -114,6 +151,7 @@ class AlarmMachine:
         self.policy = policy
         self._last_t: int | None = None
         self._pending_since: int | None = None
+        """Idle: since when the condition holds. Active: since when it is back (held)."""
         self._alarm_id: str | None = None
         self._raised_us = 0
         self._severity = policy.severity
@@ -121,7 +159,16 @@ class AlarmMachine:
         self._ack_by: str | None = None
         self._ack_at: datetime | None = None
         self._flapping = False
-        self._raises: deque[int] = deque(maxlen=max(1, policy.flap_count))
+        self._limited = False
+        self._release_us = 0
+        """Rate limited: when the raise window allows the next raise."""
+        self._ended = False
+        """The held alarm's condition was off long enough that it would have cleared."""
+        self._folded = 0
+        self._announced: int | None = None
+        """When folded occurrences were last announced (an ``updated`` event)."""
+        self._detail: AlarmDetail | None = None
+        self._raises: deque[int] = deque(maxlen=_history(policy))
 
     @property
     def active(self) -> bool:
@@ -132,6 +179,15 @@ class AlarmMachine:
     def idle(self) -> bool:
         """Whether no alarm is active or pending: an inactive signal would change nothing."""
         return self._alarm_id is None and self._pending_since is None
+
+    @property
+    def rearmed(self) -> bool:
+        """Whether the alarm is held (flapping, rate limited) after its condition ended.
+
+        A new occurrence of the condition is then folded into it: time-driven checks
+        (deadman) should keep looking.
+        """
+        return self._alarm_id is not None and self._ended
 
     @property
     def alarm_id(self) -> str | None:
@@ -149,6 +205,16 @@ class AlarmMachine:
         return self._flapping
 
     @property
+    def rate_limited(self) -> bool:
+        """Whether the active alarm used up its key's raise budget (held until it frees)."""
+        return self._limited
+
+    @property
+    def folded(self) -> int:
+        """Occurrences folded into the active alarm."""
+        return self._folded
+
+    @property
     def last_us(self) -> int | None:
         """Time of the last update taken."""
         return self._last_t
@@ -156,13 +222,20 @@ class AlarmMachine:
     def set_policy(self, policy: AlarmPolicy) -> None:
         """Use a new policy (rules reloaded); the alarm and its id are kept."""
         self.policy = policy
-        if policy.flap_count != self._raises.maxlen:
-            self._raises = deque(self._raises, maxlen=max(1, policy.flap_count))
+        if _history(policy) != self._raises.maxlen:
+            self._raises = deque(self._raises, maxlen=_history(policy))
 
     def update(
-        self, t_us: int, signal: Signal | None, cause: Cause | None = None
+        self,
+        t_us: int,
+        signal: Signal | None,
+        cause: Cause | None = None,
+        explain: Explain | None = None,
     ) -> list[AlarmEvent]:
-        """Take the detector's signal at ``t_us``; return the alarm events it causes."""
+        """Take the detector's signal at ``t_us``; return the alarm events it causes.
+
+        ``explain`` gives the signal's detail; it is called only if an event is made.
+        """
         if signal is None:
             return []
         if self._last_t is not None and t_us < self._last_t:
@@ -176,56 +249,114 @@ class AlarmMachine:
         if signal.active:
             self._clear_since = None
             if self._alarm_id is not None:
-                return self._maybe_update(t_us, signal, cause)
+                return self._again(t_us, signal, cause, explain)
             if self._pending_since is None:
                 self._pending_since = t_us
             if t_us - self._pending_since >= policy.for_us:
-                return self._raise(t_us, signal, cause)
+                return self._raise(t_us, signal, cause, explain)
             return []
         self._pending_since = None
-        if self._alarm_id is None:
-            return []
         if self._clear_since is None:
             self._clear_since = t_us
-        hold = policy.flap_window_us if self._flapping else policy.clear_for_us
-        if t_us - self._clear_since >= hold and t_us - self._raised_us >= policy.min_duration_us:
-            return [self._clear(t_us, signal, cause, "condition ended")]
-        return []
+        off = t_us - self._clear_since
+        if off < policy.clear_for_us or t_us - self._raised_us < policy.min_duration_us:
+            return []
+        flap_held = self._flapping and off < policy.flap_window_us
+        if flap_held or (self._limited and t_us < self._release_us):
+            self._ended = True  # it would have cleared: a return is a new occurrence
+            return []
+        return [self._clear(t_us, signal, cause, "condition ended", explain)]
 
-    def _raise(self, t_us: int, signal: Signal, cause: Cause) -> list[AlarmEvent]:
+    def _raise(
+        self, t_us: int, signal: Signal, cause: Cause, explain: Explain | None
+    ) -> list[AlarmEvent]:
         key, policy = self.key, self.policy
         self._pending_since = None
         self._raised_us = t_us
         self._alarm_id = alarm_id_for(key.site, key.device, key.series, key.rule, t_us)
         self._severity = signal.severity or policy.severity
         self._ack_by = self._ack_at = None
-        self._raises.append(t_us)
-        window_start = t_us - policy.flap_window_us
+        self._ended = False
+        self._folded = 0
+        self._announced = None
+        raises = self._raises
+        raises.append(t_us)
+        n = len(raises)
         self._flapping = (
             policy.flap_count > 0
-            and len(self._raises) >= policy.flap_count
-            and self._raises[0] >= window_start
+            and n >= policy.flap_count
+            and raises[-policy.flap_count] >= t_us - policy.flap_window_us
         )
+        self._limited = (
+            policy.max_raises > 0
+            and n >= policy.max_raises
+            and raises[-policy.max_raises] >= t_us - policy.raise_window_us
+        )
+        if self._limited:
+            self._release_us = raises[-policy.max_raises] + policy.raise_window_us
         message = signal.message
         if self._flapping:
-            message = f"{message} (flapping: {len(self._raises)} raises within the flap window)"
+            message = f"{message} (flapping: {policy.flap_count} raises within the flap window)"
+        if self._limited:
+            message = (
+                f"{message} (rate limited: {policy.max_raises} raises within"
+                f" {_span(policy.raise_window_us)}; further occurrences are counted in this"
+                f" alarm until {us_to_dt(self._release_us):%H:%M:%S} UTC)"
+            )
+        self._detail = explain() if explain is not None else None
         return [self._event(AlarmRaisedEvent, t_us, signal, cause, AlarmState.ACTIVE, message)]
 
-    def _maybe_update(self, t_us: int, signal: Signal, cause: Cause) -> list[AlarmEvent]:
+    def _again(
+        self, t_us: int, signal: Signal, cause: Cause, explain: Explain | None
+    ) -> list[AlarmEvent]:
+        """Take the condition while the alarm is active: a fold, an escalation or nothing."""
+        if self._ended:
+            if self._pending_since is None:
+                self._pending_since = t_us
+            if t_us - self._pending_since >= self.policy.for_us:
+                self._pending_since = None
+                self._ended = False
+                self._folded += 1
+                if self._announced is None or t_us - self._announced >= FOLD_NOTICE_US:
+                    self._announced = t_us
+                    self._severity = _higher(self._severity, signal.severity)
+                    held = "rate limited" if self._limited else "flapping"
+                    message = (
+                        f"occurred again, {self._folded} occurrence(s) folded into this alarm"
+                        f" ({held}): {signal.message}"
+                    )
+                    return [self._updated(t_us, signal, cause, message, explain)]
+        # Escalate at once, never step down while active: a condition that wavers
+        # between two severities would otherwise send an update every few readings.
         severity = signal.severity or self.policy.severity
-        if severity == self._severity:
+        if severity.rank <= self._severity.rank:
             return []
         self._severity = severity
-        state = AlarmState.ACKNOWLEDGED if self._ack_by else AlarmState.ACTIVE
         message = f"severity now {severity.value}: {signal.message}"
-        return [self._event(AlarmUpdatedEvent, t_us, signal, cause, state, message)]
+        return [self._updated(t_us, signal, cause, message, explain)]
 
-    def _clear(self, t_us: int, signal: Signal, cause: Cause, why: str) -> AlarmEvent:
+    def _updated(
+        self, t_us: int, signal: Signal, cause: Cause, message: str, explain: Explain | None
+    ) -> AlarmEvent:
+        if explain is not None:
+            self._detail = explain() or self._detail
+        state = AlarmState.ACKNOWLEDGED if self._ack_by else AlarmState.ACTIVE
+        return self._event(AlarmUpdatedEvent, t_us, signal, cause, state, message)
+
+    def _clear(
+        self, t_us: int, signal: Signal, cause: Cause, why: str, explain: Explain | None = None
+    ) -> AlarmEvent:
+        if self._folded:
+            why = f"{why} ({self._folded} more occurrence(s) were folded into this alarm)"
+        self._detail = explain() if explain is not None else None
         event = self._event(AlarmClearedEvent, t_us, signal, cause, AlarmState.CLEARED, why)
         self._alarm_id = None
         self._clear_since = self._pending_since = None
         self._ack_by = self._ack_at = None
-        self._flapping = False
+        self._flapping = self._limited = self._ended = False
+        self._folded = 0
+        self._announced = None
+        self._detail = None
         self._severity = self.policy.severity
         return event
 
@@ -290,6 +421,9 @@ class AlarmMachine:
             acknowledged_by=self._ack_by,
             acknowledged_at=self._ack_at,
             flapping=self._flapping,
+            detail=self._detail,
+            folded_raises=self._folded or None,
+            rate_limited=True if self._limited else None,
         )
 
     def snapshot(self) -> dict[str, Any]:
@@ -305,10 +439,18 @@ class AlarmMachine:
             "ack_at": None if self._ack_at is None else self._ack_at.isoformat(),
             "flapping": self._flapping,
             "raises": list(self._raises),
+            "limited": self._limited,
+            "release": self._release_us,
+            "ended": self._ended,
+            "folded": self._folded,
+            "announced": self._announced,
+            "detail": None
+            if self._detail is None
+            else self._detail.model_dump(mode="json", exclude_none=True),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Load a :meth:`snapshot`."""
+        """Load a :meth:`snapshot` (snapshots from before rate limiting load too)."""
         self._last_t = state["last"]
         self._pending_since = state["pending"]
         self._alarm_id = state["alarm_id"]
@@ -318,10 +460,35 @@ class AlarmMachine:
         self._ack_by = state["ack_by"]
         self._ack_at = None if state["ack_at"] is None else datetime.fromisoformat(state["ack_at"])
         self._flapping = state["flapping"]
-        self._raises = deque(state["raises"], maxlen=max(1, self.policy.flap_count))
+        self._raises = deque(state["raises"], maxlen=_history(self.policy))
+        self._limited = bool(state.get("limited", False))
+        self._release_us = int(state.get("release", 0))
+        self._ended = bool(state.get("ended", False))
+        self._folded = int(state.get("folded", 0))
+        self._announced = state.get("announced")
+        detail = state.get("detail")
+        self._detail = None if detail is None else AlarmDetail.model_validate(detail)
+
+
+def _history(policy: AlarmPolicy) -> int:
+    """Raise times a machine keeps: enough for the flapping and the rate-limit checks."""
+    return max(1, policy.flap_count, policy.max_raises)
+
+
+def _span(us: int) -> str:
+    seconds = us / 1_000_000
+    for unit, size in (("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} s"
 
 
 def _finite(value: float | None) -> float | None:
     if value is None or value != value or value in (float("inf"), float("-inf")):
         return None
     return float(value)
+
+
+def _higher(current: Severity, new: Severity | None) -> Severity:
+    """Return the more urgent of two severities (``new`` None: ``current``)."""
+    return current if new is None or new.rank <= current.rank else new

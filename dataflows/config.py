@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from dataflows.registry import Caps
 from dataflows.windows import WindowSpec, parse_window
 
 __all__ = ["StreamConfig"]
@@ -22,6 +23,11 @@ class StreamConfig:
     shards: int = 8
     """Buckets the devices are hashed into; each is one keyed state in the flow. Fixed
     for the life of a recovery store (it decides which state holds which device)."""
+    caps: Caps = field(default_factory=Caps)
+    """Gateway-wide caps on devices and series (each shard takes its share)."""
+    evict_idle_us: int | None = None
+    """Forget a device (and its series) silent this long with no alarm and no open
+    window; None: never."""
 
     @classmethod
     def from_strings(
@@ -31,6 +37,8 @@ class StreamConfig:
         dedupe_intervals: int = 256,
         quiet_s: float | None = None,
         shards: int = 8,
+        caps: Caps | None = None,
+        evict_idle_s: float | None = None,
     ) -> StreamConfig:
         """Build from settings: window specs like ``"10s"`` or ``"5m/1m"``."""
         specs = tuple(parse_window(w) for w in windows)
@@ -41,4 +49,5 @@ class StreamConfig:
         quiet = lateness if quiet_s is None else int(quiet_s * 1_000_000)
         if shards < 1:
             raise ValueError(f"shards must be at least 1; got {shards}")
-        return cls(specs, lateness, dedupe_intervals, quiet, shards)
+        evict = None if evict_idle_s is None else int(evict_idle_s * 1_000_000)
+        return cls(specs, lateness, dedupe_intervals, quiet, shards, caps or Caps(), evict)

@@ -34,7 +34,7 @@ from contract import DeadLetterReason, TopicError, TopicKind, TopicScheme
 from contract.events import MAX_READINGS_PER_EVENT
 from contract.ids import ID_MAX_LENGTH, ID_PATTERN
 from dataflows.adapters.adapterset import AdapterSet
-from dataflows.adapters.result import Command
+from dataflows.adapters.result import Command, Telemetry
 from dataflows.batch import MessageBatch
 from dataflows.eventclock import from_us, to_us
 from dataflows.ingest import (
@@ -82,6 +82,7 @@ class _DataWire(msgspec.Struct, gc=False):
     readings: Annotated[
         list[_ReadingWire], msgspec.Meta(min_length=1, max_length=MAX_READINGS_PER_EVENT)
     ]
+    outbox: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
 
 
 class _TelemetryWire(msgspec.Struct, gc=False):
@@ -112,6 +113,7 @@ class DecodedBatch:
 
     msg_device: list[int] = field(default_factory=list)
     msg_seq: list[int] = field(default_factory=list)
+    msg_outbox: list[str | None] = field(default_factory=list)
     msg_received_us: list[int] = field(default_factory=list)
     msg_event_id: list[str] = field(default_factory=list)
     msg_traceparent: list[str | None] = field(default_factory=list)
@@ -254,7 +256,12 @@ class BatchDecoder:
             ):
                 slow.append(i)
                 continue
-            device = registry.device(data.site, data.device)
+            device = registry.find_device(data.site, data.device)
+            if device is None:
+                if registry.refuse_device(data.site, data.device) is not None:
+                    slow.append(i)  # the slow path files it (cardinality, or worse)
+                    continue
+                device = registry.device(data.site, data.device)
             readings = data.readings
             known = registry.series_by_device[device]
             fast.index.append(i)
@@ -333,6 +340,13 @@ class BatchDecoder:
                         )
                     )
                     continue
+                refusal = registry.refuse_device(tel.site, tel.device) or registry.refuse_series(
+                    registry.find_device(tel.site, tel.device),
+                    len(set(zip(tel.sensor, tel.metric, strict=True)) - _known(registry, tel)),
+                )
+                if refusal is not None:
+                    out.rejected.append(Rejected(raw, DeadLetterReason.CARDINALITY, refusal))
+                    continue
                 device = registry.device(tel.site, tel.device)
                 known = registry.series_by_device[device]
                 count = 0
@@ -351,6 +365,7 @@ class BatchDecoder:
                     values.append(value)
                 out.msg_device.append(device)
                 out.msg_seq.append(tel.sequence)
+                out.msg_outbox.append(None)
                 out.msg_received_us.append(received)
                 out.msg_event_id.append(tel.event_id)
                 out.msg_traceparent.append(None)
@@ -414,6 +429,7 @@ class BatchDecoder:
             wire = fast.wire[k]
             out.msg_device.append(fast.device[k])
             out.msg_seq.append(wire.data.sequence)
+            out.msg_outbox.append(wire.data.outbox)
             out.msg_received_us.append(batch.received_us[fast.index[k]])
             out.msg_event_id.append(wire.id)
             out.msg_traceparent.append(wire.traceparent)
@@ -431,6 +447,12 @@ class BatchDecoder:
                 device = fast.device[k]
                 known = registry.series_by_device[device]
                 readings = fast.wire[k].data.readings
+                new_keys = {(r.sensor, r.metric) for r in readings} - known.keys()
+                if registry.refuse_series(device, len(new_keys)) is not None:
+                    bad[k] = True  # the slow path files it as a cardinality dead letter
+                    fast.series[pos : pos + n] = [-1 if x is None else x for x in chunk]
+                    pos += n
+                    continue
                 for j, reading in enumerate(readings):
                     if chunk[j] is not None:
                         continue
@@ -446,6 +468,22 @@ class BatchDecoder:
             pos += n
         return bad
 
+    def _refusal(self, result: Accepted | StatusIn | CommandIn) -> str | None:
+        """Why an accepted message would go past the caps on devices and series."""
+        registry = self.registry
+        if isinstance(result, CommandIn):
+            site, device = result.command.data.site, result.command.data.device
+        else:
+            site, device = result.event.data.site, result.event.data.device
+        refusal = registry.refuse_device(site, device)
+        if refusal is not None or not isinstance(result, Accepted):
+            return refusal
+        index = registry.find_device(site, device)
+        keys = {(r.sensor, r.metric) for r in result.event.data.readings}
+        if index is not None:
+            keys -= registry.series_by_device[index].keys()
+        return registry.refuse_series(index, len(keys))
+
     def _take_slow(self, batch: MessageBatch, indices: list[int], out: DecodedBatch) -> None:
         """Decode ``indices`` with the contract's models; append accepted telemetry."""
         registry = self.registry
@@ -459,6 +497,10 @@ class BatchDecoder:
             result = self.ingestor.accept(msg)
             if isinstance(result, Rejected):
                 out.rejected.append(result)
+                continue
+            refusal = self._refusal(result)
+            if refusal is not None:
+                out.rejected.append(Rejected(msg, DeadLetterReason.CARDINALITY, refusal))
                 continue
             if not isinstance(result, Accepted):
                 out.events.append(result)
@@ -480,6 +522,7 @@ class BatchDecoder:
                 times.append(to_us(reading.time))
             out.msg_device.append(device)
             out.msg_seq.append(data.sequence)
+            out.msg_outbox.append(data.outbox)
             out.msg_received_us.append(batch.received_us[i])
             out.msg_event_id.append(result.event.id)
             out.msg_traceparent.append(result.event.traceparent)
@@ -489,6 +532,12 @@ class BatchDecoder:
             out.series = np.concatenate([out.series, np.asarray(series, np.int32)])
             out.t_us = np.concatenate([out.t_us, np.asarray(times, np.int64)])
             out.value = np.concatenate([out.value, np.asarray(values, np.float64)])
+
+
+def _known(registry: Registry, tel: Telemetry) -> set[tuple[str, str]]:
+    """Return the (sensor, metric) keys already registered for an adapter's device."""
+    index = registry.find_device(tel.site, tel.device)
+    return set() if index is None else set(registry.series_by_device[index])
 
 
 def _interleave_none(

@@ -10,7 +10,9 @@ Time-driven checks (deadman) run in :meth:`DeviceDetector.tick`; the flow should
 it at :meth:`DeviceDetector.next_wake_us` (and may call it on every batch). Silence
 is measured on the clock the inputs bring: given :class:`~dataflows.ingest.Accepted`
 items, on the gateway's arrival time (``received_at``), so pass the wall clock to
-``tick``; given bare telemetry events (offline detection), on event time.
+``tick``; given bare telemetry events (offline detection), on event time. A deadman
+rule with ``silence = "auto"`` allows each device ``factor`` times its own median
+interval between messages (:mod:`dataflows.cadence`), at least ``min_silence``.
 
 Site-level patterns need every device of a site in one place: key a second stateful
 step by site and feed it the same telemetry; :class:`SiteDetector` does the rest.
@@ -26,15 +28,17 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from contract import DeviceOfflineEvent, DeviceOnlineEvent, Reading, TelemetryEvent
 from contract.alarms import AlarmEvent
-from dataflows.alarms import AlarmKey, AlarmMachine, AlarmPolicy, Cause
+from dataflows.alarms import AlarmKey, AlarmMachine, AlarmPolicy, Cause, Explain
 from dataflows.detectors import DeadmanDetector, Signal
+from dataflows.detectors.base import US
+from dataflows.detectors.deadman import CadenceView
 from dataflows.detectors.factory import build_detector
 from dataflows.ingest import Accepted
 from dataflows.rules import RuleSet
@@ -51,6 +55,9 @@ _SEP = "\x1f"
 
 DetectorInput = Accepted | TelemetryEvent | Aggregate | DeviceOfflineEvent | DeviceOnlineEvent
 """What :meth:`DeviceDetector.process` takes."""
+
+CadenceSource = CadenceView | Callable[[], CadenceView | None] | None
+"""A device's learnt cadence, or a callable giving it when needed."""
 
 
 def _us(when: datetime) -> int:
@@ -95,10 +102,13 @@ class _Engine:
         if slot is None:
             key = AlarmKey(self.site, self.device, sensor, metric, f"{rule.id}{suffix}")
             slot = _Slot(
-                rule.id, _fingerprint(rule), build_detector(rule), AlarmMachine(key, rule.policy())
+                rule.id, _fingerprint(rule), self._build(rule), AlarmMachine(key, rule.policy())
             )
             self.slots[skey] = slot
         return slot
+
+    def _build(self, rule: Any) -> Any:
+        return build_detector(rule)
 
     def _feed(
         self, slot: _Slot, t_us: int, signal: Signal | None, cause: Cause | None
@@ -133,7 +143,7 @@ class _Engine:
                 continue
             fingerprint = _fingerprint(rule)
             if fingerprint != slot.fingerprint:
-                slot.detector = build_detector(rule)
+                slot.detector = self._build(rule)
                 slot.fingerprint = fingerprint
                 slot.machine.set_policy(rule.policy())
         return out
@@ -185,7 +195,7 @@ class _Engine:
             slot = _Slot(
                 doc["rule"],
                 _fingerprint(rule),
-                build_detector(rule),
+                self._build(rule),
                 AlarmMachine(key, rule.policy()),
             )
             slot.machine.restore(doc["alarm"])
@@ -217,14 +227,29 @@ class DeviceDetector(_Engine):
         *,
         state: dict[str, Any] | None = None,
         series_banks: bool = False,
+        learn_cadence: bool = True,
     ) -> None:
         super().__init__(site, device, rules)
         self.series_banks = series_banks
         """Leave the bank kinds of series rules to :class:`~dataflows.series_alarms.
         SeriesAlarms` (the gateway's columnar path); False: evaluate every rule here (the
         scalar reference, used by tests)."""
+        self.learn_cadence = learn_cadence
+        """Learn the device's cadence for ``silence = "auto"`` deadman rules here; False:
+        the caller learns it (:class:`~dataflows.cadence.CadenceArrays`) and hands it to
+        :meth:`alive` and :meth:`tick`."""
         if state is not None:
             self.restore(state)
+
+    def _build(self, rule: Any) -> Any:
+        detector = build_detector(rule)
+        if (
+            not self.learn_cadence
+            and isinstance(detector, DeadmanDetector)
+            and rule.scope == "device"
+        ):
+            detector.cadence = None
+        return detector
 
     def process(self, items: Iterable[DetectorInput]) -> list[AlarmEvent]:
         """Take a batch of inputs; return the alarm events they cause."""
@@ -279,7 +304,7 @@ class DeviceDetector(_Engine):
             out.extend(self._reading(reading, t, cause))
         if newest is not None:
             alive = newest if received_at is None else _us(received_at)
-            out.extend(self._alive(alive, Cause(event_id, None, traceparent)))
+            out.extend(self._alive(alive, Cause(event_id, None, traceparent), newest))
         return self.flush(out)
 
     def _series_slots(self, sensor: str, metric: str) -> list[tuple[Any, _Slot]]:
@@ -310,14 +335,25 @@ class DeviceDetector(_Engine):
         """Take one reading of a series this detector :meth:`wants_readings` of."""
         return self.flush(self._reading(_Row(sensor, metric, value, fault), t_us, cause))
 
-    def alive(self, t_us: int, cause: Cause) -> list[AlarmEvent]:
-        """Record that the device spoke at ``t_us`` (arrival): end deadman and offline alarms."""
-        return self.flush(self._alive(t_us, cause))
+    def alive(
+        self,
+        t_us: int,
+        cause: Cause,
+        newest_us: int | None = None,
+        cadence: CadenceSource = None,
+    ) -> list[AlarmEvent]:
+        """Record that the device spoke at ``t_us``: end deadman and offline alarms.
+
+        ``newest_us``: its newest reading's time; ``cadence``: the device's (or a
+        callable giving it, asked only when an alarm may end), when the caller learns it.
+        """
+        return self.flush(self._alive(t_us, cause, newest_us, cadence))
 
     def deadman_armed(self) -> bool:
-        """Whether a deadman rule watches this device and none of its alarms is active."""
+        """Whether a deadman rule watches this device and may raise (or fold) now."""
         return any(
-            isinstance(slot.detector, DeadmanDetector) and not slot.machine.active
+            isinstance(slot.detector, DeadmanDetector)
+            and (not slot.machine.active or slot.machine.rearmed)
             for slot in self.slots.values()
         )
 
@@ -366,14 +402,27 @@ class DeviceDetector(_Engine):
                     out.extend(self._feed(slot, t, signal, cause))
         return out
 
-    def _alive(self, t: int, cause: Cause) -> list[AlarmEvent]:
+    def _alive(
+        self,
+        t: int,
+        cause: Cause,
+        newest: int | None = None,
+        cadence: CadenceSource = None,
+    ) -> list[AlarmEvent]:
         """End the deadman and offline conditions: the device spoke at ``t``."""
         out: list[AlarmEvent] = []
         for rule in self.rules.for_device(self.site, self.device):
             if rule.kind == "deadman":
                 slot = self._slot(rule, "*", "*")
                 if slot.last_us is None or t > slot.last_us:
-                    out.extend(self._feed(slot, t, slot.detector.seen(t), cause))
+                    detector = slot.detector
+                    detector.note(t, newest)
+                    if slot.machine.idle:  # the common case: nothing to end, no words
+                        signal = Signal(False)
+                    else:
+                        given = cadence() if callable(cadence) else cadence
+                        signal = Signal(False, None, detector.silence(given) / US)
+                    out.extend(self._feed(slot, t, signal, cause))
             elif rule.kind == "offline":
                 slot = self._slot(rule, "*", "*")
                 if slot.machine.active and (slot.last_us is None or t >= slot.last_us):
@@ -430,16 +479,25 @@ class DeviceDetector(_Engine):
                 out.extend(slot.machine.force_clear(t, "device online", cause))
         return self.flush(out)
 
-    def tick(self, now_us: int) -> list[AlarmEvent]:
-        """Run the time-driven checks (deadman) at ``now_us``."""
+    def tick(self, now_us: int, cadence: CadenceView | None = None) -> list[AlarmEvent]:
+        """Run the time-driven checks (deadman) at ``now_us``.
+
+        ``cadence``: the device's, for deadman rules whose cadence the caller learns.
+        """
         out: list[AlarmEvent] = []
         for slot in self.slots.values():
             detector = slot.detector
-            if not isinstance(detector, DeadmanDetector) or slot.machine.active:
+            machine = slot.machine
+            if not isinstance(detector, DeadmanDetector) or (
+                machine.active and not machine.rearmed
+            ):
                 continue
-            signal = detector.check(now_us)
+            given = cadence if detector.cadence is None else None
+            signal = detector.check(now_us, given)
             if signal is not None:
-                out.extend(slot.machine.update(max(now_us, slot.machine.last_us or now_us), signal))
+                t = max(now_us, machine.last_us or now_us)
+                explain = _deadman_explain(detector, given)
+                out.extend(machine.update(t, signal, None, explain))
         return self.flush(out)
 
     def next_wake_us(self) -> int | None:
@@ -447,11 +505,16 @@ class DeviceDetector(_Engine):
         due = [
             d
             for slot in self.slots.values()
-            if isinstance(slot.detector, DeadmanDetector) and not slot.machine.active
+            if isinstance(slot.detector, DeadmanDetector)
+            and (not slot.machine.active or slot.machine.rearmed)
             for d in (slot.detector.due_us(),)
             if d is not None
         ]
         return min(due) if due else None
+
+
+def _deadman_explain(detector: DeadmanDetector, cadence: CadenceView | None) -> Explain:
+    return lambda: detector.detail(cadence)
 
 
 class _Row(NamedTuple):

@@ -5,12 +5,18 @@ These rules are about devices and events, not readings, so they stay per event: 
 telemetry event (the device spoke: deadman and offline conditions end), per status
 event, per acknowledgement and per closed window with an aggregate rule. Rules that do
 take readings one by one (series deadman, device patterns) see only the series they
-match. Deadman timing is kept in arrays (each device's shortest silence and whether it
-is armed), so finding the next due device costs one numpy call, not a walk over them.
+match. Deadman timing is kept in arrays, so finding the next due device costs a few
+numpy calls, not a walk over them: per device, the shortest fixed silence, the
+parameters of its ``silence = "auto"`` rule, whether a deadman may raise, and its
+cadence (:class:`~dataflows.cadence.CadenceArrays`: the last intervals between its
+messages and their median, taken per batch with array operations). A device's silence
+is the shortest of its fixed silence and ``factor`` x its median interval (at least the
+rule's ``min_silence``; ``initial_silence`` before the first interval).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -18,9 +24,11 @@ import numpy.typing as npt
 
 from contract.alarms import AlarmEvent
 from dataflows.alarms import Cause
+from dataflows.cadence import CadenceArrays, auto_silence_us
 from dataflows.columns import AggregateColumns
 from dataflows.detection import DeviceDetector
 from dataflows.detectors import DeadmanDetector
+from dataflows.detectors.deadman import CadenceView
 from dataflows.fresh import Fresh
 from dataflows.ingest import CommandIn, StatusIn
 from dataflows.registry import NONE, Registry
@@ -42,10 +50,17 @@ class DeviceRules:
         self.detectors: dict[int, DeviceDetector] = {}
         self._wants: list[bool] = []
         """Per series: whether its readings also feed a per-event device rule."""
-        self._silence: list[int] = []
-        """Per device: the shortest deadman silence watching it (0: none)."""
-        self._armed: list[bool] = []
-        """Per device: a deadman watches it and none of its deadman alarms is active."""
+        self.cadence = CadenceArrays()
+        """Per device: the intervals between its messages (auto silence)."""
+        self._fixed = np.zeros(0, np.int64)
+        """Per device: the shortest fixed deadman silence watching it (0: none)."""
+        self._factor = np.zeros(0, np.float64)
+        """Per device: the factor of its auto deadman (0: none)."""
+        self._floor = np.zeros(0, np.int64)
+        self._initial = np.zeros(0, np.int64)
+        self._armed = np.zeros(0, np.bool_)
+        """Per device: a deadman watches it and may raise (none of its alarms is active,
+        or the active one is held and its silence ended)."""
 
     # -- tables -------------------------------------------------------------------
 
@@ -75,14 +90,33 @@ class DeviceRules:
                 )
         else:  # the common case: no rule needs readings one by one
             self._wants.extend([False] * (reg.series_count - len(self._wants)))
-        for dev in range(len(self._silence), reg.device_count):
-            silences = [
-                r.silence
+        first = len(self._armed)
+        new = reg.device_count - first
+        if new <= 0:
+            return
+        fixed, factor = np.zeros(new, np.int64), np.zeros(new, np.float64)
+        floor, initial = np.zeros(new, np.int64), np.zeros(new, np.int64)
+        armed = np.zeros(new, np.bool_)
+        for i, dev in enumerate(range(first, reg.device_count)):
+            rules = [
+                r
                 for r in self.rules.for_device(reg.sites[dev], reg.devices[dev])
                 if r.kind == "deadman"
             ]
-            self._silence.append(min(silences) if silences else 0)
-            self._armed.append(bool(silences))
+            armed[i] = bool(rules)
+            fixed_rules = [r.silence for r in rules if not r.auto]
+            fixed[i] = min(fixed_rules) if fixed_rules else 0
+            auto = [r for r in rules if r.auto]
+            if auto:  # the smallest of each parameter: the shortest silence of them all
+                factor[i] = min(r.factor for r in auto)
+                floor[i] = min(r.min_silence for r in auto)
+                initial[i] = min(r.initial_silence for r in auto)
+        self._fixed = np.concatenate((self._fixed, fixed))
+        self._factor = np.concatenate((self._factor, factor))
+        self._floor = np.concatenate((self._floor, floor))
+        self._initial = np.concatenate((self._initial, initial))
+        self._armed = np.concatenate((self._armed, armed))
+        self.cadence.grow(reg.device_count)
 
     def _needs_detector(self, dev: int) -> bool:
         reg = self.registry
@@ -96,7 +130,7 @@ class DeviceRules:
         if det is None:
             reg = self.registry
             det = self.detectors[dev] = DeviceDetector(
-                reg.sites[dev], reg.devices[dev], self.rules, series_banks=True
+                reg.sites[dev], reg.devices[dev], self.rules, series_banks=True, learn_cadence=False
             )
         return det
 
@@ -127,14 +161,58 @@ class DeviceRules:
                         fresh.cause(row, self.registry),
                     )
                 )
+        newest = self._observe(fresh)
         for k, dev in enumerate(fresh.devices):
             if not self._needs_detector(dev):
                 continue
             det = self.detector(dev)
             cause = Cause(fresh.event_ids[k], None, fresh.traceparents[k])
-            out.extend(det.alive(fresh.received_us[k], cause))
+            cadence = partial(self.cadence_of, dev)  # asked only if an alarm may end
+            out.extend(det.alive(fresh.received_us[k], cause, newest[k], cadence))
             self._rearm(dev, det)
         return out
+
+    def _observe(self, fresh: Fresh) -> list[int | None]:
+        """Learn the cadence of the batch's devices; return each message's newest time."""
+        if not len(fresh.devices):
+            return []
+        received = np.asarray(fresh.received_us, np.int64)
+        newest = received.copy()
+        counts = fresh.counts
+        has = counts > 0
+        if len(fresh.t_us) and has.any():
+            newest[has] = np.maximum.reduceat(fresh.t_us, fresh.starts[has])
+        if self._factor.any():
+            self.grow()
+            self.cadence.observe(np.asarray(fresh.devices, np.int64), received, newest)
+        pairs = zip(has.tolist(), newest.tolist(), strict=True)
+        return [int(t) if h else None for h, t in pairs]
+
+    def cadence_of(self, dev: int) -> CadenceView | None:
+        """Device ``dev``'s learnt cadence (None when no auto deadman watches it)."""
+        if dev >= len(self._factor) or not self._factor[dev]:
+            return None
+        c = self.cadence
+        return CadenceView(float(c.median_us[dev]), int(c.count[dev]))
+
+    def silences(self) -> npt.NDArray[np.int64]:
+        """Each device's deadman silence now (0: no deadman watches it)."""
+        n = len(self._armed)
+        auto = self._factor > 0
+        silence = self._fixed.copy()
+        if auto.any():
+            c = self.cadence
+            learnt = auto_silence_us(
+                c.median_us[:n],
+                c.count[:n],
+                factor=self._factor,
+                floor_us=self._floor,
+                initial_us=self._initial,
+            )
+            silence = np.where(
+                auto, np.where(silence > 0, np.minimum(silence, learnt), learnt), silence
+            )
+        return silence
 
     def event(self, event: StatusIn | CommandIn, series: SeriesAlarms) -> list[AlarmEvent]:
         """Take a status or command message (per event)."""
@@ -169,11 +247,11 @@ class DeviceRules:
 
     def due(self) -> npt.NDArray[np.int64] | None:
         """Each device's next deadman check (``NEVER``: none), or None without deadman."""
-        if not any(self._silence):
+        if not (self._fixed.any() or self._factor.any()):
             return None
-        silence = np.asarray(self._silence, np.int64)
-        last = np.asarray(self.registry.last_arrival_us, np.int64)
-        armed = np.asarray(self._armed, np.bool_) & (silence > 0) & (last != NONE)
+        silence = self.silences()
+        last = np.asarray(self.registry.last_arrival_us[: len(silence)], np.int64)
+        armed = self._armed & (silence > 0) & (last != NONE)
         return np.where(armed, last + silence, NEVER)
 
     def tick(self, now_us: int) -> list[AlarmEvent]:
@@ -184,9 +262,40 @@ class DeviceRules:
         out: list[AlarmEvent] = []
         for dev in np.flatnonzero(due <= now_us).tolist():
             det = self.detector(dev)
-            out.extend(det.tick(now_us))
+            out.extend(det.tick(now_us, self.cadence_of(dev)))
             self._rearm(dev, det)
         return out
+
+    # -- eviction -----------------------------------------------------------------
+
+    def forget(self, devices: npt.NDArray[np.int64], now_us: int, why: str) -> list[AlarmEvent]:
+        """Clear the alarms of ``devices`` (about to be evicted), saying ``why``."""
+        events: list[AlarmEvent] = []
+        for dev in devices.tolist():
+            det = self.detectors.get(dev)
+            if det is not None:
+                for slot in det.slots.values():
+                    events.extend(slot.machine.force_clear(now_us, why))
+        return events
+
+    def compact(self, dev_map: npt.NDArray[np.int64]) -> None:
+        """Keep the devices that stay (``dev_map``: old -> new, -1: evicted), renumbered.
+
+        Call after the registry's own :meth:`~dataflows.registry.Registry.compact`.
+        """
+        self.detectors = {
+            int(dev_map[d]): det for d, det in self.detectors.items() if dev_map[d] >= 0
+        }
+        self.cadence.take(np.flatnonzero(dev_map >= 0))
+        # The per-device and per-series tables follow the registry: rebuilt as on a
+        # rules reload (the detectors and the cadence above carry the state).
+        self._wants = []
+        self._fixed, self._factor = np.zeros(0, np.int64), np.zeros(0, np.float64)
+        self._floor, self._initial = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        self._armed = np.zeros(0, np.bool_)
+        self.grow()
+        for dev, det in self.detectors.items():
+            self._rearm(dev, det)
 
     # -- rules, snapshots ---------------------------------------------------------
 
@@ -197,24 +306,37 @@ class DeviceRules:
         for det in self.detectors.values():
             out.extend(det.reload(rules, now_us))
         # Matching changed: recompute which series feed per-event rules and deadman.
-        self._wants, self._silence, self._armed = [], [], []
+        self._wants = []
+        self._fixed, self._factor = np.zeros(0, np.int64), np.zeros(0, np.float64)
+        self._floor, self._initial = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        self._armed = np.zeros(0, np.bool_)
         self.grow()
         for dev, det in self.detectors.items():
             self._rearm(dev, det)
         return out
 
     def snapshot(self) -> dict[int, Any]:
-        """Return every device detector's state as plain data."""
-        return {dev: det.snapshot() for dev, det in self.detectors.items()}
+        """Return every device detector's state (and learnt cadence) as plain data."""
+        return {
+            dev: {**det.snapshot(), "cadence": self.cadence.snapshot_of(dev)}
+            for dev, det in self.detectors.items()
+        }
 
     def restore(self, state: dict[int, Any], now_us: int) -> None:
         """Load a :meth:`snapshot`; deadman silence counts from the restart (``now_us``)."""
         self.grow()
         for dev, doc in state.items():
             det = DeviceDetector(
-                doc["site"], doc["device"], self.rules, state=doc, series_banks=True
+                doc["site"],
+                doc["device"],
+                self.rules,
+                state=doc,
+                series_banks=True,
+                learn_cadence=False,
             )
             self.detectors[int(dev)] = det
+            # The intervals stay; the downtime is no interval of the device's.
+            self.cadence.restore_of(int(dev), doc.get("cadence"))
             # Silence is measured on the arrival clock and the gateway was down: it
             # counts from the restart, or every device would raise a deadman alarm at
             # once after a downtime longer than its silence.

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from contract import (
+    DEFAULT_DEADLETTER_KEEP_BYTES,
     DEFAULT_MAX_PAYLOAD_BYTES,
     DeadLetterEvent,
     DeadLetterReason,
@@ -111,8 +112,13 @@ class Rejected:
     reason: DeadLetterReason
     error: str
 
-    def to_event(self, gateway: str = "gateway") -> DeadLetterEvent:
-        """Return the dead-letter event that records this rejection."""
+    def to_event(
+        self, gateway: str = "gateway", keep_bytes: int | None = DEFAULT_DEADLETTER_KEEP_BYTES
+    ) -> DeadLetterEvent:
+        """Return the dead-letter event that records this rejection.
+
+        It keeps at most ``keep_bytes`` of the payload, with its size and sha256.
+        """
         return DeadLetterEvent.create(
             reason=self.reason,
             error=self.error,
@@ -120,6 +126,7 @@ class Rejected:
             payload=self.message.payload,
             received_at=self.message.received_at,
             gateway=gateway,
+            keep_bytes=keep_bytes,
         )
 
 
@@ -130,6 +137,8 @@ class IngestLimits:
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     max_future: timedelta = timedelta(minutes=5)
     max_past: timedelta = timedelta(days=30)
+    deadletter_keep_bytes: int | None = DEFAULT_DEADLETTER_KEEP_BYTES
+    """Payload bytes a dead letter keeps (None: all of it)."""
 
 
 class Ingestor:

@@ -30,6 +30,15 @@ class Observer(Protocol):
     def adapted(self, skipped: int, ignored: list[str]) -> None:
         """Count values adapters skipped by design and messages they left unmapped (why)."""
 
+    def sequence_gap(self, site: str, device: str, missing: int) -> None:
+        """Count ``missing`` sequence numbers a device skipped (messages not, or not yet, seen)."""
+
+    def sequence_reset(self, site: str, device: str) -> None:
+        """Count a device whose sequence started again (a new or recreated outbox)."""
+
+    def evicted(self, devices: int, series: int) -> None:
+        """Count idle devices and series whose state was forgotten."""
+
 
 class NullObserver:
     """Counts nothing."""
@@ -47,6 +56,15 @@ class NullObserver:
         """Ignore."""
 
     def adapted(self, skipped: int, ignored: list[str]) -> None:
+        """Ignore."""
+
+    def sequence_gap(self, site: str, device: str, missing: int) -> None:
+        """Ignore."""
+
+    def sequence_reset(self, site: str, device: str) -> None:
+        """Ignore."""
+
+    def evicted(self, devices: int, series: int) -> None:
         """Ignore."""
 
 
@@ -78,3 +96,18 @@ class CountingObserver:
         self.counts["adapter_skipped"] += skipped
         for why in ignored:
             self.counts[f"adapter_ignored:{why}"] += 1
+
+    def sequence_gap(self, site: str, device: str, missing: int) -> None:
+        """Count skipped sequence numbers, in all and per device."""
+        self.counts["sequence_gaps"] += missing
+        self.counts[f"sequence_gaps:{site}/{device}"] += missing
+
+    def sequence_reset(self, site: str, device: str) -> None:
+        """Count a sequence reset, in all and per device."""
+        self.counts["sequence_resets"] += 1
+        self.counts[f"sequence_resets:{site}/{device}"] += 1
+
+    def evicted(self, devices: int, series: int) -> None:
+        """Count evicted devices and series."""
+        self.counts["evicted_devices"] += devices
+        self.counts["evicted_series"] += series

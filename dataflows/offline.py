@@ -8,7 +8,8 @@ is silence), and windows close as soon as event time passes their end (no allowe
 lateness: recorded data is in order).
 
 Readings are fed in chunks of consecutive events for speed; a chunk also ends wherever
-the gap before the next event is longer than the shortest deadman silence, and the
+the gap before the next event is longer than the shortest deadman silence (the floor of
+an auto silence), and the
 clock is moved to that next event's time first, so a silence raises its alarm at the
 same point as with one event at a time.
 """
@@ -101,6 +102,7 @@ def columns_batch(
     n = stop - start
     out.msg_device = [dev] * n
     out.msg_seq = list(range(first_seq, first_seq + n))
+    out.msg_outbox = [None] * n
     out.msg_received_us = newest.tolist()
     out.msg_event_id = list(events.event_ids[start:stop])
     out.msg_traceparent = [None] * n
@@ -220,5 +222,6 @@ def run_offline(
 
 
 def _shortest_deadman(rules: RuleSet) -> int | None:
-    silences = [r.silence for r in rules.rules if r.kind == "deadman"]
+    # An auto silence is never below its floor: a shorter gap cannot be a silence.
+    silences = [r.shortest_us for r in rules.rules if r.kind == "deadman"]
     return min(silences) if silences else None

@@ -12,8 +12,10 @@ Python lists do faster than numpy arrays.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,21 +24,56 @@ import numpy.typing as npt
 from dataflows.columns import SeriesNames
 from dataflows.dedupe import SequenceSet
 
-__all__ = ["NONE", "Registry"]
+__all__ = ["NONE", "Caps", "Registry"]
 
 NONE = -(2**62)
 """Stands for "no time yet" in the int lists below (less than any real time)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Caps:
+    """Most devices and series one registry takes (None: no cap).
+
+    Every device and series holds state for as long as the gateway runs, so a device
+    that invents sensor names, or a flood of made-up device ids, would grow memory
+    without bound. Messages that would go past a cap become dead letters
+    (``cardinality``) instead.
+    """
+
+    devices: int | None = None
+    series: int | None = None
+    series_per_device: int | None = None
+
+    def per_shard(self, shards: int) -> Caps:
+        """Return one shard's share of gateway-wide caps (devices hash evenly to shards)."""
+
+        def share(cap: int | None) -> int | None:
+            return None if cap is None else math.ceil(cap / shards)
+
+        return Caps(share(self.devices), share(self.series), self.series_per_device)
+
+
 class Registry:
     """Devices and series of one shard (append-only indices)."""
 
-    def __init__(self, dedupe_intervals: int = 256) -> None:
+    def __init__(self, dedupe_intervals: int = 256, caps: Caps | None = None) -> None:
         self.dedupe_intervals = dedupe_intervals
+        self.caps = caps or Caps()
         self.device_index: dict[str, int] = {}
         self.sites: list[str] = []
         self.devices: list[str] = []
         self.seen: list[SequenceSet] = []
+        """Sequences seen of each device's current outbox."""
+        self.outbox: list[str | None] = []
+        """Each device's current outbox id (None: an agent that sends none)."""
+        self.old_outboxes: list[dict[str, SequenceSet] | None] = []
+        """Sequences seen of a device's previous outboxes (at most two), for messages
+        of an old outbox that are still redelivered after a new one started."""
+        self.high_seq: list[int] = []
+        """Highest sequence of each device's current outbox (-1: none yet)."""
+        self.newest_seen_us: list[int] = []
+        """Newest reading time of any message accepted from each device, late or not: a
+        message whose readings are newer cannot be a redelivery of one seen before."""
         self.series_by_device: list[dict[tuple[str, str], int]] = []
         # Event clock, per device (microseconds; NONE before the first reading).
         self.max_event_us: list[int] = []
@@ -58,6 +95,10 @@ class Registry:
             self.sites.append(site)
             self.devices.append(device)
             self.seen.append(SequenceSet(self.dedupe_intervals))
+            self.outbox.append(None)
+            self.old_outboxes.append(None)
+            self.high_seq.append(-1)
+            self.newest_seen_us.append(NONE)
             self.series_by_device.append({})
             self.max_event_us.append(NONE)
             self.last_wm_us.append(NONE)
@@ -67,6 +108,71 @@ class Registry:
     def find_device(self, site: str, device: str) -> int | None:
         """Return the index of a known device, or None."""
         return self.device_index.get(f"{site}/{device}")
+
+    def refuse_device(self, site: str, device: str) -> str | None:
+        """Say why a message of ``site/device`` cannot be taken (None: it can).
+
+        Only a device not seen before can be refused: when the shard is at its cap.
+        """
+        cap = self.caps.devices
+        if cap is None or len(self.devices) < cap or f"{site}/{device}" in self.device_index:
+            return None
+        return (
+            f"device {site}/{device} is new and this shard already holds {cap} devices"
+            " (the gateway's max_devices, shared among its shards)"
+        )
+
+    def refuse_series(self, device: int | None, new_keys: int) -> str | None:
+        """Say why ``new_keys`` new series of ``device`` cannot be taken (None: they can)."""
+        if not new_keys:
+            return None
+        caps = self.caps
+        have = 0 if device is None else len(self.series_by_device[device])
+        if caps.series_per_device is not None and have + new_keys > caps.series_per_device:
+            return (
+                f"the message adds {new_keys} series to a device that has {have};"
+                f" the cap is {caps.series_per_device} per device (max_series_per_device)"
+            )
+        if caps.series is not None and len(self.names) + new_keys > caps.series:
+            return (
+                f"the message adds {new_keys} series and this shard already holds"
+                f" {len(self.names)} (the gateway's max_series, shared among its shards)"
+            )
+        return None
+
+    def seen_of(self, device: int, outbox: str | None) -> tuple[SequenceSet, bool]:
+        """Return the sequences seen of ``device`` in ``outbox``, and whether it is new.
+
+        A new outbox means the device's store was recreated: its sequences start again.
+
+        A message without an outbox id counts in the current one (older agents); the
+        first id a device sends is adopted as its current outbox.
+        """
+        current = self.outbox[device]
+        if outbox is None or outbox == current:
+            return self.seen[device], False
+        if current is None:
+            self.outbox[device] = outbox
+            return self.seen[device], False
+        old = self.old_outboxes[device]
+        if old is not None and outbox in old:
+            return old[outbox], False
+        # A new outbox: the current one becomes old (the newest two are kept).
+        old = {} if old is None else old
+        old[current] = self.seen[device]
+        while len(old) > 2:
+            del old[next(iter(old))]
+        self.old_outboxes[device] = old
+        self.outbox[device] = outbox
+        self.seen[device] = SequenceSet(self.dedupe_intervals)
+        self.high_seq[device] = -1
+        return self.seen[device], True
+
+    def reset_sequences(self, device: int) -> SequenceSet:
+        """Forget the sequences seen of ``device``'s current outbox (a sequence reset)."""
+        self.seen[device] = SequenceSet(self.dedupe_intervals)
+        self.high_seq[device] = -1
+        return self.seen[device]
 
     @property
     def device_count(self) -> int:
@@ -105,6 +211,48 @@ class Registry:
         n = self.names
         return zip(range(len(n)), n.site, n.device, n.sensor, n.metric, strict=True)
 
+    # -- eviction -----------------------------------------------------------------
+
+    def compact(
+        self, keep: npt.NDArray[np.bool_]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Keep only the devices where ``keep`` is True (and their series), renumbered.
+
+        Return the maps old index -> new index (-1: evicted) of devices and of series.
+        The names table is a new one (``uid``), so caches keyed on the old one lapse.
+        """
+        n_dev = len(self.devices)
+        dev_map = np.full(n_dev, -1, np.int64)
+        kept = np.flatnonzero(keep[:n_dev])
+        dev_map[kept] = np.arange(len(kept))
+        series_dev = self.series_device().astype(np.int64)
+        series_keep = keep[series_dev] if len(series_dev) else np.zeros(0, np.bool_)
+        series_map = np.full(len(series_dev), -1, np.int64)
+        kept_series = np.flatnonzero(series_keep)
+        series_map[kept_series] = np.arange(len(kept_series))
+
+        idx = kept.tolist()
+        for name in (
+            "sites", "devices", "seen", "outbox", "old_outboxes", "high_seq",
+            "newest_seen_us", "max_event_us", "last_wm_us", "last_arrival_us",
+        ):  # fmt: skip
+            column = getattr(self, name)
+            setattr(self, name, [column[i] for i in idx])
+        self.device_index = {
+            f"{s}/{d}": i for i, (s, d) in enumerate(zip(self.sites, self.devices, strict=True))
+        }
+        old = self.names
+        self.names = SeriesNames()
+        self._series_device = []
+        self.series_by_device = [{} for _ in idx]
+        for s in kept_series.tolist():
+            dev = int(dev_map[series_dev[s]])
+            new = self.names.add(old.site[s], old.device[s], old.sensor[s], old.metric[s])
+            self.series_by_device[dev][(old.sensor[s], old.metric[s])] = new
+            self._series_device.append(dev)
+        self._series_device_arr = np.zeros(0, np.int32)
+        return dev_map, series_map
+
     # -- snapshots ----------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
@@ -117,25 +265,60 @@ class Registry:
                     self.seen[i].snapshot(),
                     self.max_event_us[i],
                     self.last_wm_us[i],
+                    self.outbox[i],
+                    self.high_seq[i],
+                    self.newest_seen_us[i],
+                    None
+                    if self.old_outboxes[i] is None
+                    else {k: v.snapshot() for k, v in self.old_outboxes[i].items()},
                 ]
                 for i in range(len(self.devices))
             ],
-            "series": [
-                [self._series_device[i], self.names.sensor[i], self.names.metric[i]]
-                for i in range(len(self.names))
-            ],
+            # Columns (list copies run in C); a list per series cost a few ms per
+            # snapshot at thousands of series, once per epoch.
+            "series": {
+                "device": list(self._series_device),
+                "sensor": list(self.names.sensor),
+                "metric": list(self.names.metric),
+            },
         }
 
     @classmethod
-    def restore(cls, state: dict[str, Any], *, dedupe_intervals: int, now_us: int) -> Registry:
-        """Rebuild from :meth:`snapshot`; quiet time starts at ``now_us`` (the restart)."""
+    def restore(
+        cls,
+        state: dict[str, Any],
+        *,
+        dedupe_intervals: int,
+        now_us: int,
+        caps: Caps | None = None,
+    ) -> Registry:
+        """Rebuild from :meth:`snapshot`; quiet time starts at ``now_us`` (the restart).
+
+        State restored is kept even beyond ``caps`` (they apply to what comes next).
+        """
         reg = cls(dedupe_intervals)
-        for site, device, seen, max_event, last_wm in state["devices"]:
+        for site, device, seen, max_event, last_wm, *more in state["devices"]:
             index = reg.device(site, device)
             reg.seen[index] = SequenceSet(dedupe_intervals, [tuple(iv) for iv in seen])
             reg.max_event_us[index] = max_event
             reg.last_wm_us[index] = last_wm
             reg.last_arrival_us[index] = now_us
-        for device, sensor, metric in state["series"]:
+            reg.high_seq[index] = seen[-1][1] if seen else -1
+            reg.newest_seen_us[index] = max_event
+            if more:  # snapshots from before outbox ids have five fields
+                outbox, high, newest, old = more
+                reg.outbox[index] = outbox
+                reg.high_seq[index] = high
+                reg.newest_seen_us[index] = newest
+                if old is not None:
+                    reg.old_outboxes[index] = {
+                        k: SequenceSet(dedupe_intervals, [tuple(iv) for iv in v])
+                        for k, v in old.items()
+                    }
+        series = state["series"]
+        if isinstance(series, dict):
+            series = zip(series["device"], series["sensor"], series["metric"], strict=True)
+        for device, sensor, metric in series:  # older snapshots: a list per series
             reg.add_series(device, sensor, metric)
+        reg.caps = caps or Caps()
         return reg

@@ -4,11 +4,13 @@ A rules file is TOML: an optional ``[defaults]`` table and a list of ``[[rules]]
 Every rule has an ``id`` (unique), a ``kind``, the glob patterns ``site``, ``device``,
 ``sensor`` and ``metric`` (default ``*``) that select the series it watches, a
 ``severity``, and the alarm timing ``for``, ``clear_for``, ``min_duration``,
-``flap_count`` and ``flap_window``. Durations are ``"500ms"``, ``"30s"``, ``"5m"``,
+``flap_count``, ``flap_window`` and the raise rate limit ``max_raises`` per
+``raise_window`` (6 an hour by default). Durations are ``"500ms"``, ``"30s"``, ``"5m"``,
 ``"1h"``, ``"1d"`` or a number of seconds. See docs/alarms.md for every kind.
 
 With no rules file, :func:`default_rules` applies: every numeric series gets the
-anomaly detector and every device a deadman and an offline rule.
+anomaly detector and every device a deadman (its silence learnt from the device's
+cadence: ``silence = "auto"``) and an offline rule.
 
 Errors are :class:`~contract.errors.ConfigError` naming the field, e.g.
 ``rules[2].clear``.
@@ -100,6 +102,10 @@ class _RuleBase(_Model):
     min_duration: Duration = 0
     flap_count: Annotated[int, Field(ge=0, le=1000)] = 4
     flap_window: Duration = 600 * _US
+    max_raises: Annotated[int, Field(ge=0, le=100_000)] = 6
+    """Alarms a series (or device) may raise per rule within ``raise_window`` (0: no
+    limit); beyond it the last alarm is held and further occurrences are counted in it."""
+    raise_window: Annotated[Duration, Field(gt=0)] = 3600 * _US
     enabled: bool = True
     description: str = ""
 
@@ -114,6 +120,8 @@ class _RuleBase(_Model):
             min_duration_us=self.min_duration,
             flap_count=self.flap_count,
             flap_window_us=self.flap_window,
+            max_raises=self.max_raises,
+            raise_window_us=self.raise_window,
         )
 
     def matches_device(self, site: str, device: str) -> bool:
@@ -220,13 +228,51 @@ class RangeRule(_RuleBase):
         return self
 
 
+def _silence(value: object) -> int | str:
+    if value == "auto":
+        return "auto"
+    try:
+        us = parse_duration_us(value)
+    except ValueError:
+        raise ValueError(f'expected "auto" or a duration like 30s or 5m; got {value!r}') from None
+    if us <= 0:
+        raise ValueError(f"a silence must be longer than 0 s; got {value!r}")
+    return us
+
+
+Silence = Annotated[int | Literal["auto"], BeforeValidator(_silence)]
+"""``"auto"`` (learnt from the device's cadence) or a fixed duration in microseconds."""
+
+
 class DeadmanRule(_RuleBase):
-    """Silence: the device (``scope = "device"``) or a series sent nothing for ``silence``."""
+    """Silence: the device (``scope = "device"``) or a series sent nothing for too long.
+
+    ``silence = "auto"`` (the default) follows each device's (or series') own cadence:
+    ``factor`` times the median of its last intervals between arrivals, at least
+    ``min_silence``; until the first interval is known, ``initial_silence``. A fixed
+    ``silence = "5m"`` applies to every device alike.
+    """
 
     kind: Literal["deadman"]
-    silence: Annotated[Duration, Field(gt=0)]
+    silence: Silence = "auto"
+    factor: Annotated[float, Field(ge=1, le=1000, allow_inf_nan=False)] = 3.0
+    """Auto: silence allowed, in median intervals."""
+    min_silence: Annotated[Duration, Field(gt=0)] = 30 * _US
+    """Auto: the floor of the silence (a fast device still gets this long)."""
+    initial_silence: Annotated[Duration, Field(gt=0)] = 86_400 * _US
+    """Auto: the silence allowed before the device's first interval is known."""
     scope: Literal["device", "series"] = "device"
     severity: Severity = Severity.MAJOR
+
+    @property
+    def auto(self) -> bool:
+        """Whether the silence is learnt from the cadence."""
+        return self.silence == "auto"
+
+    @property
+    def shortest_us(self) -> int:
+        """The shortest silence this rule can ever allow (its floor when auto)."""
+        return self.min_silence if self.silence == "auto" else int(self.silence)
 
 
 class OfflineRule(_RuleBase):
@@ -278,7 +324,7 @@ class AdaptiveRule(_RuleBase):
 
 
 class AnomalyRule(_RuleBase):
-    """The default anomaly detector: prediction, likelihood, level shift, suppression.
+    """The default anomaly detector: prediction, new extremes, likelihood, level shift, stuck.
 
     Every field has a default; the defaults are the one configuration used for every
     series (``dataflows.detectors.anomaly``).
@@ -289,22 +335,22 @@ class AnomalyRule(_RuleBase):
     """Prediction error (RMS sigmas, seasonal) that fires."""
     spike_robust: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 10.0
     """... and the robust sigmas it must also exceed."""
-    likelihood: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 6.0
+    likelihood: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 8.0
     """Standard deviations of the short error average above its history that fire."""
     shift: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 6.0
-    """Standard deviations of the signed short error average (level shift) that fire."""
-    clear: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 3.0
-    """Scales from the slow baseline below which the condition ends."""
+    """Standard deviations of the signed error and baseline-distance averages that fire."""
+    clear: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 2.0
+    """Standard deviations of the baseline distance below which the condition ends."""
     alpha: Annotated[float, Field(gt=0, lt=1)] = 0.05
     """Learning rate of the predicted level."""
     history: Annotated[float, Field(gt=0, lt=1)] = 0.002
     """Learning rate of the error history (~1/history readings)."""
     warmup: Annotated[int, Field(ge=1, le=1_000_000)] = 100
-    hold: Annotated[int, Field(ge=0, le=1_000_000)] = 600
-    """Readings the condition may hold after the last firing before the new level is learnt."""
-    refractory: Annotated[int, Field(ge=0, le=1_000_000)] = 400
+    hold: Duration = 600 * _US
+    """Longest an alarm is held (event time) while the level stays away; then it is learnt."""
+    refractory: Annotated[int, Field(ge=0, le=1_000_000)] = 100
     """Readings after an alarm during which only a larger anomaly raises again."""
-    rearm: Annotated[float, Field(ge=1, le=1000)] = 1.5
+    rearm: Annotated[float, Field(ge=1, le=1000)] = 3.0
     """How much larger (score ratio) an anomaly must be to raise within ``refractory``."""
     season: Annotated[Duration, Field(gt=0)] = 86_400 * _US
     season_buckets: Annotated[int, Field(ge=0, le=48)] = 24
@@ -329,10 +375,19 @@ Rule = Annotated[
 SERIES_KINDS = ("threshold", "rate", "flatline", "range", "adaptive", "anomaly")
 
 
+def _default_deadman(value: object) -> int | str | None:
+    if value is False or value is None:
+        return None
+    if value is True:
+        return "auto"
+    return _silence(value)
+
+
 class _Defaults(_Model):
     anomaly: bool = False
     adaptive: bool = False
-    deadman: Duration | Literal[False] = False
+    deadman: Annotated[int | Literal["auto"] | None, BeforeValidator(_default_deadman)] = None
+    """``"auto"`` (or true): silence learnt per device; ``"5m"``: fixed; false: none."""
     offline: bool = False
 
 
@@ -483,8 +538,9 @@ def parse_rules(doc: Mapping[str, Any], *, source: str = "rules") -> RuleSet:
         rules.append(AnomalyRule(id="anomaly", kind="anomaly"))
     if defaults.adaptive and "adaptive" not in taken:
         rules.append(AdaptiveRule(id="adaptive", kind="adaptive"))
-    if defaults.deadman is not False and "deadman" not in taken:
-        rules.append(DeadmanRule(id="deadman", kind="deadman", silence=defaults.deadman / _US))
+    if defaults.deadman is not None and "deadman" not in taken:
+        silence = defaults.deadman if defaults.deadman == "auto" else defaults.deadman / _US
+        rules.append(DeadmanRule(id="deadman", kind="deadman", silence=silence))
     if defaults.offline and "offline" not in taken:
         rules.append(OfflineRule(id="offline", kind="offline"))
     return RuleSet(rules, source=source)
@@ -506,8 +562,12 @@ def load_rules(path: Path | str | None) -> RuleSet:
     return parse_rules(doc, source=str(path))
 
 
-def default_rules(*, deadman: str = "5m") -> RuleSet:
-    """Every numeric series: the anomaly detector; every device: deadman and offline."""
+def default_rules(*, deadman: str = "auto") -> RuleSet:
+    """Every numeric series: the anomaly detector; every device: deadman and offline.
+
+    The deadman's silence follows each device's cadence (``"auto"``): three times its
+    median interval between arrivals, at least 30 s.
+    """
     return parse_rules(
         {"defaults": {"anomaly": True, "deadman": deadman, "offline": True}}, source="defaults"
     )

@@ -10,7 +10,9 @@ clear). The quiet case, an inactive signal on a series whose alarm machine is id
 costs nothing but array operations. Only entries whose signal is active, or whose
 series has a busy machine (pending, raised), reach the per-event Python path: a
 :class:`~dataflows.alarms.AlarmMachine` per (series, rule), created on first need and
-kept (it remembers recent raises for flapping).
+kept (it remembers recent raises for flapping). The machine is handed a callable for
+the entry's :class:`~contract.alarms.AlarmDetail` (:mod:`dataflows.explain`: expected
+value and band, component, score, history), called only when it makes an event.
 
 Fault readings (NaN value) reach only ``range`` rules with ``faults = true``, per event.
 Reloading rules keeps the state of every (series, rule) whose rule id survives: an
@@ -29,9 +31,10 @@ import numpy as np
 import numpy.typing as npt
 
 from contract.alarms import AlarmEvent
-from dataflows.alarms import AlarmKey, AlarmMachine, AlarmPolicy, Cause
+from dataflows.alarms import AlarmKey, AlarmMachine, AlarmPolicy, Cause, Explain
 from dataflows.detectors.bank import DetectorBank
 from dataflows.detectors.base import Signal
+from dataflows.explain import explainer
 from dataflows.fresh import Fresh
 from dataflows.registry import NONE, Registry
 from dataflows.rules import RuleSet
@@ -206,7 +209,14 @@ class SeriesAlarms:
                 signal = signals.signal(i, state.bank.describe(signals, i))
                 row = int(r[i])
                 self._step(
-                    state, series_idx, int(tk[i]), signal, cause_of(row, series_idx), events, row
+                    state,
+                    series_idx,
+                    int(tk[i]),
+                    signal,
+                    cause_of(row, series_idx),
+                    events,
+                    row,
+                    explainer(state.bank, signals, i),
                 )
 
     def _faults(
@@ -239,13 +249,14 @@ class SeriesAlarms:
         cause: Cause,
         events: list[tuple[int, int, AlarmEvent]],
         row: int,
+        explain: Explain | None = None,
     ) -> None:
         machine = state.machines.get(series)
         if machine is None:
             machine = state.machines[series] = AlarmMachine(
                 self._key(series, state.rule.id), state.rule.policy()
             )
-        for event in machine.update(t_us, signal, cause):
+        for event in machine.update(t_us, signal, cause, explain):
             events.append((t_us, row, event))
         state.busy[state.slot_of_series[series]] = not machine.idle
 
@@ -315,6 +326,36 @@ class SeriesAlarms:
                 if slot >= 0:
                     state.last_t[slot] = before.last_t[before.slot_of_series[s]]
         return events
+
+    # -- eviction -----------------------------------------------------------------
+
+    def forget(self, series: npt.NDArray[np.int64], now_us: int, why: str) -> list[AlarmEvent]:
+        """Clear the alarms of ``series`` (about to be evicted), saying ``why``."""
+        wanted = set(series.tolist())
+        events: list[AlarmEvent] = []
+        for st in self._states:
+            for s, machine in st.machines.items():
+                if s in wanted:
+                    events.extend(machine.force_clear(now_us, why))
+        return events
+
+    def compact(self, series_map: I64) -> None:
+        """Keep the slots of series that stay (``series_map``: old -> new, -1: evicted)."""
+        for st in self._states:
+            old = np.asarray(st.series_of_slot, np.int64)
+            new = series_map[old] if len(old) else old
+            slots = np.flatnonzero(new >= 0)
+            if st.bank is not None:
+                st.bank.take(slots)
+            st.last_t = st.last_t[slots]
+            st.busy = st.busy[slots]
+            st.series_of_slot = new[slots].tolist()
+            st.slot_of_series = np.full(int((series_map >= 0).sum()), -1, np.int32)
+            st.slot_of_series[new[slots]] = np.arange(len(slots), dtype=np.int32)
+            st.machines = {
+                int(series_map[s]): m for s, m in st.machines.items() if series_map[s] >= 0
+            }
+        self._matched = int((series_map >= 0).sum())
 
     # -- snapshots ----------------------------------------------------------------
 

@@ -24,6 +24,7 @@ milliseconds apart, so this reorders nothing a person could see.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -44,6 +45,7 @@ from dataflows.columns import (
 )
 from dataflows.config import StreamConfig
 from dataflows.decode import BatchDecoder, DecodedBatch
+from dataflows.dedupe import SequenceSet
 from dataflows.device_rules import NEVER, DeviceRules
 from dataflows.eventclock import (
     Clock,
@@ -61,6 +63,8 @@ from dataflows.series_alarms import SeriesAlarms
 from dataflows.shard_output import Part, ShardOutput, SiteReadings, concat_parts, site_readings
 from dataflows.summaries import ActiveSummaries
 from dataflows.windows import WindowStore
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "RulesSource",
@@ -102,11 +106,15 @@ class ShardProcessor:
         self.include_seq = include_seq
         self.version, self.ruleset = self.rules_source.current()
         now = self.clock.now_us()
+        caps = self.config.caps.per_shard(self.config.shards)
         if state is None:
-            self.registry = Registry(self.config.dedupe_intervals)
+            self.registry = Registry(self.config.dedupe_intervals, caps)
         else:
             self.registry = Registry.restore(
-                state["registry"], dedupe_intervals=self.config.dedupe_intervals, now_us=now
+                state["registry"],
+                dedupe_intervals=self.config.dedupe_intervals,
+                now_us=now,
+                caps=caps,
             )
         self.adapters = None if adapters is None else AdapterSet(adapters)
         """This shard's adapters for foreign dialects (their state is per device)."""
@@ -169,7 +177,9 @@ class ShardProcessor:
     ) -> None:
         for rejected in decoded.rejected:
             self.observer.rejected(rejected.reason.value)
-            out.deadletters.append(rejected.to_event(self.gateway_id))
+            out.deadletters.append(
+                rejected.to_event(self.gateway_id, self.decoder.limits.deadletter_keep_bytes)
+            )
         out.commands.extend(decoded.commands)
         if decoded.adapter_skipped or decoded.adapter_ignored:
             self.observer.adapted(decoded.adapter_skipped, decoded.adapter_ignored)
@@ -195,6 +205,8 @@ class ShardProcessor:
         encoded = self._encode(points, received, newest)
         if encoded is not None:
             out.points.append(encoded)
+        # After the points: they were built with the names an eviction replaces.
+        alarms.extend(self._maybe_evict(now))
         out.alarms = self.summaries.after(alarms)
         self._commit_seen()
         return out
@@ -205,29 +217,66 @@ class ShardProcessor:
     """Whether the last :meth:`process` call got as far as folding its readings into
     windows (so a retry after an error must not fold them again)."""
     _fold = True
-    _to_commit: list[tuple[int, int]] = []  # noqa: RUF012 - replaced per batch
+    _to_commit: list[tuple[SequenceSet, int]] = []  # noqa: RUF012 - replaced per batch
 
-    def _check_seen(self, devices: list[int], seqs: list[int]) -> list[bool]:
+    def _check_seen(self, decoded: DecodedBatch) -> list[bool]:
         """Return which messages are new; they are recorded only once the batch succeeds.
+
+        A message is a duplicate when its (device, outbox, sequence) was seen, unless its
+        readings are newer than any the device sent before: a redelivery carries the
+        times of its first delivery, so such a message is new data from a device whose
+        sequence went back (an outbox recreated by an agent that sends no outbox id). That
+        is counted and logged as a reset, never dropped. Jumps forward are counted as
+        sequence gaps (missing messages, which a backlog may still fill).
 
         A batch that fails part-way is retried message by message, and its messages
         must not look like duplicates of themselves then.
         """
-        seen = self.registry.seen
-        batch: set[tuple[int, int]] = set()
+        reg = self.registry
+        batch: set[tuple[int, str | None, int]] = set()
         keep = []
-        for dev, seq in zip(devices, seqs, strict=True):
-            new = seq not in seen[dev] and (dev, seq) not in batch
+        starts: list[int] | None = None
+        for k, (dev, seq, outbox) in enumerate(
+            zip(decoded.msg_device, decoded.msg_seq, decoded.msg_outbox, strict=True)
+        ):
+            seen, new_outbox = reg.seen_of(dev, outbox)
+            if new_outbox:
+                self._sequence_reset(dev, seq, f"new outbox {outbox!r}")
+            key = (dev, outbox, seq)
+            new = seq not in seen and key not in batch
+            if not new and key not in batch:
+                if starts is None:
+                    starts = np.concatenate(([0], np.cumsum(decoded.msg_count))).tolist()
+                newest = _newest(decoded, starts[k], starts[k + 1])
+                if newest > reg.newest_seen_us[dev]:
+                    seen = reg.reset_sequences(dev)
+                    self._sequence_reset(dev, seq, "sequence seen before, readings newer")
+                    new = True
             if new:
-                batch.add((dev, seq))
-                self._to_commit.append((dev, seq))
+                high = reg.high_seq[dev]
+                if high >= 0 and seq > high + 1:
+                    self.observer.sequence_gap(reg.sites[dev], reg.devices[dev], seq - high - 1)
+                if seq > high:
+                    reg.high_seq[dev] = seq
+                batch.add(key)
+                self._to_commit.append((seen, seq))
             keep.append(new)
         return keep
 
+    def _sequence_reset(self, dev: int, seq: int, why: str) -> None:
+        reg = self.registry
+        self.observer.sequence_reset(reg.sites[dev], reg.devices[dev])
+        log.warning(
+            "device %s/%s: sequence reset at %d (%s); its messages count as new data",
+            reg.sites[dev],
+            reg.devices[dev],
+            seq,
+            why,
+        )
+
     def _commit_seen(self) -> None:
-        seen = self.registry.seen
-        for dev, seq in self._to_commit:
-            seen[dev].add(seq)
+        for seen, seq in self._to_commit:
+            seen.add(seq)
         self._to_commit = []
 
     def _telemetry(
@@ -240,7 +289,7 @@ class ShardProcessor:
         if not n_msgs:
             return None
         counts = np.asarray(decoded.msg_count, dtype=np.int64)
-        keep = self._check_seen(decoded.msg_device, decoded.msg_seq)
+        keep = self._check_seen(decoded)
         series, t_us, value = decoded.series, decoded.t_us, decoded.value
         faults = decoded.faults
         msg_index = np.arange(n_msgs)
@@ -272,9 +321,12 @@ class ShardProcessor:
         # its device's watermark as it was before it.
         wm_msg = []
         cfg, fleet = self.config, self.fleet
+        newest_seen = reg.newest_seen_us
         for dev, new in zip(devices, newest, strict=True):
             wm = device_watermark(reg, dev, now, cfg, fleet)
             wm_msg.append(wm)
+            if new > newest_seen[dev]:
+                newest_seen[dev] = new
             if new != NONE and new >= wm:
                 if new > reg.max_event_us[dev]:
                     reg.max_event_us[dev] = new
@@ -348,6 +400,7 @@ class ShardProcessor:
             if encoded is not None:
                 out.points.append(encoded)
         alarms.extend(self.device_rules.tick(now))
+        alarms.extend(self._maybe_evict(now))
         out.alarms = self.summaries.after(alarms)
         return out
 
@@ -370,6 +423,65 @@ class ShardProcessor:
                 # look again ten times a second rather than on every worker loop.
                 wakes.append(max(first, now + 100_000))
         return min(wakes) if wakes else None
+
+    # -- eviction -----------------------------------------------------------------
+
+    _next_eviction_us: int | None = None
+
+    def _maybe_evict(self, now: int) -> list[AlarmEvent]:
+        idle = self.config.evict_idle_us
+        if idle is None:
+            return []
+        every = min(idle // 10, 3_600_000_000)
+        if self._next_eviction_us is None:
+            self._next_eviction_us = now + every
+        if now < self._next_eviction_us:
+            return []
+        self._next_eviction_us = now + every
+        return self.evict_idle(now)
+
+    def evict_idle(self, now: int) -> list[AlarmEvent]:
+        """Forget devices silent for ``evict_idle_us``; return the alarms that clears.
+
+        A forgotten device's alarms (its deadman, its last will, a series alarm that
+        was up when it went silent) are cleared with that reason: nothing keeps them
+        true any more. A device stays while one of its windows is open (it closes
+        once the fleet's clock passes it). Evicting after the ingest's ``max_past``
+        (the default) keeps dedupe exact: a redelivery of a forgotten device's old
+        message is refused as out of range before dedupe would be asked.
+        """
+        idle = self.config.evict_idle_us
+        reg = self.registry
+        if idle is None or not reg.device_count:
+            return []
+        last = np.asarray(reg.last_arrival_us, np.int64)
+        keep = (last >= now - idle) | (last == NONE)
+        series_device = reg.series_device().astype(np.int64)
+        open_series = self.windows.series_open()
+        if len(open_series):
+            keep[series_device[open_series]] = True
+        if keep.all():
+            return []
+        gone = np.flatnonzero(~keep)
+        why = f"device forgotten after {_span_s(idle)} of silence"
+        events = self.series_alarms.forget(np.flatnonzero(~keep[series_device]), now, why)
+        events += self.device_rules.forget(gone, now, why)
+        names = [f"{reg.sites[d]}/{reg.devices[d]}" for d in gone.tolist()]
+        n_series = len(reg.names)
+        dev_map, series_map = reg.compact(keep)
+        self.windows.remap_series(series_map)
+        self.series_alarms.compact(series_map)
+        self.device_rules.compact(dev_map)
+        self.observer.evicted(len(names), n_series - len(reg.names))
+        log.info(
+            "evicted %d idle device(s) and %d series (%s): %s%s",
+            len(names),
+            n_series - len(reg.names),
+            why,
+            ", ".join(names[:5]),
+            "..." if len(names) > 5 else "",
+        )
+        return events
 
     # -- helpers ------------------------------------------------------------------
 
@@ -420,7 +532,27 @@ class ShardProcessor:
         }
 
     def _restore(self, state: dict[str, Any], now: int) -> None:
-        self.windows.restore(state["windows"])
+        try:
+            self.windows.restore(state["windows"])
+        except ValueError as exc:
+            # The window settings changed since the snapshot: its open windows cannot
+            # continue under the new specs. Everything else (dedupe, alarms) can.
+            log.warning("%s: the open windows of the snapshot are dropped", exc)
         self._grow()
         self._pending.extend(self.series_alarms.restore(state["series_alarms"], now))
         self.device_rules.restore(state["detectors"], now)
+
+
+def _newest(decoded: DecodedBatch, start: int, end: int) -> int:
+    """Newest valued reading time of the rows ``start:end`` (NONE when none has a value)."""
+    t = decoded.t_us[start:end][~np.isnan(decoded.value[start:end])]
+    return int(t.max()) if len(t) else NONE
+
+
+def _span_s(us: int) -> str:
+    """Say a duration in the largest whole unit (``32 days``, ``6 h``, ``90 s``)."""
+    seconds = us // 1_000_000
+    for unit, size in (("days", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"

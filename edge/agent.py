@@ -287,6 +287,7 @@ class Agent:
                 sequence=sequence,
                 readings=batch.readings,
                 time=now_utc,
+                outbox=self.outbox.id,
             )
             return encode(event)
 

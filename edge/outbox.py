@@ -22,6 +22,7 @@ import contextlib
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     created REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS identity (id TEXT NOT NULL);
 """
 
 
@@ -92,6 +94,7 @@ class Outbox:
             row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox")
             self._depth, self._bytes = row.fetchone()
             self._dropped = self._meta("dropped_total")
+            self.id = self._identity()
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the outbox {self.path}: {exc}") from exc
         self._stored = 0
@@ -99,6 +102,20 @@ class Outbox:
         self._seq_checked: set[str] = set()
 
     # -- internals -------------------------------------------------------------------
+    def _identity(self) -> str:
+        """Return this store's id, made once when the store is created.
+
+        (Or first opened by a version that has ids.) Telemetry carries it so that the
+        gateway's dedupe tells a recreated outbox, whose sequences start again at 0,
+        from redeliveries.
+        """
+        row = self._db.execute("SELECT id FROM identity").fetchone()
+        if row:
+            return str(row[0])
+        made = uuid.uuid4().hex
+        self._db.execute("INSERT INTO identity(id) VALUES (?)", (made,))
+        return made
+
     def _set_sync(self, mode: str) -> None:
         if self._sync != mode:
             self._db.execute(f"PRAGMA synchronous={mode}")

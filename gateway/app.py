@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -18,6 +19,7 @@ from dataflows.adapters.config import load_adapters
 from dataflows.config import StreamConfig
 from dataflows.flow import build_flow
 from dataflows.ingest import IngestLimits
+from dataflows.registry import Caps
 from dataflows.rules import RuleSet, load_rules
 from gateway.alarm_sink import AlarmSink
 from gateway.influx.encoder import LineProtocolEncoder
@@ -29,8 +31,16 @@ from gateway.mqtt_source import MqttSource
 from gateway.rejections import WriteRejectionReporter
 from gateway.settings import GatewaySettings
 from gateway.sinks import CommandSink, DeadLetterSink, PointsSink, PointsWriter
+from gateway.statedir import private_dir
 
-__all__ = ["GatewayApp", "RulesWatcher", "build_gateway", "prepare_storage", "run_gateway"]
+__all__ = [
+    "GatewayApp",
+    "RulesWatcher",
+    "build_gateway",
+    "prepare_recovery",
+    "prepare_storage",
+    "run_gateway",
+]
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +179,7 @@ def build_gateway(
         max_payload_bytes=settings.ingest.max_payload_bytes,
         max_future=timedelta(seconds=settings.ingest.max_future_s),
         max_past=timedelta(seconds=settings.ingest.max_past_s),
+        deadletter_keep_bytes=settings.ingest.deadletter_keep_bytes,
     )
     stream = StreamConfig.from_strings(
         settings.stream.windows,
@@ -176,6 +187,12 @@ def build_gateway(
         settings.stream.dedupe_intervals,
         settings.stream.quiet_s,
         settings.stream.shards,
+        Caps(
+            settings.stream.max_devices,
+            settings.stream.max_series,
+            settings.stream.max_series_per_device,
+        ),
+        settings.stream.evict_idle_s,
     )
 
     reporter = rejections or WriteRejectionReporter.from_settings(settings)
@@ -221,7 +238,7 @@ def build_gateway(
         limits=limits,
         observer=metrics,
         gateway_id=settings.gateway_id,
-        recovery=settings.recovery_dir is not None,
+        recovery=settings.recovery_path is not None,
         on_error=metrics.shard_error,
         adapters=adapters,
         command_sink=None
@@ -233,17 +250,47 @@ def build_gateway(
     return GatewayApp(flow, source, metrics, rules)
 
 
+_RECOVERY_MARKER = "sensorgate-recovery.json"
+
+
 def _recovery_config(settings: GatewaySettings) -> object | None:
-    if settings.recovery_dir is None:
+    """Prepare the recovery folder (0700, its partitions, its marker) or None when off.
+
+    The marker records the shard count: devices are hashed to shards, so state made
+    under another count would sit in the wrong shard. A mismatch is refused.
+    """
+    path = settings.recovery_path
+    if path is None:
         return None
     from bytewax.recovery import RecoveryConfig, init_db_dir
 
-    path = Path(settings.recovery_dir)
-    if not path.exists() or not any(path.iterdir()):
-        path.mkdir(parents=True, exist_ok=True)
+    private_dir(path, "recovery_dir")
+    marker = path / _RECOVERY_MARKER
+    made_for = {"shards": settings.stream.shards}
+    if marker.exists():
+        found = json.loads(marker.read_text())
+        if found.get("shards") != made_for["shards"]:
+            raise ConfigError(
+                "stream.shards",
+                f"{settings.stream.shards} shards, but the recovery folder {path} holds"
+                f" state for {found.get('shards')}; set stream.shards back, or move the"
+                " folder away to start with empty state",
+            )
+    if not any(p.suffix == ".sqlite3" for p in path.iterdir()):
         init_db_dir(path, settings.recovery_partitions)
         log.info("created %d recovery partition(s) in %s", settings.recovery_partitions, path)
+    if not marker.exists():
+        marker.write_text(json.dumps(made_for))
     return RecoveryConfig(str(path))
+
+
+def prepare_recovery(settings: GatewaySettings) -> object | None:
+    """Prepare the recovery folder once, as a process would at start; None when off.
+
+    ``sensorgate cluster`` calls it before starting its processes, so that they never
+    race to create the partitions or the marker.
+    """
+    return _recovery_config(settings)
 
 
 def run_gateway(
@@ -265,6 +312,7 @@ def run_gateway(
     """
     from bytewax.run import cli_main
 
+    recovery = _recovery_config(settings)  # refuse a bad folder before connecting
     prepare_storage(settings)
     rejections = WriteRejectionReporter.from_settings(settings)
     processes = len(addresses) if addresses else 1
@@ -307,7 +355,7 @@ def run_gateway(
             process_id=process_id,
             addresses=addresses,
             epoch_interval=timedelta(seconds=settings.epoch_interval_s),
-            recovery_config=_recovery_config(settings),
+            recovery_config=recovery,
         )
     finally:
         app.rules.stop()

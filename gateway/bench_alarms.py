@@ -265,6 +265,7 @@ def run_bench_alarms(
                 # Not the user's own spill (~/.local/state): this run's data is throwaway.
                 "spill_dir": str(local.workdir / "spill"),
             },
+            recovery_dir=local.workdir / "recovery",
             metrics_port=free_port(),
             rules_file=rules,
         )

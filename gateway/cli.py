@@ -28,6 +28,7 @@ _PLUGINS = (
     "gateway.bench_alarms",
     "gateway.cli_views",
     "gateway.config_cli",
+    "gateway.influx.cli",
     "gateway.cluster",
     "gateway.bench.scaling_cli",
 )

@@ -222,6 +222,8 @@ _STYLE = {"critical": "bold red", "major": "red", "minor": "yellow", "warning": 
 def _alarm_table(rows: list[Any], title: str) -> Any:
     from rich.table import Table
 
+    from gateway.views.explain import why
+
     table = Table(title=title)
     for col in (
         "time",
@@ -234,6 +236,7 @@ def _alarm_table(rows: list[Any], title: str) -> Any:
         "value",
         "threshold",
         "message",
+        "why",
         "alarm id",
     ):
         table.add_column(col, no_wrap=col in ("time", "alarm id"))
@@ -251,6 +254,7 @@ def _alarm_table(rows: list[Any], title: str) -> Any:
             _num(r.value),
             _num(r.threshold),
             r.message,
+            why(r.detail, r.folded_raises, r.rate_limited),
             r.alarm_id[:8],
             style=None,
         )

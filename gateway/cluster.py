@@ -25,10 +25,13 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gateway
 from contract.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gateway.settings import GatewaySettings
 
 __all__ = [
     "ClusterSpec",
@@ -109,28 +112,25 @@ def loopback_addresses(processes: int) -> tuple[str, ...]:
     return tuple(f"127.0.0.1:{port}" for port in sorted(free_listen_ports(processes)))
 
 
-def prepare_recovery(path: Path, partitions: int) -> str:
+def prepare_recovery(settings: GatewaySettings, path: Path, partitions: int) -> str:
     """Create ``partitions`` recovery partitions in ``path`` unless it already has some.
 
-    Return what was done, for the progress line. A non-empty directory without Bytewax
-    partitions is refused rather than mixed with them.
+    The folder is prepared as every process will find it (0700, the partitions, the
+    marker that ties it to ``stream.shards``: :func:`gateway.app.prepare_recovery`), so
+    the processes only read it. Return what was done, for the progress line.
     """
+    from gateway.app import prepare_recovery as prepare
+
     if partitions < 1:
         raise ConfigError("recovery_partitions", f"must be at least 1; got {partitions}")
-    if path.exists() and not path.is_dir():
-        raise ConfigError("recovery_dir", f"{path} exists and is not a directory")
-    if path.is_dir() and any(path.iterdir()):
-        found = sorted(path.glob("part-*.sqlite3"))
-        if not found:
-            raise ConfigError(
-                "recovery_dir",
-                f"{path} is not empty and holds no Bytewax recovery partitions (part-N.sqlite3)",
-            )
-        return f"resuming from {len(found)} recovery partition(s) in {path}"
-    from bytewax.recovery import init_db_dir
-
-    path.mkdir(parents=True, exist_ok=True)
-    init_db_dir(path, partitions)  # type: ignore[no-untyped-call]
+    had = sorted(path.glob("part-*.sqlite3")) if path.is_dir() else []
+    prepare(
+        settings.model_copy(
+            update={"recovery": True, "recovery_dir": path, "recovery_partitions": partitions}
+        )
+    )
+    if had:
+        return f"resuming from {len(had)} recovery partition(s) in {path}"
     return f"created {partitions} recovery partition(s) in {path}"
 
 
@@ -233,8 +233,8 @@ def register(sub: Any) -> None:
         "-r",
         "--recovery-dir",
         default=None,
-        help="recovery directory, shared by the processes (required here, or"
-        " SENSORGATE_RECOVERY_DIR)",
+        help="recovery directory, shared by the processes (default: recovery_dir, else"
+        " $XDG_STATE_HOME/sensorgate/recovery/<gateway_id>; recovery must be on)",
     )
     shape.add_argument(
         "--recovery-partitions",
@@ -317,14 +317,14 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
     from gateway.supervisor import RestartPolicy, Supervisor
 
     settings = load_settings()  # refuse a bad config before starting anything
-    recovery = args.recovery_dir or settings.recovery_dir
-    if not recovery:
+    recovery = settings.recovery_path  # None: recovery is off
+    if recovery is None:
         raise ConfigError(
-            "recovery_dir",
-            "sensorgate cluster needs a recovery directory (-r DIR or SENSORGATE_RECOVERY_DIR):"
-            " a restarted cluster resumes its windows, dedupe and alarm state from it",
+            "recovery",
+            "sensorgate cluster needs recovery (it is off): a restarted cluster resumes"
+            " its windows, dedupe and alarm state from it",
         )
-    recovery_dir = Path(recovery).resolve()
+    recovery_dir = Path(args.recovery_dir or recovery).resolve()
     spec = _spec_from_args(args, recovery_dir)
     try:
         policy = RestartPolicy(
@@ -350,7 +350,7 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
         f" addresses {';'.join(spec.addresses) if spec.addresses else 'loopback, free ports'}"
         + (f"; exec prefix {' '.join(spec.exec_prefix)!r}" if spec.exec_prefix else "")
     )
-    progress(prepare_recovery(recovery_dir, partitions))
+    progress(prepare_recovery(settings, recovery_dir, partitions))
     if args.log_dir is not None:
         args.log_dir.mkdir(parents=True, exist_ok=True)
     supervisor = Supervisor(

@@ -29,6 +29,7 @@ from contract import TelemetryEvent
 from contract.errors import ConfigError
 from dataflows.rules import RuleSet
 from gateway.detect import AlarmInterval, DetectionRun, run_detection, table_events
+from gateway.evaluate_nab import counted_rules
 from simulators.csv_replay import CsvRow, CsvTable, read_csv
 from simulators.labels import Label
 
@@ -290,6 +291,9 @@ def evaluate_skab(
     alarm rate is reported in ``extra``. Returns the evaluation and, for the file
     named ``keep`` (relative path), what a chart needs.
     """
+    # SKAB labels faults in the process, not silences: a deadman raise on one of its
+    # real gaps in sampling is no detection (as in the NAB scoring).
+    rules = counted_rules(rules)
     ev = Evaluation(dataset=str(root), rules=rules.source)
     free = Counts()
     kept = None

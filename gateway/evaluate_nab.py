@@ -264,7 +264,7 @@ def _raises(nab: NabFile, rules: RuleSet, *, site: str = "nab") -> list[int]:
         t_us=nab.t_us,
         values=nab.values,
     )
-    result = run_offline(_counted(rules), site, nab.stem, events)
+    result = run_offline(counted_rules(rules), site, nab.stem, events)
     return [
         _us(e.data.event_time)
         for e in result.alarms
@@ -272,7 +272,7 @@ def _raises(nab: NabFile, rules: RuleSet, *, site: str = "nab") -> list[int]:
     ]
 
 
-def _counted(rules: RuleSet) -> RuleSet:
+def counted_rules(rules: RuleSet) -> RuleSet:
     """Keep the rules whose raises count (deadman and offline raises are not detections).
 
     Dropping them changes no other rule's alarms (each rule has its own machines) and

@@ -75,6 +75,28 @@ class GatewayMetrics:
             "Foreign messages adapters deliberately left unmapped (reasons at debug level)",
             registry=r,
         )
+        self.sequence_gaps = Counter(
+            "sensorgate_sequence_gaps",
+            "Sequence numbers devices skipped (messages missing when a later one arrived;"
+            " a draining edge backlog may still bring them), per device",
+            ["site", "device"],
+            registry=r,
+        )
+        self.sequence_resets = Counter(
+            "sensorgate_sequence_resets",
+            "Devices whose sequence started again (new or recreated outbox): their"
+            " messages count as new data, never as duplicates",
+            ["site", "device"],
+            registry=r,
+        )
+        self.evicted_devices = Counter(
+            "sensorgate_evicted_devices",
+            "Idle devices whose state (dedupe, windows, detectors) was forgotten",
+            registry=r,
+        )
+        self.evicted_series = Counter(
+            "sensorgate_evicted_series", "Series of evicted devices", registry=r
+        )
         self.shard_errors = Counter(
             "sensorgate_shard_errors",
             "Exceptions in the shard step (the batch is retried message by message)",
@@ -139,6 +161,19 @@ class GatewayMetrics:
         if ignored:
             self.adapter_ignored.inc(len(ignored))
             log.debug("adapters left %d message(s) unmapped: %s", len(ignored), ignored[:5])
+
+    def sequence_gap(self, site: str, device: str, missing: int) -> None:
+        """Count sequence numbers a device skipped (labelled: only devices with gaps)."""
+        self.sequence_gaps.labels(site, device).inc(missing)
+
+    def sequence_reset(self, site: str, device: str) -> None:
+        """Count a device's sequence reset."""
+        self.sequence_resets.labels(site, device).inc()
+
+    def evicted(self, devices: int, series: int) -> None:
+        """Count idle devices and series forgotten."""
+        self.evicted_devices.inc(devices)
+        self.evicted_series.inc(series)
 
     def shard_error(self, detail: str) -> None:
         """Count an exception in the shard step (``detail``: its traceback)."""

@@ -157,6 +157,7 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = settings.session_expiry_s
         props.ReceiveMaximum = settings.receive_maximum
+        props.MaximumPacketSize = settings.max_packet_bytes
         self._client.connect_async(
             settings.host, settings.port, keepalive=30, clean_start=False, properties=props
         )

@@ -14,6 +14,7 @@ import ctypes
 import getpass
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -65,8 +66,30 @@ class ServiceEndpoints:
         return f"mqtt://{self.mqtt_host}:{self.mqtt_port}"
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port that is free on ``host`` right now."""
+    """Return a TCP port that is free on ``host`` right now.
+
+    Picked at random below the kernel's ephemeral range: a port the kernel hands out
+    (``bind(0)``) is also what outgoing connections get as their local port, so under
+    load another process's connection could take it before the service binds it.
+    """
+    low = _ephemeral_low()
+    if low > 12_000:
+        for _ in range(64):
+            port = random.randrange(10_000, low)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                try:
+                    sock.bind((host, port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])

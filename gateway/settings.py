@@ -15,7 +15,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,7 +31,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from contract import DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_PREFIX, TopicScheme
+from contract import (
+    DEFAULT_DEADLETTER_KEEP_BYTES,
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_PREFIX,
+    TopicScheme,
+)
 from contract.errors import ConfigError
 from edge.mqtt import MqttSettings
 
@@ -41,8 +54,9 @@ __all__ = [
 def _default_spill_dir() -> Path:
     # A state directory (XDG), not a cache or /tmp: the spill holds data the broker
     # has already been told is safe, so it must outlive a reboot.
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "sensorgate" / "spill"
+    from gateway.statedir import state_home
+
+    return state_home() / "spill"
 
 
 class _Frozen(BaseModel):
@@ -80,6 +94,12 @@ class MqttSourceSettings(_Frozen):
     reading its socket (TCP backpressure), which bounds memory whatever the broker does."""
     session_expiry_s: Annotated[int, Field(ge=0)] = 7 * 86_400
     """How long the broker keeps the gateway's session (and queues) while it is away."""
+    max_packet_bytes: Annotated[int, Field(ge=1024, le=268_435_455)] = 1_048_576 + 65_536
+    """MQTT 5 Maximum Packet Size the gateway announces on connect: the broker never
+    sends it a larger packet, so one huge message cannot make it buffer without bound.
+    Must exceed ``ingest.max_payload_bytes`` (headroom for the topic and properties); set
+    the broker's ``max_packet_size`` no higher, so oversize publishes are refused at
+    the broker, where the publisher is told (docs/operations.md)."""
 
     @field_validator("partitions", mode="before")
     @classmethod
@@ -130,15 +150,26 @@ class InfluxSettings(_Frozen):
     """Where readings, aggregates, alarms and dead letters are written."""
 
     url: str = "http://127.0.0.1:8086"
-    api: Literal["v1", "v2"] = "v1"
-    """``v1``: ``/write?db=`` (InfluxDB 1.x); ``v2``: ``/api/v2/write`` via influxdb-client."""
+    api: Literal["v1", "v2", "v3"] = "v1"
+    """Write API. ``v1``: ``/write?db=`` (InfluxDB 1.x, and the v1 compatibility API of
+    2.x and 3.x with ``token``); ``v2``: ``/api/v2/write`` via influxdb-client (``org``,
+    ``bucket``, ``token``; InfluxDB 2.x, Cloud, 3.x); ``v3``: ``/api/v3/write_lp?db=``
+    (InfluxDB 3 Core and Enterprise; ``database``, ``token``). Reads are InfluxQL on
+    ``/query`` whatever the API (docs/influxdb.md)."""
     database: str = "sensorgate"
-    """v1 database (and the InfluxQL database for queries)."""
+    """v1 and v3 database, and the InfluxQL database of queries (on 2.x the database
+    name of the DBRP mapping to ``bucket``: ``sensorgate influx setup`` creates it)."""
     username: str | None = None
     password: SecretStr | None = None
     token: SecretStr | None = None
+    """API token of InfluxDB 2.x/3.x (sent as ``Authorization: Token``, ``Bearer`` on v3)."""
     org: str | None = None
+    """InfluxDB 2.x organization (name) of ``bucket``."""
     bucket: str | None = None
+    """InfluxDB 2.x bucket that the v2 API writes to."""
+    dbrp_retention_policy: str = "autogen"
+    """InfluxDB 2.x: retention policy name of the DBRP mapping (``database`` plus this
+    name to ``bucket``) that lets InfluxQL read the bucket; made the default mapping."""
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5_000
     """Lines per write request (the pipelined writer coalesces bodies up to about this)."""
     timeout_s: Annotated[float, Field(gt=0)] = 10.0
@@ -206,6 +237,9 @@ class IngestSettings(_Frozen):
     """Readings more than this far ahead of the gateway's clock are rejected."""
     max_past_s: Annotated[float, Field(ge=0)] = 30 * 86_400.0
     """Readings older than this are rejected."""
+    deadletter_keep_bytes: Annotated[int, Field(ge=0)] = DEFAULT_DEADLETTER_KEEP_BYTES
+    """Payload bytes a dead letter keeps; beyond, only its size and sha256 (so a flood
+    of huge bad messages cannot fill the dead-letter store)."""
 
 
 class StreamSettings(_Frozen):
@@ -226,6 +260,22 @@ class StreamSettings(_Frozen):
     shards: Annotated[int, Field(ge=1, le=4096)] = 8
     """Buckets the devices are hashed into, each one keyed state of the flow (spread over
     workers and processes). Fixed for the life of a recovery directory."""
+    max_devices: Annotated[int | None, Field(ge=1)] = 100_000
+    """Most devices the gateway keeps state for (None: no cap). Messages of further new
+    devices become dead letters ``cardinality``. Each shard takes an equal share, so the
+    cap is reached slightly early when the devices hash unevenly."""
+    max_series: Annotated[int | None, Field(ge=1)] = 500_000
+    """Most series (device, sensor, metric) the gateway keeps state for (None: no cap);
+    about 2-4 KB of memory each with the default rules."""
+    evict_idle_s: Annotated[float | None, Field(gt=0)] = 32 * 86_400.0
+    """Forget a device (dedupe, event clock, windows, detectors) once it has been silent
+    this long with no active alarm and no open window (None: never), so that a fleet
+    whose device ids come and go does not grow the gateway's memory. At least
+    ``ingest.max_past_s``: a redelivered old message of a forgotten device is then
+    refused as out of range, never stored twice."""
+    max_series_per_device: Annotated[int | None, Field(ge=1)] = 1_000
+    """Most series one device may have (None: no cap): a device that invents sensor or
+    metric names cannot grow the gateway's memory."""
 
     @field_validator("windows")
     @classmethod
@@ -270,8 +320,14 @@ class GatewaySettings(BaseSettings):
     stream: StreamSettings = StreamSettings()
     epoch_interval_s: Annotated[float, Field(gt=0, le=600)] = 1.0
     """Bytewax epoch: messages are acknowledged to the broker once per epoch."""
-    recovery_dir: str | None = None
-    """Bytewax recovery directory; state (windows, dedupe) survives a crash when set."""
+    recovery: bool = True
+    """Keep the flow's state (windows, dedupe, alarms, event clocks) in Bytewax recovery
+    snapshots, once per epoch, so that a crash or restart loses none of it. Costs about
+    5 % of a core and a few MB/s of disk writes at 50,000 series (docs/gateway.md)."""
+    recovery_dir: Path | None = None
+    """Where recovery snapshots live (made 0700); none:
+    ``$XDG_STATE_HOME/sensorgate/recovery/<gateway_id>``. Tied to ``stream.shards``:
+    the gateway refuses to start on a folder made with another shard count."""
     recovery_partitions: Annotated[int, Field(ge=1)] = 1
     rules_file: Path | None = None
     """Alarm rules (TOML, docs/alarms.md); none: the default rules. Reloaded, alarm
@@ -290,6 +346,38 @@ class GatewaySettings(BaseSettings):
     def topics(self) -> TopicScheme:
         """The topic scheme under the configured prefix."""
         return TopicScheme(self.topic_prefix)
+
+    @property
+    def recovery_path(self) -> Path | None:
+        """The recovery folder in use (None: recovery is off)."""
+        if not self.recovery:
+            return None
+        if self.recovery_dir is not None:
+            return self.recovery_dir
+        from gateway.statedir import state_home
+
+        return state_home() / "recovery" / self.gateway_id
+
+    @model_validator(mode="after")
+    def _eviction_after_the_past_limit(self) -> GatewaySettings:
+        evict = self.stream.evict_idle_s
+        if evict is not None and evict < self.ingest.max_past_s:
+            raise ValueError(
+                f"stream.evict_idle_s ({evict:g}) must be at least ingest.max_past_s"
+                f" ({self.ingest.max_past_s:g}): a forgotten device's old messages could"
+                " otherwise be stored twice; lower both, or turn eviction off (null)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _packet_fits_a_payload(self) -> GatewaySettings:
+        if self.mqtt.max_packet_bytes <= self.ingest.max_payload_bytes:
+            raise ValueError(
+                f"mqtt.max_packet_bytes ({self.mqtt.max_packet_bytes}) must exceed"
+                f" ingest.max_payload_bytes ({self.ingest.max_payload_bytes}) by the topic"
+                " and properties of a message, or valid messages could never arrive"
+            )
+        return self
 
 
 def settings_env(settings: GatewaySettings) -> dict[str, str]:

@@ -2,9 +2,15 @@
 
 Starts mosquitto and influxd (unless external ones are configured), the gateway in
 its own process (which also serves the web dashboard, on port 8080 or any free port
-when 8080 is taken), and a small simulated fleet; prints where everything is, the
-dashboard's URL with its acknowledge token, and live counts until Ctrl-C (or
-``--duration``); then stops everything in order.
+when 8080 is taken), and, once the gateway has subscribed, a small simulated fleet;
+prints where everything is, the dashboard's URL with its acknowledge token, and live
+counts until Ctrl-C (or ``--duration``); then stops everything in order.
+
+The fleet is the ``demo`` scenario (:mod:`simulators.demo`): the temperature of
+``demo-000`` jumps by 8 °C for 30 s at 40 s after the fleet starts and every 4 minutes
+after, so an explained anomaly alarm shows on the dashboard and in ``sensorgate
+alerts`` within the first minute. Without a configured rules file the gateway runs
+:data:`~simulators.demo.DEMO_RULES` (the defaults; anomaly alarms clear after 30 s off).
 """
 
 from __future__ import annotations
@@ -29,11 +35,21 @@ from edge.mqtt import MqttSettings
 from gateway.influx.query import InfluxQL
 from gateway.services import LocalServices, ManagedProcess, free_port
 from gateway.settings import GatewaySettings, load_settings, settings_env
-from simulators.demo import start_demo_fleet
+from simulators.demo import DEMO_ANOMALY_DEVICE, DEMO_RULES, start_demo_fleet
 
-__all__ = ["DASHBOARD_PORT", "Counts", "run_up"]
+__all__ = ["DASHBOARD_PORT", "DEMO_ANOMALY", "Counts", "run_up"]
 
 DASHBOARD_PORT = 8080
+READY_TIMEOUT_S = 120.0
+"""How long the gateway may take to subscribe before the fleet starts anyway."""
+
+DEMO_ANOMALY = {
+    "site": "demo",
+    "device": DEMO_ANOMALY_DEVICE,
+    "series": "env/temperature",
+    "what": "+8 °C for 30 s, 40 s after the fleet starts, then every 4 minutes",
+}
+"""What the demo injects, and where to look for its alarm."""
 
 
 @dataclass
@@ -87,9 +103,13 @@ def run_up(
                     "url": ep.influx_url,
                     "spill_dir": local.workdir / "spill",  # throwaway, like the data
                 },
+                recovery_dir=local.workdir / "recovery",  # state of throwaway data
+
                 # A fixed port could clash with another gateway on this machine.
                 metrics_port=free_port(),
             )
+        if settings.rules_file is None:  # the demo's rules, unless the user has some
+            settings = settings.model_copy(update={"rules_file": DEMO_RULES})
         workdir = local.workdir if local else Path.cwd()
         dashboard_port, dashboard_token = _free_port(DASHBOARD_PORT), secrets.token_urlsafe(16)
         gateway = ManagedProcess(
@@ -101,6 +121,8 @@ def run_up(
             workdir / "gateway.log",
             env={**os.environ, **settings_env(settings)},
         )
+        # Readings sent before the gateway subscribes are lost: start the fleet after.
+        _wait_ready(settings, gateway, stop)
         fleet = start_demo_fleet(
             MqttSettings(host=settings.mqtt.host, port=settings.mqtt.port),
             settings.topics,
@@ -114,6 +136,8 @@ def run_up(
             "topic_prefix": settings.topic_prefix,
             "metrics_url": f"http://{settings.metrics_host}:{settings.metrics_port}/metrics",
             "gateway_log": str(gateway.log_path),
+            "rules": str(settings.rules_file),
+            "demo_anomaly": DEMO_ANOMALY,
             "pids": {
                 "gateway": gateway.pid,
                 **({"mosquitto": local.mosquitto.pid} if local and local.mosquitto else {}),
@@ -142,6 +166,28 @@ def run_up(
         else:
             _print_summary(console, counts)
     return 0
+
+
+def _wait_ready(settings: GatewaySettings, gateway: ManagedProcess, stop: threading.Event) -> None:
+    """Wait until the gateway's ``/healthz`` says it is subscribed and InfluxDB answers."""
+    if not settings.metrics_port:
+        return  # no health endpoint to ask
+    import httpx
+
+    url = f"http://{settings.metrics_host}:{settings.metrics_port}/healthz"
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline and not stop.is_set():
+        if not gateway.alive():
+            raise ServiceError(
+                f"the gateway exited with code {gateway.proc.returncode}."
+                f" Its log ({gateway.log_path}):\n{gateway.log_tail()}"
+            )
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        stop.wait(0.2)
 
 
 def _free_port(preferred: int) -> int:
@@ -211,7 +257,17 @@ def _print_where(console: Console, where: dict[str, Any]) -> None:
     table.add_row("database", where["database"])
     table.add_row("topics", f"{where['topic_prefix']}/{{site}}/{{device}}/telemetry")
     table.add_row("gateway log", where["gateway_log"])
+    table.add_row("alarm rules", where["rules"])
+    demo = where["demo_anomaly"]
+    table.add_row(
+        "demo anomaly",
+        f"{demo['site']}/{demo['device']} {demo['series']}: {demo['what']}",
+    )
     console.print(table)
+    console.print(
+        "Its alarm shows on the dashboard (fleet page, then the device page: the expected"
+        " band and the detector's band at the alarm) and in `sensorgate alerts`."
+    )
     console.print("Live counts below. Ctrl-C stops everything.")
 
 

@@ -2,7 +2,9 @@
 # Install the system services SensorGate runs locally if missing: mosquitto and influxd
 # (the stack), victoria-metrics (a real server for testing the InfluxDB v2 write path) and
 # chromium (the browser the dashboard tests drive with Playwright; Playwright cannot
-# download its own browser here).
+# download its own browser here); and the clients the deployment files are checked with:
+# docker-compose (`config`) and openssl (test certificates). kubectl is not a Debian
+# package: the Kubernetes tests use it when present (it comes with the Cloud SDK).
 # As root this uses apt-get; otherwise it says what to run.
 set -euo pipefail
 missing=()
@@ -11,6 +13,8 @@ have mosquitto || missing+=(mosquitto)
 have influxd || missing+=(influxdb)
 have victoria-metrics || missing+=(victoria-metrics)
 have chromium || missing+=(chromium)
+have docker-compose || missing+=(docker-compose)
+have openssl || missing+=(openssl)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "Installing system packages: ${missing[*]}"

@@ -17,8 +17,9 @@ magnitude; when it is not given it defaults to a multiple of the model's ``scale
 ================  ===================================================================
 
 Anomalies are scheduled explicitly (:class:`ScheduledAnomaly`, an offset from the
-start of the run) or at random (:class:`RandomAnomalies`, a Poisson rate per device
-per hour, one at a time per device). Windows are counted in a device's ticks, so a
+start of the run, repeated every ``every_s`` seconds when given) or at random
+(:class:`RandomAnomalies`, a Poisson rate per device per hour, one at a time per
+device). Windows are counted in a device's ticks, so a
 label's bounds are exactly the times of the first affected reading and of the first
 reading after it: the data is affected exactly on ``[start, end)``. The anomaly
 random generator of a device is its own, so injecting anomalies never changes the
@@ -27,10 +28,11 @@ clean values outside the labelled intervals.
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Annotated
 
@@ -101,6 +103,15 @@ class ScheduledAnomaly(_Spec):
     """Default: one interval (one reading)."""
     metric: str = ALL_METRICS
     """The metric it affects; ``"*"`` means every metric of the device."""
+    every_s: Annotated[float, Field(gt=0)] | None = None
+    """Repeat it this often (from one start to the next) until the run ends; None: once."""
+
+    @model_validator(mode="after")
+    def _repeat_after_the_end(self) -> ScheduledAnomaly:
+        every, duration = self.every_s, self.duration_s
+        if every is not None and duration is not None and every <= duration:
+            raise ValueError("every_s must be longer than duration_s")
+        return self
 
 
 class RandomAnomalies(_Spec):
@@ -130,6 +141,8 @@ class ActiveAnomaly:
     end_tick: int
     magnitude: float
     stuck_value: float | None = None
+    every_ticks: int = 0
+    """Ticks from this start to the next occurrence (0: once)."""
 
 
 def apply_anomaly(
@@ -203,13 +216,16 @@ class AnomalyPlan:
                 continue
             first = max(0, math.ceil((spec.at_s - phase_s) / interval_s - 1e-9))
             ticks = self._ticks(spec.duration_s)
+            every = 0 if spec.every_s is None else max(ticks + 1, self._ticks(spec.every_s))
             if spec.kind is AnomalyKind.DROPOUT:
                 names: tuple[str, ...] = (ALL_METRICS,)
             else:
                 names = metrics if spec.metric == ALL_METRICS else (spec.metric,)
             for name in names:
                 magnitude = self._magnitude(spec.kind, name, spec.magnitude, 1.0)
-                pending.append(ActiveAnomaly(spec.kind, name, first, first + ticks, magnitude))
+                pending.append(
+                    ActiveAnomaly(spec.kind, name, first, first + ticks, magnitude, None, every)
+                )
         pending.sort(key=lambda a: a.first_tick, reverse=True)  # pop() takes the earliest
         self._pending = pending
         self._random = tuple(s for s in random_specs if s.applies_to(site, device))
@@ -258,6 +274,14 @@ class AnomalyPlan:
         pending = self._pending
         while pending and pending[-1].first_tick <= tick:
             anomaly = pending.pop()
+            if anomaly.every_ticks:
+                step = anomaly.every_ticks
+                again = replace(
+                    anomaly, first_tick=anomaly.first_tick + step, end_tick=anomaly.end_tick + step
+                )
+                # Pending is sorted latest first: insert by the negated start.
+                keys = [-a.first_tick for a in pending]
+                pending.insert(bisect.bisect_right(keys, -again.first_tick), again)
             if anomaly.end_tick > tick:  # skip windows wholly in the past
                 anomaly.first_tick = max(anomaly.first_tick, tick)
                 started.append(anomaly)

@@ -10,7 +10,7 @@ so the results are bit-identical; the stuck test's ``log`` is settled by
 :func:`math.log` where ``np.log`` could differ in the last bit, as in
 :mod:`~dataflows.detectors.adaptive_bank`.
 
-State per slot: 21 float64 and 6 integer or boolean scalars, plus the seasonal error
+State per slot: 25 float64 and 10 integer or boolean scalars, plus the seasonal error
 scale ``[slot, bucket]`` (NaN: not learnt yet).
 """
 
@@ -20,6 +20,7 @@ import math
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from contract.alarms import Severity
 from dataflows.detectors._slots import Field, SlotArrays
@@ -27,15 +28,23 @@ from dataflows.detectors.anomaly import (  # the very same constants
     BASE_ALPHA,
     BUCKET_ALPHA,
     ERR_ALPHA,
+    EXTREME_BLOCK,
+    EXTREME_MARGIN,
+    EXTREME_Z,
     GAUSS_MAD,
+    HOLD_LIKELIHOOD,
     HUBER,
     LIMIT,
+    PERSIST_N,
+    PERSIST_SD,
     RMS_CAP,
+    ROBUST_SD,
     SHORT_ALPHA,
     SIGN_ALPHA,
     SLOW,
     STUCK_MAX_REPEAT_RATE,
     STUCK_ODDS,
+    STUCK_RUNS,
     Z_CAP,
     AnomalyDetector,
     describe_anomaly,
@@ -46,6 +55,8 @@ __all__ = ["AnomalyBank"]
 
 _MAJOR = np.int8(SEVERITY_CODES.index(Severity.MAJOR))
 _NEAR = 1e-9
+_CHUNK = 4096
+"""Slots per pass: about a hundred array operations on this many stay in the CPU cache."""
 _FLOATS = (
     "last",
     "level",
@@ -68,15 +79,21 @@ _FLOATS = (
     "bar",
     "repeat",
 )
+_RANGE = (("hi", -math.inf), ("lo", math.inf), ("hi_old", -math.inf), ("lo_old", math.inf))
 
 
 def _fields(buckets: int) -> dict[str, Field]:
     fields: dict[str, Field] = {name: (np.float64, 0.0, ()) for name in _FLOATS}
     fields.update(
         {
+            **{name: (np.float64, fresh, ()) for name, fresh in _RANGE},
             "n": (np.int64, 0, ()),
             "res": (np.float64, math.inf, ()),
             "run": (np.int64, 0, ()),
+            "runmax": (np.int64, 0, ()),
+            "marked": (np.bool_, False, ()),
+            "persist": (np.int64, 0, ()),
+            "raised": (np.int64, 0, ()),
             "active": (np.bool_, False, ()),
             "code": (np.int8, 0, ()),
             "held": (np.int64, 0, ()),
@@ -103,8 +120,9 @@ class AnomalyBank:
     """:class:`~dataflows.detectors.anomaly.AnomalyDetector` over many slots.
 
     Takes the scalar detector's parameters (validated the same way). ``detail`` of its
-    signals: ``band``, ``code`` (component), ``score``, ``z``, ``likelihood``,
-    ``shift``, ``deviation``, ``baseline``, ``held``, ``run``, ``repeat``.
+    signals (filled where the condition holds, zero elsewhere): ``band``, ``code``
+    (component), ``score``, ``z``, ``likelihood``, ``shift``, ``deviation``,
+    ``baseline``, ``held``, ``run``, ``repeat``.
     """
 
     def __init__(self, **params: Any) -> None:
@@ -127,13 +145,25 @@ class AnomalyBank:
         """Forget the state of ``slots``."""
         self._state.reset(np.asarray(slots, np.int64))
 
+    def take(self, slots: npt.NDArray[np.int64]) -> None:
+        """Keep only ``slots``, renumbered in that order (evicted series leave)."""
+        self._state.take(slots)
+
     def snapshot(self) -> dict[str, Any]:
         """Return every slot's state as a dict of numpy arrays (and ``size``)."""
         return self._state.snapshot()
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Load a :meth:`snapshot` (seasons of another bucket count start fresh)."""
+        """Load a :meth:`snapshot` (seasons of another bucket count start fresh).
+
+        A snapshot of an earlier version without the recent range starts the range at
+        each slot's last reading (as the scalar detector does).
+        """
         self._state.restore(state)
+        if "hi" not in state:
+            a = self._state.arrays
+            for name, _ in _RANGE:
+                a[name][:] = np.where(a["n"] > 0, a["last"], a[name])
 
     def update(self, slots: I64, t_us: I64, values: F64) -> BankSignals:
         """Take one reading per slot (``slots`` distinct); return their signals.
@@ -176,10 +206,13 @@ class AnomalyBank:
                 a["last"][s] = x[first]
                 a["level"][s] = x[first]
                 a["base"][s] = x[first]
+                for name, _ in _RANGE:
+                    a[name][s] = x[first]
             rest = np.flatnonzero(known & (count > 0))
-            if len(rest):
-                self._step(slots[rest], t[rest], x[rest], rest, valid, active, threshold)
-                self._words(rest, valid, severity, detail)
+            for lo in range(0, len(rest), _CHUNK):
+                part = rest[lo : lo + _CHUNK]
+                self._step(slots[part], t[part], x[part], part, valid, active, threshold)
+                self._words(part, valid, severity, detail)
         return BankSignals(valid, active, v, threshold, severity, detail)
 
     def _step(
@@ -193,7 +226,13 @@ class AnomalyBank:
         step = np.abs(x - last)
         res = np.where(~same & (step < res), step, res)
         a["res"][s] = res
-        run = np.where(same, a["run"][s] + 1, 0)
+        run = a["run"][s]
+        runmax = a["runmax"][s]
+        marked = a["marked"][s]
+        runmax = np.where(~same & ~marked & (run > runmax), run, runmax)
+        a["runmax"][s] = runmax
+        marked = marked & same
+        run = np.where(same, run + 1, 0)
         a["run"][s] = run
         a["last"][s] = x
         n = a["n"][s] + 1
@@ -239,14 +278,38 @@ class AnomalyBank:
         su = su + SIGN_ALPHA * (_clip(u, -Z_CAP, Z_CAP) - su)
         muu, vu = a["muu"][s], a["vu"][s]
         lu = np.where(vu > 0, np.abs(su - muu) / np.sqrt(vu), 0.0)
-        ls = _max(ls, lu)
-        s1 = np.where(np.abs(z) > spec.spike_robust, np.abs(z_rms) / spec.spike, 0.0)
+        az = np.abs(z)
+        s1 = np.where(az > spec.spike_robust, np.abs(z_rms) / spec.spike, 0.0)
         s2 = la / spec.likelihood
-        s3 = ls / spec.shift
-        score = _max(_max(s1, s2), s3)
-        code = np.where(s1 >= score, 1, np.where(s2 >= score, 2, 3)).astype(np.int8)
+        s3 = _max(ls, lu) / spec.shift
+        persist = np.where(lu > PERSIST_SD, a["persist"][s] + 1, 0)
+        a["persist"][s] = persist
+        s3 = np.where(persist >= PERSIST_N, _max(s3, lu / PERSIST_SD), s3)
+        hi_now, lo_now = a["hi"][s], a["lo"][s]
+        hi = _max(hi_now, a["hi_old"][s])
+        lo = _min(lo_now, a["lo_old"][s])
+        margin = EXTREME_MARGIN * (hi - lo)
+        beyond = (x > hi + margin) | (x < lo - margin)
+        s5 = np.where(beyond, az / EXTREME_Z, 0.0)
+        hi_now = _max(hi_now, x)
+        lo_now = _min(lo_now, x)
+        roll = n % EXTREME_BLOCK == 0
+        if roll.any():  # a new block of the recent range starts with this reading
+            r = s[roll]
+            a["hi_old"][r] = a["hi"][r]
+            a["lo_old"][r] = a["lo"][r]
+            hi_now = np.where(roll, x, hi_now)
+            lo_now = np.where(roll, x, lo_now)
+        a["hi"][s] = hi_now
+        a["lo"][s] = lo_now
+        score = _max(_max(_max(s1, s5), s2), s3)
+        code = np.where(
+            (s1 >= 1.0) | (s1 >= score),
+            1,
+            np.where(s5 >= score, 5, np.where(s2 >= score, 2, 3)),
+        ).astype(np.int8)
         repeat = a["repeat"][s]
-        stuck = self._stuck(run, repeat)
+        stuck = self._stuck(run, runmax, repeat)
         rate_r = _max(ERR_ALPHA, inv)
         a["repeat"][s] = np.where(stuck, repeat, repeat + rate_r * (same - repeat))
 
@@ -254,12 +317,20 @@ class AnomalyBank:
         bar = a["bar"][s]
         was = a["active"][s]
         held = a["held"][s]
+        raised = a["raised"][s]
         fired = (score > 1.0) & ~warm & ((cool == 0) | (score > bar))
-        bar = np.where(fired, _max(np.where(cool > 0, bar, 0.0), score * spec.rearm), bar)
+        over = was & (t - raised > spec.hold_us)
+        bar = np.where(
+            over & fired,
+            _max(bar, score * spec.rearm),
+            np.where(fired, _max(np.where((cool > 0) | was, bar, 0.0), score * spec.rearm), bar),
+        )
+        fired = fired & ~over
         code_s = np.where(fired & ~was, code, a["code"][s])
-        ongoing = ~fired & was
+        raised = np.where(fired & ~was, t, raised)
+        ongoing = ~fired & was & ~over
         held = np.where(fired, 0, np.where(ongoing, held + 1, held))
-        ends = ongoing & ((np.abs(su) <= spec.clear) | (held > spec.hold))
+        ends = over | (ongoing & (lu <= spec.clear) & (la <= HOLD_LIKELIHOOD))
         now = fired | (ongoing & ~ends)
         cool = np.where(ends, spec.refractory, np.where(~fired & ~was & (cool > 0), cool - 1, cool))
         a["bar"][s] = bar
@@ -267,6 +338,8 @@ class AnomalyBank:
         a["held"][s] = held
         a["active"][s] = now
         a["cool"][s] = cool
+        a["raised"][s] = raised
+        a["marked"][s] = marked | stuck | now
 
         slow = np.where(now, SLOW, 1.0)
         d = x - level
@@ -285,15 +358,17 @@ class AnomalyBank:
         mad_b = a["mad_b"][s]
         a["mad_b"][s] = mad_b + a_b * (_min(np.abs(db), cap_b) - mad_b)
         a_h = _max(spec.history, inv)
-        da = sa - mua
-        a["mua"][s] = mua + a_h * da
-        a["va"][s] = va + a_h * (da * da - va)
-        du = su - muu
-        a["muu"][s] = muu + a_h * du
-        a["vu"][s] = vu + a_h * (du * du - vu)
         ds = ss - mus
         a["mus"][s] = mus + a_h * ds
         a["vs"][s] = vs + a_h * (ds * ds - vs)
+        a_u = a_h * slow
+        da = sa - mua
+        a["mua"][s] = mua + a_u * da
+        a["va"][s] = va + a_u * (da * da - va)
+        du = su - muu
+        a_u = np.where(~warm & (du * du > ROBUST_SD * ROBUST_SD * vu), a_u * SLOW, a_u)
+        a["muu"][s] = muu + a_u * du
+        a["vu"][s] = vu + a_u * (du * du - vu)
         cap_r = RMS_CAP * sr
         a["vr"][s] = vr + a_h * (_min(e2, cap_r * cap_r) - vr)
         a["sa"][s] = sa
@@ -301,39 +376,40 @@ class AnomalyBank:
         a["su"][s] = su
 
         ok = ~warm
+        on = ok & (now | stuck)
         valid[rows] = ok
-        active[rows] = ok & (now | stuck)
+        active[rows] = on
         threshold[rows] = np.where(ok, expected, np.nan)
+        major = fired & (score > 2.0) & ~stuck & ok
+        self._major = major
+        # The words are only needed where the condition holds (few entries).
+        k = np.flatnonzero(on)
+        self._on = k
         self._detail = {
-            "fired": fired,
-            "stuck": stuck,
-            "now": now,
-            "score": score,
-            "code": np.where(stuck & ~now, 4, np.where(fired, code, code_s)).astype(np.int8),
-            "band": spec.spike * sr,
-            "z": z_rms,
-            "likelihood": la,
-            "shift": ls,
-            "deviation": np.abs(u),
-            "baseline": base,
-            "held": np.where(fired, 0, held),
-            "run": run,
-            "repeat": a["repeat"][s],
+            "score": score[k],
+            "code": np.where(stuck & ~now, 4, np.where(fired, code, code_s))[k].astype(np.int8),
+            "band": spec.spike * sr[k],
+            "z": z_rms[k],
+            "likelihood": la[k],
+            "shift": _max(ls[k], lu[k]),
+            "deviation": lu[k],
+            "baseline": base[k],
+            "held": np.where(fired, 0, held)[k],
+            "run": run[k],
+            "repeat": a["repeat"][s[k]],
         }
 
     def _words(self, rows: I64, valid: Bools, severity: Any, detail: dict[str, Any]) -> None:
-        d = self._detail
-        major = d["fired"] & (d["score"] > 2.0) & ~d["stuck"] & valid[rows]
-        severity[rows] = np.where(major, _MAJOR, np.int8(0))
-        for name in ("band", "code", "score", "z", "likelihood", "shift", "deviation"):
-            detail[name][rows] = d[name]
-        for name in ("baseline", "held", "run", "repeat"):
-            detail[name][rows] = d[name]
+        severity[rows] = np.where(self._major, _MAJOR, np.int8(0))
+        on = rows[self._on]
+        for name, values in self._detail.items():
+            detail[name][on] = values
         self._detail = {}
 
-    def _stuck(self, run: I64, repeat: F64) -> Bools:
+    def _stuck(self, run: I64, runmax: I64, repeat: F64) -> Bools:
         """Apply the scalar's stuck test: a run of repeats too unlikely at the repeat rate."""
         stuck = ~(run < self.spec.stuck_min) & ~(repeat > STUCK_MAX_REPEAT_RATE)
+        stuck &= ~(run <= STUCK_RUNS * runmax)
         candidates = np.flatnonzero(stuck)
         if not len(candidates):
             return stuck

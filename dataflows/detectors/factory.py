@@ -40,7 +40,7 @@ def anomaly_params(rule: Any) -> dict[str, Any]:
         "alpha": rule.alpha,
         "history": rule.history,
         "warmup": rule.warmup,
-        "hold": rule.hold,
+        "hold_us": rule.hold,
         "refractory": rule.refractory,
         "rearm": rule.rearm,
         "season_us": rule.season,
@@ -68,7 +68,12 @@ def build_detector(rule: Any) -> Any:
     if kind == "anomaly":
         return AnomalyDetector(**anomaly_params(rule))
     if kind == "deadman":
-        return DeadmanDetector(silence_us=rule.silence)
+        return DeadmanDetector(
+            silence_us=None if rule.auto else rule.silence,
+            factor=rule.factor,
+            floor_us=rule.min_silence,
+            initial_us=rule.initial_silence,
+        )
     if kind == "pattern":
         return PatternDetector(
             conditions=[Condition(c.member, c.op, c.value) for c in rule.conditions],

@@ -172,6 +172,8 @@ def gateway_settings(
 ) -> GatewaySettings:
     """Return the gateway's settings for ``env``'s services (a fresh metrics port)."""
     ep = env.endpoints
+    # Recovery stays on, as by default, in this round's throwaway folder.
+    overrides.setdefault("recovery_dir", env.workdir / "recovery")
     return load_settings(
         topic_prefix=env.workload.topic_prefix,
         mqtt={"host": ep.mqtt_host, "port": ep.mqtt_port},

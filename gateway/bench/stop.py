@@ -214,7 +214,8 @@ def _trial(
             settings = gateway_settings(
                 env,
                 rules_file=NO_RULES if options.storage_only else None,
-                recovery_dir=str(local.workdir / "recovery") if options.recovery else None,
+                recovery=options.recovery,
+                recovery_dir=local.workdir / "recovery",
             )
             influxd_tree = ProcessTree(local.influxd.pid)
             try:

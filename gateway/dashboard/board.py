@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from contract.alarms import AlarmEvent, Severity
+from gateway.views.explain import why
 
 __all__ = ["AlarmBoard"]
 
@@ -48,7 +49,12 @@ class AlarmBoard:
             "value": d.value,
             "threshold": d.threshold,
             "message": d.message,
+            "kind": d.kind,
+            "detail": None if d.detail is None else d.detail.model_dump(exclude_none=True),
+            "folded_raises": d.folded_raises,
+            "rate_limited": d.rate_limited,
         }
+        doc["why"] = why(doc["detail"], d.folded_raises, d.rate_limited)
         return self._put(d.alarm_id, d.event_time, None if d.state.value == "cleared" else doc)
 
     def apply_snapshot(self, rows: list[dict[str, Any]], *, grace_s: float = 30.0) -> bool:

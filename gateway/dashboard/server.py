@@ -238,6 +238,9 @@ class Dashboard:
             alarms = self.views.alarm_history(
                 AlarmFilter(site=site, device=device), start=start, end=end, limit=500
             )
+            _, band = self.views.expected_band(
+                site, device, start=start, end=end, windows=self.settings.stream.windows
+            )
         return {
             "site": site,
             "device": device,
@@ -248,6 +251,7 @@ class Dashboard:
             "status": status.as_json() if status else None,
             "readings": [p.as_json() for p in readings],
             "aggregates": [p.as_json() for p in aggs],
+            "band": [p.as_json() for p in band],
             "alarms": [a.as_json() for a in alarms],
         }
 

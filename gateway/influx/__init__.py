@@ -1,10 +1,11 @@
-"""InfluxDB: line protocol, writers (v1 HTTP API and v2 via influxdb-client), queries.
+"""InfluxDB: line protocol, writers (v1 HTTP API, v2 via influxdb-client, v3), queries, setup.
 
 - :mod:`~gateway.influx.encoder`: columnar batches to line protocol (the points path).
 - :mod:`~gateway.influx.lineprotocol`: per-event lines (alarms, dead letters).
-- :mod:`~gateway.influx.writer`: one request at a time, with retries (v1, v2).
+- :mod:`~gateway.influx.writer`: one request at a time, with retries (v1, v2, v3).
 - :mod:`~gateway.influx.pipeline`: submit/flush with a durable-through mark, spill.
 - :mod:`~gateway.influx.resilient`: the same, synchronous (``write`` returns durable).
 - :mod:`~gateway.influx.spill`: the on-disk buffer for outages.
 - :mod:`~gateway.influx.query`: InfluxQL.
+- :mod:`~gateway.influx.setup`: ``sensorgate influx setup`` (database, bucket, DBRP mapping).
 """

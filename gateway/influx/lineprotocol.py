@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from contract import DeadLetterEvent, TelemetryEvent
-from contract.alarms import AlarmEvent
+from contract.alarms import AlarmDetail, AlarmEvent
 from dataflows.windows import Aggregate
 
 __all__ = [
@@ -97,8 +97,14 @@ def deadletter_line(event: DeadLetterEvent) -> str:
     return (
         f"deadletters,reason={escape_tag(d.reason.value)},topic={escape_tag(_safe_tag(d.topic))}"
         f" payload={field_string(d.payload_base64)},error={field_string(d.error)}"
-        f",size={d.payload_size}i,event_id={field_string(event.id)} {ns}"
+        f",size={d.payload_size}i,event_id={field_string(event.id)}"
+        f"{_digest_fields(d.payload_sha256, d.payload_truncated)} {ns}"
     )
+
+
+def _digest_fields(sha256: str | None, truncated: bool) -> str:
+    digest = "" if sha256 is None else f",sha256={field_string(sha256)}"
+    return digest + (",truncated=true" if truncated else "")
 
 
 def aggregate_line(agg: Aggregate) -> str:
@@ -118,7 +124,10 @@ def alarm_line(event: AlarmEvent, measurement: str = "alarms") -> str:
     Tags: site, device, sensor, metric, rule, severity, state. The state is a tag, so
     the raise and the clear of one alarm are two points even at one instant; the
     ``event`` field (raised, updated, acknowledged, cleared) tells transitions of one
-    state apart.
+    state apart. The optional explanation (``detail``) adds one field per item it holds,
+    named as in :class:`~contract.alarms.AlarmDetail` (``component``, ``expected``,
+    ``band_low``, ``band_high``, ``score``, ``history_readings``, ...), and a held alarm
+    adds ``folded_raises`` and ``rate_limited``.
     """
     d = event.data
     fields = [
@@ -141,9 +150,31 @@ def alarm_line(event: AlarmEvent, measurement: str = "alarms") -> str:
         fields.append(f"acknowledged_by={field_string(d.acknowledged_by)}")
     if d.acknowledged_at is not None:
         fields.append(f"acknowledged_at={to_ns(d.acknowledged_at)}i")
+    if d.folded_raises is not None:
+        fields.append(f"folded_raises={d.folded_raises}i")
+    if d.rate_limited is not None:
+        fields.append(f"rate_limited={'true' if d.rate_limited else 'false'}")
+    if d.detail is not None:
+        fields.extend(_detail_fields(d.detail))
     return (
         f"{escape_tag(measurement)},device={escape_tag(d.device)},metric={escape_tag(d.metric)}"
         f",rule={escape_tag(d.rule)},sensor={escape_tag(d.sensor)}"
         f",severity={escape_tag(d.severity.value)},site={escape_tag(d.site)}"
         f",state={escape_tag(d.state.value)} {','.join(fields)} {to_ns(d.event_time)}"
     )
+
+
+_DETAIL_INTS = frozenset({"history_readings", "readings_since_fired"})
+
+
+def _detail_fields(detail: AlarmDetail) -> list[str]:
+    """One field per item of an alarm's explanation (strings, floats, integers ``i``)."""
+    out = []
+    for name, value in detail.model_dump(exclude_none=True).items():
+        if isinstance(value, str):
+            out.append(f"{name}={field_string(value)}")
+        elif name in _DETAIL_INTS:
+            out.append(f"{name}={int(value)}i")
+        else:
+            out.append(f"{name}={float(value)!r}")
+    return out

@@ -162,7 +162,8 @@ def _chunks(lines: Sequence[str], size: int) -> list[tuple[bytes, int]]:
 class PipelinedWriter:
     """Submit bodies without waiting; ``flush`` returns when all before it are durable.
 
-    ``inner`` posts the requests (a :class:`~gateway.influx.writer.V1Writer` or
+    ``inner`` posts the requests (a :class:`~gateway.influx.writer.V1Writer`,
+    :class:`~gateway.influx.writer.V3Writer` or
     :class:`~gateway.influx.writer.V2Writer`); ``spill`` is where outages go (None: no
     spill, see the module docstring). ``precision`` is that of submitted bodies unless
     ``submit`` says otherwise (``u`` for :class:`~gateway.influx.encoder.LineProtocolEncoder`

@@ -1,4 +1,8 @@
-"""Run InfluxQL over ``/query`` (InfluxDB 1.x, and 2.x/3.x compatibility endpoints)."""
+"""Run InfluxQL over ``/query`` (InfluxDB 1.x, and the v1 compatibility API of 2.x and 3.x).
+
+On 2.x the ``database`` must be mapped to a bucket (a DBRP mapping, made by
+``sensorgate influx setup``); on 3.x it is the database itself.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +33,9 @@ class InfluxQL:
         self.settings = settings
         headers = {}
         if settings.token is not None:
-            headers["Authorization"] = f"Token {settings.token.get_secret_value()}"
+            # InfluxDB 2.x's v1 API wants "Token"; 3.x takes "Bearer" (and "Token").
+            scheme = "Bearer" if settings.api == "v3" else "Token"
+            headers["Authorization"] = f"{scheme} {settings.token.get_secret_value()}"
         auth = None
         if settings.username is not None:
             password = settings.password.get_secret_value() if settings.password else ""

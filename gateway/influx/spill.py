@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contract.errors import StorageError
+from gateway.statedir import private_dir
 
 __all__ = ["PackedBatch", "SpillBuffer", "SpilledBatch", "split_lines"]
 
@@ -199,8 +200,8 @@ class SpillBuffer:
     @classmethod
     def claim(cls, directory: Path, key: str, *, max_bytes: int) -> SpillBuffer:
         """Claim the first free slot for ``key`` in ``directory`` and adopt orphans."""
+        private_dir(directory, "influx.spill_dir")
         try:
-            directory.mkdir(parents=True, exist_ok=True)
             slot = 0
             while (fd := _lock(directory / f"{key}-{slot}.lock")) is None:
                 slot += 1

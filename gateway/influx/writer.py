@@ -1,8 +1,9 @@
-"""Write line protocol to InfluxDB, over the v1 HTTP API or the v2 API.
+"""Write line protocol to InfluxDB, over the v1 HTTP API, the v2 API or the v3 API.
 
 :class:`V1Writer` posts to ``/write?db=`` (InfluxDB 1.x, and 2.x/3.x compatibility
-endpoints); :class:`V2Writer` goes through ``influxdb-client`` (token, org, bucket).
-Both split their input into batches, gzip the body (``InfluxSettings.use_gzip``: by
+endpoints with a token); :class:`V2Writer` goes through ``influxdb-client`` (token,
+org, bucket); :class:`V3Writer` posts to InfluxDB 3's ``/api/v3/write_lp?db=``.
+All split their input into batches, gzip the body (``InfluxSettings.use_gzip``: by
 default not on a loopback host, where compressing costs more CPU than it saves), and
 retry server errors (5xx),
 throttling (429, honouring ``Retry-After``) and connection errors with exponential
@@ -53,6 +54,7 @@ __all__ = [
     "Precision",
     "V1Writer",
     "V2Writer",
+    "V3Writer",
     "make_writer",
 ]
 
@@ -219,29 +221,71 @@ def _retry_after(value: str | None) -> float | None:
         return None  # an HTTP date: fall back to our own backoff
 
 
-class V1Writer(_BatchingWriter):
-    """Writes over InfluxDB's v1 HTTP API (``/write?db=&precision=``).
+class _HttpWriter(_BatchingWriter):
+    """A writer that posts line protocol itself, over one ``httpx`` connection pool.
 
-    The ``precision`` of each request is the one given to :meth:`write_body`: ``ns``
-    for :meth:`write`/:meth:`write_batch`, ``u`` for the encoder's bodies.
+    Credentials: ``username``/``password`` as HTTP Basic (InfluxDB 1.x with auth), or
+    ``token`` in an ``Authorization`` header (InfluxDB 2.x and 3.x; the scheme is the
+    subclass's).
     """
+
+    _token_scheme = "Token"
 
     def __init__(
         self, settings: InfluxSettings, *, transport: httpx.BaseTransport | None = None
     ) -> None:
         super().__init__(settings)
         auth = None
-        if settings.username is not None:
+        headers = {}
+        if settings.token is not None:
+            headers["Authorization"] = f"{self._token_scheme} {settings.token.get_secret_value()}"
+        elif settings.username is not None:
             password = settings.password.get_secret_value() if settings.password else ""
             auth = httpx.BasicAuth(settings.username, password)
         # ``transport`` is the seam that lets tests answer without a network.
         self._http = httpx.Client(
-            base_url=settings.url, auth=auth, timeout=settings.timeout_s, transport=transport
+            base_url=settings.url,
+            auth=auth,
+            headers=headers,
+            timeout=settings.timeout_s,
+            transport=transport,
         )
         self._gzip = settings.use_gzip
 
+    def _send(self, path: str, params: dict[str, str], body: bytes) -> None:
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if self._gzip:
+            body = gzip.compress(body, compresslevel=1)
+            headers["Content-Encoding"] = "gzip"
+        try:
+            resp = self._http.post(path, params=params, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise _Transient(f"cannot reach InfluxDB at {self.settings.url}: {exc}") from exc
+        _raise_for_status(resp.status_code, resp.text, resp.headers.get("Retry-After"))
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._http.close()
+
+
+class V1Writer(_HttpWriter):
+    """Writes over InfluxDB's v1 HTTP API (``/write?db=&precision=``).
+
+    The ``precision`` of each request is the one given to :meth:`write_body`: ``ns``
+    for :meth:`write`/:meth:`write_batch`, ``u`` for the encoder's bodies. With a
+    ``token`` it talks to the v1 compatibility API of InfluxDB 2.x (``database`` must
+    be mapped to a bucket: ``sensorgate influx setup``) or 3.x.
+    """
+
     def ensure_database(self) -> None:
-        """Create the database if it does not exist (idempotent)."""
+        """Create the database if it does not exist (idempotent; InfluxDB 1.x).
+
+        With a ``token`` the server is InfluxDB 2.x or 3.x, where ``CREATE DATABASE``
+        does not exist: 2.x needs a bucket and a DBRP mapping (``sensorgate influx
+        setup``), 3.x creates the database on the first write. Nothing is done then.
+        """
+        if self.settings.token is not None:
+            return
         try:
             resp = self._http.post(
                 "/query", params={"q": f'CREATE DATABASE "{self.settings.database}"'}
@@ -254,20 +298,26 @@ class V1Writer(_BatchingWriter):
             )
 
     def _post(self, body: bytes, precision: Precision) -> None:
-        headers = {"Content-Type": "text/plain; charset=utf-8"}
-        if self._gzip:
-            body = gzip.compress(body, compresslevel=1)
-            headers["Content-Encoding"] = "gzip"
-        params = {"db": self.settings.database, "precision": precision}
-        try:
-            resp = self._http.post("/write", params=params, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            raise _Transient(f"cannot reach InfluxDB at {self.settings.url}: {exc}") from exc
-        _raise_for_status(resp.status_code, resp.text, resp.headers.get("Retry-After"))
+        self._send("/write", {"db": self.settings.database, "precision": precision}, body)
 
-    def close(self) -> None:
-        """Close the HTTP connection pool."""
-        self._http.close()
+
+_V3_PRECISION = {"ns": "nanosecond", "u": "microsecond", "ms": "millisecond", "s": "second"}
+
+
+class V3Writer(_HttpWriter):
+    """Writes over InfluxDB 3's own API (``/api/v3/write_lp?db=&precision=``).
+
+    InfluxDB 3 Core and Enterprise create ``database`` on its first write. A request
+    with some bad lines stores the good ones and answers 400 naming the bad ones
+    (``accept_partial``, the server's default), as influxd 1.x does, so the pipelined
+    writer's bisection works unchanged. The token is sent as ``Bearer``.
+    """
+
+    _token_scheme = "Bearer"
+
+    def _post(self, body: bytes, precision: Precision) -> None:
+        params = {"db": self.settings.database, "precision": _V3_PRECISION[precision]}
+        self._send("/api/v3/write_lp", params, body)
 
 
 _BAD_DATA = frozenset({400, 413, 422})
@@ -331,6 +381,10 @@ class V2Writer(_BatchingWriter):
         self._client.close()
 
 
-def make_writer(settings: InfluxSettings) -> V1Writer | V2Writer:
-    """Return the writer for the configured API."""
-    return V1Writer(settings) if settings.api == "v1" else V2Writer(settings)
+def make_writer(settings: InfluxSettings) -> V1Writer | V2Writer | V3Writer:
+    """Return the writer for the configured API (``v1``, ``v2`` or ``v3``)."""
+    if settings.api == "v2":
+        return V2Writer(settings)
+    if settings.api == "v3":
+        return V3Writer(settings)
+    return V1Writer(settings)

@@ -10,15 +10,17 @@ InfluxDB unquoted.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from contract.alarms import AlarmState, Severity
+from contract.alarms import AlarmDetail, AlarmState, Severity
 from contract.errors import SensorGateError, StorageError, TopicError
 from contract.ids import check_id
 from gateway.influx.query import quote_ident, quote_string
+from gateway.views.bands import LOOKBACK, BandPoint, Bucket, trailing_band
 
 __all__ = [
     "AlarmFilter",
@@ -56,6 +58,8 @@ MAX_POINTS = 400
 AGG_FIELDS = ("mean", "min", "max", "count", "first", "last", "stddev")
 ALARM_FIELDS = ("alarm_id", "value", "threshold", "message")
 ALARM_TAGS = ("site", "device", "metric", "rule", "severity", "state")
+DETAIL_FIELDS: tuple[str, ...] = tuple(AlarmDetail.model_fields)
+"""Fields of the ``alarms`` measurement that hold an alarm's explanation."""
 
 
 def parse_duration(text: str) -> timedelta:
@@ -182,6 +186,11 @@ class AlarmRow:
     threshold: float | None = None
     message: str = ""
     sensor: str = ""
+    kind: str = ""
+    detail: dict[str, Any] | None = None
+    """Why the detector fired (:class:`~contract.alarms.AlarmDetail` items), if stored."""
+    folded_raises: int | None = None
+    rate_limited: bool | None = None
 
     @property
     def rank(self) -> int:
@@ -193,8 +202,11 @@ class AlarmRow:
 
     def as_json(self) -> dict[str, Any]:
         """Return a JSON-ready dict (time as ISO 8601 UTC)."""
+        from gateway.views.explain import why
+
         doc = asdict(self)
         doc["time"] = self.time.isoformat().replace("+00:00", "Z")
+        doc["why"] = why(self.detail, self.folded_raises, self.rate_limited)
         return doc
 
     @classmethod
@@ -213,7 +225,16 @@ class AlarmRow:
             threshold=row.get("threshold"),
             message=row.get("message") or "",
             sensor=row.get("sensor") or "",
+            kind=row.get("kind") or "",
+            detail=_detail(row),
+            folded_raises=row.get("folded_raises"),
+            rate_limited=row.get("rate_limited"),
         )
+
+
+def _detail(row: dict[str, Any]) -> dict[str, Any] | None:
+    found = {k: row[k] for k in DETAIL_FIELDS if row.get(k) is not None}
+    return found or None
 
 
 @dataclass(frozen=True)
@@ -447,12 +468,7 @@ class Views:
         interval (so a week reads 1-minute windows, not 10-second ones).
         """
         interval = interval or choose_interval(end - start)
-        step = parse_duration(interval)
-        tumbling = [w for w in windows if _DURATION_RE.match(w)]  # not sliding "5m/1m"
-        if not tumbling:
-            raise ViewInputError(f"no tumbling window among {windows!r}")
-        usable = sorted((w for w in tumbling if parse_duration(w) <= step), key=parse_duration)
-        usable = usable or [min(tumbling, key=parse_duration)]
+        usable = _usable_windows(windows, parse_duration(interval))
         base = [
             _time_clause(start, end),
             f"site = {_id('site', site)}",
@@ -472,6 +488,62 @@ class Views:
             if points:
                 break
         return interval, points
+
+    def expected_band(
+        self,
+        site: str,
+        device: str,
+        *,
+        start: datetime,
+        end: datetime,
+        windows: tuple[str, ...] = ("10s", "1m"),
+        interval: str | None = None,
+    ) -> tuple[str, list[BandPoint]]:
+        """Return each series' expected band over ``[start, end]`` (:mod:`~gateway.views.bands`).
+
+        Read from the stored aggregates of the largest window not longer than the
+        interval, from :data:`~gateway.views.bands.LOOKBACK` buckets before ``start``.
+        """
+        interval = interval or choose_interval(end - start)
+        step = parse_duration(interval)
+        since = start - step * LOOKBACK
+        base = [
+            _time_clause(since, end),
+            f"site = {_id('site', site)}",
+            f"device = {_id('device', device)}",
+        ]
+        rows: list[dict[str, Any]] = []
+        for window in reversed(_usable_windows(windows, step)):
+            where = [*base, f'"window" = {_id("window", window)}']
+            q = (
+                'SELECT mean("mean") AS mean, mean("stddev") AS sd, stddev("mean") AS between'
+                " FROM aggregates WHERE "
+                + " AND ".join(where)
+                + f" GROUP BY time({interval}), sensor, metric"
+            )
+            rows = self._run(q)
+            if any(r.get("mean") is not None for r in rows):
+                break
+        by_series: dict[str, list[Bucket]] = {}
+        for r in rows:
+            sd, between = r.get("sd") or 0.0, r.get("between") or 0.0
+            by_series.setdefault(_series_name(r), []).append(
+                Bucket(_ts(r["time"]) or since, r.get("mean"), math.hypot(sd, between))
+            )
+        points: list[BandPoint] = []
+        for name, buckets in sorted(by_series.items()):
+            buckets.sort(key=lambda b: b.time)
+            points.extend(trailing_band(name, buckets, since=start - step))
+        return interval, points
+
+
+def _usable_windows(windows: tuple[str, ...], step: timedelta) -> list[str]:
+    """Tumbling windows not longer than ``step``, shortest first (else the shortest)."""
+    tumbling = [w for w in windows if _DURATION_RE.match(w)]  # not sliding "5m/1m"
+    if not tumbling:
+        raise ViewInputError(f"no tumbling window among {windows!r}")
+    usable = sorted((w for w in tumbling if parse_duration(w) <= step), key=parse_duration)
+    return usable or [min(tumbling, key=parse_duration)]
 
 
 def _series_name(row: dict[str, Any]) -> str:

@@ -1,3 +1,4 @@
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -73,6 +74,23 @@ def test_deadletter_round_trips_and_keeps_the_raw_bytes(payload: bytes, topic: s
     assert back == event
     assert isinstance(back, DeadLetterEvent)
     assert back.data.payload == payload
+    assert back.data.payload_sha256 == hashlib.sha256(payload).hexdigest()
+    assert not back.data.payload_truncated
+
+
+@given(payload=st.binary(min_size=0, max_size=3000), keep=st.integers(0, 2000))
+def test_a_deadletter_keeps_at_most_its_bound_with_size_and_digest(
+    payload: bytes, keep: int
+) -> None:
+    event = DeadLetterEvent.create(
+        reason=DeadLetterReason.OVERSIZE, error="big", topic="t", payload=payload, keep_bytes=keep
+    )
+    back = decode(encode(event))
+    assert isinstance(back, DeadLetterEvent)
+    assert back.data.payload == payload[:keep]
+    assert back.data.payload_size == len(payload)
+    assert back.data.payload_sha256 == hashlib.sha256(payload).hexdigest()
+    assert back.data.payload_truncated == (len(payload) > keep)
 
 
 @given(st.binary(max_size=2000))

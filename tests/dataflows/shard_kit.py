@@ -32,10 +32,13 @@ def telemetry(
     sensor: str = "env",
     metric: str = "temp",
     fault: str | None = None,
+    outbox: str | None = None,
 ) -> tuple[str, bytes]:
     """One telemetry event with one reading, as (topic, payload)."""
     reading = Reading(sensor=sensor, metric=metric, value=value, time=at, fault=fault)
-    event = TelemetryEvent.create(site=site, device=device, sequence=seq, readings=[reading])
+    event = TelemetryEvent.create(
+        site=site, device=device, sequence=seq, readings=[reading], outbox=outbox
+    )
     return SCHEME.telemetry(site, device), encode(event)
 
 

@@ -166,3 +166,14 @@ def test_durability_modes(tmp_path: Path, durability: str) -> None:
     with Outbox(tmp_path / "o.db", durability=durability) as box:  # type: ignore[arg-type]
         box.put("t", b"x")
         assert box.depth == 1
+
+
+def test_an_outbox_keeps_its_id_and_a_recreated_one_gets_a_new_one(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "o.db") as box:
+        first = box.id
+    with Outbox(tmp_path / "o.db") as box:
+        assert box.id == first
+    (tmp_path / "o.db").unlink()
+    with Outbox(tmp_path / "o.db") as box:
+        assert box.id != first
+        assert len(box.id) == 32

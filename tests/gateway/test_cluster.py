@@ -16,6 +16,7 @@ from gateway.cluster import (
     parse_addresses,
     prepare_recovery,
 )
+from gateway.settings import load_settings
 
 
 def test_each_process_gets_its_id_the_addresses_workers_and_recovery(tmp_path: Path) -> None:
@@ -80,20 +81,27 @@ def test_the_address_count_must_match_the_processes(tmp_path: Path) -> None:
 
 
 def test_recovery_partitions_are_created_once_then_resumed(tmp_path: Path) -> None:
+    settings = load_settings(stream={"shards": 8})
     store = tmp_path / "recovery"
-    assert prepare_recovery(store, 3) == f"created 3 recovery partition(s) in {store}"
+    message = prepare_recovery(settings, store, 3)
+    assert message == f"created 3 recovery partition(s) in {store}"
     assert sorted(p.name for p in store.glob("part-*.sqlite3")) == [
         "part-0.sqlite3",
         "part-1.sqlite3",
         "part-2.sqlite3",
     ]
-    assert prepare_recovery(store, 5) == f"resuming from 3 recovery partition(s) in {store}"
+    assert (store / "sensorgate-recovery.json").exists()  # tied to the shard count
+    assert store.stat().st_mode & 0o777 == 0o700
+    message = prepare_recovery(settings, store, 5)
+    assert message == f"resuming from 3 recovery partition(s) in {store}"
 
 
-def test_a_directory_of_something_else_is_not_used_for_recovery(tmp_path: Path) -> None:
-    (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="no Bytewax recovery partitions"):
-        prepare_recovery(tmp_path, 2)
+def test_a_folder_made_for_another_shard_count_is_refused(tmp_path: Path) -> None:
+    store = tmp_path / "recovery"
+    prepare_recovery(load_settings(stream={"shards": 8}), store, 2)
+    with pytest.raises(ConfigError) as info:
+        prepare_recovery(load_settings(stream={"shards": 16}), store, 2)
+    assert info.value.field == "stream.shards"
 
 
 def test_children_import_this_tree_and_read_the_same_config_file(tmp_path: Path) -> None:
@@ -109,12 +117,12 @@ def test_children_import_this_tree_and_read_the_same_config_file(tmp_path: Path)
 def test_the_command_refuses_to_run_without_recovery(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.delenv("SENSORGATE_RECOVERY_DIR", raising=False)
     monkeypatch.delenv("SENSORGATE_CONFIG_FILE", raising=False)
+    monkeypatch.setenv("SENSORGATE_RECOVERY", "false")
     assert cli.main(["cluster", "-n", "2"]) == 2
     err = capsys.readouterr().err
-    assert "recovery_dir" in err
-    assert "needs a recovery directory" in err
+    assert "invalid configuration for 'recovery'" in err
+    assert "needs recovery (it is off)" in err
 
 
 def test_the_command_refuses_addresses_that_do_not_match_the_count(

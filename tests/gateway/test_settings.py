@@ -24,7 +24,7 @@ def test_environment_overrides_nested_fields(monkeypatch: pytest.MonkeyPatch) ->
 @pytest.mark.parametrize(
     ("overrides", "field", "needle"),
     [
-        ({"influx": {"api": "v3"}}, "influx.api", "'v1' or 'v2'"),
+        ({"influx": {"api": "v4"}}, "influx.api", "'v1', 'v2' or 'v3'"),
         ({"mqtt": {"port": 70000}}, "mqtt.port", "less than or equal to 65535"),
         ({"topic_prefix": "sg/#"}, "topic_prefix", "'#'"),
         ({"influx": {"colour": "red"}}, "influx.colour", "Extra inputs"),

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -39,9 +40,11 @@ class RunningGateway:
 
 
 @pytest.fixture
-def gateway_settings(services: ServiceEndpoints, unique: str) -> GatewaySettings:
-    """Settings for one test: its own topic prefix, database and client ids."""
+def gateway_settings(services: ServiceEndpoints, unique: str, tmp_path: Path) -> GatewaySettings:
+    """Settings for one test: its own topic prefix, database, client ids and state."""
     return load_settings(
+        # Recovery is on by default: each test has its own folder (and spill).
+        recovery_dir=tmp_path / "recovery",
         topic_prefix=f"sgtest/{unique}",
         gateway_id=f"gw-{unique}",
         mqtt={
@@ -55,6 +58,7 @@ def gateway_settings(services: ServiceEndpoints, unique: str) -> GatewaySettings
             "url": services.influx_url,
             "database": f"t_{unique}",
             "aggregate_fields": ["count", "mean", "min", "max", "stddev", "first", "last"],
+            "spill_dir": tmp_path / "spill",
         },
         # 10 s windows (the default is 1 min) so that tests see windows close quickly.
         stream={"allowed_lateness_s": 2, "windows": ["10s", "1m"]},

@@ -379,7 +379,7 @@ def test_a_process_started_late_is_waited_for_and_then_joins(
     lan: LanSetup, settings: GatewaySettings, in_svc: None, tmp_path: Path
 ) -> None:
     recovery = tmp_path / "recovery"
-    prepare_recovery(recovery, 3)
+    prepare_recovery(settings, recovery, 3)
     env = {**os.environ, **settings_env(settings)}
     addresses = lan.addresses(3)
 

@@ -52,11 +52,15 @@
         <td class="state-${esc(a.state)}" data-testid="alarm-state">${esc(a.state)}</td>
         ${withDevice ? `<td><a class="dev" href="${devHref(a.site, a.device)}">${esc(a.site)}/${esc(a.device)}</a></td>` : ""}
         <td>${esc(a.metric)}</td><td>${esc(a.rule)}</td><td>${num(a.value)}</td><td>${num(a.threshold)}</td>
-        <td class="msg">${esc(a.message)}</td><td title="${esc(a.time)}">${utc(a.time)}</td><td>${btn}</td></tr>`;
+        <td class="msg">${esc(a.message)}${whyLine(a)}</td><td title="${esc(a.time)}">${utc(a.time)}</td><td>${btn}</td></tr>`;
     });
     return `<table><thead><tr><th>severity</th><th>state</th>${withDevice ? "<th>device</th>" : ""}
       <th>metric</th><th>rule</th><th>value</th><th>threshold</th><th>message</th><th>last change (UTC)</th><th></th></tr></thead>
       <tbody>${rows.join("")}</tbody></table>`;
+  }
+
+  function whyLine(a) {
+    return a.why ? `<div class="why" data-testid="alarm-why">${esc(a.why)}</div>` : "";
   }
 
   function renderFleet() {
@@ -97,11 +101,12 @@
   // ---- device page ---------------------------------------------------------------------
   const SEV_COLOR = { critical: "#f85149", major: "#fb8f44", minor: "#d29922", warning: "#58a6ff", info: "#8b949e" };
 
-  function chart(name, readings, aggregates, alarms, t0, t1) {
+  function chart(name, readings, aggregates, expected, alarms, t0, t1) {
     const W = 760, H = 220, L = 48, R = 10, T = 10, B = 24;
     const all = readings.concat(aggregates);
-    let lo = Math.min(...all.map((p) => p.min != null ? p.min : p.mean));
-    let hi = Math.max(...all.map((p) => p.max != null ? p.max : p.mean));
+    const inRange = expected.filter((p) => { const t = Date.parse(p.time); return t >= t0 && t <= t1; });
+    let lo = Math.min(...all.map((p) => p.min != null ? p.min : p.mean), ...inRange.map((p) => p.low));
+    let hi = Math.max(...all.map((p) => p.max != null ? p.max : p.mean), ...inRange.map((p) => p.high));
     if (!isFinite(lo) || !isFinite(hi)) { lo = 0; hi = 1; }
     if (hi === lo) { hi += 1; lo -= 1; }
     const pad = (hi - lo) * 0.08; lo -= pad; hi += pad;
@@ -111,6 +116,24 @@
     const line = (arr, key) => arr.map(([t, p], i) => (i ? "L" : "M") + x(t).toFixed(1) + "," + y(p[key]).toFixed(1)).join("");
     const band = pts.length ? line(pts, "max") + pts.slice().reverse().map(([t, p]) => "L" + x(t).toFixed(1) + "," + y(p.min).toFixed(1)).join("") + "Z" : "";
     const aggPts = aggregates.map((p) => [Date.parse(p.time), p]);
+    // The expected band: stored aggregates of the buckets before each one (no per-reading write).
+    const exp = inRange.map((p) => [Date.parse(p.time), p]);
+    const expBand = exp.length > 1 ? exp.map(([t, p], i) => (i ? "L" : "M") + x(t).toFixed(1) + "," + y(p.high).toFixed(1)).join("")
+      + exp.slice().reverse().map(([t, p]) => "L" + x(t).toFixed(1) + "," + y(p.low).toFixed(1)).join("") + "Z" : "";
+    const expLine = exp.length > 1 ? exp.map(([t, p], i) => (i ? "L" : "M") + x(t).toFixed(1) + "," + y(p.center).toFixed(1)).join("") : "";
+    // The detector's own band at each alarm event that carries one: a bar with the expected value.
+    const clipId = "clip-" + name.replace(/[^A-Za-z0-9_-]/g, "_");
+    const alarmBands = alarms.map((a) => {
+      const d = a.detail || {}, t = Date.parse(a.time);
+      // Only where the detector fired (a clear's band is what it expects afterwards).
+      if (!d.component || d.band_low == null || d.band_high == null || t < t0 || t > t1) return "";
+      const xx = x(t), top = y(d.band_high), bot = y(d.band_low);
+      const c = SEV_COLOR[a.severity] || "#8b949e";
+      const ex = d.expected != null ? `<line x1="${(xx - 7).toFixed(1)}" x2="${(xx + 7).toFixed(1)}" y1="${y(d.expected).toFixed(1)}" y2="${y(d.expected).toFixed(1)}" stroke="${c}" stroke-width="2"/>` : "";
+      const v = a.value != null ? `<circle cx="${xx.toFixed(1)}" cy="${y(a.value).toFixed(1)}" r="3.5" fill="none" stroke="${c}" stroke-width="1.5"/>` : "";
+      return `<g data-testid="alarm-band" clip-path="url(#${clipId})"><rect x="${(xx - 4).toFixed(1)}" y="${top.toFixed(1)}" width="8" height="${Math.max(1, bot - top).toFixed(1)}" fill="${c}" fill-opacity="0.25" stroke="${c}" stroke-width="1"/>${ex}${v}
+        <title>${esc(a.state)} ${esc(a.rule)} ${utc(a.time)}: value ${num(a.value)}, expected ${num(d.expected)} in [${num(d.band_low)}, ${num(d.band_high)}]${a.why ? " — " + esc(a.why) : ""}</title></g>`;
+    }).join("");
     let ticks = "";
     for (let i = 0; i <= 4; i++) {
       const v = lo + ((hi - lo) * i) / 4, yy = y(v).toFixed(1);
@@ -128,11 +151,13 @@
         <circle cx="${xx}" cy="${T + 4}" r="4" fill="${c}"><title>${esc(a.state)} ${esc(a.severity)} ${esc(a.rule)} ${utc(a.time)} ${esc(a.message)}</title></circle></g>`;
     }).join("");
     return `<div class="panel chart" data-testid="chart" data-series="${esc(name)}"><h2>${esc(name)}</h2>
-      <svg viewBox="0 0 ${W} ${H}" preserveAspectRatio="none" role="img" aria-label="${esc(name)}">${ticks}
+      <svg viewBox="0 0 ${W} ${H}" preserveAspectRatio="none" role="img" aria-label="${esc(name)}">
+      <defs><clipPath id="${clipId}"><rect x="${L}" y="${T}" width="${W - L - R}" height="${H - T - B}"/></clipPath></defs>${ticks}
+      <path class="expected" data-testid="expected-band" d="${expBand}"/><path class="expected-line" d="${expLine}"/>
       <path class="band" d="${band}"/><path class="mean" d="${pts.length ? line(pts, "mean") : ""}"/>
       <path class="agg" d="${aggPts.length ? line(aggPts, "mean") : ""}"/>
-      ${pts.length < 3 ? pts.map(([t, p]) => `<circle cx="${x(t).toFixed(1)}" cy="${y(p.mean).toFixed(1)}" r="3" fill="#58a6ff"/>`).join("") : ""}${markers}</svg>
-      <div class="legend"><i style="background:#58a6ff"></i>readings (mean, min–max band)<i style="background:#d2a8ff"></i>window aggregates<i style="background:#f85149"></i>alarm events</div></div>`;
+      ${pts.length < 3 ? pts.map(([t, p]) => `<circle cx="${x(t).toFixed(1)}" cy="${y(p.mean).toFixed(1)}" r="3" fill="#58a6ff"/>`).join("") : ""}${markers}${alarmBands}</svg>
+      <div class="legend"><i style="background:#58a6ff"></i>readings (mean, min–max band)<i style="background:#d2a8ff"></i>window aggregates<i class="expected-key"></i>expected band (median ± 3σ of the 30 buckets before)<i style="background:#f85149"></i>alarm events, with the detector's expected value and band</div></div>`;
   }
 
   function renderDevice() {
@@ -147,7 +172,8 @@
     const charts = series.map((s) => {
       const metric = s.split("/").pop();
       const alarms = d.alarms.filter((a) => a.metric === s || a.metric === metric || a.metric === "*");
-      return chart(s, d.readings.filter((p) => p.series === s), d.aggregates.filter((p) => p.series === s), alarms, t0, t1);
+      return chart(s, d.readings.filter((p) => p.series === s), d.aggregates.filter((p) => p.series === s),
+        (d.band || []).filter((p) => p.series === s), alarms, t0, t1);
     });
     $app.innerHTML = `<h1 data-testid="device-title"><a class="dev" href="#/">Fleet</a> / ${esc(d.site)} / ${esc(d.device)}
       ${st ? `<span class="legend"><span class="dot ${st.online ? "online" : "offline"}"></span>${st.online ? "online" : "offline"}, last seen ${utc(st.last_seen)} (${ago(st.last_seen)})</span>` : '<span class="legend">not seen lately</span>'}</h1>
@@ -156,7 +182,7 @@
       <div class="charts">${charts.join("") || '<div class="empty">No readings in this range.</div>'}</div>
       <section class="panel"><h2>Alarm events in range (${d.alarms.length})</h2>
       ${d.alarms.length ? `<table><thead><tr><th>time (UTC)</th><th>severity</th><th>state</th><th>metric</th><th>rule</th><th>value</th><th>message</th></tr></thead><tbody>
-      ${d.alarms.slice(0, 200).map((a) => `<tr><td>${utc(a.time)}</td><td><span class="sev ${esc(a.severity)}">${esc(a.severity)}</span></td><td>${esc(a.state)}</td><td>${esc(a.metric)}</td><td>${esc(a.rule)}</td><td>${num(a.value)}</td><td class="msg">${esc(a.message)}</td></tr>`).join("")}</tbody></table>` : '<div class="empty">None.</div>'}</section>`;
+      ${d.alarms.slice(0, 200).map((a) => `<tr data-testid="alarm-event"><td>${utc(a.time)}</td><td><span class="sev ${esc(a.severity)}">${esc(a.severity)}</span></td><td>${esc(a.state)}</td><td>${esc(a.metric)}</td><td>${esc(a.rule)}</td><td>${num(a.value)}</td><td class="msg">${esc(a.message)}${whyLine(a)}</td></tr>`).join("")}</tbody></table>` : '<div class="empty">None.</div>'}</section>`;
   }
 
   let deviceTimer = null, deviceBusy = false;

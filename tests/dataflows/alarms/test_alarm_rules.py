@@ -121,6 +121,9 @@ def test_good_file_parses(tmp_path):
             "rules[0].conditions[0].op",
         ),
         ({"defaults": {"deadman": "soon"}}, "defaults.deadman"),
+        ({"rules": [{"id": "a", "kind": "deadman", "silence": "never"}]}, "rules[0].silence"),
+        ({"rules": [{"id": "a", "kind": "deadman", "factor": 0.5}]}, "rules[0].factor"),
+        ({"rules": [{"id": "a", "kind": "offline", "max_raises": -1}]}, "rules[0].max_raises"),
         ({"version": 2}, "version"),
     ],
 )
@@ -146,7 +149,48 @@ def test_default_rules_without_a_file():
     assert {r.kind for r in rules.rules} == {"anomaly", "deadman", "offline"}
     assert [r.kind for r in rules.for_series("any", "dev", "s", "m")] == ["anomaly"]
     assert {r.kind for r in rules.for_device("any", "dev")} == {"deadman", "offline"}
-    assert default_rules().by_id["deadman"].silence == 300 * S
+    deadman = default_rules().by_id["deadman"]
+    assert deadman.silence == "auto"
+    assert (deadman.factor, deadman.min_silence) == (3.0, 30 * S)
+    assert deadman.shortest_us == 30 * S
+
+
+def test_deadman_silence_auto_or_fixed_and_the_defaults_table():
+    auto = parse_rules({"defaults": {"deadman": True}}).by_id["deadman"]
+    assert auto.auto
+    also = parse_rules({"defaults": {"deadman": "auto"}}).by_id["deadman"]
+    assert also.auto
+    fixed = parse_rules({"defaults": {"deadman": "5m"}}).by_id["deadman"]
+    assert (fixed.auto, fixed.silence, fixed.shortest_us) == (False, 300 * S, 300 * S)
+    assert parse_rules({"defaults": {"deadman": False}}).by_id.get("deadman") is None
+    rule = parse_rules(
+        {
+            "rules": [
+                {
+                    "id": "quiet",
+                    "kind": "deadman",
+                    "factor": 5,
+                    "min_silence": "1m",
+                    "initial_silence": "2h",
+                }
+            ]
+        }
+    ).by_id["quiet"]
+    assert (rule.silence, rule.factor, rule.min_silence, rule.initial_silence) == (
+        "auto",
+        5.0,
+        60 * S,
+        7200 * S,
+    )
+
+
+def test_raise_rate_limit_is_part_of_every_rules_policy():
+    policy = default_rules().by_id["anomaly"].policy()
+    assert (policy.max_raises, policy.raise_window_us) == (6, 3600 * S)
+    custom = parse_rules(
+        {"rules": [{"id": "a", "kind": "offline", "max_raises": 2, "raise_window": "10m"}]}
+    ).by_id["a"]
+    assert (custom.policy().max_raises, custom.policy().raise_window_us) == (2, 600 * S)
 
 
 def test_durations():

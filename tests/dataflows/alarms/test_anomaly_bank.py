@@ -27,6 +27,18 @@ def series(kind, n, rng):
     elif kind == "stuck":
         v = 5 + rng.normal(0, 1, n)
         v[n // 2 : n // 2 + 80] = v[n // 2]
+    elif kind == "counts":  # zero runs of varying length, bursts: the stuck memory
+        v = rng.poisson(3, n).astype(float)
+        for start in range(0, n - 40, 150):
+            v[start : start + int(rng.integers(5, 40))] = 0.0
+        v[rng.choice(n, 10, replace=False)] += 60.0
+    elif kind == "slide":  # a slow onset to a level that stays (hold, its expiry)
+        v = 20 + rng.normal(0, 1, n)
+        v[n // 3 : n // 3 + 60] += np.linspace(0, 6, 60)
+        v[n // 3 + 60 :] += 6.0
+    elif kind == "ramp":  # a new maximum at every reading, and one real extreme
+        v = np.linspace(0, 40, n) + rng.normal(0, 1, n)
+        v[n - 50] += 9.0
     elif kind == "daily":
         v = 10 + 5 * np.sin(2 * np.pi * t / 288) + rng.normal(0, 0.2, n)
     elif kind == "extreme":
@@ -38,7 +50,20 @@ def series(kind, n, rng):
     return v
 
 
-KINDS = ["noise", "walk", "shift", "spikes", "quantised", "stuck", "daily", "extreme", "flat"]
+KINDS = [
+    "noise",
+    "walk",
+    "shift",
+    "spikes",
+    "quantised",
+    "stuck",
+    "counts",
+    "slide",
+    "ramp",
+    "daily",
+    "extreme",
+    "flat",
+]
 
 
 def signal_tuple(signal):
@@ -57,10 +82,13 @@ def same(a, b):
     )
 
 
-@pytest.mark.parametrize("params", [{}, {"season_buckets": 0}, {"warmup": 5, "refractory": 0}])
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"season_buckets": 0, "hold_us": 3600 * S}, {"warmup": 5, "refractory": 0}],
+)
 def test_bank_says_what_the_scalar_says_entry_by_entry(params):
     rng = np.random.default_rng(5)
-    n = 1500
+    n = 2100  # past the first block of the recent range (2,000 readings)
     slots = len(KINDS) * 2
     data = [series(KINDS[k % len(KINDS)], n, rng) for k in range(slots)]
     # Irregular times per slot (5 minutes give or take), so buckets and gaps differ.
@@ -69,6 +97,7 @@ def test_bank_says_what_the_scalar_says_entry_by_entry(params):
     bank = AnomalyBank(**params)
     bank.grow(slots)
     raised = 0
+    codes: set[int] = set()
     for r in range(n):
         order = rng.permutation(slots)
         ids = order.astype(np.int64)
@@ -80,6 +109,8 @@ def test_bank_says_what_the_scalar_says_entry_by_entry(params):
             got = signal_tuple(signals.signal(i, bank.describe(signals, i)))
             assert same(got, expected), (KINDS[k % len(KINDS)], r, got, expected)
             raised += bool(expected and expected[0])
+            if expected and expected[0]:
+                codes.add(int(signals.detail["code"][i]))
         if r == n // 3:  # snapshot and restore mid-way: nothing changes
             state = bank.snapshot()
             bank = AnomalyBank(**params)
@@ -89,6 +120,7 @@ def test_bank_says_what_the_scalar_says_entry_by_entry(params):
                 copy.restore(scalars[k].snapshot())
                 scalars[k] = copy
     assert raised > 0
+    assert {1, 3, 4, 5} <= codes  # prediction error, level shift, stuck, new extreme
 
 
 def test_extreme_values_never_make_nan_decisions():
@@ -106,6 +138,36 @@ def test_extreme_values_never_make_nan_decisions():
     for name, array in bank.snapshot().items():
         if name not in ("size", "res", "buckets"):
             assert np.isfinite(np.asarray(array, np.float64)).all(), name
+
+
+def test_a_snapshot_of_the_previous_version_restores_like_the_scalar():
+    rng = np.random.default_rng(2)
+    values = 50 + rng.normal(0, 1, 400)
+    scalar = AnomalyDetector()
+    bank = AnomalyBank()
+    bank.grow(1)
+    for r in range(300):
+        scalar.update(T0 + r * S, float(values[r]))
+        bank.update(np.array([0]), np.array([T0 + r * S]), values[r : r + 1])
+    old_scalar = {
+        k: v
+        for k, v in scalar.snapshot().items()
+        if k not in ("hi", "lo", "hi_old", "lo_old", "runmax", "marked", "persist", "raised")
+    }
+    old_bank = {
+        k: v
+        for k, v in bank.snapshot().items()
+        if k not in ("hi", "lo", "hi_old", "lo_old", "runmax", "marked", "persist", "raised")
+    }
+    scalar = AnomalyDetector()
+    scalar.restore(old_scalar)
+    bank = AnomalyBank()
+    bank.restore(old_bank)
+    for r in range(300, 400):
+        expected = signal_tuple(scalar.update(T0 + r * S, float(values[r])))
+        signals = bank.update(np.array([0]), np.array([T0 + r * S]), values[r : r + 1])
+        assert same(signal_tuple(signals.signal(0, bank.describe(signals, 0))), expected)
+        assert not expected[0]  # no new extreme out of a missing range
 
 
 def test_grow_and_reset_start_slots_fresh():

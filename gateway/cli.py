@@ -31,6 +31,8 @@ _PLUGINS = (
     "gateway.cli_views",
     "gateway.config_cli",
     "gateway.influx.cli",
+    "gateway.cluster",
+    "gateway.bench.scaling_cli",
 )
 
 

@@ -114,8 +114,13 @@ class MqttSourceSettings(_Frozen):
     client_id_prefix: str = "sg-gateway"
     share_group: str = "sensorgate"
     """Shared-subscription group: gateway processes in one group split the load."""
-    partitions: Annotated[int, Field(ge=1, le=256)] = 1
-    """MQTT connections (source partitions) across the whole cluster."""
+    partitions: int | Literal["auto"] = "auto"
+    """MQTT connections (source partitions) across the whole cluster. ``"auto"`` (the
+    default; ``None`` means the same): one per worker, ``processes x workers``, resolved
+    when the gateway starts, so every worker of every process reads its own share of the
+    shared subscription. Each partition is one persistent MQTT session (client id
+    ``{client_id_prefix}-{share_group}-{index}``): keep the count stable across restarts,
+    or drain the sessions of partitions that go away (docs/scaling.md)."""
     batch_max_messages: Annotated[int, Field(ge=1, le=100_000)] = 2_000
     """Most messages handed to the flow as one batch."""
     batch_max_age_ms: Annotated[int, Field(ge=0, le=10_000)] = 50
@@ -135,6 +140,29 @@ class MqttSourceSettings(_Frozen):
     Must exceed ``ingest.max_payload_bytes`` (headroom for the topic and properties); set
     the broker's ``max_packet_size`` no higher, so oversize publishes are refused at
     the broker, where the publisher is told (docs/security.md, "Limits")."""
+
+    @field_validator("partitions", mode="before")
+    @classmethod
+    def _auto_partitions(cls, value: object) -> object:
+        if value is None or value == "auto":
+            return "auto"
+        try:
+            count = int(value)  # type: ignore[call-overload]
+        except (TypeError, ValueError):
+            count = 0
+        if isinstance(value, bool) or not 1 <= count <= 256 or str(count) != str(value):
+            raise ValueError('expected "auto" or a whole number from 1 to 256')
+        return count
+
+    def partition_count(self, processes: int = 1, workers: int = 1) -> int:
+        """Return the number of partitions for a cluster of ``processes`` x ``workers``."""
+        if self.partitions == "auto":
+            return max(1, processes) * max(1, workers)
+        return self.partitions
+
+    def for_cluster(self, processes: int = 1, workers: int = 1) -> MqttSourceSettings:
+        """Return these settings with ``partitions`` resolved for the cluster's size."""
+        return self.model_copy(update={"partitions": self.partition_count(processes, workers)})
 
     @property
     def batch_max_age(self) -> timedelta:

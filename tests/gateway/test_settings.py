@@ -182,3 +182,45 @@ def test_home_assistant_discovery_is_opt_in_and_checked(monkeypatch: pytest.Monk
         load_settings(ha_discovery={"window": "5m"})
     with pytest.raises(ConfigError, match=r"ha_discovery\.discovery_prefix"):
         load_settings(ha_discovery={"discovery_prefix": "homeassistant/#"})
+
+
+def test_mqtt_partitions_default_to_one_per_worker_of_the_cluster(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SENSORGATE_MQTT__PARTITIONS", raising=False)
+    mqtt = load_settings().mqtt
+    assert mqtt.partitions == "auto"
+    assert mqtt.partition_count() == 1
+    assert mqtt.partition_count(processes=3, workers=2) == 6
+    assert mqtt.for_cluster(processes=2, workers=1).partitions == 2
+    assert load_settings(mqtt={"partitions": None}).mqtt.partitions == "auto"
+
+
+def test_explicit_mqtt_partitions_are_kept_whatever_the_cluster(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SENSORGATE_MQTT__PARTITIONS", "4")
+    mqtt = load_settings().mqtt
+    assert mqtt.partitions == 4
+    assert mqtt.partition_count(processes=3, workers=2) == 4
+    assert mqtt.for_cluster(processes=3, workers=2).partitions == 4
+    monkeypatch.setenv("SENSORGATE_MQTT__PARTITIONS", "auto")
+    assert load_settings().mqtt.partitions == "auto"
+
+
+@pytest.mark.parametrize("value", [0, 257, "two", True, 2.5])
+def test_bad_mqtt_partitions_are_refused_with_what_is_expected(value: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(mqtt={"partitions": value})
+    assert info.value.field == "mqtt.partitions"
+    assert '"auto" or a whole number from 1 to 256' in info.value.reason
+
+
+def test_the_source_lists_the_partitions_resolved_for_the_cluster() -> None:
+    from contract import TopicScheme
+    from gateway.mqtt_source import MqttSource
+
+    mqtt = load_settings(mqtt={"partitions": "auto"}).mqtt
+    assert MqttSource(mqtt, TopicScheme()).list_parts() == ["0"]
+    resolved = mqtt.for_cluster(processes=3, workers=1)
+    assert MqttSource(resolved, TopicScheme()).list_parts() == ["0", "1", "2"]

@@ -29,6 +29,7 @@ _PLUGINS = (
     "gateway.cli_views",
     "gateway.config_cli",
     "gateway.influx.cli",
+    "gateway.fuzz.cli",
 )
 
 

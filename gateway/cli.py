@@ -30,6 +30,7 @@ _PLUGINS = (
     "gateway.config_cli",
     "gateway.influx.cli",
     "gateway.fuzz.cli",
+    "gateway.chaos.cli",
 )
 
 

@@ -286,6 +286,11 @@ class MqttLink:
             raise BrokerError(f"cannot publish to {topic!r}: {exc}") from exc
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             raise BrokerError(f"cannot publish to {topic!r}: {mqtt.error_string(info.rc)}")
+        if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos > 0:
+            # Queued while the link is down: paho sends it when the link is back and then
+            # marks it published. Its "not connected" code would make every wait fail at
+            # once (the gateway's alarm sink then stopped the flow on a broker restart).
+            info.rc = MQTTErrorCode.MQTT_ERR_SUCCESS
         return PublishTicket(info)
 
     def stop(self) -> None:

@@ -13,7 +13,7 @@ import os
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -72,8 +72,13 @@ class MqttSourceSettings(_Frozen):
     username: str | None = None
     password: SecretStr | None = None
     client_id_prefix: str = "sg-gateway"
-    share_group: str = "sensorgate"
-    """Shared-subscription group: gateway processes in one group split the load."""
+    share_group: str | None = "sensorgate"
+    """Shared-subscription group: gateway processes in one group split the load. Empty
+    (or none): plain subscriptions, for one gateway connection (``partitions = 1``).
+    mosquitto 2.0 does not keep shared subscriptions across its own restart: until the
+    gateway subscribes again, what devices publish on a shared filter reaches no one
+    and is lost (docs/hardening.md); a plain subscription of a persistent session is
+    restored, and the broker queues for it."""
     partitions: Annotated[int, Field(ge=1, le=256)] = 1
     """MQTT connections (source partitions) across the whole cluster."""
     batch_max_messages: Annotated[int, Field(ge=1, le=100_000)] = 2_000
@@ -95,6 +100,20 @@ class MqttSourceSettings(_Frozen):
     Must exceed ``ingest.max_payload_bytes`` (headroom for the topic and properties); set
     the broker's ``max_packet_size`` no higher, so oversize publishes are refused at
     the broker, where the publisher is told (docs/operations.md)."""
+
+    @field_validator("share_group", mode="before")
+    @classmethod
+    def _no_group(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _one_unshared_connection(self) -> Self:
+        if self.share_group is None and self.partitions > 1:
+            raise ValueError(
+                f"without a share group every one of the {self.partitions} partitions would"
+                " receive every message; set mqtt.share_group or mqtt.partitions = 1"
+            )
+        return self
 
     @property
     def batch_max_age(self) -> timedelta:
@@ -346,6 +365,8 @@ def settings_env(settings: GatewaySettings) -> dict[str, str]:
                     f"{prefix}__{name.upper()}" if prefix else name.upper(), getattr(value, name)
                 )
         elif value is None:
+            if prefix == "MQTT__SHARE_GROUP":  # none, not the default group: spelled ""
+                env[f"SENSORGATE_{prefix}"] = ""
             return
         elif isinstance(value, SecretStr):
             env[f"SENSORGATE_{prefix}"] = value.get_secret_value()

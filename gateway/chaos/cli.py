@@ -34,6 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     chaos.add_argument("--devices", type=int, default=5, help="devices (1 edge process + fleet)")
     chaos.add_argument("--influx-down", type=float, default=60.0, help="influxd outage (s)")
     chaos.add_argument("--broker-down", type=float, default=20.0, help="broker outage (s)")
+    chaos.add_argument(
+        "--share-group",
+        default="",
+        metavar="NAME",
+        help="the gateway's MQTT share group (default none: plain subscriptions, which"
+        " mosquitto 2.0 keeps across its restart; give one to see what it loses without)",
+    )
     chaos.add_argument("--plot", type=Path, default=None, help="write the RSS plot (PNG) here")
     chaos.add_argument("--out", type=Path, default=None, help="write the JSON report here")
     chaos.add_argument("--workdir", type=Path, default=None, help="keep everything here")
@@ -56,6 +63,7 @@ def _cmd_chaos(args: argparse.Namespace) -> int:
         devices=args.devices,
         influx_down_s=args.influx_down,
         broker_down_s=args.broker_down,
+        share_group=args.share_group,
         workdir=args.workdir,
         plot=args.plot,
     )

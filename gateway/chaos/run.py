@@ -65,6 +65,9 @@ class ChaosOptions:
     influx_down_s: float = 60.0
     broker_down_s: float = 20.0
     drain_timeout_s: float = 600.0
+    share_group: str = ""
+    """The gateway's share group; empty: plain subscriptions (mosquitto 2.0 drops what
+    arrives for a shared one after its own restart, until the gateway subscribes again)."""
     workdir: Path | None = None
     plot: Path | None = None
 
@@ -104,9 +107,11 @@ def _edge_config(
     return path
 
 
-def _gateway_settings(workdir: Path, mqtt_port: int, influx_port: int) -> GatewaySettings:
+def _gateway_settings(
+    workdir: Path, mqtt_port: int, influx_port: int, share_group: str
+) -> GatewaySettings:
     return load_settings(
-        mqtt={"host": "127.0.0.1", "port": mqtt_port},
+        mqtt={"host": "127.0.0.1", "port": mqtt_port, "share_group": share_group},
         influx={
             "url": f"http://127.0.0.1:{influx_port}",
             "database": DATABASE,
@@ -138,6 +143,7 @@ def run_chaos(options: ChaosOptions, *, command: str, progress: Progress) -> dic
         "minutes": options.minutes,
         "rate": options.rate,
         "devices": options.devices,
+        "share_group": options.share_group or None,
         "schedule": [
             {"at_s": e.at_s, "action": e.action.value, "down_s": e.down_s} for e in schedule
         ],
@@ -157,7 +163,7 @@ def run_chaos(options: ChaosOptions, *, command: str, progress: Progress) -> dic
         roles.influxd, _ = start_influxd(workdir, port=influx_port)
         influx = Influxd(f"http://127.0.0.1:{influx_port}", DATABASE)
         influx.create_database()
-        settings = _gateway_settings(workdir, mqtt_port, influx_port)
+        settings = _gateway_settings(workdir, mqtt_port, influx_port, options.share_group)
         roles.gateway = start_gateway("gateway", settings, workdir)
         interval = round(PER_EVENT * options.devices / options.rate, 4)
         configs = [

@@ -1,7 +1,7 @@
 import pytest
 
 from contract.errors import ConfigError
-from gateway.settings import load_settings
+from gateway.settings import load_settings, settings_env
 
 
 def test_defaults_need_no_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -121,3 +121,11 @@ def test_the_example_config_is_complete_and_valid(tmp_path) -> None:  # type: ig
     path = tmp_path / "example.toml"
     path.write_text(text)
     assert load_settings(config_file=path).model_dump() == load_settings().model_dump()
+
+
+def test_an_empty_share_group_means_plain_subscriptions_for_one_connection() -> None:
+    settings = load_settings(mqtt={"share_group": ""})
+    assert settings.mqtt.share_group is None
+    assert settings_env(settings)["SENSORGATE_MQTT__SHARE_GROUP"] == ""
+    with pytest.raises(ConfigError, match="partitions"):
+        load_settings(mqtt={"share_group": "", "partitions": 2})

@@ -500,7 +500,7 @@ def _plot(rss: _Rss, path: Path, report: dict[str, Any]) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(11, 5.5))
+    fig, ax = plt.subplots(figsize=(13, 5.5))
     names = sorted({n for _t, n, _m in rss.samples})
     for name in names:
         points = [(t, mb) for t, n, mb in rss.samples if n == name]
@@ -522,7 +522,7 @@ def _plot(rss: _Rss, path: Path, report: dict[str, Any]) -> Path:
         f"sensorgate chaos: {report['minutes']:g} min at {report['rate']:,.0f} readings/s,"
         " RSS of every process (grey: faults)"
     )
-    ax.legend(loc="upper left", fontsize=8, markerscale=4)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, markerscale=4)
     ax.grid(alpha=0.3)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()

@@ -94,8 +94,15 @@ class PublishTicket:
         return self._info.mid
 
     def is_acknowledged(self) -> bool:
-        """Return whether the broker acknowledged the message (at once for QoS 0)."""
-        return self._info.is_published()
+        """Return whether the broker acknowledged the message (at once for QoS 0).
+
+        A QoS 0 message published while the link is down is never sent: paho marks it
+        failed, and this says False rather than raising.
+        """
+        try:
+            return self._info.is_published()
+        except (RuntimeError, ValueError):
+            return False
 
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the acknowledgement; return whether it came."""

@@ -1,4 +1,4 @@
-"""The reconnect backoff: exponential, capped, jittered, reset on success."""
+"""The reconnect backoff (exponential, capped, jittered, reset on success) and tickets."""
 
 from __future__ import annotations
 
@@ -50,3 +50,16 @@ def test_link_hands_its_jittered_delay_to_paho() -> None:
         delay = link.client._reconnect_min_delay
         assert delay == link.client._reconnect_max_delay
         assert 0.1 <= delay <= 3.0
+
+
+def test_a_ticket_for_a_publish_made_while_disconnected_is_pending_not_failed() -> None:
+    """paho keeps a QoS 1 publish made while down and sends it on reconnect; a QoS 0
+    one is dropped. Neither ticket raises: one is pending, the other never arrives."""
+    link = MqttLink(MqttSettings(port=1, client_id="never-connected"))
+    queued = link.publish("t/queued", b"x", qos=1)
+    dropped = link.publish("t/dropped", b"x", qos=0)
+    assert not queued.is_acknowledged()
+    assert not queued.wait(0.01)
+    assert not dropped.is_acknowledged()
+    assert not dropped.wait(0.01)
+    assert queued.mid in link.client._out_messages  # kept, to be sent on reconnect

@@ -40,7 +40,16 @@ def test_a_publish_queued_while_the_broker_is_down_is_acknowledged_when_it_is_ba
     link.start()
     try:
         broker.stop()
+        # Publish only once the link knows it is down: paho then keeps the message and
+        # answers "not connected" (before that, it would take the message as sent).
+        gone = threading.Event()
+        for _ in range(300):
+            if not link.connected:
+                break
+            gone.wait(0.1)
+        assert not link.connected
         ticket = link.publish(f"t/{unique}", b"alarm", qos=1)
+        assert not ticket.is_acknowledged()
         broker, _ = start_mosquitto(tmp_path, port=port)
         assert ticket.wait(30), "the queued publish was never acknowledged"
     finally:

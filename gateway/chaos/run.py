@@ -156,6 +156,7 @@ def run_chaos(options: ChaosOptions, *, command: str, progress: Progress) -> dic
     rss = _Rss()
     stop_sampling = threading.Event()
     t0 = time.monotonic()
+    influx: Influxd | None = None
     try:
         mqtt_port, influx_port = free_port(), free_port()
         progress(f"starting mosquitto :{mqtt_port} and influxd :{influx_port} in {workdir}")
@@ -215,6 +216,8 @@ def run_chaos(options: ChaosOptions, *, command: str, progress: Progress) -> dic
         report["error"] = f"{type(exc).__name__}: {exc}"
     finally:
         stop_sampling.set()
+        if influx is not None:
+            influx.close()
         for proc in (roles.edge, roles.fleet):
             if proc is not None:
                 proc.stop()

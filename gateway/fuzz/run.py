@@ -204,6 +204,7 @@ def run_fuzz(options: FuzzOptions, *, command: str, progress: Progress) -> FuzzR
     services = LocalServices(workdir=workdir, keep_data=options.keep)
     gateway = None
     tap = None
+    influx: Influxd | None = None
     try:
         progress(f"starting mosquitto and influxd in {workdir}")
         ep = services.start()
@@ -264,6 +265,8 @@ def run_fuzz(options: FuzzOptions, *, command: str, progress: Progress) -> FuzzR
     except (SensorGateError, OSError) as exc:
         report.error = str(exc)
     finally:
+        if influx is not None:
+            influx.close()
         if tap is not None:
             tap.stop()
         if gateway is not None:

@@ -33,6 +33,8 @@ _PLUGINS = (
     "gateway.influx.cli",
     "gateway.cluster",
     "gateway.bench.scaling_cli",
+    "gateway.fuzz.cli",
+    "gateway.chaos.cli",
 )
 
 

@@ -307,7 +307,8 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
 
 def partition_client_id(settings: MqttSourceSettings, partition: int | str) -> str:
     """Return the client id (and so the broker session) of one source partition."""
-    return f"{settings.client_id_prefix}-{settings.share_group}-{partition}"
+    group = settings.share_group or "plain"  # no share group: plain subscriptions
+    return f"{settings.client_id_prefix}-{group}-{partition}"
 
 
 class MqttSource(FixedPartitionedSource[MessageBatch, None]):

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from contract.errors import ConfigError
-from gateway.settings import load_settings
+from gateway.settings import load_settings, settings_env
 
 
 def test_defaults_need_no_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -224,3 +224,11 @@ def test_the_source_lists_the_partitions_resolved_for_the_cluster() -> None:
     assert MqttSource(mqtt, TopicScheme()).list_parts() == ["0"]
     resolved = mqtt.for_cluster(processes=3, workers=1)
     assert MqttSource(resolved, TopicScheme()).list_parts() == ["0", "1", "2"]
+
+
+def test_an_empty_share_group_means_plain_subscriptions_for_one_connection() -> None:
+    settings = load_settings(mqtt={"share_group": ""})
+    assert settings.mqtt.share_group is None
+    assert settings_env(settings)["SENSORGATE_MQTT__SHARE_GROUP"] == ""
+    with pytest.raises(ConfigError, match="partitions"):
+        load_settings(mqtt={"share_group": "", "partitions": 2})

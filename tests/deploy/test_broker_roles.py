@@ -457,7 +457,7 @@ def test_the_gateway_over_mutual_tls_reads_telemetry_writes_alarms_and_summary(
     broker: Broker, services: ServiceEndpoints, tmp_path: Path
 ) -> None:
     from gateway.commands import publish_ack
-    from tests.integration.conftest import gateway_thread
+    from tests.integration.gateway_kit import gateway_thread
 
     unique = uuid.uuid4().hex[:8]
     rules = tmp_path / "rules.toml"

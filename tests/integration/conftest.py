@@ -1,42 +1,22 @@
-"""Fixtures that run the real gateway flow against the session's mosquitto and influxd."""
+"""Fixtures that run the real gateway flow against the session's mosquitto and influxd.
+
+Only fixtures live here: the helpers they use (``wait_for``, ``gateway_thread``,
+``RunningGateway``) are in plain modules (:mod:`tests.waiting`,
+:mod:`tests.integration.gateway_kit`) that test modules import. No test module imports
+a conftest (ruff's banned-api rule in pyproject.toml says so).
+"""
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from edge.mqtt import MqttLink, MqttSettings
-from gateway.influx.query import InfluxQL
-from gateway.metrics import GatewayMetrics
 from gateway.services import ServiceEndpoints
 from gateway.settings import GatewaySettings, load_settings
-
-pytestmark = pytest.mark.integration
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``condition`` until it holds, or fail saying what did not happen."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-@dataclass
-class RunningGateway:
-    settings: GatewaySettings
-    query: InfluxQL
-    thread: threading.Thread
-    stop: threading.Event
-    metrics: GatewayMetrics
+from tests.integration.gateway_kit import RunningGateway, gateway_thread
 
 
 @pytest.fixture
@@ -65,39 +45,6 @@ def gateway_settings(services: ServiceEndpoints, unique: str, tmp_path: Path) ->
         epoch_interval_s=0.5,
         metrics_port=0,
     )
-
-
-@contextlib.contextmanager
-def gateway_thread(settings: GatewaySettings, *, workers: int = 1) -> Iterator[RunningGateway]:
-    """Run the gateway flow in a thread of the test process; stop it on exit."""
-    from gateway.app import prepare_storage, run_gateway
-
-    prepare_storage(settings)
-    stop = threading.Event()
-    subscribed = threading.Event()
-    metrics = GatewayMetrics()
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            run_gateway(
-                settings, workers=workers, stop=stop, subscribed=subscribed, metrics=metrics
-            )
-        except BaseException as exc:  # surfaced in the test, not lost in the thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, name="gateway", daemon=True)
-    thread.start()
-    query = InfluxQL(settings.influx)
-    try:
-        wait_for(lambda: subscribed.is_set() or bool(errors), 30, "the gateway's subscription")
-        yield RunningGateway(settings, query, thread, stop, metrics)
-    finally:
-        stop.set()
-        thread.join(30)
-        query.close()
-    assert not thread.is_alive(), "the gateway did not stop within 30 s"
-    assert not errors, f"the gateway failed: {errors[0]!r}"
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ from contract import Reading, TelemetryEvent, encode
 from edge.mqtt import MqttLink
 from gateway.settings import GatewaySettings
 from simulators.dialects import DialectPublisher
-from tests.integration.conftest import gateway_thread, wait_for
+from tests.integration.gateway_kit import gateway_thread
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,8 @@ from gateway.services import ServiceEndpoints
 from gateway.settings import GatewaySettings
 from simulators.labels import Label
 from tests.integration.alarm_helpers import AlarmCollector
-from tests.integration.conftest import gateway_thread, wait_for
+from tests.integration.gateway_kit import gateway_thread
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ from edge.mqtt import MqttLink
 from gateway.services import ServiceEndpoints, free_port
 from gateway.settings import GatewaySettings, settings_env
 from tests.integration.alarm_helpers import AlarmCollector
-from tests.integration.conftest import gateway_thread, wait_for
-from tests.integration.test_gateway_process import _spawn, _wait_ready
+from tests.integration.gateway_kit import gateway_thread, spawn_gateway, wait_ready
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -79,9 +79,9 @@ def test_alarm_survives_sigkill_with_recovery_ack_kept_no_second_raise_no_lost_c
     device = _Device(publisher, settings)
     port = settings.metrics_port
     with AlarmCollector(services, settings.topic_prefix, f"c-{settings.gateway_id}") as alarms:
-        gw = _spawn(settings, tmp_path, "gw-before")
+        gw = spawn_gateway(settings, tmp_path, "gw-before")
         try:
-            _wait_ready(gw, port)
+            wait_ready(gw, port)
             device.send(20.0, 35.0)
             wait_for(lambda: len(_ids(alarms, "raised")) == 1, 30, "the raise")
             alarm_id = alarms.of("raised")[0].data.alarm_id
@@ -101,9 +101,9 @@ def test_alarm_survives_sigkill_with_recovery_ack_kept_no_second_raise_no_lost_c
         finally:
             gw.stop()
         device.send(37.0)  # queued by the broker for the gateway's persistent session
-        gw = _spawn(settings, tmp_path, "gw-after")
+        gw = spawn_gateway(settings, tmp_path, "gw-after")
         try:
-            _wait_ready(gw, port)
+            wait_ready(gw, port)
             device.send(38.0, 20.0)
             wait_for(lambda: _ids(alarms, "cleared"), 30, "the clear after the restart")
         finally:

@@ -40,7 +40,6 @@ from gateway.cluster import prepare_recovery
 from gateway.influx.query import InfluxQL
 from gateway.services import ManagedProcess, start_influxd, start_mosquitto
 from gateway.settings import GatewaySettings, load_settings, settings_env
-from tests.integration.conftest import wait_for
 from tests.integration.netns import Host, Lan, inside, netns_unavailable
 from tests.integration.streams import (
     Published,
@@ -48,6 +47,7 @@ from tests.integration.streams import (
     publish_series,
     stored_aggregates,
 )
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

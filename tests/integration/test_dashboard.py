@@ -32,37 +32,20 @@ from gateway.dashboard.server import Dashboard
 from gateway.settings import GatewaySettings
 from gateway.views.queries import Views
 from simulators.demo import start_demo_fleet
-from tests.integration.conftest import RunningGateway, wait_for
+from tests.integration.browser_kit import chromium_page
+from tests.integration.gateway_kit import RunningGateway
 from tests.integration.views_kit import aggregate_line, alarm_line, reading_line, write
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 
 
 @pytest.fixture
 def browser_page() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), "install Debian's chromium (scripts/bootstrap-system.sh)"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1360, "height": 900})
-        try:
-            yield page
-        finally:
-            browser.close()
+    with chromium_page() as page:
+        yield page
 
 
 class AlarmStage:

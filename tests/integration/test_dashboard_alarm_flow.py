@@ -22,8 +22,9 @@ from edge.mqtt import MqttLink, MqttSettings
 from gateway.dashboard.server import Dashboard
 from gateway.settings import GatewaySettings
 from gateway.views.queries import AlarmFilter, Views
-from tests.integration.conftest import gateway_thread, wait_for
-from tests.integration.test_dashboard import CHROMIUM, CHROMIUM_ARGS
+from tests.integration.browser_kit import chromium_page
+from tests.integration.gateway_kit import gateway_thread
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -41,14 +42,8 @@ clear = 30
 
 @pytest.fixture
 def page() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page(viewport={"width": 1360, "height": 900})
-        finally:
-            browser.close()
+    with chromium_page() as page:
+        yield page
 
 
 def test_real_alarm_raised_acknowledged_and_cleared_on_the_page(

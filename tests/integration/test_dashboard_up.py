@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from gateway.services import ServiceEndpoints
-from tests.integration.conftest import wait_for
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -9,13 +9,14 @@ import pytest
 from contract import Reading, TelemetryEvent, encode
 from edge.mqtt import MqttLink
 from gateway.settings import GatewaySettings
-from tests.integration.conftest import RunningGateway, gateway_thread, wait_for
+from tests.integration.gateway_kit import RunningGateway, gateway_thread
 from tests.integration.streams import (
     Published,
     assert_aggregates_equal,
     publish_series,
     stored_aggregates,
 )
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,40 +17,17 @@ from edge.mqtt import MqttLink
 from gateway.cluster import free_listen_ports
 from gateway.influx.query import InfluxQL
 from gateway.services import ManagedProcess, free_port, start_influxd
-from gateway.settings import GatewaySettings, settings_env
-from tests.integration.conftest import wait_for
+from gateway.settings import GatewaySettings
+from tests.integration.gateway_kit import spawn_gateway, wait_ready
 from tests.integration.streams import (
     Published,
     assert_aggregates_equal,
     publish_series,
     stored_aggregates,
 )
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def _spawn(settings: GatewaySettings, workdir: Path, name: str, *args: str) -> ManagedProcess:
-    return ManagedProcess(
-        name,
-        [sys.executable, "-m", "gateway.cli", "gateway", "run", *args],
-        workdir / f"{name}.log",
-        env={**os.environ, **settings_env(settings)},
-    )
-
-
-def _ready(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _wait_ready(proc: ManagedProcess, port: int, timeout: float = 60) -> None:
-    def check() -> bool:
-        assert proc.alive(), f"{proc.name} exited:\n{proc.log_tail()}"
-        return _ready(port)
-
-    wait_for(check, timeout, f"{proc.name} ready on port {port}")
 
 
 @pytest.fixture
@@ -75,10 +51,12 @@ def test_two_processes_give_the_aggregates_computed_from_the_data(
     # Below the ephemeral range: a free_port() pick can be taken by an outgoing
     # connection before the process binds it (gateway.cluster.free_listen_ports).
     addresses = ";".join(f"127.0.0.1:{port}" for port in free_listen_ports(2))
-    procs = [_spawn(settings, tmp_path, f"gw{i}", "-i", str(i), "-a", addresses) for i in range(2)]
+    procs = [
+        spawn_gateway(settings, tmp_path, f"gw{i}", "-i", str(i), "-a", addresses) for i in range(2)
+    ]
     try:
         for i, proc in enumerate(procs):
-            _wait_ready(proc, base + i)
+            wait_ready(proc, base + i)
         published = Published()
         start = datetime.now(UTC).replace(second=0, microsecond=0)
         devices = [f"p{i}" for i in range(10)]
@@ -187,8 +165,8 @@ def test_sigkill_under_load_loses_no_reading(
 ) -> None:
     settings = proc_settings.model_copy(update={"recovery_dir": str(tmp_path / "recovery")})
     port = settings.metrics_port
-    gw = _spawn(settings, tmp_path, "gw-before")
-    _wait_ready(gw, port)
+    gw = spawn_gateway(settings, tmp_path, "gw-before")
+    wait_ready(gw, port)
     with _Load(publisher, settings, devices=10) as load:
         time.sleep(6)  # load runs while the gateway works
         gw.proc.kill()  # SIGKILL: no chance to flush or acknowledge anything
@@ -196,8 +174,8 @@ def test_sigkill_under_load_loses_no_reading(
         gw.stop()
         killed_at = len(load.published.readings)
         time.sleep(2)  # the broker keeps queueing for the gateway's persistent session
-        gw = _spawn(settings, tmp_path, "gw-after")
-        _wait_ready(gw, port)
+        gw = spawn_gateway(settings, tmp_path, "gw-after")
+        wait_ready(gw, port)
         time.sleep(5)
     try:
         total = len(load.published.readings)
@@ -253,9 +231,9 @@ def test_metrics_and_health_follow_influxdb(
         }
     )
     port = settings.metrics_port
-    gw = _spawn(settings, tmp_path, "gw-health")
+    gw = spawn_gateway(settings, tmp_path, "gw-health")
     try:
-        _wait_ready(gw, port)
+        wait_ready(gw, port)
         published = Published()
         publish_series(
             publisher,
@@ -311,7 +289,7 @@ def _spawn_like_a_background_job(
 
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the child
     try:
-        return _spawn(settings, workdir, name)
+        return spawn_gateway(settings, workdir, name)
     finally:
         signal.signal(signal.SIGINT, previous)
 
@@ -327,7 +305,7 @@ def test_graceful_stop_under_load_acknowledges_everything_it_stored(
     q = InfluxQL(settings.influx)
     gw = _spawn_like_a_background_job(settings, tmp_path, "gw-first")
     try:
-        _wait_ready(gw, port)
+        wait_ready(gw, port)
         with _Load(publisher, settings, devices=10) as load:
             wait_for(
                 lambda: q.scalar(f"SELECT count(value) FROM {q.layout.readings}") >= 500,
@@ -338,8 +316,8 @@ def test_graceful_stop_under_load_acknowledges_everything_it_stored(
             # A generous bound, not a timing assertion: `sensorgate bench-stop` measures it.
             assert gw.proc.wait(timeout=120) == 0, gw.log_tail()
         gw.stop()
-        gw = _spawn(settings, tmp_path, "gw-second")
-        _wait_ready(gw, port)
+        gw = spawn_gateway(settings, tmp_path, "gw-second")
+        wait_ready(gw, port)
         total = len(load.published.readings)
         wait_for(
             lambda: q.scalar(f"SELECT count(value) FROM {q.layout.readings}") >= total,

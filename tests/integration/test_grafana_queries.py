@@ -21,8 +21,9 @@ from gateway.influx.layout import StorageLayout
 from gateway.settings import InfluxSettings
 from gateway.views.queries import Views
 from simulators.demo import start_demo_fleet
-from tests.integration.conftest import RunningGateway, wait_for
+from tests.integration.gateway_kit import RunningGateway
 from tests.integration.views_kit import alarm_line, write
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,8 @@ from dataflows.adapters import AdapterSet, parse_adapters
 from edge.mqtt import MqttLink, MqttSettings
 from gateway.services import ServiceEndpoints
 from gateway.settings import GatewaySettings
-from tests.integration.conftest import gateway_thread, wait_for
+from tests.integration.gateway_kit import gateway_thread
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,8 @@ from gateway.influx.resilient import make_resilient_writer
 from gateway.influx.writer import V1Writer
 from gateway.services import ManagedProcess, ServiceEndpoints, free_port, start_influxd
 from gateway.settings import GatewaySettings, InfluxSettings, load_settings
-from tests.integration.conftest import RunningGateway, wait_for
+from tests.integration.gateway_kit import RunningGateway
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

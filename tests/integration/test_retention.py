@@ -25,9 +25,10 @@ from gateway.influx.spill import PackedBatch, SpillBuffer
 from gateway.services import ManagedProcess, ServiceEndpoints, free_port, start_influxd
 from gateway.settings import GatewaySettings, InfluxSettings, load_settings
 from gateway.views.queries import Views
-from tests.integration.conftest import gateway_thread, wait_for
+from tests.integration.gateway_kit import gateway_thread
 from tests.integration.streams import Published, publish_series
 from tests.integration.views_kit import aggregate_line, ns, reading_line, write
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from contract.errors import ServiceError
 from gateway import services as services_mod
 from gateway.services import LocalServices, ServiceEndpoints
-from tests.integration.conftest import wait_for
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

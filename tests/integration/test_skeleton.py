@@ -11,7 +11,8 @@ import pytest
 
 from contract import DeadLetterEvent, Reading, TelemetryEvent, decode, encode
 from edge.mqtt import MqttLink, MqttSettings
-from tests.integration.conftest import RunningGateway, wait_for
+from tests.integration.gateway_kit import RunningGateway
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import wait_for
-from tests.integration.test_dashboard import CHROMIUM, CHROMIUM_ARGS
+from tests.integration.browser_kit import chromium_page
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -38,8 +38,6 @@ def _ours(alarms: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_up_raises_the_demo_alarm_on_the_dashboard_and_in_alerts(tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
     shots = tmp_path
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENSORGATE_")}
     started = time.monotonic()
@@ -97,25 +95,20 @@ def test_up_raises_the_demo_alarm_on_the_dashboard_and_in_alerts(tmp_path: Path)
 
         # The device page: the detector's band at the alarm, and the expected band from
         # the stored aggregates once a few windows have closed.
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1360, "height": 1000})
-                page.goto(url)
-                page.goto(base + "#/device/demo/demo-000")
-                page.locator('button[data-range="15m"]').click()
-                chart = page.locator('[data-testid=chart][data-series="env/temperature"]')
-                chart.locator("[data-testid=alarm-band]").first.wait_for(timeout=60_000)
+        with chromium_page(height=1000) as page:
+            page.goto(url)
+            page.goto(base + "#/device/demo/demo-000")
+            page.locator('button[data-range="15m"]').click()
+            chart = page.locator('[data-testid=chart][data-series="env/temperature"]')
+            chart.locator("[data-testid=alarm-band]").first.wait_for(timeout=60_000)
 
-                def band_drawn() -> bool:
-                    d = chart.locator("[data-testid=expected-band]").get_attribute("d")
-                    return bool(d)
+            def band_drawn() -> bool:
+                d = chart.locator("[data-testid=expected-band]").get_attribute("d")
+                return bool(d)
 
-                wait_for(band_drawn, 120, "the expected band on the device chart")
-                assert page.get_by_test_id("alarm-why").count() >= 1
-                page.screenshot(path=str(shots / "demo-alarm.png"))
-            finally:
-                browser.close()
+            wait_for(band_drawn, 120, "the expected band on the device chart")
+            assert page.get_by_test_id("alarm-why").count() >= 1
+            page.screenshot(path=str(shots / "demo-alarm.png"))
     finally:
         proc.terminate()
         assert proc.wait(60) == 0

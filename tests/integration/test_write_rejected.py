@@ -11,7 +11,8 @@ from contract import DeadLetterEvent, Reading, TelemetryEvent, decode, encode
 from edge.mqtt import MqttLink, MqttSettings
 from gateway.influx.lineprotocol import to_ns
 from gateway.influx.writer import V1Writer
-from tests.integration.conftest import RunningGateway, wait_for
+from tests.integration.gateway_kit import RunningGateway
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

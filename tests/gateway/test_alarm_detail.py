@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import numpy as np
 
@@ -17,6 +16,7 @@ from gateway.dashboard.board import AlarmBoard
 from gateway.influx.lineprotocol import alarm_line
 from gateway.views.bands import Bucket, trailing_band
 from gateway.views.explain import why
+from gateway.views.fake import FakeQueryRunner
 from gateway.views.queries import AlarmRow, Views
 
 S = 1_000_000
@@ -144,16 +144,6 @@ def test_expected_band_uses_only_the_buckets_before() -> None:
     assert math.isclose(moving[-1].high - moving[-1].centre, 3 * 1.4826 * 7.5)
 
 
-class FakeRunner:
-    def __init__(self, rows: list[dict[str, Any]]) -> None:
-        self.rows = rows
-        self.statements: list[str] = []
-
-    def query(self, q: str) -> list[dict[str, Any]]:
-        self.statements.append(q)
-        return self.rows if "10s" in q else []
-
-
 def test_views_expected_band_reads_the_stored_aggregates_with_a_lookback() -> None:
     start = T0 + timedelta(minutes=5)
     rows = [
@@ -161,7 +151,7 @@ def test_views_expected_band_reads_the_stored_aggregates_with_a_lookback() -> No
          "metric": "t", "mean": 20.0, "sd": 0.3, "between": None}
         for i in range(60)
     ]  # fmt: skip
-    runner = FakeRunner(rows)
+    runner = FakeQueryRunner(answers=[("10s", rows)])  # no raw readings
     interval, band = Views(runner).expected_band(
         "s", "d", start=start, end=start + timedelta(minutes=5), interval="10s"
     )

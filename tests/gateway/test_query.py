@@ -9,6 +9,7 @@ import pytest
 
 from gateway.influx.layout import StorageLayout
 from gateway.settings import InfluxSettings
+from gateway.views.fake import FakeQueryRunner
 from gateway.views.queries import (
     AlarmFilter,
     ViewInputError,
@@ -17,16 +18,6 @@ from gateway.views.queries import (
     parse_duration,
     parse_time,
 )
-
-
-class FakeRunner:
-    def __init__(self, rows: list[dict[str, Any]] | None = None) -> None:
-        self.statements: list[str] = []
-        self.rows = rows or []
-
-    def query(self, q: str) -> list[dict[str, Any]]:
-        self.statements.append(q)
-        return self.rows
 
 
 def test_choose_interval_grows_with_the_range() -> None:
@@ -55,7 +46,7 @@ def test_parse_time_and_duration() -> None:
     ["a\nb", "trailing\n", "\n", "x\x00", "ends\\", "a/b", "+", "#", "", "z" * 200],
 )
 def test_ids_that_cannot_exist_are_refused_before_querying(bad: str) -> None:
-    runner = FakeRunner()
+    runner = FakeQueryRunner()
     with pytest.raises(ViewInputError):
         Views(runner).active_alarms(AlarmFilter(device=bad))
     assert runner.statements == []
@@ -69,7 +60,7 @@ def test_severity_and_state_are_checked() -> None:
 
 
 def test_hostile_values_are_quoted() -> None:
-    runner = FakeRunner()
+    runner = FakeQueryRunner()
     Views(runner).alarm_history(AlarmFilter(device="x' OR 1=1 --", site="a\\b"))
     (q,) = runner.statements
     assert "\"device\" = 'x\\' OR 1=1 --'" in q
@@ -77,7 +68,7 @@ def test_hostile_values_are_quoted() -> None:
 
 
 def test_bad_range_and_interval_refused() -> None:
-    views = Views(FakeRunner())
+    views = Views(FakeQueryRunner())
     now = datetime.now(UTC)
     with pytest.raises(ViewInputError):
         views.readings("s", "d", start=now, end=now - timedelta(hours=1))
@@ -121,21 +112,8 @@ def test_active_alarms_keep_the_latest_non_cleared_event_most_severe_first() -> 
             "alarm_id": "3",
         },
     ]
-    active = Views(FakeRunner(rows)).active_alarms()
+    active = Views(FakeQueryRunner(rows)).active_alarms()
     assert [a.alarm_id for a in active] == ["2", "1"]
-
-
-class ScriptedRunner:
-    """Answers each statement by the first (substring, rows) that it contains."""
-
-    def __init__(self, layout: StorageLayout, answers: list[tuple[str, list[dict[str, Any]]]]):
-        self.layout = layout
-        self.answers = answers
-        self.statements: list[str] = []
-
-    def query(self, q: str) -> list[dict[str, Any]]:
-        self.statements.append(q)
-        return next((rows for key, rows in self.answers if key in q), [])
 
 
 def _bucket(when: datetime, mean: float) -> dict[str, Any]:
@@ -148,9 +126,9 @@ def test_a_long_range_reads_aggregates_and_raw_only_where_none_are() -> None:
     end = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
     start = end - timedelta(days=1)  # 5 minute buckets
     last = end - timedelta(minutes=10)  # the windows of the last minutes are still open
-    runner = ScriptedRunner(
-        layout,
-        [
+    runner = FakeQueryRunner(
+        layout=layout,
+        answers=[
             (
                 "SHOW TAG VALUES",
                 [{"key": "window", "value": "1m"}, {"key": "window", "value": "10s"}],
@@ -181,7 +159,7 @@ def test_a_long_range_reads_aggregates_and_raw_only_where_none_are() -> None:
 
 
 def test_a_short_range_reads_raw_unless_it_starts_before_the_raw_retention() -> None:
-    runner = FakeRunner()
+    runner = FakeQueryRunner()
     views = Views(runner, layout=StorageLayout.of(InfluxSettings()))
     now = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
     assert not views.reads_aggregates(now - timedelta(hours=6), now, now=now)
@@ -190,7 +168,7 @@ def test_a_short_range_reads_raw_unless_it_starts_before_the_raw_retention() -> 
     assert views.reads_aggregates(old, old + timedelta(hours=1), now=now)
     assert not views.reads_aggregates(old, old + timedelta(hours=1), "raw", now=now)
     # Without retention policies the raw readings never expire.
-    single = Views(FakeRunner())
+    single = Views(FakeQueryRunner())
     assert not single.reads_aggregates(old, old + timedelta(hours=1), now=now)
     views.readings("s", "d", start=now - timedelta(hours=1), end=now, now=now)
     (q,) = runner.statements
@@ -199,7 +177,7 @@ def test_a_short_range_reads_raw_unless_it_starts_before_the_raw_retention() -> 
 
 
 def test_a_long_range_without_aggregates_reads_raw() -> None:
-    runner = FakeRunner()
+    runner = FakeQueryRunner()
     views = Views(runner, layout=StorageLayout.of(InfluxSettings()))
     now = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
     views.readings("s", "d", start=now - timedelta(days=7), end=now, now=now)

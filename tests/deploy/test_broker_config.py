@@ -23,6 +23,7 @@ from contract.errors import BrokerError
 from edge.mqtt import MqttLink, MqttSettings, TlsSettings
 from gateway.services import ManagedProcess, _listens, find_binary, free_port
 from tests.deploy.deploy_kit import DEPLOY
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -115,13 +116,6 @@ def _collect(link: MqttLink, topic: str) -> list[tuple[str, bytes]]:
     return got
 
 
-def _wait(condition, what: str, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def test_a_device_over_tls_reaches_the_gateway_only_under_its_own_topics(broker: Broker) -> None:
     gateway = _link(broker, "sg-gateway", "mqtt_gateway_password", tls=False)
     gateway.start()
@@ -132,7 +126,9 @@ def test_a_device_over_tls_reaches_the_gateway_only_under_its_own_topics(broker:
         device.publish("sg/v1/compose/pump-9/telemetry", b"not mine", qos=1).wait(10)
         device.publish("sg/v1/other-site/edge-01/telemetry", b"not mine", qos=1).wait(10)
         device.publish("sg/v1/compose/edge-01/telemetry", b"mine", qos=1).wait(10)
-        _wait(lambda: ("sg/v1/compose/edge-01/telemetry", b"mine") in got, "the device's own")
+        wait_for(
+            lambda: ("sg/v1/compose/edge-01/telemetry", b"mine") in got, 10, "the device's own"
+        )
         # Both were sent in order on one connection: the refused one would be first.
         assert got == [("sg/v1/compose/edge-01/telemetry", b"mine")]
     finally:
@@ -150,7 +146,7 @@ def test_the_simulator_publishes_for_any_device_but_cannot_read(broker: Broker) 
         snooped = _collect(sim, "sg/v1/#")
         for device in ("a", "b"):
             sim.publish(f"sg/v1/sim/{device}/telemetry", device.encode(), qos=1).wait(10)
-        _wait(lambda: len(got) == 2, "the simulated devices' telemetry")
+        wait_for(lambda: len(got) == 2, 10, "the simulated devices' telemetry")
         assert snooped == []
     finally:
         sim.stop()

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from edge.mqtt import MqttLink, MqttSettings, TlsSettings
 from gateway.services import ManagedProcess, ServiceEndpoints, _listens, find_binary, free_port
 from gateway.settings import GatewaySettings, load_settings, settings_env
 from tests.deploy.deploy_kit import DEPLOY
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -178,13 +179,6 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     proc.stop()
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 class Listener:
     """A link that subscribes to some filters (one SUBSCRIBE) and keeps what arrives."""
 
@@ -259,7 +253,7 @@ def test_a_device_publishes_only_as_its_own_site_and_device(broker: Broker) -> N
         assert device.refused == len(forged)
         with pytest.raises(BrokerError, match="Not authorized"):
             tickets[0].raise_if_refused()
-        wait_for(lambda: own in gateway.topics(), "the device's own telemetry")
+        wait_for(lambda: own in gateway.topics(), 20, "the device's own telemetry")
         # Sent in order on one connection: anything forged would have arrived first.
         assert gateway.topics() == [own]
 
@@ -338,7 +332,7 @@ def test_only_the_operator_may_acknowledge(broker: Broker, tmp_path: Path) -> No
             publish_ack(mqtt=device, alarm_id="by-device", **ack)
         operator = settings.mqtt.link_settings(f"op-{unique}", role="operator")
         publish_ack(mqtt=operator, alarm_id="by-operator", **ack)
-        wait_for(lambda: gateway.payloads(topic), "the operator's command at the gateway")
+        wait_for(lambda: gateway.payloads(topic), 20, "the operator's command at the gateway")
         # The CLI: the operator's user from the settings; the dashboard's is refused (exit 1).
         env = {**os.environ, **settings_env(settings)}
         cli = [*_CLI, "alarms", "ack", "by-cli", "--site", "site-a", "--device", "dev-1"]
@@ -346,7 +340,7 @@ def test_only_the_operator_may_acknowledge(broker: Broker, tmp_path: Path) -> No
             [*cli, "--by", "ops"], env=env, capture_output=True, text=True, timeout=60
         )
         assert done.returncode == 0, done.stderr
-        wait_for(lambda: len(gateway.payloads(topic)) == 2, "the CLI's command")
+        wait_for(lambda: len(gateway.payloads(topic)) == 2, 20, "the CLI's command")
         password = tmp_path / "dashboard-password"
         password.write_text(broker.passwords["sg-dashboard"] + "\n")
         dashboard_env = {
@@ -494,12 +488,12 @@ def test_the_gateway_over_mutual_tls_reads_telemetry_writes_alarms_and_summary(
         ]
         assert all(t.wait(10) and t.refusal is None for t in tickets)
         wait_for(
-            lambda: _count(gw.query, "readings", "e2e", "pump") == 3, "the readings stored", 60
+            lambda: _count(gw.query, "readings", "e2e", "pump") == 3, 60, "the readings stored"
         )
-        wait_for(lambda: dashboard.payloads(alarms_topic), "the alarm event", 60)
+        wait_for(lambda: dashboard.payloads(alarms_topic), 60, "the alarm event")
         raised = decode_alarm(dashboard.payloads(alarms_topic)[0])
         assert raised.type.endswith(".raised.v1")
-        wait_for(lambda: dashboard.payloads(f"{alarms_topic}/active"), "the summary", 30)
+        wait_for(lambda: dashboard.payloads(f"{alarms_topic}/active"), 30, "the summary")
         summary = json.loads(dashboard.payloads(f"{alarms_topic}/active")[-1])
         assert [a["alarm_id"] for a in summary["alarms"]] == [raised.data.alarm_id]
         # The gateway reads commands: the operator's acknowledgement comes back as an event.
@@ -516,13 +510,13 @@ def test_the_gateway_over_mutual_tls_reads_telemetry_writes_alarms_and_summary(
                 decode_alarm(p).type.endswith(".acknowledged.v1")
                 for p in dashboard.payloads(alarms_topic)
             ),
-            "the acknowledged event",
             30,
+            "the acknowledged event",
         )
         assert "sensorgate_mqtt_refused_total{" not in gw.metrics.render().decode()
     # The retained summary is there for a dashboard that connects later.
     with Listener(broker.service("sg-dashboard"), f"{alarms_topic}/active") as late:
-        wait_for(lambda: late.payloads(f"{alarms_topic}/active"), "the retained summary")
+        wait_for(lambda: late.payloads(f"{alarms_topic}/active"), 20, "the retained summary")
         assert late.got[0][2], "delivered as a retained message"
 
 
@@ -568,13 +562,14 @@ def test_forget_sessions_ends_a_retired_partitions_session(broker: Broker) -> No
         # The broker split the six between the two members; what it had queued for the
         # retired one was handed over and discarded, and counted.
         wait_for(
-            lambda: len(live.payloads(topic)) + result.discarded == 6, "the live member's share"
+            lambda: len(live.payloads(topic)) + result.discarded == 6, 20, "the live member's share"
         )
         # From now on the broker queues nothing for it: the live member gets everything.
         for i in range(4):
             assert device.publish(topic, f"after-{i}".encode(), qos=1).wait(10)
         wait_for(
             lambda: sum(p.startswith(b"after-") for p in live.payloads(topic)) == 4,
+            20,
             "every later message at the live member",
         )
     # The session is gone: connecting as it again finds nothing to resume.

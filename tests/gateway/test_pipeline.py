@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,15 +21,7 @@ from gateway.influx.spill import SpillBuffer
 from gateway.influx.stats import PipelineStats, WriterStats
 from gateway.influx.writer import V1Writer
 from gateway.settings import InfluxSettings
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.005)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+from tests.waiting import wait_for
 
 
 @pytest.fixture

@@ -7,13 +7,13 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from gateway.supervisor import ClusterSummary, RestartPolicy, Supervisor, describe_status
+from tests.waiting import wait_for
 
 # Stand-ins for gateway processes. "serve": runs until SIGTERM, then exits 0 (a gateway
 # stopping gracefully). "deaf": ignores SIGTERM. "exit N": exits at once with code N.
@@ -38,15 +38,6 @@ def _cmd(*args: str) -> list[str]:
 
 def _same(n: int, *args: str) -> Callable[[int], list[list[str]]]:
     return lambda _generation: [_cmd(*args) for _ in range(n)]
-
-
-def _wait(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class _Running:
@@ -103,10 +94,10 @@ def test_one_death_restarts_every_process_and_a_stop_ends_them_gracefully(
     supervise: Callable[..., _Running],
 ) -> None:
     run = supervise(_same(3, "serve"), peer_exit_wait_s=0.5, policy=RestartPolicy(initial_s=0.1))
-    _wait(lambda: run.ready(1, 3), "the first generation")
+    wait_for(lambda: run.ready(1, 3), 30, "the first generation")
     first = run.supervisor.pids
     os.kill(first[1], signal.SIGKILL)
-    _wait(lambda: run.ready(2, 3), "the restart")
+    wait_for(lambda: run.ready(2, 3), 30, "the restart")
     second = run.supervisor.pids
     assert len(second) == 3
     assert not set(first) & set(second)  # every process was started again, not just p1
@@ -120,7 +111,7 @@ def test_one_death_restarts_every_process_and_a_stop_ends_them_gracefully(
     assert run.said(f"p0 (pid {first[0]}) killed by SIGKILL (by the supervisor)")
     assert run.said("stopping 3 process(es) (SIGTERM")
     for pid in first + second:
-        _wait(lambda pid=pid: not _alive(pid), f"pid {pid} gone")
+        wait_for(lambda pid=pid: not _alive(pid), 30, f"pid {pid} gone")
 
 
 def _alive(pid: int) -> bool:
@@ -178,7 +169,7 @@ def test_processes_that_all_end_with_code_0_end_the_supervisor(
 
 def test_a_stop_during_the_backoff_ends_at_once(supervise: Callable[..., _Running]) -> None:
     run = supervise(_same(2, "exit", "1"), policy=RestartPolicy(initial_s=600, max_s=600))
-    _wait(lambda: run.said("restarting all 2 process(es) in 600.0 s"), "the backoff")
+    wait_for(lambda: run.said("restarting all 2 process(es) in 600.0 s"), 30, "the backoff")
     run.supervisor.request_stop()
     summary = run.join(timeout=10)
     assert (summary.generations, summary.exit_code) == (1, 0)
@@ -189,7 +180,7 @@ def test_processes_deaf_to_sigterm_are_killed_after_the_stop_timeout(
     supervise: Callable[..., _Running],
 ) -> None:
     run = supervise(_same(2, "deaf"), stop_timeout_s=0.5)
-    _wait(lambda: run.ready(1, 2), "the first generation")
+    wait_for(lambda: run.ready(1, 2), 30, "the first generation")
     run.supervisor.request_stop()
     summary = run.join()
     assert summary.exit_code == 1
@@ -199,9 +190,9 @@ def test_processes_deaf_to_sigterm_are_killed_after_the_stop_timeout(
 
 def test_a_second_stop_request_kills_at_once(supervise: Callable[..., _Running]) -> None:
     run = supervise(_same(2, "deaf"), stop_timeout_s=600)
-    _wait(lambda: run.ready(1, 2), "the first generation")
+    wait_for(lambda: run.ready(1, 2), 30, "the first generation")
     run.supervisor.request_stop()
-    _wait(lambda: run.said("stopping 2 process(es)"), "the graceful stop")
+    wait_for(lambda: run.said("stopping 2 process(es)"), 30, "the graceful stop")
     run.supervisor.request_stop()
     summary = run.join(timeout=10)
     assert run.said("second stop request")
@@ -213,15 +204,15 @@ def test_output_is_prefixed_or_appended_to_a_log_per_process(
 ) -> None:
     out = io.StringIO()
     run = supervise(_same(2, "serve"), output=out)
-    _wait(lambda: out.getvalue().count("hello from a stand-in") == 2, "the output")
+    wait_for(lambda: out.getvalue().count("hello from a stand-in") == 2, 30, "the output")
     assert "p0| hello from a stand-in" in out.getvalue()
     assert "p1| hello from a stand-in" in out.getvalue()
     run.supervisor.request_stop()
     run.join()
 
     logged = supervise(_same(2, "serve"), log_dir=tmp_path)
-    _wait(lambda: (tmp_path / "p1.log").exists(), "the log files")
-    _wait(lambda: "hello" in (tmp_path / "p1.log").read_text(), "the logged output")
+    wait_for(lambda: (tmp_path / "p1.log").exists(), 30, "the log files")
+    wait_for(lambda: "hello" in (tmp_path / "p1.log").read_text(), 30, "the logged output")
     logged.supervisor.request_stop()
     logged.join()
     text = (tmp_path / "p0.log").read_text()

@@ -26,15 +26,7 @@ from gateway.influx.spill import SpillBuffer
 from gateway.influx.writer import V1Writer
 from gateway.services import free_port
 from gateway.settings import InfluxSettings
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+from tests.waiting import wait_for
 
 
 @pytest.fixture
@@ -106,10 +98,10 @@ def test_5xx_and_429_are_retried_and_retry_after_is_honoured(make, influx: FakeI
 def test_outage_spills_then_drains_in_order(make, influx: FakeInflux) -> None:  # type: ignore[no-untyped-def]
     writer = make()
     influx.up = False
-    started = time.monotonic()
+    # InfluxDB stays down: the write returns only by giving up after the short retry
+    # window (spill_after_s), with everything durably spilled. How long that took is not
+    # asserted (a loaded machine is slower); a write waiting for InfluxDB would hang here.
     writer.write(_lines(0, 150))
-    # Returned after the short retry window, with everything durably spilled.
-    assert time.monotonic() - started < 2.0
     assert writer.stats.spill_points == 150
     writer.write(_lines(150, 150))  # behind the spill, without trying InfluxDB first
     assert writer.stats.spill_points == 300

@@ -172,7 +172,7 @@ link = MqttLink(settings, will=Will(status, encode(gone)))
 link.start()
 link.publish(status, encode(DeviceOnlineEvent.create(site="s", device="d")), retain=True).wait(10)
 print("online", flush=True)
-time.sleep(600)
+time.sleep(600)  # a stand-in that lives until the test kills it
 """
 
 

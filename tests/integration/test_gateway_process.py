@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -165,31 +164,41 @@ def test_sigkill_under_load_loses_no_reading(
 ) -> None:
     settings = proc_settings.model_copy(update={"recovery_dir": str(tmp_path / "recovery")})
     port = settings.metrics_port
+    q = InfluxQL(settings.influx)
+
+    def stored() -> int:
+        return int(q.scalar(f"SELECT count(value) FROM {q.layout.readings}"))
+
     gw = spawn_gateway(settings, tmp_path, "gw-before")
-    wait_ready(gw, port)
-    with _Load(publisher, settings, devices=10) as load:
-        time.sleep(6)  # load runs while the gateway works
-        gw.proc.kill()  # SIGKILL: no chance to flush or acknowledge anything
-        gw.proc.wait()
-        gw.stop()
-        killed_at = len(load.published.readings)
-        time.sleep(2)  # the broker keeps queueing for the gateway's persistent session
-        gw = spawn_gateway(settings, tmp_path, "gw-after")
-        wait_ready(gw, port)
-        time.sleep(5)
     try:
-        total = len(load.published.readings)
-        assert killed_at > 1000, killed_at
-        assert total > killed_at + 1000, (killed_at, total)
-        q = InfluxQL(settings.influx)
-        wait_for(
-            lambda: q.scalar(f"SELECT count(value) FROM {q.layout.readings}") >= total,
-            60,
-            f"all {total} readings stored",
-        )
+        wait_ready(gw, port)
+        with _Load(publisher, settings, devices=10) as load:
+
+            def published() -> int:
+                return len(load.published.readings)
+
+            # The kill lands while the gateway works: readings stored, more in flight.
+            wait_for(lambda: stored() >= 1000 and published() >= 3000, 60, "the load")
+            gw.proc.kill()  # SIGKILL: no chance to flush or acknowledge anything
+            gw.proc.wait()
+            gw.stop()
+            killed_at = published()
+            # The broker keeps queueing for the gateway's persistent session meanwhile.
+            wait_for(lambda: published() >= killed_at + 1000, 60, "readings sent while down")
+            gw = spawn_gateway(settings, tmp_path, "gw-after")
+            wait_ready(gw, port)
+            restarted_at = published()
+            # The new gateway catches up with the backlog while the load goes on.
+            wait_for(
+                lambda: stored() >= killed_at and published() >= restarted_at + 2000,
+                60,
+                "the restarted gateway catching up under load",
+            )
+        total = published()
+        wait_for(lambda: stored() >= total, 60, f"all {total} readings stored")
         rows = q.query(f"SELECT value, device, metric FROM {q.layout.readings}")
-        stored = {(r["device"], r["metric"], r["time"] // 1000): r["value"] for r in rows}
-        assert stored == load.published.readings
+        kept = {(r["device"], r["metric"], r["time"] // 1000): r["value"] for r in rows}
+        assert kept == load.published.readings
         # Windows closing after the restart hold every reading, none twice.
         expected = load.published.expected_aggregates(10)
         newest = max(k[2] for k in expected)
@@ -204,9 +213,9 @@ def test_sigkill_under_load_loses_no_reading(
         )
         got = stored_aggregates(q.query(f"SELECT * FROM {q.layout.aggregates}"), "10s")
         assert_aggregates_equal({k: got[k] for k in complete if k in got}, complete)
-        q.close()
     finally:
         gw.stop()
+        q.close()
 
 
 @pytest.fixture

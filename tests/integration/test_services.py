@@ -60,7 +60,7 @@ from gateway.services import LocalServices
 local = LocalServices()
 local.start()
 print(json.dumps([local.mosquitto.pid, local.influxd.pid]), flush=True)
-time.sleep(600)
+time.sleep(600)  # a stand-in that lives until the test kills it
 """
 
 

@@ -40,6 +40,8 @@ _EXTRA_OF = {
     "httpx": "gateway",
     "rich": "gateway",
     "tenacity": "gateway",
+    "aiohttp": "gateway",
+    "aiomqtt": "gateway",
     "prometheus_client": "gateway",
     "psutil": "gateway",
     "pydantic_settings": "gateway",

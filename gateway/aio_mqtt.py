@@ -1,0 +1,160 @@
+"""The gateway's asyncio MQTT client, over aiomqtt: the one gateway module that imports it.
+
+Everything aiomqtt (and the paho, ``OSError`` and ``ssl.SSLError`` underneath) can
+raise becomes :class:`~contract.errors.BrokerError` here, never further in::
+
+    BrokerError
+    ├── could not connect: refused, unreachable, TLS, bad credentials (CONNACK code)
+    ├── the broker refused a subscription (MQTT 5 SUBACK reason code, e.g. not authorised)
+    ├── a publish was not acknowledged in time, or the link was down
+    └── the connection was lost while reading messages
+
+It follows aiomqtt's own model: :func:`connect` is an ``async with`` block around one
+``aiomqtt.Client`` (MQTT 5, so a broker's refusal comes back with a reason code
+instead of silence), messages are read from its bounded queue with
+:meth:`AioLink.messages`, and a connection is one client for one attempt (a
+reconnection builds a fresh one; the caller owns the backoff).
+
+Example (needs a broker)::
+
+    async with connect(settings, client_id="sg-alerts-1") as link:
+        await link.subscribe("sg/v1/+/+/alarms")
+        async for message in link.messages():
+            print(message.topic, message.payload)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiomqtt
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from contract.errors import BrokerError
+from edge.mqtt import MqttSettings
+
+__all__ = ["AioLink", "Incoming", "connect"]
+
+INCOMING_QUEUE = 1_024
+"""Default bound of the incoming message queue: beyond it aiomqtt discards (and logs),
+so a flood of messages cannot grow memory without limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One message from the broker."""
+
+    topic: str
+    payload: bytes
+    retain: bool
+    """Set on messages the broker kept and sends because we just subscribed."""
+
+
+class AioLink:
+    """One connected client; made by :func:`connect`."""
+
+    def __init__(self, client: aiomqtt.Client, url: str) -> None:
+        self._client = client
+        self._url = url
+
+    async def subscribe(self, *filters: str, qos: int = 1, timeout_s: float = 10.0) -> None:
+        """Subscribe to ``filters``; raise :class:`BrokerError` if the broker refuses one."""
+        for topic_filter in filters:
+            try:
+                codes = await self._client.subscribe(
+                    (topic_filter, SubscribeOptions(qos=qos)), timeout=timeout_s
+                )
+            except aiomqtt.MqttError as exc:
+                raise BrokerError(
+                    f"cannot subscribe to {topic_filter!r} at {self._url}: {exc}"
+                ) from None
+            for code in codes:
+                value = getattr(code, "value", code)
+                if isinstance(value, int) and value >= 0x80:
+                    raise BrokerError(
+                        f"the broker at {self._url} refused the subscription to"
+                        f" {topic_filter!r}: {code}"
+                    )
+
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        timeout_s: float = 10.0,
+    ) -> None:
+        """Publish one message; at QoS 1, return once the broker acknowledged it."""
+        try:
+            await self._client.publish(topic, payload, qos=qos, retain=retain, timeout=timeout_s)
+        except aiomqtt.MqttError as exc:
+            raise BrokerError(f"cannot publish on {topic!r} at {self._url}: {exc}") from None
+
+    async def messages(self) -> AsyncIterator[Incoming]:
+        """Yield messages as they arrive; raise :class:`BrokerError` when the link is lost."""
+        try:
+            async for message in self._client.messages:
+                payload = message.payload
+                if isinstance(payload, str):
+                    payload = payload.encode("utf-8")
+                elif not isinstance(payload, bytes | bytearray):
+                    payload = b"" if payload is None else str(payload).encode("utf-8")
+                yield Incoming(message.topic.value, bytes(payload), bool(message.retain))
+        except aiomqtt.MqttError as exc:
+            raise BrokerError(f"lost the connection to {self._url}: {exc}") from None
+
+
+def _tls_params(settings: MqttSettings) -> aiomqtt.TLSParameters | None:
+    tls = settings.tls
+    if tls is None:
+        return None
+    # Handed to aiomqtt as parameters, not a ready context: it loads the files in its
+    # connect thread, so no file is read on the event loop.
+    return aiomqtt.TLSParameters(
+        ca_certs=str(tls.ca_file) if tls.ca_file else None,
+        certfile=str(tls.cert_file) if tls.cert_file else None,
+        keyfile=str(tls.key_file) if tls.key_file else None,
+        cert_reqs=ssl.CERT_NONE if tls.insecure_skip_verify else ssl.CERT_REQUIRED,
+    )
+
+
+@contextlib.asynccontextmanager
+async def connect(
+    settings: MqttSettings,
+    *,
+    client_id: str,
+    queue_size: int = INCOMING_QUEUE,
+    timeout_s: float = 10.0,
+) -> AsyncIterator[AioLink]:
+    """Connect (MQTT 5, clean start, no session kept) and yield the link; disconnect on exit.
+
+    Raises :class:`BrokerError` when the broker cannot be reached or refuses us.
+    """
+    password = settings.password.get_secret_value() if settings.password else None
+    tls = settings.tls
+    properties = Properties(packetType=1)  # CONNECT
+    properties.SessionExpiryInterval = 0
+    try:
+        client = aiomqtt.Client(
+            settings.host,
+            settings.port,
+            username=settings.username,
+            password=password,
+            identifier=client_id,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            keepalive=settings.keepalive_s,
+            timeout=timeout_s,
+            max_queued_incoming_messages=queue_size,
+            properties=properties,
+            tls_params=_tls_params(settings),
+            tls_insecure=True if tls is not None and tls.insecure_skip_verify else None,
+        )
+        async with client:
+            yield AioLink(client, settings.url)
+    except aiomqtt.MqttError as exc:
+        raise BrokerError(f"MQTT broker at {settings.url}: {exc}") from None

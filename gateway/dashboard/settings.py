@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 __all__ = ["TOKEN_ENV", "TOKEN_FILE_ENV", "DashboardSettings"]
 
@@ -39,7 +39,8 @@ class DashboardSettings(BaseModel):
     gets for it). None, and no ``token_file``: a random one is made at start and shown
     once, in the URL the command prints."""
     token_file: Path | None = None
-    """A file holding the access token (its first line; surrounding blanks ignored)."""
+    """A file holding the access token (its first line; surrounding blanks ignored). Give
+    the token or a token file, not both."""
     allowed_hosts: tuple[str, ...] | None = None
     """Host header names the server answers (DNS rebinding). None: the listen address,
     ``localhost``, ``127.0.0.1`` and ``::1``. A list replaces those."""
@@ -63,8 +64,3 @@ class DashboardSettings(BaseModel):
     offline_after_s: Annotated[float, Field(gt=0)] = 60.0
     """Silence after which a device shows offline."""
 
-    @model_validator(mode="after")
-    def _one_token_source(self) -> DashboardSettings:
-        if self.token is not None and self.token_file is not None:
-            raise ValueError("give the token or a token file, not both")
-        return self

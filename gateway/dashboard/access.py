@@ -48,9 +48,7 @@ class AccessToken:
         reads are public. Raises :class:`ConfigError` naming the source, never the value.
         """
         if settings.token is not None and settings.token_file is not None:
-            raise ConfigError(
-                "dashboard.token", f"give {TOKEN_ENV} or a token file, not both"
-            )
+            raise ConfigError("dashboard.token", f"give {TOKEN_ENV} or a token file, not both")
         if settings.token is not None:
             return cls(settings.token.get_secret_value().strip())
         if settings.token_file is not None:

@@ -70,6 +70,7 @@ class DashboardCore:
         *,
         mqtt: bool = True,
         static: dict[str, StaticAsset],
+        client: InfluxQL,
     ) -> None:
         self.settings = settings
         self.options = options
@@ -78,7 +79,7 @@ class DashboardCore:
         self.board = AlarmBoard()
         self.hub = Hub(queue_size=options.stream_queue, max_streams=options.max_streams)
         self.pool = BlockingPool(workers=options.workers, queued=options.queued_calls)
-        self._client = InfluxQL(settings.influx)
+        self._client = client
         self.views = Views(
             self._client, offline_after=parse_duration(f"{int(options.offline_after_s)}s")
         )

@@ -32,6 +32,7 @@ from gateway.dashboard.core import DashboardCore, load_static
 from gateway.dashboard.guard import AccessLog
 from gateway.dashboard.routes import build_app
 from gateway.dashboard.settings import DashboardSettings
+from gateway.influx.query import InfluxQL
 from gateway.settings import GatewaySettings
 
 __all__ = ["Dashboard", "run_dashboard"]
@@ -168,9 +169,17 @@ class Dashboard:
 
     async def serve(self, stop: asyncio.Event, *, on_ready: Callable[[], None]) -> None:
         """Serve on the running loop until ``stop`` is set; call ``on_ready`` once serving."""
+        # Reading the assets and making the InfluxDB client (its TLS context loads a CA
+        # bundle) are blocking: off the loop.
         static = await asyncio.to_thread(load_static)
+        client = await asyncio.to_thread(InfluxQL, self.settings.influx)
         core = DashboardCore(
-            self.settings, self.options, self.token, mqtt=self._mqtt, static=static
+            self.settings,
+            self.options,
+            self.token,
+            mqtt=self._mqtt,
+            static=static,
+            client=client,
         )
         self.core = core
         background = asyncio.create_task(core.run(), name="dashboard-core")

@@ -63,4 +63,3 @@ class DashboardSettings(BaseModel):
     """How often fleet and active alarms are read from InfluxDB."""
     offline_after_s: Annotated[float, Field(gt=0)] = 60.0
     """Silence after which a device shows offline."""
-

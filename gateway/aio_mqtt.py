@@ -37,7 +37,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from contract.errors import BrokerError
 from edge.mqtt import MqttSettings
 
-__all__ = ["AioLink", "Incoming", "connect"]
+__all__ = ["AioLink", "Incoming", "Messages", "connect"]
 
 INCOMING_QUEUE = 1_024
 """Default bound of the incoming message queue: beyond it aiomqtt discards (and logs),
@@ -95,18 +95,37 @@ class AioLink:
         except aiomqtt.MqttError as exc:
             raise BrokerError(f"cannot publish on {topic!r} at {self._url}: {exc}") from None
 
-    async def messages(self) -> AsyncIterator[Incoming]:
-        """Yield messages as they arrive; raise :class:`BrokerError` when the link is lost."""
+    def messages(self) -> Messages:
+        """Return the incoming messages, as they arrive (see :class:`Messages`)."""
+        return Messages(self._client, self._url)
+
+
+class Messages:
+    """Iterates the client's bounded queue; :class:`BrokerError` when the link is lost.
+
+    A plain iterator, not a generator: a wait for the next message may be cancelled
+    (``asyncio.timeout``) and iteration goes on, where a cancelled async generator
+    would be closed for good.
+    """
+
+    def __init__(self, client: aiomqtt.Client, url: str) -> None:
+        self._messages = client.messages
+        self._url = url
+
+    def __aiter__(self) -> Messages:
+        return self
+
+    async def __anext__(self) -> Incoming:
         try:
-            async for message in self._client.messages:
-                payload = message.payload
-                if isinstance(payload, str):
-                    payload = payload.encode("utf-8")
-                elif not isinstance(payload, bytes | bytearray):
-                    payload = b"" if payload is None else str(payload).encode("utf-8")
-                yield Incoming(message.topic.value, bytes(payload), bool(message.retain))
+            message = await self._messages.__anext__()
         except aiomqtt.MqttError as exc:
             raise BrokerError(f"lost the connection to {self._url}: {exc}") from None
+        payload = message.payload
+        if isinstance(payload, str):
+            payload = payload.encode("utf-8")
+        elif not isinstance(payload, bytes | bytearray):
+            payload = b"" if payload is None else str(payload).encode("utf-8")
+        return Incoming(message.topic.value, bytes(payload), bool(message.retain))
 
 
 def _tls_params(settings: MqttSettings) -> aiomqtt.TLSParameters | None:

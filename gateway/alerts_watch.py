@@ -267,14 +267,14 @@ class _Watch:
             if self._said_down:  # back after an outage: say so, then the state again
                 self._said_down = False
                 await self._out.feed("connected", None, None)
-            messages = link.messages().__aiter__()
+            messages = link.messages()
             try:
                 while not self.done.is_set():
                     try:
                         timeout = None if synced else self._settle_s
                         async with asyncio.timeout(timeout):
                             message = await anext(messages)
-                    except TimeoutError:
+                    except TimeoutError:  # no more retained summaries: the state is whole
                         synced = await self._sync(state)
                         continue
                     if message.topic.endswith("/active"):
@@ -287,8 +287,6 @@ class _Watch:
             except BrokerError as exc:
                 self._said_down = True
                 await self._out.feed("reconnecting", str(exc), None)
-            finally:
-                await messages.aclose()
 
     def _take_summary(
         self, topic: str, payload: bytes, state: dict[tuple[str, str], list[AlarmData]]

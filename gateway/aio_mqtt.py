@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
@@ -156,7 +157,7 @@ async def connect(
     """
     password = settings.password.get_secret_value() if settings.password else None
     tls = settings.tls
-    properties = Properties(packetType=1)  # CONNECT
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     properties.SessionExpiryInterval = 0
     try:
         client = aiomqtt.Client(

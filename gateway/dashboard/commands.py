@@ -17,7 +17,6 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from contract import TopicScheme
-from contract.codec import encode
 from contract.commands import AcknowledgeAlarmCommand
 from contract.errors import ContractError
 from contract.topics import TopicKind
@@ -56,7 +55,7 @@ def ack_message(
             for e in exc.errors(include_url=False)[:3]
         )
         raise ContractError(f"not a valid acknowledge command: {detail}") from None
-    return AckMessage(topic, encode(command))
+    return AckMessage(topic, command.model_dump_json(exclude_none=True).encode("utf-8"))
 
 
 class AckPublisher(Protocol):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -107,7 +108,7 @@ class DashboardCore:
 
     async def started(self, timeout_s: float = 10.0) -> None:
         """Wait (at most ``timeout_s``) for the first poll and the feed's first attempt."""
-        waits = [self.refresh()]
+        waits: list[Awaitable[Any]] = [self.refresh()]
         if self.feed is not None:
             waits.append(self.feed.first_attempt.wait())
         try:

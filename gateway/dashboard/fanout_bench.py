@@ -127,7 +127,7 @@ async def _measure(
             for i in range(alarms):
                 alarm_id = f"fan-{i}"
                 now = datetime.now(UTC)
-                common = {
+                common: dict[str, Any] = {
                     "alarm_id": alarm_id, "site": "bench", "device": "fan-device",
                     "sensor": "env", "metric": "temperature", "rule": "fanout",
                     "severity": "critical", "value": 99.0, "threshold": 40.0,

@@ -13,15 +13,28 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["Hub", "Stream", "frame"]
+__all__ = ["KEEPALIVE", "Frame", "Hub", "Stream", "frame"]
 
 
 def frame(event: str, data_json: str) -> bytes:
     """Return one server-sent event carrying ``data_json`` (already JSON, one line)."""
     return f"event: {event}\ndata: {data_json}\n\n".encode()
+
+
+class Frame(NamedTuple):
+    """An encoded event and when the hub took it (``time.perf_counter()``)."""
+
+    data: bytes
+    at: float
+
+
+KEEPALIVE = Frame(b": keep-alive\n\n", 0.0)
+"""An SSE comment: ignored by the browser, keeps the connection in use."""
 
 
 class Stream:
@@ -30,7 +43,7 @@ class Stream:
     __slots__ = ("_hang_up", "dropped", "queue")
 
     def __init__(self, size: int, hang_up: Callable[[], None]) -> None:
-        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=size)
+        self.queue: asyncio.Queue[Frame | None] = asyncio.Queue(maxsize=size)
         self.dropped = False
         self._hang_up = hang_up
 
@@ -48,10 +61,12 @@ class Hub:
         self._queue_size = queue_size
         self._max_streams = max_streams
         self._streams: set[Stream] = set()
-        self.last: dict[str, bytes] = {}
+        self.last: dict[str, Frame] = {}
         """Event kind -> its latest frame: a new stream starts with these."""
         self.dropped = 0
         """Streams dropped for falling behind, since start."""
+        self.write_lag_s: deque[float] = deque(maxlen=20_000)
+        """Hub to socket, per stream and frame: how long a frame waited for its write."""
 
     @property
     def streams(self) -> int:
@@ -64,7 +79,7 @@ class Hub:
             return None
         stream = Stream(self._queue_size, hang_up)
         for kind_frame in list(self.last.values())[: self._queue_size]:
-            stream.queue.put_nowait(kind_frame)
+            stream.queue.put_nowait(Frame(kind_frame.data, time.perf_counter()))
         self._streams.add(stream)
         return stream
 
@@ -78,7 +93,7 @@ class Hub:
 
     def publish_json(self, event: str, data_json: str) -> None:
         """Send already encoded JSON as ``event`` to every stream."""
-        encoded = frame(event, data_json)
+        encoded = Frame(frame(event, data_json), time.perf_counter())
         self.last[event] = encoded
         for stream in list(self._streams):
             try:
@@ -94,6 +109,19 @@ class Hub:
             self._streams.discard(stream)
             self.dropped += 1
         stream.drop()
+
+    def wrote(self, sent: Frame) -> None:
+        """Note that a stream wrote ``sent`` to its socket (for :attr:`write_lag_s`)."""
+        if sent is not KEEPALIVE:
+            self.write_lag_s.append(time.perf_counter() - sent.at)
+
+    def keep_alive(self) -> None:
+        """Send every stream a comment line (proxies close streams that stay silent)."""
+        for stream in list(self._streams):
+            try:
+                stream.queue.put_nowait(KEEPALIVE)
+            except asyncio.QueueFull:
+                self.drop(stream)
 
     def close(self) -> None:
         """End every stream (at shutdown)."""

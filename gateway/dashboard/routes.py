@@ -170,6 +170,16 @@ async def _ack(request: web.Request) -> web.StreamResponse:
     return _json(await request.app[CORE].acknowledge(body), status=202)
 
 
+def _may_wait(request: web.Request, size: int) -> bool:
+    """Whether writing ``size`` more bytes to this response may wait (drain)."""
+    transport = request.transport
+    if transport is None or request.protocol.writing_paused:
+        # Paused above the high-water mark, the transport stays paused until its
+        # buffer falls below the low mark: a write now waits for the browser.
+        return True
+    return transport.get_write_buffer_size() + size > transport.get_write_buffer_limits()[1]
+
+
 async def _events(request: web.Request) -> web.StreamResponse:
     core = request.app[CORE]
     options = core.options
@@ -193,16 +203,19 @@ async def _events(request: web.Request) -> web.StreamResponse:
         await resp.prepare(request)
         await resp.write(b"retry: 2000\n\n")
         while not stream.dropped:
-            try:
-                async with asyncio.timeout(options.keepalive_s):
-                    item = await stream.queue.get()
-            except TimeoutError:
-                item = b": keep-alive\n\n"
+            item = await stream.queue.get()  # keep-alives come through the hub too
             if item is None:
                 break
-            # A browser that stops reading is cut off after the request timeout.
-            async with asyncio.timeout(options.request_timeout_s):
-                await resp.write(item)
+            if _may_wait(request, len(item.data)):
+                # This write may wait for the browser to read: one that stops reading
+                # is cut off after the request timeout. Otherwise a write cannot wait,
+                # and goes without a timer, the cost of which would dominate a fan-out
+                # to many streams.
+                async with asyncio.timeout(options.request_timeout_s):
+                    await resp.write(item.data)
+            else:
+                await resp.write(item.data)
+            core.hub.wrote(item)
     except ConnectionError:
         pass
     except TimeoutError:

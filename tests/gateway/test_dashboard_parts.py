@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from contract.errors import ConfigError
 from gateway.dashboard.access import AccessToken, bearer
 from gateway.dashboard.guard import allowed_hosts, host_name
-from gateway.dashboard.hub import Hub
+from gateway.dashboard.hub import KEEPALIVE, Hub
 from gateway.dashboard.pool import BlockingPool, PoolBusy
 from gateway.dashboard.settings import DashboardSettings
 
@@ -29,14 +29,18 @@ def test_hub_fans_out_and_drops_a_stream_that_falls_behind() -> None:
             hub.publish("alarms", [i])
             for stream in fast:  # the fast ones read as they go
                 assert stream is not None
-                assert stream.queue.get_nowait() == f"event: alarms\ndata: [{i}]\n\n".encode()
+                got = stream.queue.get_nowait()
+                assert got is not None
+                assert got.data == f"event: alarms\ndata: [{i}]\n\n".encode()
         assert hung_up == ["slow"]  # the fourth frame found its queue full
         assert slow.dropped
         assert hub.dropped == 1
         assert hub.streams == 3
         late = hub.subscribe(lambda: None)
         assert late is not None
-        assert late.queue.get_nowait() == b"event: alarms\ndata: [4]\n\n"  # the latest state
+        first = late.queue.get_nowait()
+        assert first is not None
+        assert first.data == b"event: alarms\ndata: [4]\n\n"  # the latest state
         hub.close()
         assert all(s is not None and s.queue.get_nowait() is None for s in fast)
 
@@ -49,6 +53,32 @@ def test_hub_refuses_streams_beyond_its_bound() -> None:
         assert hub.subscribe(lambda: None) is not None
         assert hub.subscribe(lambda: None) is not None
         assert hub.subscribe(lambda: None) is None
+
+    asyncio.run(scenario())
+
+
+def test_hub_keep_alive_reaches_every_stream_and_write_lag_skips_it() -> None:
+    async def scenario() -> None:
+        hub = Hub(queue_size=2, max_streams=10)
+        hung_up: list[str] = []
+        reader = hub.subscribe(lambda: hung_up.append("reader"))
+        stalled = hub.subscribe(lambda: hung_up.append("stalled"))
+        assert reader is not None
+        assert stalled is not None
+        hub.publish("alarms", [])
+        for _ in range(2):
+            hub.keep_alive()
+            got = reader.queue.get_nowait()
+            assert got is not None
+            hub.wrote(got)
+        assert reader.queue.get_nowait() is KEEPALIVE
+        hub.wrote(KEEPALIVE)
+        # A keep-alive counts as a frame: one that finds a full queue drops the stream.
+        assert hung_up == ["stalled"]
+        assert hub.streams == 1
+        # The alarms frame was timed, the keep-alives (no hub time) were not.
+        assert len(hub.write_lag_s) == 1
+        assert hub.write_lag_s[0] >= 0
 
     asyncio.run(scenario())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -24,6 +25,7 @@ class SseReader:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._client = httpx.Client(timeout=httpx.Timeout(10, read=None))
+        self._sock: socket.socket | None = None
         self._thread = threading.Thread(
             target=self._run, args=(url + "api/events", headers or {}), daemon=True
         )
@@ -34,6 +36,7 @@ class SseReader:
         try:
             with self._client.stream("GET", url, headers=headers) as resp:
                 self.status = resp.status_code
+                self._sock = resp.extensions["network_stream"].get_extra_info("socket")
                 for line in resp.iter_lines():
                     if self._stop.is_set():
                         return
@@ -65,6 +68,11 @@ class SseReader:
     def close(self) -> None:
         """Stop reading."""
         self._stop.set()
+        sock = self._sock
+        if sock is not None:
+            # Closing the client does not wake a thread blocked in recv(); this does.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         self._client.close()
         self._thread.join(5)
 

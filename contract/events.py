@@ -175,10 +175,10 @@ class DeviceStatusData(_Frozen):
 
     site: Id
     device: Id
-    agent_version: str | None = None
-    reason: str | None = None
-    drivers: tuple[str, ...] = ()
-    config_hash: str | None = None
+    agent_version: Annotated[str | None, Field(max_length=64)] = None
+    reason: Annotated[str | None, Field(max_length=512)] = None
+    drivers: Annotated[tuple[Annotated[str, Field(max_length=64)], ...], Field(max_length=64)] = ()
+    config_hash: Annotated[str | None, Field(max_length=128)] = None
     details: dict[str, Any] = Field(default_factory=dict)
     """Free-form status figures (uptime, outbox depth, drops, heartbeat counters)."""
 

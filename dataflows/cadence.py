@@ -136,6 +136,12 @@ class CadenceArrays:
         self.event = np.concatenate((self.event, np.full(extra, _NONE, np.int64)))
         self.median_us = np.concatenate((self.median_us, np.full(extra, np.nan)))
 
+    def take(self, devices: I64) -> None:
+        """Keep only ``devices``, renumbered ``0 .. len(devices)-1`` in that order."""
+        devices = devices[devices < self.size]
+        for name in ("ring", "count", "next", "arrival", "event", "median_us"):
+            setattr(self, name, getattr(self, name)[devices].copy())
+
     def observe(self, devices: I64, arrival_us: I64, event_us: I64) -> None:
         """Take a batch of messages (any order): device, arrival, newest reading time."""
         if not len(devices):

@@ -25,6 +25,9 @@ class StreamConfig:
     for the life of a recovery store (it decides which state holds which device)."""
     caps: Caps = field(default_factory=Caps)
     """Gateway-wide caps on devices and series (each shard takes its share)."""
+    evict_idle_us: int | None = None
+    """Forget a device (and its series) silent this long with no alarm and no open
+    window; None: never."""
 
     @classmethod
     def from_strings(
@@ -35,6 +38,7 @@ class StreamConfig:
         quiet_s: float | None = None,
         shards: int = 8,
         caps: Caps | None = None,
+        evict_idle_s: float | None = None,
     ) -> StreamConfig:
         """Build from settings: window specs like ``"10s"`` or ``"5m/1m"``."""
         specs = tuple(parse_window(w) for w in windows)
@@ -45,4 +49,5 @@ class StreamConfig:
         quiet = lateness if quiet_s is None else int(quiet_s * 1_000_000)
         if shards < 1:
             raise ValueError(f"shards must be at least 1; got {shards}")
-        return cls(specs, lateness, dedupe_intervals, quiet, shards, caps or Caps())
+        evict = None if evict_idle_s is None else int(evict_idle_s * 1_000_000)
+        return cls(specs, lateness, dedupe_intervals, quiet, shards, caps or Caps(), evict)

@@ -114,6 +114,10 @@ class DecodedBatch:
     msg_device: list[int] = field(default_factory=list)
     msg_seq: list[int] = field(default_factory=list)
     msg_outbox: list[str | None] = field(default_factory=list)
+    msg_own_times: list[bool] = field(default_factory=list)
+    """Whether the message's reading times are its own (SensorGate telemetry), not the
+    arrival time an adapter gave readings that carry none: only then does a redelivery
+    carry the same times as its first delivery."""
     msg_received_us: list[int] = field(default_factory=list)
     msg_event_id: list[str] = field(default_factory=list)
     msg_traceparent: list[str | None] = field(default_factory=list)
@@ -366,6 +370,7 @@ class BatchDecoder:
                 out.msg_device.append(device)
                 out.msg_seq.append(tel.sequence)
                 out.msg_outbox.append(None)
+                out.msg_own_times.append(False)
                 out.msg_received_us.append(received)
                 out.msg_event_id.append(tel.event_id)
                 out.msg_traceparent.append(None)
@@ -430,6 +435,7 @@ class BatchDecoder:
             out.msg_device.append(fast.device[k])
             out.msg_seq.append(wire.data.sequence)
             out.msg_outbox.append(wire.data.outbox)
+            out.msg_own_times.append(True)
             out.msg_received_us.append(batch.received_us[fast.index[k]])
             out.msg_event_id.append(wire.id)
             out.msg_traceparent.append(wire.traceparent)
@@ -523,6 +529,7 @@ class BatchDecoder:
             out.msg_device.append(device)
             out.msg_seq.append(data.sequence)
             out.msg_outbox.append(data.outbox)
+            out.msg_own_times.append(True)
             out.msg_received_us.append(batch.received_us[i])
             out.msg_event_id.append(result.event.id)
             out.msg_traceparent.append(result.event.traceparent)

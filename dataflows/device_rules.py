@@ -266,6 +266,37 @@ class DeviceRules:
             self._rearm(dev, det)
         return out
 
+    # -- eviction -----------------------------------------------------------------
+
+    def forget(self, devices: npt.NDArray[np.int64], now_us: int, why: str) -> list[AlarmEvent]:
+        """Clear the alarms of ``devices`` (about to be evicted), saying ``why``."""
+        events: list[AlarmEvent] = []
+        for dev in devices.tolist():
+            det = self.detectors.get(dev)
+            if det is not None:
+                for slot in det.slots.values():
+                    events.extend(slot.machine.force_clear(now_us, why))
+        return events
+
+    def compact(self, dev_map: npt.NDArray[np.int64]) -> None:
+        """Keep the devices that stay (``dev_map``: old -> new, -1: evicted), renumbered.
+
+        Call after the registry's own :meth:`~dataflows.registry.Registry.compact`.
+        """
+        self.detectors = {
+            int(dev_map[d]): det for d, det in self.detectors.items() if dev_map[d] >= 0
+        }
+        self.cadence.take(np.flatnonzero(dev_map >= 0))
+        # The per-device and per-series tables follow the registry: rebuilt as on a
+        # rules reload (the detectors and the cadence above carry the state).
+        self._wants = []
+        self._fixed, self._factor = np.zeros(0, np.int64), np.zeros(0, np.float64)
+        self._floor, self._initial = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        self._armed = np.zeros(0, np.bool_)
+        self.grow()
+        for dev, det in self.detectors.items():
+            self._rearm(dev, det)
+
     # -- rules, snapshots ---------------------------------------------------------
 
     def reload(self, rules: RuleSet, now_us: int) -> list[AlarmEvent]:

@@ -36,6 +36,9 @@ class Observer(Protocol):
     def sequence_reset(self, site: str, device: str) -> None:
         """Count a device whose sequence started again (a new or recreated outbox)."""
 
+    def evicted(self, devices: int, series: int) -> None:
+        """Count idle devices and series whose state was forgotten."""
+
 
 class NullObserver:
     """Counts nothing."""
@@ -59,6 +62,9 @@ class NullObserver:
         """Ignore."""
 
     def sequence_reset(self, site: str, device: str) -> None:
+        """Ignore."""
+
+    def evicted(self, devices: int, series: int) -> None:
         """Ignore."""
 
 
@@ -100,3 +106,8 @@ class CountingObserver:
         """Count a sequence reset, in all and per device."""
         self.counts["sequence_resets"] += 1
         self.counts[f"sequence_resets:{site}/{device}"] += 1
+
+    def evicted(self, devices: int, series: int) -> None:
+        """Count evicted devices and series."""
+        self.counts["evicted_devices"] += devices
+        self.counts["evicted_series"] += series

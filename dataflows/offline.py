@@ -103,6 +103,7 @@ def columns_batch(
     out.msg_device = [dev] * n
     out.msg_seq = list(range(first_seq, first_seq + n))
     out.msg_outbox = [None] * n
+    out.msg_own_times = [True] * n
     out.msg_received_us = newest.tolist()
     out.msg_event_id = list(events.event_ids[start:stop])
     out.msg_traceparent = [None] * n

@@ -211,6 +211,48 @@ class Registry:
         n = self.names
         return zip(range(len(n)), n.site, n.device, n.sensor, n.metric, strict=True)
 
+    # -- eviction -----------------------------------------------------------------
+
+    def compact(
+        self, keep: npt.NDArray[np.bool_]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Keep only the devices where ``keep`` is True (and their series), renumbered.
+
+        Return the maps old index -> new index (-1: evicted) of devices and of series.
+        The names table is a new one (``uid``), so caches keyed on the old one lapse.
+        """
+        n_dev = len(self.devices)
+        dev_map = np.full(n_dev, -1, np.int64)
+        kept = np.flatnonzero(keep[:n_dev])
+        dev_map[kept] = np.arange(len(kept))
+        series_dev = self.series_device().astype(np.int64)
+        series_keep = keep[series_dev] if len(series_dev) else np.zeros(0, np.bool_)
+        series_map = np.full(len(series_dev), -1, np.int64)
+        kept_series = np.flatnonzero(series_keep)
+        series_map[kept_series] = np.arange(len(kept_series))
+
+        idx = kept.tolist()
+        for name in (
+            "sites", "devices", "seen", "outbox", "old_outboxes", "high_seq",
+            "newest_seen_us", "max_event_us", "last_wm_us", "last_arrival_us",
+        ):  # fmt: skip
+            column = getattr(self, name)
+            setattr(self, name, [column[i] for i in idx])
+        self.device_index = {
+            f"{s}/{d}": i for i, (s, d) in enumerate(zip(self.sites, self.devices, strict=True))
+        }
+        old = self.names
+        self.names = SeriesNames()
+        self._series_device = []
+        self.series_by_device = [{} for _ in idx]
+        for s in kept_series.tolist():
+            dev = int(dev_map[series_dev[s]])
+            new = self.names.add(old.site[s], old.device[s], old.sensor[s], old.metric[s])
+            self.series_by_device[dev][(old.sensor[s], old.metric[s])] = new
+            self._series_device.append(dev)
+        self._series_device_arr = np.zeros(0, np.int32)
+        return dev_map, series_map
+
     # -- snapshots ----------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:

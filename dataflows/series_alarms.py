@@ -327,6 +327,36 @@ class SeriesAlarms:
                     state.last_t[slot] = before.last_t[before.slot_of_series[s]]
         return events
 
+    # -- eviction -----------------------------------------------------------------
+
+    def forget(self, series: npt.NDArray[np.int64], now_us: int, why: str) -> list[AlarmEvent]:
+        """Clear the alarms of ``series`` (about to be evicted), saying ``why``."""
+        wanted = set(series.tolist())
+        events: list[AlarmEvent] = []
+        for st in self._states:
+            for s, machine in st.machines.items():
+                if s in wanted:
+                    events.extend(machine.force_clear(now_us, why))
+        return events
+
+    def compact(self, series_map: I64) -> None:
+        """Keep the slots of series that stay (``series_map``: old -> new, -1: evicted)."""
+        for st in self._states:
+            old = np.asarray(st.series_of_slot, np.int64)
+            new = series_map[old] if len(old) else old
+            slots = np.flatnonzero(new >= 0)
+            if st.bank is not None:
+                st.bank.take(slots)
+            st.last_t = st.last_t[slots]
+            st.busy = st.busy[slots]
+            st.series_of_slot = new[slots].tolist()
+            st.slot_of_series = np.full(int((series_map >= 0).sum()), -1, np.int32)
+            st.slot_of_series[new[slots]] = np.arange(len(slots), dtype=np.int32)
+            st.machines = {
+                int(series_map[s]): m for s, m in st.machines.items() if series_map[s] >= 0
+            }
+        self._matched = int((series_map >= 0).sum())
+
     # -- snapshots ----------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:

@@ -205,6 +205,8 @@ class ShardProcessor:
         encoded = self._encode(points, received, newest)
         if encoded is not None:
             out.points.append(encoded)
+        # After the points: they were built with the names an eviction replaces.
+        alarms.extend(self._maybe_evict(now))
         out.alarms = self.summaries.after(alarms)
         self._commit_seen()
         return out
@@ -224,7 +226,9 @@ class ShardProcessor:
         readings are newer than any the device sent before: a redelivery carries the
         times of its first delivery, so such a message is new data from a device whose
         sequence went back (an outbox recreated by an agent that sends no outbox id). That
-        is counted and logged as a reset, never dropped. Jumps forward are counted as
+        is counted and logged as a reset, never dropped. (Only for messages that carry
+        their own reading times: an adapter dates readings without a time by their
+        arrival, so its redeliveries look newer.) Jumps forward are counted as
         sequence gaps (missing messages, which a backlog may still fill).
 
         A batch that fails part-way is retried message by message, and its messages
@@ -234,6 +238,7 @@ class ShardProcessor:
         batch: set[tuple[int, str | None, int]] = set()
         keep = []
         starts: list[int] | None = None
+        own_times = decoded.msg_own_times
         for k, (dev, seq, outbox) in enumerate(
             zip(decoded.msg_device, decoded.msg_seq, decoded.msg_outbox, strict=True)
         ):
@@ -242,7 +247,7 @@ class ShardProcessor:
                 self._sequence_reset(dev, seq, f"new outbox {outbox!r}")
             key = (dev, outbox, seq)
             new = seq not in seen and key not in batch
-            if not new and key not in batch:
+            if not new and key not in batch and own_times[k]:
                 if starts is None:
                     starts = np.concatenate(([0], np.cumsum(decoded.msg_count))).tolist()
                 newest = _newest(decoded, starts[k], starts[k + 1])
@@ -398,6 +403,7 @@ class ShardProcessor:
             if encoded is not None:
                 out.points.append(encoded)
         alarms.extend(self.device_rules.tick(now))
+        alarms.extend(self._maybe_evict(now))
         out.alarms = self.summaries.after(alarms)
         return out
 
@@ -420,6 +426,65 @@ class ShardProcessor:
                 # look again ten times a second rather than on every worker loop.
                 wakes.append(max(first, now + 100_000))
         return min(wakes) if wakes else None
+
+    # -- eviction -----------------------------------------------------------------
+
+    _next_eviction_us: int | None = None
+
+    def _maybe_evict(self, now: int) -> list[AlarmEvent]:
+        idle = self.config.evict_idle_us
+        if idle is None:
+            return []
+        every = min(idle // 10, 3_600_000_000)
+        if self._next_eviction_us is None:
+            self._next_eviction_us = now + every
+        if now < self._next_eviction_us:
+            return []
+        self._next_eviction_us = now + every
+        return self.evict_idle(now)
+
+    def evict_idle(self, now: int) -> list[AlarmEvent]:
+        """Forget devices silent for ``evict_idle_us``; return the alarms that clears.
+
+        A forgotten device's alarms (its deadman, its last will, a series alarm that
+        was up when it went silent) are cleared with that reason: nothing keeps them
+        true any more. A device stays while one of its windows is open (it closes
+        once the fleet's clock passes it). Evicting after the ingest's ``max_past``
+        (the default) keeps dedupe exact: a redelivery of a forgotten device's old
+        message is refused as out of range before dedupe would be asked.
+        """
+        idle = self.config.evict_idle_us
+        reg = self.registry
+        if idle is None or not reg.device_count:
+            return []
+        last = np.asarray(reg.last_arrival_us, np.int64)
+        keep = (last >= now - idle) | (last == NONE)
+        series_device = reg.series_device().astype(np.int64)
+        open_series = self.windows.series_open()
+        if len(open_series):
+            keep[series_device[open_series]] = True
+        if keep.all():
+            return []
+        gone = np.flatnonzero(~keep)
+        why = f"device forgotten after {_span_s(idle)} of silence"
+        events = self.series_alarms.forget(np.flatnonzero(~keep[series_device]), now, why)
+        events += self.device_rules.forget(gone, now, why)
+        names = [f"{reg.sites[d]}/{reg.devices[d]}" for d in gone.tolist()]
+        n_series = len(reg.names)
+        dev_map, series_map = reg.compact(keep)
+        self.windows.remap_series(series_map)
+        self.series_alarms.compact(series_map)
+        self.device_rules.compact(dev_map)
+        self.observer.evicted(len(names), n_series - len(reg.names))
+        log.info(
+            "evicted %d idle device(s) and %d series (%s): %s%s",
+            len(names),
+            n_series - len(reg.names),
+            why,
+            ", ".join(names[:5]),
+            "..." if len(names) > 5 else "",
+        )
+        return events
 
     # -- helpers ------------------------------------------------------------------
 
@@ -485,3 +550,12 @@ def _newest(decoded: DecodedBatch, start: int, end: int) -> int:
     """Newest valued reading time of the rows ``start:end`` (NONE when none has a value)."""
     t = decoded.t_us[start:end][~np.isnan(decoded.value[start:end])]
     return int(t.max()) if len(t) else NONE
+
+
+def _span_s(us: int) -> str:
+    """Say a duration in the largest whole unit (``32 days``, ``6 h``, ``90 s``)."""
+    seconds = us // 1_000_000
+    for unit, size in (("days", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"

@@ -305,6 +305,27 @@ class WindowStore:
 
     # -- snapshots ----------------------------------------------------------------
 
+    def series_open(self) -> npt.NDArray[np.int64]:
+        """Return the series that have an open window (sorted, unique)."""
+        return np.unique(self._decode(self.key)[0]) if len(self.key) else np.zeros(0, np.int64)
+
+    def remap_series(self, series_map: I64) -> None:
+        """Renumber series by ``series_map`` (old -> new, -1: evicted) after an eviction.
+
+        The map keeps the order of the series it keeps, so keys stay sorted.
+        """
+        if not len(self.key):
+            return
+        series, spec, _, _ = self._decode(self.key)
+        new = series_map[series]
+        keep = new >= 0
+        low = self.key & ((1 << _START_BITS) - 1)
+        key = ((new * self._n + spec) << _START_BITS) + low
+        for name in _FIELDS:
+            setattr(self, name, getattr(self, name)[keep])
+        self.key = key[keep]
+        self._min_end = int(self._decode(self.key)[3].min()) if len(self.key) else None
+
     def snapshot(self) -> dict[str, Any]:
         """Return the open windows as plain data (copies)."""
         return {name: getattr(self, name).copy() for name in _FIELDS} | {"specs": self.names}

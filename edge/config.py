@@ -48,6 +48,9 @@ __all__ = [
     "parse_remote_config",
 ]
 
+MIN_INTERVAL_S = 0.01
+"""Floor of sampling intervals (100 readings a second per sensor)."""
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -106,8 +109,10 @@ class SensorConfig(_Frozen):
     """One configured sensor: which driver, how often, with which options."""
 
     id: Id
-    driver: Annotated[str, Field(min_length=1)]
-    interval_s: Annotated[float, Field(gt=0, le=86400)] = 10.0
+    driver: Annotated[str, Field(min_length=1, max_length=64)]
+    interval_s: Annotated[float, Field(ge=MIN_INTERVAL_S, le=86400)] = 10.0
+    """Seconds between readings; at least 10 ms (a floor, so that a mistyped or remote
+    config cannot turn the sampler into a busy loop)."""
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -115,7 +120,7 @@ class BatchConfig(_Frozen):
     """When readings leave the batcher as one telemetry event: by count or by age."""
 
     max_readings: Annotated[int, Field(ge=1, le=MAX_READINGS_PER_EVENT)] = 50
-    max_age_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    max_age_s: Annotated[float, Field(ge=0.05, le=3600)] = 10.0
 
 
 class OutboxConfig(_Frozen):
@@ -140,7 +145,7 @@ class OutboxConfig(_Frozen):
 class StatusConfig(_Frozen):
     """The retained status: heartbeat period."""
 
-    heartbeat_s: Annotated[float, Field(gt=0, le=86400)] = 60.0
+    heartbeat_s: Annotated[float, Field(ge=1, le=86400)] = 60.0
 
 
 ENV_PREFIX = "SENSORGATE_"
@@ -221,10 +226,12 @@ class RemoteConfig(_Frozen):
     (clearing the topic) restores the file's settings.
     """
 
-    intervals: dict[str, Annotated[float, Field(gt=0, le=86400)]] = Field(default_factory=dict)
+    intervals: dict[str, Annotated[float, Field(ge=MIN_INTERVAL_S, le=86400)]] = Field(
+        default_factory=dict
+    )
     batch: BatchConfig | None = None
-    heartbeat_s: Annotated[float | None, Field(gt=0, le=86400)] = None
-    revision: str | None = None
+    heartbeat_s: Annotated[float | None, Field(ge=1, le=86400)] = None
+    revision: Annotated[str | None, Field(max_length=128)] = None
     """Free text the operator may use to tell revisions apart; echoed in the status."""
 
 

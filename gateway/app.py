@@ -179,6 +179,7 @@ def build_gateway(
             settings.stream.max_series,
             settings.stream.max_series_per_device,
         ),
+        settings.stream.evict_idle_s,
     )
 
     reporter = rejections or WriteRejectionReporter.from_settings(settings)

@@ -89,6 +89,14 @@ class GatewayMetrics:
             ["site", "device"],
             registry=r,
         )
+        self.evicted_devices = Counter(
+            "sensorgate_evicted_devices",
+            "Idle devices whose state (dedupe, windows, detectors) was forgotten",
+            registry=r,
+        )
+        self.evicted_series = Counter(
+            "sensorgate_evicted_series", "Series of evicted devices", registry=r
+        )
         self.shard_errors = Counter(
             "sensorgate_shard_errors",
             "Exceptions in the shard step (the batch is retried message by message)",
@@ -161,6 +169,11 @@ class GatewayMetrics:
     def sequence_reset(self, site: str, device: str) -> None:
         """Count a device's sequence reset."""
         self.sequence_resets.labels(site, device).inc()
+
+    def evicted(self, devices: int, series: int) -> None:
+        """Count idle devices and series forgotten."""
+        self.evicted_devices.inc(devices)
+        self.evicted_series.inc(series)
 
     def shard_error(self, detail: str) -> None:
         """Count an exception in the shard step (``detail``: its traceback)."""

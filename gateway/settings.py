@@ -240,6 +240,12 @@ class StreamSettings(_Frozen):
     max_series: Annotated[int | None, Field(ge=1)] = 500_000
     """Most series (device, sensor, metric) the gateway keeps state for (None: no cap);
     about 2-4 KB of memory each with the default rules."""
+    evict_idle_s: Annotated[float | None, Field(gt=0)] = 32 * 86_400.0
+    """Forget a device (dedupe, event clock, windows, detectors) once it has been silent
+    this long with no active alarm and no open window (None: never), so that a fleet
+    whose device ids come and go does not grow the gateway's memory. At least
+    ``ingest.max_past_s``: a redelivered old message of a forgotten device is then
+    refused as out of range, never stored twice."""
     max_series_per_device: Annotated[int | None, Field(ge=1)] = 1_000
     """Most series one device may have (None: no cap): a device that invents sensor or
     metric names cannot grow the gateway's memory."""
@@ -325,6 +331,17 @@ class GatewaySettings(BaseSettings):
         from gateway.statedir import state_home
 
         return state_home() / "recovery" / self.gateway_id
+
+    @model_validator(mode="after")
+    def _eviction_after_the_past_limit(self) -> GatewaySettings:
+        evict = self.stream.evict_idle_s
+        if evict is not None and evict < self.ingest.max_past_s:
+            raise ValueError(
+                f"stream.evict_idle_s ({evict:g}) must be at least ingest.max_past_s"
+                f" ({self.ingest.max_past_s:g}): a forgotten device's old messages could"
+                " otherwise be stored twice; lower both, or turn eviction off (null)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _packet_fits_a_payload(self) -> GatewaySettings:

@@ -35,7 +35,7 @@ from dataflows.adapters.shelly import ShellyAdapter
 from dataflows.adapters.sparkplug import SparkplugAdapter
 from dataflows.adapters.tasmota import TasmotaAdapter
 from dataflows.adapters.telegraf import TelegrafAdapter
-from dataflows.adapters.topicfilter import TopicFilter, matches
+from dataflows.adapters.topicfilter import TopicFilter, covers, matches
 from dataflows.adapters.zigbee2mqtt import Zigbee2MqttAdapter
 
 __all__ = ["AdapterSet", "build_adapter"]
@@ -70,12 +70,22 @@ class AdapterSet:
         seen: dict[str, str] = {}
         for i, adapter in enumerate(self.adapters):
             for item in adapter.filters():
-                other = seen.get(item.filter)
+                # Overlapping subscriptions deliver a message once per subscription:
+                # every reading would be stored twice.
+                other = next(
+                    (
+                        (f, name)
+                        for f, name in seen.items()
+                        if covers(f, item.filter) or covers(item.filter, f)
+                    ),
+                    None,
+                )
                 if other is not None:
                     raise ConfigError(
                         f"adapter[{i}].topic",
-                        f"adapter {adapter.name!r} subscribes {item.filter!r}, as adapter"
-                        f" {other!r} does; give one of them another topic",
+                        f"adapter {adapter.name!r} subscribes {item.filter!r}, which overlaps"
+                        f" {other[0]!r} of adapter {other[1]!r}: their messages would arrive"
+                        " twice; give them topics that do not overlap",
                     )
                 seen[item.filter] = adapter.name
                 self._filters.append((item.filter, adapter))

@@ -32,7 +32,7 @@ from dataflows.adapters.base import AdapterFailure, BaseAdapter
 from dataflows.adapters.config import HomeAssistantConfig
 from dataflows.adapters.hatemplate import UNDEFINED, Template, TemplateError, compile_template
 from dataflows.adapters.result import AdapterResult, Telemetry
-from dataflows.adapters.topicfilter import TopicFilter, matches
+from dataflows.adapters.topicfilter import TopicFilter, covers, matches
 from dataflows.adapters.values import NotJson, decode_json
 
 __all__ = ["ABBREVIATIONS", "HomeAssistantAdapter", "expand"]
@@ -165,7 +165,11 @@ class HomeAssistantAdapter(BaseAdapter):
                 " subscription, and states need the learned configs on one shard",
             )
         ]
-        out += [TopicFilter(f, True) for f in self.cfg.state_filters]
+        # A state filter under the discovery prefix is already subscribed by the one
+        # above: subscribing it again would deliver each state twice.
+        out += [
+            TopicFilter(f, True) for f in self.cfg.state_filters if not covers(out[0].filter, f)
+        ]
         return tuple(out)
 
     def route_key(self, topic: str) -> str | None:

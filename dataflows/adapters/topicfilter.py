@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["TopicFilter", "check_filter", "matches"]
+__all__ = ["TopicFilter", "check_filter", "covers", "matches"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +52,20 @@ def matches(topic_filter: str, topic: str) -> bool:
         if level != "+" and level != t_levels[i]:
             return False
     return len(f_levels) == len(t_levels)
+
+
+def covers(outer: str, inner: str) -> bool:
+    """Whether every topic matching filter ``inner`` also matches filter ``outer``.
+
+    Two subscriptions of one client where one covers the other deliver a message
+    twice (MQTT 5 allows a copy per matching subscription, and mosquitto sends them).
+    """
+    o_levels, i_levels = outer.split("/"), inner.split("/")
+    for i, level in enumerate(o_levels):
+        if level == "#":
+            return True
+        if i >= len(i_levels) or i_levels[i] == "#":
+            return False
+        if level != "+" and (i_levels[i] == "+" or level != i_levels[i]):
+            return False
+    return len(o_levels) == len(i_levels)

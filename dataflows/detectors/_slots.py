@@ -52,6 +52,11 @@ class SlotArrays:
         for name, (_, fresh, _) in self.fields.items():
             self.arrays[name][slots] = fresh
 
+    def take(self, slots: npt.NDArray[np.int64]) -> None:
+        """Keep only ``slots``, renumbered ``0 .. len(slots)-1`` in that order (eviction)."""
+        self.arrays = {name: array[slots].copy() for name, array in self.arrays.items()}
+        self.size = len(slots)
+
     def snapshot(self) -> dict[str, Any]:
         """Return copies of every array, trimmed to :attr:`size`."""
         state: dict[str, Any] = {"size": self.size}

@@ -23,6 +23,7 @@ import math
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from contract.alarms import Severity
 from dataflows.detectors._slots import Field, SlotArrays
@@ -142,6 +143,10 @@ class AdaptiveBank:
     def reset(self, slots: I64) -> None:
         """Forget the state of ``slots``."""
         self._state.reset(np.asarray(slots, np.int64))
+
+    def take(self, slots: npt.NDArray[np.int64]) -> None:
+        """Keep only ``slots``, renumbered in that order (evicted series leave)."""
+        self._state.take(slots)
 
     def snapshot(self) -> dict[str, Any]:
         """Return every slot's state as a dict of numpy arrays (and ``size``)."""

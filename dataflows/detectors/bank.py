@@ -102,6 +102,9 @@ class DetectorBank(Protocol):
     def describe(self, signals: BankSignals, i: int) -> str:
         """Word the message of entry ``i`` (called only for entries the alarms need)."""
 
+    def take(self, slots: npt.NDArray[np.int64]) -> None:
+        """Keep only ``slots``, renumbered ``0 .. len(slots)-1`` in that order."""
+
     def snapshot(self) -> dict[str, Any]:
         """Return the state of every slot as plain data (numpy arrays allowed)."""
 
@@ -159,6 +162,10 @@ class ScalarBank:
     def describe(self, signals: BankSignals, i: int) -> str:
         """Return the scalar detector's own message."""
         return str(signals.detail["message"][i] or "")
+
+    def take(self, slots: npt.NDArray[np.int64]) -> None:
+        """Keep only ``slots``, renumbered in that order."""
+        self._detectors = [self._detectors[i] for i in slots.tolist()]
 
     def snapshot(self) -> dict[str, Any]:
         """Every detector's snapshot."""

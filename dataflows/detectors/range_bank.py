@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from dataflows.detectors.bank import F64, I64, BankSignals
 from dataflows.detectors.range import RangeDetector
@@ -36,6 +37,10 @@ class RangeBank:
 
     def reset(self, slots: I64) -> None:
         """Stateless: nothing to forget."""
+
+    def take(self, slots: npt.NDArray[np.int64]) -> None:
+        """Keep only ``slots`` (stateless: only the size changes)."""
+        self._size = len(slots)
 
     def snapshot(self) -> dict[str, Any]:
         """Stateless: only the size."""

@@ -3,8 +3,10 @@
 #
 #   sudo ./install.sh [--from PATH_OR_REQUIREMENT] [--config FILE]
 #
+# PATH is a checkout or a built wheel/sdist (e.g. one built on a PC and copied over:
+# the package is pure Python, one wheel fits every architecture).
 # Creates the system user `sensorgate`, a venv under /opt/sensorgate with only the
-# `edge` extra (paho-mqtt, pydantic, pydantic-settings, smbus2: no Bytewax, no
+# `edge` extra (paho-mqtt, pydantic, smbus2: no Bytewax, no
 # InfluxDB client), /etc/sensorgate/edge.toml (from the example unless it exists),
 # and the systemd unit. Re-running it upgrades the package and keeps the config.
 set -euo pipefail
@@ -18,7 +20,7 @@ while [[ $# -gt 0 ]]; do
     case "$1" in
         --from) SOURCE="$2"; shift 2 ;;
         --config) CONFIG_SRC="$2"; shift 2 ;;
-        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -28,9 +30,17 @@ if [[ $EUID -ne 0 ]]; then
     exit 1
 fi
 
-# A local checkout is installed with the edge extra.
+# A local checkout, wheel or sdist is installed with the edge extra. Its version does
+# not change with every edit, so pip would take it as installed already: LOCAL is
+# reinstalled (without its dependencies) after the upgrade below.
+LOCAL=""
 if [[ -d "$SOURCE" ]]; then
-    SOURCE="$(cd "$SOURCE" && pwd)[edge]"
+    LOCAL="$(cd "$SOURCE" && pwd)"
+elif [[ -f "$SOURCE" && ( "$SOURCE" == *.whl || "$SOURCE" == *.tar.gz ) ]]; then
+    LOCAL="$(cd "$(dirname "$SOURCE")" && pwd)/$(basename "$SOURCE")"
+fi
+if [[ -n "$LOCAL" ]]; then
+    SOURCE="$LOCAL[edge]"
 fi
 
 echo "==> system packages"
@@ -54,6 +64,9 @@ if [[ ! -x "$PREFIX/venv/bin/python" ]]; then
 fi
 "$PREFIX/venv/bin/pip" install --quiet --upgrade pip
 "$PREFIX/venv/bin/pip" install --quiet --upgrade "$SOURCE"
+if [[ -n "$LOCAL" ]]; then
+    "$PREFIX/venv/bin/pip" install --quiet --force-reinstall --no-deps "$LOCAL"
+fi
 install -d -m 0755 "$PREFIX/docs"
 if [[ -f "$HERE/../../docs/edge.md" ]]; then
     install -m 0644 "$HERE/../../docs/edge.md" "$PREFIX/docs/edge.md"
@@ -80,12 +93,23 @@ fi
 
 echo "==> systemd unit"
 install -m 0644 "$HERE/sensorgate-edge.service" /etc/systemd/system/sensorgate-edge.service
-systemctl daemon-reload
+# In a chroot (an SD card image built under qemu, like pi-gen does) or a container
+# systemd is not running: the unit is enabled for the next boot, nothing is started.
+BOOTED=""
+if [[ -d /run/systemd/system ]]; then
+    BOOTED=1
+    systemctl daemon-reload
+fi
 
 echo "==> probing the sensors once"
 if sudo -u sensorgate "$PREFIX/venv/bin/sensorgate-edge" check --config /etc/sensorgate/edge.toml; then
-    systemctl enable --now sensorgate-edge.service
-    echo "done: journalctl -u sensorgate-edge -f"
+    if [[ -n "$BOOTED" ]]; then
+        systemctl enable --now sensorgate-edge.service
+        echo "done: journalctl -u sensorgate-edge -f"
+    else
+        systemctl enable sensorgate-edge.service
+        echo "done: systemd is not running here; the agent starts at the next boot"
+    fi
 else
     echo "the check failed (see above): fix /etc/sensorgate/edge.toml, then"
     echo "    systemctl enable --now sensorgate-edge.service"

@@ -123,7 +123,16 @@ def test_invalid_remote_config_is_refused_naming_the_field(tmp_path: Path) -> No
     assert agent.sensor_intervals == {"sim": 1.0}
     refused = [s for s in statuses(transport) if s.data.reason == "config_rejected"]
     assert refused[-1].data.details["config_error"]["field"] == "intervals.sim"
-    assert "greater than 0" in refused[-1].data.details["config_error"]["reason"]
+    assert "greater than or equal to 0.01" in refused[-1].data.details["config_error"]["reason"]
+
+
+def test_a_remote_interval_below_the_floor_is_refused(tmp_path: Path) -> None:
+    agent, clock, transport, _ = make_agent(tmp_path)
+    agent.handle_config_payload(b'{"intervals": {"sim": 0.000001}}')
+    run(agent, clock, 1)
+    assert agent.sensor_intervals == {"sim": 1.0}
+    refused = [s for s in statuses(transport) if s.data.reason == "config_rejected"]
+    assert refused[-1].data.details["config_error"]["field"] == "intervals.sim"
 
 
 def test_valid_remote_config_changes_sampling_and_batching_live(tmp_path: Path) -> None:

@@ -75,7 +75,7 @@ def test_toml_with_env_overrides(
 @pytest.mark.parametrize(
     ("edit", "field", "reason"),
     [
-        (("interval_s = 5", "interval_s = -5"), "sensors[0].interval_s", "greater than 0"),
+        (("interval_s = 5", "interval_s = -5"), "sensors[0].interval_s", "or equal to 0.01"),
         (("port = 8883", "port = 70000"), "mqtt.port", "less than or equal to 65535"),
         (('device = "pi-017"', 'device = "pi/017"'), "device", "should match pattern"),
         (('site = "plant-a"', 'site = "plant-a"\nextra = 1'), "extra", "not permitted"),
@@ -152,7 +152,7 @@ def test_remote_config_validation(tmp_path: Path) -> None:
     assert parse_remote_config(b"", base) is None
     cases = [
         (b'{"intervals": {"nope": 1}}', "intervals.nope", "no sensor 'nope'"),
-        (b'{"intervals": {"sim": 0}}', "intervals.sim", "greater than 0"),
+        (b'{"intervals": {"sim": 0}}', "intervals.sim", "greater than or equal to 0.01"),
         (b'{"batch": {"max_age_s": "soon"}}', "batch.max_age_s", "valid number"),
         (b'{"colour": "red"}', "colour", "not permitted"),
         (b"[1]", "(payload)", "JSON object"),
@@ -217,3 +217,12 @@ def test_cli_module_imports_stdlib_only() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_shipped_example_config_loads() -> None:
+    from edge.config import load_config
+
+    repo = Path(__file__).resolve().parents[2]
+    config = load_config(repo / "deploy" / "edge" / "edge.example.toml")
+    assert config.remote_config is True
+    assert config.status.heartbeat_s == 60

@@ -215,10 +215,10 @@ def test_sigkill_then_restart_replays_the_outbox_with_no_gap_and_no_reuse(
         tmp_path,
         topics.prefix,
         port,
-        interval=0.005,
+        interval=0.01,  # the floor
         batch={"max_readings": 5, "max_age_s": 0.1},
-        # slower out than in, so the outbox holds a backlog at the moment of the kill
-        outbox={"path": str(tmp_path / "outbox.db"), "max_rate": 20},
+        # slower out than in (20 events/s), so the outbox holds a backlog at the kill
+        outbox={"path": str(tmp_path / "outbox.db"), "max_rate": 8},
     )
     config_path = tmp_path / "agent.toml"
     config_path.write_text(_toml(overrides))
@@ -262,7 +262,7 @@ def test_sigkill_then_restart_replays_the_outbox_with_no_gap_and_no_reuse(
         def arrived() -> dict[int, str]:
             return {e.data.sequence: e.id for e in received_events(sub.snapshot(), telemetry)}
 
-        wait_for(lambda: set(in_outbox) <= set(arrived()), 30, "the outbox of the killed agent")
+        wait_for(lambda: set(in_outbox) <= set(arrived()), 90, "the outbox of the killed agent")
         wait_for(lambda: max(arrived()) > max(before) + 5, 15, "new events after the restart")
         second.send_signal(signal.SIGTERM)
         assert second.wait(20) == 0

@@ -220,3 +220,47 @@ def test_arbitrary_topic_levels_never_crash(topic: str, level: str, payload: byt
     mangled = topic.replace("dev", level, 1)
     if ALL.route_key(mangled) is not None:
         _check(mangled, payload)
+
+
+def test_covers_follows_the_mqtt_wildcards() -> None:
+    from dataflows.adapters.topicfilter import covers
+
+    assert covers("a/#", "a/+/b")
+    assert covers("a/+", "a/b")
+    assert covers("+/+", "a/+")
+    assert not covers("a/+", "a/#")
+    assert not covers("a/b", "a/+")
+    assert not covers("a/+", "a/b/c")
+    assert covers("#", "x/y")
+
+
+def test_overlapping_subscriptions_are_refused_and_ha_states_under_the_prefix_are_not_doubled() -> (
+    None
+):
+    from contract.errors import ConfigError
+    from dataflows.adapters.adapterset import AdapterSet
+    from dataflows.adapters.config import parse_adapters
+
+    ha = parse_adapters(
+        {
+            "adapter": [
+                {
+                    "name": "ha",
+                    "kind": "homeassistant",
+                    "topic": "homeassistant",
+                    "state_filters": ["homeassistant/sensor/+/state", "esphome/#"],
+                }
+            ]
+        }
+    )
+    assert [f.filter for _, f in AdapterSet(ha).filters()] == ["homeassistant/#", "esphome/#"]
+    both = parse_adapters(
+        {
+            "adapter": [
+                {"name": "t1", "kind": "telegraf", "topic": "telegraf"},
+                {"name": "t2", "kind": "telegraf", "topic": "telegraf/site-b"},
+            ]
+        }
+    )
+    with pytest.raises(ConfigError, match="overlaps"):
+        AdapterSet(both)

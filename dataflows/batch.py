@@ -66,9 +66,7 @@ class ShardRouter:
 
     _CACHE_MAX = 1_000_000
 
-    def __init__(
-        self, shards: int, device_part: Callable[[str], str] | None = None
-    ) -> None:
+    def __init__(self, shards: int, device_part: Callable[[str], str] | None = None) -> None:
         if shards < 1:
             raise ValueError(f"shards must be at least 1; got {shards}")
         self.shards = shards

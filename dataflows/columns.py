@@ -135,14 +135,22 @@ class PointColumns:
 
 @dataclass(frozen=True, slots=True)
 class EncodedPoints:
-    """The bytes of one write, and what they hold (for metrics)."""
+    """The bytes of one write, and what they hold (for metrics).
+
+    Two bodies, because raw data and aggregates are kept for different times (each is
+    written to its own retention policy): ``body`` holds the readings and late
+    readings, ``aggregates_body`` the aggregates. ``lines`` counts both.
+    """
 
     body: bytes
-    """Newline-terminated lines, ready to post."""
+    """Newline-terminated readings and late readings (every line when
+    ``aggregates_body`` is empty), ready to post."""
     lines: int
     readings: int = 0
     aggregates: int = 0
     late: int = 0
+    aggregates_body: bytes = b""
+    """Newline-terminated aggregates (``aggregates`` lines of them)."""
     received_us: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
     """Arrival time of each fresh message whose readings are in ``body`` (latency metrics)."""
     newest_us: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -154,3 +162,6 @@ class PointEncoder(Protocol):
 
     def encode(self, points: PointColumns) -> bytes:
         """Return the newline-terminated lines for ``points`` (b"" when empty)."""
+
+    def encode_parts(self, points: PointColumns) -> tuple[bytes, bytes]:
+        """Return (readings and late readings, aggregates) as two bodies of lines."""

@@ -511,8 +511,10 @@ class ShardProcessor:
         if self.encoder is None:
             return points
         r, a, late = points.readings, points.aggregates, points.late
+        raw, aggregates = self.encoder.encode_parts(points)
         return EncodedPoints(
-            body=self.encoder.encode(points),
+            body=raw,
+            aggregates_body=aggregates,
             lines=(len(r) if r else 0) + (len(a) if a else 0) + (len(late) if late else 0),
             readings=len(r) if r else 0,
             aggregates=len(a) if a else 0,

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 from bytewax.dataflow import Dataflow
 
-from contract.errors import ConfigError
+from contract.errors import ConfigError, StorageError
 from dataflows.adapters.adapterset import AdapterSet
 from dataflows.adapters.config import load_adapters
 from dataflows.config import StreamConfig
@@ -23,9 +24,12 @@ from dataflows.registry import Caps
 from dataflows.rules import RuleSet, load_rules
 from gateway.alarm_sink import AlarmSink
 from gateway.influx.encoder import LineProtocolEncoder
+from gateway.influx.layout import StorageLayout
 from gateway.influx.pipeline import make_pipelined_writer
+from gateway.influx.reroute import reroute_spill
 from gateway.influx.resilient import make_resilient_writer
-from gateway.influx.writer import PointWriter, make_writer
+from gateway.influx.setup import READY, setup_influx
+from gateway.influx.writer import PointWriter
 from gateway.metrics import GatewayMetrics, Health, serve
 from gateway.mqtt_source import MqttSource
 from gateway.rejections import WriteRejectionReporter
@@ -38,14 +42,33 @@ __all__ = ["GatewayApp", "RulesWatcher", "build_gateway", "prepare_storage", "ru
 log = logging.getLogger(__name__)
 
 
-def prepare_storage(settings: GatewaySettings) -> None:
-    """Create the v1 database if needed (v2 buckets are created by their owner)."""
-    writer = make_writer(settings.influx)
-    try:
-        if settings.influx.api == "v1":
-            writer.ensure_database()  # type: ignore[union-attr]
-    finally:
-        writer.close()
+def prepare_storage(
+    settings: GatewaySettings, *, transport: httpx.BaseTransport | None = None
+) -> None:
+    """Create the database and its retention policies on InfluxDB 1.x, or raise.
+
+    What ``sensorgate influx setup`` does for ``api = "v1"`` without a token: the
+    database, then the policies of ``influx.retention`` (created, or altered to the
+    configured duration; the raw one made the DEFAULT). Raises
+    :class:`~contract.errors.ConfigError` naming ``influx.retention`` when the server
+    refuses a policy (the message holds the statement an admin runs), and
+    :class:`~contract.errors.StorageError` for anything else. On 2.x/3.x (a token, or
+    the v2/v3 API) the buckets and databases belong to their owner: nothing is done.
+    ``transport`` is the HTTP seam for tests.
+    """
+    influx = settings.influx
+    if influx.api != "v1" or influx.token is not None:
+        return
+    report = setup_influx(influx, transport=transport)
+    for step in report.steps:
+        if step.status in READY:
+            continue
+        if step.name.startswith("retention"):
+            raise ConfigError("influx.retention", f"{step.name}: {step.status}: {step.detail}")
+        raise StorageError(f"InfluxDB at {influx.url} is not ready: {step.name}: {step.detail}")
+    for step in report.steps:
+        if step.status in ("created", "changed"):
+            log.info("InfluxDB %s %s: %s", step.name, step.status, step.detail)
 
 
 class RulesWatcher:
@@ -183,19 +206,33 @@ def build_gateway(
     )
 
     reporter = rejections or WriteRejectionReporter.from_settings(settings)
+    layout = StorageLayout.of(settings.influx)
 
-    def writer() -> PointWriter:
-        # Dead letters and alarms: synchronous writers, one per sink partition.
-        made = reporter.bind(make_resilient_writer(settings.influx))
-        metrics.track_writer(made)
-        return made
+    def writer(measurement: str) -> Callable[[], PointWriter]:
+        # Dead letters and alarms: synchronous writers, one per sink partition, each
+        # to the retention policy of its measurement.
+        def make() -> PointWriter:
+            made = reporter.bind(
+                make_resilient_writer(settings.influx, policy=layout.policy(measurement))
+            )
+            metrics.track_writer(made)
+            return made
 
-    def points_writer() -> PointsWriter:
-        # Readings, aggregates, late readings: one pipelined writer per process, its
-        # timestamps in microseconds (what the encoder writes).
-        made = reporter.bind(make_pipelined_writer(settings.influx))
-        metrics.track_writer(made)
-        return made
+        return make
+
+    def points_writer(measurement: str) -> Callable[[], PointsWriter]:
+        # Readings and late readings; aggregates: one pipelined writer per process and
+        # retention policy, its timestamps in microseconds (what the encoder writes).
+        def make() -> PointsWriter:
+            made = reporter.bind(
+                make_pipelined_writer(settings.influx, policy=layout.policy(measurement))
+            )
+            metrics.track_writer(made)
+            return made
+
+        return make
+
+    same_policy = layout.policy("aggregates") == layout.policy("readings")
 
     dl_mqtt = settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-deadletters")
     alarm_mqtt = settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-alarms")
@@ -213,9 +250,14 @@ def build_gateway(
     flow = build_flow(
         source,
         topics=topics,
-        points_sink=PointsSink(points_writer, stream.shards, metrics),
-        deadletter_sink=DeadLetterSink(writer, dl_mqtt, topics),
-        alarm_sink=AlarmSink(writer, alarm_mqtt, topics, metrics=metrics),
+        points_sink=PointsSink(
+            points_writer("readings"),
+            stream.shards,
+            metrics,
+            aggregates_writer_factory=None if same_policy else points_writer("aggregates"),
+        ),
+        deadletter_sink=DeadLetterSink(writer("deadletters"), dl_mqtt, topics),
+        alarm_sink=AlarmSink(writer("alarms"), alarm_mqtt, topics, metrics=metrics),
         rules=rules,
         stream=stream,
         encoder=LineProtocolEncoder(
@@ -230,9 +272,7 @@ def build_gateway(
         adapters=adapters,
         command_sink=None
         if adapters is None
-        else CommandSink(
-            settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-commands")
-        ),
+        else CommandSink(settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-commands")),
     )
     return GatewayApp(flow, source, metrics, rules)
 
@@ -292,6 +332,7 @@ def run_gateway(
 
     recovery = _recovery_config(settings)  # refuse a bad folder before connecting
     prepare_storage(settings)
+    reroute_spill(settings.influx)  # a spill left from before retention policies
     rejections = WriteRejectionReporter.from_settings(settings)
     app = build_gateway(settings, stop=stop, metrics=metrics, rejections=rejections)
     if subscribed is not None:

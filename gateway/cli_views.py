@@ -107,7 +107,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     query.add_argument("--until", default="now", help="end (now)")
     query.add_argument("--interval", default=None, help="bucket (10s, 1m, ...) or raw")
     query.add_argument(
-        "--source", choices=("readings", "aggregates"), default="readings", help="(readings)"
+        "--source",
+        choices=("readings", "aggregates"),
+        default="readings",
+        help="(readings) readings: raw readings, or for a range over 6 h (or past the raw"
+        " retention) the stored aggregates, raw only where none; aggregates: stored windows",
     )
     query.add_argument("--format", choices=("table", "csv", "json"), default="table")
     query.set_defaults(func=_cmd_query)
@@ -469,6 +473,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
         settings = _settings(args)
         start, end = parse_time(args.since), parse_time(args.until)
         client = InfluxQL(settings.influx)
+        source = args.source
         try:
             views = Views(client)
             if args.source == "aggregates":
@@ -490,6 +495,8 @@ def _cmd_query(args: argparse.Namespace) -> int:
                     metric=args.metric,
                     interval=args.interval,
                 )
+                if views.reads_aggregates(start, end, args.interval):
+                    source = "readings (from aggregates)"
         finally:
             client.close()
         if args.format == "json":
@@ -501,7 +508,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
                 j = p.as_json()
                 out.writerow([j["time"], j["series"], j["mean"], j["min"], j["max"]])
         else:
-            table = Table(title=f"{args.site}/{args.device} {args.source}, interval {interval}")
+            table = Table(title=f"{args.site}/{args.device} {source}, interval {interval}")
             for col in ("time", "series", "mean", "min", "max"):
                 table.add_column(col, justify="right" if col in ("mean", "min", "max") else "left")
             for p in points:

@@ -75,18 +75,22 @@ def example_toml(model: type[BaseModel]) -> str:
         "# `sensorgate config check FILE`; run with `sensorgate gateway run --config FILE`.",
         "",
     ]
+    _section(model, "", lines)
+    return "\n".join(lines) + "\n"
+
+
+def _section(model: type[BaseModel], prefix: str, lines: list[str]) -> None:
+    """Add ``model``'s plain fields, then a ``[prefix.name]`` table per nested model."""
     sections: list[tuple[str, type[BaseModel]]] = []
     for name, field in model.model_fields.items():
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            sections.append((name, annotation))
+            sections.append((f"{prefix}{name}", annotation))
             continue
         lines.extend(_entry(name, field))
     for name, sub in sections:
         lines.extend(["", f"[{name}]"])
-        for sub_name, field in sub.model_fields.items():
-            lines.extend(_entry(sub_name, field))
-    return "\n".join(lines) + "\n"
+        _section(sub, f"{name}.", lines)
 
 
 def _entry(name: str, field: Any) -> list[str]:

@@ -4,8 +4,10 @@ The resilient writer isolates each refused line and calls ``on_rejected(line, er
 :class:`WriteRejectionReporter` turns that into a :class:`~contract.DeadLetterEvent`
 with reason ``write_rejected`` and the line as its payload, publishes it on the
 dead-letter topic (QoS 1, waiting for the broker's acknowledgement) and stores it in
-the ``deadletters`` measurement through the writer that refused the line. The event's
-``topic`` is ``influxdb/<measurement>``: the line never came from one MQTT topic.
+the ``deadletters`` measurement: through the writer that refused the line, or, with
+retention policies (the refusing writer writes to another policy), through a writer to
+the dead letters' policy, made on the first rejection. The event's ``topic`` is
+``influxdb/<measurement>``: the line never came from one MQTT topic.
 
 A refused ``deadletters`` line is published but not stored again, so that a dead
 letter InfluxDB cannot take never loops.
@@ -17,7 +19,7 @@ import logging
 import re
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
 from contract import DeadLetterEvent, DeadLetterReason, encode
@@ -35,6 +37,13 @@ class _Rejecting(Protocol):
 
     def write(self, lines: Sequence[str]) -> None:
         """Write lines (nanosecond timestamps), returning once they are durable."""
+
+
+class _Store(_Rejecting, Protocol):
+    """The writer of the dead letters' own policy, which the reporter owns and closes."""
+
+    def close(self) -> None:
+        """Release the writer."""
 
 
 W = TypeVar("W", bound=_Rejecting)
@@ -61,7 +70,13 @@ class WriteRejectionReporter:
     """
 
     def __init__(
-        self, mqtt: MqttSettings, topic: str, *, gateway_id: str, ack_timeout: float = 30.0
+        self,
+        mqtt: MqttSettings,
+        topic: str,
+        *,
+        gateway_id: str,
+        ack_timeout: float = 30.0,
+        store: Callable[[], _Store] | None = None,
     ) -> None:
         # A clean session under a fresh id: we wait for each PUBACK, so nothing is
         # left for a persistent session to keep, and two gateways never collide.
@@ -73,15 +88,37 @@ class WriteRejectionReporter:
         self._ack_timeout = ack_timeout
         self._link: MqttLink | None = None
         self._lock = threading.Lock()
+        self._store_factory = store
+        """Makes the writer dead letters are stored through (None: the refusing one)."""
+        self._store: _Store | None = None
 
     @classmethod
     def from_settings(cls, settings: GatewaySettings) -> WriteRejectionReporter:
-        """Build the gateway's reporter: its broker, dead-letter topic and id."""
+        """Build the gateway's reporter: its broker, dead-letter topic, id and store."""
+        from gateway.influx.layout import StorageLayout
+        from gateway.influx.resilient import make_resilient_writer
+
+        layout = StorageLayout.of(settings.influx)
+        store = None
+        if layout.active:
+
+            def store() -> _Store:
+                return make_resilient_writer(settings.influx, policy=layout.policy("deadletters"))
+
         return cls(
             settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-rejections"),
             settings.topics.deadletter,
             gateway_id=settings.gateway_id,
+            store=store,
         )
+
+    def _store_for(self, writer: _Rejecting) -> _Rejecting:
+        if self._store_factory is None:
+            return writer
+        with self._lock:
+            if self._store is None:
+                self._store = self.bind(self._store_factory())
+            return self._store
 
     def bind(self, writer: W) -> W:
         """Make ``writer`` report its refused lines here; return it."""
@@ -115,7 +152,7 @@ class WriteRejectionReporter:
             if measurement == "deadletters":
                 log.error("InfluxDB refused a dead letter; published only: %s", error)
             else:
-                writer.write([deadletter_line(event)])
+                self._store_for(writer).write([deadletter_line(event)])
         if not ticket.wait(self._ack_timeout):
             raise BrokerError(
                 f"the broker did not acknowledge a write_rejected dead letter on {self._topic!r}"
@@ -123,8 +160,11 @@ class WriteRejectionReporter:
             )
 
     def close(self) -> None:
-        """Close the MQTT connection, if one was opened."""
+        """Close the MQTT connection and the dead letters' writer, if they were opened."""
         with self._lock:
             if self._link is not None:
                 self._link.stop()
                 self._link = None
+            if self._store is not None:
+                self._store.close()
+                self._store = None

@@ -7,8 +7,10 @@ gateway's own shard engine (:class:`~dataflows.offline.OfflineDevice`: the same
 windows, detector banks and alarm machines as the live flow), on a clock that follows
 event time (so deadman silence is measured in event time, as ``sensorgate detect`` does). Results
 are written apart from live data: to ``--database-out`` (measurements ``aggregates``
-and ``alarms``) or, by default, to the same database as ``replay_aggregates`` and
-``replay_alarms``. A summary table (or ``--json``) says what each rule did.
+and ``alarms``, in that database's default retention policy) or, by default, to the
+same database as ``replay_aggregates`` and ``replay_alarms`` (in the aggregates'
+retention policy, :mod:`gateway.influx.layout`). A summary table (or ``--json``) says
+what each rule did.
 
 Live alarm *acknowledgements* and device status are not in ``readings``: a replay
 sees telemetry only (offline rules stay quiet).
@@ -113,7 +115,7 @@ def _rows(
     while t < until:
         end = min(t + chunk, until)
         yield q.query(
-            "SELECT value, fault, sensor, metric FROM readings"
+            f"SELECT value, fault, sensor, metric FROM {q.layout.readings}"
             f" WHERE time >= {_ns(t)} AND time < {_ns(end)}{where} GROUP BY site, device"
         )
         t = end
@@ -171,6 +173,7 @@ def run_replay(
     """Replay the readings of ``[since, until)``; write and return what came out."""
     from dataflows.offline import OfflineDevice, OfflineResult
     from dataflows.rules import load_rules
+    from gateway.influx.layout import StorageLayout
     from gateway.influx.lineprotocol import aggregate_line, alarm_line
     from gateway.influx.query import InfluxQL, quote_string
     from gateway.influx.writer import make_writer
@@ -197,7 +200,10 @@ def run_replay(
     out_settings = settings.influx.model_copy(
         update={"database": database_out} if database_out else {}
     )
-    writer = None if dry_run else make_writer(out_settings)
+    # Beside the live aggregates and alarms, in their retention policy; a database of
+    # its own keeps everything in its default policy.
+    policy = None if database_out else StorageLayout.of(settings.influx).policy("replay_alarms")
+    writer = None if dry_run else make_writer(out_settings, policy=policy)
     if writer is not None and database_out and out_settings.api == "v1":
         writer.ensure_database()  # type: ignore[union-attr]
 

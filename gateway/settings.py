@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
@@ -46,8 +47,10 @@ __all__ = [
     "InfluxSettings",
     "IngestSettings",
     "MqttSourceSettings",
+    "RetentionSettings",
     "StreamSettings",
     "load_settings",
+    "retention_hours",
     "settings_env",
 ]
 
@@ -119,6 +122,83 @@ class MqttSourceSettings(_Frozen):
         return f"mqtt://{self.host}:{self.port}"
 
 
+_DURATION = re.compile(r"^(\d{1,6})([hdw])$")
+_HOURS = {"h": 1, "d": 24, "w": 168}
+
+
+def retention_hours(text: str) -> int | None:
+    """Hours of an InfluxQL retention duration (``30d``, ``12h``, ``52w``); None for ``INF``.
+
+    Raises ValueError naming what is accepted: whole hours, days or weeks (influxd keeps
+    data at least an hour), or ``INF`` (for ever).
+    """
+    if text == "INF":
+        return None
+    m = _DURATION.match(text)
+    if m is None or int(m.group(1)) == 0:
+        raise ValueError(
+            f"expected a duration of whole hours, days or weeks (12h, 30d, 52w) or INF;"
+            f" got {text!r}"
+        )
+    return int(m.group(1)) * _HOURS[m.group(2)]
+
+
+class RetentionSettings(_Frozen):
+    """How long each class of measurement is kept: one InfluxDB 1.x retention policy each.
+
+    ``raw`` holds ``readings`` and ``late_readings``; ``aggregates`` holds
+    ``aggregates`` and ``alarms``; ``deadletters`` holds ``deadletters``. At start the
+    gateway (and ``sensorgate influx setup``) creates the policies, or alters one whose
+    duration differs, and makes the raw one the database's default (docs/gateway.md).
+    """
+
+    enabled: bool | None = None
+    """None (automatic): on for InfluxDB 1.x (``api = "v1"`` without a token), off
+    otherwise. True with a token on the v1 API: InfluxDB 2.x with one bucket per policy,
+    named ``<database>/<policy>`` (docs/influxdb.md); the v2 and v3 APIs have no
+    retention policies, so True is refused there. False: everything in the database's
+    default policy, as before retention existed."""
+    raw: str = "30d"
+    """How long raw readings (and late readings) are kept: ``12h``, ``30d``, ``52w`` or
+    ``INF``. At least ``ingest.max_past_s``, or InfluxDB would refuse old readings."""
+    aggregates: str = "400d"
+    """How long window aggregates and alarm events are kept."""
+    deadletters: str = "14d"
+    """How long dead letters are kept."""
+    raw_policy: str = "raw"
+    """Name of the raw policy (made the database's DEFAULT, so unqualified reads of
+    ``readings`` keep working)."""
+    aggregates_policy: str = "aggregates"
+    """Name of the policy of ``aggregates`` and ``alarms``."""
+    deadletters_policy: str = "deadletters"
+    """Name of the policy of ``deadletters``."""
+
+    @field_validator("raw", "aggregates", "deadletters")
+    @classmethod
+    def _valid_duration(cls, value: str) -> str:
+        retention_hours(value)
+        return value
+
+    @field_validator("raw_policy", "aggregates_policy", "deadletters_policy")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not 1 <= len(value) <= 64 or any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError(f"expected 1 to 64 printable characters; got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_duration_per_name(self) -> RetentionSettings:
+        seen: dict[str, str] = {}
+        for kind in ("raw", "aggregates", "deadletters"):
+            name, duration = getattr(self, f"{kind}_policy"), getattr(self, kind)
+            if seen.setdefault(name, duration) != duration:
+                raise ValueError(
+                    f"policy {name!r} is given two durations ({seen[name]} and {duration});"
+                    " give the classes distinct policy names or the same duration"
+                )
+        return self
+
+
 class InfluxSettings(_Frozen):
     """Where readings, aggregates, alarms and dead letters are written."""
 
@@ -179,6 +259,27 @@ class InfluxSettings(_Frozen):
     """Most points per second sent while draining the spill, to spare a recovering server."""
     drain_backoff_max_s: Annotated[float, Field(gt=0)] = 10.0
     """Longest pause between attempts while InfluxDB is still failing during a drain."""
+    retention: RetentionSettings = RetentionSettings()
+    """Retention policies per class of measurement (InfluxDB 1.x)."""
+
+    @property
+    def retention_active(self) -> bool:
+        """Whether writes and reads use the retention policies of :attr:`retention`."""
+        if self.retention.enabled is not None:
+            return self.retention.enabled
+        return self.api == "v1" and self.token is None
+
+    @model_validator(mode="after")
+    def _retention_needs_the_v1_api(self) -> InfluxSettings:
+        if self.retention.enabled and self.api != "v1":
+            raise ValueError(
+                f"retention.enabled: retention policies need the v1 write API (/write?rp=);"
+                f" the {self.api} API writes to one {'bucket' if self.api == 'v2' else 'database'}"
+                " whatever the policy. Set retention.enabled = false and give that"
+                f" {'bucket' if self.api == 'v2' else 'database'} a retention period, or use"
+                " api = 'v1' with a token and one bucket per policy (docs/influxdb.md)"
+            )
+        return self
 
     @property
     def use_gzip(self) -> bool:
@@ -340,6 +441,20 @@ class GatewaySettings(BaseSettings):
                 f"stream.evict_idle_s ({evict:g}) must be at least ingest.max_past_s"
                 f" ({self.ingest.max_past_s:g}): a forgotten device's old messages could"
                 " otherwise be stored twice; lower both, or turn eviction off (null)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _raw_readings_outlive_the_ingest_window(self) -> GatewaySettings:
+        if not self.influx.retention_active:
+            return self
+        hours = retention_hours(self.influx.retention.raw)
+        if hours is not None and hours * 3600 < self.ingest.max_past_s:
+            raise ValueError(
+                f"influx.retention.raw ({self.influx.retention.raw}) is shorter than"
+                f" ingest.max_past_s ({self.ingest.max_past_s:g} s): InfluxDB would refuse"
+                " the older readings the gateway accepts; lower ingest.max_past_s or keep"
+                " raw readings longer"
             )
         return self
 

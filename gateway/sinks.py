@@ -8,6 +8,9 @@ everything written in the epoch is durable (stored, or in the on-disk spill). Th
 source acknowledges an epoch's messages at the start of the next epoch, so an
 acknowledgement never passes a write still in flight: that is the durable-through mark.
 Every partition of a process shares one writer, so writes from all shards coalesce.
+With retention policies, a second shared writer takes the aggregates (their own policy):
+an item's readings go to one, its aggregates to the other, and ``snapshot()`` returns
+only when both are durable.
 
 The dead-letter sink writes synchronously inside ``write_batch`` (dead letters are rare).
 """
@@ -113,18 +116,36 @@ class _SharedWriter:
 
 
 class _PointsPartition(StatefulSinkPartition[EncodedPoints, None]):
-    def __init__(self, shared: _SharedWriter, metrics: GatewayMetrics | None) -> None:
+    def __init__(
+        self,
+        shared: _SharedWriter,
+        metrics: GatewayMetrics | None,
+        shared_aggregates: _SharedWriter | None = None,
+    ) -> None:
         self._shared = shared
+        self._shared_aggregates = shared_aggregates
         self._writer = shared.acquire()
+        # Without a writer of their own, aggregates go where the readings go.
+        self._aggregates = (
+            self._writer if shared_aggregates is None else shared_aggregates.acquire()
+        )
         self._metrics = metrics
-        self._waiting: list[tuple[int, EncodedPoints]] = []
-        """Bodies whose latency is observed once they are durable."""
+        self._waiting: list[tuple[int, int, EncodedPoints]] = []
+        """Items (with the sequence numbers of their two bodies) whose latency is
+        observed once they are durable."""
 
     def write_batch(self, items: list[EncodedPoints]) -> None:
         for item in items:
-            seq = self._writer.submit(item.body, item.lines)
+            seq = agg_seq = 0
+            if item.aggregates_body:
+                agg_seq = self._aggregates.submit(item.aggregates_body, item.aggregates)
+                raw_lines = item.lines - item.aggregates
+            else:
+                raw_lines = item.lines
+            if item.body:
+                seq = self._writer.submit(item.body, raw_lines)
             if self._metrics is not None:
-                self._waiting.append((seq, item))
+                self._waiting.append((seq, agg_seq, item))
         self._observe_durable()
 
     def _observe_durable(self) -> None:
@@ -132,10 +153,11 @@ class _PointsPartition(StatefulSinkPartition[EncodedPoints, None]):
         if metrics is None or not self._waiting:
             return
         through = self._writer.durable_through
-        done = [item for seq, item in self._waiting if seq <= through]
+        agg_through = self._aggregates.durable_through
+        done = [item for seq, agg, item in self._waiting if seq <= through and agg <= agg_through]
         if not done:
             return
-        self._waiting = [(seq, item) for seq, item in self._waiting if seq > through]
+        self._waiting = [w for w in self._waiting if w[0] > through or w[1] > agg_through]
         now_us = time.time_ns() // 1000
         counts = {"readings": 0, "aggregates": 0, "late_readings": 0}
         for item in done:
@@ -150,25 +172,37 @@ class _PointsPartition(StatefulSinkPartition[EncodedPoints, None]):
             if n:
                 metrics.points_written.labels(kind).inc(n)
 
+    def _writers(self) -> list[PointsWriter]:
+        # Aggregates first: their few lines are sent at once, instead of waiting in the
+        # queue while the readings' flush waits on InfluxDB.
+        if self._aggregates is self._writer:
+            return [self._writer]
+        return [self._aggregates, self._writer]
+
     def snapshot(self) -> None:
         # The end of an epoch: nothing may be acknowledged before it is durable.
-        self._writer.flush()
+        for writer in self._writers():
+            writer.flush()
         self._observe_durable()
         _release_free_memory()
 
     def close(self) -> None:
         try:
-            self._writer.flush(timeout=30)
+            for writer in self._writers():
+                writer.flush(timeout=30)
             self._observe_durable()
         finally:
             self._shared.release()
+            if self._shared_aggregates is not None:
+                self._shared_aggregates.release()
 
 
 class PointsSink(FixedPartitionedSink[EncodedPoints, None]):
     """Writes readings, aggregates and late readings, pipelined, flushed every epoch.
 
     Items are ``(shard key, EncodedPoints)``; a partition per shard, all partitions of
-    a process sharing one writer.
+    a process sharing one writer. With ``aggregates_writer_factory`` the aggregates
+    bodies go to a second shared writer (their retention policy); without, to the first.
     """
 
     def __init__(
@@ -176,8 +210,13 @@ class PointsSink(FixedPartitionedSink[EncodedPoints, None]):
         writer_factory: Callable[[], PointsWriter],
         shards: int,
         metrics: GatewayMetrics | None = None,
+        *,
+        aggregates_writer_factory: Callable[[], PointsWriter] | None = None,
     ) -> None:
         self._shared = _SharedWriter(writer_factory)
+        self._shared_aggregates = (
+            None if aggregates_writer_factory is None else _SharedWriter(aggregates_writer_factory)
+        )
         self._parts = [shard_key(i) for i in range(shards)]
         self._metrics = metrics
 
@@ -190,8 +229,8 @@ class PointsSink(FixedPartitionedSink[EncodedPoints, None]):
         return int(item_key.rpartition("-")[2]) % len(self._parts)
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _PointsPartition:
-        """Bind a partition to this process's shared writer."""
-        return _PointsPartition(self._shared, self._metrics)
+        """Bind a partition to this process's shared writer(s)."""
+        return _PointsPartition(self._shared, self._metrics, self._shared_aggregates)
 
 
 class _DeadLetterPartition(StatelessSinkPartition[DeadLetterEvent]):

@@ -255,8 +255,8 @@ def _watch(
             counts = Counts(
                 elapsed_s=round(time.monotonic() - started, 1),
                 published=fleet.published_readings,
-                stored=_count(q, "SELECT count(value) FROM readings"),
-                deadletters=_count(q, "SELECT count(size) FROM deadletters"),
+                stored=_count(q, f"SELECT count(value) FROM {q.layout.readings}"),
+                deadletters=_count(q, f"SELECT count(size) FROM {q.layout.deadletters}"),
             )
             if as_json:
                 emit({"event": "counts", **asdict(counts)})

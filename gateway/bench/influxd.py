@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from contract.errors import StorageError
+from gateway.influx.layout import StorageLayout
 
 __all__ = ["Influxd", "WriteStats"]
 
@@ -87,11 +88,15 @@ class Influxd:
                 errors += int(values.get("serverError", 0))
         return WriteStats(point_req, write_req, errors)
 
-    def count_readings(self) -> int:
-        """Return ``count("value")`` over the ``readings`` measurement (0 if there is none)."""
-        doc = self._get(
-            "/query", db=self.database, q='SELECT count("value") FROM "readings"'
-        ).json()
+    def count_readings(self, layout: StorageLayout | None = None) -> int:
+        """Return ``count("value")`` over the ``readings`` measurement (0 if there is none).
+
+        ``layout`` names its retention policy (the gateway's); none: the database's
+        default policy, where the other peers write (and the gateway's raw policy is
+        the default one too).
+        """
+        source = (layout or StorageLayout.single()).readings
+        doc = self._get("/query", db=self.database, q=f'SELECT count("value") FROM {source}').json()
         result = (doc.get("results") or [{}])[0]
         if "error" in result:
             raise StorageError(f"influxd could not count the readings: {result['error']}")

@@ -50,6 +50,7 @@ from gateway.bench.peers import Peer, RoundEnv, RunningPeer, SensorGatePeer, chi
 from gateway.bench.publisher import PublisherProcess
 from gateway.bench.results import BenchReport, RoundResult, summarize
 from gateway.bench.workload import Workload
+from gateway.influx.layout import StorageLayout
 from gateway.services import LocalServices
 
 __all__ = ["BenchOptions", "fill_aggregate_figures", "fill_burst_figures", "run_bench"]
@@ -219,7 +220,8 @@ def _burst(
         done = publisher.wait_done(max(60.0, options.burst_timeout_s))
     finally:
         publisher.stop()
-    fill_burst_figures(result, completion, done, env.influxd.count_readings())
+    layout = None if running.settings is None else StorageLayout.of(running.settings.influx)
+    fill_burst_figures(result, completion, done, env.influxd.count_readings(layout))
     if completion.outcome == "peer exited":
         result.error = f"{result.error}; its log:\n{running.proc.log_tail()}"
     if running.metrics_port is not None:

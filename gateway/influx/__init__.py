@@ -6,6 +6,10 @@
 - :mod:`~gateway.influx.pipeline`: submit/flush with a durable-through mark, spill.
 - :mod:`~gateway.influx.resilient`: the same, synchronous (``write`` returns durable).
 - :mod:`~gateway.influx.spill`: the on-disk buffer for outages.
+- :mod:`~gateway.influx.reroute`: a spill from before retention policies, sorted by policy.
 - :mod:`~gateway.influx.query`: InfluxQL.
-- :mod:`~gateway.influx.setup`: ``sensorgate influx setup`` (database, bucket, DBRP mapping).
+- :mod:`~gateway.influx.layout`: measurement -> retention policy and qualified InfluxQL name.
+- :mod:`~gateway.influx.retention`: the retention policies a 1.x server needs (a plan).
+- :mod:`~gateway.influx.setup`: ``sensorgate influx setup`` (database, retention policies,
+  bucket, DBRP mappings); the gateway's start runs it on 1.x.
 """

@@ -1,4 +1,4 @@
-"""``sensorgate influx setup``: make the gateway's database, bucket and DBRP mapping.
+"""``sensorgate influx setup``: make the gateway's database, retention policies, bucket, DBRP.
 
 Reads the gateway's settings (``--config FILE``, ``SENSORGATE_INFLUX__*``) and runs
 :func:`gateway.influx.setup.setup_influx`. Exit 0 when InfluxDB is ready for the
@@ -15,7 +15,8 @@ __all__ = ["register"]
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``influx setup`` to a ``sensorgate`` parser."""
     influx = subparsers.add_parser(
-        "influx", help="prepare InfluxDB 1.x/2.x/3.x for the gateway (database, bucket, DBRP)"
+        "influx",
+        help="prepare InfluxDB 1.x/2.x/3.x for the gateway (database, retention, bucket, DBRP)",
     )
     isub = influx.add_subparsers(dest="influx_command", metavar="SUBCOMMAND", required=True)
     setup = isub.add_parser(
@@ -23,12 +24,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="create what the gateway needs on InfluxDB, as far as the credentials allow",
         description="Check and create what the gateway needs on its InfluxDB, from the"
         " gateway settings (--config FILE, SENSORGATE_INFLUX__*). api = 'v1' on InfluxDB"
-        " 1.x: the database. api = 'v2' on InfluxDB 2.x: the bucket in the org, and the"
-        " DBRP mapping database/dbrp_retention_policy -> bucket that InfluxQL reads (the"
-        " CLI, the dashboard, Grafana) need. api = 'v3' on InfluxDB 3: the database."
-        " Then it checks that InfluxQL answers. Idempotent; it never deletes or changes"
-        " what exists. A step the token may not do is reported with the command an admin"
-        " runs instead. Exit 0 ready, 1 not ready, 2 settings refused.",
+        " 1.x: the database and its retention policies (influx.retention: raw, the"
+        " default; aggregates; dead letters), a changed duration applied. api = 'v2' on"
+        " InfluxDB 2.x: the bucket in the org, and the DBRP mappings"
+        " database/dbrp_retention_policy (and each policy name) -> bucket that InfluxQL"
+        " reads (the CLI, the dashboard, Grafana) need. api = 'v3' on InfluxDB 3: the"
+        " database. Then it checks that InfluxQL answers. Idempotent; it never deletes"
+        " anything, and changes only the gateway's own retention policies. A step the"
+        " credentials may not do is reported with the command an admin runs instead."
+        " Exit 0 ready, 1 not ready, 2 settings refused.",
         epilog="See docs/influxdb.md.",
     )
     setup.add_argument("--check", action="store_true", help="only check and report; create nothing")

@@ -1,8 +1,10 @@
 r"""Columnar line protocol: a :class:`~dataflows.columns.PointColumns` in, one body out.
 
 :class:`LineProtocolEncoder` renders a whole micro-batch with polars (compiled string
-kernels: ``gather``, ``format``/``concat_str``), never with a Python step per reading.
-Its lines, timestamps in microseconds (write them with precision ``u``)::
+kernels: ``gather``, ``format``/``concat_str``), never with a Python step per reading,
+into two bodies: readings and late readings, and aggregates (each class has its own
+retention policy, :mod:`gateway.influx.layout`). Its lines, timestamps in microseconds
+(write them with precision ``u``)::
 
     readings,device=D,metric=M,sensor=S,site=X value=21.5 1767225600000000
     readings,device=D,metric=M,sensor=S,site=X fault="crc error" 1767225600000000
@@ -124,6 +126,12 @@ def _concatenated(lines: pl.Series) -> bytes:
     return str(lines.str.join("").item()).encode()
 
 
+def _joined(parts: list[bytes]) -> bytes:
+    if len(parts) == 1:
+        return parts[0]
+    return b"".join(parts)
+
+
 def _check_series(kind: str, series: npt.NDArray[np.int32], names: SeriesNames) -> None:
     if len(series) and (int(series.min()) < 0 or int(series.max()) >= len(names)):
         raise ValueError(
@@ -184,27 +192,41 @@ class LineProtocolEncoder:
         self._window_cache: dict[tuple[str, ...], pl.Series] = {}
 
     def encode(self, points: PointColumns) -> bytes:
-        """Return the newline-terminated lines for ``points`` (b"" when empty)."""
-        return self.encode_points(points).body
+        """Return the newline-terminated lines for ``points`` (b"" when empty), in one body."""
+        encoded = self.encode_points(points)
+        return encoded.body + encoded.aggregates_body
+
+    def encode_parts(self, points: PointColumns) -> tuple[bytes, bytes]:
+        """Return (readings and late readings, aggregates): one body per retention class."""
+        encoded = self.encode_points(points)
+        return encoded.body, encoded.aggregates_body
 
     def encode_points(self, points: PointColumns) -> EncodedPoints:
-        """Return the body for ``points`` and how many lines of each measurement it holds."""
+        """Return the bodies for ``points`` and how many lines of each measurement they hold.
+
+        ``body`` holds the readings and late readings, ``aggregates_body`` the
+        aggregates: they go to different retention policies.
+        """
         if points.empty:
             return EncodedPoints(body=b"", lines=0)
         with self._lock:
             table = self._table(points.names)
-            parts: list[bytes] = []
+            raw: list[bytes] = []
+            aggregates: list[bytes] = []
             n_readings = n_aggregates = n_late = 0
             if points.readings is not None and len(points.readings):
-                n_readings = self._readings(table, points.names, points.readings, parts)
+                n_readings = self._readings(table, points.names, points.readings, raw)
             if points.aggregates is not None and len(points.aggregates):
-                n_aggregates = self._aggregates(table, points.names, points.aggregates, parts)
+                n_aggregates = self._aggregates(table, points.names, points.aggregates, aggregates)
             if points.late is not None and len(points.late):
-                n_late = self._late(table, points.names, points.late, parts)
-        lines = n_readings + n_aggregates + n_late
-        body = b"".join(parts) if lines else b""
+                n_late = self._late(table, points.names, points.late, raw)
         return EncodedPoints(
-            body=body, lines=lines, readings=n_readings, aggregates=n_aggregates, late=n_late
+            body=_joined(raw),
+            aggregates_body=_joined(aggregates),
+            lines=n_readings + n_aggregates + n_late,
+            readings=n_readings,
+            aggregates=n_aggregates,
+            late=n_late,
         )
 
     def cached_rows(self, names: SeriesNames) -> int:

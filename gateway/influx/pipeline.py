@@ -722,22 +722,29 @@ class PipelinedWriter:
         return batch.points
 
 
-def spill_key(settings: InfluxSettings) -> str:
-    """Name the target database, so that spills for different targets never mix."""
+def spill_key(settings: InfluxSettings, policy: str | None = None) -> str:
+    """Name the target database and retention policy, so spills for targets never mix.
+
+    A spilled body is drained by a writer to the policy it was meant for.
+
+    ``policy`` None (the database's default policy) gives the key used before
+    retention policies existed, so a spill left by an older version keeps its name.
+    """
     import hashlib
 
-    target = "|".join(
-        [settings.api, settings.url, settings.database, settings.org or "", settings.bucket or ""]
-    )
-    return "spill-" + hashlib.sha256(target.encode()).hexdigest()[:16]
+    parts = [settings.api, settings.url, settings.database]
+    parts += [settings.org or "", settings.bucket or ""]
+    if policy is not None:
+        parts.append(f"rp={policy}")
+    return "spill-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def claim_spill(settings: InfluxSettings) -> SpillBuffer | None:
-    """Claim a spill buffer for one writer to the configured target (None if disabled)."""
+def claim_spill(settings: InfluxSettings, policy: str | None = None) -> SpillBuffer | None:
+    """Claim a spill buffer for one writer to the target and policy (None if disabled)."""
     if not settings.spill_enabled:
         return None
     return SpillBuffer.claim(
-        settings.spill_dir, spill_key(settings), max_bytes=settings.spill_max_bytes
+        settings.spill_dir, spill_key(settings, policy), max_bytes=settings.spill_max_bytes
     )
 
 
@@ -746,14 +753,17 @@ def make_pipelined_writer(
     *,
     on_rejected: RejectHandler | None = None,
     precision: Precision = "u",
+    policy: str | None = None,
 ) -> PipelinedWriter:
-    """Return a pipelined writer to the configured target, with its own spill.
+    """Return a pipelined writer to the configured target and ``policy``, with its own spill.
 
-    Build one per sink partition: each has its own connections, threads and spill.
+    ``policy`` is the retention policy written to (None: the database's default; see
+    :class:`~gateway.influx.layout.StorageLayout`). Build one per sink partition, or one
+    per process shared by the partitions: each has its own connections, threads and spill.
     """
     return PipelinedWriter(
-        make_writer(settings),
-        claim_spill(settings),
+        make_writer(settings, policy=policy),
+        claim_spill(settings, policy),
         settings=settings,
         on_rejected=on_rejected,
         precision=precision,

@@ -27,10 +27,17 @@ def quote_string(value: str) -> str:
 
 
 class InfluxQL:
-    """A small InfluxQL client returning rows as dicts."""
+    """A small InfluxQL client returning rows as dicts.
+
+    :attr:`layout` says where each measurement is stored (its retention policy): read
+    ``f"SELECT ... FROM {client.layout.aggregates}"``, never a bare measurement name.
+    """
 
     def __init__(self, settings: InfluxSettings) -> None:
+        from gateway.influx.layout import StorageLayout  # it quotes with quote_ident
+
         self.settings = settings
+        self.layout = StorageLayout.of(settings)
         headers = {}
         if settings.token is not None:
             # InfluxDB 2.x's v1 API wants "Token"; 3.x takes "Bearer" (and "Token").

@@ -53,9 +53,18 @@ class ResilientWriter(PipelinedWriter):
 
 
 def make_resilient_writer(
-    settings: InfluxSettings, *, on_rejected: RejectHandler | None = None
+    settings: InfluxSettings,
+    *,
+    on_rejected: RejectHandler | None = None,
+    policy: str | None = None,
 ) -> ResilientWriter:
-    """Return the configured writer wrapped with retries, spill and bad-point isolation."""
+    """Return the configured writer to ``policy`` with retries, spill and bad-point isolation.
+
+    ``policy`` is the retention policy written to (None: the database's default).
+    """
     return ResilientWriter(
-        make_writer(settings), claim_spill(settings), settings=settings, on_rejected=on_rejected
+        make_writer(settings, policy=policy),
+        claim_spill(settings, policy),
+        settings=settings,
+        on_rejected=on_rejected,
     )

@@ -4,21 +4,27 @@
 ``InfluxSettings.api``:
 
 - ``v1`` (InfluxDB 1.x, or the v1 API of 2.x/3.x with a token): on 1.x, create
-  ``database`` if missing; with a token (2.x/3.x), where ``CREATE DATABASE`` does not
-  exist, only check that InfluxQL answers for ``database``.
+  ``database`` if missing, then its retention policies (``influx.retention``: raw, the
+  DEFAULT; aggregates; dead letters), altering one whose duration differs; with a
+  token (2.x/3.x), where ``CREATE DATABASE`` and retention policies do not exist, only
+  check that InfluxQL answers for ``database``.
 - ``v2`` (InfluxDB 2.x, Cloud): find ``org``; create ``bucket`` if missing; create the
   DBRP mapping ``database``/``dbrp_retention_policy`` -> ``bucket`` (the default one of
   ``database``) if missing, so that InfluxQL reads (``sensorgate query``, the
-  dashboard, Grafana) find the data the v2 API wrote; check InfluxQL.
+  dashboard, Grafana) find the data the v2 API wrote, and one mapping per retention
+  policy name of ``influx.retention`` to the same bucket, so that reads naming the
+  policies (the Grafana dashboards) find it too; check InfluxQL.
 - ``v3`` (InfluxDB 3 Core/Enterprise): create ``database`` if missing (it would also
   be created by the first write); check InfluxQL.
 
 Each step is one :class:`Step` with a status: ``ok`` (already there), ``created``,
-``missing`` (not there, and ``create=False``), ``skipped`` (not needed here),
-``refused`` (the token may not do it: the step says what an admin should run
-instead) or ``failed``. Nothing is
-deleted or changed: a mapping of ``database`` to another bucket is reported, not
-replaced. Every call is idempotent.
+``changed`` (a retention policy altered to the configured duration, or made the
+default), ``missing`` (not there, and ``create=False``), ``differs`` (there but not as
+configured, and ``create=False``), ``skipped`` (not needed here), ``refused`` (the
+credentials may not do it: the step says what an admin should run instead) or
+``failed``. Nothing is deleted, and nothing but the gateway's own retention policies
+is changed: a mapping of ``database`` to another bucket is reported, not replaced.
+Every call is idempotent.
 
 HTTP goes through one ``httpx`` client; ``transport`` is the seam for tests. Errors of
 the network are reported as ``failed`` steps, never raised: the report is the result.
@@ -33,12 +39,17 @@ from typing import Any, Literal
 
 import httpx
 
+from gateway.influx.layout import StorageLayout
 from gateway.influx.query import quote_ident
+from gateway.influx.retention import plan
 from gateway.settings import InfluxSettings
 
-__all__ = ["SetupReport", "Status", "Step", "setup_influx"]
+__all__ = ["READY", "SetupReport", "Status", "Step", "setup_influx"]
 
-Status = Literal["ok", "created", "missing", "skipped", "refused", "failed"]
+Status = Literal["ok", "created", "changed", "missing", "differs", "skipped", "refused", "failed"]
+
+READY: frozenset[Status] = frozenset({"ok", "created", "changed", "skipped"})
+"""The statuses of a step that leave InfluxDB ready for the gateway."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +74,7 @@ class SetupReport:
     @property
     def ok(self) -> bool:
         """Whether everything the gateway needs is in place."""
-        return all(s.status in ("ok", "created", "skipped") for s in self.steps)
+        return all(s.status in READY for s in self.steps)
 
     def add(self, name: str, status: Status, detail: str) -> Step:
         """Record one step."""
@@ -209,6 +220,15 @@ def _setup_v1(api: _Api, settings: InfluxSettings, report: SetupReport, create: 
             " with org and bucket so that this command maps the bucket; 3.x: created on the"
             " first write)",
         )
+        layout = StorageLayout.of(settings)
+        if layout.active:
+            buckets = ", ".join(f"{settings.database}/{p.name}" for p in layout.distinct())
+            report.add(
+                "retention",
+                "skipped",
+                f"no retention policies on 2.x/3.x: writes name rp= of each class; on 2.x"
+                f" create the buckets {buckets} with their retention (docs/influxdb.md)",
+            )
         return
     db = settings.database
     status, data, _ = api.call("GET", "/query", params={"q": "SHOW DATABASES"})
@@ -223,6 +243,7 @@ def _setup_v1(api: _Api, settings: InfluxSettings, report: SetupReport, create: 
     }
     if db in names:
         report.add("database", "ok", f"database {db!r} exists")
+        _setup_retention(api, settings, report, create)
         return
     if not create:
         report.add("database", "missing", f"database {db!r} missing (--check: not created)")
@@ -239,6 +260,70 @@ def _setup_v1(api: _Api, settings: InfluxSettings, report: SetupReport, create: 
         report.add("database", "failed", f"CREATE DATABASE answered {status}: {error or data}")
     else:
         report.add("database", "created", f"database {db!r} created")
+        _setup_retention(api, settings, report, create)
+
+
+_RETENTION_OFF = "or set influx.retention.enabled = false to keep everything in the default policy"
+
+
+def _setup_retention(
+    api: _Api, settings: InfluxSettings, report: SetupReport, create: bool
+) -> None:
+    """One step per retention policy of the layout (InfluxDB 1.x; none when retention is off)."""
+    layout = StorageLayout.of(settings)
+    if not layout.active:
+        return
+    db = settings.database
+    status, data, _ = api.call(
+        "GET", "/query", params={"q": f"SHOW RETENTION POLICIES ON {quote_ident(db)}"}
+    )
+    error = _influxql_error(data)
+    if _denied(status) or (error and "authoriz" in error):
+        report.add(
+            "retention",
+            "refused",
+            f"not allowed to list the retention policies of {db!r} (influx.retention); grant"
+            f" the gateway's user READ on it, {_RETENTION_OFF}",
+        )
+        return
+    if status >= 300 or error:
+        report.add("retention", "failed", f"SHOW RETENTION POLICIES answered {status}: {error}")
+        return
+    rows = [
+        dict(zip(series["columns"], values, strict=True))
+        for result in data.get("results", [])
+        for series in result.get("series", [])
+        for values in series.get("values", [])
+    ]
+    for change in plan(db, layout.distinct(), rows):
+        name = f"retention {change.policy.name}"
+        if change.action == "ok":
+            report.add(name, "ok", change.detail)
+            continue
+        assert change.statement is not None
+        if not create:
+            status_ = "missing" if change.action == "create" else "differs"
+            report.add(name, status_, f"{change.detail} (--check: not changed)")
+            continue
+        status, data, _ = api.call("POST", "/query", params={"q": change.statement})
+        error = _influxql_error(data)
+        if _denied(status) or (error and "authoriz" in error):
+            report.add(
+                name,
+                "refused",
+                f"not allowed to {change.action} it (influx.retention needs an admin once);"
+                f" an admin runs: {change.statement}; {_RETENTION_OFF}",
+            )
+        elif status >= 300 or error:
+            report.add(
+                name,
+                "failed",
+                f"{change.statement} answered {status}: {error or _message(data)}"
+                " (influx.retention)",
+            )
+        else:
+            done = "created" if change.action == "create" else "changed"
+            report.add(name, done, change.detail)
 
 
 def _influxql_error(data: Any) -> str:
@@ -263,7 +348,7 @@ def _setup_v2(api: _Api, settings: InfluxSettings, report: SetupReport, create: 
     bucket_id = _ensure_bucket(api, settings, report, org_id, create)
     if bucket_id is None:
         return
-    _ensure_dbrp(api, settings, report, org_id, bucket_id, create)
+    _ensure_dbrps(api, settings, report, org_id, bucket_id, create)
 
 
 def _find_org(api: _Api, settings: InfluxSettings, report: SetupReport) -> str | None:
@@ -320,7 +405,7 @@ def _ensure_bucket(
     return str(data["id"])
 
 
-def _ensure_dbrp(
+def _ensure_dbrps(
     api: _Api,
     settings: InfluxSettings,
     report: SetupReport,
@@ -328,21 +413,58 @@ def _ensure_dbrp(
     bucket_id: str,
     create: bool,
 ) -> None:
-    db, rp = settings.database, settings.dbrp_retention_policy
+    """Map ``database``/``dbrp_retention_policy``, then each retention policy name, to the bucket.
+
+    The gateway writes every measurement to the one bucket; readers that name the
+    policies (the Grafana dashboards: ``"aggregates"."aggregates"``) find it through
+    ``database``/``raw``, ``/aggregates`` and ``/deadletters`` mapped to it too.
+    """
+    _ensure_dbrp(api, settings, report, org_id, bucket_id, create)
+    if report.steps[-1].status not in READY:
+        return
+    r = settings.retention
+    names = dict.fromkeys((r.raw_policy, r.aggregates_policy, r.deadletters_policy))
+    for rp in names:
+        if rp != settings.dbrp_retention_policy:
+            _ensure_dbrp(api, settings, report, org_id, bucket_id, create, rp=rp)
+
+
+def _ensure_dbrp(
+    api: _Api,
+    settings: InfluxSettings,
+    report: SetupReport,
+    org_id: str,
+    bucket_id: str,
+    create: bool,
+    *,
+    rp: str | None = None,
+) -> None:
+    """Map ``database``/``rp`` to the bucket (``rp`` None: the default mapping)."""
+    db = settings.database
+    step = "dbrp" if rp is None else f"dbrp {rp}"
+    primary = rp is None
+    rp = settings.dbrp_retention_policy if rp is None else rp
     status, data, _ = api.call("GET", "/api/v2/dbrps", params={"orgID": org_id, "db": db})
     if _denied(status):
-        report.add("dbrp", "refused", f"{status}: the token may not read DBRP mappings")
+        report.add(step, "refused", f"{status}: the token may not read DBRP mappings")
         return
     if status >= 300:
-        report.add("dbrp", "failed", f"listing DBRP mappings answered {status}: {_message(data)}")
+        report.add(step, "failed", f"listing DBRP mappings answered {status}: {_message(data)}")
         return
     mappings = data.get("content", []) if isinstance(data, dict) else []
     same = [m for m in mappings if m.get("database") == db and m.get("retention_policy") == rp]
     if same:
         mapping = same[0]
-        if mapping.get("bucketID") != bucket_id:
+        if mapping.get("bucketID") != bucket_id and not primary:
             report.add(
-                "dbrp",
+                step,
+                "skipped",
+                f"{db}/{rp} is mapped to another bucket ({mapping.get('bucketID')}): reads"
+                f" naming the policy {rp!r} (Grafana) read that one; left as it is",
+            )
+        elif mapping.get("bucketID") != bucket_id:
+            report.add(
+                step,
                 "failed",
                 f"{db}/{rp} is mapped to another bucket ({mapping.get('bucketID')}), not"
                 f" {settings.bucket!r} ({bucket_id}); InfluxQL would read that one. Fix it by"
@@ -350,12 +472,12 @@ def _ensure_dbrp(
                 " not make",
             )
         else:
-            report.add("dbrp", "ok", f"{db}/{rp} -> bucket {settings.bucket!r}")
+            report.add(step, "ok", f"{db}/{rp} -> bucket {settings.bucket!r}")
         return
     if not create:
-        report.add("dbrp", "missing", f"no mapping {db}/{rp} (--check: not created)")
+        report.add(step, "missing", f"no mapping {db}/{rp} (--check: not created)")
         return
-    default = not any(m.get("default") for m in mappings)
+    default = primary and not any(m.get("default") for m in mappings)
     status, data, _ = api.call(
         "POST",
         "/api/v2/dbrps",
@@ -369,17 +491,18 @@ def _ensure_dbrp(
     )
     if _denied(status):
         report.add(
-            "dbrp",
+            step,
             "refused",
             f"the token may not create DBRP mappings; an admin runs: influx v1 dbrp create"
-            f" --org {settings.org} --db {db} --rp {rp} --bucket-id {bucket_id} --default",
+            f" --org {settings.org} --db {db} --rp {rp} --bucket-id {bucket_id}"
+            + (" --default" if primary else ""),
         )
         return
     if status >= 300:
-        report.add("dbrp", "failed", f"creating {db}/{rp} answered {status}: {_message(data)}")
+        report.add(step, "failed", f"creating {db}/{rp} answered {status}: {_message(data)}")
         return
-    note = "" if default else f" (not the default of {db}: another mapping is)"
-    report.add("dbrp", "created", f"{db}/{rp} -> bucket {settings.bucket!r}{note}")
+    note = "" if default or not primary else f" (not the default of {db}: another mapping is)"
+    report.add(step, "created", f"{db}/{rp} -> bucket {settings.bucket!r}{note}")
 
 
 def _setup_v3(api: _Api, settings: InfluxSettings, report: SetupReport, create: bool) -> None:

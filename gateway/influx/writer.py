@@ -14,6 +14,12 @@ configuration, not the data: they raise a plain :class:`~contract.errors.Storage
 at once. Every other failure surfaces as
 :class:`~contract.errors.StorageError`; vendor exceptions do not leak past this module.
 
+Retention policy: a writer is built for one target policy (``policy``, from
+:class:`~gateway.influx.layout.StorageLayout`; None: the database's default).
+:class:`V1Writer` sends it as ``rp=``; :class:`V2Writer` and :class:`V3Writer` ignore
+it: they write to one bucket or database, whose own retention period applies
+(docs/influxdb.md).
+
 Timestamps: :meth:`~_BatchingWriter.write` and :meth:`~_BatchingWriter.write_batch`
 take lines in nanoseconds (what :mod:`gateway.influx.lineprotocol` renders);
 :meth:`~_BatchingWriter.write_body` posts a ready body in the precision it is given
@@ -134,8 +140,10 @@ class _BatchingWriter:
     metrics endpoint; only one thread posts at a time, so plain integers suffice.
     """
 
-    def __init__(self, settings: InfluxSettings) -> None:
+    def __init__(self, settings: InfluxSettings, *, policy: str | None = None) -> None:
         self.settings = settings
+        self.policy = policy
+        """The retention policy written to (None: the database's default)."""
         self.points_written = 0
         self.write_errors = 0
         """Failed requests, whatever the cause (each retry that fails counts)."""
@@ -232,9 +240,13 @@ class _HttpWriter(_BatchingWriter):
     _token_scheme = "Token"
 
     def __init__(
-        self, settings: InfluxSettings, *, transport: httpx.BaseTransport | None = None
+        self,
+        settings: InfluxSettings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        policy: str | None = None,
     ) -> None:
-        super().__init__(settings)
+        super().__init__(settings, policy=policy)
         auth = None
         headers = {}
         if settings.token is not None:
@@ -269,7 +281,7 @@ class _HttpWriter(_BatchingWriter):
 
 
 class V1Writer(_HttpWriter):
-    """Writes over InfluxDB's v1 HTTP API (``/write?db=&precision=``).
+    """Writes over InfluxDB's v1 HTTP API (``/write?db=&precision=``, ``&rp=`` with a policy).
 
     The ``precision`` of each request is the one given to :meth:`write_body`: ``ns``
     for :meth:`write`/:meth:`write_batch`, ``u`` for the encoder's bodies. With a
@@ -298,7 +310,10 @@ class V1Writer(_HttpWriter):
             )
 
     def _post(self, body: bytes, precision: Precision) -> None:
-        self._send("/write", {"db": self.settings.database, "precision": precision}, body)
+        params = {"db": self.settings.database, "precision": precision}
+        if self.policy is not None:
+            params["rp"] = self.policy
+        self._send("/write", params, body)
 
 
 _V3_PRECISION = {"ns": "nanosecond", "u": "microsecond", "ms": "millisecond", "s": "second"}
@@ -340,11 +355,11 @@ def _raise_for_status(status: int, text: str, retry_after: str | None) -> None:
 class V2Writer(_BatchingWriter):
     """Writes over InfluxDB's v2 API through ``influxdb-client`` (token, org, bucket)."""
 
-    def __init__(self, settings: InfluxSettings) -> None:
+    def __init__(self, settings: InfluxSettings, *, policy: str | None = None) -> None:
         from influxdb_client import InfluxDBClient
         from influxdb_client.client.write_api import SYNCHRONOUS
 
-        super().__init__(settings)
+        super().__init__(settings, policy=policy)  # ignored: one bucket
         if not (settings.token and settings.org and settings.bucket):
             from contract.errors import ConfigError
 
@@ -381,10 +396,12 @@ class V2Writer(_BatchingWriter):
         self._client.close()
 
 
-def make_writer(settings: InfluxSettings) -> V1Writer | V2Writer | V3Writer:
-    """Return the writer for the configured API (``v1``, ``v2`` or ``v3``)."""
+def make_writer(
+    settings: InfluxSettings, *, policy: str | None = None
+) -> V1Writer | V2Writer | V3Writer:
+    """Return the writer for the configured API (``v1``, ``v2`` or ``v3``) to ``policy``."""
     if settings.api == "v2":
-        return V2Writer(settings)
+        return V2Writer(settings, policy=policy)
     if settings.api == "v3":
-        return V3Writer(settings)
-    return V1Writer(settings)
+        return V3Writer(settings, policy=policy)
+    return V1Writer(settings, policy=policy)

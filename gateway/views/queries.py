@@ -6,6 +6,13 @@ times, windows, limits) is validated here and then quoted with
 keys) come only from fixed lists in this module. A value that is not acceptable raises
 :class:`ViewInputError` before any statement is built, so user input never reaches
 InfluxDB unquoted.
+
+Measurements are named through a :class:`~gateway.influx.layout.StorageLayout`
+(``"aggregates"."aggregates"`` with retention policies), taken from the runner when it
+has one (:class:`~gateway.influx.query.InfluxQL` does). Raw readings may expire (30
+days by default): :meth:`Views.readings` reads the stored aggregates for a long range
+(more than :data:`AGGREGATES_AFTER`, or reaching past the raw retention) and the raw
+readings only where no aggregates exist.
 """
 
 from __future__ import annotations
@@ -19,10 +26,12 @@ from typing import Any, Protocol
 from contract.alarms import AlarmDetail, AlarmState, Severity
 from contract.errors import SensorGateError, StorageError, TopicError
 from contract.ids import check_id
+from gateway.influx.layout import StorageLayout
 from gateway.influx.query import quote_ident, quote_string
 from gateway.views.bands import LOOKBACK, BandPoint, Bucket, trailing_band
 
 __all__ = [
+    "AGGREGATES_AFTER",
     "AlarmFilter",
     "AlarmRow",
     "DeviceStatus",
@@ -41,7 +50,11 @@ class ViewInputError(SensorGateError):
 
 
 class QueryRunner(Protocol):
-    """What the views need from an InfluxQL client (``InfluxQL`` or a fake)."""
+    """What the views need from an InfluxQL client (``InfluxQL`` or a fake).
+
+    A runner may also carry a ``layout`` (:class:`~gateway.influx.layout.StorageLayout`)
+    saying where each measurement is stored; :class:`Views` uses it when given none.
+    """
 
     def query(self, q: str) -> list[dict[str, Any]]:
         """Run one statement and return its rows."""
@@ -55,6 +68,8 @@ _UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # most MAX_POINTS buckets.
 INTERVALS: tuple[str, ...] = ("10s", "1m", "5m", "15m", "1h", "6h", "1d", "7d")
 MAX_POINTS = 400
+AGGREGATES_AFTER = timedelta(hours=6)
+"""A range longer than this is charted from the stored aggregates, not the raw readings."""
 AGG_FIELDS = ("mean", "min", "max", "count", "first", "last", "stddev")
 ALARM_FIELDS = ("alarm_id", "value", "threshold", "message")
 ALARM_TAGS = ("site", "device", "metric", "rule", "severity", "state")
@@ -305,18 +320,27 @@ class Views:
         alarm_lookback: timedelta = timedelta(days=30),
         fleet_lookback: timedelta = timedelta(hours=1),
         offline_after: timedelta = timedelta(seconds=60),
+        layout: StorageLayout | None = None,
+        aggregates_after: timedelta = AGGREGATES_AFTER,
     ) -> None:
         self._q = runner
         self.alarm_lookback = alarm_lookback
         self.fleet_lookback = fleet_lookback
         self.offline_after = offline_after
+        found = getattr(runner, "layout", None)
+        self.layout: StorageLayout = layout or (
+            found if isinstance(found, StorageLayout) else StorageLayout.single()
+        )
+        """Where each measurement is stored (the runner's, or everything in the default)."""
+        self.aggregates_after = aggregates_after
 
     def _run(self, q: str) -> list[dict[str, Any]]:
-        # A database the gateway has not created yet holds nothing: not an error here.
+        # A database (or retention policy) the gateway has not created yet holds
+        # nothing: not an error here.
         try:
             return self._q.query(q)
         except StorageError as exc:
-            if "database not found" in str(exc):
+            if "database not found" in str(exc) or "retention policy not found" in str(exc):
                 return []
             raise
 
@@ -332,7 +356,7 @@ class Views:
         where = [f"time > now() - {int(self.alarm_lookback.total_seconds())}s"]
         where += AlarmFilter(**{**asdict(flt), "state": None}).clauses()
         q = (
-            "SELECT * FROM alarms WHERE "
+            f"SELECT * FROM {self.layout.alarms} WHERE "
             + " AND ".join(where)
             + " GROUP BY site, device, sensor, metric, rule ORDER BY time DESC LIMIT 1"
         )
@@ -356,7 +380,7 @@ class Views:
         start = start or end - self.alarm_lookback
         where = [_time_clause(start, end), *(flt or AlarmFilter()).clauses()]
         q = (
-            "SELECT * FROM alarms WHERE "
+            f"SELECT * FROM {self.layout.alarms} WHERE "
             + " AND ".join(where)
             + f" ORDER BY time DESC LIMIT {_limit(limit)}"
         )
@@ -370,7 +394,7 @@ class Views:
         if site is not None:
             where.append(f"site = {_id('site', site)}")
         q = (
-            "SELECT last(value) AS value FROM readings WHERE "
+            f"SELECT last(value) AS value FROM {self.layout.readings} WHERE "
             + " AND ".join(where)
             + " GROUP BY site, device, sensor, metric"
         )
@@ -380,7 +404,7 @@ class Views:
         """One device's status and latest values, or ``None`` if not seen lately."""
         now = now or datetime.now(UTC)
         q = (
-            "SELECT last(value) AS value FROM readings WHERE"
+            f"SELECT last(value) AS value FROM {self.layout.readings} WHERE"
             f" time > now() - {int(self.fleet_lookback.total_seconds())}s"
             f" AND site = {_id('site', site)} AND device = {_id('device', device)}"
             " GROUP BY site, device, sensor, metric"
@@ -418,11 +442,17 @@ class Views:
         metric: str | None = None,
         sensor: str | None = None,
         interval: str | None = None,
+        windows: tuple[str, ...] | None = None,
+        now: datetime | None = None,
     ) -> tuple[str, list[SeriesPoint]]:
         """Return the readings of one device over ``[start, end]`` in buckets of ``interval``.
 
         ``interval`` defaults to :func:`choose_interval` of the range; ``raw`` returns the
-        readings themselves (at most 10,000).
+        readings themselves (at most 10,000). A long range (:meth:`reads_aggregates`) is
+        read from the stored aggregates of the largest of ``windows`` (default: the
+        windows stored for the device) not longer than the interval, and from the raw
+        readings only before the first and after the last bucket of aggregates (so the
+        raw data can expire, and the windows not closed yet still show).
         """
         where = [
             _time_clause(start, end),
@@ -436,7 +466,7 @@ class Views:
         interval = interval or choose_interval(end - start)
         if interval == "raw":
             q = (
-                "SELECT value FROM readings WHERE "
+                f"SELECT value FROM {self.layout.readings} WHERE "
                 + " AND ".join(where)
                 + " GROUP BY sensor, metric LIMIT 10000"
             )
@@ -444,12 +474,83 @@ class Views:
             return interval, [
                 SeriesPoint(_ts(r["time"]) or start, _series_name(r), r["value"]) for r in rows
             ]
-        parse_duration(interval)
+        step = parse_duration(interval)
+        if not self.reads_aggregates(start, end, interval, now=now):
+            return interval, self._raw_buckets(where[1:], start, end, interval)
+        if windows is None:
+            windows = self._stored_windows(site, device)
+        points: list[SeriesPoint] = []
+        if any(_DURATION_RE.match(w) for w in windows):
+            base = [*where[1:]]
+            for window in reversed(_usable_windows(windows, step)):
+                where_w = [_time_clause(start, end), *base, f'"window" = {_id("window", window)}']
+                q = (
+                    "SELECT mean(mean) AS mean, min(min) AS min, max(max) AS max"
+                    f" FROM {self.layout.aggregates} WHERE "
+                    + " AND ".join(where_w)
+                    + f" GROUP BY time({interval}), sensor, metric"
+                )
+                points = _points(self._run(q), start)
+                if points:
+                    break
+        if not points:
+            return interval, self._raw_buckets(where[1:], start, end, interval)
+        # Raw readings where no aggregates are: before the first bucket (aggregates
+        # written since later than the raw data), after the last (windows still open).
+        first = min(p.time for p in points)
+        after = max(p.time for p in points) + step
+        have = {(p.series, p.time) for p in points}
+        extra: list[SeriesPoint] = []
+        if first > start:
+            extra += self._raw_buckets(
+                where[1:], start, first - timedelta(microseconds=1), interval
+            )
+        if after <= end:
+            extra += self._raw_buckets(where[1:], after, end, interval)
+        points += [p for p in extra if (p.series, p.time) not in have]
+        points.sort(key=lambda p: (p.series, p.time))
+        return interval, points
+
+    def reads_aggregates(
+        self,
+        start: datetime,
+        end: datetime,
+        interval: str | None = None,
+        *,
+        now: datetime | None = None,
+    ) -> bool:
+        """Whether :meth:`readings` reads ``[start, end]`` from the stored aggregates.
+
+        It does for a range longer than ``aggregates_after`` (6 h) or starting before the
+        raw readings' retention, unless ``interval`` is ``raw``.
+        """
+        if (interval or choose_interval(end - start)) == "raw":
+            return False
+        if end - start > self.aggregates_after:
+            return True
+        kept = self.layout.raw_period
+        return kept is not None and start < (now or datetime.now(UTC)) - kept
+
+    def _raw_buckets(
+        self, where: list[str], start: datetime, end: datetime, interval: str
+    ) -> list[SeriesPoint]:
+        if end <= start:
+            return []
         q = (
-            "SELECT mean(value) AS mean, min(value) AS min, max(value) AS max FROM readings"
-            " WHERE " + " AND ".join(where) + f" GROUP BY time({interval}), sensor, metric"
+            "SELECT mean(value) AS mean, min(value) AS min, max(value) AS max"
+            f" FROM {self.layout.readings} WHERE "
+            + " AND ".join([_time_clause(start, end), *where])
+            + f" GROUP BY time({interval}), sensor, metric"
         )
-        return interval, _points(self._run(q), start)
+        return _points(self._run(q), start)
+
+    def _stored_windows(self, site: str, device: str) -> tuple[str, ...]:
+        """Return the ``window`` tag values of a device's stored aggregates."""
+        q = (
+            f'SHOW TAG VALUES FROM {self.layout.aggregates} WITH KEY = "window"'
+            f" WHERE site = {_id('site', site)} AND device = {_id('device', device)}"
+        )
+        return tuple(sorted({str(r["value"]) for r in self._run(q) if r.get("value")}))
 
     def aggregates(
         self,
@@ -481,8 +582,10 @@ class Views:
         for window in reversed(usable):
             where = [*base, f'"window" = {_id("window", window)}']
             q = (
-                "SELECT mean(mean) AS mean, min(min) AS min, max(max) AS max FROM aggregates"
-                " WHERE " + " AND ".join(where) + f" GROUP BY time({interval}), sensor, metric"
+                "SELECT mean(mean) AS mean, min(min) AS min, max(max) AS max"
+                f" FROM {self.layout.aggregates} WHERE "
+                + " AND ".join(where)
+                + f" GROUP BY time({interval}), sensor, metric"
             )
             points = _points(self._run(q), start)
             if points:
@@ -517,7 +620,7 @@ class Views:
             where = [*base, f'"window" = {_id("window", window)}']
             q = (
                 'SELECT mean("mean") AS mean, mean("stddev") AS sd, stddev("mean") AS between'
-                " FROM aggregates WHERE "
+                f" FROM {self.layout.aggregates} WHERE "
                 + " AND ".join(where)
                 + f" GROUP BY time({interval}), sensor, metric"
             )

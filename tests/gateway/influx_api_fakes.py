@@ -1,4 +1,5 @@
-"""In-memory stand-ins for the management APIs of InfluxDB 2.x and 3.x (setup tests only).
+"""In-memory stand-ins for the management APIs of InfluxDB 2.x and 3.x (setup tests only),
+and for the meta statements of a 1.x user without admin rights.
 
 No InfluxDB 2.x or 3.x server is installable from the package registries this project
 uses (docs/influxdb.md says which were checked), so ``sensorgate influx setup`` is
@@ -124,3 +125,52 @@ class FakeInflux3:
                 return _json(404, {"error": "database not found"})
             return _json(200, {"results": [{"statement_id": 0}]})
         return _json(404, {"error": f"not found: {path}"})
+
+
+@dataclass
+class FakeInflux1:
+    """InfluxDB 1.x's meta statements for a user who may or may not administer it.
+
+    The real server answers the v1 branch in tests/integration; this one stands in for
+    what the session's influxd (no authentication) cannot show: a user without the
+    admin privilege that retention policies need.
+    """
+
+    admin: bool = True
+    databases: set[str] = field(default_factory=set)
+    policies: dict[str, list[Any]] = field(default_factory=dict)
+    """name -> [name, duration, shardGroupDuration, replicaN, default] of one database."""
+    statements: list[str] = field(default_factory=list)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/ping":
+            return httpx.Response(204, headers={"X-Influxdb-Version": "1.6.7~rc0"})
+        if path != "/query":
+            return _json(404, {"error": f"not found: {path}"})
+        q = request.url.params["q"]
+        self.statements.append(q)
+        if q == "SHOW DATABASES":
+            values = [[db] for db in sorted(self.databases)]
+            series = [{"name": "databases", "columns": ["name"], "values": values}]
+            return _json(200, {"results": [{"statement_id": 0, "series": series}]})
+        if q.startswith("SHOW RETENTION POLICIES"):
+            columns = ["name", "duration", "shardGroupDuration", "replicaN", "default"]
+            series = [{"columns": columns, "values": list(self.policies.values())}]
+            return _json(200, {"results": [{"statement_id": 0, "series": series}]})
+        if q.startswith("SHOW"):
+            return _json(200, {"results": [{"statement_id": 0}]})
+        if not self.admin:
+            return _json(
+                403,
+                {
+                    "error": "error authorizing query: sg not authorized to execute statement"
+                    f" '{q}', requires admin privilege"
+                },
+            )
+        if q.startswith("CREATE DATABASE"):
+            self.databases.add(q.split('"')[1])
+        elif q.startswith("CREATE RETENTION POLICY"):
+            name = q.split('"')[1]
+            self.policies[name] = [name, "720h0m0s", "24h0m0s", 1, q.endswith("DEFAULT")]
+        return _json(200, {"results": [{"statement_id": 0}]})

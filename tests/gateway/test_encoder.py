@@ -187,7 +187,7 @@ def test_late_readings_keep_their_schema() -> None:
     assert encoded.late == 2
 
 
-def test_one_body_holds_every_measurement_with_counts() -> None:
+def test_raw_lines_and_aggregates_come_in_two_bodies_with_counts() -> None:
     names = names_of(("s", "d", "w", "m"))
     late = LateColumns(
         series=np.array([0], np.int32),
@@ -200,10 +200,20 @@ def test_one_body_holds_every_measurement_with_counts() -> None:
     points = PointColumns(
         names, readings=readings([0, 0], [1.0, 2.0]), aggregates=aggregates(1), late=late
     )
-    encoded = LineProtocolEncoder().encode_points(points)
+    encoder = LineProtocolEncoder()
+    encoded = encoder.encode_points(points)
     assert (encoded.lines, encoded.readings, encoded.aggregates, encoded.late) == (4, 2, 1, 1)
-    assert encoded.body.count(b"\n") == 4
+    # Raw (readings, late readings) and aggregates go to different retention policies.
+    assert [line.split(b",")[0] for line in encoded.body.splitlines()] == [
+        b"readings",
+        b"readings",
+        b"late_readings",
+    ]
+    assert [line.split(b",")[0] for line in encoded.aggregates_body.splitlines()] == [b"aggregates"]
+    assert encoder.encode_parts(points) == (encoded.body, encoded.aggregates_body)
+    assert encoder.encode(points) == encoded.body + encoded.aggregates_body
     assert LineProtocolEncoder().encode(PointColumns(names)) == b""
+    assert LineProtocolEncoder().encode_parts(PointColumns(names)) == (b"", b"")
 
 
 def test_the_tag_cache_grows_with_the_table() -> None:

@@ -10,9 +10,11 @@ import json
 import httpx
 import pytest
 
+from contract.errors import ConfigError
+from gateway.app import prepare_storage
 from gateway.influx.setup import setup_influx
-from gateway.settings import InfluxSettings
-from tests.gateway.influx_api_fakes import FakeInflux2, FakeInflux3
+from gateway.settings import GatewaySettings, InfluxSettings
+from tests.gateway.influx_api_fakes import FakeInflux1, FakeInflux2, FakeInflux3
 
 
 def _v2(**over: object) -> InfluxSettings:
@@ -40,11 +42,20 @@ def test_v2_creates_bucket_and_default_dbrp_then_is_idempotent() -> None:
         "org": "ok",
         "bucket": "created",
         "dbrp": "created",
+        # The retention policy names too, so that reads naming them (Grafana) find it.
+        "dbrp raw": "created",
+        "dbrp aggregates": "created",
+        "dbrp deadletters": "created",
         "influxql": "ok",
     }
     assert first.server == "v2.7.11"
     (bucket,) = server.buckets.values()
-    (mapping,) = server.dbrps
+    mapping, *aliases = server.dbrps
+    assert [(a["retention_policy"], a["bucketID"], a["default"]) for a in aliases] == [
+        ("raw", bucket["id"], False),
+        ("aggregates", bucket["id"], False),
+        ("deadletters", bucket["id"], False),
+    ]
     assert mapping == {
         "id": mapping["id"],
         "orgID": server.orgs["acme"],
@@ -60,10 +71,13 @@ def test_v2_creates_bucket_and_default_dbrp_then_is_idempotent() -> None:
         "org": "ok",
         "bucket": "ok",
         "dbrp": "ok",
+        "dbrp raw": "ok",
+        "dbrp aggregates": "ok",
+        "dbrp deadletters": "ok",
         "influxql": "ok",
     }
     assert len(server.buckets) == 1
-    assert len(server.dbrps) == 1
+    assert len(server.dbrps) == 4
 
 
 def test_v2_check_creates_nothing_and_is_not_ready() -> None:
@@ -126,8 +140,13 @@ def test_v2_second_rp_is_mapped_but_not_made_default() -> None:
     assert report.ok, report.to_text()
     assert [(d["retention_policy"], d["default"]) for d in server.dbrps] == [
         ("autogen", True),
+        ("raw", False),
+        ("aggregates", False),
+        ("deadletters", False),
         ("long", False),
     ]
+    # The policy names stay with the first bucket, said so.
+    assert _statuses(report)["dbrp raw"] == "skipped"
 
 
 def test_v2_wrong_token_and_unknown_org() -> None:
@@ -192,3 +211,59 @@ def test_the_ping_says_when_the_api_does_not_fit_the_server(api: str, hint: str)
     report = setup_influx(settings, transport=httpx.MockTransport(influxd_1x))
     assert hint in report.steps[0].detail
     assert not report.ok
+
+
+def _v1(**over: object) -> InfluxSettings:
+    return InfluxSettings(**{"url": "http://influx1.invalid:8086", "database": "sg", **over})
+
+
+def test_v1_creates_the_database_and_its_retention_policies() -> None:
+    server = FakeInflux1()
+    report = setup_influx(_v1(), transport=httpx.MockTransport(server))
+    assert report.ok, report.to_text()
+    assert _statuses(report) == {
+        "ping": "ok",
+        "database": "created",
+        "retention raw": "created",
+        "retention aggregates": "created",
+        "retention deadletters": "created",
+        "influxql": "ok",
+    }
+    assert server.statements[3:6] == [
+        'CREATE RETENTION POLICY "raw" ON "sg" DURATION 30d REPLICATION 1 DEFAULT',
+        'CREATE RETENTION POLICY "aggregates" ON "sg" DURATION 400d REPLICATION 1',
+        'CREATE RETENTION POLICY "deadletters" ON "sg" DURATION 14d REPLICATION 1',
+    ]
+
+
+def test_v1_without_admin_rights_names_the_statement_and_the_setting() -> None:
+    server = FakeInflux1(admin=False, databases={"sg"})
+    report = setup_influx(_v1(), transport=httpx.MockTransport(server))
+    assert not report.ok
+    step = next(s for s in report.steps if s.name == "retention raw")
+    assert step.status == "refused"
+    assert 'an admin runs: CREATE RETENTION POLICY "raw" ON "sg" DURATION 30d' in step.detail
+    assert "influx.retention.enabled = false" in step.detail
+
+    settings = GatewaySettings(influx=_v1())
+    with pytest.raises(ConfigError, match="retention raw: refused") as caught:
+        prepare_storage(settings, transport=httpx.MockTransport(server))
+    assert caught.value.field == "influx.retention"
+    # Once an admin made them, the same user starts: nothing to change.
+    for name, duration in (
+        ("raw", "720h0m0s"),
+        ("aggregates", "9600h0m0s"),
+        ("deadletters", "336h0m0s"),
+    ):
+        server.policies[name] = [name, duration, "24h0m0s", 1, name == "raw"]
+    prepare_storage(settings, transport=httpx.MockTransport(server))
+    assert not [s for s in server.statements[-3:] if not s.startswith("SHOW")]
+
+
+def test_v1_with_a_token_names_the_buckets_of_the_policies() -> None:
+    report = setup_influx(
+        _v1(token="t", retention={"enabled": True}), transport=httpx.MockTransport(FakeInflux1())
+    )
+    step = next(s for s in report.steps if s.name == "retention")
+    assert step.status == "skipped"
+    assert "sg/raw, sg/aggregates, sg/deadletters" in step.detail

@@ -77,3 +77,33 @@ def test_partitions_of_a_process_share_one_writer() -> None:
     assert not made[0].closed  # still used by the last partition
     parts[-1].close()
     assert made[0].closed
+
+
+def test_readings_and_aggregates_go_to_their_own_writers_and_both_must_be_durable() -> None:
+    raw, aggregates = _SlowWriter(), _SlowWriter()
+    sink = PointsSink(lambda: raw, shards=1, aggregates_writer_factory=lambda: aggregates)
+    part = sink.build_part("points", "shard-000", None)
+    both = EncodedPoints(
+        body=b"readings 1\nlate_readings 2\n",
+        aggregates_body=b"aggregates 3\n",
+        lines=3,
+        readings=1,
+        aggregates=1,
+        late=1,
+    )
+    only_windows = EncodedPoints(body=b"", aggregates_body=b"aggregates 4\n", lines=1, aggregates=1)
+    part.write_batch([both, _points(b"readings 5\n"), only_windows])
+    assert raw.submitted == [b"readings 1\nlate_readings 2\n", b"readings 5\n"]
+    assert aggregates.submitted == [b"aggregates 3\n", b"aggregates 4\n"]
+    raw.released.set()
+    done = threading.Event()
+    snapper = threading.Thread(target=lambda: (part.snapshot(), done.set()))
+    snapper.start()
+    # The readings are durable, the aggregates not yet: the epoch cannot end.
+    assert not done.wait(0.2)
+    aggregates.released.set()
+    snapper.join(10)
+    assert done.is_set()
+    part.close()
+    assert raw.closed
+    assert aggregates.closed

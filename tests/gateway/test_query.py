@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from gateway.influx.layout import StorageLayout
+from gateway.settings import InfluxSettings
 from gateway.views.queries import (
     AlarmFilter,
     ViewInputError,
@@ -121,3 +123,87 @@ def test_active_alarms_keep_the_latest_non_cleared_event_most_severe_first() -> 
     ]
     active = Views(FakeRunner(rows)).active_alarms()
     assert [a.alarm_id for a in active] == ["2", "1"]
+
+
+class ScriptedRunner:
+    """Answers each statement by the first (substring, rows) that it contains."""
+
+    def __init__(self, layout: StorageLayout, answers: list[tuple[str, list[dict[str, Any]]]]):
+        self.layout = layout
+        self.answers = answers
+        self.statements: list[str] = []
+
+    def query(self, q: str) -> list[dict[str, Any]]:
+        self.statements.append(q)
+        return next((rows for key, rows in self.answers if key in q), [])
+
+
+def _bucket(when: datetime, mean: float) -> dict[str, Any]:
+    ns = int(when.timestamp()) * 10**9
+    return {"time": ns, "sensor": "s", "metric": "m", "mean": mean, "min": mean, "max": mean}
+
+
+def test_a_long_range_reads_aggregates_and_raw_only_where_none_are() -> None:
+    layout = StorageLayout.of(InfluxSettings())
+    end = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    start = end - timedelta(days=1)  # 5 minute buckets
+    last = end - timedelta(minutes=10)  # the windows of the last minutes are still open
+    runner = ScriptedRunner(
+        layout,
+        [
+            (
+                "SHOW TAG VALUES",
+                [{"key": "window", "value": "1m"}, {"key": "window", "value": "10s"}],
+            ),
+            ("\"window\" = '1m'", [_bucket(start, 1.0), _bucket(last, 2.0)]),
+            (
+                'FROM "raw"."readings"',
+                [_bucket(last, 9.0), _bucket(end - timedelta(minutes=5), 3.0)],
+            ),
+        ],
+    )
+    views = Views(runner)  # the layout comes with the runner
+    assert views.reads_aggregates(start, end, now=end)
+    interval, points = views.readings("site", "dev", start=start, end=end, now=end)
+    assert interval == "5m"
+    assert [(p.time, p.mean) for p in points] == [
+        (start, 1.0),
+        (last, 2.0),  # the raw bucket of the same time is not added
+        (end - timedelta(minutes=5), 3.0),
+    ]
+    show, aggs, raw = runner.statements
+    assert show.startswith('SHOW TAG VALUES FROM "aggregates"."aggregates" WITH KEY = "window"')
+    assert 'FROM "aggregates"."aggregates"' in aggs
+    assert "GROUP BY time(5m)" in aggs
+    # Raw readings only after the last bucket of aggregates.
+    assert 'FROM "raw"."readings"' in raw
+    assert f"time >= {int((last + timedelta(minutes=5)).timestamp()) * 10**9}" in raw
+
+
+def test_a_short_range_reads_raw_unless_it_starts_before_the_raw_retention() -> None:
+    runner = FakeRunner()
+    views = Views(runner, layout=StorageLayout.of(InfluxSettings()))
+    now = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    assert not views.reads_aggregates(now - timedelta(hours=6), now, now=now)
+    assert views.reads_aggregates(now - timedelta(hours=6, seconds=1), now, now=now)
+    old = now - timedelta(days=31)
+    assert views.reads_aggregates(old, old + timedelta(hours=1), now=now)
+    assert not views.reads_aggregates(old, old + timedelta(hours=1), "raw", now=now)
+    # Without retention policies the raw readings never expire.
+    single = Views(FakeRunner())
+    assert not single.reads_aggregates(old, old + timedelta(hours=1), now=now)
+    views.readings("s", "d", start=now - timedelta(hours=1), end=now, now=now)
+    (q,) = runner.statements
+    assert 'FROM "raw"."readings"' in q
+    assert "GROUP BY time(10s)" in q
+
+
+def test_a_long_range_without_aggregates_reads_raw() -> None:
+    runner = FakeRunner()
+    views = Views(runner, layout=StorageLayout.of(InfluxSettings()))
+    now = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    views.readings("s", "d", start=now - timedelta(days=7), end=now, now=now)
+    assert [q.split(" FROM ")[1].split(" ")[0] for q in runner.statements] == [
+        '"aggregates"."aggregates"',  # SHOW TAG VALUES: no windows stored
+        '"raw"."readings"',
+    ]

@@ -1,4 +1,5 @@
 import gzip
+import hashlib
 
 import httpx
 import pytest
@@ -156,3 +157,30 @@ def test_gzip_is_automatic_off_on_loopback_and_may_be_forced() -> None:
         cfg = InfluxSettings(url=url, database="db")
         V1Writer(cfg, transport=httpx.MockTransport(handler)).write(["m v=1 1"])
     assert encodings == [None, "gzip"]
+
+
+def test_a_writer_to_a_retention_policy_names_it_on_every_write() -> None:
+    from gateway.influx.pipeline import spill_key
+    from gateway.influx.writer import V3Writer
+
+    seen: list[dict[str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(dict(request.url.params))
+        return httpx.Response(204)
+
+    cfg = InfluxSettings(url="http://influx.invalid", database="db")
+    V1Writer(cfg, transport=httpx.MockTransport(handler), policy="aggregates").write(["m v=1 1"])
+    V1Writer(cfg, transport=httpx.MockTransport(handler)).write(["m v=1 1"])
+    v3 = InfluxSettings(url="http://influx.invalid", database="db", api="v3", token="t")
+    V3Writer(v3, transport=httpx.MockTransport(handler), policy="aggregates").write(["m v=1 1"])
+    assert seen == [
+        {"db": "db", "precision": "ns", "rp": "aggregates"},
+        {"db": "db", "precision": "ns"},  # the database's default policy
+        {"db": "db", "precision": "nanosecond"},  # v3: one database, no policies
+    ]
+    # Spills never mix policies; without one, the key is the one of older versions.
+    keys = {spill_key(cfg, p) for p in (None, "raw", "aggregates", "deadletters")}
+    assert len(keys) == 4
+    older = hashlib.sha256(b"v1|http://influx.invalid|db||").hexdigest()[:16]
+    assert spill_key(cfg) == f"spill-{older}"

@@ -91,8 +91,8 @@ def test_a_foreign_device_reaches_influxdb_through_its_adapter(
         wait_for(
             lambda: (
                 gw.query.scalar(
-                    f"SELECT count(value) FROM readings WHERE metric = 'temperature'"
-                    f" AND device =~ /{device}/"
+                    f"SELECT count(value) FROM {gw.query.layout.readings}"
+                    f" WHERE metric = 'temperature' AND device =~ /{device}/"
                 )
                 >= len(expected)
             ),
@@ -100,10 +100,10 @@ def test_a_foreign_device_reaches_influxdb_through_its_adapter(
             f"{dialect}: the readings in InfluxDB",
         )
         rows = gw.query.query(
-            f"SELECT value, site, device FROM readings WHERE metric = 'temperature'"
-            f" AND device =~ /{device}/"
+            f"SELECT value, site, device FROM {gw.query.layout.readings}"
+            f" WHERE metric = 'temperature' AND device =~ /{device}/"
         )
-        letters = gw.query.query("SELECT reason, error FROM deadletters")
+        letters = gw.query.query(f"SELECT reason, error FROM {gw.query.layout.deadletters}")
     assert sorted(r["value"] for r in rows) == sorted(expected.values()), json.dumps(letters)
     assert {r["site"] for r in rows} == {site}
     # Retained births and availability are cleared so that later tests start clean.
@@ -147,8 +147,8 @@ def test_home_assistant_discovery_learns_a_sensor_and_reads_its_states(
             payload = json.dumps({"temperature": value}).encode()
             assert publisher.publish(state_topic, payload).wait(10)
         query = (
-            f"SELECT value, site, device FROM readings WHERE metric = 'temperature'"
-            f" AND device =~ /{node}/"
+            f"SELECT value, site, device FROM {gw.query.layout.readings}"
+            f" WHERE metric = 'temperature' AND device =~ /{node}/"
         )
         wait_for(lambda: len(gw.query.query(query)) >= len(values), 60, "the states in InfluxDB")
         rows = gw.query.query(query)

@@ -157,7 +157,7 @@ def _reloads(gateway: object) -> float:
 
 def _stored(gateway: object) -> int:
     q = gateway.query  # type: ignore[attr-defined]
-    return int(q.scalar("SELECT count(value) FROM readings") or 0)
+    return int(q.scalar(f"SELECT count(value) FROM {q.layout.readings}") or 0)
 
 
 _DEVICE_SCRIPT = """

@@ -137,7 +137,8 @@ def test_awkward_floats_and_hostile_tags_round_trip_exactly(
 
     writer = make_pipelined_writer(settings)
     try:
-        writer.submit(encoded.body, encoded.lines)
+        writer.submit(encoded.body, encoded.lines - encoded.aggregates)
+        writer.submit(encoded.aggregates_body, encoded.aggregates)
         writer.flush(timeout=60)
         assert writer.stats.rejected_points == 0
         assert writer.stats.points_written == encoded.lines

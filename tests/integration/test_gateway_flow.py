@@ -30,11 +30,11 @@ def _base(minutes_ago: int = 5) -> datetime:
 def _wait_for_aggregates(gw: RunningGateway, expected_rows: int) -> list[dict]:  # type: ignore[type-arg]
     q = gw.query
     wait_for(
-        lambda: q.scalar("SELECT count(mean) FROM aggregates") >= expected_rows,
+        lambda: q.scalar(f"SELECT count(mean) FROM {q.layout.aggregates}") >= expected_rows,
         60,
         f"{expected_rows} aggregate rows",
     )
-    return q.query("SELECT * FROM aggregates")
+    return q.query(f"SELECT * FROM {q.layout.aggregates}")
 
 
 def test_duplicates_and_resends_count_once(
@@ -66,13 +66,13 @@ def test_duplicates_and_resends_count_once(
     assert_aggregates_equal(stored_aggregates(rows, "10s"), ten)
     assert_aggregates_equal(stored_aggregates(rows, "1m"), minute)
 
-    readings = gw.query.query("SELECT value, device, metric FROM readings")
+    readings = gw.query.query(f"SELECT value, device, metric FROM {gw.query.layout.readings}")
     assert len(readings) == len(published.readings)
     assert {(r["device"], r["metric"], r["time"] // 1000): r["value"] for r in readings} == (
         published.readings
     )
     assert gw.metrics.duplicates._value.get() == 60 * 3  # 60 events re-sent x 3 readings
-    assert gw.query.scalar("SELECT count(value) FROM late_readings") == 0
+    assert gw.query.scalar(f"SELECT count(value) FROM {gw.query.layout.late_readings}") == 0
 
 
 def test_late_reading_goes_to_late_output_and_leaves_the_window_alone(
@@ -95,12 +95,15 @@ def test_late_reading_goes_to_late_output_and_leaves_the_window_alone(
     first_window = int(base.timestamp()) * 1_000_000
     wait_for(
         lambda: (
-            gw.query.scalar("""SELECT count(mean) FROM aggregates WHERE "window" = '10s'""") >= 3
+            gw.query.scalar(
+                f"""SELECT count(mean) FROM {gw.query.layout.aggregates} WHERE "window" = '10s'"""
+            )
+            >= 3
         ),
         60,
         "the three 10 s windows",
     )
-    before = stored_aggregates(gw.query.query("SELECT * FROM aggregates"), "10s")
+    before = stored_aggregates(gw.query.query(f"SELECT * FROM {gw.query.layout.aggregates}"), "10s")
     straggler = TelemetryEvent.create(
         site="plant",
         device="late-dev",
@@ -116,17 +119,17 @@ def test_late_reading_goes_to_late_output_and_leaves_the_window_alone(
     )
     assert publisher.publish(topics.telemetry("plant", "late-dev"), encode(straggler)).wait(10)
     wait_for(
-        lambda: gw.query.scalar("SELECT count(value) FROM late_readings") == 1,
+        lambda: gw.query.scalar(f"SELECT count(value) FROM {gw.query.layout.late_readings}") == 1,
         30,
         "the late reading in late_readings",
     )
-    late = gw.query.query("SELECT * FROM late_readings")[0]
+    late = gw.query.query(f"SELECT * FROM {gw.query.layout.late_readings}")[0]
     assert late["value"] == 999.0
     assert late["seq"] == 1000
     assert late["event_id"] == straggler.id
     # Its raw value is stored; the window it missed is exactly as it was.
-    assert gw.query.scalar("SELECT max(value) FROM readings") == 999.0
-    after = stored_aggregates(gw.query.query("SELECT * FROM aggregates"), "10s")
+    assert gw.query.scalar(f"SELECT max(value) FROM {gw.query.layout.readings}") == 999.0
+    after = stored_aggregates(gw.query.query(f"SELECT * FROM {gw.query.layout.aggregates}"), "10s")
     assert after[("late-dev", "m0", first_window)] == before[("late-dev", "m0", first_window)]
     assert after == before
     assert_aggregates_equal(after, published.expected_aggregates(10))
@@ -155,7 +158,9 @@ def test_any_number_of_workers_gives_the_aggregates_of_the_data(
         expected = published.expected_aggregates(10)
         rows = _wait_for_aggregates(gw, len(expected))
         assert_aggregates_equal(stored_aggregates(rows, "10s"), expected)
-        assert gw.query.scalar("SELECT count(value) FROM readings") == len(published.readings)
+        assert gw.query.scalar(f"SELECT count(value) FROM {gw.query.layout.readings}") == len(
+            published.readings
+        )
 
 
 def test_sliding_windows(gateway_settings: GatewaySettings, publisher: MqttLink) -> None:

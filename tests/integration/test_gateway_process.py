@@ -92,14 +92,14 @@ def test_two_processes_give_the_aggregates_computed_from_the_data(
         q = InfluxQL(settings.influx)
         wait_for(
             lambda: (
-                q.scalar("SELECT count(mean) FROM aggregates WHERE \"window\" = '10s'")
+                q.scalar(f"SELECT count(mean) FROM {q.layout.aggregates} WHERE \"window\" = '10s'")
                 >= len(expected)
             ),
             60,
             "the aggregates of both processes",
         )
         assert_aggregates_equal(
-            stored_aggregates(q.query("SELECT * FROM aggregates"), "10s"), expected
+            stored_aggregates(q.query(f"SELECT * FROM {q.layout.aggregates}"), "10s"), expected
         )
         # Both processes did part of the work (the shared subscription split the load).
         for i in range(2):
@@ -202,11 +202,11 @@ def test_sigkill_under_load_loses_no_reading(
         assert total > killed_at + 1000, (killed_at, total)
         q = InfluxQL(settings.influx)
         wait_for(
-            lambda: q.scalar("SELECT count(value) FROM readings") >= total,
+            lambda: q.scalar(f"SELECT count(value) FROM {q.layout.readings}") >= total,
             60,
             f"all {total} readings stored",
         )
-        rows = q.query("SELECT value, device, metric FROM readings")
+        rows = q.query(f"SELECT value, device, metric FROM {q.layout.readings}")
         stored = {(r["device"], r["metric"], r["time"] // 1000): r["value"] for r in rows}
         assert stored == load.published.readings
         # Windows closing after the restart hold every reading, none twice.
@@ -215,13 +215,13 @@ def test_sigkill_under_load_loses_no_reading(
         complete = {k: v for k, v in expected.items() if k[2] + 10_000_000 <= newest}
         wait_for(
             lambda: (
-                q.scalar("SELECT count(mean) FROM aggregates WHERE \"window\" = '10s'")
+                q.scalar(f"SELECT count(mean) FROM {q.layout.aggregates} WHERE \"window\" = '10s'")
                 >= len(complete)
             ),
             60,
             "the aggregates",
         )
-        got = stored_aggregates(q.query("SELECT * FROM aggregates"), "10s")
+        got = stored_aggregates(q.query(f"SELECT * FROM {q.layout.aggregates}"), "10s")
         assert_aggregates_equal({k: got[k] for k in complete if k in got}, complete)
         q.close()
     finally:
@@ -327,7 +327,9 @@ def test_graceful_stop_under_load_acknowledges_everything_it_stored(
         _wait_ready(gw, port)
         with _Load(publisher, settings, devices=10) as load:
             wait_for(
-                lambda: q.scalar("SELECT count(value) FROM readings") >= 500, 60, "work under way"
+                lambda: q.scalar(f"SELECT count(value) FROM {q.layout.readings}") >= 500,
+                60,
+                "work under way",
             )
             os.kill(gw.pid, getattr(signal, signame))
             # A generous bound, not a timing assertion: `sensorgate bench-stop` measures it.
@@ -337,11 +339,11 @@ def test_graceful_stop_under_load_acknowledges_everything_it_stored(
         _wait_ready(gw, port)
         total = len(load.published.readings)
         wait_for(
-            lambda: q.scalar("SELECT count(value) FROM readings") >= total,
+            lambda: q.scalar(f"SELECT count(value) FROM {q.layout.readings}") >= total,
             60,
             f"all {total} readings stored",
         )
-        rows = q.query("SELECT value, device, metric FROM readings")
+        rows = q.query(f"SELECT value, device, metric FROM {q.layout.readings}")
         stored = {(r["device"], r["metric"], r["time"] // 1000): r["value"] for r in rows}
         assert stored == load.published.readings
         # The first gateway acknowledged every message whose readings it stored (and

@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 
 from edge.mqtt import MqttLink, MqttSettings
+from gateway.influx.layout import StorageLayout
+from gateway.settings import InfluxSettings
 from gateway.views.queries import Views
 from simulators.demo import start_demo_fleet
 from tests.integration.conftest import RunningGateway, wait_for
@@ -25,6 +27,7 @@ from tests.integration.views_kit import alarm_line, write
 pytestmark = pytest.mark.integration
 
 GRAFANA = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
+_VAR = {"raw": "rp_raw", "aggregates": "rp_aggregates", "deadletters": "rp_deadletters"}
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 
 
@@ -46,6 +49,11 @@ def all_queries(doc: dict[str, Any]) -> list[tuple[str, str]]:
         if v["type"] == "query":
             out.append((f"variable {v['name']!r}", v["query"]))
     return out
+
+
+def constants(doc: dict[str, Any]) -> dict[str, str]:
+    """The dashboard's constant variables (the retention policies), by name."""
+    return {v["name"]: v["query"] for v in doc["templating"]["list"] if v["type"] == "constant"}
 
 
 def substitute(query: str, values: dict[str, str]) -> str:
@@ -80,6 +88,20 @@ def test_provisioning_files_are_consistent() -> None:
         assert not re.search(r'"uid": "(?!sensorgate-influx|sensorgate-|-- Grafana --)', text)
         annotations = [a for a in doc["annotations"]["list"] if not a.get("builtIn")]
         assert annotations, f"{path.name}: no alarm annotation"
+        # Every measurement is read in its retention policy, named by a hidden constant
+        # that defaults to the gateway's own policy name.
+        layout = StorageLayout.of(InfluxSettings())
+        policies = {
+            "rp_raw": "readings",
+            "rp_aggregates": "aggregates",
+            "rp_deadletters": "deadletters",
+        }
+        for name, value in constants(doc).items():
+            assert value == layout.policy(policies[name]), (path.name, name)
+        for where, query in all_queries(doc):
+            for m in re.finditer(r'FROM "(\$?\w*)"\."(\w+)"|FROM "(\w+)"', query):
+                assert m.group(3) is None, f"{path.name} {where}: {m.group(0)} has no policy"
+                assert m.group(1) == f"${_VAR[layout.policy(m.group(2))]}", (path.name, where)
     assert len(uids) == 3
 
 
@@ -118,11 +140,11 @@ def test_every_grafana_query_returns_data(running_gateway: RunningGateway) -> No
             lambda: (
                 bool(
                     q.query(
-                        'SELECT count("mean") FROM "aggregates"'
+                        f'SELECT count("mean") FROM {q.layout.aggregates}'
                         " WHERE \"device\" = 'demo-001' AND \"window\" = '10s'"
                     )
                 )
-                and bool(q.query('SELECT count("size") FROM "deadletters"'))
+                and bool(q.query(f'SELECT count("size") FROM {q.layout.deadletters}'))
                 and len(Views(q).fleet()) == 3
             ),
             90,
@@ -137,14 +159,15 @@ def test_every_grafana_query_returns_data(running_gateway: RunningGateway) -> No
     ]
     ran = 0
     for path in DASHBOARDS:
-        for where, query in all_queries(json.loads(path.read_text())):
+        doc = json.loads(path.read_text())
+        for where, query in all_queries(doc):
             for values in choices:
-                statement = substitute(query, values)
+                statement = substitute(query, {**constants(doc), **values})
                 rows = q.query(statement)
                 assert rows, f"{path.name} {where} returned nothing: {statement}"
                 ran += 1
     assert ran >= 2 * 20
     fleet = json.loads((GRAFANA / "dashboards" / "fleet.json").read_text())
     (reporting,) = [p for p in fleet["panels"] if p["title"] == "Devices reporting"]
-    rows = q.query(substitute(reporting["targets"][0]["query"], choices[0]))
+    rows = q.query(substitute(reporting["targets"][0]["query"], {**constants(fleet), **choices[0]}))
     assert rows[0]["count"] == 3

@@ -364,7 +364,9 @@ def test_gateway_stores_every_reading_published_during_an_outage(
     q = running_gateway.query
     try:
         publish(50)
-        wait_for(lambda: q.scalar("SELECT count(value) FROM readings") >= 1000, 30, "warm-up")
+        wait_for(
+            lambda: q.scalar(f"SELECT count(value) FROM {q.layout.readings}") >= 1000, 30, "warm-up"
+        )
 
         influxd.stop()
         down_at = time.monotonic()
@@ -379,11 +381,11 @@ def test_gateway_stores_every_reading_published_during_an_outage(
 
         total = len(expected)
         wait_for(
-            lambda: q.scalar("SELECT count(value) FROM readings") >= total,
+            lambda: q.scalar(f"SELECT count(value) FROM {q.layout.readings}") >= total,
             60,
             f"all {total} readings in InfluxDB",
         )
-        rows = q.query("SELECT value, metric FROM readings")
+        rows = q.query(f"SELECT value, metric FROM {q.layout.readings}")
         assert len(rows) == total
         # Raw points carry one field (value); event seq is told apart by its microsecond.
         stored = {(r["metric"], r["time"] // 1000 % 10**6): r["value"] for r in rows}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -55,7 +56,8 @@ def test_setup_creates_the_v1_database_once(services: ServiceEndpoints, unique: 
 
     made = _setup(env)
     assert made.returncode == 0, made.stdout + made.stderr
-    assert "database  created" in made.stdout
+    assert re.search(r"^  database +created", made.stdout, re.M), made.stdout
+    assert re.search(r"^  retention raw +created +30d \(default\)$", made.stdout, re.M)
     assert made.stdout.rstrip().endswith("ready")
 
     again = json.loads(_setup(env, "--json").stdout)
@@ -63,6 +65,9 @@ def test_setup_creates_the_v1_database_once(services: ServiceEndpoints, unique: 
     assert [(s["name"], s["status"]) for s in again["steps"]] == [
         ("ping", "ok"),
         ("database", "ok"),
+        ("retention raw", "ok"),
+        ("retention aggregates", "ok"),
+        ("retention deadletters", "ok"),
         ("influxql", "ok"),
     ]
     query = InfluxQL(InfluxSettings(url=services.influx_url, database=unique))

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from contract import Reading, TelemetryEvent
+from gateway.app import prepare_storage
+from gateway.influx.layout import StorageLayout
 from gateway.influx.lineprotocol import reading_lines
 from gateway.influx.query import InfluxQL
 from gateway.influx.writer import make_writer
@@ -39,8 +41,10 @@ def stored(services: ServiceEndpoints, unique: str) -> tuple[GatewaySettings, da
         influx={"url": services.influx_url, "database": f"t_{unique}"},
     )
     start = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
-    writer = make_writer(settings.influx)
-    writer.ensure_database()  # type: ignore[union-attr]
+    prepare_storage(settings)  # the database and its retention policies
+    writer = make_writer(
+        settings.influx, policy=StorageLayout.of(settings.influx).policy("readings")
+    )
     lines: list[str] = []
     for device in ("a", "b"):
         for i in range(120):
@@ -71,12 +75,12 @@ def test_replay_writes_replay_measurements_and_reports_per_rule(
     assert report.by_rule == {"hot": {"raised": 1, "cleared": 1}}
     assert report.by_device == {"s/a": 1}
     q = InfluxQL(settings.influx)
-    rows = q.query("SELECT alarm_id, value FROM replay_alarms GROUP BY state, device")
+    rows = q.query(f"SELECT alarm_id, value FROM {q.layout.replay_alarms} GROUP BY state, device")
     assert sorted((r["state"], r["device"]) for r in rows) == [("active", "a"), ("cleared", "a")]
     raised = next(r for r in rows if r["state"] == "active")
     assert raised["time"] == int((start + timedelta(seconds=40)).timestamp()) * 10**9
-    assert q.scalar("SELECT count(mean) FROM replay_aggregates") > 0
-    assert q.query("SELECT * FROM alarms") == []  # live measurements untouched
+    assert q.scalar(f"SELECT count(mean) FROM {q.layout.replay_aggregates}") > 0
+    assert q.query(f"SELECT * FROM {q.layout.alarms}") == []  # live measurements untouched
     q.close()
 
 
@@ -111,6 +115,7 @@ def test_replay_cli_to_another_database_as_json(
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["by_rule"] == {"hot": {"raised": 1, "cleared": 1}}
+    # A database of its own keeps the results in its default policy.
     q = InfluxQL(settings.influx.model_copy(update={"database": out_db}))
-    assert q.scalar("SELECT count(alarm_id) FROM alarms") == 2
+    assert q.scalar(f"SELECT count(alarm_id) FROM {StorageLayout.single().alarms}") == 2
     q.close()

@@ -88,12 +88,12 @@ def test_valid_readings_stored_and_malformed_become_dead_letters(
         q = running_gateway.query
         total = N_EVENTS * READINGS_PER_EVENT
         wait_for(
-            lambda: q.scalar("SELECT count(value) FROM readings") >= total,
+            lambda: q.scalar(f"SELECT count(value) FROM {q.layout.readings}") >= total,
             60,
             f"{total} readings in InfluxDB",
         )
         wait_for(
-            lambda: q.scalar("SELECT count(size) FROM deadletters") >= len(malformed),
+            lambda: q.scalar(f"SELECT count(size) FROM {q.layout.deadletters}") >= len(malformed),
             30,
             "the dead letters in InfluxDB",
         )
@@ -101,13 +101,13 @@ def test_valid_readings_stored_and_malformed_become_dead_letters(
 
         # Exactly what was published: every reading, with its tags and value, once. Raw
         # points carry one field (value); event i is told apart by its microsecond.
-        rows = q.query("SELECT value, device, metric, sensor, site FROM readings")
+        rows = q.query(f"SELECT value, device, metric, sensor, site FROM {q.layout.readings}")
         assert len(rows) == total
         stored = {(r["device"], r["metric"], r["time"] // 1000 % 10**6): r["value"] for r in rows}
         assert stored == expected
         assert {r["site"] for r in rows} == {"plant"}
 
-        dead = q.query("SELECT reason, topic, payload, error, size FROM deadletters")
+        dead = q.query(f"SELECT reason, topic, payload, error, size FROM {q.layout.deadletters}")
         assert sorted(r["reason"] for r in dead) == sorted(m[2] for m in malformed)
         by_reason = {r["reason"]: r for r in dead}
         for topic, payload, reason in malformed:

@@ -54,16 +54,18 @@ def test_a_refused_reading_is_dead_lettered_and_the_rest_stored(
 
         q = running_gateway.query
         wait_for(
-            lambda: q.scalar("SELECT count(size) FROM deadletters") >= 1, 30, "the dead letter"
+            lambda: q.scalar(f"SELECT count(size) FROM {q.layout.deadletters}") >= 1,
+            30,
+            "the dead letter",
         )
         assert got.wait(30), "no dead letter on MQTT"
-        rows = q.query("SELECT value, metric FROM readings WHERE device = 'd1'")
+        rows = q.query(f"SELECT value, metric FROM {q.layout.readings} WHERE device = 'd1'")
         assert sorted((r["metric"], r["value"]) for r in rows) == [
             ("m0", 0.5),
             ("m1", 1.5),
             ("m2", 2.5),
         ]
-        [stored] = q.query("SELECT reason, topic, payload, error FROM deadletters")
+        [stored] = q.query(f"SELECT reason, topic, payload, error FROM {q.layout.deadletters}")
         [letter] = letters
         assert letter.data.reason.value == stored["reason"] == "write_rejected"
         assert letter.data.topic == stored["topic"] == "influxdb/readings"

@@ -3,6 +3,10 @@
 The alarm points follow the documented schema (ARCHITECTURE.md: ``alarms`` with tags
 site, device, metric, rule, severity, state and fields alarm_id, value, threshold,
 message), so the views are tested before the gateway writes alarms itself.
+
+Reading what is stored: name measurements through the client's layout
+(``f"SELECT ... FROM {q.layout.aggregates}"``, :class:`~gateway.influx.layout.StorageLayout`),
+never bare, so that a test reads the retention policy the gateway wrote to.
 """
 
 from __future__ import annotations
@@ -11,7 +15,10 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from gateway.influx.layout import StorageLayout
 from gateway.influx.lineprotocol import escape_tag, field_string
+from gateway.influx.setup import setup_influx
+from gateway.rejections import measurement_of
 from gateway.settings import InfluxSettings
 
 
@@ -20,13 +27,20 @@ def ns(when: datetime) -> int:
 
 
 def write(influx: InfluxSettings, lines: list[str]) -> None:
+    """Write ``lines`` (ns) as the gateway would: database and retention policies made
+    as at its start, each line in its measurement's policy."""
+    report = setup_influx(influx)
+    assert report.ok, report.to_text()
+    layout = StorageLayout.of(influx)
+    by_policy: dict[str | None, list[str]] = {}
+    for line in lines:
+        by_policy.setdefault(layout.policy(measurement_of(line)), []).append(line)
     with httpx.Client(base_url=influx.url, timeout=30) as http:
-        http.post("/query", params={"q": f'CREATE DATABASE "{influx.database}"'}).raise_for_status()
-        for i in range(0, len(lines), 5000):
-            resp = http.post(
-                "/write", params={"db": influx.database}, content="\n".join(lines[i : i + 5000])
-            )
-            assert resp.status_code == 204, resp.text
+        for policy, batch in by_policy.items():
+            params = {"db": influx.database} | ({} if policy is None else {"rp": policy})
+            for i in range(0, len(batch), 5000):
+                resp = http.post("/write", params=params, content="\n".join(batch[i : i + 5000]))
+                assert resp.status_code == 204, resp.text
 
 
 def reading_line(

@@ -133,9 +133,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     dash.add_argument(
         "--public-read", action="store_true", help="the read API answers without the token"
     )
-    dash.add_argument(
-        "--token-file", type=Path, default=None, help="file holding the access token"
-    )
+    dash.add_argument("--token-file", type=Path, default=None, help="file holding the access token")
     dash.add_argument(
         "--allowed-host",
         action="append",
@@ -252,7 +250,8 @@ def _dashboard_options(settings: Any, **given: Any) -> Any:
     """Return the dashboard settings with the command-line options laid over them."""
     from gateway.dashboard.settings import DashboardSettings
 
-    updates = {k: v for k, v in given.items() if v not in (None, False)}
+    # Not `v not in (None, False)`: 0 == False, and --port 0 (any free port) is a value.
+    updates = {k: v for k, v in given.items() if v is not None and v is not False}
     if "token_file" in updates:
         updates["token"] = None  # the file given here wins over the environment
     return DashboardSettings.model_validate({**dict(settings.dashboard), **updates})

@@ -181,3 +181,14 @@ def test_pool_bounds_calls_in_flight_until_the_threads_finish() -> None:
         pool.close()
 
     asyncio.run(scenario())
+
+
+def test_command_line_port_zero_means_any_port_not_the_default() -> None:
+    from gateway.cli_views import _dashboard_options
+    from gateway.settings import load_settings
+
+    settings = load_settings()
+    # 0 == False in Python: the options must not drop it as "not given".
+    assert _dashboard_options(settings, port=0).port == 0
+    assert _dashboard_options(settings, port=None).port == settings.dashboard.port
+    assert _dashboard_options(settings, read_only=False).read_only is False

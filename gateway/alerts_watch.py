@@ -344,9 +344,7 @@ def watch_alerts(
             pending.cancel()
         results = await asyncio.gather(task, stopper, return_exceptions=True)
         for result in results:
-            if isinstance(result, BaseException) and not isinstance(
-                result, asyncio.CancelledError
-            ):
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 raise result
 
     try:

@@ -51,9 +51,7 @@ def test_the_feed_reconnects_with_backoff_and_the_page_says_so(
 
         broker.stop()
         expect(feed).to_have_attribute("data-state", "reconnecting", timeout=15_000)
-        wait_for(
-            lambda: dash.stats()["feed"]["error"] is not None, 15, "the feed's error reported"
-        )
+        wait_for(lambda: dash.stats()["feed"]["error"] is not None, 15, "the feed's error reported")
         # The title says which broker and why (the error, the next try).
         expect(feed).to_have_attribute("title", re.compile(rf"^mqtt://127\.0\.0\.1:{port}: .+"))
 

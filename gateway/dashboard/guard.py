@@ -22,6 +22,12 @@ script or style, no framing), ``X-Frame-Options: DENY``, ``Referrer-Policy:
 no-referrer``, ``X-Content-Type-Options: nosniff`` and ``Cross-Origin-Resource-Policy:
 same-origin``. The access log (DEBUG) shows method, path without the query string,
 status and time: the page URL's ``?token=`` never reaches a log.
+
+A request the HTTP parser refuses (no ``Host``, a bad header, a bad request line)
+never reaches the chain: aiohttp answers 400 in plain text itself and logs it at ERROR
+with a traceback, one a client can make at will. :func:`quiet_malformed_requests` turns
+that into one DEBUG line naming the error's class (its text can quote the request,
+token included).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from enum import StrEnum
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 
 from contract.errors import BrokerError, ContractError, StorageError
 from gateway.dashboard.access import COOKIE, AccessToken, bearer
@@ -49,6 +56,7 @@ __all__ = [
     "host_name",
     "json_error",
     "middlewares",
+    "quiet_malformed_requests",
     "security_headers",
 ]
 
@@ -225,3 +233,23 @@ class AccessLog(AbstractAccessLogger):
     def enabled(self) -> bool:
         """Whether a line would be written (skips the work when not)."""
         return self.logger.isEnabledFor(logging.DEBUG)
+
+
+class _MalformedRequests(logging.Filter):
+    """Drops aiohttp's ERROR record of a request its parser refused; logs a DEBUG line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        log.debug("dashboard: refused a malformed request from %s (%s)", remote, type(exc).__name__)
+        return False
+
+
+_QUIET = _MalformedRequests()
+
+
+def quiet_malformed_requests() -> None:
+    """Log requests aiohttp's parser refuses as one DEBUG line each (idempotent)."""
+    logging.getLogger("aiohttp.server").addFilter(_QUIET)

@@ -29,7 +29,7 @@ from pydantic import SecretStr
 from contract.errors import ServiceError
 from gateway.dashboard.access import AccessToken
 from gateway.dashboard.core import DashboardCore, load_static
-from gateway.dashboard.guard import AccessLog
+from gateway.dashboard.guard import AccessLog, quiet_malformed_requests
 from gateway.dashboard.routes import build_app
 from gateway.dashboard.settings import DashboardSettings
 from gateway.influx.query import InfluxQL
@@ -182,6 +182,7 @@ class Dashboard:
             client=client,
         )
         self.core = core
+        quiet_malformed_requests()
         background = asyncio.create_task(core.run(), name="dashboard-core")
         background.add_done_callback(_log_failure)
         runner = web.AppRunner(

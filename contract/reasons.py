@@ -38,3 +38,7 @@ class DeadLetterReason(StrEnum):
     CARDINALITY = "cardinality"
     """The message would add a device or series beyond the gateway's configured caps
     (series per device, devices or series per gateway); kept whole so nothing is lost."""
+    PUBLISH_REFUSED = "publish_refused"
+    """The broker refused a message the gateway published (an alarm event or summary):
+    its ACL does not let the gateway write that topic (MQTT 5 PUBACK reason code, e.g.
+    0x87). The message is kept whole here; the error names the topic and the code."""

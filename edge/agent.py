@@ -65,26 +65,19 @@ def build_drivers(config: AgentConfig, registry: DriverRegistry | None = None) -
 
 def mqtt_settings(config: AgentConfig) -> MqttSettings:
     """Return the :class:`~edge.mqtt.MqttSettings` of an agent config."""
-    from edge.mqtt import MqttSettings, TlsSettings
+    from edge.mqtt import MqttSettings
 
     m = config.mqtt
-    tls = None
-    if m.tls is not None:
-        tls = TlsSettings(
-            ca_file=m.tls.ca_file,
-            cert_file=m.tls.cert_file,
-            key_file=m.tls.key_file,
-            insecure_skip_verify=m.tls.insecure_skip_verify,
-        )
     return MqttSettings(
         host=m.host,
         port=m.port,
         client_id=config.client_id,
         username=m.username,
         password=m.password,
-        tls=tls,
+        tls=m.tls,
         keepalive_s=m.keepalive_s,
         clean_session=False,  # persistent session: the broker keeps our QoS 1 state
+        protocol=m.protocol,
         reconnect_min_s=m.reconnect_min_s,
         reconnect_max_s=m.reconnect_max_s,
         reconnect_jitter=m.reconnect_jitter,

@@ -32,6 +32,7 @@ from pydantic import (
 from contract.errors import ConfigError, TopicError
 from contract.events import MAX_READINGS_PER_EVENT
 from contract.ids import Id
+from contract.tls import TlsSettings
 from contract.topics import DEFAULT_PREFIX, TopicScheme
 
 __all__ = [
@@ -56,19 +57,8 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class TlsConfig(_Frozen):
-    """TLS to the broker: the CA that signed it, and our certificate for mutual TLS."""
-
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    insecure_skip_verify: bool = False
-
-    @model_validator(mode="after")
-    def _pair(self) -> TlsConfig:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together (mutual TLS needs both)")
-        return self
+TlsConfig = TlsSettings
+"""TLS to the broker: the model every SensorGate client shares (:mod:`contract.tls`)."""
 
 
 class MqttConfig(_Frozen):
@@ -81,6 +71,9 @@ class MqttConfig(_Frozen):
     username: str | None = None
     password: SecretStr | None = None
     tls: TlsConfig | None = None
+    protocol: Literal["3.1.1", "5"] = "5"
+    """MQTT version: 5 lets the agent see (and log) a publish the broker's ACL refuses;
+    3.1.1 for a broker that does not speak 5."""
     topic_prefix: str = DEFAULT_PREFIX
     keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
     reconnect_min_s: Annotated[float, Field(gt=0, le=3600)] = 1.0

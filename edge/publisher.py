@@ -9,6 +9,13 @@ they are small, retained, and say the device is alive.
 
 Unacknowledged events stay in the outbox. Within one process, paho re-sends them
 after a reconnect; after a restart, the new publisher starts from the oldest row.
+
+An event the broker refuses (MQTT 5 PUBACK reason code 0x80 or more: its ACL does not
+let this device publish there) is not deleted either: it is counted in
+``refused_total``, logged by the link with its topic, and stays in the outbox, so it is
+sent again after the next start, once the broker's ACL or the agent's identity is
+fixed. It is not re-sent in this process (that would loop), and like any event it
+counts against the outbox's budget.
 """
 
 from __future__ import annotations
@@ -62,6 +69,8 @@ class PublisherStats:
     acked: int
     inflight: int
     status_sent: int
+    refused: int = 0
+    """Events the broker refused (kept in the outbox)."""
 
 
 class Publisher:
@@ -90,7 +99,7 @@ class Publisher:
         self._status: dict[str, bytes] = {}
         self._inflight: dict[int, Ticket] = {}
         self._cursor = 0
-        self._sent = self._acked = self._status_sent = 0
+        self._sent = self._acked = self._status_sent = self._refused = 0
         self._thread: threading.Thread | None = None
 
     # -- called from other threads -----------------------------------------------------
@@ -183,12 +192,18 @@ class Publisher:
 
     def _reap(self) -> None:
         done = [row_id for row_id, t in self._inflight.items() if t.is_acknowledged()]
-        if done:
-            self.outbox.ack(done)
-            for row_id in done:
-                del self._inflight[row_id]
-            self._acked += len(done)
+        if not done:
+            return
+        stored = [row_id for row_id in done if not self._inflight[row_id].refused]
+        if stored:
+            self.outbox.ack(stored)
+            self._acked += len(stored)
+        self._refused += len(done) - len(stored)
+        for row_id in done:
+            del self._inflight[row_id]
 
     def stats(self) -> PublisherStats:
         """Counters for the status."""
-        return PublisherStats(self._sent, self._acked, len(self._inflight), self._status_sent)
+        return PublisherStats(
+            self._sent, self._acked, len(self._inflight), self._status_sent, self._refused
+        )

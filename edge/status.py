@@ -113,7 +113,12 @@ class StatusBoard:
         }
         if self.publisher is not None:
             pub = self.publisher.stats()
-            details.update(sent_total=pub.sent, acked_total=pub.acked, inflight=pub.inflight)
+            details.update(
+                sent_total=pub.sent,
+                acked_total=pub.acked,
+                inflight=pub.inflight,
+                refused_total=pub.refused,
+            )
         with self._lock:
             details["config_error"] = self.config_error
             details["config_revision"] = self.config_revision

@@ -21,6 +21,11 @@ class Ticket(Protocol):
         """Whether the PUBACK arrived."""
         ...
 
+    @property
+    def refused(self) -> bool:
+        """Whether the PUBACK was a refusal (MQTT 5 reason code 0x80 or more)."""
+        ...
+
 
 class Transport(Protocol):
     """What the publisher needs from an MQTT connection."""
@@ -41,6 +46,8 @@ class FakeTicket:
 
     mid: int
     acked: bool = False
+    refused: bool = False
+    """Set with :meth:`FakeTransport.refuse`: the fake broker's ACL said no."""
 
     def is_acknowledged(self) -> bool:
         """Whether the fake broker acknowledged it."""
@@ -79,6 +86,11 @@ class FakeTransport:
         ticket.acked = True
         if self.on_ack is not None:
             self.on_ack(ticket.mid)
+
+    def refuse(self, ticket: FakeTicket) -> None:
+        """Acknowledge ``ticket`` with a refusal (as an MQTT 5 broker's ACL does)."""
+        ticket.refused = True
+        self._ack(ticket)
 
     def ack_all(self) -> None:
         """Acknowledge everything published so far."""

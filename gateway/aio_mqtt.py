@@ -7,6 +7,7 @@ raise becomes :class:`~contract.errors.BrokerError` here, never further in::
     ├── could not connect: refused, unreachable, TLS, bad credentials (CONNACK code)
     ├── the broker refused a subscription (MQTT 5 SUBACK reason code, e.g. not authorised)
     ├── a publish was not acknowledged in time, or the link was down
+    ├── the broker refused a publish (MQTT 5 PUBACK reason code, e.g. 0x87 not authorised)
     └── the connection was lost while reading messages
 
 It follows aiomqtt's own model: :func:`connect` is an ``async with`` block around one
@@ -25,17 +26,21 @@ Example (needs a broker)::
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from contract.errors import BrokerError
+from contract.errors import BrokerError, ConfigError
 from edge.mqtt import MqttSettings
 
 __all__ = ["AioLink", "Incoming", "Messages", "connect"]
@@ -61,6 +66,22 @@ class AioLink:
     def __init__(self, client: aiomqtt.Client, url: str) -> None:
         self._client = client
         self._url = url
+        # aiomqtt waits for a PUBACK but drops its MQTT 5 reason code, so a publish the
+        # broker refuses (its ACL) would pass as delivered. QoS 1 publishes go out here
+        # on the paho client aiomqtt drives (its ``_client``; aiomqtt is pinned < 3),
+        # and the PUBACK callback, which runs on this loop, hands over the reason code.
+        self._paho: paho.Client = client._client
+        self._acks: dict[int, asyncio.Future[Any]] = {}
+        inner: Any = self._paho.on_publish  # aiomqtt's (paho API version 2)
+
+        def on_publish(c: paho.Client, u: Any, mid: int, reason: Any, props: Any) -> None:
+            ack = self._acks.pop(mid, None)
+            if ack is not None and not ack.done():
+                ack.set_result(reason)
+            if inner is not None:
+                inner(c, u, mid, reason, props)
+
+        self._paho.on_publish = on_publish
 
     async def subscribe(self, *filters: str, qos: int = 1, timeout_s: float = 10.0) -> None:
         """Subscribe to ``filters``; raise :class:`BrokerError` if the broker refuses one."""
@@ -90,11 +111,40 @@ class AioLink:
         retain: bool = False,
         timeout_s: float = 10.0,
     ) -> None:
-        """Publish one message; at QoS 1, return once the broker acknowledged it."""
+        """Publish one message; at QoS 1, return once the broker acknowledged it.
+
+        Raises :class:`BrokerError` when the link is down, no PUBACK comes within
+        ``timeout_s``, or the broker refuses the publish (its reason code, e.g. "Not
+        authorized", in the message).
+        """
+        if qos == 0:
+            try:
+                await self._client.publish(topic, payload, qos=0, retain=retain)
+            except aiomqtt.MqttError as exc:
+                raise BrokerError(f"cannot publish on {topic!r} at {self._url}: {exc}") from None
+            return
+        info = self._paho.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise BrokerError(
+                f"cannot publish on {topic!r} at {self._url}: {paho.error_string(info.rc)}"
+            )
+        ack = asyncio.get_running_loop().create_future()
+        self._acks[info.mid] = ack
         try:
-            await self._client.publish(topic, payload, qos=qos, retain=retain, timeout=timeout_s)
-        except aiomqtt.MqttError as exc:
-            raise BrokerError(f"cannot publish on {topic!r} at {self._url}: {exc}") from None
+            async with asyncio.timeout(timeout_s):
+                reason = await ack
+        except TimeoutError:
+            raise BrokerError(
+                f"the broker at {self._url} did not acknowledge the publish on {topic!r}"
+                f" within {timeout_s:g} s"
+            ) from None
+        finally:
+            self._acks.pop(info.mid, None)
+        if isinstance(reason, ReasonCode) and reason.is_failure:
+            raise BrokerError(
+                f"the broker at {self._url} refused the publish to {topic!r}: {reason}"
+                f" (0x{int(reason.value):02x})"
+            )
 
     def messages(self) -> Messages:
         """Return the incoming messages, as they arrive (see :class:`Messages`)."""
@@ -129,18 +179,18 @@ class Messages:
         return Incoming(message.topic.value, bytes(payload), bool(message.retain))
 
 
-def _tls_params(settings: MqttSettings) -> aiomqtt.TLSParameters | None:
+async def _tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
     tls = settings.tls
     if tls is None:
         return None
-    # Handed to aiomqtt as parameters, not a ready context: it loads the files in its
-    # connect thread, so no file is read on the event loop.
-    return aiomqtt.TLSParameters(
-        ca_certs=str(tls.ca_file) if tls.ca_file else None,
-        certfile=str(tls.cert_file) if tls.cert_file else None,
-        keyfile=str(tls.key_file) if tls.key_file else None,
-        cert_reqs=ssl.CERT_NONE if tls.insecure_skip_verify else ssl.CERT_REQUIRED,
-    )
+    # The project's one TLS setup (CA, client certificate and encrypted key, server
+    # name, TLS 1.2 at least), made in a thread: it reads files.
+    try:
+        return await asyncio.to_thread(tls.ssl_context)
+    except ConfigError as exc:
+        raise BrokerError(f"cannot set up TLS for {settings.url}: {exc}") from None
+    except (ssl.SSLError, ValueError) as exc:
+        raise BrokerError(f"cannot set up TLS for {settings.url}: {exc}") from None
 
 
 @contextlib.asynccontextmanager
@@ -157,6 +207,7 @@ async def connect(
     """
     password = settings.password.get_secret_value() if settings.password else None
     tls = settings.tls
+    tls_context = await _tls_context(settings)
     properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     properties.SessionExpiryInterval = 0
     try:
@@ -171,7 +222,7 @@ async def connect(
             timeout=timeout_s,
             max_queued_incoming_messages=queue_size,
             properties=properties,
-            tls_params=_tls_params(settings),
+            tls_context=tls_context,
             tls_insecure=True if tls is not None and tls.insecure_skip_verify else None,
         )
         async with client:

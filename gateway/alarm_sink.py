@@ -13,6 +13,13 @@ For each batch, ``write_batch``
 
 It returns only when all of that is done, so the MQTT source, which acknowledges the
 input messages after the epoch, never acknowledges a message whose alarm is not out.
+
+A publish the broker *refuses* (MQTT 5 PUBACK reason code 0x80 or more: its ACL does
+not let the gateway write that topic) is not passed off as delivered: it becomes a dead
+letter ``publish_refused`` in the ``deadletters`` measurement, carrying the topic, the
+reason code and the message, is logged, and is counted in
+``sensorgate_mqtt_refused_total``. The flow goes on (the alarm itself is stored in
+``alarms``); retrying would not help until the ACL is fixed (docs/security.md).
 A re-delivery after a crash can publish an alarm event twice: its ``id`` is the same
 (derived from the alarm id, the type and the event time), so consumers dedupe by id.
 """
@@ -26,13 +33,13 @@ from typing import Any
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from contract import TopicScheme
+from contract import DeadLetterEvent, DeadLetterReason, TopicScheme
 from contract.alarms import encode_alarm
 from contract.errors import BrokerError
 from dataflows.flow import ActiveAlarms, AlarmOutput
-from edge.mqtt import MqttLink, MqttSettings
+from edge.mqtt import MqttLink, MqttSettings, PublishTicket
 from gateway.alarm_summary import ACTIVE_SUFFIX, ACTIVE_TYPE, active_topic
-from gateway.influx.lineprotocol import alarm_line
+from gateway.influx.lineprotocol import alarm_line, deadletter_line
 from gateway.influx.writer import PointWriter
 from gateway.metrics import GatewayMetrics
 
@@ -59,16 +66,19 @@ class _AlarmPartition(StatelessSinkPartition[AlarmOutput]):
         topics: TopicScheme,
         ack_timeout: float,
         metrics: GatewayMetrics | None,
+        gateway_id: str = "gateway",
     ) -> None:
         self._writer = writer
         self._link = link
         self._topics = topics
         self._ack_timeout = ack_timeout
         self._metrics = metrics
+        self._gateway_id = gateway_id
 
     def write_batch(self, items: list[AlarmOutput]) -> None:
         started = time.monotonic()
-        tickets = []
+        tickets: list[PublishTicket] = []
+        sent: list[bytes] = []
         lines = []
         latest: dict[tuple[str, str], ActiveAlarms] = {}
         for item in items:
@@ -76,14 +86,13 @@ class _AlarmPartition(StatelessSinkPartition[AlarmOutput]):
                 latest[(item.site, item.device)] = item  # only the newest one matters
                 continue
             d = item.data
-            tickets.append(
-                self._link.publish(self._topics.alarms(d.site, d.device), encode_alarm(item))
-            )
+            sent.append(encode_alarm(item))
+            tickets.append(self._link.publish(self._topics.alarms(d.site, d.device), sent[-1]))
             lines.append(alarm_line(item))
         for (site, device), summary in latest.items():
-            body = json.dumps(active_document(summary), separators=(",", ":")).encode()
+            sent.append(json.dumps(active_document(summary), separators=(",", ":")).encode())
             tickets.append(
-                self._link.publish(active_topic(self._topics, site, device), body, retain=True)
+                self._link.publish(active_topic(self._topics, site, device), sent[-1], retain=True)
             )
         if lines:
             self._writer.write(lines)
@@ -93,12 +102,36 @@ class _AlarmPartition(StatelessSinkPartition[AlarmOutput]):
                     f"the broker did not acknowledge an alarm publish within"
                     f" {self._ack_timeout:.0f} s"
                 )
+        self._dead_letter_refused(tickets, sent)
         if self._metrics is not None:
             for item in items:
                 if not isinstance(item, ActiveAlarms):
                     transition = item.type.rsplit(".", 2)[1]
                     self._metrics.alarm_events.labels(transition, item.data.kind).inc()
             self._metrics.alarm_publish_seconds.observe(time.monotonic() - started)
+
+    def _dead_letter_refused(self, tickets: list[PublishTicket], sent: list[bytes]) -> None:
+        # The link has logged and counted each refusal; keep what was refused.
+        refused = []
+        for ticket, body in zip(tickets, sent, strict=True):
+            refusal = ticket.refusal
+            if refusal is not None:
+                refused.append(
+                    DeadLetterEvent.create(
+                        reason=DeadLetterReason.PUBLISH_REFUSED,
+                        error=str(refusal),
+                        topic=refusal.topic,
+                        payload=body,
+                        gateway=self._gateway_id,
+                        keep_bytes=None,
+                    )
+                )
+        if refused:
+            self._writer.write([deadletter_line(event) for event in refused])
+            if self._metrics is not None:
+                self._metrics.deadletters.labels(DeadLetterReason.PUBLISH_REFUSED.value).inc(
+                    len(refused)
+                )
 
     def close(self) -> None:
         self._writer.close()
@@ -116,20 +149,23 @@ class AlarmSink(DynamicSink[AlarmOutput]):
         *,
         metrics: GatewayMetrics | None = None,
         ack_timeout: float = 30.0,
+        gateway_id: str = "gateway",
     ) -> None:
         self._factory = writer_factory
         self._mqtt = mqtt
         self._topics = topics
         self._metrics = metrics
         self._ack_timeout = ack_timeout
+        self._gateway_id = gateway_id
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _AlarmPartition:
         """Give each worker its own writer and MQTT client (persistent session)."""
         settings = self._mqtt.model_copy(
             update={"client_id": f"{self._mqtt.client_id}-{worker_index}", "clean_session": False}
         )
-        link = MqttLink(settings)
+        hook = None if self._metrics is None else self._metrics.mqtt_refusal("alarms")
+        link = MqttLink(settings, on_refused=hook)
         link.start()
         return _AlarmPartition(
-            self._factory(), link, self._topics, self._ack_timeout, self._metrics
+            self._factory(), link, self._topics, self._ack_timeout, self._metrics, self._gateway_id
         )

@@ -232,7 +232,10 @@ class _Watch:
         self._max_updates = max_updates
         self._printed = 0
         self._seen: OrderedDict[str, None] = OrderedDict()
-        self._mqtt = settings.mqtt.link_settings(f"sg-alerts-{secrets.token_hex(4)}")
+        # An operator's tool: the operator's broker user (it may read everything).
+        self._mqtt = settings.mqtt.link_settings(
+            f"sg-alerts-{secrets.token_hex(4)}", role="operator"
+        )
         self._said_down = False
         self.done = asyncio.Event()
 

@@ -169,6 +169,7 @@ class GatewayApp:
     source: MqttSource
     metrics: GatewayMetrics
     rules: RulesWatcher
+    points_sink: PointsSink
 
 
 def build_gateway(
@@ -206,6 +207,7 @@ def build_gateway(
     )
 
     reporter = rejections or WriteRejectionReporter.from_settings(settings)
+    reporter.on_refused = metrics.mqtt_refusal("rejections")
     layout = StorageLayout.of(settings.influx)
 
     def writer(measurement: str) -> Callable[[], PointWriter]:
@@ -245,19 +247,28 @@ def build_gateway(
         def extra_filters(partition: int) -> list[str]:
             return adapter_set.subscriptions(settings.mqtt.share_group, partition=partition)
 
-    source = MqttSource(settings.mqtt, topics, stop=stop, extra_filters=extra_filters)
+    source = MqttSource(
+        settings.mqtt,
+        topics,
+        stop=stop,
+        extra_filters=extra_filters,
+        on_refused=metrics.mqtt_refusal("source"),
+    )
     metrics.track_source(source)
+    points_sink = PointsSink(
+        points_writer("readings"),
+        stream.shards,
+        metrics,
+        aggregates_writer_factory=None if same_policy else points_writer("aggregates"),
+    )
     flow = build_flow(
         source,
         topics=topics,
-        points_sink=PointsSink(
-            points_writer("readings"),
-            stream.shards,
-            metrics,
-            aggregates_writer_factory=None if same_policy else points_writer("aggregates"),
+        points_sink=points_sink,
+        deadletter_sink=DeadLetterSink(writer("deadletters"), dl_mqtt, topics, metrics=metrics),
+        alarm_sink=AlarmSink(
+            writer("alarms"), alarm_mqtt, topics, metrics=metrics, gateway_id=settings.gateway_id
         ),
-        deadletter_sink=DeadLetterSink(writer("deadletters"), dl_mqtt, topics),
-        alarm_sink=AlarmSink(writer("alarms"), alarm_mqtt, topics, metrics=metrics),
         rules=rules,
         stream=stream,
         encoder=LineProtocolEncoder(
@@ -272,9 +283,12 @@ def build_gateway(
         adapters=adapters,
         command_sink=None
         if adapters is None
-        else CommandSink(settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-commands")),
+        else CommandSink(
+            settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-commands"),
+            metrics=metrics,
+        ),
     )
-    return GatewayApp(flow, source, metrics, rules)
+    return GatewayApp(flow, source, metrics, rules, points_sink)
 
 
 _RECOVERY_MARKER = "sensorgate-recovery.json"
@@ -348,10 +362,13 @@ def run_gateway(
             broker_ok=lambda: source.connected() and source.subscribed.is_set(),
             influx_url=settings.influx.url,
             metrics=app.metrics,
+            verify=settings.influx.verify(),
         ).start()
         server = serve(
             app.metrics, health, settings.metrics_host, settings.metrics_port + (process_id or 0)
         )
+    # Spilled points of a previous run drain from the start, not on the first reading.
+    release_points = app.points_sink.hold()
     try:
         cli_main(
             app.flow,
@@ -362,6 +379,7 @@ def run_gateway(
             recovery_config=recovery,
         )
     finally:
+        release_points()
         app.rules.stop()
         rejections.close()
         if health is not None:

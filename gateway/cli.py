@@ -26,6 +26,7 @@ _PLUGINS = (
     "gateway.commands",
     "gateway.replay",
     "gateway.bench_alarms",
+    "gateway.bench_fleet",
     "gateway.cli_views",
     "gateway.config_cli",
     "gateway.influx.cli",
@@ -79,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--interval", type=float, default=1.0, help="seconds between reports")
     up.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     up.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    up.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=8080,
+        help="the dashboard's port (default 8080, or any free one when taken; 0: any free)",
+    )
     up.set_defaults(func=_cmd_up)
 
     services = sub.add_parser(
@@ -131,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="port of /metrics and /healthz (process N uses port+N; 0 turns it off)",
     )
     run.set_defaults(func=_cmd_gateway_run)
+    from gateway import sessions
+
+    sessions.register(gsub)
 
     bench = sub.add_parser(
         "bench",
@@ -221,7 +231,11 @@ def _cmd_up(args: argparse.Namespace) -> int:
     from gateway.up import run_up
 
     return run_up(
-        devices=args.devices, interval_s=args.interval, duration_s=args.duration, as_json=args.json
+        devices=args.devices,
+        interval_s=args.interval,
+        duration_s=args.duration,
+        as_json=args.json,
+        dashboard_port=args.dashboard_port,
     )
 
 

@@ -5,7 +5,13 @@ QoS 1 on ``{prefix}/{site}/{device}/commands``; the gateway routes it to the dev
 key, where the alarm state lives, and publishes the ``alarm.acknowledged`` event. The
 broker and the prefix come from the gateway settings (``SENSORGATE_MQTT__HOST``,
 ``SENSORGATE_MQTT__PORT``, ``SENSORGATE_TOPIC_PREFIX``) unless given as options.
-Exit codes: 0 the broker has the command, 1 it did not acknowledge, 2 bad options.
+
+It connects as the *operator* role (MQTT 5, ``mqtt.tls``, the user of
+``SENSORGATE_MQTT__OPERATOR__USERNAME``/``__PASSWORD``, or ``--user`` with the password
+from ``--password-file``; never from the command line), so the broker's ACL decides
+who may acknowledge: a refusal comes back in the PUBACK and is reported as such.
+Exit codes: 0 the broker has the command, 1 it did not acknowledge or refused it,
+2 bad options.
 """
 
 from __future__ import annotations
@@ -13,7 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edge.mqtt import MqttSettings
 
 __all__ = ["publish_ack", "register"]
 
@@ -36,6 +46,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ack.add_argument("--note", default="", help="free text kept with the command")
     ack.add_argument("--host", default=None, help="broker host (default: gateway settings)")
     ack.add_argument("--port", type=int, default=None, help="broker port")
+    ack.add_argument(
+        "--user",
+        default=None,
+        help="operator's broker user (default: SENSORGATE_MQTT__OPERATOR__USERNAME)",
+    )
+    ack.add_argument(
+        "--password-file",
+        type=Path,
+        default=None,
+        help="file holding the operator's password (default: SENSORGATE_MQTT__OPERATOR__PASSWORD)",
+    )
     ack.add_argument("--prefix", default=None, help="topic prefix (default: gateway settings)")
     ack.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for PUBACK")
     ack.add_argument("--json", action="store_true", help="print the command sent as JSON")
@@ -44,8 +65,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def publish_ack(
     *,
-    host: str,
-    port: int,
+    mqtt: MqttSettings,
     prefix: str,
     site: str,
     device: str,
@@ -53,38 +73,60 @@ def publish_ack(
     by: str,
     note: str = "",
     timeout: float = 10.0,
-    username: str | None = None,
-    password: Any = None,
 ) -> dict[str, Any]:
     """Publish one acknowledge command and wait for the broker's PUBACK; return it as JSON.
 
-    Raises :class:`~contract.errors.BrokerError` when the broker does not take it.
+    Raises :class:`~contract.errors.BrokerError` when the broker cannot be reached,
+    does not acknowledge in time, or refuses the command (its ACL: MQTT 5 reason code).
     """
     from contract import TopicKind, TopicScheme
     from contract.commands import AcknowledgeAlarmCommand
     from contract.errors import BrokerError
-    from edge.mqtt import MqttLink, MqttSettings
+    from edge.mqtt import MqttLink
 
     command = AcknowledgeAlarmCommand.create(
         site=site, device=device, alarm_id=alarm_id, by=by, note=note
     )
     topic = TopicScheme(prefix).device(site, device, TopicKind.COMMANDS)
-    settings = MqttSettings(host=host, port=port, username=username, password=password)
+    settings = mqtt.model_copy(update={"clean_session": True, "protocol": "5"})
     body = command.model_dump_json(exclude_none=True).encode("utf-8")
-    with MqttLink(settings) as link:
+    link = MqttLink(settings)
+    link.start(wait_s=timeout, fail_fast=True)  # a wrong password says so at once
+    try:
         ticket = link.publish(topic, body, qos=1)
         if not ticket.wait(timeout):
             raise BrokerError(f"the broker did not acknowledge the command within {timeout} s")
+        ticket.raise_if_refused()
+    finally:
+        link.stop()
     return {"topic": topic, "command": json.loads(body)}
 
 
 def _cmd_ack(args: argparse.Namespace) -> int:
+    import secrets
+
+    from contract.errors import ConfigError
     from gateway.settings import load_settings
 
     settings = load_settings()
+    mqtt = settings.mqtt.link_settings(f"sg-operator-{secrets.token_hex(4)}", role="operator")
+    update: dict[str, Any] = {}
+    if args.host:
+        update["host"] = args.host
+    if args.port:
+        update["port"] = args.port
+    if args.user:
+        update["username"] = args.user
+    if args.password_file is not None:
+        try:
+            password = args.password_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError("--password-file", f"cannot read it: {exc.strerror}") from None
+        from pydantic import SecretStr
+
+        update["password"] = SecretStr(password)
     sent = publish_ack(
-        host=args.host or settings.mqtt.host,
-        port=args.port or settings.mqtt.port,
+        mqtt=mqtt.model_copy(update=update),
         prefix=args.prefix or settings.topic_prefix,
         site=args.site,
         device=args.device,
@@ -92,8 +134,6 @@ def _cmd_ack(args: argparse.Namespace) -> int:
         by=args.by,
         note=args.note,
         timeout=args.timeout,
-        username=settings.mqtt.username,
-        password=settings.mqtt.password,
     )
     if args.json:
         print(json.dumps(sent))

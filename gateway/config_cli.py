@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 import textwrap
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -75,22 +76,47 @@ def example_toml(model: type[BaseModel]) -> str:
         "# `sensorgate config check FILE`; run with `sensorgate gateway run --config FILE`.",
         "",
     ]
-    _section(model, "", lines)
+    lines.extend(_section(model, "", commented=False))
     return "\n".join(lines) + "\n"
 
 
-def _section(model: type[BaseModel], prefix: str, lines: list[str]) -> None:
-    """Add ``model``'s plain fields, then a ``[prefix.name]`` table per nested model."""
-    sections: list[tuple[str, type[BaseModel]]] = []
+def _models_of(annotation: Any) -> type[BaseModel] | None:
+    """Return the model of a ``Model`` or ``Model | None`` annotation, else None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if len(args) == 1 and isinstance(args[0], type) and issubclass(args[0], BaseModel):
+        return args[0]
+    return None
+
+
+def _section(model: type[BaseModel], path: str, *, commented: bool) -> list[str]:
+    """Return a table's keys, then its sub-tables (``[mqtt.tls]``).
+
+    An optional table that is off by default is written commented out.
+    """
+    lines: list[str] = []
+    subs: list[tuple[str, type[BaseModel], bool]] = []
     for name, field in model.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            sections.append((f"{prefix}{name}", annotation))
+        sub = _models_of(field.annotation)
+        if sub is not None:
+            optional_off = field.get_default(call_default_factory=True) is None
+            subs.append((name, sub, commented or optional_off))
             continue
-        lines.extend(_entry(name, field))
-    for name, sub in sections:
-        lines.extend(["", f"[{name}]"])
-        _section(sub, f"{name}.", lines)
+        lines.extend(_comment_out(_entry(name, field), commented))
+    for name, sub, off in subs:
+        table = f"{path}.{name}" if path else name
+        header = [f"[{table}]"]
+        if off and not commented:
+            header = [f"# [{table}]  (off unless set)"]
+        lines.extend(["", *_comment_out(header, commented), *_section(sub, table, commented=off)])
+    return lines
+
+
+def _comment_out(lines: list[str], commented: bool) -> list[str]:
+    if not commented:
+        return lines
+    return [line if line.startswith("#") else f"# {line}" for line in lines]
 
 
 def _entry(name: str, field: Any) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -124,9 +125,24 @@ class GatewayMetrics:
             buckets=_LAG_BUCKETS,
             registry=r,
         )
+        self.mqtt_refused = Counter(
+            "sensorgate_mqtt_refused",
+            "Publishes (PUBACK) and subscriptions (SUBACK) the broker refused with an MQTT 5"
+            " reason code (0x87: its ACL does not allow it), by client and packet",
+            ["client", "packet"],
+            registry=r,
+        )
         self.ready = Gauge(
             "sensorgate_ready", "1 when broker and InfluxDB are reachable", registry=r
         )
+
+    def mqtt_refusal(self, client: str) -> Callable[[Any], None]:
+        """Return a hook that counts a client's refusals (``on_refused`` of a link)."""
+
+        def count(refusal: Any) -> None:
+            self.mqtt_refused.labels(client, refusal.packet).inc()
+
+        return count
 
     def track_source(self, source: Any) -> None:
         """Report the MQTT source's redeliveries and its clients' CPU time."""
@@ -259,8 +275,10 @@ class Health:
         influx_url: str,
         metrics: GatewayMetrics | None = None,
         interval_s: float = 5.0,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self._broker_ok = broker_ok
+        self._verify = verify
         self._ping_url = f"{influx_url.rstrip('/')}/ping"
         self._metrics = metrics
         self._interval = interval_s
@@ -278,7 +296,7 @@ class Health:
         self._stop.set()
 
     def _run(self) -> None:
-        with httpx.Client(timeout=min(self._interval, 2.0)) as http:
+        with httpx.Client(timeout=min(self._interval, 2.0), verify=self._verify) as http:
             while not self._stop.is_set():
                 try:
                     self._influx_ok = http.get(self._ping_url).status_code in (200, 204)

@@ -7,6 +7,10 @@ after that epoch's ``snapshot()``: Bytewax calls it once the epoch is complete (
 committed, with recovery on), so a crash before then makes the broker re-deliver
 (BYTEWAX_NOTES.md, "MQTT in, without losing messages"). Partitions subscribe with a
 shared subscription so the broker splits the load between them.
+
+With ``settings.tls`` every partition connects over TLS (docs/security.md). A filter
+the broker refuses in its SUBACK (MQTT 5 reason code 0x80 or more) is logged and
+handed to ``on_refused``; the source counts as subscribed only once a filter is granted.
 """
 
 from __future__ import annotations
@@ -27,12 +31,14 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from contract import TopicKind, TopicScheme
 from dataflows.batch import MessageBatch
+from edge.mqtt import Refusal
 from gateway.settings import MqttSourceSettings
 
-__all__ = ["MqttSource"]
+__all__ = ["MqttSource", "partition_client_id"]
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +124,10 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
         batch_max: int,
         stop: threading.Event | None,
         subscribed: threading.Event,
+        on_refused: Callable[[Refusal], None] | None = None,
     ) -> None:
         self._settings = settings
+        self._on_refused = on_refused
         self._filters = topic_filters
         self._subscribed = subscribed
         self._batch_max = batch_max
@@ -143,12 +151,14 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
             manual_ack=True,
         )
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        if settings.tls is not None:
+            self._client.tls_set_context(settings.tls.ssl_context())
         if settings.username is not None:
             password = settings.password.get_secret_value() if settings.password else None
             self._client.username_pw_set(settings.username, password)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
-        self._client.on_subscribe = lambda *_a: self._subscribed.set()
+        self._client.on_subscribe = self._on_subscribe
         self.connected = threading.Event()
         self._disconnected = threading.Event()
         self._client.on_disconnect = self._on_disconnect
@@ -162,7 +172,7 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
         self._client.loop_start()
 
     def _on_connect(
-        self, client: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode, _p: object
+        self, client: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: object
     ) -> None:
         if reason.is_failure:
             log.warning("broker refused gateway client: %s", reason)
@@ -171,6 +181,22 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
         # One SUBSCRIBE for every filter: one SUBACK sets ``subscribed``.
         client.subscribe([(f, 1) for f in self._filters])
         self.connected.set()
+
+    def _on_subscribe(
+        self, _c: mqtt.Client, _u: object, _mid: int, reasons: list[ReasonCode], _p: object
+    ) -> None:
+        # One SUBACK for the one SUBSCRIBE of on_connect: a reason code per filter, in order.
+        granted = False
+        for topic_filter, reason in zip(self._filters, reasons, strict=False):
+            if not reason.is_failure:
+                granted = True
+                continue
+            refusal = Refusal("suback", topic_filter, int(reason.value), str(reason))
+            log.error("%s (gateway source, %s)", refusal, self._settings.url)
+            if self._on_refused is not None:
+                self._on_refused(refusal)
+        if granted:
+            self._subscribed.set()
 
     def _on_disconnect(self, *_args: object) -> None:
         self.connected.clear()
@@ -276,6 +302,11 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
         self._client.loop_stop()
 
 
+def partition_client_id(settings: MqttSourceSettings, partition: int | str) -> str:
+    """Return the client id (and so the broker session) of one source partition."""
+    return f"{settings.client_id_prefix}-{settings.share_group}-{partition}"
+
+
 class MqttSource(FixedPartitionedSource[MessageBatch, None]):
     """Telemetry, status and commands of every device, over ``settings.partitions`` clients."""
 
@@ -287,8 +318,13 @@ class MqttSource(FixedPartitionedSource[MessageBatch, None]):
         batch_max: int | None = None,
         stop: threading.Event | None = None,
         extra_filters: Callable[[int], list[str]] | None = None,
+        on_refused: Callable[[Refusal], None] | None = None,
     ) -> None:
         self.settings = settings
+        if settings.tls is not None:
+            settings.tls.ssl_context()  # refuse unreadable TLS files now, not in a worker
+        self.on_refused = on_refused
+        """Called (on a network thread) with each subscription the broker refuses."""
         group = settings.share_group
         self.topic_filter = topics.subscription(TopicKind.TELEMETRY, share_group=group)
         self.topic_filters = [
@@ -316,12 +352,18 @@ class MqttSource(FixedPartitionedSource[MessageBatch, None]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _Partition:
         """Connect one MQTT client (stable id, persistent session)."""
-        client_id = f"{self.settings.client_id_prefix}-{self.settings.share_group}-{for_part}"
+        client_id = partition_client_id(self.settings, for_part)
         filters = self.topic_filters + ([self.status_filter] if for_part == "0" else [])
         if self.extra_filters is not None:
             filters += self.extra_filters(int(for_part))
         part = _Partition(
-            self.settings, filters, client_id, self.batch_max, self.stop, self.subscribed
+            self.settings,
+            filters,
+            client_id,
+            self.batch_max,
+            self.stop,
+            self.subscribed,
+            self.on_refused,
         )
         self.partitions.append(part)
         return part

@@ -10,7 +10,9 @@ the dead letters' policy, made on the first rejection. The event's ``topic`` is
 ``influxdb/<measurement>``: the line never came from one MQTT topic.
 
 A refused ``deadletters`` line is published but not stored again, so that a dead
-letter InfluxDB cannot take never loops.
+letter InfluxDB cannot take never loops. A dead letter the *broker* refuses (MQTT 5
+PUBACK reason code: its ACL) is logged with the topic and counted by the link, and
+stays stored in ``deadletters``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Protocol, TypeVar
 
 from contract import DeadLetterEvent, DeadLetterReason, encode
 from contract.errors import BrokerError
-from edge.mqtt import MqttLink, MqttSettings
+from edge.mqtt import MqttLink, MqttSettings, Refusal
 from gateway.influx.lineprotocol import deadletter_line
 from gateway.influx.resilient import RejectHandler
 from gateway.settings import GatewaySettings
@@ -77,6 +79,7 @@ class WriteRejectionReporter:
         gateway_id: str,
         ack_timeout: float = 30.0,
         store: Callable[[], _Store] | None = None,
+        on_refused: Callable[[Refusal], None] | None = None,
     ) -> None:
         # A clean session under a fresh id: we wait for each PUBACK, so nothing is
         # left for a persistent session to keep, and two gateways never collide.
@@ -91,6 +94,8 @@ class WriteRejectionReporter:
         self._store_factory = store
         """Makes the writer dead letters are stored through (None: the refusing one)."""
         self._store: _Store | None = None
+        self.on_refused = on_refused
+        """Called with each dead letter the broker refuses (a metric hook)."""
 
     @classmethod
     def from_settings(cls, settings: GatewaySettings) -> WriteRejectionReporter:
@@ -132,7 +137,7 @@ class WriteRejectionReporter:
     def _connected_link(self) -> MqttLink:
         with self._lock:
             if self._link is None:
-                link = MqttLink(self._mqtt)
+                link = MqttLink(self._mqtt, on_refused=self.on_refused)
                 link.start()
                 self._link = link
             return self._link

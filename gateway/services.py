@@ -15,6 +15,7 @@ import getpass
 import logging
 import os
 import random
+import resource
 import shutil
 import signal
 import socket
@@ -117,6 +118,24 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child after fo
         os._exit(1)
 
 
+BROKER_FD_LIMIT = 1_048_576
+"""Open files mosquitto may hold: one per client connection. Lifted as far as the
+system allows (the hard limit, or this much for a privileged parent)."""
+
+
+def _broker_child() -> None:  # pragma: no cover - runs in the child after fork
+    _die_with_parent()
+    # mosquitto holds one descriptor per client; the usual soft limit of 1,024 would
+    # refuse a simulated fleet of one connection per device long before the broker
+    # runs out of anything else.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (BROKER_FD_LIMIT, BROKER_FD_LIMIT))
+    except (ValueError, OSError):  # not privileged: as far as the hard limit goes
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 class ManagedProcess:
     """A child process that dies with its parent and is stopped gently, then firmly."""
 
@@ -128,6 +147,7 @@ class ManagedProcess:
         *,
         env: dict[str, str] | None = None,
         own_log: Path | None = None,
+        preexec: Callable[[], None] = _die_with_parent,
     ) -> None:
         self.name = name
         self.log_path = log_path
@@ -140,7 +160,7 @@ class ManagedProcess:
                 env=env,
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=preexec,
                 # Own process group: a Ctrl-C in the terminal reaches us, and we stop
                 # the services in order, instead of it killing them mid-write.
                 start_new_session=True,
@@ -280,6 +300,10 @@ def start_mosquitto(
                 "max_inflight_messages 0",
                 "max_queued_messages 1000000",
                 "max_queued_bytes 0",
+                # No cap on clients (-1, mosquitto's default, said out loud): a simulated
+                # fleet holds one connection per device. The open-file limit is the real
+                # bound; the child raises it (_broker_child).
+                "max_connections -1",
                 "set_tcp_nodelay true",
                 # Running as root, mosquitto would switch to its own user, and a change
                 # of credentials clears PR_SET_PDEATHSIG: stay who we are instead.
@@ -292,7 +316,9 @@ def start_mosquitto(
             ]
         )
     )
-    proc = ManagedProcess("mosquitto", [binary, "-c", str(conf)], data / "mosquitto.log")
+    proc = ManagedProcess(
+        "mosquitto", [binary, "-c", str(conf)], data / "mosquitto.log", preexec=_broker_child
+    )
     _wait_until(lambda: _listens(proc.pid, port), proc, timeout, f"listening on {host}:{port}")
     return proc, port
 

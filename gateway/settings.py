@@ -11,6 +11,7 @@ import ipaddress
 import json
 import os
 import re
+import ssl
 import tomllib
 from datetime import timedelta
 from pathlib import Path
@@ -39,6 +40,7 @@ from contract import (
     TopicScheme,
 )
 from contract.errors import ConfigError
+from contract.tls import TlsSettings
 from edge.mqtt import MqttSettings
 from gateway.dashboard.settings import DashboardSettings
 
@@ -46,6 +48,8 @@ __all__ = [
     "GatewaySettings",
     "InfluxSettings",
     "IngestSettings",
+    "MqttIdentity",
+    "MqttRole",
     "MqttSourceSettings",
     "RetentionSettings",
     "StreamSettings",
@@ -68,13 +72,45 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
+MqttRole = Literal["gateway", "operator", "dashboard"]
+"""Who an MQTT client of the gateway side acts for; each has its own broker user
+(docs/security.md)."""
+
+
+class MqttIdentity(_Frozen):
+    """A broker user of one role: name, password and, for mutual TLS, its certificate."""
+
+    username: str | None = None
+    password: SecretStr | None = None
+    cert_file: Path | None = None
+    """Client certificate of this role (PEM), in place of ``mqtt.tls.cert_file``."""
+    key_file: Path | None = None
+    key_password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> MqttIdentity:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (mutual TLS needs both)")
+        return self
+
+
 class MqttSourceSettings(_Frozen):
-    """The gateway's MQTT connection and subscription."""
+    """The gateway's MQTT connection and subscription, and the other roles' users."""
 
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 1883
     username: str | None = None
+    """The gateway's broker user (source and sinks)."""
     password: SecretStr | None = None
+    tls: TlsSettings | None = None
+    """TLS to the broker (CA, server name, the gateway's client certificate) for every
+    MQTT client of this side: source, sinks, ``alarms ack``, the dashboard. None: plain
+    TCP (a loopback or private-network broker only; docs/security.md)."""
+    operator: MqttIdentity = MqttIdentity()
+    """The operator's user (``sensorgate alarms ack``): may write commands."""
+    dashboard: MqttIdentity = MqttIdentity()
+    """The dashboard's user: reads alarms and summaries (writes commands only if the
+    broker's ACL lets the dashboard acknowledge)."""
     client_id_prefix: str = "sg-gateway"
     share_group: str = "sensorgate"
     """Shared-subscription group: gateway processes in one group split the load."""
@@ -98,28 +134,59 @@ class MqttSourceSettings(_Frozen):
     sends it a larger packet, so one huge message cannot make it buffer without bound.
     Must exceed ``ingest.max_payload_bytes`` (headroom for the topic and properties); set
     the broker's ``max_packet_size`` no higher, so oversize publishes are refused at
-    the broker, where the publisher is told (docs/operations.md)."""
+    the broker, where the publisher is told (docs/security.md, "Limits")."""
 
     @property
     def batch_max_age(self) -> timedelta:
         """``batch_max_age_ms`` as a timedelta."""
         return timedelta(milliseconds=self.batch_max_age_ms)
 
-    def link_settings(self, client_id: str) -> MqttSettings:
-        """Return settings for one MQTT client of the gateway."""
+    def link_settings(self, client_id: str, *, role: MqttRole = "gateway") -> MqttSettings:
+        """Return settings for one MQTT client (MQTT 5, TLS as configured) of ``role``.
+
+        The gateway's clients use ``username``/``password`` and ``tls`` as set; the
+        operator's and the dashboard's use their own user and, if given, their own
+        client certificate (never the gateway's).
+        """
+        username, password, tls = self.username, self.password, self.tls
+        if role != "gateway":
+            who = self.operator if role == "operator" else self.dashboard
+            username, password = who.username, who.password
+            if tls is not None:
+                tls = tls.model_copy(
+                    update={
+                        "cert_file": who.cert_file,
+                        "key_file": who.key_file,
+                        "key_password": who.key_password,
+                    }
+                )
         return MqttSettings(
             host=self.host,
             port=self.port,
-            username=self.username,
-            password=self.password,
+            username=username,
+            password=password,
+            tls=tls,
             client_id=client_id,
             clean_session=False,
+            protocol="5",
+            # Sink sessions hold nothing, but an abandoned one must not live for ever.
+            session_expiry_s=self.session_expiry_s,
         )
 
     @property
     def url(self) -> str:
         """The broker as a URL."""
-        return f"mqtt://{self.host}:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+    @model_validator(mode="after")
+    def _role_certificates_need_tls(self) -> MqttSourceSettings:
+        for role, who in (("operator", self.operator), ("dashboard", self.dashboard)):
+            if who.cert_file is not None and self.tls is None:
+                raise ValueError(
+                    f"mqtt.{role}.cert_file needs mqtt.tls (the CA and server name every"
+                    " client of this side uses); without it the certificate would be ignored"
+                )
+        return self
 
 
 _DURATION = re.compile(r"^(\d{1,6})([hdw])$")
@@ -220,6 +287,9 @@ class InfluxSettings(_Frozen):
     """InfluxDB 2.x organization (name) of ``bucket``."""
     bucket: str | None = None
     """InfluxDB 2.x bucket that the v2 API writes to."""
+    tls: TlsSettings | None = None
+    """TLS of an ``https://`` url: the CA that signed the server (none: the system's trust
+    store), a client certificate, a server name. Ignored for ``http://``."""
     dbrp_retention_policy: str = "autogen"
     """InfluxDB 2.x: retention policy name of the DBRP mapping (``database`` plus this
     name to ``bucket``) that lets InfluxQL read the bucket; made the default mapping."""
@@ -280,6 +350,10 @@ class InfluxSettings(_Frozen):
                 " api = 'v1' with a token and one bucket per policy (docs/influxdb.md)"
             )
         return self
+
+    def verify(self) -> ssl.SSLContext | bool:
+        """Return what HTTP clients verify the server with: a context from ``tls``, or True."""
+        return self.tls.ssl_context() if self.tls is not None else True
 
     @property
     def use_gzip(self) -> bool:

@@ -13,6 +13,9 @@ an item's readings go to one, its aggregates to the other, and ``snapshot()`` re
 only when both are durable.
 
 The dead-letter sink writes synchronously inside ``write_batch`` (dead letters are rare).
+A dead letter the broker refuses to take on the dead-letter topic (MQTT 5 PUBACK reason
+code, its ACL) is still stored in ``deadletters``: the refusal is logged with the topic
+and counted in ``sensorgate_mqtt_refused_total``, and the flow goes on.
 """
 
 from __future__ import annotations
@@ -220,6 +223,22 @@ class PointsSink(FixedPartitionedSink[EncodedPoints, None]):
         self._parts = [shard_key(i) for i in range(shards)]
         self._metrics = metrics
 
+    def hold(self) -> Callable[[], None]:
+        """Open this process's writer(s) now, until the returned release is called.
+
+        Bytewax builds a sink partition only when its first item arrives: without this,
+        points spilled by a previous run would wait for new traffic before draining.
+        """
+        held = [self._shared, *([self._shared_aggregates] if self._shared_aggregates else [])]
+        for shared in held:
+            shared.acquire()
+
+        def release() -> None:
+            for shared in held:
+                shared.release()
+
+        return release
+
     def list_parts(self) -> list[str]:
         """One partition per shard."""
         return list(self._parts)
@@ -249,6 +268,8 @@ class _DeadLetterPartition(StatelessSinkPartition[DeadLetterEvent]):
                     f"the broker did not acknowledge a dead letter on {self._topic!r}"
                     f" within {self._ack_timeout:.0f} s"
                 )
+            # A refusal (logged and counted by the link) is not raised: the dead letter
+            # is stored above, and a dead letter cannot be dead-lettered again.
 
     def close(self) -> None:
         self._writer.close()
@@ -265,18 +286,21 @@ class DeadLetterSink(DynamicSink[DeadLetterEvent]):
         topics: TopicScheme,
         *,
         ack_timeout: float = 30.0,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self._factory = writer_factory
         self._mqtt = mqtt
         self._topic = topics.deadletter
         self._ack_timeout = ack_timeout
+        self._metrics = metrics
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _DeadLetterPartition:
         """Give each worker its own writer and MQTT client."""
         settings = self._mqtt.model_copy(
             update={"client_id": f"{self._mqtt.client_id}-{worker_index}", "clean_session": False}
         )
-        link = MqttLink(settings)
+        hook = None if self._metrics is None else self._metrics.mqtt_refusal("deadletters")
+        link = MqttLink(settings, on_refused=hook)
         link.start()
         return _DeadLetterPartition(self._factory(), link, self._topic, self._ack_timeout)
 
@@ -294,6 +318,7 @@ class _CommandPartition(StatelessSinkPartition[Command]):
         for item, ticket in tickets:
             if item.qos > 0 and not ticket.wait(self._ack_timeout):
                 log.warning("the broker did not acknowledge %s on %r", item.reason, item.topic)
+            # A refusal is logged (with the topic) and counted by the link: best effort.
 
     def close(self) -> None:
         self._link.stop()
@@ -302,15 +327,23 @@ class _CommandPartition(StatelessSinkPartition[Command]):
 class CommandSink(DynamicSink[Command]):
     """Publishes what adapters ask for (Sparkplug rebirth requests); rare, best effort."""
 
-    def __init__(self, mqtt: MqttSettings, *, ack_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        mqtt: MqttSettings,
+        *,
+        ack_timeout: float = 10.0,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
         self._mqtt = mqtt
         self._ack_timeout = ack_timeout
+        self._metrics = metrics
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _CommandPartition:
         """Give each worker its own MQTT client."""
         settings = self._mqtt.model_copy(
             update={"client_id": f"{self._mqtt.client_id}-{worker_index}"}
         )
-        link = MqttLink(settings)
+        hook = None if self._metrics is None else self._metrics.mqtt_refusal("commands")
+        link = MqttLink(settings, on_refused=hook)
         link.start()
         return _CommandPartition(link, self._ack_timeout)

@@ -81,8 +81,13 @@ def run_up(
     interval_s: float = 1.0,
     duration_s: float | None = None,
     as_json: bool = False,
+    dashboard_port: int = DASHBOARD_PORT,
 ) -> int:
-    """Run the stack until Ctrl-C, SIGTERM or ``duration_s``; return the exit code."""
+    """Run the stack until Ctrl-C, SIGTERM or ``duration_s``; return the exit code.
+
+    The dashboard listens on ``dashboard_port`` if it is free, else on any free port
+    (0: any free port from the start).
+    """
     console = Console(stderr=False)
     base = load_settings()
     external = "mqtt" in base.model_fields_set and "influx" in base.model_fields_set
@@ -122,7 +127,7 @@ def run_up(
                 update={"stream": settings.stream.model_copy(update={"windows": DEMO_WINDOWS})}
             )
         workdir = local.workdir if local else Path.cwd()
-        dashboard_port = _free_port(DASHBOARD_PORT)
+        dashboard_port = _free_port(dashboard_port) if dashboard_port else free_port()
         settings, dashboard_url = _dashboard_token(settings, dashboard_port)
         gateway = ManagedProcess(
             "gateway",

@@ -36,7 +36,7 @@ from simulators.signals import HumidityParams, Signal, TemperatureParams, build_
 from simulators.timebase import LagStats, Timebase
 from simulators.wire import TelemetryTemplate, format_time
 
-__all__ = ["Fleet", "FleetReport", "MetricSpec", "SimDevice"]
+__all__ = ["Fleet", "FleetReport", "MetricSpec", "SimDevice", "label_for"]
 
 DEFAULT_DECIMALS = 4
 
@@ -225,6 +225,29 @@ class FleetReport:
 ProgressFn = Callable[[FleetReport], None]
 
 
+def label_for(
+    device: SimDevice, anomaly: ActiveAnomaly, timebase: Timebase, interval_s: float
+) -> Label:
+    """Return the ground-truth label of ``anomaly``, started on ``device``.
+
+    Shared by every runner, so that the labels of a run do not depend on how its
+    devices are connected.
+    """
+    start = timebase.event_time(anomaly.first_tick * interval_s + device.phase_s)
+    end = timebase.event_time(anomaly.end_tick * interval_s + device.phase_s)
+    return Label(
+        site=device.site,
+        device=device.device,
+        metric=anomaly.metric,
+        kind=anomaly.kind.value,
+        start=start,
+        end=end,
+        magnitude=None
+        if anomaly.kind in (AnomalyKind.DROPOUT, AnomalyKind.STUCK)
+        else anomaly.magnitude,
+    )
+
+
 class Fleet:
     """Many devices driven from one thread on one schedule.
 
@@ -294,19 +317,7 @@ class Fleet:
         self._thread.start()
 
     def _label(self, device: SimDevice, anomaly: ActiveAnomaly) -> None:
-        start = self.timebase.event_time(anomaly.first_tick * self.interval_s + device.phase_s)
-        end = self.timebase.event_time(anomaly.end_tick * self.interval_s + device.phase_s)
-        label = Label(
-            site=device.site,
-            device=device.device,
-            metric=anomaly.metric,
-            kind=anomaly.kind.value,
-            start=start,
-            end=end,
-            magnitude=None
-            if anomaly.kind in (AnomalyKind.DROPOUT, AnomalyKind.STUCK)
-            else anomaly.magnitude,
-        )
+        label = label_for(device, anomaly, self.timebase, self.interval_s)
         for sink in self.label_sinks:
             sink.add(label)
         self.report.labels += 1

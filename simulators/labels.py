@@ -24,6 +24,7 @@ __all__ = [
     "MemoryLabelSink",
     "MqttLabelSink",
     "iso_utc",
+    "label_payload",
     "labels_topic",
     "parse_iso_utc",
     "read_labels",
@@ -158,11 +159,15 @@ class MqttLabelSink:
 
     def add(self, label: Label) -> None:
         """Publish one label."""
-        payload = json.dumps(label.to_json(), separators=(",", ":")).encode("utf-8")
-        self._publisher.publish(self.topic, payload, qos=1)
+        self._publisher.publish(self.topic, label_payload(label), qos=1)
 
     def close(self) -> None:
         """Nothing to release (the link belongs to the caller)."""
+
+
+def label_payload(label: Label) -> bytes:
+    """Return the bytes a label is published as: compact JSON (UTF-8)."""
+    return json.dumps(label.to_json(), separators=(",", ":")).encode("utf-8")
 
 
 def read_labels(lines: Iterable[str]) -> list[Label]:

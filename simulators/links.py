@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from contract.errors import BrokerError
 from edge.mqtt import MqttLink, MqttSettings
+from simulators.timebase import LagStats
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,9 @@ class LinkPool:
     messages paho refuses to publish ("message queue full"). Above the window
     :meth:`publish` blocks until the broker catches up (backpressure), and raises
     :class:`BrokerError` if it does not within ``stall_timeout_s``.
+
+    With ``track_latency`` the time from :meth:`publish` to the broker's PUBACK is
+    recorded per link (:attr:`latency`), for the benchmarks.
     """
 
     def __init__(
@@ -108,6 +112,7 @@ class LinkPool:
         client_prefix: str = "sg-sim",
         max_in_flight: int = 50_000,
         stall_timeout_s: float = 60.0,
+        track_latency: bool = False,
     ) -> None:
         if not 0 < max_in_flight < 65_536:
             raise ValueError(f"max_in_flight must be in 1..65535; got {max_in_flight}")
@@ -126,15 +131,28 @@ class LinkPool:
         ]
         self._published = [0] * len(self._links)
         self._acked = [0] * len(self._links)
+        self.reached = 0
+        """The most links connected at once while :meth:`start` waited."""
+        self._latency: list[LagStats] | None = None
+        self._sent_at: list[dict[int, float]] = []
+        if track_latency:
+            self._latency = [LagStats(tolerance_s=0.25) for _ in self._links]
+            self._sent_at = [{} for _ in self._links]
         for i, link in enumerate(self._links):
             link.client.on_publish = self._ack_counter(i)
 
     def _ack_counter(self, index: int) -> Any:
         acked = self._acked
+        latency = self._latency[index] if self._latency is not None else None
+        sent_at = self._sent_at[index] if self._latency is not None else {}
 
         # Runs on that link's paho thread only, so the plain increment is not shared.
-        def on_publish(_c: object, _u: object, _mid: int, _rc: object, _p: object) -> None:
+        def on_publish(_c: object, _u: object, mid: int, _rc: object, _p: object) -> None:
             acked[index] += 1
+            if latency is not None:
+                t = sent_at.pop(mid, None)
+                if t is not None:
+                    latency.add(time.monotonic() - t)
 
         return on_publish
 
@@ -150,12 +168,14 @@ class LinkPool:
         deadline = time.monotonic() + timeout
         for link in self._links:
             if not link.wait_connected(max(0.0, deadline - time.monotonic())):
+                self.reached = self.connected
                 self.stop()
                 raise BrokerError(
                     f"not every MQTT link to {link.settings.url} connected within {timeout:.0f} s"
-                    f" ({self.connected} of {self.size}); is the broker up, and does it accept"
+                    f" ({self.reached} of {self.size}); is the broker up, and does it accept"
                     " that many connections?"
                 )
+        self.reached = self.connected
 
     @property
     def connected(self) -> int:
@@ -169,9 +189,24 @@ class LinkPool:
         index = key % len(self._links)
         if self._published[index] - self._acked[index] >= self._max_in_flight:
             self._wait_for_window(index)
-        ticket = self._links[index].publish(topic, payload, qos=qos, retain=retain)
+        if self._latency is None:
+            ticket = self._links[index].publish(topic, payload, qos=qos, retain=retain)
+        else:
+            t = time.monotonic()
+            ticket = self._links[index].publish(topic, payload, qos=qos, retain=retain)
+            if ticket.is_acknowledged():  # the PUBACK beat us to it (or QoS 0)
+                self._latency[index].add(time.monotonic() - t)
+            else:
+                self._sent_at[index][ticket.mid] = t
         self._published[index] += 1
         return ticket
+
+    @property
+    def latency(self) -> LagStats | None:
+        """Publish-to-PUBACK latency over every link (with ``track_latency``)."""
+        if self._latency is None:
+            return None
+        return LagStats.merged(self._latency)
 
     def _wait_for_window(self, index: int) -> None:
         self.stalls += 1
@@ -239,12 +274,16 @@ class MultiplexedLinks(LinkPool):
         client_ids: Sequence[str],
         max_in_flight: int = 50_000,
         stall_timeout_s: float = 60.0,
+        track_latency: bool = False,
+        bind_addresses: Sequence[str] = (),
     ) -> None:
+        self._bind_addresses = tuple(bind_addresses)
         super().__init__(
             settings,
             client_ids=client_ids,
             max_in_flight=max_in_flight,
             stall_timeout_s=stall_timeout_s,
+            track_latency=track_latency,
         )
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -298,20 +337,33 @@ class MultiplexedLinks(LinkPool):
         settings = self._links[0].settings
         self._thread = threading.Thread(target=self._serve, name="sim-links", daemon=True)
         self._thread.start()
-        for link in self._links:
-            try:
-                link.client.connect(settings.host, settings.port, keepalive=settings.keepalive_s)
-            except (OSError, ValueError) as exc:
-                self.stop()
-                raise BrokerError(f"cannot connect to {settings.url}: {exc}") from exc
         deadline = time.monotonic() + timeout
+        binds = self._bind_addresses
+        for opened, link in enumerate(self._links):
+            try:
+                link.client.connect(
+                    settings.host,
+                    settings.port,
+                    keepalive=settings.keepalive_s,
+                    bind_address=binds[opened % len(binds)] if binds else "",
+                )
+            except (OSError, ValueError) as exc:
+                self.reached = self.connected
+                self.stop()
+                raise BrokerError(
+                    f"cannot connect to {settings.url} (after opening {opened:,} of"
+                    f" {self.size:,} connections, {self.reached:,} of them acknowledged):"
+                    f" {exc}"
+                ) from exc
         for link in self._links:
             if not link.wait_connected(max(0.0, deadline - time.monotonic())):
+                self.reached = self.connected
                 self.stop()
                 raise BrokerError(
                     f"not every MQTT link to {settings.url} connected within {timeout:.0f} s"
-                    f" ({self.connected} of {self.size})"
+                    f" ({self.reached} of {self.size})"
                 )
+        self.reached = self.connected
 
     def _serve(self) -> None:
         clients = [link.client for link in self._links]

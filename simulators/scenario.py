@@ -42,7 +42,7 @@ import time
 import tomllib
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -177,6 +177,8 @@ class Scenario(_Frozen):
     """Event time of the start; see :func:`simulators.timebase.resolve_start`."""
     stagger: bool = True
     """Spread the devices' readings evenly over each interval (else all at once)."""
+    connections: Literal["shared", "per-device"] = "shared"
+    """How ``sensorgate simulate`` connects the fleet unless ``--connections`` says."""
     device_types: Annotated[dict[str, DeviceType], Field(min_length=1)]
     sites: Annotated[tuple[Site, ...], Field(min_length=1)]
     anomalies: tuple[ScheduledAnomaly, ...] = ()

@@ -79,6 +79,19 @@ class LagStats:
         key = min(int(lag * 1000), 60_000)
         self._buckets[key] = self._buckets.get(key, 0) + 1
 
+    @classmethod
+    def merged(cls, parts: list[LagStats]) -> LagStats:
+        """Return one set of figures over ``parts`` (same tolerance as the first)."""
+        out = cls(tolerance_s=parts[0].tolerance_s if parts else 1.0)
+        for part in parts:
+            out.count += part.count
+            out.total += part.total
+            out.max = max(out.max, part.max)
+            out.late += part.late
+            for key, n in list(part._buckets.items()):
+                out._buckets[key] = out._buckets.get(key, 0) + n
+        return out
+
     @property
     def mean(self) -> float:
         """Mean lag in seconds."""

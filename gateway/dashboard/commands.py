@@ -18,8 +18,9 @@ from pydantic import ValidationError
 
 from contract import TopicScheme
 from contract.commands import AcknowledgeAlarmCommand
-from contract.errors import ContractError
+from contract.errors import BrokerError, ContractError
 from contract.topics import TopicKind
+from edge.mqtt import PublishTicket
 
 __all__ = ["ACK_TYPE", "AckMessage", "AckPublisher", "ack_message", "publish_ack"]
 
@@ -75,8 +76,18 @@ def publish_ack(
     alarm_id: str,
     by: str,
     note: str = "",
+    timeout: float = 10.0,
 ) -> dict[str, Any]:
-    """Publish the acknowledge command (QoS 1) with a blocking publisher; return it."""
+    """Publish the acknowledge command (QoS 1) with a blocking publisher; return it.
+
+    With an :class:`~edge.mqtt.MqttLink`, waits up to ``timeout`` seconds for the
+    broker's PUBACK and raises :class:`~contract.errors.BrokerError` when it does not
+    come or refuses the command (MQTT 5 reason code: the broker's ACL).
+    """
     message = ack_message(topics, site=site, device=device, alarm_id=alarm_id, by=by, note=note)
-    publisher.publish(message.topic, message.payload, qos=1)
+    ticket = publisher.publish(message.topic, message.payload, qos=1)
+    if isinstance(ticket, PublishTicket):
+        if not ticket.wait(timeout):
+            raise BrokerError(f"the broker did not acknowledge the command within {timeout:g} s")
+        ticket.raise_if_refused()
     return message.document

@@ -33,6 +33,7 @@ from tenacity import (
 from contract.alarms import decode_alarm
 from contract.errors import BrokerError, SensorGateError
 from contract.topics import TopicKind
+from edge.mqtt import MqttSettings
 from gateway.aio_mqtt import AioLink, connect
 from gateway.dashboard.board import AlarmBoard
 from gateway.settings import GatewaySettings
@@ -83,7 +84,11 @@ class AlarmFeed:
         self._backoff_min_s = backoff_min_s
         self._backoff_max_s = backoff_max_s
         self._link: AioLink | None = None
-        self._mqtt = settings.mqtt.link_settings(f"sg-dashboard-{secrets.token_hex(4)}")
+        # Its own broker user (mqtt.dashboard), over the gateway side's TLS: it reads alarms;
+        # the broker's ACL decides whether it may acknowledge.
+        self._mqtt = settings.mqtt.link_settings(
+            f"sg-dashboard-{secrets.token_hex(4)}", role="dashboard"
+        )
         self.state = FeedState("connecting", _now(), self._mqtt.url)
         self.first_attempt = asyncio.Event()
         """Set once the first connection attempt has succeeded or failed."""
@@ -106,8 +111,17 @@ class AlarmFeed:
             # that a broker accepting and at once dropping us is not hammered.
             await asyncio.sleep(self._backoff_min_s)
 
+    @property
+    def link_settings(self) -> MqttSettings:
+        """How the feed connects: the dashboard's broker user, TLS as configured."""
+        return self._mqtt
+
     async def publish(self, topic: str, payload: bytes) -> None:
-        """Publish at QoS 1 on the feed's connection; :class:`BrokerError` if it is down."""
+        """Publish at QoS 1 on the feed's connection and wait for the PUBACK.
+
+        :class:`BrokerError` if the link is down, no PUBACK comes, or the broker refuses
+        the publish (the shipped ACL refuses the dashboard's commands).
+        """
         link = self._link
         if link is None:
             raise BrokerError(

@@ -3,8 +3,9 @@
 Outermost first:
 
 1. **errors**: every refusal and failure answers JSON ``{"error": ...}``; view input
-   400, contract 400, pool full 503 (``Retry-After``), InfluxDB or broker down 503,
-   timeout 503, anything else 500 (logged, its text not sent).
+   400, contract 400, pool full 503 (``Retry-After``), InfluxDB down 503, the broker
+   down, silent or refusing a command 502, timeout 503, anything else 500 (logged, its
+   text not sent).
 2. **Host allowlist** (DNS rebinding: a hostile page whose name resolves to
    127.0.0.1 must not read the API through the victim's browser): the ``Host`` name
    must be one of ``allowed_hosts`` (default: the listen address, ``localhost``,
@@ -158,7 +159,10 @@ def middlewares(
             return json_error(400, str(exc))
         except PoolBusy as exc:
             return json_error(503, str(exc), **{"Retry-After": "1"})
-        except (StorageError, BrokerError) as exc:
+        except BrokerError as exc:
+            # The broker unreachable, silent or refusing (its ACL): the upstream failed.
+            return json_error(502, str(exc))
+        except StorageError as exc:
             return json_error(503, str(exc))
         except TimeoutError:
             return json_error(503, f"the request took longer than {options.request_timeout_s:g} s")

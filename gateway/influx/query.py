@@ -48,7 +48,11 @@ class InfluxQL:
             password = settings.password.get_secret_value() if settings.password else ""
             auth = httpx.BasicAuth(settings.username, password)
         self._http = httpx.Client(
-            base_url=settings.url, auth=auth, headers=headers, timeout=settings.timeout_s
+            base_url=settings.url,
+            auth=auth,
+            headers=headers,
+            timeout=settings.timeout_s,
+            verify=settings.verify(),
         )
 
     def query(self, q: str) -> list[dict[str, Any]]:

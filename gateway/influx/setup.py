@@ -122,6 +122,7 @@ class _Api:
             auth=auth,
             timeout=settings.timeout_s,
             transport=transport,
+            verify=settings.verify(),
         )
 
     def call(

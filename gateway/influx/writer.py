@@ -261,6 +261,7 @@ class _HttpWriter(_BatchingWriter):
             headers=headers,
             timeout=settings.timeout_s,
             transport=transport,
+            verify=settings.verify(),
         )
         self._gzip = settings.use_gzip
 
@@ -364,12 +365,18 @@ class V2Writer(_BatchingWriter):
             from contract.errors import ConfigError
 
             raise ConfigError("influx", "the v2 API needs token, org and bucket")
+        tls = settings.tls
         self._client = InfluxDBClient(
             url=settings.url,
             token=settings.token.get_secret_value(),
             org=settings.org,
             timeout=int(settings.timeout_s * 1000),
             enable_gzip=settings.use_gzip,
+            # The context checks the server; the CA file is named too, so that urllib3
+            # loads no other trust store into it.
+            ssl_context=None if tls is None else tls.ssl_context(),
+            ssl_ca_cert=None if tls is None or tls.ca_file is None else str(tls.ca_file),
+            verify_ssl=tls is None or not tls.insecure_skip_verify,
         )
         # Our own retry loop, not the client's, so both APIs behave the same.
         self._api = self._client.write_api(write_options=SYNCHRONOUS)

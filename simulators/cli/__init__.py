@@ -24,9 +24,25 @@ def _add_broker_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--host", default="127.0.0.1", help="MQTT broker host (127.0.0.1)")
     group.add_argument("--port", type=int, default=1883, help="MQTT broker port (1883)")
     group.add_argument("--prefix", default="sg/v1", help="topic prefix (sg/v1)")
-    group.add_argument("--username", default=None, help="MQTT user name")
+    group.add_argument(
+        "--username",
+        default=None,
+        help="MQTT user name (simulate --connections per-device: may name each device with"
+        " {site} and {device})",
+    )
     group.add_argument("--password", default=None, help="MQTT password")
     group.add_argument("--qos", type=int, choices=(0, 1, 2), default=1, help="publish QoS (1)")
+    group.add_argument("--keepalive", type=int, default=30, metavar="S", help="MQTT keepalive (30)")
+    group.add_argument("--tls-ca", type=Path, default=None, metavar="FILE", help="TLS: CA file")
+    group.add_argument(
+        "--tls-cert", type=Path, default=None, metavar="FILE", help="TLS: client certificate"
+    )
+    group.add_argument("--tls-key", type=Path, default=None, metavar="FILE", help="TLS: its key")
+    group.add_argument(
+        "--tls-insecure",
+        action="store_true",
+        help="TLS without checking the broker's certificate (tests only)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument(
         "--progress-every",
@@ -87,10 +103,100 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sim.add_argument(
         "--connections",
         choices=("shared", "per-device"),
-        default="shared",
-        help="shared connections (default) or one connection per device",
+        default=None,
+        help="shared connections, or one connection per device (default: the scenario's"
+        " 'connections', else shared)",
     )
     sim.add_argument("--links", type=int, default=1, help="number of shared connections (1)")
+    fleet = sim.add_argument_group(
+        "one connection per device",
+        "Each device connects with its own client id, publishes a retained birth on its"
+        " status topic and leaves a last will there. See docs/simulators.md.",
+    )
+    fleet.add_argument(
+        "--runner",
+        choices=("asyncio", "threads"),
+        default="asyncio",
+        help="asyncio: aiomqtt, one event loop (default); threads: paho clients served by a"
+        " selector thread (no birth or will; kept for comparison)",
+    )
+    fleet.add_argument(
+        "--client-id",
+        default="sim-{site}-{device}",
+        metavar="TEMPLATE",
+        help="client id of each device (sim-{site}-{device})",
+    )
+    fleet.add_argument(
+        "--ramp-rate", type=float, default=500.0, metavar="N", help="new connections/s (500)"
+    )
+    fleet.add_argument(
+        "--ramp-jitter",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="0..1: how randomly each device connects inside its slot (1)",
+    )
+    fleet.add_argument(
+        "--ramp-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="start the schedule this long after the last slot even if some devices are"
+        " still trying (60)",
+    )
+    fleet.add_argument(
+        "--max-connecting",
+        type=int,
+        default=100,
+        metavar="N",
+        help="connection attempts in flight at once (100)",
+    )
+    fleet.add_argument(
+        "--queue-size",
+        type=int,
+        default=100,
+        metavar="N",
+        help="events a device holds while it cannot send (100)",
+    )
+    fleet.add_argument(
+        "--drop-fraction",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="kill this share of the connections abruptly (no DISCONNECT: the broker"
+        " publishes their last wills)",
+    )
+    fleet.add_argument(
+        "--drop-after",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="wall seconds after the schedule starts at which to kill them (0)",
+    )
+    fleet.add_argument(
+        "--rejoin-after",
+        type=float,
+        default=None,
+        metavar="S",
+        help="the killed devices reconnect this long after (default: never)",
+    )
+    fleet.add_argument(
+        "--bind-addresses",
+        type=csv_list,
+        default=[],
+        metavar="LIST",
+        help="local addresses to connect from, round robin (e.g. 127.0.0.1,127.0.0.2): one"
+        " address gives about 14,000 connections to one broker port before connecting"
+        " slows to a crawl (see docs/simulators.md)",
+    )
+    fleet.add_argument(
+        "--housekeeping",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds between keepalive checks per connection (default: a third of the"
+        " keepalive; 1 is aiomqtt's own pace)",
+    )
     sim.add_argument(
         "--sequence-start",
         type=int,

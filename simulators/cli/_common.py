@@ -22,10 +22,26 @@ def csv_list(text: str) -> list[str]:
 
 def settings(args: argparse.Namespace) -> Any:
     """Return the MQTT settings given by the broker options."""
-    from edge.mqtt import MqttSettings
+    from edge.mqtt import MqttSettings, TlsSettings
 
+    tls = None
+    if args.tls_ca or args.tls_cert or args.tls_insecure:
+        tls = TlsSettings(
+            ca_file=args.tls_ca,
+            cert_file=args.tls_cert,
+            key_file=args.tls_key,
+            insecure_skip_verify=args.tls_insecure,
+        )
+    username = args.username
+    if username is not None and "{" in username:
+        username = None  # a per-device template: the fleet fills it in for each device
     return MqttSettings(
-        host=args.host, port=args.port, username=args.username, password=args.password
+        host=args.host,
+        port=args.port,
+        username=username,
+        password=args.password,
+        tls=tls,
+        keepalive_s=args.keepalive,
     )
 
 

@@ -18,6 +18,7 @@ def run(args: argparse.Namespace) -> int:
     from simulators.fleet import Fleet, FleetReport
     from simulators.labels import JsonLinesLabelSink, LabelSink, MqttLabelSink, labels_topic
     from simulators.links import LinkPool, MultiplexedLinks, Publisher
+    from simulators.process import Usage
     from simulators.scenario import build_devices, builtin_scenarios, load_scenario, simple_scenario
     from simulators.timebase import Timebase, resolve_start
 
@@ -73,19 +74,48 @@ def run(args: argparse.Namespace) -> int:
         return common.EXIT_CONFIG
 
     settings = common.settings(args)
+    dialect = getattr(args, "dialect", "sensorgate")
+    per_device = (args.connections or scenario.connections) == "per-device"
+    if per_device:
+        from simulators.cli import per_device as per_device_cli
+
+        per_device_cli.raise_fd_limit_for(len(devices))
+        if args.runner == "asyncio":
+            if dialect != "sensorgate":
+                common.err(
+                    f"--dialect {dialect} needs --runner threads (the asyncio runner publishes"
+                    " SensorGate's own events only)"
+                )
+                return common.EXIT_CONFIG
+            return per_device_cli.run_async(
+                args, scenario=scenario, devices=devices, topics=topics, timebase=timebase
+            )
     pool: LinkPool
-    if args.connections == "per-device":
+    if per_device:
         # One selector thread serves them all: a paho thread per device does not scale.
-        pool = MultiplexedLinks(settings, client_ids=[f"sim-{d.site}-{d.device}" for d in devices])
+        pool = MultiplexedLinks(
+            settings,
+            client_ids=[args.client_id.format(site=d.site, device=d.device) for d in devices],
+            track_latency=True,
+            bind_addresses=args.bind_addresses,
+        )
     else:
         pool = LinkPool(settings, size=max(1, args.links), client_prefix=f"sg-sim-{scenario.name}")
+    ramp0 = Usage.now()
     try:
-        pool.start()
+        pool.start(timeout=args.ramp_timeout if per_device else 30.0)
     except BrokerError as exc:
         common.err(str(exc))
+        if args.json and per_device:
+            common.emit(
+                args,
+                "simulate",
+                per_device_cli.threads_failure_doc(pool, scenario, exc, ramp0),
+                [],
+            )
         return common.EXIT_BROKER
+    ramp = Usage.now().since(ramp0)
     publisher: Publisher = pool
-    dialect = getattr(args, "dialect", "sensorgate")
     if dialect != "sensorgate":
         publisher = DialectPublisher(pool, dialect)
     sinks: list[LabelSink] = []
@@ -126,7 +156,10 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     try:
+        steady0 = Usage.now()
         report = common.run_interruptibly(fleet.run, fleet.stop)
+        steady = Usage.now().since(steady0)
+        connected_at_end = pool.connected
         # QoS 0 too: its "acknowledged" means written to the socket, and a disconnect
         # before that would lose what paho still holds.
         drained = fleet.drain(args.drain_timeout)
@@ -149,6 +182,12 @@ def run(args: argparse.Namespace) -> int:
         "dialect": dialect,
         **report.as_dict(),
     }
+    if per_device:
+        doc.update(
+            per_device_cli.threads_doc(
+                pool, ramp=ramp, steady=steady, connected_at_end=connected_at_end
+            )
+        )
     lag = report.lag
     common.emit(
         args,

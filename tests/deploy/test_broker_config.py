@@ -30,7 +30,7 @@ COMPOSE = DEPLOY / "compose"
 USERS = (
     "sg-gateway:mqtt_gateway_password"
     " sg-simulator:mqtt_simulator_password"
-    " edge-01:mqtt_edge_password"
+    " compose/edge-01:mqtt_edge_password"
 )
 
 
@@ -125,11 +125,12 @@ def _wait(condition, what: str, timeout: float = 10.0) -> None:  # type: ignore[
 def test_a_device_over_tls_reaches_the_gateway_only_under_its_own_topics(broker: Broker) -> None:
     gateway = _link(broker, "sg-gateway", "mqtt_gateway_password", tls=False)
     gateway.start()
-    device = _link(broker, "edge-01", "mqtt_edge_password", tls=True, client_id="edge-01")
+    device = _link(broker, "compose/edge-01", "mqtt_edge_password", tls=True, client_id="edge-01")
     device.start()
     try:
         got = _collect(gateway, "$share/sensorgate/sg/v1/+/+/telemetry")
         device.publish("sg/v1/compose/pump-9/telemetry", b"not mine", qos=1).wait(10)
+        device.publish("sg/v1/other-site/edge-01/telemetry", b"not mine", qos=1).wait(10)
         device.publish("sg/v1/compose/edge-01/telemetry", b"mine", qos=1).wait(10)
         _wait(lambda: ("sg/v1/compose/edge-01/telemetry", b"mine") in got, "the device's own")
         # Both were sent in order on one connection: the refused one would be first.
@@ -167,18 +168,18 @@ def test_a_wrong_password_or_a_plain_connection_to_the_tls_port_is_refused(
         client_id="intruder",
     )
     bad = MqttLink(settings)
-    with pytest.raises(BrokerError):
-        bad.start(wait_s=5)
+    with pytest.raises(BrokerError, match="Not authorized"):
+        bad.start(wait_s=30, fail_fast=True)  # the first refusal, no timeout waited out
     bad.stop()
     clear = MqttLink(
         MqttSettings(
             host="127.0.0.1",
             port=broker.tls,
-            username="edge-01",
+            username="compose/edge-01",
             password=broker.password("mqtt_edge_password"),
             client_id="edge-01",
         )
     )
-    with pytest.raises(BrokerError):
-        clear.start(wait_s=5)
+    with pytest.raises(BrokerError, match="closed before the broker accepted it"):
+        clear.start(wait_s=30, fail_fast=True)
     clear.stop()

@@ -329,10 +329,10 @@ def test_the_edge_agent_speaks_tls_as_a_device(services: dict[str, Any]) -> None
     listeners = _mosquitto_listeners()
     assert config.mqtt.host == "mosquitto"
     assert "use_username_as_clientid true" in listeners[config.mqtt.port]
-    assert config.mqtt.username == config.device, "the ACL's %u is the device id"
+    assert config.mqtt.username == f"{config.site}/{config.device}", "the ACL's %u"
     users = _broker_users(services)
-    assert users[config.device] in _secret_targets(services["mosquitto"])
-    assert _secret_targets(edge)[users[config.device]] == "SENSORGATE_MQTT__PASSWORD"
+    assert users[config.mqtt.username] in _secret_targets(services["mosquitto"])
+    assert _secret_targets(edge)[users[config.mqtt.username]] == "SENSORGATE_MQTT__PASSWORD"
     assert config.mqtt.tls is not None
     ca = str(config.mqtt.tls.ca_file).removeprefix("/run/secrets/")
     assert ca in _secret_targets(edge).values()

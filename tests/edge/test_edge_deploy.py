@@ -27,7 +27,8 @@ from contract.events import DeviceOnlineEvent
 pytestmark = pytest.mark.integration
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "edge"
-PASSWORDS = {"dev-a": "pw-a-123", "dev-b": "pw-b-456", "sg-operator": "pw-op-789"}
+# A device's broker user is "<site>/<device>" (deploy/edge/make-passwd.sh).
+PASSWORDS = {"itest/dev-a": "pw-a-123", "itest/dev-b": "pw-b-456", "sg-operator": "pw-op-789"}
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -65,7 +66,8 @@ def secure_broker() -> Iterator[tuple[int, Path]]:
     shutil.copy(DEPLOY / "mosquitto-acl.conf", work / "acl")
     for f in work.iterdir():
         f.chmod(0o644)
-    port = free_port()
+    shutil.copy(work / "ca.crt", work / "clients-ca.crt")  # the services listener's CA
+    port, services_port = free_port(), free_port()
     # The shipped listener config, with this test's paths and port, client certs required.
     conf = work / "mosquitto.conf"
     text = (DEPLOY / "mosquitto.conf.example").read_text()
@@ -74,6 +76,7 @@ def secure_broker() -> Iterator[tuple[int, Path]]:
         ("/etc/mosquitto/sensorgate.acl", str(work / "acl")),
         ("persistence_location /var/lib/mosquitto/", f"persistence_location {work}/"),
         ("listener 8883", f"listener {port} 127.0.0.1"),
+        ("listener 8884", f"listener {services_port} 127.0.0.1"),
         ("/etc/mosquitto/certs/", f"{work}/"),
         ("# require_certificate true", "require_certificate true"),
     ]:
@@ -120,7 +123,11 @@ def test_agent_over_mutual_tls_with_password_and_acl(
     )
     overrides: dict[str, Any] = agent_overrides(tmp_path, "sg/v1", port, interval=0.02)
     overrides["device"] = "dev-a"
-    overrides["mqtt"] |= {"username": "dev-a", "password": PASSWORDS["dev-a"], "tls": tls}
+    overrides["mqtt"] |= {
+        "username": "itest/dev-a",
+        "password": PASSWORDS["itest/dev-a"],
+        "tls": tls,
+    }
     runner = AgentThread(overrides)
     with runner:
         wait_for(
@@ -136,14 +143,21 @@ def test_agent_over_mutual_tls_with_password_and_acl(
         settings = MqttSettings(
             port=port,
             client_id="dev-a-rogue",  # replaced by the username on this listener
-            username="dev-a",
-            password=PASSWORDS["dev-a"],
+            username="itest/dev-a",
+            password=PASSWORDS["itest/dev-a"],
             tls=TlsSettings(**tls),  # type: ignore[arg-type]
         )
         runner.stop()  # the rogue takes over dev-a's client id (use_username_as_clientid)
         with MqttLink(settings) as rogue:
-            assert rogue.publish("sg/v1/itest/dev-b/telemetry", b"forged", qos=1).wait(5)
-            assert rogue.publish("sg/v1/itest/dev-b/status", b"forged", qos=1).wait(5)
+            forged = [
+                rogue.publish(topic, b"forged", qos=1)
+                for topic in (
+                    "sg/v1/itest/dev-b/telemetry",
+                    "sg/v1/itest/dev-b/status",
+                    "sg/v1/other/dev-a/telemetry",  # its own device id, another site
+                )
+            ]
+            assert all(t.wait(5) and t.refused for t in forged)  # MQTT 5: told, 0x87
             assert rogue.publish("sg/v1/itest/dev-a/telemetry", b"marker", qos=1).wait(5)
             wait_for(
                 lambda: any(p == b"marker" for _t, p, _r in operator.snapshot()), 10, "the marker"
@@ -154,7 +168,7 @@ def test_agent_over_mutual_tls_with_password_and_acl(
     # a wrong password is refused
     bad = MqttSettings(
         port=port,
-        username="dev-b",
+        username="itest/dev-b",
         password="wrong",
         tls=TlsSettings(**tls),  # type: ignore[arg-type]
     )

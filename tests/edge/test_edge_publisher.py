@@ -84,3 +84,23 @@ def test_token_bucket_unlimited_and_limited() -> None:
     assert bucket.wait_time() > 0
     clock.advance(0.1)
     assert bucket.take(5) == 1
+
+
+def test_a_refused_event_stays_in_the_outbox_and_is_counted(tmp_path: Path) -> None:
+    box = filled(tmp_path, 3)
+    transport = FakeTransport(auto_ack=False)
+    pub = Publisher(transport, box, max_rate=0, max_inflight=3)
+    pub.step()
+    first, second, third = transport.tickets
+    transport.refuse(second)  # the broker's ACL said no (MQTT 5 PUBACK 0x87)
+    transport._ack(first)
+    transport._ack(third)
+    pub.step()
+    assert box.depth == 1  # only the refused one is kept...
+    assert [item.payload for item in box.peek(after_id=0, limit=10)] == [b"1"]
+    assert len(transport.sent) == 3  # ...and not sent again by this process (no loop)
+    assert (pub.stats().acked, pub.stats().refused, pub.stats().inflight) == (2, 1, 0)
+    # After a restart (a new publisher), it is sent again: fix the ACL, restart, delivered.
+    again = Publisher(transport, box, max_rate=0, max_inflight=3)
+    again.step()
+    assert transport.sent[-1][1] == b"1"

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from contract.errors import ConfigError
@@ -63,9 +65,7 @@ def test_aggregates_store_four_lean_fields_unless_configured() -> None:
     assert load_settings(influx={"aggregate_fields": every}).influx.aggregate_fields == tuple(every)
 
 
-def test_a_config_file_is_read_and_the_environment_overrides_it(
-    tmp_path, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+def test_a_config_file_is_read_and_the_environment_overrides_it(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from gateway.settings import load_settings
 
     path = tmp_path / "gateway.toml"
@@ -121,3 +121,45 @@ def test_the_example_config_is_complete_and_valid(tmp_path) -> None:  # type: ig
     path = tmp_path / "example.toml"
     path.write_text(text)
     assert load_settings(config_file=path).model_dump() == load_settings().model_dump()
+
+
+def test_each_role_gets_its_own_user_and_certificate_over_the_shared_tls() -> None:
+    settings = load_settings(
+        mqtt={
+            "username": "sg-gateway",
+            "password": "gw-pw",
+            "tls": {"ca_file": "/ca.crt", "cert_file": "/gw.crt", "key_file": "/gw.key"},
+            "operator": {
+                "username": "sg-operator",
+                "password": "op-pw",
+                "cert_file": "/op.crt",
+                "key_file": "/op.key",
+            },
+            "dashboard": {"username": "sg-dashboard"},
+            "session_expiry_s": 3600,
+        }
+    ).mqtt
+    gateway = settings.link_settings("gw-1")
+    operator = settings.link_settings("op-1", role="operator")
+    dashboard = settings.link_settings("dash-1", role="dashboard")
+    assert (gateway.username, gateway.tls and gateway.tls.cert_file) == (
+        "sg-gateway",
+        Path("/gw.crt"),
+    )
+    assert operator.username == "sg-operator"
+    assert operator.password is not None
+    assert operator.password.get_secret_value() == "op-pw"
+    assert operator.tls is not None
+    assert (operator.tls.ca_file, operator.tls.cert_file) == (Path("/ca.crt"), Path("/op.crt"))
+    # No certificate of its own: never the gateway's; its password is not the gateway's.
+    assert dashboard.tls is not None
+    assert dashboard.tls.cert_file is None
+    assert (dashboard.username, dashboard.password) == ("sg-dashboard", None)
+    assert {s.protocol for s in (gateway, operator, dashboard)} == {"5"}
+    assert gateway.session_expiry_s == 3600, "a sink's session expires like the source's"
+
+
+def test_a_role_certificate_without_tls_is_refused() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(mqtt={"operator": {"cert_file": "/op.crt", "key_file": "/op.key"}})
+    assert "mqtt.operator.cert_file needs mqtt.tls" in info.value.reason

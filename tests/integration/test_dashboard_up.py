@@ -22,7 +22,17 @@ def test_up_serves_the_dashboard() -> None:
     # same machine does not make this one fail.
     env["SENSORGATE_METRICS_PORT"] = "0"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "up", "--json", "--duration", "120"],
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "up",
+            "--json",
+            "--dashboard-port",
+            "0",
+            "--duration",
+            "120",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -92,3 +92,19 @@ def test_a_service_that_dies_at_start_is_reported_with_its_log(tmp_path: Path) -
             services_mod.start_mosquitto(tmp_path / "b", port=port, timeout=10)
     finally:
         proc.stop()
+
+
+def test_mosquitto_may_hold_a_simulated_fleet_of_connections(tmp_path: Path) -> None:
+    # One connection per simulated device: the broker's open-file limit is lifted as far
+    # as the system allows, and its config puts no cap on the number of clients.
+    import resource
+
+    proc, _port = services_mod.start_mosquitto(tmp_path)
+    try:
+        limits = Path(f"/proc/{proc.pid}/limits").read_text().splitlines()
+        soft = int(next(line for line in limits if line.startswith("Max open files")).split()[3])
+        assert soft >= resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        conf = (tmp_path / "mosquitto" / "mosquitto.conf").read_text().splitlines()
+        assert "max_connections -1" in conf
+    finally:
+        proc.stop()

@@ -34,7 +34,17 @@ def _alive(pid: int) -> bool:
 def test_up_stores_readings_and_ctrl_c_stops_everything() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENSORGATE_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "up", "--json", "--interval", "1"],
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "up",
+            "--json",
+            "--dashboard-port",
+            "0",
+            "--interval",
+            "1",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

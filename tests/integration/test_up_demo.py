@@ -44,8 +44,8 @@ def test_up_raises_the_demo_alarm_on_the_dashboard_and_in_alerts(tmp_path: Path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENSORGATE_")}
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "up", "--json", "--interval", "5",
-         "--duration", "400"],
+        [sys.executable, "-m", "gateway.cli", "up", "--json", "--dashboard-port", "0",
+         "--interval", "5", "--duration", "400"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=REPO,
     )  # fmt: skip
     try:

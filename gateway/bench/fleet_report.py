@@ -1,0 +1,160 @@
+"""Print, save and chart the results of ``sensorgate bench-fleet``.
+
+One table (rich) with a row per case, the JSON report, and a PNG chart: connections
+held, CPU share and PUBACK p99 per case, asyncio runner beside the thread runner.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from gateway.bench.fleet import FleetBenchReport
+
+__all__ = ["TARGET_CPU_SHARE", "TARGET_P99_S", "build_fleet_table", "fleet_chart", "summary"]
+
+TARGET_CPU_SHARE = 0.5
+TARGET_P99_S = 0.25
+
+
+def summary(case: dict[str, Any]) -> dict[str, Any]:
+    """Return the figures of one case that the table and chart show."""
+    result = case["result"]
+    conn = result.get("connections") or {}
+    puback = result.get("puback") or {}
+    steady = result.get("steady") or {}
+    return {
+        "workload": case["workload"],
+        "runner": case["runner"],
+        "devices": case["devices"],
+        "held_after_ramp": conn.get("after_ramp"),
+        "held_at_end": conn.get("at_end"),
+        "ramp_s": conn.get("ramp_s"),
+        "events": result.get("events"),
+        "acknowledged": result.get("acknowledged"),
+        "events_per_s": result.get("events_per_s"),
+        "target_events_per_s": case["target_events_per_s"],
+        "puback_p50_s": puback.get("p50_s"),
+        "puback_p99_s": puback.get("p99_s"),
+        "lag_p99_s": (result.get("lag") or {}).get("p99_s"),
+        "cpu_share": steady.get("cpu_share"),
+        "peak_rss_mb": round(result["peak_rss_bytes"] / 1e6, 1)
+        if result.get("peak_rss_bytes")
+        else None,
+        "broker_cpu_share": case["broker"]["cpu_share_of_case"],
+        "error": result.get("error"),
+    }
+
+
+def _fmt(value: Any, spec: str = ",", suffix: str = "") -> str:
+    if value is None:
+        return "-"
+    return f"{value:{spec}}{suffix}"
+
+
+def build_fleet_table(report: FleetBenchReport) -> Table:
+    """Return one row per case."""
+    table = Table(
+        title=f"sensorgate bench-fleet · one MQTT connection per device · schedule"
+        f" {report.options['duration_s']:g} s per case · load average at start"
+        f" {report.machine.get('load_average_at_start')}",
+        caption=f"CPU: the simulator process, CPU seconds / wall seconds of the schedule phase"
+        f" (target < {TARGET_CPU_SHARE:g} core for 20,000 devices). PUBACK: queued to"
+        f" acknowledged (asyncio) or publish() to acknowledged (threads); target p99 <"
+        f" {TARGET_P99_S * 1000:.0f} ms. Broker CPU: mosquitto over the whole case.",
+    )
+    for name in (
+        "workload",
+        "runner",
+        "held\nafter ramp",
+        "held\nat end",
+        "ramp s",
+        "events/s\n(target)",
+        "acked /\nevents",
+        "PUBACK\np50 ms",
+        "PUBACK\np99 ms",
+        "CPU\ncores",
+        "peak RSS\nMB",
+        "broker\nCPU",
+    ):
+        table.add_column(name, justify="left" if name in ("workload", "runner") else "right")
+    for case in report.cases:
+        s = summary(case)
+        p50 = s["puback_p50_s"]
+        p99 = s["puback_p99_s"]
+        table.add_row(
+            s["workload"],
+            s["runner"] + (" (failed)" if s["error"] else ""),
+            f"{_fmt(s['held_after_ramp'])} / {s['devices']:,}",
+            _fmt(s["held_at_end"]),
+            _fmt(s["ramp_s"], ",.1f"),
+            f"{_fmt(s['events_per_s'], ',.0f')} ({s['target_events_per_s']:,.0f})",
+            f"{_fmt(s['acknowledged'])} / {_fmt(s['events'])}",
+            _fmt(None if p50 is None else p50 * 1000, ",.0f"),
+            _fmt(None if p99 is None else p99 * 1000, ",.0f"),
+            _fmt(s["cpu_share"], ".2f"),
+            _fmt(s["peak_rss_mb"], ",.0f"),
+            _fmt(s["broker_cpu_share"], ".2f"),
+        )
+    return table
+
+
+def fleet_chart(report: FleetBenchReport, path: Path) -> None:
+    """Draw connections held, CPU share and PUBACK p99 per case as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [summary(c) for c in report.cases]
+    labels = [f"{r['workload']}\n{r['runner']}" for r in rows]
+    colours = ["#2b6cb0" if r["runner"] == "asyncio" else "#a0aec0" for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8), dpi=100)
+    panels = (
+        ("connections held at the end", [r["held_at_end"] or 0 for r in rows], "{:,.0f}", None),
+        (
+            "simulator CPU (cores), schedule phase",
+            [r["cpu_share"] or 0 for r in rows],
+            "{:.2f}",
+            TARGET_CPU_SHARE,
+        ),
+        (
+            "PUBACK p99 (ms)",
+            [(r["puback_p99_s"] or 0) * 1000 for r in rows],
+            "{:,.0f}",
+            TARGET_P99_S * 1000,
+        ),
+    )
+    for ax, (title, values, fmt, target) in zip(axes, panels, strict=True):
+        bars = ax.bar(labels, values, color=colours)
+        ax.bar_label(bars, labels=[fmt.format(v) for v in values], padding=3)
+        if target is not None:
+            ax.axhline(target, color="#c53030", linestyle="--", linewidth=1, label="target")
+            ax.legend(loc="upper left")
+        ax.set_title(title)
+        ax.margins(y=0.15)
+        ax.tick_params(axis="x", labelsize=8)
+    fig.suptitle("sensorgate bench-fleet: asyncio (blue) beside threads (grey)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_and_print(
+    report: FleetBenchReport, *, out: Path, chart: Path | None, as_json: bool
+) -> None:
+    """Write the JSON (and the chart), then print the table or the JSON."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    if chart is not None:
+        fleet_chart(report, chart)
+    if as_json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        Console(width=160).print(build_fleet_table(report))
+        print(f"report: {out}" + (f"  chart: {chart}" if chart else ""))

@@ -1,0 +1,331 @@
+"""The life of one device of an :class:`~simulators.aio_fleet.AsyncFleet`.
+
+A :class:`FleetDevice` waits for its moment in the ramp-up, connects (retrying with
+capped exponential backoff and full jitter, by tenacity), publishes its retained
+birth, then sends its bounded outgoing queue in order, one PUBACK at a time, until
+the connection is lost (it reconnects after a short random pause, and sends again
+what was not acknowledged), it is killed (``drop_fraction``: no DISCONNECT, so the
+broker publishes its last will), or the fleet closes (it publishes its retained
+``shutdown`` status and disconnects cleanly).
+
+While connected a device has three tasks: its life, a sender and a watcher of the
+connection; aiomqtt adds its housekeeping task. None of them polls: each waits on a
+queue, a future or the socket.
+
+Closing is O(1) per device: a connected device is told through its own
+``session_end`` future and a waiting one is cancelled, because thousands of waiters
+on one shared :class:`asyncio.Event` make every timed-out wait an O(n) removal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+from tenacity import wait_random_exponential as full_jitter
+
+from contract.errors import BrokerError
+from edge.mqtt import MqttSettings
+from simulators.aio_link import DeviceLink, LinkWill, connect_device
+from simulators.aio_report import RUNNER, AsyncFleetReport
+from simulators.connections import ConnectionPlan
+from simulators.device_status import birth, goodbye, last_will
+from simulators.fleet import SimDevice
+
+__all__ = ["Backlog", "FleetContext", "FleetDevice", "Item"]
+
+Item = tuple[str, bytes, float]
+"""An outgoing event: topic, payload and the loop time it was queued."""
+
+
+class _ConnectFailed(BrokerError):
+    """The device could not connect (retried with backoff, unlike a lost connection)."""
+
+
+class Backlog:
+    """Events queued and not yet settled (acknowledged, shed or discarded), fleet-wide."""
+
+    def __init__(self) -> None:
+        self.pending = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def add(self, count: int = 1) -> None:
+        """Count events queued."""
+        self.pending += count
+        if self.idle.is_set():
+            self.idle.clear()
+
+    def settle(self, count: int = 1) -> None:
+        """Count events that left the backlog."""
+        self.pending -= count
+        if self.pending <= 0:
+            self.idle.set()
+
+
+@dataclass
+class FleetContext:
+    """What every device of a fleet shares: settings, counters and the fleet's state."""
+
+    settings: MqttSettings
+    plan: ConnectionPlan
+    report: AsyncFleetReport
+    qos: int = 1
+    tls: ssl.SSLContext | None = None
+    backlog: Backlog = field(default_factory=Backlog)
+    all_connected: asyncio.Event = field(default_factory=asyncio.Event)
+    connecting: asyncio.Semaphore | None = None
+    """Bounds the connection attempts in flight (see ``ConnectionPlan.max_connecting``)."""
+    closing: bool = False
+    in_schedule: bool = False
+    rng: random.Random = field(default_factory=random.Random)
+
+    def count_connected(self, delta: int) -> None:
+        """Count a connection made or ended; note when every device is connected."""
+        self.report.count_connected(delta, track_min=self.in_schedule)
+        if self.report.connected_now == self.report.devices:
+            self.all_connected.set()
+
+
+class FleetDevice:
+    """One simulated device with its own MQTT connection."""
+
+    __slots__ = (
+        "client_id",
+        "ctx",
+        "inflight",
+        "killed",
+        "link",
+        "queue",
+        "rejoin_at",
+        "session_end",
+        "sim",
+        "state",
+        "status_topic",
+        "task",
+        "username",
+    )
+
+    def __init__(self, sim: SimDevice, ctx: FleetContext, *, status_topic: str) -> None:
+        self.sim = sim
+        self.ctx = ctx
+        self.client_id = ctx.plan.client_id(sim.site, sim.device)
+        self.username = ctx.plan.username(sim.site, sim.device)
+        self.status_topic = status_topic
+        self.queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=ctx.plan.queue_size)
+        self.inflight: Item | None = None
+        self.link: DeviceLink | None = None
+        self.session_end: asyncio.Future[None] | None = None
+        self.killed = False
+        self.rejoin_at: float | None = None
+        self.state = "waiting"
+        """``waiting`` (ramp, backoff, rejoin), ``connecting``, ``serving`` or ``done``."""
+        self.task: asyncio.Task[None] | None = None
+
+    # -- what the fleet does to a device ----------------------------------------------------
+    def put_nowait(self, item: Item) -> None:
+        """Queue an event; a full queue drops its oldest (real time: the newest matter)."""
+        if self.queue.full():
+            self.queue.get_nowait()
+            self.ctx.report.shed += 1
+            self.ctx.backlog.settle()
+        self.queue.put_nowait(item)
+        self.ctx.backlog.add()
+
+    async def put(self, item: Item) -> None:
+        """Queue an event, waiting for room (unthrottled runs: backpressure)."""
+        await self.queue.put(item)
+        # Counted after the put: nothing else ran between the put and here.
+        self.ctx.backlog.add()
+
+    def kill(self, rejoin_at: float | None) -> None:
+        """Cut the connection without DISCONNECT and lose what is queued."""
+        self.killed = True
+        self.rejoin_at = rejoin_at
+        lost = self.queue.qsize() + (self.inflight is not None)
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.inflight = None
+        if lost:
+            self.ctx.report.discarded += lost
+            self.ctx.backlog.settle(lost)
+        if self.link is not None:
+            self.link.abort()
+
+    def close(self) -> None:
+        """End the device's life: a goodbye if connected, at once if waiting."""
+        if self.session_end is not None and not self.session_end.done():
+            self.session_end.set_result(None)
+        elif self.state == "waiting" and self.task is not None:
+            self.task.cancel()
+        # A device that is connecting sees ctx.closing once connected, and leaves.
+
+    # -- the life ----------------------------------------------------------------------------
+    async def live(self, start_at: float) -> None:
+        """Connect at ``start_at`` (loop time), then stay connected until closing."""
+        loop = asyncio.get_running_loop()
+        ctx = self.ctx
+        await asyncio.sleep(max(0.0, start_at - loop.time()))
+        first = True
+        try:
+            while not ctx.closing:
+                if self.killed:
+                    if self.rejoin_at is None:
+                        return
+                    self.state = "waiting"
+                    await asyncio.sleep(max(0.0, self.rejoin_at - loop.time()))
+                    self.killed = False
+                    self.rejoin_at = None
+                if not first:
+                    ctx.report.reconnects += 1
+                first = False
+                try:
+                    await self._connect_and_serve()
+                    return  # closed cleanly
+                except _ConnectFailed:
+                    continue  # gave up: closing, or killed while trying
+                except BrokerError:
+                    if self.killed:
+                        continue
+                    ctx.report.connections_lost += 1
+                    self.state = "waiting"
+                    # Not all at once after a broker restart: a random pause first.
+                    await asyncio.sleep(ctx.rng.uniform(0, ctx.plan.backoff_min_s))
+        finally:
+            self.state = "done"
+
+    async def _connect_and_serve(self) -> None:
+        plan = self.ctx.plan
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(_ConnectFailed),
+            wait=full_jitter(multiplier=plan.backoff_min_s, max=plan.backoff_max_s),
+            stop=self._give_up,
+            sleep=self._backoff,
+            reraise=True,
+        ):
+            with attempt:
+                await self._session()
+
+    def _give_up(self, _state: RetryCallState) -> bool:
+        return self.ctx.closing or self.killed
+
+    async def _backoff(self, seconds: float) -> None:
+        self.state = "waiting"
+        await asyncio.sleep(seconds)
+
+    async def _session(self) -> None:
+        ctx = self.ctx
+        report = ctx.report
+        sim = self.sim
+        slots = ctx.connecting
+        if slots is not None:
+            await slots.acquire()
+        report.connect_attempts += 1
+        self.state = "connecting"
+        connected = False
+        try:
+            async with connect_device(
+                ctx.settings,
+                client_id=self.client_id,
+                username=self.username,
+                will=LinkWill(self.status_topic, last_will(sim.site, sim.device)),
+                tls=ctx.tls,
+                timeout_s=ctx.plan.connect_timeout_s,
+                housekeeping_s=ctx.plan.housekeeping_s,
+                bind_address=ctx.plan.bind_address(self.sim.index),
+            ) as link:
+                connected = True
+                if slots is not None:
+                    slots.release()
+                if ctx.closing:
+                    return
+                if self.killed:  # killed while connecting: die as the others did
+                    link.abort()
+                self.link = link
+                ctx.count_connected(+1)
+                try:
+                    await self._serve(link)
+                finally:
+                    self.link = None
+                    ctx.count_connected(-1)
+        except BaseException as exc:
+            if not connected and slots is not None:
+                slots.release()
+            if not isinstance(exc, BrokerError):
+                raise
+            if not connected:
+                report.connect_failures += 1
+                report.last_connect_error = str(exc)
+                raise _ConnectFailed(str(exc)) from exc
+            raise
+
+    async def _serve(self, link: DeviceLink) -> None:
+        """Birth, then send until the session ends; raise if the connection is lost."""
+        ctx = self.ctx
+        sim = self.sim
+        timeout = ctx.plan.connect_timeout_s
+        end: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.session_end = end
+        self.state = "serving"
+        lost = sender = None
+        try:
+            await link.publish(
+                self.status_topic,
+                birth(sim.site, sim.device, runner=RUNNER, client_id=self.client_id),
+                qos=1,
+                retain=True,
+                timeout_s=timeout,
+            )
+            ctx.report.births += 1
+            lost = asyncio.create_task(link.wait_lost())
+            sender = asyncio.create_task(self._send(link))
+            waiting: set[asyncio.Future[Any]] = {lost, sender, end}
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.session_end = None
+            tasks = [t for t in (lost, sender) if t is not None]
+            for task in tasks:
+                task.cancel()
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        if end.done() and not self.killed:
+            try:
+                await link.publish(
+                    self.status_topic,
+                    goodbye(sim.site, sim.device),
+                    qos=1,
+                    retain=True,
+                    timeout_s=timeout,
+                )
+            except BrokerError:
+                return  # leaving anyway: the broker will publish the will instead
+            ctx.report.goodbyes += 1
+            return
+        for outcome in outcomes:
+            if isinstance(outcome, BrokerError):
+                raise outcome
+        raise BrokerError(f"{self.client_id}: connection ended")
+
+    async def _send(self, link: DeviceLink) -> None:
+        ctx = self.ctx
+        loop = asyncio.get_running_loop()
+        puback = ctx.report.puback
+        report = ctx.report
+        backlog = ctx.backlog
+        qos = ctx.qos
+        queue = self.queue
+        while True:
+            if self.inflight is None:
+                self.inflight = await queue.get()
+            topic, payload, queued_at = self.inflight
+            # No timeout: the session's watcher ends this task when the connection is
+            # lost, and aiomqtt then needs no timer and no extra task per publish.
+            await link.publish(topic, payload, qos=qos, timeout_s=math.inf)
+            self.inflight = None
+            puback.add(loop.time() - queued_at)
+            report.acknowledged += 1
+            backlog.settle()

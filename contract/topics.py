@@ -3,6 +3,12 @@
 Build topics with :class:`TopicScheme` and parse them back with
 :meth:`TopicScheme.parse`; both raise :class:`~contract.errors.TopicError` with a
 message that says what was expected and what arrived.
+
+Below a device's topics the gateway also publishes, never subscribes to:
+
+* ``{prefix}/{site}/{device}/alarms/active``: the device's active alarms (retained);
+* ``{prefix}/{site}/{device}/aggregates/{sensor}/{metric}``: a series' latest window
+  aggregate (retained; only with Home Assistant discovery on, docs/adapters.md).
 """
 
 from __future__ import annotations
@@ -13,10 +19,21 @@ from enum import StrEnum
 from contract.errors import TopicError
 from contract.ids import check_id
 
-__all__ = ["DEFAULT_PREFIX", "DeviceTopic", "TopicKind", "TopicScheme"]
+__all__ = [
+    "ACTIVE_SEGMENT",
+    "AGGREGATES_SEGMENT",
+    "DEFAULT_PREFIX",
+    "DeviceTopic",
+    "TopicKind",
+    "TopicScheme",
+]
 
 DEFAULT_PREFIX = "sg/v1"
 GATEWAY_SEGMENT = "_gateway"
+ACTIVE_SEGMENT = "active"
+"""Last level of ``{prefix}/{site}/{device}/alarms/active``."""
+AGGREGATES_SEGMENT = "aggregates"
+"""The level after the device in ``{prefix}/{site}/{device}/aggregates/{sensor}/{metric}``."""
 
 
 class TopicKind(StrEnum):
@@ -74,6 +91,18 @@ class TopicScheme:
     def config(self, site: str, device: str) -> str:
         """Return the (retained) desired-config topic of one device."""
         return self.device(site, device, TopicKind.CONFIG)
+
+    def alarms_active(self, site: str, device: str) -> str:
+        """Return the (retained) topic of one device's active alarms."""
+        return f"{self.alarms(site, device)}/{ACTIVE_SEGMENT}"
+
+    def aggregates(self, site: str, device: str, sensor: str, metric: str) -> str:
+        """Return the (retained) topic of one series' latest window aggregate."""
+        check_id("site", site)
+        check_id("device", device)
+        check_id("sensor", sensor)
+        check_id("metric", metric)
+        return f"{self.prefix}/{site}/{device}/{AGGREGATES_SEGMENT}/{sensor}/{metric}"
 
     @property
     def deadletter(self) -> str:

@@ -9,7 +9,8 @@ The builder takes its source and sinks as arguments, so tests run it with Bytewa
               ├─▶ points (encoded line protocol, or columns)  ─▶ points sink (keyed)
               ├─▶ alarm events + active summaries            ─▶ alarm sink
               ├─▶ dead letters                               ─▶ dead-letter sink
-              └─▶ site readings (only with site patterns)    ─▶ site step ─▶ alarm sink
+              ├─▶ site readings (only with site patterns)    ─▶ site step ─▶ alarm sink
+              └─▶ announcements (only with an announce sink) ─▶ announce sink
 
 State is keyed by shard, not by device: the number of Bytewax keys (and of snapshots,
 timers and logic objects) does not grow with the fleet. An exception in a shard's
@@ -45,12 +46,13 @@ from dataflows.ingest import IngestLimits, RawMessage, Rejected
 from dataflows.observer import NullObserver, Observer
 from dataflows.rules import RuleSet, RulesSource, StaticRules
 from dataflows.shard import ShardProcessor
-from dataflows.shard_output import ShardOutput, SiteReadings
+from dataflows.shard_output import Announcement, ShardOutput, SiteReadings
 from dataflows.summaries import ActiveAlarms, ActiveSummaries
 
 __all__ = [
     "ActiveAlarms",
     "AlarmOutput",
+    "Announcement",
     "PointsOutput",
     "RulesSource",
     "StaticRules",
@@ -147,6 +149,7 @@ def _merge(into: ShardOutput, out: ShardOutput) -> None:
     into.site_readings.extend(out.site_readings)
     into.points.extend(out.points)
     into.commands.extend(out.commands)
+    into.announcements.extend(out.announcements)
 
 
 def _items(out: ShardOutput) -> list[Any]:
@@ -155,6 +158,7 @@ def _items(out: ShardOutput) -> list[Any]:
     items.extend(out.deadletters)
     items.extend(out.site_readings)
     items.extend(out.commands)
+    items.extend(out.announcements)
     return items
 
 
@@ -215,6 +219,7 @@ def build_flow(
     on_error: ErrorHook | None = None,
     adapters: AdaptersConfig | None = None,
     command_sink: Sink[Command] | None = None,
+    announce_sink: Sink[Announcement] | None = None,
 ) -> Dataflow:
     """Build the flow: message batches -> points, alarms, dead letters.
 
@@ -224,6 +229,8 @@ def build_flow(
     ``alarm_sink`` (optional: without it alarms are computed and dropped) receives
     alarm events and :class:`ActiveAlarms`. ``rules`` default to the default rules.
     ``recovery`` says whether Bytewax stores snapshots (else none are made).
+    ``announce_sink`` (optional) receives each shard's :class:`Announcement` of series
+    first seen and windows closed (Home Assistant discovery); without it none are made.
     """
     config = stream or StreamConfig()
     obs = observer or NullObserver()
@@ -248,6 +255,7 @@ def build_flow(
             observer=obs,
             gateway_id=gateway_id,
             adapters=adapters,
+            announce=announce_sink is not None,
             state=state,
         )
         return _ShardLogic(processor, recovery=recovery, gateway_id=gateway_id, on_error=errors)
@@ -281,4 +289,7 @@ def build_flow(
     if command_sink is not None:
         commands = op.filter("commands", unkeyed, lambda o: isinstance(o, Command))
         op.output("commands_out", commands, command_sink)
+    if announce_sink is not None:
+        news = op.filter("announcements", unkeyed, lambda o: isinstance(o, Announcement))
+        op.output("announcements_out", news, announce_sink)
     return flow

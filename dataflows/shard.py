@@ -37,6 +37,7 @@ from dataflows.adapters.adapterset import AdapterSet
 from dataflows.adapters.config import AdaptersConfig
 from dataflows.batch import MessageBatch
 from dataflows.columns import (
+    AggregateColumns,
     EncodedPoints,
     LateColumns,
     PointColumns,
@@ -60,7 +61,14 @@ from dataflows.observer import NullObserver, Observer
 from dataflows.registry import NONE, Registry
 from dataflows.rules import RulesSource, StaticRules
 from dataflows.series_alarms import SeriesAlarms
-from dataflows.shard_output import Part, ShardOutput, SiteReadings, concat_parts, site_readings
+from dataflows.shard_output import (
+    Announcement,
+    Part,
+    ShardOutput,
+    SiteReadings,
+    concat_parts,
+    site_readings,
+)
 from dataflows.summaries import ActiveSummaries
 from dataflows.windows import WindowStore
 
@@ -92,9 +100,13 @@ class ShardProcessor:
         gateway_id: str = "gateway",
         include_seq: bool = False,
         adapters: AdaptersConfig | None = None,
+        announce: bool = False,
         state: dict[str, Any] | None = None,
     ) -> None:
         self.config = config or StreamConfig()
+        self.announce = announce
+        """Add an :class:`Announcement` of new series and closed windows to the output."""
+        self._announced = 0  # series announced so far: restored ones are announced again
         self.rules_source = rules or StaticRules()
         self.encoder = encoder
         self.clock = clock or SystemClock()
@@ -209,6 +221,7 @@ class ShardProcessor:
         alarms.extend(self._maybe_evict(now))
         out.alarms = self.summaries.after(alarms)
         self._commit_seen()
+        self._announce(out, aggregates)  # last: a call that fails announces nothing
         return out
 
     _late: LateColumns | None = None
@@ -402,6 +415,7 @@ class ShardProcessor:
             encoded = self._encode(PointColumns(self.registry.names, aggregates=aggregates), [], [])
             if encoded is not None:
                 out.points.append(encoded)
+        self._announce(out, aggregates)
         alarms.extend(self.device_rules.tick(now))
         alarms.extend(self._maybe_evict(now))
         out.alarms = self.summaries.after(alarms)
@@ -492,6 +506,15 @@ class ShardProcessor:
         """Extend per-series and per-device tables to what the registry now holds."""
         self.device_rules.grow()
         self.series_alarms.match_new_series()
+
+    def _announce(self, out: ShardOutput, aggregates: AggregateColumns | None) -> None:
+        if not self.announce:
+            return
+        new = range(self._announced, self.registry.series_count)
+        closed = aggregates if aggregates is not None and len(aggregates) else None
+        if new or closed is not None:
+            out.announcements.append(Announcement(self.registry.names, new, closed))
+            self._announced = new.stop
 
     def _reload(self, now: int) -> list[AlarmEvent]:
         alarms, self._pending = self._pending, []

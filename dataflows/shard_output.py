@@ -9,12 +9,26 @@ import numpy as np
 from contract import DeadLetterEvent
 from contract.alarms import AlarmEvent
 from dataflows.adapters.result import Command
-from dataflows.columns import EncodedPoints, LateColumns, PointColumns, ReadingColumns
+from dataflows.columns import (
+    AggregateColumns,
+    EncodedPoints,
+    LateColumns,
+    PointColumns,
+    ReadingColumns,
+    SeriesNames,
+)
 from dataflows.fresh import Fresh
 from dataflows.registry import Registry
 from dataflows.summaries import ActiveAlarms
 
-__all__ = ["Part", "ShardOutput", "SiteReadings", "concat_parts", "site_readings"]
+__all__ = [
+    "Announcement",
+    "Part",
+    "ShardOutput",
+    "SiteReadings",
+    "concat_parts",
+    "site_readings",
+]
 
 Part = tuple["ReadingColumns | None", "LateColumns | None", list[int], list[int]]
 """What one segment of a batch yields: readings, late readings, arrivals, newest times."""
@@ -32,6 +46,22 @@ class SiteReadings:
     """(sensor, metric, value, time in µs) of each reading with a value, in time order."""
 
 
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    """What one shard call tells sinks outside storage: series first seen, windows closed.
+
+    Made only when the flow has such a sink (Home Assistant discovery). Series are rows
+    of ``names``, the shard's append-only table (rows never change, so reading them
+    later is safe); after a restart every restored series is announced again once.
+    """
+
+    names: SeriesNames
+    new_series: range
+    """Rows of ``names`` first seen (or restored) since the previous announcement."""
+    aggregates: AggregateColumns | None = None
+    """The windows this call closed (the same rows the points carry)."""
+
+
 @dataclass(slots=True)
 class ShardOutput:
     """What one call of the shard produced."""
@@ -42,6 +72,8 @@ class ShardOutput:
     site_readings: list[SiteReadings] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)
     """Messages to publish for adapters (Sparkplug rebirth requests)."""
+    announcements: list[Announcement] = field(default_factory=list)
+    """New series and closed windows, when the shard was asked to announce them."""
 
 
 def site_readings(fresh: Fresh, registry: Registry) -> list[SiteReadings]:

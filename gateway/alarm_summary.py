@@ -7,8 +7,8 @@ current state at once, without replaying history. The document::
     {"type": "io.sensorgate.alarm.active.v1", "site": "plant", "device": "pump-1",
      "alarms": [AlarmData, ...]}
 
-Its topic is built from :class:`contract.TopicScheme` (the device's alarm topic) plus
-:data:`ACTIVE_SUFFIX`.
+Its topic is the contract's (:meth:`contract.TopicScheme.alarms_active`, last level
+:data:`contract.topics.ACTIVE_SEGMENT`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from contract.alarms import AlarmData
 from contract.errors import DecodeError, TopicError
 from contract.ids import check_id
 from contract.reasons import DeadLetterReason
-from contract.topics import TopicKind
+from contract.topics import ACTIVE_SEGMENT, TopicKind
 
 __all__ = [
     "ACTIVE_SUFFIX",
@@ -34,7 +34,7 @@ __all__ = [
     "summary_device",
 ]
 
-ACTIVE_SUFFIX = "active"
+ACTIVE_SUFFIX = ACTIVE_SEGMENT
 """Last level of the retained summary topic ``{prefix}/{site}/{device}/alarms/active``."""
 
 ACTIVE_TYPE = "io.sensorgate.alarm.active.v1"
@@ -54,7 +54,7 @@ class ActiveSummary(BaseModel):
 
 def active_topic(topics: TopicScheme, site: str, device: str) -> str:
     """Return the retained topic of a device's active alarms."""
-    return f"{topics.alarms(site, device)}/{ACTIVE_SUFFIX}"
+    return topics.alarms_active(site, device)
 
 
 def alarm_filters(

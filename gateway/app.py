@@ -23,6 +23,7 @@ from dataflows.ingest import IngestLimits
 from dataflows.registry import Caps
 from dataflows.rules import RuleSet, load_rules
 from gateway.alarm_sink import AlarmSink
+from gateway.ha_sink import HomeAssistantSink
 from gateway.influx.encoder import LineProtocolEncoder
 from gateway.influx.layout import StorageLayout
 from gateway.influx.pipeline import make_pipelined_writer
@@ -287,11 +288,25 @@ def build_gateway(
             settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-commands"),
             metrics=metrics,
         ),
+        announce_sink=_home_assistant(settings, metrics),
     )
     return GatewayApp(flow, source, metrics, rules, points_sink)
 
 
 _RECOVERY_MARKER = "sensorgate-recovery.json"
+
+
+def _home_assistant(settings: GatewaySettings, metrics: GatewayMetrics) -> HomeAssistantSink | None:
+    """Return the Home Assistant discovery sink when ``ha_discovery.enabled``."""
+    if not settings.ha_discovery.enabled:
+        return None
+    return HomeAssistantSink(
+        settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-ha"),
+        settings.topics,
+        settings.ha_discovery,
+        window=settings.ha_window,
+        metrics=metrics,
+    )
 
 
 def _recovery_config(settings: GatewaySettings) -> object | None:

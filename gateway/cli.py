@@ -27,6 +27,7 @@ _PLUGINS = (
     "gateway.replay",
     "gateway.bench_alarms",
     "gateway.bench_fleet",
+    "gateway.bench.adapters_cli",
     "gateway.cli_views",
     "gateway.config_cli",
     "gateway.influx.cli",

@@ -98,6 +98,18 @@ class GatewayMetrics:
         self.evicted_series = Counter(
             "sensorgate_evicted_series", "Series of evicted devices", registry=r
         )
+        self.ha_messages = Counter(
+            "sensorgate_ha_messages",
+            "Home Assistant discovery messages published (kind: config or aggregate)",
+            ["kind"],
+            registry=r,
+        )
+        self.ha_unacknowledged = Counter(
+            "sensorgate_ha_unacknowledged",
+            "Home Assistant messages not acknowledged in time (sent again on reconnect) or"
+            " refused by the MQTT client",
+            registry=r,
+        )
         self.shard_errors = Counter(
             "sensorgate_shard_errors",
             "Exceptions in the shard step (the batch is retried message by message)",

@@ -46,6 +46,7 @@ from gateway.dashboard.settings import DashboardSettings
 
 __all__ = [
     "GatewaySettings",
+    "HaDiscoverySettings",
     "InfluxSettings",
     "IngestSettings",
     "MqttIdentity",
@@ -434,6 +435,33 @@ class StreamSettings(_Frozen):
         return value
 
 
+class HaDiscoverySettings(_Frozen):
+    """Home Assistant MQTT discovery of the gateway's own alarms and aggregates (opt-in)."""
+
+    enabled: bool = False
+    """Publish discovery configs (retained, QoS 1) when a device's first reading arrives, and
+    again once after a restart: per device an alarm binary sensor and an active alarm count
+    (their state is the retained ``.../alarms/active`` summary)."""
+    discovery_prefix: str = "homeassistant"
+    """Home Assistant's discovery prefix (its MQTT integration's setting)."""
+    aggregates: bool = True
+    """Also publish each series' latest window aggregate, retained, on
+    ``{prefix}/{site}/{device}/aggregates/{sensor}/{metric}`` whenever its window closes,
+    with a sensor config per series: one message per series and window, so consider the
+    fleet's size."""
+    window: str | None = None
+    """The window whose aggregates are published (one of ``stream.windows``; default the
+    first)."""
+
+    @field_validator("discovery_prefix")
+    @classmethod
+    def _topic_levels(cls, value: str) -> str:
+        levels = value.split("/")
+        if any(not level or level in ("+", "#") or "$" in level for level in levels):
+            raise ValueError("must be MQTT topic levels without wildcards, '$' or empty levels")
+        return value
+
+
 class GatewaySettings(BaseSettings):
     """Everything the gateway needs to run."""
 
@@ -484,12 +512,25 @@ class GatewaySettings(BaseSettings):
     adapters_file: Path | None = None
     """Adapters for foreign dialects (Zigbee2MQTT, Tasmota, Shelly, Home Assistant,
     Sparkplug B, Telegraf): a TOML file, docs/adapters.md; none: SensorGate's own only."""
+    ha_discovery: HaDiscoverySettings = HaDiscoverySettings()
+    """Home Assistant discovery of the gateway's alarms and aggregates (docs/adapters.md)."""
     rules_check_s: Annotated[float, Field(gt=0)] = 5.0
     """How often the rules file's mtime is looked at."""
     metrics_host: str = "127.0.0.1"
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9464
     """Prometheus ``/metrics`` and ``/healthz``; 0 turns the endpoint off. In a cluster,
     process N listens on ``metrics_port + N``."""
+
+    @model_validator(mode="after")
+    def _known_ha_window(self) -> GatewaySettings:
+        # A ConfigError (not a ValueError) passes through pydantic with its field named.
+        window = self.ha_discovery.window
+        if window is not None and window not in self.stream.windows:
+            raise ConfigError(
+                "ha_discovery.window",
+                f"must be one of stream.windows {list(self.stream.windows)}; got {window!r}",
+            )
+        return self
 
     @property
     def topics(self) -> TopicScheme:
@@ -541,6 +582,11 @@ class GatewaySettings(BaseSettings):
                 " and properties of a message, or valid messages could never arrive"
             )
         return self
+
+    @property
+    def ha_window(self) -> str:
+        """The window whose aggregates Home Assistant discovery publishes."""
+        return self.ha_discovery.window or self.stream.windows[0]
 
 
 def settings_env(settings: GatewaySettings) -> dict[str, str]:

@@ -12,7 +12,12 @@ See docs/adapters.md.
 from dataflows.adapters.adapterset import AdapterSet, build_adapter
 from dataflows.adapters.base import Adapter, BaseAdapter
 from dataflows.adapters.config import AdaptersConfig, load_adapters, parse_adapters
-from dataflows.adapters.ha_publish import DiscoveryMessage, sensorgate_discovery
+from dataflows.adapters.ha_publish import (
+    DiscoveryMessage,
+    device_discovery,
+    sensorgate_discovery,
+    series_discovery,
+)
 from dataflows.adapters.result import (
     AdapterError,
     AdapterResult,
@@ -35,7 +40,9 @@ __all__ = [
     "Telemetry",
     "TopicFilter",
     "build_adapter",
+    "device_discovery",
     "load_adapters",
     "parse_adapters",
     "sensorgate_discovery",
+    "series_discovery",
 ]

@@ -1,11 +1,13 @@
 """The burst publisher of ``sensorgate bench``, run as its own process.
 
-``python -m gateway.bench.publisher --port P [workload knobs]`` renders every payload
-first, connects, prints ``{"event": "ready", ...}`` and waits for a line on stdin; then it
-publishes the burst as fast as the broker takes it (a bounded number of messages awaiting
-their PUBACK), waits for the last acknowledgement and prints ``{"event": "done", ...}``
-with the moment of the first publish on the system's monotonic clock (shared by every
-process on Linux, so the benchmark can subtract it from its own readings).
+``python -m gateway.bench.publisher --port P [workload knobs] [--dialect D]`` renders
+every payload first (SensorGate's own events, or a foreign dialect:
+:mod:`gateway.bench.dialects`), connects, prints ``{"event": "ready", ...}`` and waits
+for a line on stdin; then it publishes the burst as fast as the broker takes it (a
+bounded number of messages awaiting their PUBACK), waits for the last acknowledgement
+and prints ``{"event": "done", ...}`` with the moment of the first publish on the
+system's monotonic clock (shared by every process on Linux, so the benchmark can
+subtract it from its own readings).
 
 Publishing from another process keeps the benchmark's own Python threads (sampling,
 polling) from competing with the publisher for one interpreter lock.
@@ -25,14 +27,17 @@ from typing import Any
 
 from contract.errors import BrokerError, SensorGateError
 from edge.mqtt import MqttSettings
-from gateway.bench.workload import Workload, render_burst
+from gateway.bench.dialects import BENCH_DIALECTS, render_dialect_burst
+from gateway.bench.workload import Workload
 from simulators.links import LinkPool
 from simulators.loadgen import in_flight_window
 
 __all__ = ["PublisherProcess", "main", "publisher_argv"]
 
 
-def publisher_argv(workload: Workload, *, host: str, port: int) -> list[str]:
+def publisher_argv(
+    workload: Workload, *, host: str, port: int, dialect: str = "native"
+) -> list[str]:
     """Return the arguments after ``python -m gateway.bench.publisher`` for ``workload``."""
     return [
         "--host",
@@ -51,6 +56,8 @@ def publisher_argv(workload: Workload, *, host: str, port: int) -> list[str]:
         str(workload.qos),
         "--prefix",
         workload.topic_prefix,
+        "--dialect",
+        dialect,
     ]
 
 
@@ -58,17 +65,24 @@ class PublisherProcess:
     """The parent's side: start the publisher, wait until it is ready, start the burst.
 
     ``env`` is the child's environment (the benchmark passes one that imports this very
-    tree).
+    tree). ``dialect`` renders the burst as a foreign family would publish it.
     """
 
     def __init__(
-        self, workload: Workload, *, host: str, port: int, log_path: Path, env: dict[str, str]
+        self,
+        workload: Workload,
+        *,
+        host: str,
+        port: int,
+        log_path: Path,
+        env: dict[str, str],
+        dialect: str = "native",
     ) -> None:
         argv = [
             sys.executable,
             "-m",
             "gateway.bench.publisher",
-            *publisher_argv(workload, host=host, port=port),
+            *publisher_argv(workload, host=host, port=port, dialect=dialect),
         ]
         self._log = log_path.open("ab")
         self.proc = subprocess.Popen(
@@ -155,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sensors-per-device", type=int, default=50)
     parser.add_argument("--qos", type=int, default=1, choices=[0, 1])
     parser.add_argument("--prefix", default="sg/v1")
+    parser.add_argument("--dialect", choices=BENCH_DIALECTS, default="native")
     parser.add_argument("--ack-timeout", type=float, default=300.0)
     args = parser.parse_args(argv)
     workload = Workload(
@@ -166,12 +181,12 @@ def main(argv: list[str] | None = None) -> int:
         topic_prefix=args.prefix,
     )
     t = time.monotonic()
-    burst = render_burst(workload)
+    burst = render_dialect_burst(workload, args.dialect)
     render_s = time.monotonic() - t
     pool = LinkPool(
         MqttSettings(host=args.host, port=args.port),
         client_prefix=f"sg-bench-pub-{time.time_ns():x}",
-        max_in_flight=in_flight_window(workload.readings_per_message),
+        max_in_flight=in_flight_window(burst.workload.readings_per_message),
     )
     try:
         pool.start()
@@ -185,13 +200,15 @@ def main(argv: list[str] | None = None) -> int:
             bytes=burst.bytes,
             render_s=round(render_s, 3),
             base_us=burst.base_us,
+            readings=burst.readings,
+            dialect=burst.dialect,
         )
         if not sys.stdin.readline():  # the benchmark went away
             return 1
         qos = workload.qos
         first = time.monotonic()
-        for topic, payload in zip(burst.topics, burst.payloads, strict=True):
-            pool.publish(topic, payload, qos=qos)
+        for topic, payload, retain in zip(burst.topics, burst.payloads, burst.retain, strict=True):
+            pool.publish(topic, payload, qos=qos, retain=retain)
         published = time.monotonic()
         acked = pool.wait_acknowledged(args.ack_timeout)
         done = time.monotonic()

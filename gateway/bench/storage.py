@@ -34,6 +34,7 @@ from contract.errors import SensorGateError, ServiceError
 from gateway.bench.measure import Snapshot
 
 __all__ = [
+    "DEADLETTERS_METRIC",
     "DUPLICATES_METRIC",
     "MQTT_CPU_METRIC",
     "REDELIVERED_METRIC",
@@ -49,6 +50,8 @@ REDELIVERED_METRIC = "sensorgate_redelivered_messages_total"
 """Messages the broker sent the gateway again (MQTT dup flag)."""
 DUPLICATES_METRIC = "sensorgate_duplicate_readings_total"
 """Readings the gateway's dedupe dropped."""
+DEADLETTERS_METRIC = "sensorgate_deadletters_total"
+"""Messages the gateway rejected (all reasons; ``sensorgate bench-adapters``)."""
 _COUNTERS = frozenset(
     (
         "sensorgate_readings_in_total",
@@ -57,6 +60,7 @@ _COUNTERS = frozenset(
         MQTT_CPU_METRIC,
         REDELIVERED_METRIC,
         DUPLICATES_METRIC,
+        DEADLETTERS_METRIC,
     )
 )
 _ARRIVAL = "sensorgate_arrival_to_stored_seconds_bucket"
@@ -69,7 +73,8 @@ def scrape(port: int) -> dict[str, Any]:
     Keys: ``written:<measurement>``, histogram bucket names (lists of ``(le, count)``),
     and the counters ``sensorgate_readings_in_total``, ``sensorgate_messages_in_total``,
     ``sensorgate_late_readings_total``, :data:`MQTT_CPU_METRIC`,
-    :data:`REDELIVERED_METRIC` and :data:`DUPLICATES_METRIC` (those the gateway exposes).
+    :data:`REDELIVERED_METRIC`, :data:`DUPLICATES_METRIC` and :data:`DEADLETTERS_METRIC`
+    (those the gateway exposes; labelled counters are summed).
     """
     url = f"http://127.0.0.1:{port}/metrics"
     try:

@@ -82,3 +82,13 @@ def test_parse_refuses_foreign_topics(topic: str, needle: str) -> None:
     with pytest.raises(TopicError) as info:
         TopicScheme().parse(topic)
     assert needle in str(info.value)
+
+
+def test_the_gateway_s_own_topics_below_a_device() -> None:
+    scheme = TopicScheme("acme/sg/v1")
+    assert scheme.alarms_active("s", "d") == "acme/sg/v1/s/d/alarms/active"
+    assert scheme.aggregates("s", "d", "env", "temp") == "acme/sg/v1/s/d/aggregates/env/temp"
+    with pytest.raises(TopicError, match="sensor id 'a/b'"):
+        scheme.aggregates("s", "d", "a/b", "temp")
+    with pytest.raises(TopicError, match="metric id"):
+        scheme.aggregates("s", "d", "env", "#")

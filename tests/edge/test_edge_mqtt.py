@@ -50,3 +50,19 @@ def test_link_hands_its_jittered_delay_to_paho() -> None:
         delay = link.client._reconnect_min_delay
         assert delay == link.client._reconnect_max_delay
         assert 0.1 <= delay <= 3.0
+
+
+def test_mqtt_5_keeps_a_persistent_session_without_expiry_as_3_1_1_does() -> None:
+    import paho.mqtt.client as mqtt
+
+    v3 = MqttLink(MqttSettings(client_id="x", protocol="3.1.1"))
+    assert v3.client._protocol == mqtt.MQTTv311
+    v5 = MqttLink(MqttSettings(client_id="x"))  # 5 is the default
+    assert v5.client._protocol == mqtt.MQTTv5
+    assert v5._clean_start is False
+    assert v5._properties is not None
+    assert v5._properties.SessionExpiryInterval == 0xFFFFFFFF
+    clean = MqttLink(MqttSettings(client_id="x", protocol="5", clean_session=True))
+    assert clean._clean_start is True
+    assert clean._properties is not None
+    assert clean._properties.SessionExpiryInterval == 0

@@ -102,3 +102,40 @@ def test_bench_stop_stores_every_reading_across_the_stop(
     assert trials["sigint-ignored"]["exit_code"] == 0
     assert trials["sigkill"]["exit_code"] == -9
     assert [s["mode"] for s in report["summaries"]] == ["sigint-ignored", "sigkill"]
+
+
+def test_bench_adapters_stores_every_reading_each_dialect_carries(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, png = tmp_path / "adapters.json", tmp_path / "adapters.png"
+    code = main(
+        [
+            "bench-adapters",
+            "--rounds",
+            "1",
+            "--devices",
+            "10",
+            "--total",
+            "1000",
+            "--settle",
+            "2",
+            "--out",
+            str(out),
+            "--chart",
+            str(png),
+            "--json",
+        ]
+    )
+    report = json.loads(out.read_text())
+    assert json.loads(capsys.readouterr().out) == report
+    assert code == 0, [r["error"] for r in report["results"]]
+    carried = {"shelly": 5}  # Shelly Gen2 has five numeric components to fill
+    results = {r["peer"]: r for r in report["results"]}
+    assert list(results) == ["native", "zigbee2mqtt", "tasmota", "shelly", "sparkplug", "telegraf"]
+    for dialect, result in results.items():
+        assert result["error"] is None, dialect
+        assert result["stored"] == result["expected"] == 1_000, dialect
+        assert result["extras"]["readings_per_message"] == carried.get(dialect, 10)
+        assert result["extras"]["deadletters"] == 0, dialect
+    assert [d["dialect"] for d in report["dialects"]] == list(results)
+    assert png.read_bytes()[:4] == b"\x89PNG"

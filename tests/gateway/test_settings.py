@@ -163,3 +163,22 @@ def test_a_role_certificate_without_tls_is_refused() -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(mqtt={"operator": {"cert_file": "/op.crt", "key_file": "/op.key"}})
     assert "mqtt.operator.cert_file needs mqtt.tls" in info.value.reason
+
+
+def test_home_assistant_discovery_is_opt_in_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.settings import settings_env
+
+    assert load_settings().ha_discovery.enabled is False
+    monkeypatch.setenv("SENSORGATE_HA_DISCOVERY__ENABLED", "true")
+    monkeypatch.setenv("SENSORGATE_HA_DISCOVERY__DISCOVERY_PREFIX", "ha/test")
+    monkeypatch.setenv("SENSORGATE_STREAM__WINDOWS", '["10s", "1m"]')
+    settings = load_settings()
+    assert settings.ha_discovery.enabled
+    assert settings.ha_discovery.discovery_prefix == "ha/test"
+    assert settings.ha_window == "10s"  # the first window unless one is named
+    assert settings_env(settings)["SENSORGATE_HA_DISCOVERY__ENABLED"] == "true"
+    assert load_settings(ha_discovery={"window": "1m"}).ha_window == "1m"
+    with pytest.raises(ConfigError, match=r"ha_discovery\.window.*one of stream\.windows"):
+        load_settings(ha_discovery={"window": "5m"})
+    with pytest.raises(ConfigError, match=r"ha_discovery\.discovery_prefix"):
+        load_settings(ha_discovery={"discovery_prefix": "homeassistant/#"})

@@ -15,7 +15,8 @@ import json
 import pytest
 from adapter_kit import NOW, one, rows, run, units
 
-from dataflows.adapters import sensorgate_discovery
+from contract import TopicScheme
+from dataflows.adapters import device_discovery, sensorgate_discovery, series_discovery
 from dataflows.adapters.hatemplate import UNDEFINED, TemplateError, compile_template
 
 BEDROOM_T = {
@@ -276,3 +277,22 @@ def test_sensorgate_publishes_discovery_for_its_alarms_and_aggregates():
     run(aset, messages[2].topic, messages[2].payload)
     result = run(aset, mean["state_topic"], '{"mean": 21.5, "min": 20, "max": 23, "count": 60}')
     assert rows(result) == {("env_temperature_1m", "env_temperature_1m"): 21.5}
+
+
+def test_sensorgate_discovery_follows_the_topic_scheme_and_names_no_device_availability():
+    topics = TopicScheme("acme/sg")
+    alarm, count = device_discovery("s", "d", topics=topics, discovery_prefix="ha")
+    assert alarm.topic == "ha/binary_sensor/sensorgate_s_d/alarm/config"
+    doc = json.loads(alarm.payload)
+    assert (
+        doc["state_topic"]
+        == json.loads(count.payload)["state_topic"]
+        == topics.alarms_active("s", "d")
+    )
+    # alarms are the gateway's state: an offline device is an alarm, not "unavailable"
+    assert "availability" not in doc
+    mean = series_discovery(
+        "s", "d", "env", "t", topics=topics, discovery_prefix="ha", window="10s"
+    )
+    assert json.loads(mean.payload)["state_topic"] == topics.aggregates("s", "d", "env", "t")
+    assert mean.topic == "ha/sensor/sensorgate_s_d/env_t_10s/config"

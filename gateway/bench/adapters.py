@@ -1,0 +1,311 @@
+"""Run ``sensorgate bench-adapters``: the gateway fed each foreign dialect, native beside it.
+
+The same burst (:mod:`gateway.bench.workload`: devices, readings per message, total)
+is published in each dialect (:mod:`gateway.bench.dialects`) to a gateway whose
+adapters file enables that family, so the readings take the gateway's real path:
+MQTT source, routing by the adapter's device key, the shard's adapters decoding into
+the same columns as native telemetry, dedupe, windows, the rules, the pipelined
+InfluxDB writer. ``native`` (SensorGate's own events, no adapters file) runs in the
+same rounds as the baseline. Rounds alternate over the dialects (``for round in rounds:
+for dialect in dialects``), each against fresh mosquitto and influxd. One round of one
+dialect:
+
+1. fresh services, database ``bench``; the adapters file in the round's directory;
+2. the gateway (``python -m gateway.cli gateway run``), ready on ``/healthz``;
+3. the publisher process renders the whole burst in the dialect, connects, and says
+   how many readings its messages carry (the expected count);
+4. the burst; influxd's write statistics are polled until still
+   (:func:`~gateway.bench.measure.watch_until_stored`); the readings are counted once.
+
+A round whose services or gateway could not bind a port (taken by another process
+between finding it free and binding it) is started again, up to three times.
+
+Figures per round (:class:`~gateway.bench.results.RoundResult`, ``peer`` = the
+dialect): stored/expected, end-to-end readings/s (first publish to last reading
+stored), the gateway's CPU (its whole process tree) and influxd's from the start of
+the burst to the last reading stored; readings/s per core is expected readings per
+gateway CPU second. No aggregates wait and no latency phase: ``sensorgate bench`` has
+those for native telemetry.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psutil
+
+from contract.errors import SensorGateError
+from gateway.bench import storage
+from gateway.bench.adapters_results import AdaptersReport, per_core, summarize_dialects
+from gateway.bench.dialects import adapters_toml, dialect_workload
+from gateway.bench.facts import machine_facts, service_versions
+from gateway.bench.influxd import Influxd
+from gateway.bench.measure import ProcessTree, Snapshot, take_snapshot, watch_until_stored
+from gateway.bench.peers import (
+    NO_RULES,
+    RoundEnv,
+    RunningPeer,
+    child_env,
+    gateway_settings,
+    start_gateway,
+)
+from gateway.bench.publisher import PublisherProcess
+from gateway.bench.results import BenchReport, RoundResult
+from gateway.bench.runner import fill_burst_figures
+from gateway.bench.workload import Workload
+from gateway.services import LocalServices
+
+__all__ = ["LABELS", "AdaptersBenchOptions", "run_bench_adapters"]
+
+DATABASE = "bench"
+Progress = Callable[[str], None]
+
+LABELS = {
+    "native": "SensorGate telemetry events (no adapter): the baseline",
+    "zigbee2mqtt": "Zigbee2MQTT device state JSON",
+    "tasmota": "Tasmota tele/SENSOR",
+    "shelly": "Shelly Gen2 NotifyStatus",
+    "sparkplug": "Sparkplug B NBIRTH/NDATA (protobuf, aliases)",
+    "telegraf": "Telegraf outputs.mqtt line protocol",
+}
+
+
+@dataclass(frozen=True)
+class AdaptersBenchOptions:
+    """What to run."""
+
+    workload: Workload
+    dialects: tuple[str, ...]
+    rounds: int
+    storage_only: bool = False
+    """Run the gateway with ``deploy/rules/none.toml`` instead of the default rules."""
+    command: str = ""
+    settle_s: float = 3.0
+    timeout_s: float | None = None
+    """Longest wait for one burst (default: 120 s + 1 s per 2,000 readings)."""
+
+    @property
+    def burst_timeout_s(self) -> float:
+        """The longest wait for one burst."""
+        return self.timeout_s or 120.0 + self.workload.total / 2_000
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def run_bench_adapters(options: AdaptersBenchOptions, progress: Progress) -> AdaptersReport:
+    """Run every round of every dialect; return the report (failures in it, not raised)."""
+    t0 = time.monotonic()
+    workload = options.workload
+    shapes = {d: dialect_workload(workload, d) for d in options.dialects}
+    report = BenchReport(
+        started_at=_now(),
+        command=options.command,
+        scenario="adapters" + (" (storage only)" if options.storage_only else ""),
+        workload={
+            **workload.as_dict(),
+            "rules": "deploy/rules/none.toml" if options.storage_only else "default",
+            "per_dialect": {
+                d: {
+                    "readings_per_message": s.readings_per_message,
+                    "messages": s.messages,
+                    "readings": s.total,
+                    "adapters_file": adapters_toml(d),
+                }
+                for d, s in shapes.items()
+            },
+        },
+        rounds=options.rounds,
+        peers=list(options.dialects),
+        machine=machine_facts(),
+        versions=service_versions(),
+    )
+    for round_no in range(1, options.rounds + 1):
+        for dialect in options.dialects:
+            tag = f"round {round_no}/{options.rounds} · {dialect}"
+            progress(f"{tag}: {LABELS.get(dialect, dialect)}")
+            result = _round(dialect, round_no, options, tag, progress)
+            report.results.append(result)
+            progress(f"{tag}: {_one_line(result)}")
+    report.finished_at = _now()
+    report.wall_s = round(time.monotonic() - t0, 1)
+    return AdaptersReport(report, summarize_dialects(report.results, LABELS))
+
+
+def _one_line(r: RoundResult) -> str:
+    if r.error:
+        return f"FAILED: {r.error.splitlines()[0]}"
+    parts = [f"stored {r.stored:,}/{r.expected:,}" if r.stored is not None else "not counted"]
+    if r.readings_per_s:
+        parts.append(f"{r.readings_per_s:,.0f} readings/s end to end")
+    core = per_core(r)
+    if core is not None:
+        parts.append(f"gateway CPU {r.peer_cpu_s_per_m:.1f} s/M = {core:,.0f} readings/s per core")
+    if r.outcome != "settled":
+        parts.append(f"({r.outcome})")
+    if r.lost:
+        parts.append(f"LOST {r.lost:,}")
+    return ", ".join(parts)
+
+
+_PORT_TAKEN = ("address already in use", "port clash")
+_ROUND_ATTEMPTS = 3
+
+
+def _round(
+    dialect: str, round_no: int, options: AdaptersBenchOptions, tag: str, progress: Progress
+) -> RoundResult:
+    """Run one round; start it again if a port was taken before the burst began.
+
+    Ports are found free and then bound by mosquitto, influxd and the gateway; on a
+    machine shared with other work something else may bind one in between.
+    """
+    for attempt in range(1, _ROUND_ATTEMPTS + 1):
+        result = _attempt(dialect, round_no, options, tag, progress)
+        started = "messages" in result.extras
+        error = (result.error or "").lower()
+        if started or not any(p in error for p in _PORT_TAKEN) or attempt == _ROUND_ATTEMPTS:
+            break
+        progress(f"{tag}: a port was taken by another process; starting the round again")
+    result.extras["attempts"] = attempt
+    return result
+
+
+def _attempt(
+    dialect: str, round_no: int, options: AdaptersBenchOptions, tag: str, progress: Progress
+) -> RoundResult:
+    shaped = dialect_workload(options.workload, dialect)
+    result = RoundResult(dialect, round_no, expected=shaped.total)
+    try:
+        with LocalServices() as local, Influxd(local.endpoints.influx_url, DATABASE) as influxd:
+            influxd.create_database()
+            assert local.influxd is not None
+            env = RoundEnv(local.endpoints, influxd, local.workdir, shaped)
+            overrides: dict[str, Any] = {}
+            text = adapters_toml(dialect)
+            if text is not None:
+                path = local.workdir / "adapters.toml"
+                path.write_text(text, encoding="utf-8")
+                overrides["adapters_file"] = path
+            settings = gateway_settings(
+                env, rules_file=NO_RULES if options.storage_only else None, **overrides
+            )
+            running = start_gateway(f"sensorgate-{dialect}", settings, local.workdir)
+            try:
+                _burst(
+                    dialect,
+                    running,
+                    env,
+                    ProcessTree(local.influxd.pid),
+                    result,
+                    options,
+                    tag,
+                    progress,
+                )
+                if result.outcome == "peer exited":
+                    result.error = f"{result.error}; its log:\n{running.proc.log_tail()}"
+            finally:
+                running.stop()
+    except (SensorGateError, psutil.Error) as exc:
+        result.error = str(exc) or type(exc).__name__
+        result.outcome = "failed"
+    return result
+
+
+def _burst(
+    dialect: str,
+    running: RunningPeer,
+    env: RoundEnv,
+    influxd_tree: ProcessTree,
+    result: RoundResult,
+    options: AdaptersBenchOptions,
+    tag: str,
+    progress: Progress,
+) -> None:
+    publisher = PublisherProcess(
+        options.workload,
+        host=env.endpoints.mqtt_host,
+        port=env.endpoints.mqtt_port,
+        log_path=env.workdir / "publisher.log",
+        env=child_env(),
+        dialect=dialect,
+    )
+    try:
+        ready = publisher.wait_ready(300.0)
+        result.expected = int(ready["readings"])
+        messages = int(ready["messages"])
+        result.extras.update(
+            messages=messages,
+            status_messages=messages - env.workload.messages,
+            readings_per_message=env.workload.readings_per_message,
+            payload_bytes=int(ready["bytes"]),
+        )
+        progress(
+            f"{tag}: publishing {result.expected:,} readings in {messages:,} messages"
+            f" ({ready['bytes'] / 1e6:,.0f} MB, rendered in {ready['render_s']:.1f} s)"
+        )
+        peer_tree = ProcessTree(running.pid)
+        metrics_port = running.metrics_port
+        before = storage.scrape(metrics_port) if metrics_port else {}
+        start = take_snapshot(env.influxd, influxd_tree, peer_tree, running.claimed)
+        publisher.go()
+
+        def show(snap: Snapshot) -> None:
+            points = snap.point_req - start.point_req
+            progress(
+                f"{tag}: {points:,} points written so far"
+                f" ({points / max(snap.t - start.t, 1e-9):,.0f}/s)"
+            )
+
+        completion = watch_until_stored(
+            env.influxd,
+            influxd_tree,
+            peer_tree,
+            start=start,
+            expected=result.expected,
+            settle_s=options.settle_s,
+            timeout_s=options.burst_timeout_s,
+            claimed=running.claimed,
+            progress=show,
+        )
+        done = publisher.wait_done(max(60.0, options.burst_timeout_s))
+    finally:
+        publisher.stop()
+    fill_burst_figures(result, completion, done, env.influxd.count_readings())
+    core = per_core(result)
+    if core is not None:
+        result.extras["readings_per_s_per_core"] = round(core, 1)
+    sustained = storage.sustained_rate(completion.samples)
+    if sustained is not None:
+        result.extras["gateway_sustained_readings_per_s"] = round(sustained, 1)
+    if metrics_port is not None:
+        _gateway_counters(result, before, storage.scrape(metrics_port), peer_tree, start)
+
+
+def _gateway_counters(
+    result: RoundResult,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    peer_tree: ProcessTree,
+    start: Snapshot,
+) -> None:
+    """Record what the gateway says it did: readings in, dead letters, its MQTT share."""
+
+    def delta(key: str) -> float | None:
+        if key not in after:
+            return None
+        return float(after[key] - before.get(key, 0.0))
+
+    result.extras["gateway_readings_in"] = delta("sensorgate_readings_in_total")
+    result.extras["gateway_messages_in"] = delta("sensorgate_messages_in_total")
+    result.extras["claimed_readings"] = after.get("written:readings")
+    result.extras["deadletters"] = delta(storage.DEADLETTERS_METRIC) or 0.0
+    cpu_s = peer_tree.cpu_seconds() - (start.peer_cpu_s or 0.0)
+    share = storage.mqtt_cpu_share(before, after, cpu_s)
+    if share is not None:
+        result.extras["mqtt_client_cpu_share"] = round(share, 3)

@@ -40,7 +40,12 @@ __all__ = [
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # 0001-01-01T00:00:00+14:00 is a valid RFC 3339 time but no UTC datetime: a
+        # ValueError makes it a validation error (pydantic lets OverflowError through).
+        raise ValueError("the time lies outside years 1-9999 once converted to UTC") from None
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
@@ -116,7 +121,7 @@ class Reading(_Frozen):
         if (self.value is None) == (self.fault is None):
             raise ValueError("a reading carries exactly one of 'value' and 'fault'")
         if self.time.tzinfo is not UTC:
-            self.__dict__["time"] = self.time.astimezone(UTC)
+            self.__dict__["time"] = _to_utc(self.time)
         return self
 
 

@@ -249,7 +249,9 @@ class BatchDecoder:
                 continue
             try:
                 wire = decode(payload)
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+                # msgspec raises RecursionError on deep nesting ([[[[...): the arbiter
+                # files it as a dead letter like any other payload it refuses.
                 slow.append(i)
                 continue
             data = wire.data

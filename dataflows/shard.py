@@ -153,6 +153,7 @@ class ShardProcessor:
         self.folded = False
         self._fold = fold
         self._to_commit = []
+        self._batch_keys = set()
         out = ShardOutput()
         alarms = self._reload(now)
         batch = MessageBatch()
@@ -173,6 +174,7 @@ class ShardProcessor:
         self.folded = False
         self._fold = True
         self._to_commit = []
+        self._batch_keys = set()
         out = ShardOutput()
         alarms = self._reload(now)
         parts: list[Part] = []
@@ -231,6 +233,7 @@ class ShardProcessor:
     windows (so a retry after an error must not fold them again)."""
     _fold = True
     _to_commit: list[tuple[SequenceSet, int]] = []  # noqa: RUF012 - replaced per batch
+    _batch_keys: set[tuple[int, str | None, int]] = set()  # noqa: RUF012 - replaced per batch
 
     def _check_seen(self, decoded: DecodedBatch) -> list[bool]:
         """Return which messages are new; they are recorded only once the batch succeeds.
@@ -248,7 +251,9 @@ class ShardProcessor:
         must not look like duplicates of themselves then.
         """
         reg = self.registry
-        batch: set[tuple[int, str | None, int]] = set()
+        # Shared by every segment of the call: a batch split at a status message (a
+        # device's birth between an event and its re-send) must still see the first.
+        batch = self._batch_keys
         keep = []
         starts: list[int] | None = None
         own_times = decoded.msg_own_times

@@ -280,19 +280,25 @@ class WindowStore:
         sel = np.flatnonzero(done)
         order = sel[np.lexsort((spec[sel], end[sel]))]  # by end, then spec: time order
         count = self.count[order]
+        lo, hi = self.min[order], self.max[order]
         with np.errstate(all="ignore"):
             var = np.where(count > 1, self.m2[order] / np.maximum(count - 1, 1), np.nan)
             stddev = np.sqrt(var)
         stddev[~np.isfinite(stddev)] = np.nan
+        # Near ±1.8e308 the weighted mean rounds a few ulps past the values themselves,
+        # and their deviations square to inf: a window of equal values still has their
+        # mean and a standard deviation of 0.
+        mean = np.clip(self.mean[order], lo, hi)
+        stddev[(lo == hi) & (count > 1)] = 0.0
         out = AggregateColumns(
             series=series[order].astype(np.int32),
             window=spec[order].astype(np.int8),
             window_names=self.names,
             start_us=start[order],
             count=count,
-            mean=self.mean[order],
-            min=self.min[order],
-            max=self.max[order],
+            mean=mean,
+            min=lo,
+            max=hi,
             stddev=stddev,
             first=self.first_v[order],
             last=self.last_v[order],

@@ -141,8 +141,15 @@ class PublishTicket:
         return self._info.mid
 
     def is_acknowledged(self) -> bool:
-        """Return whether the broker acknowledged the message (at once for QoS 0)."""
-        return self._info.is_published()
+        """Return whether the broker acknowledged the message (at once for QoS 0).
+
+        A QoS 0 message published while the link is down is never sent: paho marks it
+        failed, and this says False rather than raising.
+        """
+        try:
+            return self._info.is_published()
+        except (RuntimeError, ValueError):
+            return False
 
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the acknowledgement; return whether it came.
@@ -462,6 +469,11 @@ class MqttLink:
             raise BrokerError(f"cannot publish to {topic!r}: {exc}") from exc
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             raise BrokerError(f"cannot publish to {topic!r}: {mqtt.error_string(info.rc)}")
+        if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos > 0:
+            # Queued while the link is down: paho sends it when the link is back and then
+            # marks it published. Its "not connected" code would make every wait fail at
+            # once (the gateway's alarm sink then stopped the flow on a broker restart).
+            info.rc = MQTTErrorCode.MQTT_ERR_SUCCESS
         return PublishTicket(info, topic, qos, self._refusals)
 
     def stop(self) -> None:

@@ -38,7 +38,14 @@ from gateway.settings import GatewaySettings
 from gateway.sinks import CommandSink, DeadLetterSink, PointsSink, PointsWriter
 from gateway.statedir import private_dir
 
-__all__ = ["GatewayApp", "RulesWatcher", "build_gateway", "prepare_storage", "run_gateway"]
+__all__ = [
+    "GatewayApp",
+    "RulesWatcher",
+    "build_gateway",
+    "prepare_recovery",
+    "prepare_storage",
+    "run_gateway",
+]
 
 log = logging.getLogger(__name__)
 
@@ -179,12 +186,18 @@ def build_gateway(
     stop: threading.Event | None = None,
     metrics: GatewayMetrics | None = None,
     rejections: WriteRejectionReporter | None = None,
+    processes: int = 1,
+    workers: int = 1,
 ) -> GatewayApp:
     """Build the gateway flow from settings: MQTT in, InfluxDB and MQTT out.
 
     ``rejections`` turns points InfluxDB refuses into dead letters; by default one is
-    made here (its MQTT connection opens on the first rejection).
+    made here (its MQTT connection opens on the first rejection). ``processes`` and
+    ``workers`` (per process) size the cluster the flow will run on: they resolve
+    ``mqtt.partitions = "auto"`` to one MQTT partition per worker.
     """
+    mqtt = settings.mqtt.for_cluster(processes, workers)
+    settings = settings.model_copy(update={"mqtt": mqtt})
     topics = settings.topics
     metrics = metrics or GatewayMetrics()
     limits = IngestLimits(
@@ -340,6 +353,15 @@ def _recovery_config(settings: GatewaySettings) -> object | None:
     return RecoveryConfig(str(path))
 
 
+def prepare_recovery(settings: GatewaySettings) -> object | None:
+    """Prepare the recovery folder once, as a process would at start; None when off.
+
+    ``sensorgate cluster`` calls it before starting its processes, so that they never
+    race to create the partitions or the marker.
+    """
+    return _recovery_config(settings)
+
+
 def run_gateway(
     settings: GatewaySettings,
     *,
@@ -363,7 +385,22 @@ def run_gateway(
     prepare_storage(settings)
     reroute_spill(settings.influx)  # a spill left from before retention policies
     rejections = WriteRejectionReporter.from_settings(settings)
-    app = build_gateway(settings, stop=stop, metrics=metrics, rejections=rejections)
+    processes = len(addresses) if addresses else 1
+    app = build_gateway(
+        settings,
+        stop=stop,
+        metrics=metrics,
+        rejections=rejections,
+        processes=processes,
+        workers=workers,
+    )
+    log.info(
+        "cluster of %d process(es) x %d worker(s): %d MQTT partition(s) in share group %r",
+        processes,
+        workers,
+        app.source.settings.partitions,
+        app.source.settings.share_group,
+    )
     if subscribed is not None:
         app.source.subscribed = subscribed
     if on_built is not None:

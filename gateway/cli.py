@@ -31,6 +31,10 @@ _PLUGINS = (
     "gateway.cli_views",
     "gateway.config_cli",
     "gateway.influx.cli",
+    "gateway.cluster",
+    "gateway.bench.scaling_cli",
+    "gateway.fuzz.cli",
+    "gateway.chaos.cli",
 )
 
 

@@ -225,6 +225,12 @@ class _SourceCollector(Collector):
             value=self._source.redelivered(),
         )
         yield CounterMetricFamily(
+            "sensorgate_mqtt_received_messages",
+            "Messages this process's MQTT partitions took from the broker, raw; in a cluster"
+            " they are then routed to the process that holds their device's shard",
+            value=self._source.received(),
+        )
+        yield CounterMetricFamily(
             "sensorgate_mqtt_client_cpu_seconds",
             "CPU time of the MQTT clients' network threads (receive, parse, acknowledge)",
             value=self._source.client_cpu_seconds(),

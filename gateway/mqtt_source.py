@@ -115,6 +115,8 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
     redelivered = 0
     """Messages the broker sent again (MQTT ``dup`` flag): after a restart, those that
     were in flight and not acknowledged."""
+    received = 0
+    """Messages this partition took from the broker (raw, before any decoding)."""
 
     def __init__(
         self,
@@ -213,6 +215,7 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
             while self._inbox_bytes > self._settings.inbox_max_bytes and not self._closing:
                 room.wait(0.5)
             self._inbox_bytes += len(payload)
+        self.received += 1
         if msg.dup:
             self.redelivered += 1
         self._inbox.append((topic, payload, msg.mid, msg.qos, time.time_ns() // 1000))
@@ -304,11 +307,15 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
 
 def partition_client_id(settings: MqttSourceSettings, partition: int | str) -> str:
     """Return the client id (and so the broker session) of one source partition."""
-    return f"{settings.client_id_prefix}-{settings.share_group}-{partition}"
+    group = settings.share_group or "plain"  # no share group: plain subscriptions
+    return f"{settings.client_id_prefix}-{group}-{partition}"
 
 
 class MqttSource(FixedPartitionedSource[MessageBatch, None]):
-    """Telemetry, status and commands of every device, over ``settings.partitions`` clients."""
+    """Telemetry, status and commands of every device, over ``settings.partitions`` clients.
+
+    Give it settings resolved for the cluster (:meth:`MqttSourceSettings.for_cluster`).
+    """
 
     def __init__(
         self,
@@ -347,8 +354,13 @@ class MqttSource(FixedPartitionedSource[MessageBatch, None]):
         """Partitions built in this process (for health checks)."""
 
     def list_parts(self) -> list[str]:
-        """Every worker can reach the broker; Bytewax assigns each partition once."""
-        return [str(i) for i in range(self.settings.partitions)]
+        """Every worker can reach the broker; Bytewax assigns each partition once.
+
+        Bytewax balances the assignment (each partition goes to the worker holding the
+        fewest so far), so with ``processes x workers`` partitions every worker gets one.
+        Unresolved ``"auto"`` settings count as one process of one worker.
+        """
+        return [str(i) for i in range(self.settings.partition_count())]
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _Partition:
         """Connect one MQTT client (stable id, persistent session)."""
@@ -375,6 +387,10 @@ class MqttSource(FixedPartitionedSource[MessageBatch, None]):
     def redelivered(self) -> int:
         """Messages the broker sent again (``dup``), over this process's partitions."""
         return sum(p.redelivered for p in self.partitions)
+
+    def received(self) -> int:
+        """Messages this process's partitions took from the broker (before the exchange)."""
+        return sum(p.received for p in self.partitions)
 
     def client_cpu_seconds(self) -> float:
         """CPU time of the MQTT clients' network threads (receive, parse, acknowledge)."""

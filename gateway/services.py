@@ -233,10 +233,12 @@ def _answers(url: str, status: int) -> bool:
 def _listens(pid: int, port: int) -> bool:
     """Whether process ``pid`` itself holds a listening TCP socket on ``port``.
 
-    A plain TCP connect could be answered by another process already on the port.
+    A plain TCP connect could be answered by another process already on the port. The
+    socket tables are read from ``/proc/PID/net``, the child's own network namespace,
+    so a service started inside another namespace (``ip netns exec``) is seen too.
     """
     inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    for table in (f"/proc/{pid}/net/tcp", f"/proc/{pid}/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
         except OSError:

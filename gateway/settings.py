@@ -15,7 +15,7 @@ import ssl
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -113,10 +113,21 @@ class MqttSourceSettings(_Frozen):
     """The dashboard's user: reads alarms and summaries (writes commands only if the
     broker's ACL lets the dashboard acknowledge)."""
     client_id_prefix: str = "sg-gateway"
-    share_group: str = "sensorgate"
-    """Shared-subscription group: gateway processes in one group split the load."""
-    partitions: Annotated[int, Field(ge=1, le=256)] = 1
-    """MQTT connections (source partitions) across the whole cluster."""
+    share_group: str | None = "sensorgate"
+    """Shared-subscription group: gateway processes in one group split the load. Empty
+    (or none): plain subscriptions, for one gateway connection (one partition).
+    mosquitto 2.0 does not keep shared subscriptions across its own restart: until the
+    gateway subscribes again, what devices publish on a shared filter reaches no one
+    and is lost (docs/hardening.md); a plain subscription of a persistent session is
+    restored, and the broker queues for it."""
+    partitions: int | Literal["auto"] = "auto"
+    """MQTT connections (source partitions) across the whole cluster. ``"auto"`` (the
+    default; ``None`` means the same): one per worker, ``processes x workers``, resolved
+    when the gateway starts, so every worker of every process reads its own share of the
+    shared subscription; one without a share group. Each partition is one persistent
+    MQTT session (client id ``{client_id_prefix}-{share_group}-{index}``): keep the count
+    stable across restarts, or drain the sessions of partitions that go away
+    (docs/scaling.md)."""
     batch_max_messages: Annotated[int, Field(ge=1, le=100_000)] = 2_000
     """Most messages handed to the flow as one batch."""
     batch_max_age_ms: Annotated[int, Field(ge=0, le=10_000)] = 50
@@ -136,6 +147,44 @@ class MqttSourceSettings(_Frozen):
     Must exceed ``ingest.max_payload_bytes`` (headroom for the topic and properties); set
     the broker's ``max_packet_size`` no higher, so oversize publishes are refused at
     the broker, where the publisher is told (docs/security.md, "Limits")."""
+
+    @field_validator("partitions", mode="before")
+    @classmethod
+    def _auto_partitions(cls, value: object) -> object:
+        if value is None or value == "auto":
+            return "auto"
+        try:
+            count = int(value)  # type: ignore[call-overload]
+        except (TypeError, ValueError):
+            count = 0
+        if isinstance(value, bool) or not 1 <= count <= 256 or str(count) != str(value):
+            raise ValueError('expected "auto" or a whole number from 1 to 256')
+        return count
+
+    def partition_count(self, processes: int = 1, workers: int = 1) -> int:
+        """Return the number of partitions for a cluster of ``processes`` x ``workers``."""
+        if self.partitions == "auto":
+            # Without a share group every partition would receive every message.
+            return 1 if self.share_group is None else max(1, processes) * max(1, workers)
+        return self.partitions
+
+    def for_cluster(self, processes: int = 1, workers: int = 1) -> MqttSourceSettings:
+        """Return these settings with ``partitions`` resolved for the cluster's size."""
+        return self.model_copy(update={"partitions": self.partition_count(processes, workers)})
+
+    @field_validator("share_group", mode="before")
+    @classmethod
+    def _no_group(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _one_unshared_connection(self) -> Self:
+        if self.share_group is None and self.partitions != "auto" and self.partitions > 1:
+            raise ValueError(
+                f"without a share group every one of the {self.partitions} partitions would"
+                " receive every message; set mqtt.share_group or mqtt.partitions = 1"
+            )
+        return self
 
     @property
     def batch_max_age(self) -> timedelta:
@@ -600,6 +649,8 @@ def settings_env(settings: GatewaySettings) -> dict[str, str]:
                     f"{prefix}__{name.upper()}" if prefix else name.upper(), getattr(value, name)
                 )
         elif value is None:
+            if prefix == "MQTT__SHARE_GROUP":  # none, not the default group: spelled ""
+                env[f"SENSORGATE_{prefix}"] = ""
             return
         elif isinstance(value, SecretStr):
             env[f"SENSORGATE_{prefix}"] = value.get_secret_value()

@@ -1,4 +1,9 @@
-"""Shared fixtures: real mosquitto and influxd for the session, unique names per test."""
+"""Shared fixtures: real mosquitto and influxd for the session, unique names per test.
+
+Hypothesis runs derandomized (the same examples every run, no example database), so a
+property test cannot fail on one run and pass on the next. To hunt for new
+counterexamples, run with ``--hypothesis-profile=explore``.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,13 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from contract import TopicScheme
+
+settings.register_profile("suite", derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", derandomize=False, database=None, print_blob=True)
+settings.load_profile("suite")
 
 
 @pytest.fixture(scope="session")

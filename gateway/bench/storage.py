@@ -61,6 +61,7 @@ _COUNTERS = frozenset(
         REDELIVERED_METRIC,
         DUPLICATES_METRIC,
         DEADLETTERS_METRIC,
+        "sensorgate_mqtt_received_messages_total",
     )
 )
 _ARRIVAL = "sensorgate_arrival_to_stored_seconds_bucket"

@@ -1,4 +1,4 @@
-"""The reconnect backoff: exponential, capped, jittered, reset on success."""
+"""The reconnect backoff (exponential, capped, jittered, reset on success) and tickets."""
 
 from __future__ import annotations
 
@@ -66,3 +66,16 @@ def test_mqtt_5_keeps_a_persistent_session_without_expiry_as_3_1_1_does() -> Non
     assert clean._clean_start is True
     assert clean._properties is not None
     assert clean._properties.SessionExpiryInterval == 0
+
+
+def test_a_ticket_for_a_publish_made_while_disconnected_is_pending_not_failed() -> None:
+    """paho keeps a QoS 1 publish made while down and sends it on reconnect; a QoS 0
+    one is dropped. Neither ticket raises: one is pending, the other never arrives."""
+    link = MqttLink(MqttSettings(port=1, client_id="never-connected"))
+    queued = link.publish("t/queued", b"x", qos=1)
+    dropped = link.publish("t/dropped", b"x", qos=0)
+    assert not queued.is_acknowledged()
+    assert not queued.wait(0.01)
+    assert not dropped.is_acknowledged()
+    assert not dropped.wait(0.01)
+    assert queued.mid in link.client._out_messages  # kept, to be sent on reconnect

@@ -139,3 +139,28 @@ def test_bench_adapters_stores_every_reading_each_dialect_carries(
         assert result["extras"]["deadletters"] == 0, dialect
     assert [d["dialect"] for d in report["dialects"]] == list(results)
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_cluster_stores_every_reading_through_two_processes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cluster.json"
+    code = main(
+        ["bench-cluster", "--processes", "2", "--rounds", "1", "--devices", "20",
+         "--readings-per-message", "20", "--total", "2000", "--idle", "0.5",
+         "--settle", "2", "--out", str(out), "--json"]
+    )  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert report == json.loads(out.read_text())
+    assert code == 0, report
+    (result,) = report["results"]
+    assert result["error"] is None
+    assert result["stored"] == result["expected"] == 2_000
+    per = result["per_process"]
+    assert [p["index"] for p in per] == [0, 1]
+    # The shared subscription gave each process messages; together they took them all,
+    # and decoded every reading once.
+    assert all(p["received_messages"] > 0 for p in per)
+    assert sum(p["received_messages"] for p in per) == 100
+    assert sum(p["decoded_readings"] for p in per) == 2_000
+    assert report["summaries"][0]["lost"] == 0

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from contract.errors import ConfigError
-from gateway.settings import load_settings
+from gateway.settings import load_settings, settings_env
 
 
 def test_defaults_need_no_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -182,3 +182,53 @@ def test_home_assistant_discovery_is_opt_in_and_checked(monkeypatch: pytest.Monk
         load_settings(ha_discovery={"window": "5m"})
     with pytest.raises(ConfigError, match=r"ha_discovery\.discovery_prefix"):
         load_settings(ha_discovery={"discovery_prefix": "homeassistant/#"})
+
+
+def test_mqtt_partitions_default_to_one_per_worker_of_the_cluster(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SENSORGATE_MQTT__PARTITIONS", raising=False)
+    mqtt = load_settings().mqtt
+    assert mqtt.partitions == "auto"
+    assert mqtt.partition_count() == 1
+    assert mqtt.partition_count(processes=3, workers=2) == 6
+    assert mqtt.for_cluster(processes=2, workers=1).partitions == 2
+    assert load_settings(mqtt={"partitions": None}).mqtt.partitions == "auto"
+
+
+def test_explicit_mqtt_partitions_are_kept_whatever_the_cluster(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SENSORGATE_MQTT__PARTITIONS", "4")
+    mqtt = load_settings().mqtt
+    assert mqtt.partitions == 4
+    assert mqtt.partition_count(processes=3, workers=2) == 4
+    assert mqtt.for_cluster(processes=3, workers=2).partitions == 4
+    monkeypatch.setenv("SENSORGATE_MQTT__PARTITIONS", "auto")
+    assert load_settings().mqtt.partitions == "auto"
+
+
+@pytest.mark.parametrize("value", [0, 257, "two", True, 2.5])
+def test_bad_mqtt_partitions_are_refused_with_what_is_expected(value: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(mqtt={"partitions": value})
+    assert info.value.field == "mqtt.partitions"
+    assert '"auto" or a whole number from 1 to 256' in info.value.reason
+
+
+def test_the_source_lists_the_partitions_resolved_for_the_cluster() -> None:
+    from contract import TopicScheme
+    from gateway.mqtt_source import MqttSource
+
+    mqtt = load_settings(mqtt={"partitions": "auto"}).mqtt
+    assert MqttSource(mqtt, TopicScheme()).list_parts() == ["0"]
+    resolved = mqtt.for_cluster(processes=3, workers=1)
+    assert MqttSource(resolved, TopicScheme()).list_parts() == ["0", "1", "2"]
+
+
+def test_an_empty_share_group_means_plain_subscriptions_for_one_connection() -> None:
+    settings = load_settings(mqtt={"share_group": ""})
+    assert settings.mqtt.share_group is None
+    assert settings_env(settings)["SENSORGATE_MQTT__SHARE_GROUP"] == ""
+    with pytest.raises(ConfigError, match="partitions"):
+        load_settings(mqtt={"share_group": "", "partitions": 2})

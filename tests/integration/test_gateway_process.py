@@ -15,6 +15,7 @@ import pytest
 
 from contract import Reading, TelemetryEvent, encode
 from edge.mqtt import MqttLink
+from gateway.cluster import free_listen_ports
 from gateway.influx.query import InfluxQL
 from gateway.services import ManagedProcess, free_port, start_influxd
 from gateway.settings import GatewaySettings, settings_env
@@ -71,7 +72,9 @@ def test_two_processes_give_the_aggregates_computed_from_the_data(
             "mqtt": proc_settings.mqtt.model_copy(update={"partitions": 2}),
         }
     )
-    addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
+    # Below the ephemeral range: a free_port() pick can be taken by an outgoing
+    # connection before the process binds it (gateway.cluster.free_listen_ports).
+    addresses = ";".join(f"127.0.0.1:{port}" for port in free_listen_ports(2))
     procs = [_spawn(settings, tmp_path, f"gw{i}", "-i", str(i), "-a", addresses) for i in range(2)]
     try:
         for i, proc in enumerate(procs):

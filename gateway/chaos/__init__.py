@@ -1,0 +1,1 @@
+"""``sensorgate chaos``: load through edge agents while processes are killed and stopped."""

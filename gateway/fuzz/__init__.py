@@ -1,0 +1,1 @@
+"""``sensorgate fuzz``: hostile messages through a real gateway and broker, accounted for."""

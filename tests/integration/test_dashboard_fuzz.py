@@ -168,8 +168,6 @@ def test_hostile_requests_get_an_answer_and_nothing_more(
     @settings(
         max_examples=400,
         deadline=None,
-        derandomize=True,  # the same requests on every run: a failure is reproducible
-        database=None,
         suppress_health_check=[HealthCheck.too_slow],
     )
     @given(probes)

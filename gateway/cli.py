@@ -46,6 +46,7 @@ _EXTRA_OF = {
     "httpx": "gateway",
     "rich": "gateway",
     "tenacity": "gateway",
+    "aiohttp": "gateway",
     "aiomqtt": "gateway",
     "prometheus_client": "gateway",
     "psutil": "gateway",

@@ -5,7 +5,7 @@ They read InfluxDB through :class:`~gateway.views.Views` (settings from the usua
 --watch``, which follows the broker (:mod:`gateway.alerts_watch`), and ``dashboard``,
 which serves both (:mod:`gateway.dashboard`).
 
-Exit codes, for scripts:
+Exit codes, for scripts (the table is :class:`contract.errors.ExitCode`):
 
 - 0: done (and, with ``--fail-on``, no active alarm at or above that severity)
 - 1: ``--fail-on SEVERITY`` was given and an active alarm at or above it exists
@@ -24,15 +24,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from contract.errors import ExitCode
 from gateway.dashboard.access import TOKEN_SOURCES
 from gateway.dashboard.settings import TOKEN_ENV
 
-__all__ = ["EXIT_ALARMS", "EXIT_BAD_INPUT", "EXIT_OK", "EXIT_UNREACHABLE", "register"]
-
-EXIT_OK = 0
-EXIT_ALARMS = 1
-EXIT_BAD_INPUT = 2
-EXIT_UNREACHABLE = 3
+__all__ = ["register"]
 
 _SEVERITIES = ("critical", "major", "minor", "warning", "info")
 _STATES = ("active", "acknowledged", "cleared")
@@ -175,7 +171,7 @@ class _RefuseToken(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kw: Any) -> None:
         option = self.option_strings[0]
         parser.exit(
-            EXIT_BAD_INPUT,
+            ExitCode.REFUSED,
             f"sensorgate: {option} is not accepted: a token on the command line is visible to"
             f" every user of this machine (ps, /proc). Give it as {TOKEN_SOURCES}.\n",
         )
@@ -282,18 +278,14 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def _guarded(run: Callable[[], int]) -> int:
-    """Map the views' errors to the documented exit codes."""
-    from contract.errors import ConfigError, StorageError
-    from gateway.views.queries import ViewInputError
+    """Map the views' errors to the documented exit codes (:func:`exit_code_for`)."""
+    from contract.errors import SensorGateError, exit_code_for
 
     try:
         return run()
-    except (ViewInputError, ConfigError) as exc:
+    except SensorGateError as exc:
         print(f"sensorgate: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except StorageError as exc:
-        print(f"sensorgate: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
+        return exit_code_for(exc)
 
 
 def _utc(when: datetime) -> str:
@@ -396,8 +388,8 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
         if args.fail_on and not args.history:
             floor = Severity(args.fail_on).rank
             if any(r.rank >= floor for r in rows if r.state != "cleared"):
-                return EXIT_ALARMS
-        return EXIT_OK
+                return ExitCode.FAILED
+        return ExitCode.OK
 
     return _guarded(run)
 
@@ -443,7 +435,7 @@ def _cmd_devices(args: argparse.Namespace) -> int:
             client.close()
         if args.json:
             print(json.dumps([d.as_json() for d in fleet]))
-            return EXIT_OK
+            return ExitCode.OK
         table = Table(title=f"{len(fleet)} device(s), {sum(d.online for d in fleet)} online")
         for col in ("site", "device", "status", "last seen", "latest values"):
             table.add_column(col)
@@ -456,7 +448,7 @@ def _cmd_devices(args: argparse.Namespace) -> int:
                 ", ".join(f"{k}={_num(v)}" for k, v in d.values.items()),
             )
         Console(highlight=False).print(table)
-        return EXIT_OK
+        return ExitCode.OK
 
     return _guarded(run)
 
@@ -513,7 +505,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
             for p in points:
                 table.add_row(_utc(p.time), p.series, _num(p.mean), _num(p.min), _num(p.max))
             Console(highlight=False).print(table)
-        return EXIT_OK
+        return ExitCode.OK
 
     return _guarded(run)
 

@@ -361,7 +361,7 @@ def test_only_the_operator_may_acknowledge(broker: Broker, tmp_path: Path) -> No
             text=True,
             timeout=60,
         )
-        assert refused.returncode == 1, refused.stderr
+        assert refused.returncode == 3, refused.stderr  # ExitCode.UNREACHABLE
         assert "Not authorized" in refused.stderr
         assert broker.passwords["sg-dashboard"] not in refused.stderr + refused.stdout
     ids = [json.loads(p)["data"]["alarm_id"] for p in gateway.payloads(topic)]

@@ -259,6 +259,7 @@ def run_replay(
 
 
 def _cmd(args: argparse.Namespace) -> int:
+    from contract.errors import ExitCode
     from gateway.settings import load_settings
 
     settings = load_settings()
@@ -268,7 +269,7 @@ def _cmd(args: argparse.Namespace) -> int:
         chunk = timedelta(seconds=(now - parse_when(args.chunk, now)).total_seconds())
     except ValueError as exc:
         print(f"sensorgate replay: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.REFUSED
     report = run_replay(
         settings,
         since=since,

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from contract.alarms import AlarmDetail, AlarmState, Severity
-from contract.errors import SensorGateError, StorageError, TopicError
+from contract.errors import InputError, StorageError, TopicError
 from contract.ids import check_id
 from gateway.influx.layout import StorageLayout
 from gateway.influx.query import quote_ident, quote_string
@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 
-class ViewInputError(SensorGateError):
+class ViewInputError(InputError):
     """A filter, time or name given to a view is not acceptable (says which and why)."""
 
 

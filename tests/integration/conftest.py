@@ -16,6 +16,7 @@ import pytest
 from edge.mqtt import MqttLink, MqttSettings
 from gateway.services import ServiceEndpoints
 from gateway.settings import GatewaySettings, load_settings
+from tests.integration.browser_kit import chromium_page
 from tests.integration.gateway_kit import RunningGateway, gateway_thread
 
 
@@ -61,3 +62,10 @@ def publisher(services: ServiceEndpoints) -> Iterator[MqttLink]:
     link.start()
     yield link
     link.stop()
+
+
+@pytest.fixture
+def browser_page() -> Iterator[object]:
+    """A page in a headless chromium (Playwright), closed at the end."""
+    with chromium_page() as page:
+        yield page

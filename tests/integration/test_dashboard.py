@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -32,7 +31,6 @@ from gateway.dashboard.server import Dashboard
 from gateway.settings import GatewaySettings
 from gateway.views.queries import Views
 from simulators.demo import start_demo_fleet
-from tests.integration.browser_kit import chromium_page
 from tests.integration.gateway_kit import RunningGateway
 from tests.integration.views_kit import aggregate_line, alarm_line, reading_line, write
 from tests.waiting import wait_for
@@ -40,12 +38,6 @@ from tests.waiting import wait_for
 pytestmark = pytest.mark.integration
 
 IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
-
-
-@pytest.fixture
-def browser_page() -> Iterator[object]:
-    with chromium_page() as page:
-        yield page
 
 
 class AlarmStage:

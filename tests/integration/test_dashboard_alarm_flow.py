@@ -10,7 +10,6 @@ in the tree.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from edge.mqtt import MqttLink, MqttSettings
 from gateway.dashboard.server import Dashboard
 from gateway.settings import GatewaySettings
 from gateway.views.queries import AlarmFilter, Views
-from tests.integration.browser_kit import chromium_page
 from tests.integration.gateway_kit import gateway_thread
 from tests.waiting import wait_for
 
@@ -40,18 +38,12 @@ clear = 30
 """
 
 
-@pytest.fixture
-def page() -> Iterator[object]:
-    with chromium_page() as page:
-        yield page
-
-
 def test_real_alarm_raised_acknowledged_and_cleared_on_the_page(
-    gateway_settings: GatewaySettings, tmp_path: Path, page: object
+    gateway_settings: GatewaySettings, tmp_path: Path, browser_page: object
 ) -> None:
     from playwright.sync_api import Page, expect
 
-    p: Page = page  # type: ignore[assignment]
+    p: Page = browser_page  # type: ignore[assignment]
     rules = tmp_path / "rules.toml"
     rules.write_text(RULES)
     settings = gateway_settings.model_copy(update={"rules_file": rules})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,31 +11,18 @@ from edge.mqtt import MqttLink, MqttSettings
 from gateway.dashboard.server import Dashboard
 from gateway.services import ManagedProcess, free_port, start_mosquitto
 from gateway.settings import GatewaySettings
-from tests.integration.conftest import wait_for
 from tests.integration.dashboard_kit import alarm_events
-from tests.integration.test_dashboard import CHROMIUM, CHROMIUM_ARGS
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def page() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page(viewport={"width": 1360, "height": 900})
-        finally:
-            browser.close()
-
-
 def test_the_feed_reconnects_with_backoff_and_the_page_says_so(
-    gateway_settings: GatewaySettings, tmp_path: Path, page: object
+    gateway_settings: GatewaySettings, tmp_path: Path, browser_page: object
 ) -> None:
     from playwright.sync_api import Page, expect
 
-    p: Page = page  # type: ignore[assignment]
+    p: Page = browser_page  # type: ignore[assignment]
     port = free_port()
     broker: ManagedProcess = start_mosquitto(tmp_path / "a", port=port)[0]
     settings = gateway_settings.model_copy(

@@ -24,10 +24,10 @@ from edge.mqtt import MqttLink, MqttSettings
 from gateway.dashboard.guard import SECURITY_HEADERS
 from gateway.dashboard.server import Dashboard
 from gateway.settings import GatewaySettings
-from tests.integration.conftest import wait_for
 from tests.integration.dashboard_kit import SseReader, alarm_events, raw_request
 from tests.integration.dashboard_load import TOKEN_ENV
 from tests.integration.views_kit import alarm_line, reading_line, write
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

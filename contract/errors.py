@@ -7,6 +7,7 @@ Hierarchy::
     │   ├── TopicError           a topic or an id in it is not acceptable
     │   └── DecodeError          bytes that are not a valid event (carries a reason)
     ├── ConfigError              configuration refused (carries the field and the reason)
+    ├── TimeFormatError          a duration or a time not written in an accepted form
     ├── BrokerError              the MQTT broker could not be reached or refused us
     ├── StorageError             InfluxDB (or a local buffer) could not be written or read
     └── ServiceError             a local service (mosquitto, influxd) could not be started
@@ -27,6 +28,7 @@ __all__ = [
     "SensorGateError",
     "ServiceError",
     "StorageError",
+    "TimeFormatError",
     "TopicError",
 ]
 
@@ -63,6 +65,14 @@ class ConfigError(SensorGateError):
         super().__init__(f"invalid configuration for {field!r}: {reason}")
         self.field = field
         self.reason = reason
+
+
+class TimeFormatError(SensorGateError, ValueError):
+    """A duration or a time is not written in an accepted form (the message says which are).
+
+    Also a ``ValueError``, so a pydantic validator that parses a duration reports it as
+    a validation error of its field. See :mod:`contract.durations`.
+    """
 
 
 class BrokerError(SensorGateError):

@@ -28,20 +28,21 @@ import queue
 import secrets
 import signal
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from contract.alarms import decode_alarm
+from contract.durations import parse_duration
 from contract.errors import BrokerError, SensorGateError, StorageError
 from contract.topics import TopicKind
 from gateway.dashboard.board import AlarmBoard
 from gateway.dashboard.commands import publish_ack
 from gateway.influx.query import InfluxQL
 from gateway.settings import GatewaySettings
-from gateway.views.queries import ViewInputError, Views, parse_duration
+from gateway.views.queries import ViewInputError, Views
 
 __all__ = ["Dashboard", "run_dashboard"]
 
@@ -114,7 +115,7 @@ class Dashboard:
         self.hub = _Hub()
         self._client = InfluxQL(settings.influx)
         self._db_lock = threading.Lock()
-        self.views = Views(self._client, offline_after=parse_duration(f"{int(offline_after_s)}s"))
+        self.views = Views(self._client, offline_after=timedelta(seconds=offline_after_s))
         self._stop = threading.Event()
         self._link: Any = None
         self._use_mqtt = mqtt

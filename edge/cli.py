@@ -2,8 +2,9 @@
 
 Only the standard library is imported at module level, so that the gateway's CLI can
 register these commands without pulling in paho or pydantic until they run.
-Exit codes: 0 fine, 1 a sensor failed its probe (``check``) or the agent failed,
-2 the configuration was refused (the field and the reason are printed).
+Exit codes (:class:`contract.errors.ExitCode`): 0 fine, 1 a sensor failed its probe
+(``check``) or the agent failed, 2 the configuration was refused (the field and the
+reason are printed), 3 the broker could not be reached or refused the agent.
 """
 
 from __future__ import annotations
@@ -17,10 +18,6 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = ["main", "register"]
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -48,15 +45,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _config_error(exc: Exception) -> int:
+    from contract.errors import exit_code_for
+
     field = getattr(exc, "field", "?")
     reason = getattr(exc, "reason", str(exc))
     print(f"error: invalid configuration: {field}: {reason}", file=sys.stderr)
-    return EXIT_CONFIG
+    return exit_code_for(exc)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the agent in the foreground; SIGTERM or Ctrl-C stops it cleanly."""
-    from contract.errors import ConfigError, SensorGateError
+    from contract.errors import ConfigError, ExitCode, SensorGateError, exit_code_for
     from edge.agent import Agent
     from edge.config import load_config
 
@@ -74,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _config_error(exc)
     except SensorGateError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return exit_code_for(exc)
 
     def _stop(_signum: int, _frame: object) -> None:
         agent.stop()
@@ -89,8 +88,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         agent.run()
     except SensorGateError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
+        return exit_code_for(exc)
+    return ExitCode.OK
 
 
 def probe(config: Any) -> list[dict[str, Any]]:
@@ -157,7 +156,7 @@ def _table(config: Any, rows: list[dict[str, Any]]) -> str:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate the config, probe each sensor once, print a table (or JSON)."""
-    from contract.errors import ConfigError
+    from contract.errors import ConfigError, ExitCode
     from edge.config import load_config
 
     try:
@@ -180,7 +179,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
     else:
         print(_table(config, rows))
-    return EXIT_OK if ok else EXIT_FAILED
+    return ExitCode.OK if ok else ExitCode.FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:

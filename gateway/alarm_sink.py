@@ -36,27 +36,16 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from contract import DeadLetterEvent, DeadLetterReason, TopicScheme
 from contract.alarms import encode_alarm
 from contract.errors import BrokerError
-from contract.topics import ACTIVE_SEGMENT
 from dataflows.flow import ActiveAlarms, AlarmOutput
 from edge.mqtt import MqttLink, MqttSettings, PublishTicket
+from gateway.alarm_summary import ACTIVE_SUFFIX, ACTIVE_TYPE, active_topic
 from gateway.influx.lineprotocol import alarm_line, deadletter_line
 from gateway.influx.writer import PointWriter
 from gateway.metrics import GatewayMetrics
 
 __all__ = ["ACTIVE_SUFFIX", "ACTIVE_TYPE", "AlarmSink", "active_document", "active_topic"]
 
-ACTIVE_SUFFIX = ACTIVE_SEGMENT
-"""Last level of the retained summary topic ``{prefix}/{site}/{device}/alarms/active``."""
-
-ACTIVE_TYPE = "io.sensorgate.alarm.active.v1"
-"""The ``type`` of the retained summary document."""
-
 WriterFactory = Callable[[], PointWriter]
-
-
-def active_topic(topics: TopicScheme, site: str, device: str) -> str:
-    """Return the retained topic of a device's active alarms."""
-    return topics.alarms_active(site, device)
 
 
 def active_document(summary: ActiveAlarms) -> dict[str, Any]:

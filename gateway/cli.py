@@ -46,6 +46,7 @@ _EXTRA_OF = {
     "httpx": "gateway",
     "rich": "gateway",
     "tenacity": "gateway",
+    "aiohttp": "gateway",
     "aiomqtt": "gateway",
     "prometheus_client": "gateway",
     "psutil": "gateway",
@@ -203,22 +204,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run a parsed command; map SensorGate errors to exit codes (2 refused input, 1 other).
+    """Run a parsed command; map errors to exit codes with :func:`contract.errors.exit_code_for`.
 
     Shared by the plugins' own ``main`` so every entry point reports errors alike.
     """
-    from contract.errors import ConfigError, SensorGateError
+    from contract.errors import ExitCode, SensorGateError, exit_code_for
 
     try:
         return int(args.func(args) or 0)
-    except ConfigError as exc:
-        print(f"sensorgate: {exc}", file=sys.stderr)
-        return 2
     except SensorGateError as exc:
         print(f"sensorgate: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+        return exit_code_for(exc)
+    except KeyboardInterrupt as exc:
+        return exit_code_for(exc)
     except ModuleNotFoundError as exc:
         extra = _EXTRA_OF.get((exc.name or "").split(".")[0])
         if extra is None:
@@ -228,7 +226,7 @@ def run_command(args: argparse.Namespace) -> int:
             f" {extra!r} extra: pip install 'sensorgate[{extra}]'",
             file=sys.stderr,
         )
-        return 2
+        return ExitCode.REFUSED
 
 
 def _cmd_up(args: argparse.Namespace) -> int:

@@ -1,9 +1,11 @@
 """Viewing commands of ``sensorgate``: ``alerts``, ``devices``, ``query``, ``dashboard``.
 
 They read InfluxDB through :class:`~gateway.views.Views` (settings from the usual
-``SENSORGATE_*`` variables, or ``--influx-url``/``--database``).
+``SENSORGATE_*`` variables, or ``--influx-url``/``--database``), except ``alerts
+--watch``, which follows the broker (:mod:`gateway.alerts_watch`), and ``dashboard``,
+which serves both (:mod:`gateway.dashboard`).
 
-Exit codes, for scripts:
+Exit codes, for scripts (the table is :class:`contract.errors.ExitCode`):
 
 - 0: done (and, with ``--fail-on``, no active alarm at or above that severity)
 - 1: ``--fail-on SEVERITY`` was given and an active alarm at or above it exists
@@ -17,17 +19,16 @@ import argparse
 import csv
 import json
 import sys
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-__all__ = ["EXIT_ALARMS", "EXIT_BAD_INPUT", "EXIT_OK", "EXIT_UNREACHABLE", "register"]
+from contract.errors import ExitCode
+from gateway.dashboard.access import TOKEN_SOURCES
+from gateway.dashboard.settings import TOKEN_ENV
 
-EXIT_OK = 0
-EXIT_ALARMS = 1
-EXIT_BAD_INPUT = 2
-EXIT_UNREACHABLE = 3
+__all__ = ["register"]
 
 _SEVERITIES = ("critical", "major", "minor", "warning", "info")
 _STATES = ("active", "acknowledged", "cleared")
@@ -58,8 +59,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     alerts.add_argument("--until", default=None, help="history end, same forms (default now)")
     alerts.add_argument("--limit", type=int, default=200, help="most history rows (200)")
-    alerts.add_argument("--watch", action="store_true", help="keep showing changes until Ctrl-C")
-    alerts.add_argument("--interval", type=float, default=2.0, help="seconds between polls (2)")
+    alerts.add_argument(
+        "--watch",
+        action="store_true",
+        help="live from the broker (MQTT, SENSORGATE_MQTT__*): the current alarms from the"
+        " retained summaries, then each raised/updated/acknowledged/cleared event, until"
+        " Ctrl-C; InfluxDB is not asked",
+    )
     alerts.add_argument("--max-updates", type=int, default=None, help=argparse.SUPPRESS)
     alerts.add_argument(
         "--fail-on",
@@ -67,7 +73,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="exit 1 if an active alarm of this severity or above exists",
     )
-    alerts.add_argument("--json", action="store_true", help="print JSON (one line per update)")
+    alerts.add_argument(
+        "--json", action="store_true", help="print JSON (--watch: one object per line)"
+    )
     alerts.set_defaults(func=_cmd_alerts)
 
     devices = subparsers.add_parser(
@@ -118,17 +126,65 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "dashboard",
         help="serve the web dashboard against an InfluxDB and a broker",
         description="Serve the web dashboard (fleet, alarms, device charts, live updates)."
-        " Settings from SENSORGATE_* variables; the acknowledge button publishes a command"
-        " over MQTT and needs --token unless --read-only.",
+        " Settings from SENSORGATE_* variables ([dashboard]: SENSORGATE_DASHBOARD__*). Every"
+        f" API route needs the access token unless --public-read: {TOKEN_SOURCES}, else a"
+        " random one shown once in the printed URL. The acknowledge button publishes a"
+        " command over MQTT (none with --read-only).",
+        allow_abbrev=False,  # an abbreviated --token=... would be echoed in the error
     )
     _influx_args(dash)
-    dash.add_argument("--host", default="127.0.0.1", help="listen address (127.0.0.1)")
-    dash.add_argument("--port", type=int, default=8080, help="listen port (8080; 0 = any)")
+    dash.add_argument("--host", default=None, help="listen address (127.0.0.1)")
+    dash.add_argument("--port", type=int, default=None, help="listen port (8080; 0 = any)")
     dash.add_argument("--read-only", action="store_true", help="no acknowledge button")
-    dash.add_argument("--token", default=None, help="token the acknowledge action requires")
+    dash.add_argument(
+        "--public-read", action="store_true", help="the read API answers without the token"
+    )
+    dash.add_argument("--token-file", type=Path, default=None, help="file holding the access token")
+    dash.add_argument(
+        "--allowed-host",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="Host header name to answer (repeat; default: the listen address, localhost,"
+        " 127.0.0.1, ::1)",
+    )
+    dash.add_argument("--token", action=_RefuseToken, help=argparse.SUPPRESS)
     dash.add_argument("--duration", type=float, default=None, help=argparse.SUPPRESS)
     dash.set_defaults(func=_cmd_dashboard)
+
+    bench = subparsers.add_parser(
+        "bench-dashboard",
+        help="N live browsers (SSE) on one dashboard: alarm fan-out latency, RSS, CPU",
+        description="Start mosquitto and influxd, run `sensorgate dashboard` as its own"
+        " process, hold --clients event streams open, publish --alarms alarm events on MQTT"
+        " and time each one to every stream (p50/p99/max), with the server's RSS and CPU."
+        " Prints a table (or --json) and writes JSON. See docs/dashboard.md.",
+    )
+    bench.add_argument("--clients", type=int, default=200, help="event streams (200)")
+    bench.add_argument("--alarms", type=int, default=200, help="alarm events timed (200)")
+    bench.add_argument(
+        "--interval", type=float, default=0.05, help="seconds between alarm events (0.05)"
+    )
+    bench.add_argument("--rounds", type=int, default=1, help="repeat the run (fresh services)")
+    bench.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    bench.set_defaults(func=_cmd_bench_dashboard)
     _extend_gateway_run(subparsers)
+
+
+class _RefuseToken(argparse.Action):
+    """Refuses a token on the command line, without repeating it."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs="?", **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kw: Any) -> None:
+        option = self.option_strings[0]
+        parser.exit(
+            ExitCode.REFUSED,
+            f"sensorgate: {option} is not accepted: a token on the command line is visible to"
+            f" every user of this machine (ps, /proc). Give it as {TOKEN_SOURCES}.\n",
+        )
 
 
 def _extend_gateway_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -152,9 +208,21 @@ def _extend_gateway_run(subparsers: argparse._SubParsersAction[argparse.Argument
         default=None,
         help="also serve the web dashboard on this port (process 0 of a cluster only)",
     )
-    run.add_argument("--dashboard-host", default="127.0.0.1", help="dashboard listen address")
-    run.add_argument("--dashboard-token", default=None, help="token of the acknowledge action")
+    run.add_argument("--dashboard-host", default=None, help="dashboard listen address")
     run.add_argument("--dashboard-read-only", action="store_true", help="no acknowledge action")
+    run.add_argument(
+        "--dashboard-public-read",
+        action="store_true",
+        help="the dashboard's read API answers without the token",
+    )
+    run.add_argument(
+        "--dashboard-token-file",
+        type=Path,
+        default=None,
+        help=f"file holding the dashboard's access token (or {TOKEN_ENV})",
+    )
+    run.add_argument("--dashboard-token", action=_RefuseToken, help=argparse.SUPPRESS)
+    run.allow_abbrev = False  # an abbreviated --dashboard-token=... would be echoed
     run.set_defaults(func=_with_dashboard(run.get_default("func")))
 
 
@@ -162,25 +230,37 @@ def _with_dashboard(run_gateway: Callable[[argparse.Namespace], int]) -> Callabl
     def run(args: argparse.Namespace) -> int:
         if args.dashboard_port is None or (getattr(args, "process_id", None) or 0) != 0:
             return run_gateway(args)
-        import logging
-
         from gateway.dashboard.server import Dashboard
         from gateway.settings import load_settings
 
-        dash = Dashboard(
-            load_settings(),
+        settings = load_settings()
+        options = _dashboard_options(
+            settings,
             host=args.dashboard_host,
             port=args.dashboard_port,
             read_only=args.dashboard_read_only,
-            token=args.dashboard_token,
-        ).start()
-        logging.getLogger("gateway").info("dashboard at %s", dash.url)
+            public_read=args.dashboard_public_read,
+            token_file=args.dashboard_token_file,
+        )
+        # Its own event-loop thread; it logs its URL (without the token).
+        dash = Dashboard(settings, options=options).start()
         try:
             return run_gateway(args)
         finally:
             dash.stop()
 
     return run
+
+
+def _dashboard_options(settings: Any, **given: Any) -> Any:
+    """Return the dashboard settings with the command-line options laid over them."""
+    from gateway.dashboard.settings import DashboardSettings
+
+    # Not `v not in (None, False)`: 0 == False, and --port 0 (any free port) is a value.
+    updates = {k: v for k, v in given.items() if v is not None and v is not False}
+    if "token_file" in updates:
+        updates["token"] = None  # the file given here wins over the environment
+    return DashboardSettings.model_validate({**dict(settings.dashboard), **updates})
 
 
 def _influx_args(p: argparse.ArgumentParser) -> None:
@@ -208,18 +288,14 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def _guarded(run: Callable[[], int]) -> int:
-    """Map the views' errors to the documented exit codes."""
-    from contract.errors import ConfigError, StorageError, TimeFormatError
-    from gateway.views.queries import ViewInputError
+    """Map the views' errors to the documented exit codes (:func:`exit_code_for`)."""
+    from contract.errors import SensorGateError, exit_code_for
 
     try:
         return run()
-    except (ViewInputError, ConfigError, TimeFormatError) as exc:
+    except SensorGateError as exc:
         print(f"sensorgate: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except StorageError as exc:
-        print(f"sensorgate: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
+        return exit_code_for(exc)
 
 
 def _utc(when: datetime) -> str:
@@ -276,6 +352,9 @@ def _alarm_table(rows: list[Any], title: str) -> Any:
 
 
 def _cmd_alerts(args: argparse.Namespace) -> int:
+    if args.watch:
+        return _guarded(lambda: _watch(args))
+
     def run() -> int:
         from rich.console import Console
 
@@ -316,31 +395,36 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
         try:
             rows = fetch()
             show(rows)
-            updates = 1
-            if args.watch:
-                last = [r.as_json() for r in rows]
-                try:
-                    while args.max_updates is None or updates < args.max_updates:
-                        time.sleep(args.interval)
-                        rows = fetch()
-                        now = [r.as_json() for r in rows]
-                        if now != last:
-                            last = now
-                            if not args.json:
-                                console.rule(_utc(datetime.now(UTC)))
-                            show(rows)
-                            updates += 1
-                except KeyboardInterrupt:
-                    pass
         finally:
             client.close()
         if args.fail_on and not args.history:
             floor = Severity(args.fail_on).rank
             if any(r.rank >= floor for r in rows if r.state != "cleared"):
-                return EXIT_ALARMS
-        return EXIT_OK
+                return ExitCode.FAILED
+        return ExitCode.OK
 
     return _guarded(run)
+
+
+def _watch(args: argparse.Namespace) -> int:
+    """``alerts --watch``: live over MQTT (:mod:`gateway.alerts_watch`)."""
+    from contract.errors import ConfigError
+    from gateway.alerts_watch import WatchFilter, watch_alerts
+    from gateway.settings import load_settings
+
+    for option in ("history", "since", "until", "fail_on"):
+        if getattr(args, option) not in (None, False):
+            flag = "--" + option.replace("_", "-")
+            raise ConfigError(flag, "--watch shows live events; it does not take " + flag)
+    flt = WatchFilter(
+        site=args.site,
+        device=args.device,
+        metric=args.metric,
+        rule=args.rule,
+        severity=args.severity,
+        state=args.state,
+    )
+    return watch_alerts(load_settings(), flt, as_json=args.json, max_updates=args.max_updates)
 
 
 def _cmd_devices(args: argparse.Namespace) -> int:
@@ -364,7 +448,7 @@ def _cmd_devices(args: argparse.Namespace) -> int:
             client.close()
         if args.json:
             print(json.dumps([d.as_json() for d in fleet]))
-            return EXIT_OK
+            return ExitCode.OK
         table = Table(title=f"{len(fleet)} device(s), {sum(d.online for d in fleet)} online")
         for col in ("site", "device", "status", "last seen", "latest values"):
             table.add_column(col)
@@ -377,7 +461,7 @@ def _cmd_devices(args: argparse.Namespace) -> int:
                 ", ".join(f"{k}={_num(v)}" for k, v in d.values.items()),
             )
         Console(highlight=False).print(table)
-        return EXIT_OK
+        return ExitCode.OK
 
     return _guarded(run)
 
@@ -436,7 +520,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
             for p in points:
                 table.add_row(_utc(p.time), p.series, _num(p.mean), _num(p.min), _num(p.max))
             Console(highlight=False).print(table)
-        return EXIT_OK
+        return ExitCode.OK
 
     return _guarded(run)
 
@@ -445,13 +529,22 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     def run() -> int:
         from gateway.dashboard.server import run_dashboard
 
-        return run_dashboard(
-            _settings(args),
+        settings = _settings(args)
+        options = _dashboard_options(
+            settings,
             host=args.host,
             port=args.port,
             read_only=args.read_only,
-            token=args.token,
-            duration_s=args.duration,
+            public_read=args.public_read,
+            token_file=args.token_file,
+            allowed_hosts=tuple(args.allowed_host) if args.allowed_host else None,
         )
+        return run_dashboard(settings, options=options, duration_s=args.duration)
 
     return _guarded(run)
+
+
+def _cmd_bench_dashboard(args: argparse.Namespace) -> int:
+    from gateway.dashboard.fanout_bench import main_from_args
+
+    return main_from_args(args)

@@ -5,7 +5,7 @@ session, QoS 1 and manual acknowledgement. Messages handed to the dataflow in on
 epoch are acknowledged to the broker only at the start of the first ``next_batch``
 after that epoch's ``snapshot()``: Bytewax calls it once the epoch is complete (and
 committed, with recovery on), so a crash before then makes the broker re-deliver
-(BYTEWAX_NOTES.md, "MQTT in, without losing messages"). Partitions subscribe with a
+(docs/gateway.md, "Delivery: at least once in, exactly once in effect"). Partitions subscribe with a
 shared subscription so the broker splits the load between them.
 
 With ``settings.tls`` every partition connects over TLS (docs/security.md). A filter

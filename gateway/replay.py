@@ -248,6 +248,7 @@ def run_replay(
 
 
 def _cmd(args: argparse.Namespace) -> int:
+    from contract.errors import ExitCode
     from gateway.settings import load_settings
 
     settings = load_settings()
@@ -259,7 +260,7 @@ def _cmd(args: argparse.Namespace) -> int:
             raise ValueError(f"--chunk must be longer than zero; got {args.chunk!r}")
     except ValueError as exc:
         print(f"sensorgate replay: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.REFUSED
     report = run_replay(
         settings,
         since=since,

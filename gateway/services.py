@@ -298,7 +298,7 @@ def start_mosquitto(
                 "persistence true",
                 f"persistence_location {data}/",
                 # A gateway holds acks until its epoch commits: the default of 20
-                # in-flight messages per client would stall it (BYTEWAX_NOTES.md).
+                # in-flight messages per client would stall it (docs/security.md).
                 "max_inflight_messages 0",
                 "max_queued_messages 1000000",
                 "max_queued_bytes 0",

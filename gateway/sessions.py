@@ -206,24 +206,31 @@ def forget_sessions(
     partitions: Iterable[int],
     *,
     force: bool = False,
+    processes: int = 1,
+    workers: int = 1,
     idle_s: float = 0.5,
     drain_s: float = 60.0,
     timeout_s: float = 10.0,
 ) -> list[ForgetResult]:
     """End the broker sessions of the source ``partitions`` (retired ones) of a gateway.
 
-    Raises :class:`ConfigError` for a partition still in use (below
-    ``settings.mqtt.partitions``) unless ``force``.
+    Raises :class:`ConfigError` for a partition still in use (below the partition count
+    of a cluster of ``processes`` x ``workers``; ``mqtt.partitions = "auto"`` depends on
+    it) unless ``force``.
     """
     from gateway.mqtt_source import partition_client_id
 
     mqtt = settings.mqtt
     wanted = sorted(set(partitions))
-    in_use = [p for p in wanted if p < mqtt.partitions]
+    count = mqtt.partition_count(processes, workers)
+    auto = mqtt.partitions == "auto"
+    in_use = [p for p in wanted if p < count]
     if in_use and not force:
         raise ConfigError(
             "--partitions",
-            f"{in_use} are below mqtt.partitions ({mqtt.partitions}): in use by the"
+            f"{in_use} are below mqtt.partitions ({count}"
+            + (f": auto, {processes} process(es) x {workers} worker(s)" if auto else "")
+            + "): in use by the"
             " running gateway, whose session would be taken over. Lower mqtt.partitions"
             " first (docs/security.md), or pass --force if no gateway uses them",
         )
@@ -268,6 +275,15 @@ def register(gateway_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         action="store_true",
         help="also partitions below mqtt.partitions (only when no gateway is running)",
     )
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="processes of the running cluster (with mqtt.partitions = auto; default 1)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=1, help="workers per process (with auto; default 1)"
+    )
     p.add_argument("--dry-run", action="store_true", help="print the client ids only")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=_cmd_forget)
@@ -283,7 +299,9 @@ def _cmd_forget(args: argparse.Namespace) -> int:
         for partition in partitions:
             print(partition_client_id(settings.mqtt, partition))
         return 0
-    results = forget_sessions(settings, partitions, force=args.force)
+    results = forget_sessions(
+        settings, partitions, force=args.force, processes=args.processes, workers=args.workers
+    )
     if args.json:
         print(json.dumps([asdict(r) for r in results]))
         return 0

@@ -42,6 +42,7 @@ from contract import (
 from contract.errors import ConfigError
 from contract.tls import TlsSettings
 from edge.mqtt import MqttSettings
+from gateway.dashboard.settings import DashboardSettings
 
 __all__ = [
     "GatewaySettings",
@@ -542,6 +543,7 @@ class GatewaySettings(BaseSettings):
     influx: InfluxSettings = InfluxSettings()
     ingest: IngestSettings = IngestSettings()
     stream: StreamSettings = StreamSettings()
+    dashboard: DashboardSettings = DashboardSettings()
     epoch_interval_s: Annotated[float, Field(gt=0, le=600)] = 1.0
     """Bytewax epoch: messages are acknowledged to the broker once per epoch."""
     recovery: bool = True

@@ -36,7 +36,7 @@ from typing import IO, Any
 
 import tenacity
 
-from contract.errors import SensorGateError
+from contract.errors import ExitCode, SensorGateError
 
 __all__ = [
     "ClusterGaveUp",
@@ -55,7 +55,7 @@ Commands = Callable[[int], Sequence[Sequence[str]]]
 
 _POLL_S = 0.1
 _PR_SET_PDEATHSIG = 1
-REFUSED_CONFIG = 2
+REFUSED_CONFIG = ExitCode.REFUSED
 """Exit code of a gateway process that refused its configuration: restarting won't help."""
 
 

@@ -3,8 +3,9 @@
 Starts mosquitto and influxd (unless external ones are configured), the gateway in
 its own process (which also serves the web dashboard, on port 8080 or any free port
 when 8080 is taken), and, once the gateway has subscribed, a small simulated fleet;
-prints where everything is, the dashboard's URL with its acknowledge token, and live
-counts until Ctrl-C (or ``--duration``); then stops everything in order.
+prints where everything is, the dashboard's URL with its access token (passed to the
+gateway in its environment, never in argv), and live counts until Ctrl-C (or
+``--duration``); then stops everything in order.
 
 The fleet is the ``demo`` scenario (:mod:`simulators.demo`): the temperature of
 ``demo-000`` jumps by 8 °C for 30 s at 40 s after the fleet starts and every 4 minutes
@@ -27,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
@@ -126,14 +128,16 @@ def run_up(
             )
         workdir = local.workdir if local else Path.cwd()
         dashboard_port = _free_port(dashboard_port) if dashboard_port else free_port()
-        dashboard_token = secrets.token_urlsafe(16)
+        settings, dashboard_url = _dashboard_token(settings, dashboard_port)
         gateway = ManagedProcess(
             "gateway",
             [
                 *(sys.executable, "-m", "gateway.cli", "gateway", "run"),
-                *("--dashboard-port", str(dashboard_port), "--dashboard-token", dashboard_token),
+                *("--dashboard-port", str(dashboard_port)),
             ],
             workdir / "gateway.log",
+            # The dashboard's token goes in the environment (SENSORGATE_DASHBOARD__TOKEN),
+            # which only this user can read, never in argv, which everyone can (ps).
             env={**os.environ, **settings_env(settings)},
         )
         # Readings sent before the gateway subscribes are lost: start the fleet after.
@@ -144,7 +148,7 @@ def run_up(
             devices=devices,
         )
         where = {
-            "dashboard_url": f"http://127.0.0.1:{dashboard_port}/?token={dashboard_token}",
+            "dashboard_url": dashboard_url,
             "mqtt_url": settings.mqtt.url,
             "influx_url": settings.influx.url,
             "database": settings.influx.database,
@@ -203,6 +207,21 @@ def _wait_ready(settings: GatewaySettings, gateway: ManagedProcess, stop: thread
         except httpx.TransportError:
             pass
         stop.wait(0.2)
+
+
+def _dashboard_token(settings: GatewaySettings, port: int) -> tuple[GatewaySettings, str]:
+    """Return the settings with the dashboard's token, and the URL to show.
+
+    A token the user configured (variable or file) is kept and not shown; otherwise a
+    fresh one is made and shown once, in the URL (the local stack's own terminal).
+    """
+    url = f"http://127.0.0.1:{port}/"
+    dash = settings.dashboard
+    if dash.token is not None or dash.token_file is not None:
+        return settings, url
+    token = secrets.token_urlsafe(16)
+    dash = dash.model_copy(update={"token": SecretStr(token)})
+    return settings.model_copy(update={"dashboard": dash}), f"{url}?token={token}"
 
 
 def _free_port(preferred: int) -> int:

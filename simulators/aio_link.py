@@ -23,7 +23,7 @@ no more often than the keepalive requires: a ping must leave within half a
 keepalive after it is due for the broker (which waits 1.5 keepalives) not to drop
 the client. So :class:`_FleetClient` runs the same loop every
 ``housekeeping_s`` (default a third of the keepalive). It overrides aiomqtt's
-private ``_misc_loop``; ``tests/simulators/test_sim_aio_link.py`` pins the private
+private ``_misc_loop``; ``tests/simulators/test_sim_fleet_connections.py`` pins the private
 names it relies on, so an aiomqtt upgrade that changes them fails a test rather than
 a fleet.
 

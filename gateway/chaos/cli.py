@@ -49,6 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _cmd_chaos(args: argparse.Namespace) -> int:
+    from contract.errors import ExitCode
     from gateway.chaos.run import ChaosOptions, dumps, run_chaos
 
     def progress(line: str) -> None:
@@ -56,7 +57,7 @@ def _cmd_chaos(args: argparse.Namespace) -> int:
 
     if args.devices < 2:
         print("error: --devices must be at least 2 (an edge process and a fleet)", file=sys.stderr)
-        return 2
+        return ExitCode.REFUSED
     options = ChaosOptions(
         minutes=args.minutes,
         rate=args.rate,
@@ -72,12 +73,12 @@ def _cmd_chaos(args: argparse.Namespace) -> int:
         report = run_chaos(options, command=command, progress=progress)
     except ValueError as exc:  # a schedule that does not fit the run
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.REFUSED
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(dumps(report) + "\n")
     print(dumps(report) if args.json else format_table(report))
-    return 0 if report["ok"] else 1
+    return ExitCode.OK if report["ok"] else ExitCode.FAILED
 
 
 def format_table(report: dict[str, Any]) -> str:

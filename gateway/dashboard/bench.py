@@ -28,9 +28,12 @@ import httpx
 from contract.alarms import AlarmRaisedEvent, encode_alarm
 from edge.mqtt import MqttLink, MqttSettings
 from gateway.dashboard.server import Dashboard
+from gateway.influx.layout import StorageLayout
 from gateway.influx.lineprotocol import escape_tag, field_string, to_ns
+from gateway.influx.setup import setup_influx
+from gateway.rejections import measurement_of
 from gateway.services import LocalServices
-from gateway.settings import load_settings
+from gateway.settings import InfluxSettings, load_settings
 
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -38,7 +41,7 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 
 
-def _seed(influx_url: str, database: str, devices: int, alarms: int) -> None:
+def _seed(influx: InfluxSettings, devices: int, alarms: int) -> None:
     now = datetime.now(UTC)
     lines = []
     for d in range(devices):
@@ -60,15 +63,29 @@ def _seed(influx_url: str, database: str, devices: int, alarms: int) -> None:
             f"threshold=40.0,message={field_string('too hot ' + escape_tag(dev))}"
             f" {to_ns(now - timedelta(seconds=a))}"
         )
-    with httpx.Client(base_url=influx_url, timeout=60) as http:
-        http.post("/query", params={"q": f'CREATE DATABASE "{database}"'}).raise_for_status()
-        for i in range(0, len(lines), 5000):
-            r = http.post("/write", params={"db": database}, content="\n".join(lines[i : i + 5000]))
-            r.raise_for_status()
+    # As the gateway stores them: database and retention policies made as at its start,
+    # each line in its measurement's policy (the dashboard reads them there).
+    report = setup_influx(influx)
+    if not report.ok:
+        raise RuntimeError(report.to_text())
+    layout = StorageLayout.of(influx)
+    by_policy: dict[str | None, list[str]] = {}
+    for line in lines:
+        by_policy.setdefault(layout.policy(measurement_of(line)), []).append(line)
+    with httpx.Client(base_url=influx.url, timeout=60) as http:
+        for policy, batch in by_policy.items():
+            params = {"db": influx.database} | ({} if policy is None else {"rp": policy})
+            for i in range(0, len(batch), 5000):
+                r = http.post("/write", params=params, content="\n".join(batch[i : i + 5000]))
+                r.raise_for_status()
 
 
-def _feed(influx_url: str, database: str, devices: int, stop: threading.Event) -> None:
-    with httpx.Client(base_url=influx_url, timeout=60) as http:
+def _feed(influx: InfluxSettings, devices: int, stop: threading.Event) -> None:
+    params = {"db": influx.database}
+    raw = StorageLayout.of(influx).policy("readings")
+    if raw is not None:
+        params["rp"] = raw
+    with httpx.Client(base_url=influx.url, timeout=60) as http:
         k = 0
         while not stop.wait(2.0):
             ns = to_ns(datetime.now(UTC))
@@ -78,12 +95,12 @@ def _feed(influx_url: str, database: str, devices: int, stop: threading.Event) -
                 f" value={20.0 + (d + k) % 5!r},seq={1000 + k}i {ns}"
                 for d in range(devices)
             )
-            http.post("/write", params={"db": database}, content=body)
+            http.post("/write", params=params, content=body)
 
 
-def _timed_get(url: str, n: int = 10) -> dict[str, Any]:
+def _timed_get(url: str, token: str, n: int = 10) -> dict[str, Any]:
     times, size = [], 0
-    with httpx.Client(timeout=30) as http:
+    with httpx.Client(timeout=30, headers={"Authorization": f"Bearer {token}"}) as http:
         for _ in range(n):
             t = time.perf_counter()
             r = http.get(url)
@@ -108,17 +125,19 @@ def run(devices: int, alarms: int, updates: int, out: Path | None) -> dict[str, 
             mqtt={"host": ep.mqtt_host, "port": ep.mqtt_port},
             influx={"url": ep.influx_url, "database": "bench"},
         )
-        _seed(ep.influx_url, "bench", devices, alarms)
+        _seed(settings.influx, devices, alarms)
         with (
             Dashboard(settings, port=0, token="bench", poll_s=2.0) as dash,
             MqttLink(MqttSettings(host=ep.mqtt_host, port=ep.mqtt_port)) as link,
             sync_playwright() as pw,
         ):
             figures: dict[str, Any] = {"devices": devices, "active_alarms": alarms}
-            figures["api_fleet"] = _timed_get(dash.url + "api/fleet")
-            figures["api_alarms"] = _timed_get(dash.url + "api/alarms")
+            figures["api_fleet"] = _timed_get(dash.url + "api/fleet", "bench")
+            figures["api_alarms"] = _timed_get(dash.url + "api/alarms", "bench")
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1360, "height": 900})
+            # The page's CSP forbids eval; the measuring predicates below are strings that
+            # Playwright evaluates, so this page (a probe, not a user's) bypasses it.
+            page = browser.new_page(viewport={"width": 1360, "height": 900}, bypass_csp=True)
             loads = []
             for _ in range(3):
                 t = time.perf_counter()
@@ -149,7 +168,7 @@ def run(devices: int, alarms: int, updates: int, out: Path | None) -> dict[str, 
             # The fleet keeps reporting meanwhile: every device a new reading every 2 s.
             stop = threading.Event()
             feeder = threading.Thread(
-                target=_feed, args=(ep.influx_url, "bench", devices, stop), daemon=True
+                target=_feed, args=(settings.influx, devices, stop), daemon=True
             )
             feeder.start()
             latencies = []

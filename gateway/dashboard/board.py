@@ -36,6 +36,7 @@ class AlarmBoard:
     def apply_event(self, event: AlarmEvent) -> bool:
         """Take one MQTT alarm event; return whether the board changed."""
         d = event.data
+        detail = None if d.detail is None else d.detail.model_dump(exclude_none=True)
         doc = {
             "time": d.event_time.isoformat().replace("+00:00", "Z"),
             "alarm_id": d.alarm_id,
@@ -50,11 +51,11 @@ class AlarmBoard:
             "threshold": d.threshold,
             "message": d.message,
             "kind": d.kind,
-            "detail": None if d.detail is None else d.detail.model_dump(exclude_none=True),
+            "detail": detail,
             "folded_raises": d.folded_raises,
             "rate_limited": d.rate_limited,
         }
-        doc["why"] = why(doc["detail"], d.folded_raises, d.rate_limited)
+        doc["why"] = why(detail, d.folded_raises, d.rate_limited)
         return self._put(d.alarm_id, d.event_time, None if d.state.value == "cleared" else doc)
 
     def apply_snapshot(self, rows: list[dict[str, Any]], *, grace_s: float = 30.0) -> bool:

@@ -4,7 +4,7 @@ Escaping follows the line protocol reference: measurement names escape comma and
 space; tag keys and values escape comma, equals sign and space; string field values
 escape double quote and backslash. A backslash in a tag value is written as it is:
 influxd 1.x keeps ``\\`` in a tag as two characters, so doubling it would change the
-id (checked against influxd 1.6 by ``tests/integration/test_influx_roundtrip.py``).
+id (checked against influxd 1.6 by ``tests/integration/test_encoder_influxd.py``).
 The contract refuses ids with control characters or a trailing backslash, the two
 things a tag value cannot carry.
 

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from contract.alarms import AlarmDetail, AlarmState, Severity
 from contract.durations import format_duration, parse_duration
-from contract.errors import SensorGateError, StorageError, TimeFormatError, TopicError
+from contract.errors import InputError, StorageError, TimeFormatError, TopicError
 from contract.ids import check_id
 from gateway.influx.layout import StorageLayout
 from gateway.influx.query import quote_ident, quote_string
@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 
-class ViewInputError(SensorGateError):
+class ViewInputError(InputError):
     """A filter, time or name given to a view is not acceptable (says which and why)."""
 
 

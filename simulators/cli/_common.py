@@ -9,10 +9,13 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-EXIT_OK = 0
-EXIT_BEHIND = 1
-EXIT_CONFIG = 2
-EXIT_BROKER = 3
+from contract.errors import ExitCode
+
+# The codes of contract.errors.ExitCode, named for what the simulators mean by them.
+EXIT_OK = ExitCode.OK
+EXIT_BEHIND = ExitCode.FAILED
+EXIT_CONFIG = ExitCode.REFUSED
+EXIT_BROKER = ExitCode.UNREACHABLE
 
 
 def csv_list(text: str) -> list[str]:

@@ -94,7 +94,7 @@ def run_async(
     settings = common.settings(args)
     try:
         tls = tls_context(settings.tls) if settings.tls is not None else None
-    except BrokerError as exc:
+    except BrokerError as exc:  # a TLS file that cannot be loaded: configuration, not the broker
         common.err(str(exc))
         return common.EXIT_CONFIG
     sinks: list[LabelSink] = []

@@ -361,7 +361,7 @@ def test_only_the_operator_may_acknowledge(broker: Broker, tmp_path: Path) -> No
             text=True,
             timeout=60,
         )
-        assert refused.returncode == 1, refused.stderr
+        assert refused.returncode == 3, refused.stderr  # ExitCode.UNREACHABLE
         assert "Not authorized" in refused.stderr
         assert broker.passwords["sg-dashboard"] not in refused.stderr + refused.stdout
     ids = [json.loads(p)["data"]["alarm_id"] for p in gateway.payloads(topic)]
@@ -384,8 +384,10 @@ def test_the_dashboard_connects_as_its_own_user_and_may_not_acknowledge(
         influx={"url": services.influx_url, "database": f"t_{unique}"},
     )
     with Dashboard(settings, port=0, token="t0ken", poll_s=3600) as dash:
-        assert dash._link.settings.username == "sg-dashboard"
-        assert dash._link.connected
+        feed = dash.call(lambda core: core.feed)
+        assert feed is not None
+        assert feed.link_settings.username == "sg-dashboard"
+        assert dash.stats()["feed"]["state"] == "connected"
         request = urllib.request.Request(
             f"{dash.url}api/ack",
             data=json.dumps({"site": "site-a", "device": "dev-1", "alarm_id": "a1"}).encode(),

@@ -123,61 +123,6 @@ def test_alerts_history_filters(influx: InfluxSettings) -> None:
     assert [r["alarm_id"] for r in json.loads(done.stdout)] == ["m1"]
 
 
-def test_alerts_watch_prints_changes(influx: InfluxSettings) -> None:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "SENSORGATE_INFLUX__URL": influx.url,
-        "SENSORGATE_INFLUX__DATABASE": influx.database,
-    }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "alerts",
-            "--watch",
-            "--json",
-            "--interval",
-            "0.3",
-            "--max-updates",
-            "2",
-        ],
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        assert proc.stdout is not None
-        first = json.loads(proc.stdout.readline())
-        assert len(first) == 2
-        write(
-            influx,
-            [
-                alarm_line(
-                    site="plant",
-                    device="pump-1",
-                    metric="rate",
-                    rule="high",
-                    severity="critical",
-                    state="cleared",
-                    alarm_id="c1",
-                    when=datetime.now(UTC),
-                )
-            ],
-        )
-        second = json.loads(proc.stdout.readline())
-        assert [r["alarm_id"] for r in second] == ["w1"]
-        assert proc.wait(30) == 0
-    finally:
-        proc.kill()
-        proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
-
-
 def test_devices(influx: InfluxSettings) -> None:
     done = sg(influx, "devices", "--json")
     assert done.returncode == 0, done.stderr

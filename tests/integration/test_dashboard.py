@@ -256,11 +256,11 @@ def test_dashboard_shows_live_alarm_ack_and_clear(
 
 def test_read_only_and_token(running_gateway: RunningGateway) -> None:
     settings = running_gateway.settings
-    with Dashboard(settings, port=0, read_only=True, poll_s=1.0) as ro:
+    with Dashboard(settings, port=0, read_only=True, public_read=True, poll_s=1.0) as ro:
         assert httpx.get(ro.url + "api/config").json()["read_only"] is True
         resp = httpx.post(ro.url + "api/ack", json={"site": "s", "device": "d", "alarm_id": "a"})
         assert resp.status_code == 403
-    with Dashboard(settings, port=0, token="right", poll_s=1.0) as dash:
+    with Dashboard(settings, port=0, token="right", public_read=True, poll_s=1.0) as dash:
         body = {"site": "s", "device": "d", "alarm_id": "a"}
         assert httpx.post(dash.url + "api/ack", json=body).status_code == 401
         wrong = {"Authorization": "Bearer wrong"}

@@ -46,6 +46,7 @@ def test_up_serves_the_dashboard() -> None:
         assert url.startswith("http://127.0.0.1:")
         assert "?token=" in url
         base = url.split("?")[0]
+        auth = {"Authorization": "Bearer " + url.split("?token=")[1]}
 
         def served() -> bool:  # the gateway process serves it once it has started
             try:
@@ -59,7 +60,7 @@ def test_up_serves_the_dashboard() -> None:
         assert "SensorGate" in page.text
 
         def five_devices() -> bool:
-            return len(httpx.get(base + "api/fleet").json()["devices"]) == 5
+            return len(httpx.get(base + "api/fleet", headers=auth).json()["devices"]) == 5
 
         wait_for(five_devices, 90, "the demo fleet on the dashboard")
     finally:
@@ -79,7 +80,7 @@ def test_dashboard_command_runs_standalone(services: ServiceEndpoints, unique: s
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "dashboard", "--port", "0", "--read-only",
-         "--duration", "60"],
+         "--public-read", "--duration", "60"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -55,11 +55,13 @@ def test_up_raises_the_demo_alarm_on_the_dashboard_and_in_alerts(tmp_path: Path)
         assert ready["demo_anomaly"]["device"] == "demo-000"
         url = ready["dashboard_url"]
         base = url.split("?")[0]
+        auth = {"Authorization": "Bearer " + url.split("?token=")[1]}
         found: list[dict[str, Any]] = []
 
         def on_dashboard() -> bool:
             try:
-                found[:] = _ours(httpx.get(base + "api/alarms", timeout=5).json())
+                got = httpx.get(base + "api/alarms", headers=auth, timeout=5).json()
+                found[:] = _ours(got)
             except (httpx.TransportError, ValueError):
                 return False
             return bool(found)

@@ -31,9 +31,15 @@
   function devHref(site, device) {
     return "#/device/" + encodeURIComponent(site) + "/" + encodeURIComponent(device);
   }
+  // The access token: from ?token= once, then localStorage. Requests send it in the
+  // Authorization header; the event stream (EventSource sets no header) relies on the
+  // HttpOnly session cookie that POST /api/session sets for it.
+  function token() { return localStorage.getItem("sg-token") || ""; }
+  function authHeaders() { return token() ? { Authorization: "Bearer " + token() } : {}; }
   async function getJSON(url) {
-    const r = await fetch(url, { cache: "no-store" });
+    const r = await fetch(url, { cache: "no-store", headers: authHeaders() });
     const doc = await r.json();
+    if (r.status === 401) throw new Error("This dashboard needs its access token: open the URL printed when it started (…/?token=…).");
     if (!r.ok) throw new Error(doc.error || r.statusText);
     return doc;
   }
@@ -157,7 +163,7 @@
       <path class="band" d="${band}"/><path class="mean" d="${pts.length ? line(pts, "mean") : ""}"/>
       <path class="agg" d="${aggPts.length ? line(aggPts, "mean") : ""}"/>
       ${pts.length < 3 ? pts.map(([t, p]) => `<circle cx="${x(t).toFixed(1)}" cy="${y(p.mean).toFixed(1)}" r="3" fill="#58a6ff"/>`).join("") : ""}${markers}${alarmBands}</svg>
-      <div class="legend"><i style="background:#58a6ff"></i>readings (mean, min–max band)<i style="background:#d2a8ff"></i>window aggregates<i class="expected-key"></i>expected band (median ± 3σ of the 30 buckets before)<i style="background:#f85149"></i>alarm events, with the detector's expected value and band</div></div>`;
+      <div class="legend"><i class="readings-key"></i>readings (mean, min–max band)<i class="agg-key"></i>window aggregates<i class="expected-key"></i>expected band (median ± 3σ of the 30 buckets before)<i class="alarm-key"></i>alarm events, with the detector's expected value and band</div></div>`;
   }
 
   function renderDevice() {
@@ -213,6 +219,19 @@
     } else { state.route = { page: "fleet" }; render(); }
   }
 
+  // The server's own MQTT alarm feed: connected, or reconnecting to the broker (alarms
+  // then arrive with the InfluxDB poll only, a few seconds later).
+  function showFeed(f) {
+    const el = document.getElementById("feed");
+    if (!f || !el) return;
+    const text = { connected: "alarm feed live", connecting: "alarm feed connecting…",
+                   reconnecting: "alarm feed: broker unreachable, retrying", off: "alarm feed off" }[f.state] || f.state;
+    el.textContent = text;
+    el.dataset.state = f.state;
+    el.className = "feed " + (f.state === "connected" ? "on" : "off");
+    el.title = f.error ? f.broker + ": " + f.error + (f.retry_in_s != null ? " (next try in " + f.retry_in_s + " s)" : "") : f.broker;
+  }
+
   function connect() {
     const live = document.getElementById("live");
     const es = new EventSource("/api/events");
@@ -226,6 +245,7 @@
       stats.updates.push({ kind: "alarms", parse_render_ms: performance.now() - t, render_ms: ms, at: Date.now() });
       if (state.route.page === "device") loadDevice();
     });
+    es.addEventListener("feed", (ev) => showFeed(JSON.parse(ev.data)));
     es.addEventListener("fleet", (ev) => {
       const t = performance.now();
       state.fleet = JSON.parse(ev.data);
@@ -244,7 +264,7 @@
     state.pending[b.dataset.ack] = true;
     const r = await fetch("/api/ack", {
       method: "POST",
-      headers: { "Content-Type": "application/json", Authorization: "Bearer " + (localStorage.getItem("sg-token") || "") },
+      headers: { "Content-Type": "application/json", ...authHeaders() },
       body: JSON.stringify({ site: b.dataset.site, device: b.dataset.device, alarm_id: b.dataset.ack, by: "dashboard" }),
     });
     if (!r.ok) {
@@ -259,7 +279,14 @@
   tick(); setInterval(tick, 1000);
   window.addEventListener("hashchange", route);
   (async function start() {
-    state.config = await getJSON("/api/config");
+    if (token()) await fetch("/api/session", { method: "POST", headers: authHeaders() }).catch(() => null);
+    try {
+      state.config = await getJSON("/api/config");
+    } catch (e) {
+      $app.innerHTML = `<div class="error" data-testid="error">${esc(e.message)}</div>`;
+      return;
+    }
+    showFeed(state.config.feed);
     document.getElementById("mode").textContent = state.config.read_only ? "read-only" : "acknowledge enabled";
     try {
       const [fleet, alarms] = await Promise.all([getJSON("/api/fleet"), getJSON("/api/alarms")]);

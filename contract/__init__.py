@@ -26,6 +26,7 @@ from contract.errors import (
     SensorGateError,
     ServiceError,
     StorageError,
+    TimeFormatError,
     TopicError,
 )
 from contract.events import (
@@ -77,6 +78,7 @@ __all__ = [
     "StorageError",
     "TelemetryData",
     "TelemetryEvent",
+    "TimeFormatError",
     "TopicError",
     "TopicKind",
     "TopicScheme",

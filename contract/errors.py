@@ -8,6 +8,7 @@ Hierarchy::
     │   └── DecodeError          bytes that are not a valid event (carries a reason)
     ├── ConfigError              configuration refused (carries the field and the reason)
     ├── InputError               a command's input refused (an option, a filter, a time)
+    │   └── TimeFormatError      a duration or a time not written in an accepted form
     ├── BrokerError              the MQTT broker could not be reached or refused us
     ├── StorageError             InfluxDB (or a local buffer) could not be written or read
     └── ServiceError             a local service (mosquitto, influxd) could not be started
@@ -41,6 +42,7 @@ __all__ = [
     "SensorGateError",
     "ServiceError",
     "StorageError",
+    "TimeFormatError",
     "TopicError",
     "exit_code_for",
 ]
@@ -82,6 +84,14 @@ class ConfigError(SensorGateError):
 
 class InputError(SensorGateError):
     """Input given to a command (an option, a filter, a time) was refused; says which and why."""
+
+
+class TimeFormatError(InputError, ValueError):
+    """A duration or a time is not written in an accepted form (the message says which are).
+
+    Also a ``ValueError``, so a pydantic validator that parses a duration reports it as
+    a validation error of its field. See :mod:`contract.durations`.
+    """
 
 
 class BrokerError(SensorGateError):

@@ -19,9 +19,9 @@ Errors are :class:`~contract.errors.ConfigError` naming the field, e.g.
 from __future__ import annotations
 
 import fnmatch
-import re
 import tomllib
 from collections.abc import Mapping
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
@@ -36,7 +36,8 @@ from pydantic import (
 )
 
 from contract.alarms import Severity
-from contract.errors import ConfigError
+from contract.durations import DURATION_FORMS, parse_duration
+from contract.errors import ConfigError, TimeFormatError
 from dataflows.alarms import AlarmPolicy
 
 __all__ = [
@@ -62,24 +63,24 @@ __all__ = [
 ]
 
 _US = 1_000_000
-_UNITS = {"ms": 1_000, "s": _US, "m": 60 * _US, "h": 3600 * _US, "d": 86_400 * _US}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 
 
 def parse_duration_us(value: object) -> int:
-    """Parse ``"30s"``, ``"5m"``, ``"1.5h"`` or a number of seconds into microseconds."""
+    """Parse a duration (``"30s"``, ``"5m"``, ``"1.5h"``) or a number of seconds into µs.
+
+    Strings follow the project's one grammar (:func:`contract.durations.parse_duration`);
+    a TOML number is seconds.
+    """
     if isinstance(value, bool):
-        raise ValueError(f"expected a duration like 30s or 5m; got {value!r}")
+        raise TimeFormatError(f"expected a duration like {DURATION_FORMS}; got {value!r}")
     if isinstance(value, int | float):
         seconds = float(value)
         if seconds < 0:
             raise ValueError(f"a duration cannot be negative; got {value}")
         return round(seconds * _US)
     if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match is not None:
-            return round(float(match[1]) * _UNITS[match[2]])
-    raise ValueError(f"expected a duration like 500ms, 30s, 5m, 1h, 1d; got {value!r}")
+        return parse_duration(value) // timedelta(microseconds=1)
+    raise TimeFormatError(f"expected a duration like {DURATION_FORMS}; got {value!r}")
 
 
 Duration = Annotated[int, BeforeValidator(parse_duration_us)]

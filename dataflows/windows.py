@@ -22,7 +22,6 @@ watermark before they reach the store.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,13 +29,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from contract.durations import parse_duration
 from dataflows.columns import AggregateColumns
 
 __all__ = ["Aggregate", "WindowSpec", "WindowStore", "parse_window"]
 
-_US = 1_000_000
-_UNITS = {"ms": 1_000, "s": _US, "m": 60 * _US, "h": 3600 * _US, "d": 86_400 * _US}
-_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)\s*$")
 _MIN_STEP_US = 10_000  # start indices must fit the key's 40 bits (see _START_BITS)
 _START_BITS = 40
 _START_BIAS = 1 << (_START_BITS - 1)  # window indices before 1970 stay positive in the key
@@ -47,10 +44,7 @@ I64 = npt.NDArray[np.int64]
 
 
 def _parse_duration(text: str) -> int:
-    match = _DURATION.match(text)
-    if match is None:
-        raise ValueError(f"expected a duration like 10s, 1m, 5m, 1h; got {text!r}")
-    value = int(match[1]) * _UNITS[match[2]]
+    value = parse_duration(text) // timedelta(microseconds=1)
     if value <= 0:
         raise ValueError(f"a window must be longer than zero; got {text!r}")
     return value
@@ -77,7 +71,10 @@ class WindowSpec:
 
 
 def parse_window(text: str) -> WindowSpec:
-    """Parse ``"10s"`` (tumbling) or ``"5m/1m"`` (sliding: length/step)."""
+    """Parse ``"10s"`` (tumbling) or ``"5m/1m"`` (sliding: length/step).
+
+    Each duration is written as :func:`contract.durations.parse_duration` reads it.
+    """
     length_text, _, step_text = text.partition("/")
     length = _parse_duration(length_text)
     step = _parse_duration(step_text) if step_text else length

@@ -20,7 +20,7 @@ import csv
 import json
 import sys
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,9 @@ _STATES = ("active", "acknowledged", "cleared")
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``alerts``, ``devices``, ``query`` and ``dashboard`` to a ``sensorgate`` parser."""
     epilog = (
-        "Exit codes: 0 ok, 1 active alarms at/above --fail-on, 2 bad input, 3 InfluxDB unreachable."
+        "Times: now, a duration ago (2h, 30m, 7d; or -2h) or ISO 8601 (2026-03-01T10:00:00Z);"
+        " a time without a zone is UTC. Exit codes: 0 ok, 1 active alarms at/above --fail-on,"
+        " 2 bad input, 3 InfluxDB unreachable."
     )
 
     alerts = subparsers.add_parser(
@@ -51,9 +53,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _filter_args(alerts)
     alerts.add_argument("--history", action="store_true", help="list alarm events, newest first")
     alerts.add_argument(
-        "--since", default=None, help="history start: 24h (ago), now or an ISO time"
+        "--since",
+        default=None,
+        help="history start: 24h (ago), now or an ISO 8601 time (without a zone: UTC)",
     )
-    alerts.add_argument("--until", default=None, help="history end (default now)")
+    alerts.add_argument("--until", default=None, help="history end, same forms (default now)")
     alerts.add_argument("--limit", type=int, default=200, help="most history rows (200)")
     alerts.add_argument(
         "--watch",
@@ -83,8 +87,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     _influx_args(devices)
     devices.add_argument("--site", default=None, help="only this site")
-    devices.add_argument("--lookback", default="1h", help="how far back to look (1h)")
-    devices.add_argument("--offline-after", default="60s", help="silence that means offline")
+    devices.add_argument("--lookback", default="1h", help="how far back to look: 30m, 1h, 1d (1h)")
+    devices.add_argument(
+        "--offline-after", default="60s", help="silence that means offline: 30s, 5m (60s)"
+    )
     devices.add_argument("--json", action="store_true", help="print JSON")
     devices.set_defaults(func=_cmd_devices)
 
@@ -99,8 +105,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     query.add_argument("--site", required=True)
     query.add_argument("--device", required=True)
     query.add_argument("--metric", default=None, help="only this metric")
-    query.add_argument("--since", default="1h", help="start: 1h (ago), now or an ISO time (1h)")
-    query.add_argument("--until", default="now", help="end (now)")
+    query.add_argument(
+        "--since",
+        default="1h",
+        help="start: 1h (ago), now or an ISO 8601 time (without a zone: UTC) (1h)",
+    )
+    query.add_argument("--until", default="now", help="end, same forms (now)")
     query.add_argument("--interval", default=None, help="bucket (10s, 1m, ...) or raw")
     query.add_argument(
         "--source",
@@ -349,8 +359,9 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
         from rich.console import Console
 
         from contract.alarms import Severity
+        from contract.durations import parse_time
         from gateway.influx.query import InfluxQL
-        from gateway.views.queries import AlarmFilter, Views, parse_time
+        from gateway.views.queries import AlarmFilter, Views
 
         flt = AlarmFilter(
             site=args.site,
@@ -360,8 +371,9 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
             severity=args.severity,
             state=args.state,
         )
-        start = parse_time(args.since) if args.since else None
-        end = parse_time(args.until) if args.until else None
+        now = datetime.now(UTC)
+        start = parse_time(args.since, now=now) if args.since else None
+        end = parse_time(args.until, now=now) if args.until else None
         client = InfluxQL(_settings(args).influx)
         views = Views(client)
         console = Console(highlight=False)
@@ -420,8 +432,9 @@ def _cmd_devices(args: argparse.Namespace) -> int:
         from rich.console import Console
         from rich.table import Table
 
+        from contract.durations import parse_duration
         from gateway.influx.query import InfluxQL
-        from gateway.views.queries import Views, parse_duration
+        from gateway.views.queries import Views
 
         client = InfluxQL(_settings(args).influx)
         try:
@@ -458,11 +471,13 @@ def _cmd_query(args: argparse.Namespace) -> int:
         from rich.console import Console
         from rich.table import Table
 
+        from contract.durations import parse_time
         from gateway.influx.query import InfluxQL
-        from gateway.views.queries import Views, parse_time
+        from gateway.views.queries import Views
 
         settings = _settings(args)
-        start, end = parse_time(args.since), parse_time(args.until)
+        now = datetime.now(UTC)
+        start, end = parse_time(args.since, now=now), parse_time(args.until, now=now)
         client = InfluxQL(settings.influx)
         source = args.source
         try:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import uuid
 from collections import Counter, defaultdict
@@ -30,25 +29,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from contract.durations import parse_duration, parse_time
+
 __all__ = ["ReplayReport", "register", "run_replay"]
 
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 _REPLAY_NS = uuid.UUID("3b0c0b52-1f0e-5d0c-8f8e-2f3b9f7a9d11")
-
-
-def parse_when(text: str, now: datetime | None = None) -> datetime:
-    """``now``, a duration ago (``90m``, ``2h``, ``1d``) or ISO 8601 with a zone."""
-    now = now or datetime.now(UTC)
-    if text == "now":
-        return now
-    match = _RELATIVE.match(text)
-    if match:
-        return now - timedelta(seconds=float(match[1]) * _UNIT_S[match[2]])
-    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if when.tzinfo is None:
-        raise ValueError(f"a time needs a zone (e.g. Z or +00:00); got {text!r}")
-    return when.astimezone(UTC)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -60,8 +45,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         " of a time range, per device in event-time order; write the results apart from"
         " live data and print a summary. InfluxDB from SENSORGATE_INFLUX__* settings.",
     )
-    p.add_argument("--since", required=True, help="start: ISO 8601 with zone, or 2h/1d ago")
-    p.add_argument("--until", default="now", help="end (exclusive; default now)")
+    p.add_argument(
+        "--since",
+        required=True,
+        help="start: 2h or 1d (ago), now, or an ISO 8601 time (without a zone: UTC)",
+    )
+    p.add_argument("--until", default="now", help="end, exclusive, in the same forms (now)")
     p.add_argument("--rules", type=Path, default=None, help="rules TOML (default: built-in)")
     p.add_argument(
         "--database-out",
@@ -71,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--site", default=None, help="only this site")
     p.add_argument("--device", default=None, help="only this device")
-    p.add_argument("--chunk", default="1h", help="time span read per query (1h)")
+    p.add_argument("--chunk", default="1h", help="time span read per query: 30m, 1h, 1d (1h)")
     p.add_argument("--dry-run", action="store_true", help="write nothing, only report")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd)
@@ -265,8 +254,10 @@ def _cmd(args: argparse.Namespace) -> int:
     settings = load_settings()
     now = datetime.now(UTC)
     try:
-        since, until = parse_when(args.since, now), parse_when(args.until, now)
-        chunk = timedelta(seconds=(now - parse_when(args.chunk, now)).total_seconds())
+        since, until = parse_time(args.since, now=now), parse_time(args.until, now=now)
+        chunk = parse_duration(args.chunk)
+        if chunk <= timedelta(0):
+            raise ValueError(f"--chunk must be longer than zero; got {args.chunk!r}")
     except ValueError as exc:
         print(f"sensorgate replay: {exc}", file=sys.stderr)
         return ExitCode.REFUSED

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from contract.errors import BrokerError
-from edge.mqtt import MqttLink, MqttSettings
+from edge.mqtt import Backoff, MqttLink, MqttSettings
 from simulators.timebase import LagStats
 
 log = logging.getLogger(__name__)
@@ -263,8 +263,9 @@ class MultiplexedLinks(LinkPool):
     Here the links are the edge's :class:`~edge.mqtt.MqttLink` objects all the same
     (same client setup, same ``publish``), but their sockets are served by paho's
     external-loop API (``loop_read``/``loop_write``/``loop_misc``) from one thread
-    with an epoll selector. A lost connection is re-established with capped
-    exponential backoff.
+    with an epoll selector. A lost connection is re-established with the edge link's
+    capped, jittered exponential backoff (:class:`~edge.mqtt.Backoff`, from the same
+    ``reconnect_*`` settings).
     """
 
     def __init__(
@@ -297,7 +298,7 @@ class MultiplexedLinks(LinkPool):
         self._stopping = threading.Event()  # the serving thread ends once set
         self._thread: threading.Thread | None = None
         self._retry_at: dict[int, float] = {}
-        self._retry_delay: dict[int, float] = {}
+        self._retry_backoff: dict[int, Backoff] = {}
         for i, link in enumerate(self._links):
             client = link.client
             client.on_socket_open = self._opened(i)
@@ -414,13 +415,18 @@ class MultiplexedLinks(LinkPool):
                 if self._closing.is_set():
                     continue
                 if now >= self._retry_at.get(index, 0.0):
-                    delay = self._retry_delay.get(index, settings.reconnect_min_s)
-                    self._retry_delay[index] = min(delay * 2, settings.reconnect_max_s)
-                    self._retry_at[index] = now + delay
+                    backoff = self._retry_backoff.get(index)
+                    if backoff is None:  # the same waits as the edge link's own reconnects
+                        backoff = self._retry_backoff[index] = Backoff(
+                            settings.reconnect_min_s,
+                            max(settings.reconnect_min_s, settings.reconnect_max_s),
+                            settings.reconnect_jitter,
+                        )
+                    self._retry_at[index] = now + backoff.next()
                     with contextlib.suppress(OSError, ValueError):
                         client.reconnect()
                 continue
-            self._retry_delay.pop(index, None)
+            self._retry_backoff.pop(index, None)
             client.loop_misc()  # keepalive pings
             # A message queued just as the previous write finished can miss its
             # wake-up (paho flips its "registered" flag without a lock): sweep for it.

@@ -12,10 +12,11 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
+from contract.durations import parse_duration
 from contract.errors import SensorGateError, StorageError
 from gateway.dashboard.access import AccessToken
 from gateway.dashboard.board import AlarmBoard
@@ -26,7 +27,7 @@ from gateway.dashboard.pool import BlockingPool
 from gateway.dashboard.settings import DashboardSettings
 from gateway.influx.query import InfluxQL
 from gateway.settings import GatewaySettings
-from gateway.views.queries import AlarmFilter, ViewInputError, Views, parse_duration
+from gateway.views.queries import AlarmFilter, ViewInputError, Views
 
 __all__ = ["RANGES", "DashboardCore", "StaticAsset", "load_static"]
 
@@ -81,9 +82,7 @@ class DashboardCore:
         self.hub = Hub(queue_size=options.stream_queue, max_streams=options.max_streams)
         self.pool = BlockingPool(workers=options.workers, queued=options.queued_calls)
         self._client = client
-        self.views = Views(
-            self._client, offline_after=parse_duration(f"{int(options.offline_after_s)}s")
-        )
+        self.views = Views(self._client, offline_after=timedelta(seconds=options.offline_after_s))
         self.feed: AlarmFeed | None = None
         if mqtt:
             self.feed = AlarmFeed(

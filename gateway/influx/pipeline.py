@@ -59,12 +59,20 @@ from __future__ import annotations
 
 import heapq
 import logging
-import random
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    wait_exponential,
+    wait_random_exponential,
+)
 
 from contract.errors import StorageError
 from gateway.influx.spill import PackedBatch, SpillBuffer, split_lines
@@ -135,21 +143,27 @@ class _Request:
         return [line for b in self.bodies for line in split_lines(b.body)]
 
 
-class _Backoff:
-    """Exponential backoff with full jitter, capped."""
+def _drain_wait(cap: float) -> Callable[[RetryCallState], float]:
+    """Wait before drain attempt ``n + 1``: a uniform draw from ``[d / 2, d]``.
 
-    def __init__(self, initial: float, cap: float) -> None:
-        self._initial = initial
-        self._cap = cap
-        self._next = initial
+    ``d = min(cap, 0.1 * 2 ** (n - 1))`` (tenacity's exponential wait, half of it fixed
+    and half drawn at random), or longer if the server said when to come back.
+    """
+    half = wait_exponential(multiplier=0.05, max=cap / 2)
+    jittered = half + wait_random_exponential(multiplier=0.05, max=cap / 2)
 
-    def next(self) -> float:
-        delay = random.uniform(self._next / 2, self._next)
-        self._next = min(self._next * 2, self._cap)
+    def wait(state: RetryCallState) -> float:
+        delay = float(jittered(state))
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, StorageError) and exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)
         return delay
 
-    def reset(self) -> None:
-        self._next = self._initial
+    return wait
+
+
+class _DrainStopped(Exception):
+    """The writer is closing: end the drain instead of attempting again."""
 
 
 def _chunks(lines: Sequence[str], size: int) -> list[tuple[bytes, int]]:
@@ -215,6 +229,7 @@ class PipelinedWriter:
         self._spilled = 0
         self._drained = 0
         self._drain_retries = 0
+        self._last_drain_log = -_LOG_EVERY_S
         self._full = False
         self._full_seconds = 0.0
         self._spilling_since: float | None = None
@@ -659,41 +674,53 @@ class PipelinedWriter:
     def _drain_loop(self) -> None:
         spill = self._spill
         assert spill is not None
-        backoff = _Backoff(0.1, self._settings.drain_backoff_max_s)
-        failures, last_logged = 0, -_LOG_EVERY_S
+        # A fresh retry state per drain: a success starts the backoff over.
+        retrying = Retrying(
+            retry=retry_if_exception_type(Exception) & retry_if_not_exception_type(_DrainStopped),
+            wait=_drain_wait(self._settings.drain_backoff_max_s),
+            sleep=self._stop.wait,  # a close ends the wait at once
+            before_sleep=self._drain_failed,
+            reraise=True,
+        )
         while True:
             with self._room:
                 while not len(spill) and not self._stop.is_set():
                     self._room.wait()
             if self._stop.is_set():
                 return
+            self._last_drain_log = -_LOG_EVERY_S
             try:
-                sent = self._drain_once(spill)
-            except Exception as exc:  # the thread must survive whatever happens
-                with self._counts:
-                    self._drain_retries += 1
-                delay = backoff.next()
-                if isinstance(exc, StorageError) and exc.retry_after is not None:
-                    delay = max(delay, exc.retry_after)
-                # The first failure, then one line every _LOG_EVERY_S: an outage of an
-                # hour should not write a thousand warnings.
-                now = time.monotonic()
-                if now - last_logged >= _LOG_EVERY_S:
-                    last_logged = now
-                    log.warning(
-                        "draining the spill (%d points, %d bytes waiting) failed %d times: %s",
-                        spill.points,
-                        spill.bytes,
-                        failures + 1,
-                        exc,
-                    )
-                failures += 1
-                self._stop.wait(delay)
-                continue
-            failures, last_logged = 0, -_LOG_EVERY_S
-            backoff.reset()
+                sent = retrying(self._drain_attempt, spill)
+            except _DrainStopped:
+                return
             # Spare a server that has just come back: at most drain_rate points/s.
             self._stop.wait(sent / self._settings.drain_rate)
+
+    def _drain_attempt(self, spill: SpillBuffer) -> int:
+        if self._stop.is_set():
+            raise _DrainStopped
+        return self._drain_once(spill)
+
+    def _drain_failed(self, state: RetryCallState) -> None:
+        """Count a failed drain; log the first, then one line every _LOG_EVERY_S.
+
+        An outage of an hour should not write a thousand warnings.
+        """
+        with self._counts:
+            self._drain_retries += 1
+        now = time.monotonic()
+        if now - self._last_drain_log < _LOG_EVERY_S:
+            return
+        self._last_drain_log = now
+        spill = self._spill
+        assert spill is not None
+        log.warning(
+            "draining the spill (%d points, %d bytes waiting) failed %d times: %s",
+            spill.points,
+            spill.bytes,
+            state.attempt_number,
+            state.outcome.exception() if state.outcome else None,
+        )
 
     def _drain_once(self, spill: SpillBuffer) -> int:
         batch = spill.peek(self._settings.batch_size)

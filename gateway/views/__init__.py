@@ -12,7 +12,6 @@ from gateway.views.queries import (
     SeriesPoint,
     Views,
     choose_interval,
-    parse_time,
 )
 
 __all__ = [
@@ -22,5 +21,4 @@ __all__ = [
     "SeriesPoint",
     "Views",
     "choose_interval",
-    "parse_time",
 ]

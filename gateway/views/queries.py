@@ -24,7 +24,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from contract.alarms import AlarmDetail, AlarmState, Severity
-from contract.errors import InputError, StorageError, TopicError
+from contract.durations import format_duration, parse_duration
+from contract.errors import InputError, StorageError, TimeFormatError, TopicError
 from contract.ids import check_id
 from gateway.influx.layout import StorageLayout
 from gateway.influx.query import quote_ident, quote_string
@@ -40,8 +41,7 @@ __all__ = [
     "ViewInputError",
     "Views",
     "choose_interval",
-    "parse_duration",
-    "parse_time",
+    "parse_interval",
 ]
 
 
@@ -61,9 +61,6 @@ class QueryRunner(Protocol):
         ...
 
 
-_DURATION_RE = re.compile(r"^(\d{1,9})(ms|s|m|h|d|w)$")
-_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
 # Chart intervals, smallest first: the interval of a range is the first that gives at
 # most MAX_POINTS buckets.
 INTERVALS: tuple[str, ...] = ("10s", "1m", "5m", "15m", "1h", "6h", "1d", "7d")
@@ -77,38 +74,28 @@ DETAIL_FIELDS: tuple[str, ...] = tuple(AlarmDetail.model_fields)
 """Fields of the ``alarms`` measurement that hold an alarm's explanation."""
 
 
-def parse_duration(text: str) -> timedelta:
-    """Parse ``90s``, ``15m``, ``2h``, ``7d``; raise :class:`ViewInputError` otherwise."""
-    m = _DURATION_RE.match(text.strip())
-    if m is None:
-        raise ViewInputError(f"expected a duration like 30s, 15m, 2h or 7d; got {text!r}")
-    return timedelta(seconds=int(m.group(1)) * _UNIT_S[m.group(2)])
+def parse_interval(text: str) -> tuple[str, timedelta]:
+    """Return a bucket interval as an InfluxQL duration literal and as a timedelta.
+
+    ``text`` is a duration as :func:`contract.durations.parse_duration` reads it
+    (``90s``, ``1.5m``, ``2h``), of whole milliseconds and at least 1 ms; the literal
+    is its shortest exact form (``1.5m`` gives ``90s``). Raises :class:`ViewInputError`.
+    """
+    try:
+        step = parse_duration(text)
+    except TimeFormatError as exc:
+        raise ViewInputError(str(exc)) from None
+    if step < _MS or step % _MS:
+        raise ViewInputError(f"an interval must be whole milliseconds, at least 1ms; got {text!r}")
+    return format_duration(step), step
 
 
+_MS = timedelta(milliseconds=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _ns(when: datetime) -> int:
     return ((when - _EPOCH) // timedelta(microseconds=1)) * 1000
-
-
-def parse_time(text: str, *, now: datetime | None = None) -> datetime:
-    """Parse ``now``, ``-2h`` or ``2h`` (that long ago), or an ISO 8601 time (naive: UTC)."""
-    now = now or datetime.now(UTC)
-    text = text.strip()
-    if text == "now":
-        return now
-    if text.startswith("-"):
-        return now - parse_duration(text[1:])
-    if _DURATION_RE.match(text):
-        return now - parse_duration(text)
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ViewInputError(
-            f"expected 'now', '-2h' or an ISO 8601 time like 2026-01-02T03:04:05Z; got {text!r}"
-        ) from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def choose_interval(span: timedelta, *, max_points: int = MAX_POINTS) -> str:
@@ -474,13 +461,13 @@ class Views:
             return interval, [
                 SeriesPoint(_ts(r["time"]) or start, _series_name(r), r["value"]) for r in rows
             ]
-        step = parse_duration(interval)
+        interval, step = parse_interval(interval)
         if not self.reads_aggregates(start, end, interval, now=now):
             return interval, self._raw_buckets(where[1:], start, end, interval)
         if windows is None:
             windows = self._stored_windows(site, device)
         points: list[SeriesPoint] = []
-        if any(_DURATION_RE.match(w) for w in windows):
+        if any(_tumbling_length(w) is not None for w in windows):
             base = [*where[1:]]
             for window in reversed(_usable_windows(windows, step)):
                 where_w = [_time_clause(start, end), *base, f'"window" = {_id("window", window)}']
@@ -568,8 +555,8 @@ class Views:
         The stored window used is the largest of ``windows`` not longer than the chosen
         interval (so a week reads 1-minute windows, not 10-second ones).
         """
-        interval = interval or choose_interval(end - start)
-        usable = _usable_windows(windows, parse_duration(interval))
+        interval, step = parse_interval(interval or choose_interval(end - start))
+        usable = _usable_windows(windows, step)
         base = [
             _time_clause(start, end),
             f"site = {_id('site', site)}",
@@ -607,8 +594,7 @@ class Views:
         Read from the stored aggregates of the largest window not longer than the
         interval, from :data:`~gateway.views.bands.LOOKBACK` buckets before ``start``.
         """
-        interval = interval or choose_interval(end - start)
-        step = parse_duration(interval)
+        interval, step = parse_interval(interval or choose_interval(end - start))
         since = start - step * LOOKBACK
         base = [
             _time_clause(since, end),
@@ -642,11 +628,21 @@ class Views:
 
 def _usable_windows(windows: tuple[str, ...], step: timedelta) -> list[str]:
     """Tumbling windows not longer than ``step``, shortest first (else the shortest)."""
-    tumbling = [w for w in windows if _DURATION_RE.match(w)]  # not sliding "5m/1m"
-    if not tumbling:
+    lengths = {w: length for w in windows if (length := _tumbling_length(w)) is not None}
+    if not lengths:
         raise ViewInputError(f"no tumbling window among {windows!r}")
-    usable = sorted((w for w in tumbling if parse_duration(w) <= step), key=parse_duration)
-    return usable or [min(tumbling, key=parse_duration)]
+    usable = sorted((w for w in lengths if lengths[w] <= step), key=lengths.__getitem__)
+    return usable or [min(lengths, key=lengths.__getitem__)]
+
+
+def _tumbling_length(window: str) -> timedelta | None:
+    """Length of a tumbling window's name (``1m``); None for a sliding one (``5m/1m``)."""
+    if "/" in window:
+        return None
+    try:
+        return parse_duration(window)
+    except TimeFormatError:
+        return None
 
 
 def _series_name(row: dict[str, Any]) -> str:

@@ -90,7 +90,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sim.add_argument(
         "--start",
         default=None,
-        help="event time of the start, ISO 8601 with zone (default: see docs)",
+        help="event time of the start: ISO 8601 (without a zone: UTC), now or 2h (ago)"
+        " (default: see docs)",
     )
     sim.add_argument("--seed", type=int, default=None, help="random seed (0)")
     sim.add_argument("--anomalies", default=None, help="comma-separated anomaly specs")
@@ -257,9 +258,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--rebase",
         default=None,
         metavar="START",
-        help="shift every timestamp so the first row falls at START (ISO 8601 with zone, or"
-        " 'now'), or with 'ends-now' the last row at now (a backfill the gateway accepts);"
-        " default: the original timestamps",
+        help="shift every timestamp so the first row falls at START (ISO 8601, without a"
+        " zone UTC; 'now'; or 2h for two hours ago), or with 'ends-now' the last row at now"
+        " (a backfill the gateway accepts); default: the original timestamps",
     )
     rep.add_argument(
         "--skip-bad-rows",

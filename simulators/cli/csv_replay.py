@@ -5,26 +5,22 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from simulators.cli import _common as common
 
 
 def _rebase(text: str | None, table: Any) -> datetime | None:
-    from datetime import UTC
+    from contract.durations import parse_time
 
     if text is None or not table.rows:
         return None
-    if text == "now":
-        return datetime.now(UTC)
+    now = datetime.now(UTC)
     if text == "ends-now":
         span: timedelta = max(row.time for row in table.rows) - table.rows[0].time
-        return datetime.now(UTC) - span
-    when = datetime.fromisoformat(text)
-    if when.tzinfo is None:
-        raise ValueError(f"--rebase needs a zone (e.g. 2026-01-01T00:00:00Z); got {text!r}")
-    return when
+        return now - span
+    return parse_time(text, now=now)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 
 from simulators.cli import _common as common
 
@@ -12,6 +12,7 @@ from simulators.cli import _common as common
 def run(args: argparse.Namespace) -> int:
     """Run the command; return its exit code."""
     from contract import TopicScheme
+    from contract.durations import parse_time
     from contract.errors import BrokerError, ConfigError, TopicError
     from simulators.anomalies import RandomAnomalies, ScheduledAnomaly, parse_anomaly_spec
     from simulators.dialects import DialectPublisher
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
                 randoms.append(spec)
             else:
                 scheduled.append(spec)
-        start = datetime.fromisoformat(args.start) if args.start else None
+        start = parse_time(args.start, now=datetime.now(UTC)) if args.start else None
         if args.scenario:
             scenario = load_scenario(args.scenario).override(
                 seed=args.seed,

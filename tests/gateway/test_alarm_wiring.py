@@ -19,7 +19,6 @@ from dataflows.ingest import CommandIn, Ingestor, RawMessage, Rejected, StatusIn
 from gateway.app import RulesWatcher
 from gateway.influx.lineprotocol import alarm_line
 from gateway.metrics import GatewayMetrics
-from gateway.replay import parse_when
 
 T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -118,10 +117,3 @@ def test_ingest_keys_status_and_commands_by_device_and_rejects_mismatches() -> N
     assert wrong.reason is DeadLetterReason.TOPIC_MISMATCH
     junk = ingestor.accept(RawMessage(scheme.status("s", "d"), b"{}", now))
     assert isinstance(junk, Rejected)
-
-
-def test_replay_times() -> None:
-    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-    assert parse_when("now", now) == now
-    assert parse_when("90m", now) == datetime(2026, 3, 1, 10, 30, tzinfo=UTC)
-    assert parse_when("2026-03-01T00:00:00Z", now) == datetime(2026, 3, 1, tzinfo=UTC)

@@ -364,3 +364,21 @@ def test_make_pipelined_writer_claims_its_own_spill(tmp_path: Path) -> None:
     finally:
         writer.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_drain_waits_double_to_the_cap_between_half_and_all_of_it() -> None:
+    from tenacity import RetryCallState
+
+    from gateway.influx.pipeline import _drain_wait
+
+    wait = _drain_wait(1.0)
+    for attempt, ceiling in [(1, 0.1), (2, 0.2), (3, 0.4), (4, 0.8), (5, 1.0), (40, 1.0)]:
+        state = RetryCallState(None, None, (), {})
+        state.attempt_number = attempt
+        delays = [wait(state) for _ in range(50)]
+        assert all(ceiling / 2 <= d <= ceiling + 1e-9 for d in delays)
+        assert len(set(delays)) > 1  # jittered
+    state = RetryCallState(None, None, (), {})
+    busy = StorageError("busy", retry_after=7.0)
+    state.set_exception((StorageError, busy, None))
+    assert wait(state) == 7.0  # the server's Retry-After, when longer

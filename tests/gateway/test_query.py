@@ -15,8 +15,7 @@ from gateway.views.queries import (
     ViewInputError,
     Views,
     choose_interval,
-    parse_duration,
-    parse_time,
+    parse_interval,
 )
 
 
@@ -28,17 +27,24 @@ def test_choose_interval_grows_with_the_range() -> None:
     assert choose_interval(timedelta(days=3650)) == "7d"
 
 
-def test_parse_time_and_duration() -> None:
-    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    assert parse_time("now", now=now) == now
-    assert parse_time("-2h", now=now) == now - timedelta(hours=2)
-    assert parse_time("2h", now=now) == now - timedelta(hours=2)
-    assert parse_time("2026-01-01T00:00:00", now=now) == datetime(2026, 1, 1, tzinfo=UTC)
-    assert parse_time("2026-01-01T01:00:00+01:00", now=now) == datetime(2026, 1, 1, tzinfo=UTC)
-    assert parse_duration("15m") == timedelta(minutes=15)
-    for bad in ("yesterday", "-2x", "1h; DROP DATABASE x"):
+def test_intervals_are_written_as_influxql_literals() -> None:
+    assert parse_interval("15m") == ("15m", timedelta(minutes=15))
+    assert parse_interval("1.5m") == ("90s", timedelta(seconds=90))
+    assert parse_interval(" 2 h ") == ("2h", timedelta(hours=2))
+    assert parse_interval("7d") == ("7d", timedelta(days=7))
+    for bad in ("yesterday", "0s", "1500us", "1h; DROP DATABASE x"):
         with pytest.raises(ViewInputError):
-            parse_time(bad, now=now)
+            parse_interval(bad)
+
+
+def test_a_bucket_interval_reaches_influxql_in_its_canonical_form() -> None:
+    runner = FakeQueryRunner()
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    interval, _ = Views(runner).readings(
+        "s", "d", start=now - timedelta(hours=1), end=now, interval="1.5 m", now=now
+    )
+    assert interval == "90s"
+    assert "GROUP BY time(90s)" in runner.statements[-1]
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from gateway.cluster import prepare_recovery
 from gateway.influx.query import InfluxQL
 from gateway.services import ManagedProcess, start_influxd, start_mosquitto
 from gateway.settings import GatewaySettings, load_settings, settings_env
+from gateway.views.queries import AlarmFilter, Views
 from tests.integration.netns import Host, Lan, inside, netns_unavailable
 from tests.integration.streams import (
     Published,
@@ -345,6 +347,9 @@ def test_sigkill_of_one_process_restarts_the_cluster_from_recovery_losing_nothin
         with _Load(link, settings) as load:
             # Under load, with alarms already raised (so their state is in recovery).
             wait_for(lambda: stored() >= 3_000 and len(raises()) >= 3, 60, "work under way")
+            early = set(raises())
+            # Part of the scenario: let a few epochs (0.5 s) snapshot those raises.
+            time.sleep(4 * settings.epoch_interval_s)
             os.kill(first[1], signal.SIGKILL)
             wait_for(lambda: cluster.said("generation 2: started"), 60, "the restart")
             assert cluster.said("created 3 recovery partition(s)")
@@ -358,10 +363,18 @@ def test_sigkill_of_one_process_restarts_the_cluster_from_recovery_losing_nothin
         rows = q.query(f"SELECT value, device, metric FROM {q.layout.readings}")
         got = {(r["device"], r["metric"], r["time"] // 1000): r["value"] for r in rows}
         assert got == load.published.readings  # zero lost, nothing extra
-        # One raise per device: the alarm state came back from recovery (a lost state
-        # would raise again, under a new id, at the next hot reading).
+        # One raise for each alarm raised before the last snapshot: its state came back
+        # from recovery (a lost state would raise again, under a new id, at the next hot
+        # reading). An alarm raised between the last snapshot and the kill may be raised
+        # again under another id: its readings come back from the broker, possibly behind
+        # newer ones (the dead member's queue), so the replay can raise on a later reading
+        # (docs/scaling.md, "Failure semantics"). Either way one alarm per device is active.
         wait_for(lambda: len(raises()) == 10, 30, "every device's raise")
-        assert {d: len(ids) for d, ids in raises().items()} == {f"k{d}": 1 for d in range(10)}
+        per_device = {d: len(ids) for d, ids in raises().items()}
+        assert {d: per_device[d] for d in early} == dict.fromkeys(early, 1)
+        assert all(1 <= n <= 2 for n in per_device.values()), per_device
+        active = Views(q).active_alarms(AlarmFilter(rule="hot"))
+        assert sorted(a.device for a in active) == sorted(f"k{d}" for d in range(10))
         # The others ended on their own when p1 died; the supervisor did not kill them.
         death = next(line for line in cluster.progress() if "generation 1: p1" in line)
         assert f"p1 (pid {first[1]}) killed by SIGKILL" in death

@@ -115,26 +115,34 @@ def fleet_chart(report: FleetBenchReport, path: Path) -> None:
     colours = ["#2b6cb0" if r["runner"] == "asyncio" else "#a0aec0" for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.8), dpi=100)
     panels = (
-        ("connections held at the end", [r["held_at_end"] or 0 for r in rows], "{:,.0f}", None),
+        ("connections held at the end", [r["held_at_end"] for r in rows], "{:,.0f}", None),
         (
             "simulator CPU (cores), schedule phase",
-            [r["cpu_share"] or 0 for r in rows],
+            [r["cpu_share"] for r in rows],
             "{:.2f}",
             TARGET_CPU_SHARE,
         ),
         (
             "PUBACK p99 (ms)",
-            [(r["puback_p99_s"] or 0) * 1000 for r in rows],
+            [None if r["puback_p99_s"] is None else r["puback_p99_s"] * 1000 for r in rows],
             "{:,.0f}",
             TARGET_P99_S * 1000,
         ),
     )
     for ax, (title, values, fmt, target) in zip(axes, panels, strict=True):
-        bars = ax.bar(labels, values, color=colours)
-        ax.bar_label(bars, labels=[fmt.format(v) for v in values], padding=3)
+        # A failed case has no figure: no bar and "failed", not a bar at zero.
+        bars = ax.bar(labels, [v or 0 for v in values], color=colours)
+        ax.bar_label(
+            bars,
+            labels=[
+                ("failed" if r["error"] else "-") if v is None else fmt.format(v)
+                for r, v in zip(rows, values, strict=True)
+            ],
+            padding=3,
+        )
         if target is not None:
             ax.axhline(target, color="#c53030", linestyle="--", linewidth=1, label="target")
-            ax.legend(loc="upper left")
+            ax.legend(loc="best")
         ax.set_title(title)
         ax.margins(y=0.15)
         ax.tick_params(axis="x", labelsize=8)

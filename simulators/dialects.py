@@ -1,13 +1,14 @@
 """The simulated fleet's readings in the dialects of devices people already own.
 
-``sensorgate simulate --dialect zigbee2mqtt|tasmota|shelly|sparkplug|telegraf`` publishes
-what a Zigbee2MQTT bridge, a Tasmota device, a Shelly Gen2 device, a Sparkplug B edge
+``sensorgate simulate --dialect zigbee2mqtt|tasmota|shelly|shelly1|homeassistant|sparkplug|
+telegraf`` publishes what a Zigbee2MQTT bridge, a Tasmota device, a Shelly Gen2 or Gen1
+device, a device announcing itself by Home Assistant MQTT discovery, a Sparkplug B edge
 node or a Telegraf agent would, so the gateway's adapters can be tried end to end. A
 :class:`DialectPublisher` sits between the fleet and the real publisher: it reads each
 SensorGate telemetry event the fleet renders (trusted, our own JSON) and publishes its
 readings in the dialect instead. The first message of each device is preceded by what
-that family sends when it comes online (availability, LWT, NBIRTH), retained where the
-family retains it.
+that family sends when it comes online (availability, LWT, NBIRTH, discovery configs),
+retained where the family retains it.
 
 Per family (``site`` and ``device`` are the simulated ones; configure the adapter with
 the same site, or ``site_tag``/``site_from_group``, to get them back):
@@ -18,6 +19,18 @@ tasmota        ``tele/<device>/SENSOR`` ``{"Time", "<SENSOR>": {"Temperature"...
 shelly         ``<device>/events/rpc`` NotifyStatus with ``temperature:0``,
                ``humidity:0``, ``devicepower:0``, ``switch:0`` (other metrics have
                no Shelly component and are not published: :attr:`dropped`)
+shelly1        Gen1 per-value topics, plain numbers: ``shellies/<device>/sensor/
+               temperature|humidity|battery|lux``, ``.../relay/0/power|energy``
+               (energy in Watt-minutes), ``.../emeter/0/voltage|current``; one
+               message per reading (others dropped, as for ``shelly``); retained
+               ``shellies/<device>/online`` ``true`` first
+homeassistant  retained ``homeassistant/sensor/<device>/<object>/config`` per entity
+               (``stat_t``, ``val_tpl`` ``{{ value_json.<object> }}``,
+               ``unit_of_meas``, ``dev_cla`` for HA's own device classes, ``avty_t``,
+               ``dev.ids``), retained ``sim-ha/<device>/availability`` ``online``,
+               then ``sim-ha/<device>/state`` ``{"<object>": value, ...}``;
+               object = the metric (``<sensor>_<metric>`` if a message repeats a
+               metric); states carry no time (the adapter times them by arrival)
 sparkplug      ``spBv1.0/<site>/NBIRTH|NDATA/<device>``, aliases after the birth
 telegraf       ``telegraf/<device>/<sensor>`` line protocol, tags host and site
 =============  ==============================================================
@@ -52,7 +65,16 @@ Rendered = tuple[str, bytes, bool]
 """(topic, payload, retain)."""
 Renderer = Callable[[str, str, Sequence[Reading]], list[Rendered]]
 
-DIALECTS = ("sensorgate", "zigbee2mqtt", "tasmota", "shelly", "sparkplug", "telegraf")
+DIALECTS = (
+    "sensorgate",
+    "zigbee2mqtt",
+    "tasmota",
+    "shelly",
+    "shelly1",
+    "homeassistant",
+    "sparkplug",
+    "telegraf",
+)
 
 
 def _iso(t_us: int, *, zone: bool = True, millis: bool = True) -> str:
@@ -129,6 +151,111 @@ class _Shelly:
         doc = {"src": device, "dst": f"{device}/events", "method": "NotifyStatus", "params": params}
         out.append((f"{device}/events/rpc", json.dumps(doc).encode(), False))
         return out
+
+
+# Gen1 topic tail per metric, and the factor to the unit the device publishes.
+SHELLY1_TOPICS = {
+    "temperature": ("sensor/temperature", 1.0),
+    "humidity": ("sensor/humidity", 1.0),
+    "battery": ("sensor/battery", 1.0),
+    "illuminance": ("sensor/lux", 1.0),
+    "power": ("relay/0/power", 1.0),
+    "energy": ("relay/0/energy", 60.0),  # Gen1 counts Watt-minutes
+    "voltage": ("emeter/0/voltage", 1.0),
+    "current": ("emeter/0/current", 1.0),
+}
+
+
+class _Shelly1:
+    """One Gen1 message per reading, on the value's own topic (plain number)."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.dropped = 0
+
+    def __call__(self, site: str, device: str, readings: Sequence[Reading]) -> list[Rendered]:
+        out: list[Rendered] = []
+        if device not in self.seen:
+            self.seen.add(device)
+            out.append((f"shellies/{device}/online", b"true", True))
+        for _sensor, metric, value, _unit, _t in readings:
+            where = SHELLY1_TOPICS.get(metric)
+            if where is None:
+                self.dropped += 1
+                continue
+            tail, factor = where
+            text = repr(value) if factor == 1.0 else format(value * factor, ".12g")
+            out.append((f"shellies/{device}/{tail}", text.encode(), False))
+        return out
+
+
+# Home Assistant's own sensor device classes among SensorGate's usual metric names.
+HA_DEVICE_CLASSES = frozenset(
+    {
+        "temperature",
+        "humidity",
+        "pressure",
+        "power",
+        "energy",
+        "voltage",
+        "current",
+        "battery",
+        "illuminance",
+        "frequency",
+        "power_factor",
+        "carbon_dioxide",
+        "signal_strength",
+    }
+)
+
+
+class _HomeAssistant:
+    """Discovery configs (retained) per entity, availability, then one JSON state."""
+
+    def __init__(self) -> None:
+        self.entities: dict[str, set[str]] = {}
+
+    def __call__(self, site: str, device: str, readings: Sequence[Reading]) -> list[Rendered]:
+        out: list[Rendered] = []
+        state_topic = f"sim-ha/{device}/state"
+        avty_topic = f"sim-ha/{device}/availability"
+        known = self.entities.get(device)
+        first = known is None
+        if known is None:
+            known = self.entities[device] = set()
+        metrics = [m for _s, m, _v, _u, _t in readings]
+        repeated = len(set(metrics)) < len(metrics)
+        doc: dict[str, float] = {}
+        for sensor, metric, value, unit, _t in readings:
+            obj = f"{sensor}_{metric}" if repeated else metric
+            doc[obj] = value
+            if obj in known:
+                continue
+            known.add(obj)
+            config: dict[str, Any] = {
+                "name": obj,
+                "uniq_id": f"{device}_{obj}",
+                "stat_t": state_topic,
+                "val_tpl": _ha_template(obj),
+                "avty_t": avty_topic,
+                "dev": {"ids": [device], "name": device},
+            }
+            if unit:
+                config["unit_of_meas"] = unit
+            if metric in HA_DEVICE_CLASSES:
+                config["dev_cla"] = metric
+            topic = f"homeassistant/sensor/{device}/{obj}/config"
+            out.append((topic, json.dumps(config).encode(), True))
+        if first:
+            out.append((avty_topic, b"online", True))
+        out.append((state_topic, json.dumps(doc).encode(), False))
+        return out
+
+
+def _ha_template(key: str) -> str:
+    if key.isidentifier():
+        return f"{{{{ value_json.{key} }}}}"
+    return f"{{{{ value_json[{key!r}] }}}}"
 
 
 class _Telegraf:
@@ -262,6 +389,8 @@ def make_renderer(dialect: str) -> Renderer:
         "zigbee2mqtt": _Zigbee2Mqtt,
         "tasmota": _Tasmota,
         "shelly": _Shelly,
+        "shelly1": _Shelly1,
+        "homeassistant": _HomeAssistant,
         "sparkplug": _Sparkplug,
         "telegraf": _Telegraf,
     }
@@ -296,7 +425,7 @@ class DialectPublisher:
 
     @property
     def dropped(self) -> int:
-        """Readings that have no place in the dialect (Shelly: no such component)."""
+        """Readings that have no place in the dialect (Shelly: no such component or topic)."""
         return int(getattr(self.render, "dropped", 0))
 
     def publish(

@@ -41,7 +41,7 @@ import psutil
 from contract.errors import SensorGateError
 from gateway.bench import storage
 from gateway.bench.adapters_results import AdaptersReport, per_core, summarize_dialects
-from gateway.bench.dialects import adapters_toml, dialect_workload
+from gateway.bench.dialects import adapters_toml, dialect_workload, reading_messages
 from gateway.bench.facts import machine_facts, service_versions
 from gateway.bench.influxd import Influxd
 from gateway.bench.measure import ProcessTree, Snapshot, take_snapshot, watch_until_stored
@@ -69,6 +69,8 @@ LABELS = {
     "zigbee2mqtt": "Zigbee2MQTT device state JSON",
     "tasmota": "Tasmota tele/SENSOR",
     "shelly": "Shelly Gen2 NotifyStatus",
+    "shelly1": "Shelly Gen1 per-value topics (one number per message)",
+    "homeassistant": "Home Assistant discovery configs, then JSON states",
     "sparkplug": "Sparkplug B NBIRTH/NDATA (protobuf, aliases)",
     "telegraf": "Telegraf outputs.mqtt line protocol",
 }
@@ -112,8 +114,8 @@ def run_bench_adapters(options: AdaptersBenchOptions, progress: Progress) -> Ada
             "rules": "deploy/rules/none.toml" if options.storage_only else "default",
             "per_dialect": {
                 d: {
-                    "readings_per_message": s.readings_per_message,
-                    "messages": s.messages,
+                    "readings_per_message": reading_messages(workload, d)[0],
+                    "messages": reading_messages(workload, d)[1],
                     "readings": s.total,
                     "adapters_file": adapters_toml(d),
                 }
@@ -239,10 +241,12 @@ def _burst(
         ready = publisher.wait_ready(300.0)
         result.expected = int(ready["readings"])
         messages = int(ready["messages"])
+        carrying = int(ready["reading_messages"])
         result.extras.update(
             messages=messages,
-            status_messages=messages - env.workload.messages,
-            readings_per_message=env.workload.readings_per_message,
+            status_messages=messages - carrying,
+            # per MQTT message: a tick's readings, or one (Shelly Gen1)
+            readings_per_message=result.expected // max(carrying, 1),
             payload_bytes=int(ready["bytes"]),
         )
         progress(
@@ -305,6 +309,9 @@ def _gateway_counters(
     result.extras["gateway_messages_in"] = delta("sensorgate_messages_in_total")
     result.extras["claimed_readings"] = after.get("written:readings")
     result.extras["deadletters"] = delta(storage.DEADLETTERS_METRIC) or 0.0
+    # A reading not stored may have been taken for a duplicate (a synthesised sequence
+    # collision: same millisecond, same 20 hashed bits): say so rather than guess.
+    result.extras["duplicates"] = delta(storage.DUPLICATES_METRIC) or 0.0
     cpu_s = peer_tree.cpu_seconds() - (start.peer_cpu_s or 0.0)
     share = storage.mqtt_cpu_share(before, after, cpu_s)
     if share is not None:

@@ -16,8 +16,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser(
         "bench-adapters",
         help="readings/s per core of the gateway for each adapter family, native beside it",
-        description="Publish one burst in each dialect (Zigbee2MQTT, Tasmota, Shelly Gen2,"
-        " Sparkplug B, Telegraf; pre-rendered by the simulator's encoders) to a gateway whose"
+        description="Publish one burst in each dialect (Zigbee2MQTT, Tasmota, Shelly Gen2 and"
+        " Gen1, Home Assistant discovery, Sparkplug B, Telegraf; pre-rendered by the"
+        " simulator's encoders) to a gateway whose"
         " adapters file enables that family, and SensorGate's own events to one without"
         " (the baseline), each against fresh mosquitto and influxd, rounds alternating"
         " between dialects; report stored/expected (the readings each dialect's messages"
@@ -32,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=int,
         default=10,
         metavar="N",
-        help="readings per message (10); Shelly Gen2 carries at most 5",
+        help="readings per message (10); Shelly Gen2 carries at most 5, Gen1 at most 8"
+        " (one message each)",
     )
     workload.add_argument(
         "--total",

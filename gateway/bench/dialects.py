@@ -13,18 +13,27 @@ zigbee2mqtt  ``zigbee2mqtt/<device>`` state JSON, fields ``m0..m(R-1)``        R
 tasmota      ``tele/<device>/SENSOR``, objects ``s0, s1..`` of 5 fields each    R
 shelly       ``<device>/events/rpc`` NotifyStatus: ``temperature:0``,          min(R, 5)
              ``humidity:0``, ``devicepower:0``, ``switch:0`` (power, current)
+shelly1      Shelly Gen1: one plain number per topic, ``shellies/<device>/``    1
+             ``sensor/temperature|humidity|battery|lux``, ``relay/0/power|``
+             ``energy``, ``emeter/0/voltage|current``: min(R, 8) messages per
+             device and tick
+homeassistant ``sim-ha/<device>/state`` JSON ``{"m0": .., "m(R-1)": ..}``,      R
+             read through the learned entities' ``{{ value_json.m<j> }}``
 sparkplug    ``spBv1.0/bench/NBIRTH|NDATA/<device>``, metrics ``s<k>/m<j>``    R
              (the birth carries the first message's values; DATA by alias)
 telegraf     ``telegraf/<device>/s0``, one line of R fields                     R
 ===========  =================================================================  =========
 
 R is the workload's readings per message; Shelly Gen2 has no more numeric components
-for the renderer to fill, so its messages carry at most five. The number of messages
-is ``total // carried``, so every dialect brings about the same number of readings.
-Before a device's first message comes what its family sends when it comes online
-(Zigbee2MQTT availability, Tasmota LWT, Shelly ``online``; retained): status, not
-readings. :attr:`DialectBurst.readings` counts the readings the messages carry, which
-is what the gateway must store.
+for the renderer to fill, so its messages carry at most five; a Shelly Gen1 device
+has eight value topics here, each its own message. A *tick* is one device's readings
+at one time (the workload's message); the number of ticks is ``total // carried``, so
+every dialect brings about the same number of readings. Before a device's first tick
+comes what its family sends when it comes online (Zigbee2MQTT availability, Tasmota
+LWT, Shelly ``online``; Home Assistant's discovery config per entity, then its
+availability; all retained): status and discovery, not readings.
+:attr:`DialectBurst.readings` counts the readings the messages carry, which is what
+the gateway must store.
 """
 
 from __future__ import annotations
@@ -41,7 +50,7 @@ from gateway.bench.workload import (
     device_id,
     render_burst,
 )
-from simulators.dialects import make_renderer
+from simulators.dialects import SHELLY1_TOPICS, make_renderer
 
 __all__ = [
     "BENCH_DIALECTS",
@@ -49,14 +58,25 @@ __all__ = [
     "adapters_toml",
     "carried_per_message",
     "dialect_workload",
+    "reading_messages",
     "reading_names",
     "render_dialect_burst",
 ]
 
-BENCH_DIALECTS = ("native", "zigbee2mqtt", "tasmota", "shelly", "sparkplug", "telegraf")
+BENCH_DIALECTS = (
+    "native",
+    "zigbee2mqtt",
+    "tasmota",
+    "shelly",
+    "shelly1",
+    "homeassistant",
+    "sparkplug",
+    "telegraf",
+)
 """What ``bench-adapters`` can run; ``native`` is SensorGate's own events (the baseline)."""
 
 _SHELLY_METRICS = ("temperature", "humidity", "battery", "power", "current")
+_SHELLY1_METRICS = tuple(SHELLY1_TOPICS)
 _FIELDS_PER_OBJECT = 5  # Tasmota sensor objects and Sparkplug folders: 5 values each
 _VALUES = [round(20.0 + 5.0 * math.sin(i / 7.0), 3) for i in range(997)]
 
@@ -90,6 +110,27 @@ gen2_prefixes = ["+"]
 device_from = "topic"
 site = "{site}"
 """,
+    # The same adapter as for Gen2 (deploy/adapters/shelly.toml reads both generations).
+    "shelly1": """
+[[adapter]]
+name = "shelly"
+kind = "shelly"
+topic = "shellies"
+gen1 = true
+gen2_prefixes = ["+"]
+device_from = "topic"
+site = "{site}"
+""",
+    "homeassistant": """
+[[adapter]]
+name = "ha"
+kind = "homeassistant"
+topic = "homeassistant"
+state_filters = ["sim-ha/+/state", "sim-ha/+/availability"]
+components = ["sensor", "binary_sensor"]
+device_from = "identifiers"
+site = "{site}"
+""",
     "sparkplug": """
 [[adapter]]
 name = "sparkplug"
@@ -120,11 +161,24 @@ def _check(dialect: str) -> None:
 
 
 def carried_per_message(workload: Workload, dialect: str) -> int:
-    """Return how many of a message's readings ``dialect`` carries (Shelly: at most 5)."""
+    """Return how many of a tick's readings ``dialect`` carries (Shelly: at most 5 or 8)."""
     _check(dialect)
     if dialect == "shelly":
         return min(workload.readings_per_message, len(_SHELLY_METRICS))
+    if dialect == "shelly1":
+        return min(workload.readings_per_message, len(_SHELLY1_METRICS))
     return workload.readings_per_message
+
+
+def reading_messages(workload: Workload, dialect: str) -> tuple[int, int]:
+    """Return (readings per MQTT message, MQTT messages carrying readings) per round.
+
+    One per tick, except Shelly Gen1 (one message per reading).
+    """
+    shaped = dialect_workload(workload, dialect)
+    if dialect == "shelly1":
+        return 1, shaped.total
+    return shaped.readings_per_message, shaped.messages
 
 
 def dialect_workload(workload: Workload, dialect: str) -> Workload:
@@ -143,7 +197,9 @@ def reading_names(workload: Workload, dialect: str) -> list[tuple[str, str]]:
         return [(f"s{j % workload.sensors_per_device}", f"m{j % METRICS}") for j in range(rpm)]
     if dialect == "shelly":
         return [("s0", m) for m in _SHELLY_METRICS[:rpm]]
-    if dialect in ("zigbee2mqtt", "telegraf"):
+    if dialect == "shelly1":
+        return [("s0", m) for m in _SHELLY1_METRICS[:rpm]]
+    if dialect in ("zigbee2mqtt", "telegraf", "homeassistant"):
         return [("s0", f"m{j}") for j in range(rpm)]
     return [(f"s{j // _FIELDS_PER_OBJECT}", f"m{j}") for j in range(rpm)]
 
@@ -177,8 +233,17 @@ class DialectBurst:
 
     @property
     def status_messages(self) -> int:
-        """Messages that carry status, not readings (availability, LWT, online)."""
-        return len(self.payloads) - self.workload.messages
+        """Messages that carry no readings: availability, LWT, ``online``, discovery.
+
+        Every dialect retains exactly these (a Sparkplug birth carries readings and is
+        not retained).
+        """
+        return sum(self.retain)
+
+    @property
+    def reading_messages(self) -> int:
+        """Messages that carry readings (a tick, or one Shelly Gen1 value)."""
+        return len(self.payloads) - self.status_messages
 
 
 def render_dialect_burst(

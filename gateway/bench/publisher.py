@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     pool = LinkPool(
         MqttSettings(host=args.host, port=args.port),
         client_prefix=f"sg-bench-pub-{time.time_ns():x}",
-        max_in_flight=in_flight_window(burst.workload.readings_per_message),
+        max_in_flight=in_flight_window(max(1, burst.readings // max(1, burst.reading_messages))),
     )
     try:
         pool.start()
@@ -197,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         _emit(
             "ready",
             messages=len(burst.payloads),
+            reading_messages=burst.reading_messages,
             bytes=burst.bytes,
             render_s=round(render_s, 3),
             base_us=burst.base_us,

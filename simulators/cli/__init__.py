@@ -212,10 +212,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     sim.add_argument(
         "--dialect",
-        choices=("sensorgate", "zigbee2mqtt", "tasmota", "shelly", "sparkplug", "telegraf"),
+        choices=(
+            "sensorgate",
+            "zigbee2mqtt",
+            "tasmota",
+            "shelly",
+            "shelly1",
+            "homeassistant",
+            "sparkplug",
+            "telegraf",
+        ),
         default="sensorgate",
         help="publish as SensorGate's edge agent (default) or as that family's devices would"
-        " (for the gateway's adapters; see docs/adapters.md)",
+        " (shelly: Gen2 RPC, shelly1: Gen1 per-value topics, homeassistant: MQTT discovery"
+        " then JSON states; for the gateway's adapters; see docs/adapters.md)",
     )
     _add_broker_options(sim)
     sim.set_defaults(func=simulate.run)

@@ -19,6 +19,7 @@ from gateway.bench.dialects import (
     adapters_toml,
     carried_per_message,
     dialect_workload,
+    reading_messages,
     render_dialect_burst,
 )
 from gateway.bench.publisher import publisher_argv
@@ -65,12 +66,40 @@ def test_the_expected_count_is_what_the_adapter_reads_from_the_messages(dialect:
     # every reading of a message is its own series: nothing collapses in the dialect
     assert len(series) == SMALL.devices * per
     assert {s[0] for s in series} == {"bench"}
-    # one online message per device, except Sparkplug (its birth carries readings) and
-    # Telegraf (no availability)
-    births = {"zigbee2mqtt": 7, "tasmota": 7, "shelly": 7, "sparkplug": 7, "telegraf": 0}
-    assert status == births[dialect]
-    assert burst.status_messages == (0 if dialect in ("sparkplug", "telegraf") else 7)
+    # one online message per device, except Telegraf (no availability); Sparkplug's
+    # birth is status and carries readings
+    assert status == (0 if dialect == "telegraf" else 7)
+    # retained messages carry no readings: availability, LWT, online, and Home
+    # Assistant's discovery config per entity (10 per device) before its availability
+    no_readings = {"sparkplug": 0, "telegraf": 0, "homeassistant": 7 * (per + 1)}
+    assert burst.status_messages == no_readings.get(dialect, 7)
     assert sum(burst.retain) == burst.status_messages
+    # one message per tick, except Shelly Gen1: one message per value
+    assert burst.reading_messages == burst.readings // (1 if dialect == "shelly1" else per)
+    assert reading_messages(SMALL, dialect) == (
+        burst.readings // burst.reading_messages,
+        burst.reading_messages,
+    )
+
+
+def test_shelly1_and_homeassistant_bursts_look_like_their_devices() -> None:
+    gen1 = render_dialect_burst(SMALL, "shelly1")
+    assert gen1.workload.readings_per_message == 8  # eight Gen1 value topics
+    assert gen1.topics[:3] == [
+        "shellies/dev-000000/online",
+        "shellies/dev-000000/sensor/temperature",
+        "shellies/dev-000000/sensor/humidity",
+    ]
+    float(gen1.payloads[1])  # a plain number
+    ha = render_dialect_burst(SMALL, "homeassistant")
+    assert ha.topics[0] == "homeassistant/sensor/dev-000000/m0/config"
+    config = json.loads(ha.payloads[0])
+    assert (config["stat_t"], config["val_tpl"]) == (
+        "sim-ha/dev-000000/state",
+        "{{ value_json.m0 }}",
+    )
+    assert ha.topics[10:12] == ["sim-ha/dev-000000/availability", "sim-ha/dev-000000/state"]
+    assert sorted(json.loads(ha.payloads[11])) == sorted(f"m{j}" for j in range(10))
 
 
 def test_native_is_the_benchmark_burst_itself() -> None:

@@ -129,9 +129,19 @@ def test_bench_adapters_stores_every_reading_each_dialect_carries(
     report = json.loads(out.read_text())
     assert json.loads(capsys.readouterr().out) == report
     assert code == 0, [r["error"] for r in report["results"]]
-    carried = {"shelly": 5}  # Shelly Gen2 has five numeric components to fill
+    # Shelly Gen2 has five numeric components to fill; Gen1 sends one value per message
+    carried = {"shelly": 5, "shelly1": 1}
     results = {r["peer"]: r for r in report["results"]}
-    assert list(results) == ["native", "zigbee2mqtt", "tasmota", "shelly", "sparkplug", "telegraf"]
+    assert list(results) == [
+        "native",
+        "zigbee2mqtt",
+        "tasmota",
+        "shelly",
+        "shelly1",
+        "homeassistant",
+        "sparkplug",
+        "telegraf",
+    ]
     for dialect, result in results.items():
         assert result["error"] is None, dialect
         assert result["stored"] == result["expected"] == 1_000, dialect

@@ -26,7 +26,7 @@ def services() -> Iterator[object]:
 
     A missing binary fails the tests that need it with the package to install.
     """
-    from gateway.services import LocalServices
+    from gateway.localstack.services import LocalServices
 
     with LocalServices() as local:
         yield local.endpoints

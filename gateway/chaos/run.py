@@ -42,7 +42,7 @@ from gateway.bench.influxd import Influxd
 from gateway.bench.peers import RunningPeer, child_env, start_gateway
 from gateway.chaos.accounting import DeviceTally, totals
 from gateway.chaos.schedule import Action, ChaosEvent, build_schedule
-from gateway.services import ManagedProcess, free_port, start_influxd, start_mosquitto
+from gateway.localstack.services import ManagedProcess, free_port, start_influxd, start_mosquitto
 from gateway.settings import GatewaySettings, load_settings
 
 __all__ = ["ChaosOptions", "run_chaos"]

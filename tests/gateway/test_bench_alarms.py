@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.bench_alarms import TARGET_P99_S, _quantiles
+from gateway.bench.alarms import TARGET_P99_S, _quantiles
 from gateway.cli import build_parser
 
 

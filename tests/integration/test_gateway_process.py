@@ -13,9 +13,9 @@ import pytest
 
 from contract import Reading, TelemetryEvent, encode
 from edge.mqtt import MqttLink
-from gateway.cluster import free_listen_ports
 from gateway.influx.query import InfluxQL
-from gateway.services import ManagedProcess, free_port, start_influxd
+from gateway.localstack.services import ManagedProcess, free_port, start_influxd
+from gateway.runtime.cluster import free_listen_ports
 from gateway.settings import GatewaySettings
 from tests.integration.gateway_kit import spawn_gateway, wait_ready
 from tests.integration.streams import (
@@ -48,7 +48,7 @@ def test_two_processes_give_the_aggregates_computed_from_the_data(
         }
     )
     # Below the ephemeral range: a free_port() pick can be taken by an outgoing
-    # connection before the process binds it (gateway.cluster.free_listen_ports).
+    # connection before the process binds it (gateway.runtime.cluster.free_listen_ports).
     addresses = ";".join(f"127.0.0.1:{port}" for port in free_listen_ports(2))
     procs = [
         spawn_gateway(settings, tmp_path, f"gw{i}", "-i", str(i), "-a", addresses) for i in range(2)

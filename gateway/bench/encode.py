@@ -1,6 +1,6 @@
 """Micro-benchmarks of the storage path: columnar encoding, then pipelined writes.
 
-Run ``python -m gateway.influx.bench_encode`` (``--help`` for the sizes). It prints:
+Run ``python -m gateway.bench.encode`` (``--help`` for the sizes). It prints:
 
 1. µs per reading to render line protocol for ``--readings`` readings over ``--series``
    series: :class:`~gateway.influx.encoder.LineProtocolEncoder` against the per-reading
@@ -8,7 +8,7 @@ Run ``python -m gateway.influx.bench_encode`` (``--help`` for the sizes). It pri
    telemetry events, and a bare f-string loop over the same columns), and the same for
    closed-window aggregates. Best of ``--repeat``; CPU time includes polars' threads.
 2. Unless ``--no-write``: ``--write-points`` readings written into a fresh influxd
-   (started with :func:`gateway.services.start_influxd`) per mode, encoding each
+   (started with :func:`gateway.localstack.services.start_influxd`) per mode, encoding each
    batch and writing it synchronously (one request at a time, waiting for each) or
    through :class:`~gateway.influx.pipeline.PipelinedWriter` (submit, flush once per
    epoch): points/s, this process's CPU and influxd's CPU (psutil).
@@ -198,7 +198,7 @@ def _write_run(
 
     from gateway.influx.pipeline import PipelinedWriter
     from gateway.influx.writer import V1Writer
-    from gateway.services import start_influxd
+    from gateway.localstack.services import start_influxd
     from gateway.settings import InfluxSettings
 
     proc, port = start_influxd(workdir)

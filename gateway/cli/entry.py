@@ -15,23 +15,23 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "run_command"]
 
 # Commands owned by other packages. Each module provides
 # register(subparsers); a package that is not installed simply has no command.
 _PLUGINS = (
     "edge.cli",
     "simulators.cli",
-    "gateway.alarms_cli",
-    "gateway.commands",
-    "gateway.replay",
-    "gateway.bench_alarms",
-    "gateway.bench_fleet",
+    "gateway.cli.detection",
+    "gateway.ops.acknowledge",
+    "gateway.ops.replay",
+    "gateway.bench.alarms",
+    "gateway.bench.fleet_cli",
     "gateway.bench.adapters_cli",
-    "gateway.cli_views",
-    "gateway.config_cli",
+    "gateway.cli.views",
+    "gateway.cli.config",
     "gateway.influx.cli",
-    "gateway.cluster",
+    "gateway.runtime.cluster",
     "gateway.bench.scaling_cli",
     "gateway.fuzz.cli",
     "gateway.chaos.cli",
@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="port of /metrics and /healthz (process N uses port+N; 0 turns it off)",
     )
     run.set_defaults(func=_cmd_gateway_run)
-    from gateway import sessions
+    from gateway.ops import sessions
 
     sessions.register(gsub)
 
@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
-    from gateway.logs import configure_logging
+    from gateway.observability.logs import configure_logging
 
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level, json_logs=args.log_json)
@@ -230,7 +230,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    from gateway.up import run_up
+    from gateway.localstack.up import run_up
 
     return run_up(
         devices=args.devices,
@@ -468,7 +468,7 @@ def _cmd_services(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from gateway.services import LocalServices
+    from gateway.localstack.services import LocalServices
 
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

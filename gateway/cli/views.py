@@ -2,7 +2,7 @@
 
 They read InfluxDB through :class:`~gateway.views.Views` (settings from the usual
 ``SENSORGATE_*`` variables, or ``--influx-url``/``--database``), except ``alerts
---watch``, which follows the broker (:mod:`gateway.alerts_watch`), and ``dashboard``,
+--watch``, which follows the broker (:mod:`gateway.views.alerts_watch`), and ``dashboard``,
 which serves both (:mod:`gateway.dashboard`).
 
 Exit codes, for scripts (the table is :class:`contract.errors.ExitCode`):
@@ -407,10 +407,10 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace) -> int:
-    """``alerts --watch``: live over MQTT (:mod:`gateway.alerts_watch`)."""
+    """``alerts --watch``: live over MQTT (:mod:`gateway.views.alerts_watch`)."""
     from contract.errors import ConfigError
-    from gateway.alerts_watch import WatchFilter, watch_alerts
     from gateway.settings import load_settings
+    from gateway.views.alerts_watch import WatchFilter, watch_alerts
 
     for option in ("history", "since", "until", "fail_on"):
         if getattr(args, option) not in (None, False):
@@ -545,6 +545,6 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_dashboard(args: argparse.Namespace) -> int:
-    from gateway.dashboard.fanout_bench import main_from_args
+    from gateway.bench.dashboard_fanout import main_from_args
 
     return main_from_args(args)

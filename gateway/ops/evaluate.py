@@ -28,8 +28,8 @@ from typing import Any
 from contract import TelemetryEvent
 from contract.errors import ConfigError
 from dataflows.rules import RuleSet
-from gateway.detect import AlarmInterval, DetectionRun, run_detection, table_events
-from gateway.evaluate_nab import counted_rules
+from gateway.ops.detect import AlarmInterval, DetectionRun, run_detection, table_events
+from gateway.ops.evaluate_nab import counted_rules
 from simulators.csv_replay import CsvRow, CsvTable, read_csv
 from simulators.labels import Label
 

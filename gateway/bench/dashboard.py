@@ -1,4 +1,4 @@
-"""Measure the dashboard with a large fleet: ``python -m gateway.dashboard.bench``.
+"""Measure the dashboard with a large fleet: ``python -m gateway.bench.dashboard``.
 
 Starts mosquitto and influxd, stores the last readings of ``--devices`` devices (two
 metrics each, a reading every 10 s over 10 minutes) and ``--alarms`` active alarms,
@@ -30,9 +30,9 @@ from edge.mqtt import MqttLink, MqttSettings
 from gateway.dashboard.server import Dashboard
 from gateway.influx.layout import StorageLayout
 from gateway.influx.lineprotocol import escape_tag, field_string, to_ns
+from gateway.influx.rejections import measurement_of
 from gateway.influx.setup import setup_influx
-from gateway.rejections import measurement_of
-from gateway.services import LocalServices
+from gateway.localstack.services import LocalServices
 from gateway.settings import InfluxSettings, load_settings
 
 CHROMIUM_ARGS = [

@@ -41,7 +41,7 @@ from dataflows.columns import AggregateColumns, SeriesNames
 from dataflows.shard_output import Announcement
 from dataflows.windows import parse_window
 from edge.mqtt import MqttLink, MqttSettings
-from gateway.metrics import GatewayMetrics
+from gateway.observability.metrics import GatewayMetrics
 from gateway.settings import HaDiscoverySettings
 
 __all__ = [

@@ -35,7 +35,7 @@ from rich.table import Table
 from contract.errors import ServiceError, StorageError
 from edge.mqtt import MqttSettings
 from gateway.influx.query import InfluxQL
-from gateway.services import LocalServices, ManagedProcess, free_port
+from gateway.localstack.services import LocalServices, ManagedProcess, free_port
 from gateway.settings import GatewaySettings, load_settings, settings_env
 from simulators.demo import DEMO_ANOMALY_DEVICE, DEMO_RULES, start_demo_fleet
 

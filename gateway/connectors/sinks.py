@@ -42,7 +42,7 @@ from dataflows.columns import EncodedPoints
 from edge.mqtt import MqttLink, MqttSettings
 from gateway.influx.lineprotocol import deadletter_line
 from gateway.influx.writer import PointWriter
-from gateway.metrics import GatewayMetrics
+from gateway.observability.metrics import GatewayMetrics
 
 __all__ = ["CommandSink", "DeadLetterSink", "PointsSink", "PointsWriter"]
 

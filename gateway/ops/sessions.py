@@ -1,7 +1,7 @@
 """``sensorgate gateway forget-sessions``: end the broker sessions of retired partitions.
 
 Each source partition of the gateway has a persistent MQTT session at the broker, named
-by its client id (:func:`~gateway.mqtt_source.partition_client_id`), that lives for
+by its client id (:func:`~gateway.connectors.mqtt_source.partition_client_id`), that lives for
 ``mqtt.session_expiry_s`` after the partition goes away. When ``mqtt.partitions`` is
 lowered (say from 8 to 4), the sessions of partitions 4-7 stay behind, still members of
 the shared subscription: the broker keeps queueing their share of the telemetry for
@@ -188,7 +188,7 @@ def forget_session(
 
 def partition_filters(settings: GatewaySettings, partition: int) -> list[str]:
     """Return what source ``partition`` of a gateway with ``settings`` subscribes to."""
-    from gateway.mqtt_source import MqttSource
+    from gateway.connectors.mqtt_source import MqttSource
 
     source = MqttSource(settings.mqtt, settings.topics)
     filters = source.topic_filters + ([source.status_filter] if partition == 0 else [])
@@ -218,7 +218,7 @@ def forget_sessions(
     of a cluster of ``processes`` x ``workers``; ``mqtt.partitions = "auto"`` depends on
     it) unless ``force``.
     """
-    from gateway.mqtt_source import partition_client_id
+    from gateway.connectors.mqtt_source import partition_client_id
 
     mqtt = settings.mqtt
     wanted = sorted(set(partitions))
@@ -290,7 +290,7 @@ def register(gateway_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _cmd_forget(args: argparse.Namespace) -> int:
-    from gateway.mqtt_source import partition_client_id
+    from gateway.connectors.mqtt_source import partition_client_id
     from gateway.settings import load_settings
 
     settings = load_settings()

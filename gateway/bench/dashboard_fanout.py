@@ -1,6 +1,6 @@
 """``sensorgate bench-dashboard``: many live browsers on one dashboard process.
 
-Per round, on fresh mosquitto and influxd (:class:`~gateway.services.LocalServices`):
+Per round, on fresh mosquitto and influxd (:class:`~gateway.localstack.services.LocalServices`):
 
 1. ``sensorgate dashboard`` runs as its own process (token from the environment);
 2. ``--clients`` event streams (``/api/events``, with the session cookie's token in
@@ -106,7 +106,7 @@ async def _measure(
     import psutil  # type: ignore[import-untyped]  # no stubs installed
 
     from contract.alarms import AlarmClearedEvent, AlarmRaisedEvent, encode_alarm
-    from gateway.aio_mqtt import connect
+    from gateway.connectors.aio_mqtt import connect
 
     server = psutil.Process(pid)
     mb = 1024 * 1024
@@ -191,7 +191,7 @@ async def _measure(
 
 def run_round(*, clients: int, alarms: int, interval_s: float) -> dict[str, Any]:
     """Run one round on fresh services; return its figures."""
-    from gateway.services import LocalServices
+    from gateway.localstack.services import LocalServices
     from gateway.settings import load_settings, settings_env
 
     with LocalServices() as local:

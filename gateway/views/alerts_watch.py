@@ -1,7 +1,7 @@
 """``sensorgate alerts --watch``: alarms as they happen, over MQTT (aiomqtt).
 
-It subscribes (:mod:`gateway.aio_mqtt`) to the retained summaries
-``{prefix}/{site}/{device}/alarms/active`` (:mod:`gateway.alarm_summary`) and to the
+It subscribes (:mod:`gateway.connectors.aio_mqtt`) to the retained summaries
+``{prefix}/{site}/{device}/alarms/active`` (:mod:`gateway.connectors.alarm_summary`) and to the
 alarm events ``{prefix}/{site}/{device}/alarms``. The broker sends the retained
 summaries first, so the current state shows at once; then each raised, updated,
 acknowledged and cleared event is printed as it arrives. InfluxDB is not asked.
@@ -41,8 +41,8 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 
 from contract.alarms import AlarmData, Severity, decode_alarm
 from contract.errors import BrokerError, SensorGateError
-from gateway.aio_mqtt import connect
-from gateway.alarm_summary import alarm_filters, decode_summary, summary_device
+from gateway.connectors.aio_mqtt import connect
+from gateway.connectors.alarm_summary import alarm_filters, decode_summary, summary_device
 from gateway.settings import GatewaySettings
 from gateway.views.explain import why
 

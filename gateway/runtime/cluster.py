@@ -4,7 +4,7 @@ Process ``i`` runs ``sensorgate gateway run -i i -a ADDRESSES -w W -r RECOVERY``
 supervisor's environment and config file, optionally behind an ``--exec-prefix`` (for
 example ``ip netns exec sg-{i}``, ``taskset -c {i}`` or ``nsenter ...``: ``{i}`` is the
 process id). When any process exits, the others stop and all are started again, after
-a backoff, resuming from the recovery store (:mod:`gateway.supervisor`). Recovery is
+a backoff, resuming from the recovery store (:mod:`gateway.runtime.supervisor`). Recovery is
 required: without it a restart would lose the open windows and the dedupe and alarm
 state. The supervisor creates the recovery partitions once, before the first
 generation, so the processes never race to create them.
@@ -313,8 +313,8 @@ def _spec_from_args(args: argparse.Namespace, recovery_dir: Path) -> ClusterSpec
 
 
 def _cmd_cluster(args: argparse.Namespace) -> int:
+    from gateway.runtime.supervisor import RestartPolicy, Supervisor
     from gateway.settings import CONFIG_ENV, load_settings
-    from gateway.supervisor import RestartPolicy, Supervisor
 
     settings = load_settings()  # refuse a bad config before starting anything
     recovery = settings.recovery_path  # None: recovery is off

@@ -38,10 +38,10 @@ from contract.alarms import encode_alarm
 from contract.errors import BrokerError
 from dataflows.flow import ActiveAlarms, AlarmOutput
 from edge.mqtt import MqttLink, MqttSettings, PublishTicket
-from gateway.alarm_summary import ACTIVE_SUFFIX, ACTIVE_TYPE, active_topic
+from gateway.connectors.alarm_summary import ACTIVE_SUFFIX, ACTIVE_TYPE, active_topic
 from gateway.influx.lineprotocol import alarm_line, deadletter_line
 from gateway.influx.writer import PointWriter
-from gateway.metrics import GatewayMetrics
+from gateway.observability.metrics import GatewayMetrics
 
 __all__ = ["ACTIVE_SUFFIX", "ACTIVE_TYPE", "AlarmSink", "active_document", "active_topic"]
 

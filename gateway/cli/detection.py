@@ -1,7 +1,7 @@
 """The alarm commands of ``sensorgate``: ``detect`` and ``evaluate``.
 
 :func:`register` adds them to the ``sensorgate`` parser; :func:`main` runs them on
-their own (``python -m gateway.alarms_cli evaluate --help``). Both run the gateway's
+their own (``python -m gateway.cli.detection evaluate --help``). Both run the gateway's
 own detection engine (:class:`~dataflows.detection.DeviceDetector`) offline. Exit
 codes: 0 done, 1 refused input, 2 refused configuration.
 """
@@ -17,9 +17,9 @@ from typing import Any
 
 __all__ = ["DEFAULT_NAB", "DEFAULT_SKAB", "main", "register"]
 
-DEFAULT_SKAB = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "skab" / "data"
+DEFAULT_SKAB = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "skab" / "data"
 """SKAB's data folder: ``../shared/datasets/skab/data`` relative to the repository."""
-DEFAULT_NAB = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "nab-dev"
+DEFAULT_NAB = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "nab-dev"
 """A NAB-layout folder: ``../shared/datasets/nab-dev`` relative to the repository."""
 
 
@@ -127,7 +127,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _cmd_detect(args: argparse.Namespace) -> int:
     from dataflows.rules import load_rules
-    from gateway.detect import detect_csv_command
+    from gateway.ops.detect import detect_csv_command
 
     rules = load_rules(args.rules)
     return detect_csv_command(
@@ -145,7 +145,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from dataflows.rules import load_rules
-    from gateway import evaluate as evm
+    from gateway.ops import evaluate as evm
 
     rules = load_rules(args.rules)
     if args.nab is not None:
@@ -188,7 +188,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         print(evm.format_report(ev))
     if args.chart and chart_data is not None:
-        from gateway.evaluate_chart import write_chart
+        from gateway.ops.evaluate_chart import write_chart
 
         write_chart(Path(args.chart), **chart_data)
         print(f"chart: {args.chart}", file=sys.stderr)
@@ -196,11 +196,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluate_nab(args: argparse.Namespace, rules: Any) -> int:
-    from gateway import evaluate_nab as nab
+    from gateway.ops import evaluate_nab as nab
 
     keep = None
     if args.charts is not None:
-        from gateway.evaluate_chart import write_nab_chart
+        from gateway.ops.evaluate_chart import write_nab_chart
 
         folder: Path = args.charts
 
@@ -226,7 +226,7 @@ def _read_telemetry(args: argparse.Namespace) -> dict[tuple[str, str], list[Any]
     from collections import defaultdict
 
     from contract import TelemetryEvent, decode_as
-    from gateway.detect import table_events
+    from gateway.ops.detect import table_events
     from simulators.csv_replay import read_csv
 
     path: Path = args.readings

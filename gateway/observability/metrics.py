@@ -1,29 +1,20 @@
-"""Prometheus metrics and the ``/metrics`` + ``/healthz`` endpoint of the gateway.
+"""Prometheus metrics of the gateway.
 
 :class:`GatewayMetrics` is the flow's :class:`~dataflows.observer.Observer` and also
-what the sinks report to. :func:`serve` starts a small HTTP server in a thread:
-``/metrics`` in Prometheus text format, ``/healthz`` a JSON readiness document that
-answers 503 while the broker or InfluxDB is unreachable.
+what the sinks report to; :mod:`gateway.observability.http` serves it on ``/metrics``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import ssl
-import threading
-import time
 from collections.abc import Callable, Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-__all__ = ["GatewayMetrics", "Health", "serve"]
+__all__ = ["GatewayMetrics"]
 
 log = logging.getLogger(__name__)
 
@@ -277,86 +268,3 @@ class _WriterCollector(Collector):
             ),
         ):
             yield GaugeMetricFamily(name, help_text, value=value)
-
-
-class Health:
-    """Readiness: the broker and InfluxDB are both reachable.
-
-    InfluxDB is pinged by a background thread every ``interval_s`` so that a probe
-    never waits on the network.
-    """
-
-    def __init__(
-        self,
-        *,
-        broker_ok: Callable[[], bool],
-        influx_url: str,
-        metrics: GatewayMetrics | None = None,
-        interval_s: float = 5.0,
-        verify: ssl.SSLContext | bool = True,
-    ) -> None:
-        self._broker_ok = broker_ok
-        self._verify = verify
-        self._ping_url = f"{influx_url.rstrip('/')}/ping"
-        self._metrics = metrics
-        self._interval = interval_s
-        self._influx_ok = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="health", daemon=True)
-
-    def start(self) -> Health:
-        """Start pinging InfluxDB."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop pinging."""
-        self._stop.set()
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=min(self._interval, 2.0), verify=self._verify) as http:
-            while not self._stop.is_set():
-                try:
-                    self._influx_ok = http.get(self._ping_url).status_code in (200, 204)
-                except httpx.HTTPError:
-                    self._influx_ok = False
-                if self._metrics is not None:
-                    self._metrics.ready.set(1 if self.status()["ready"] else 0)
-                self._stop.wait(self._interval)
-
-    def status(self) -> dict[str, bool]:
-        """Return ``{"ready", "broker", "influxdb"}``."""
-        broker = bool(self._broker_ok())
-        return {"ready": broker and self._influx_ok, "broker": broker, "influxdb": self._influx_ok}
-
-
-def serve(
-    metrics: GatewayMetrics, health: Health | None, host: str, port: int
-) -> ThreadingHTTPServer:
-    """Serve ``/metrics`` and ``/healthz`` from a daemon thread; return the server."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path.startswith("/metrics"):
-                self._send(200, metrics.render(), CONTENT_TYPE_LATEST)
-            elif self.path.startswith("/healthz"):
-                status = health.status() if health else {"ready": True}
-                body = json.dumps({**status, "time": time.time()}).encode()
-                self._send(200 if status["ready"] else 503, body, "application/json")
-            else:
-                self._send(404, b"not found: try /metrics or /healthz\n", "text/plain")
-
-        def _send(self, code: int, body: bytes, content_type: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            return  # scrapes every few seconds would flood the log
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
-    log.info("metrics on http://%s:%d/metrics, health on /healthz", host, server.server_port)
-    return server

@@ -217,7 +217,7 @@ def detect_csv_command(
     out: Path | None,
     quiet: bool = False,
 ) -> int:
-    """Run ``sensorgate detect`` (see :mod:`gateway.alarms_cli`)."""
+    """Run ``sensorgate detect`` (see :mod:`gateway.cli.detection`)."""
     from simulators.csv_replay import CsvRowsError, read_csv
 
     table = read_csv(csv_path, exclude=exclude)

@@ -1,7 +1,10 @@
 """The ``sensorgate`` command line (console script ``gateway.cli:main``).
 
-- :mod:`~gateway.cli.entry`: the parser, the plugin list, ``up``, ``services``,
-  ``bench``, ``bench-stop`` and ``gateway run``.
+- :mod:`~gateway.cli.entry`: the parser, the plugin list, ``main`` and the one
+  error-to-exit-code mapping (``run_command``).
+- :mod:`~gateway.cli.stack`: ``up`` and ``services``.
+- :mod:`~gateway.cli.run`: ``gateway run`` (and ``gateway forget-sessions``).
+- :mod:`~gateway.cli.bench`: ``bench`` and ``bench-stop``.
 - :mod:`~gateway.cli.views`: ``alerts``, ``devices``, ``query``, ``dashboard``.
 - :mod:`~gateway.cli.detection`: ``detect`` and ``evaluate``.
 - :mod:`~gateway.cli.config`: ``config check`` and ``config example``.

@@ -49,9 +49,10 @@ def test_a_command_without_its_extra_names_the_extra(
 ) -> None:
 
     from gateway import cli
+    from gateway.cli import stack
 
     monkeypatch.setattr(
-        cli, "_cmd_up", lambda _a: (_ for _ in ()).throw(ModuleNotFoundError(name="rich"))
+        stack, "_cmd_up", lambda _a: (_ for _ in ()).throw(ModuleNotFoundError(name="rich"))
     )
     assert cli.main(["up"]) == 2
     assert "pip install 'sensorgate[gateway]'" in capsys.readouterr().err

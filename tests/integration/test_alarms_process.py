@@ -152,7 +152,7 @@ def test_reload_keeps_active_alarms_and_clears_removed_rules(
 
 
 def _reloads(gateway: object) -> float:
-    return gateway.observability.metrics.rules_reloads._value.get()  # type: ignore[attr-defined]
+    return gateway.metrics.rules_reloads._value.get()  # type: ignore[attr-defined]
 
 
 def _stored(gateway: object) -> int:

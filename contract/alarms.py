@@ -2,9 +2,10 @@
 
 One alarm is the life of one condition on one key (site, device, series, rule), from
 ``raised`` to ``cleared``. Every event of that life carries the same ``alarm_id``
-(deterministic: derived from the key and the raise time, so a replay or a restart
-names the same alarm the same way) and the id of the telemetry event that caused it,
-so an operator can walk from an alarm back to the raw message.
+(deterministic: derived from the key and the time its previous alarm cleared, so a
+replay or a restart names the same alarm the same way, whichever reading raises it)
+and the id of the telemetry event that caused it, so an operator can walk from an
+alarm back to the raw message.
 
 Minor additions to v1 (optional fields; older readers ignore them, older events simply
 lack them):
@@ -81,10 +82,15 @@ class AlarmState(StrEnum):
     CLEARED = "cleared"
 
 
-def alarm_id_for(site: str, device: str, series: str, rule: str, raised_us: int) -> str:
-    """Return the deterministic id of the alarm of a key raised at ``raised_us``."""
+def alarm_id_for(site: str, device: str, series: str, rule: str, since_us: int) -> str:
+    """Return the deterministic id of a key's alarm anchored at ``since_us``.
+
+    The gateway anchors an alarm at the event time its key's previous alarm cleared (0
+    for the first), so a replay names it the same way even when it raises on another
+    reading (``dataflows.alarms``).
+    """
     return str(
-        uuid.uuid5(ALARM_ID_NAMESPACE, f"{site}\x00{device}\x00{series}\x00{rule}\x00{raised_us}")
+        uuid.uuid5(ALARM_ID_NAMESPACE, f"{site}\x00{device}\x00{series}\x00{rule}\x00{since_us}")
     )
 
 

@@ -11,8 +11,14 @@ States and transitions (times are event times, integer microseconds)::
                          raise; and the hold of a flapping or rate-limited alarm)
                          ─▶ cleared ─▶ idle
 
-- At most one active alarm per key. Its id is deterministic (uuid5 of the key and the
-  raise time), so a replay after a restart names it the same way.
+- At most one active alarm per key. Its id is deterministic: uuid5 of the key and the
+  event time the key's previous alarm cleared (0 for the first alarm of a machine).
+  Not the raise time: after a crash the broker may redeliver the readings that raised
+  it behind newer ones (a cluster member's queue comes back when its session
+  reconnects), so the replay can raise on a later reading; the anchor restored from
+  the snapshot is the same, and so is the id. A machine made afresh (a new rule, a
+  device evicted and back) starts at 0 again, so its first alarm reuses the id of that
+  key's first alarm of an earlier life, long cleared; ``raised_at`` tells them apart.
 - Hysteresis on the value is the detector's (a separate clear level); the machine
   adds hysteresis in time: ``for`` before raising, ``clear_for`` before clearing,
   ``min_duration`` for the life of an alarm.
@@ -142,6 +148,7 @@ class AlarmMachine:
         "_raises",
         "_release_us",
         "_severity",
+        "_since_us",
         "key",
         "policy",
     )
@@ -150,6 +157,8 @@ class AlarmMachine:
         self.key = key
         self.policy = policy
         self._last_t: int | None = None
+        self._since_us = 0
+        """The id's anchor: when the previous alarm cleared (0: none yet)."""
         self._pending_since: int | None = None
         """Idle: since when the condition holds. Active: since when it is back (held)."""
         self._alarm_id: str | None = None
@@ -273,7 +282,7 @@ class AlarmMachine:
         key, policy = self.key, self.policy
         self._pending_since = None
         self._raised_us = t_us
-        self._alarm_id = alarm_id_for(key.site, key.device, key.series, key.rule, t_us)
+        self._alarm_id = alarm_id_for(key.site, key.device, key.series, key.rule, self._since_us)
         self._severity = signal.severity or policy.severity
         self._ack_by = self._ack_at = None
         self._ended = False
@@ -351,6 +360,7 @@ class AlarmMachine:
         self._detail = explain() if explain is not None else None
         event = self._event(AlarmClearedEvent, t_us, signal, cause, AlarmState.CLEARED, why)
         self._alarm_id = None
+        self._since_us = t_us
         self._clear_since = self._pending_since = None
         self._ack_by = self._ack_at = None
         self._flapping = self._limited = self._ended = False
@@ -430,6 +440,7 @@ class AlarmMachine:
         """Return the state as plain data."""
         return {
             "last": self._last_t,
+            "since": self._since_us,
             "pending": self._pending_since,
             "alarm_id": self._alarm_id,
             "raised": self._raised_us,
@@ -455,6 +466,8 @@ class AlarmMachine:
         self._pending_since = state["pending"]
         self._alarm_id = state["alarm_id"]
         self._raised_us = state["raised"]
+        # A snapshot from before the anchor: its active alarm was named by its raise time.
+        self._since_us = int(state.get("since", state["raised"] if state["alarm_id"] else 0))
         self._severity = Severity(state["severity"])
         self._clear_since = state["clear_since"]
         self._ack_by = state["ack_by"]

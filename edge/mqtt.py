@@ -258,7 +258,8 @@ class MqttLink:
                 client_id=settings.client_id,
                 protocol=mqtt.MQTTv5,
             )
-            self._properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            # paho's Properties.__init__ carries no annotations.
+            self._properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # see above
             expiry = (
                 _NEVER_EXPIRES if settings.session_expiry_s is None else settings.session_expiry_s
             )
@@ -301,7 +302,8 @@ class MqttLink:
     def _arm_backoff(self) -> float:
         # paho waits for its min delay (a None current delay starts there): set both.
         delay = self.backoff.next()
-        self._client.reconnect_delay_set(min_delay=delay, max_delay=delay)  # type: ignore[arg-type]
+        # paho annotates the delays as int; it only does arithmetic on them (float is fine).
+        self._client.reconnect_delay_set(min_delay=delay, max_delay=delay)  # type: ignore[arg-type]  # float delay
         return delay
 
     def _configure_tls(self, tls: TlsSettings) -> None:

@@ -280,3 +280,43 @@ def test_snapshot_keeps_the_rate_limit_and_old_snapshots_load():
     assert older.active
     assert not older.rate_limited
     assert older.folded == 0
+
+
+def test_a_replay_that_raises_on_a_later_reading_names_the_same_alarm():
+    # The original run raises on the reading at 10 s. A crash loses everything after
+    # the snapshot at 5 s; the replay sees the readings in another order (a redelivered
+    # queue behind newer messages) and raises on 14 s, then ignores 10 s as older.
+    m = machine()
+    m.update(5 * S, OFF)
+    snap = m.snapshot()
+    [original] = m.update(10 * S, ON)
+    replay = machine()
+    replay.restore(snap)
+    [again] = replay.update(14 * S, ON)
+    assert replay.update(10 * S, ON) == []
+    assert again.data.alarm_id == original.data.alarm_id
+    assert again.data.raised_at != original.data.raised_at
+
+
+def test_each_alarm_after_a_clear_has_a_new_id_and_the_anchor_survives_a_snapshot():
+    m = machine()
+    [first] = m.update(1 * S, ON)
+    [cleared] = m.update(2 * S, OFF)
+    assert isinstance(cleared, AlarmClearedEvent)
+    restored = machine()
+    restored.restore(m.snapshot())
+    [second] = restored.update(3 * S, ON)
+    [second_again] = m.update(3 * S, ON)
+    assert second.data.alarm_id == second_again.data.alarm_id != first.data.alarm_id
+    assert second.data.alarm_id == alarm_id_for("site", "dev", "env/temperature", "hot", 2 * S)
+
+
+def test_a_snapshot_from_before_the_anchor_keeps_its_active_alarm_s_id():
+    m = machine()
+    [raised] = m.update(7 * S, ON)
+    old = m.snapshot()
+    del old["since"]  # written by a gateway that named alarms by their raise time
+    restored = machine()
+    restored.restore(old)
+    [cleared] = restored.update(8 * S, OFF)
+    assert cleared.data.alarm_id == raised.data.alarm_id

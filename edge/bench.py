@@ -188,7 +188,7 @@ class Broker:
         self.host = host
         self.workdir = workdir
         self.own = port is None
-        self.proc: Any = None  # gateway.services' mosquitto handle: typed there, not here
+        self.proc: _Mosquitto | None = None
         if port is None:
             port = _free_port(host)
             self.proc = _Mosquitto(workdir, host=host, port=port)

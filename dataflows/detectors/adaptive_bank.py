@@ -23,10 +23,9 @@ import math
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from contract.alarms import Severity
-from dataflows.detectors._slots import Field, SlotArrays
+from dataflows.detectors._slots import Field, SlotBank
 from dataflows.detectors.adaptive import (  # its constants too: the very same numbers
     _GAUSS_MAD,
     _SEASON_GAIN,
@@ -76,7 +75,7 @@ def _min(a: Any, b: Any) -> Any:
     return np.where(b < a, b, a)
 
 
-class AdaptiveBank:
+class AdaptiveBank(SlotBank):
     """:class:`~dataflows.detectors.adaptive.AdaptiveDetector` over many slots.
 
     Takes the scalar detector's parameters (and validates them the same way).
@@ -129,32 +128,7 @@ class AdaptiveBank:
         self._fast = self.alpha * 1.0
         self._alpha4 = self.alpha * 4
         self._major = 2 * self.threshold
-        self._state = SlotArrays(_fields(self.season_buckets))
-
-    @property
-    def size(self) -> int:
-        """Number of slots."""
-        return self._state.size
-
-    def grow(self, size: int) -> None:
-        """Make room for slots ``0 .. size-1``; new slots start fresh."""
-        self._state.grow(size)
-
-    def reset(self, slots: I64) -> None:
-        """Forget the state of ``slots``."""
-        self._state.reset(np.asarray(slots, np.int64))
-
-    def take(self, slots: npt.NDArray[np.int64]) -> None:
-        """Keep only ``slots``, renumbered in that order (evicted series leave)."""
-        self._state.take(slots)
-
-    def snapshot(self) -> dict[str, Any]:
-        """Return every slot's state as a dict of numpy arrays (and ``size``)."""
-        return self._state.snapshot()
-
-    def restore(self, state: dict[str, Any]) -> None:
-        """Load a :meth:`snapshot` (seasons of another bucket count start fresh)."""
-        self._state.restore(state)
+        super().__init__(_fields(self.season_buckets))
 
     def update(self, slots: I64, t_us: I64, values: F64) -> BankSignals:
         """Take one reading per slot (``slots`` distinct); return their signals."""

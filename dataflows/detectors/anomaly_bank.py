@@ -20,10 +20,9 @@ import math
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from contract.alarms import Severity
-from dataflows.detectors._slots import Field, SlotArrays
+from dataflows.detectors._slots import Field, SlotBank
 from dataflows.detectors.anomaly import (  # the very same constants
     BASE_ALPHA,
     BUCKET_ALPHA,
@@ -116,7 +115,7 @@ def _clip(v: Any, lo: Any, hi: Any) -> Any:
     return np.where(v < lo, lo, np.where(v > hi, hi, v))
 
 
-class AnomalyBank:
+class AnomalyBank(SlotBank):
     """:class:`~dataflows.detectors.anomaly.AnomalyDetector` over many slots.
 
     Takes the scalar detector's parameters (validated the same way). ``detail`` of its
@@ -130,28 +129,7 @@ class AnomalyBank:
         self.spec = spec
         if spec.season_us is not None and spec.season_us * spec.season_buckets >= 2**62:
             raise ValueError("season_us times season_buckets must stay below 2**62")
-        self._state = SlotArrays(_fields(spec.season_buckets))
-
-    @property
-    def size(self) -> int:
-        """Number of slots."""
-        return self._state.size
-
-    def grow(self, size: int) -> None:
-        """Make room for slots ``0 .. size-1``; new slots start fresh."""
-        self._state.grow(size)
-
-    def reset(self, slots: I64) -> None:
-        """Forget the state of ``slots``."""
-        self._state.reset(np.asarray(slots, np.int64))
-
-    def take(self, slots: npt.NDArray[np.int64]) -> None:
-        """Keep only ``slots``, renumbered in that order (evicted series leave)."""
-        self._state.take(slots)
-
-    def snapshot(self) -> dict[str, Any]:
-        """Return every slot's state as a dict of numpy arrays (and ``size``)."""
-        return self._state.snapshot()
+        super().__init__(_fields(spec.season_buckets))
 
     def restore(self, state: dict[str, Any]) -> None:
         """Load a :meth:`snapshot` (seasons of another bucket count start fresh).
@@ -159,7 +137,7 @@ class AnomalyBank:
         A snapshot of an earlier version without the recent range starts the range at
         each slot's last reading (as the scalar detector does).
         """
-        self._state.restore(state)
+        super().restore(state)
         if "hi" not in state:
             a = self._state.arrays
             for name, _ in _RANGE:

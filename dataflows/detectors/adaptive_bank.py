@@ -26,6 +26,9 @@ import numpy as np
 
 from contract.alarms import Severity
 from dataflows.detectors._slots import Field, SlotBank
+from dataflows.detectors._twins import py_max as _max
+from dataflows.detectors._twins import py_min as _min
+from dataflows.detectors._twins import stuck_runs
 from dataflows.detectors.adaptive import (  # its constants too: the very same numbers
     _GAUSS_MAD,
     _SEASON_GAIN,
@@ -38,7 +41,6 @@ from dataflows.detectors.bank import F64, I64, SEVERITY_CODES, BankSignals, Bool
 __all__ = ["AdaptiveBank"]
 
 _MAJOR = np.int8(SEVERITY_CODES.index(Severity.MAJOR))
-_NEAR = 1e-9  # relative distance to the stuck boundary at which math.log decides
 _log = np.log  # a module attribute, so a test can make it err by an ulp
 
 
@@ -63,16 +65,6 @@ def _fields(buckets: int) -> dict[str, Field]:
         "season": (np.float64, math.nan, (buckets,)),
         "season_nan": (np.bool_, False, (buckets,)),
     }
-
-
-def _max(a: Any, b: Any) -> Any:
-    """Python's ``max(a, b)``: ``b`` only where ``b > a``."""
-    return np.where(b > a, b, a)
-
-
-def _min(a: Any, b: Any) -> Any:
-    """Python's ``min(a, b)``: ``b`` only where ``b < a``."""
-    return np.where(b < a, b, a)
 
 
 class AdaptiveBank(SlotBank):
@@ -194,19 +186,7 @@ class AdaptiveBank(SlotBank):
     def _stuck(self, run: I64, repeat: F64) -> Bools:
         """Apply the scalar's stuck test: a run of repeats too unlikely at the repeat rate."""
         stuck = ~(run < self.stuck_min) & ~(repeat > _STUCK_MAX_REPEAT_RATE)
-        candidates = np.flatnonzero(stuck)
-        if not len(candidates):
-            return stuck
-        r = run[candidates]
-        p = _max(repeat[candidates], 1e-3)
-        limit = _STUCK_ODDS / _log(p)
-        hit = r >= limit
-        # np.log may differ from math.log in the last bit: let math.log decide the
-        # (rare) comparisons that close to the boundary.
-        for i in np.flatnonzero(np.abs(r - limit) <= _NEAR * np.abs(limit)).tolist():
-            hit[i] = int(r[i]) >= _STUCK_ODDS / math.log(float(p[i]))
-        stuck[candidates] = hit
-        return stuck
+        return stuck_runs(stuck, run, repeat, _STUCK_ODDS, _log)
 
     def _learn(
         self, s: I64, t: I64, v: F64, same: Bools, run: I64, res: F64, first_t: I64

@@ -23,6 +23,9 @@ import numpy as np
 
 from contract.alarms import Severity
 from dataflows.detectors._slots import Field, SlotBank
+from dataflows.detectors._twins import py_max as _max
+from dataflows.detectors._twins import py_min as _min
+from dataflows.detectors._twins import stuck_runs
 from dataflows.detectors.anomaly import (  # the very same constants
     BASE_ALPHA,
     BUCKET_ALPHA,
@@ -53,7 +56,6 @@ from dataflows.detectors.bank import F64, I64, SEVERITY_CODES, BankSignals, Bool
 __all__ = ["AnomalyBank"]
 
 _MAJOR = np.int8(SEVERITY_CODES.index(Severity.MAJOR))
-_NEAR = 1e-9
 _CHUNK = 4096
 """Slots per pass: about a hundred array operations on this many stay in the CPU cache."""
 _FLOATS = (
@@ -101,14 +103,6 @@ def _fields(buckets: int) -> dict[str, Field]:
         }
     )
     return fields
-
-
-def _max(a: Any, b: Any) -> Any:
-    return np.where(b > a, b, a)
-
-
-def _min(a: Any, b: Any) -> Any:
-    return np.where(b < a, b, a)
 
 
 def _clip(v: Any, lo: Any, hi: Any) -> Any:
@@ -388,17 +382,7 @@ class AnomalyBank(SlotBank):
         """Apply the scalar's stuck test: a run of repeats too unlikely at the repeat rate."""
         stuck = ~(run < self.spec.stuck_min) & ~(repeat > STUCK_MAX_REPEAT_RATE)
         stuck &= ~(run <= STUCK_RUNS * runmax)
-        candidates = np.flatnonzero(stuck)
-        if not len(candidates):
-            return stuck
-        r = run[candidates]
-        p = _max(repeat[candidates], 1e-3)
-        limit = STUCK_ODDS / np.log(p)
-        hit = r >= limit
-        for i in np.flatnonzero(np.abs(r - limit) <= _NEAR * np.abs(limit)).tolist():
-            hit[i] = int(r[i]) >= STUCK_ODDS / math.log(float(p[i]))
-        stuck[candidates] = hit
-        return stuck
+        return stuck_runs(stuck, run, repeat, STUCK_ODDS)
 
     def describe(self, signals: BankSignals, i: int) -> str:
         """Word entry ``i`` as the scalar detector does ("" where not active)."""

@@ -53,6 +53,7 @@ metric = "level"
 above = 100
 clear = 50
 flap_count = 0    # the probe crosses on purpose, again and again: not flapping
+max_raises = 0    # nor an alarm storm to rate-limit: every crossing must raise
 """
 
 

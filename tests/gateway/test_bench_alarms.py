@@ -36,7 +36,7 @@ def test_every_probe_crossing_raises_an_alarm() -> None:
     from dataflows.alarms import AlarmKey, AlarmMachine
     from dataflows.detectors import Signal
     from dataflows.rules import parse_rules
-    from gateway.bench_alarms import _PROBE_RULES
+    from gateway.bench.alarms import _PROBE_RULES
 
     rule = parse_rules(tomllib.loads(_PROBE_RULES)).by_id["probe-high"]
     machine = AlarmMachine(AlarmKey("bench", "probe", "p", "level", rule.id), rule.policy())

@@ -41,6 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="the gateway's MQTT share group (default none: plain subscriptions, which"
         " mosquitto 2.0 keeps across its restart; give one to see what it loses without)",
     )
+    chaos.add_argument(
+        "--no-faults",
+        action="store_true",
+        help="run the same load and accounting with no fault at all (no kill, no outage): the"
+        " report's achieved rate and outbox backlog at the end then tell whether this machine"
+        " sustains --rate",
+    )
     chaos.add_argument("--plot", type=Path, default=None, help="write the RSS plot (PNG) here")
     chaos.add_argument("--out", type=Path, default=None, help="write the JSON report here")
     chaos.add_argument("--workdir", type=Path, default=None, help="keep everything here")
@@ -67,6 +74,7 @@ def _cmd_chaos(args: argparse.Namespace) -> int:
         share_group=args.share_group,
         workdir=args.workdir,
         plot=args.plot,
+        faults=not args.no_faults,
     )
     command = " ".join(["sensorgate chaos", *sys.argv[2:]])
     try:
@@ -106,10 +114,26 @@ def format_table(report: dict[str, Any]) -> str:
         f"| dead letters by reason | {_pairs(letters) or 'none'} |",
         f"| gateway restarts (SIGKILL) | {report['gateway_restarts']} |",
         f"| edge agent restarts (SIGKILL) | {report['edge_restarts']} |",
-        f"| faults | {', '.join(_fault(f) for f in report['faults'])} |",
+        f"| faults | {', '.join(_fault(f) for f in report['faults']) or 'none'} |",
         f"| peak RSS (MiB) | {_pairs(report.get('rss_mb_peak') or {})} |",
         f"| wall time | {report['wall_s']:,.0f} s |",
     ]
+    load = report.get("load")
+    if load:
+        drain = "?" if load["drain_s"] is None else f"{load['drain_s']:,.0f} s"
+        lines += [
+            f"| readings/s offered / achieved (made durable at the edge) |"
+            f" {report['rate']:,.0f} / {load['achieved_rate']:,.0f} |",
+            f"| left in the outboxes when the load ended | {load['backlog_events_at_end']:,}"
+            f" events ({load['backlog_readings_at_end']:,} readings) |",
+            f"| all stored, after the load ended | {drain} |",
+        ]
+    for d in report.get("spill_drain") or []:
+        empty = d["spill_empty_after_s"]
+        lines.append(
+            f"| gateway spill during influxd outage | peak {d['spill_peak_points']:,} points,"
+            f" empty {'never' if empty is None else f'{empty:,.0f} s'} after influxd was back |"
+        )
     if t:
         lines.append(f"| readings still in open windows at the end | {t['unfolded']:,} |")
     if report.get("plot"):

@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         " for 20 s and the edge agent is SIGKILLed (each restarted on the same port, data and"
         " outbox). Then drain, and print per device the readings published (edge outboxes),"
         " stored (InfluxDB), lost, duplicated in the windows, late; dead letters by reason;"
-        " restarts; and peak RSS, with an RSS-over-time PNG. Exit 1 when anything was lost.",
+        " restarts; and peak RSS, with an RSS-over-time PNG. Exit 1 when anything was lost"
+        " or the gateway died outside a fault (a crash).",
     )
     chaos.add_argument("--minutes", type=float, default=10.0, help="length of the load phase")
     chaos.add_argument(
@@ -113,6 +114,8 @@ def format_table(report: dict[str, Any]) -> str:
         "|---|---|",
         f"| dead letters by reason | {_pairs(letters) or 'none'} |",
         f"| gateway restarts (SIGKILL) | {report['gateway_restarts']} |",
+        f"| gateway dead outside a fault (crashed) |"
+        f" {', '.join(_span(c) for c in report.get('gateway_crashes') or []) or 'never'} |",
         f"| edge agent restarts (SIGKILL) | {report['edge_restarts']} |",
         f"| faults | {', '.join(_fault(f) for f in report['faults']) or 'none'} |",
         f"| peak RSS (MiB) | {_pairs(report.get('rss_mb_peak') or {})} |",
@@ -139,7 +142,9 @@ def format_table(report: dict[str, Any]) -> str:
     if report.get("plot"):
         lines.append(f"| RSS over time | {report['plot']} |")
     status = "PASS" if report.get("ok") else "FAIL"
-    lines += ["", f"{status}: lost {t['lost'] if t else '?'} readings"]
+    crashes = len(report.get("gateway_crashes") or [])
+    lines += ["", f"{status}: lost {t['lost'] if t else '?'} readings, gateway crashes {crashes}"]
+    lines += [f"gateway log: {line}" for line in report.get("gateway_errors") or []]
     if report.get("error"):
         lines.append(f"error: {report['error']}")
     return "\n".join(lines)
@@ -149,6 +154,10 @@ def _pairs(items: dict[str, Any]) -> str:
     return ", ".join(
         f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in sorted(items.items())
     )
+
+
+def _span(c: dict[str, Any]) -> str:
+    return f"{c['from_s']:.0f}-{c['to_s']:.0f} s"
 
 
 def _fault(f: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -110,6 +111,8 @@ class _Roles:
     influxd: ManagedProcess | None = None
     edge: ManagedProcess | None = None
     fleet: ManagedProcess | None = None
+    faulting: bool = False
+    """A fault is being injected (a dead gateway is then expected)."""
 
 
 @dataclass
@@ -118,6 +121,8 @@ class _Rss:
     marks: list[tuple[float, float, str]] = field(default_factory=list)
     spill: list[tuple[float, float]] = field(default_factory=list)
     """(seconds since start, points in the gateway's spill) every two seconds."""
+    gateway_dead: list[float] = field(default_factory=list)
+    """Samples (seconds since start) at which the gateway process had exited outside a fault."""
 
 
 def _edge_config(
@@ -271,6 +276,10 @@ def run_chaos(options: ChaosOptions, *, command: str, progress: Progress) -> dic
         report["rss_mb_peak"] = _peaks(rss)
         report["rss_samples"] = len(rss.samples)
         report["spill_drain"] = spill_drains(rss.spill, report["faults"])
+        report["gateway_crashes"] = [
+            {"from_s": a, "to_s": b} for a, b in dead_spans(rss.gateway_dead, every_s=2.0)
+        ]
+        report["gateway_errors"] = _log_errors(workdir / "gateway.log")
         if options.plot is not None and rss.samples:
             report["plot"] = str(_plot(rss, options.plot, report))
         if own and report["error"] is None:
@@ -278,7 +287,9 @@ def run_chaos(options: ChaosOptions, *, command: str, progress: Progress) -> dic
         else:
             report["workdir"] = str(workdir)
     totals_ = report.get("totals") or {}
-    report["ok"] = report["error"] is None and totals_.get("lost", 1) == 0
+    report["ok"] = (
+        report["error"] is None and totals_.get("lost", 1) == 0 and not report["gateway_crashes"]
+    )
     return report
 
 
@@ -333,6 +344,24 @@ def _inject(
     start = time.monotonic() - t0
     label = event.action.value
     progress(f"FAULT {label}" + (f" for {event.down_s:.0f} s" if event.down_s else ""))
+    roles.faulting = True
+    try:
+        _undo_after(event, roles, settings, workdir, report)
+    finally:
+        roles.faulting = False
+    end = time.monotonic() - t0
+    rss.marks.append((start, end, label))
+    report["faults"].append({"action": label, "from_s": round(start, 1), "to_s": round(end, 1)})
+    progress(f"FAULT {label} undone after {end - start:.0f} s")
+
+
+def _undo_after(
+    event: ChaosEvent,
+    roles: _Roles,
+    settings: GatewaySettings,
+    workdir: Path,
+    report: dict[str, Any],
+) -> None:
     if event.action is Action.KILL_GATEWAY:
         assert roles.gateway is not None
         _sigkill(roles.gateway.proc)
@@ -356,10 +385,27 @@ def _inject(
         time.sleep(event.down_s)
         roles.edge = _start_edge(workdir / "edge-0.toml", workdir)
         report["edge_restarts"] += 1
-    end = time.monotonic() - t0
-    rss.marks.append((start, end, label))
-    report["faults"].append({"action": label, "from_s": round(start, 1), "to_s": round(end, 1)})
-    progress(f"FAULT {label} undone after {end - start:.0f} s")
+
+
+def dead_spans(times: list[float], *, every_s: float) -> list[tuple[float, float]]:
+    """Group sample times into spans; a gap of over two sampling periods starts a new one."""
+    spans: list[tuple[float, float]] = []
+    for t in sorted(times):
+        if spans and t - spans[-1][1] <= 2 * every_s:
+            spans[-1] = (spans[-1][0], t)
+        else:
+            spans.append((t, t))
+    return [(round(a, 1), round(b, 1)) for a, b in spans]
+
+
+def _log_errors(path: Path) -> list[str]:
+    """Return the distinct exception lines of a log (``SomeError: ...`` starting a line)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    found = re.findall(r"^[\w.]+(?:Error|Exception): .*$", text, flags=re.MULTILINE)
+    return list(dict.fromkeys(found))[:10]
 
 
 def _sigkill(proc: ManagedProcess) -> None:
@@ -377,6 +423,9 @@ def _sample_rss(roles: _Roles, rss: _Rss, t0: float, stop: threading.Event) -> N
                 rss.samples.append((t, name, psutil.Process(proc).memory_info().rss / 2**20))
             except psutil.Error:
                 continue
+        gw = roles.gateway
+        if gw is not None and not roles.faulting and not gw.proc.alive():
+            rss.gateway_dead.append(t)
         spill = _gateway_figure(roles, "sensorgate_spill_points")
         if spill is not None:
             rss.spill.append((t, spill))

@@ -12,7 +12,13 @@ import pytest
 
 from gateway.chaos.accounting import DeviceTally, totals
 from gateway.chaos.cli import format_table
-from gateway.chaos.run import ChaosOptions, load_figures, schedule_for, spill_drains
+from gateway.chaos.run import (
+    ChaosOptions,
+    dead_spans,
+    load_figures,
+    schedule_for,
+    spill_drains,
+)
 from gateway.chaos.schedule import Action, build_schedule
 
 
@@ -113,7 +119,7 @@ def test_totals_and_the_table_add_devices_up() -> None:
     }
     text = format_table(report)
     assert "| **all** | 200 | 9,940 | 9,890 | **50** | **0** |" in text
-    assert "FAIL: lost 50 readings" in text
+    assert "FAIL: lost 50 readings, gateway crashes 0" in text
     assert "kill_gateway 90-95 s" in text
 
 
@@ -222,3 +228,26 @@ def test_dead_letters_are_counted_in_their_own_retention_policy(tmp_path: Path) 
     assert fake.queries == [
         'SELECT count("error") FROM "deadletters"."deadletters" GROUP BY "reason"'
     ]
+
+
+def test_a_gateway_dead_outside_a_fault_is_a_crash_in_spans_and_fails_the_table() -> None:
+    # Sampled every 2 s: 470-502 s is one span, 600 s another.
+    times = [float(t) for t in range(470, 503, 2)] + [600.0]
+    assert dead_spans(times, every_s=2.0) == [(470.0, 502.0), (600.0, 600.0)]
+    assert dead_spans([], every_s=2.0) == []
+    devices = [_tally()]
+    report = {
+        "devices_detail": [d.as_dict() for d in devices],
+        "totals": totals(devices),
+        "gateway_restarts": 2,
+        "edge_restarts": 1,
+        "faults": [],
+        "wall_s": 700.0,
+        "gateway_crashes": [{"from_s": 470.0, "to_s": 502.0}],
+        "gateway_errors": ["contract.errors.BrokerError: no ack within 30 s"],
+        "ok": False,
+    }
+    text = format_table(report)
+    assert "| gateway dead outside a fault (crashed) | 470-502 s |" in text
+    assert "FAIL: lost 0 readings, gateway crashes 1" in text
+    assert "gateway log: contract.errors.BrokerError: no ack within 30 s" in text

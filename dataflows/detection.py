@@ -124,6 +124,28 @@ class _Engine:
             return False
         return True
 
+    def _feed_pattern(
+        self,
+        rule: PatternRule,
+        t_us: int,
+        member: str,
+        value: float,
+        cause: Cause,
+        out: list[AlarmEvent],
+    ) -> None:
+        """Give a pattern rule one member's reading; its events go to ``out``.
+
+        Readings at the rule's last time still count (members share timestamps); only
+        an older one is stale.
+        """
+        slot = self._slot(rule, "*", "*")
+        if slot.last_us is not None and t_us < slot.last_us:
+            self.stale += 1
+            return
+        signal = slot.detector.update(t_us, member, value)
+        if signal is not None:
+            out.extend(self._feed(slot, t_us, signal, cause))
+
     def flush(self, out: list[AlarmEvent]) -> list[AlarmEvent]:
         if self._pending:
             out = self._pending + out
@@ -396,13 +418,7 @@ class DeviceDetector(_Engine):
         if value is not None:
             member = f"{sensor}/{metric}"
             for rule in self._patterns(member):
-                slot = self._slot(rule, "*", "*")
-                if slot.last_us is not None and t < slot.last_us:
-                    self.stale += 1
-                    continue
-                signal = slot.detector.update(t, member, value)
-                if signal is not None:
-                    out.extend(self._feed(slot, t, signal, cause))
+                self._feed_pattern(rule, t, member, value, cause, out)
         return out
 
     def _alive(
@@ -577,13 +593,7 @@ class SiteDetector(_Engine):
             member = f"{item.device}/{sensor}/{metric}"
             cause = Cause(item.event_id, member, item.traceparent)
             for rule in rules:
-                slot = self._slot(rule, "*", "*")
-                if slot.last_us is not None and t < slot.last_us:
-                    self.stale += 1
-                    continue
-                signal = slot.detector.update(t, member, value)
-                if signal is not None:
-                    out.extend(self._feed(slot, t, signal, cause))
+                self._feed_pattern(rule, t, member, value, cause, out)
         return self.flush(out)
 
     def on_telemetry(self, event: TelemetryEvent) -> list[AlarmEvent]:
@@ -600,11 +610,5 @@ class SiteDetector(_Engine):
             member = f"{device}/{reading.sensor}/{reading.metric}"
             cause = Cause(event.id, member, event.traceparent)
             for rule in rules:
-                slot = self._slot(rule, "*", "*")
-                if slot.last_us is not None and t < slot.last_us:
-                    self.stale += 1
-                    continue
-                signal = slot.detector.update(t, member, reading.value)
-                if signal is not None:
-                    out.extend(self._feed(slot, t, signal, cause))
+                self._feed_pattern(rule, t, member, reading.value, cause, out)
         return self.flush(out)

@@ -97,7 +97,7 @@ class _AlarmPartition(StatelessSinkPartition[AlarmOutput]):
         if lines:
             self._writer.write(lines)
         for ticket in tickets:
-            if not ticket.wait(self._ack_timeout):
+            if not self._link.wait_acknowledged(ticket, self._ack_timeout):
                 raise BrokerError(
                     f"the broker did not acknowledge an alarm publish within"
                     f" {self._ack_timeout:.0f} s"

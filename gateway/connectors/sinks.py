@@ -263,7 +263,7 @@ class _DeadLetterPartition(StatelessSinkPartition[DeadLetterEvent]):
         tickets = [self._link.publish(self._topic, encode(item), qos=1) for item in items]
         self._writer.write([deadletter_line(item) for item in items])
         for ticket in tickets:
-            if not ticket.wait(self._ack_timeout):
+            if not self._link.wait_acknowledged(ticket, self._ack_timeout):
                 raise BrokerError(
                     f"the broker did not acknowledge a dead letter on {self._topic!r}"
                     f" within {self._ack_timeout:.0f} s"

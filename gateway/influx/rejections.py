@@ -158,7 +158,7 @@ class WriteRejectionReporter:
                 log.error("InfluxDB refused a dead letter; published only: %s", error)
             else:
                 self._store_for(writer).write([deadletter_line(event)])
-        if not ticket.wait(self._ack_timeout):
+        if not self._connected_link().wait_acknowledged(ticket, self._ack_timeout):
             raise BrokerError(
                 f"the broker did not acknowledge a write_rejected dead letter on {self._topic!r}"
                 f" within {self._ack_timeout:.0f} s"

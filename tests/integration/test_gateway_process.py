@@ -162,7 +162,17 @@ class _Load:
 def test_sigkill_under_load_loses_no_reading(
     proc_settings: GatewaySettings, publisher: MqttLink, tmp_path: Path
 ) -> None:
-    settings = proc_settings.model_copy(update={"recovery_dir": str(tmp_path / "recovery")})
+    # The subject is recovery, not stall tolerance: a gateway that cannot run for longer
+    # than the quiet period (stream.quiet_s, 2 s here by default) takes that as the fleet
+    # going silent and closes windows by the wall clock (docs/gateway.md, "Event time"),
+    # and a 2-core machine under load stalls it that long. 30 s of quiet keeps such a
+    # stall from moving windows; every reading must still land in its window.
+    settings = proc_settings.model_copy(
+        update={
+            "recovery_dir": str(tmp_path / "recovery"),
+            "stream": proc_settings.stream.model_copy(update={"quiet_s": 30.0}),
+        }
+    )
     port = settings.metrics_port
     q = InfluxQL(settings.influx)
 

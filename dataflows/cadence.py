@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -41,9 +41,31 @@ I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 
 
+@overload
 def auto_silence_us(
-    median_us: Any, count: Any, *, factor: float, floor_us: int, initial_us: int
-) -> Any:
+    median_us: float, count: int, *, factor: float, floor_us: int, initial_us: int
+) -> int: ...
+
+
+@overload
+def auto_silence_us(
+    median_us: F64,
+    count: npt.NDArray[np.integer[Any]],
+    *,
+    factor: float | F64,
+    floor_us: int | I64,
+    initial_us: int | I64,
+) -> I64: ...
+
+
+def auto_silence_us(
+    median_us: float | F64,
+    count: int | npt.NDArray[np.integer[Any]],
+    *,
+    factor: float | F64,
+    floor_us: int | I64,
+    initial_us: int | I64,
+) -> int | I64:
     """Return the silence allowed: ``factor`` x the median, at least ``floor_us``.
 
     ``initial_us`` while no interval is known (``count`` 0). Works on scalars and arrays.

@@ -187,7 +187,8 @@ class BatchDecoder:
         self.slow_messages = 0
 
     def _where(self, topic: str) -> tuple[TopicKind, str, str] | None:
-        where = self._topics.get(topic, False)
+        where: tuple[TopicKind, str, str] | Literal[False] | None
+        where = self._topics.get(topic, False)  # False: not cached (None: not ours)
         if where is False:
             try:
                 parsed = self.topics.parse(topic)
@@ -197,7 +198,7 @@ class BatchDecoder:
             if len(self._topics) >= self._TOPIC_CACHE_MAX:
                 self._topics.clear()
             self._topics[topic] = where
-        return where  # type: ignore[return-value]
+        return where
 
     def is_event(self, topic: str) -> bool:
         """Whether ``topic`` carries status or commands (per-event messages)."""
@@ -556,7 +557,8 @@ def _interleave_none(
     out: list[float] = []
     pos = 0
     for n in counts.tolist():
-        out.extend(items[pos : pos + n])  # type: ignore[arg-type]
+        # The series list holds no None by now (_register_series filled or demoted them).
+        out.extend(items[pos : pos + n])  # type: ignore[arg-type]  # see above
         out.append(missing)
         pos += n
     return out

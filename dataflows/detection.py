@@ -31,7 +31,7 @@ import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from contract import DeviceOfflineEvent, DeviceOnlineEvent, Reading, TelemetryEvent
 from contract.alarms import AlarmEvent
@@ -41,7 +41,7 @@ from dataflows.detectors.base import US
 from dataflows.detectors.deadman import CadenceView
 from dataflows.detectors.factory import build_detector
 from dataflows.ingest import Accepted
-from dataflows.rules import RuleSet
+from dataflows.rules import PatternRule, Rule, RuleSet
 from dataflows.series_alarms import BANK_KINDS
 from dataflows.windows import Aggregate
 
@@ -65,7 +65,7 @@ def _us(when: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def _fingerprint(rule: Any) -> str:
+def _fingerprint(rule: Rule) -> str:
     return hashlib.sha1(rule.model_dump_json().encode(), usedforsecurity=False).hexdigest()[:16]
 
 
@@ -76,6 +76,8 @@ class _Slot:
     rule_id: str
     fingerprint: str
     detector: Any
+    # Any: the detector of any rule kind; the engine calls it by its rule's kind
+    # (a pattern detector's update takes a member, a deadman's is ticked instead).
     machine: AlarmMachine
     last_us: int | None = None
 
@@ -89,13 +91,13 @@ class _Engine:
         self.rules = rules
         self.slots: dict[str, _Slot] = {}
         # Per-series caches of (rule, slot) pairs and of the patterns a member feeds.
-        self._pairs: dict[tuple[str, str], list[tuple[Any, _Slot]]] = {}
-        self._pattern_rules: dict[str, list[Any]] = {}
+        self._pairs: dict[tuple[str, str], list[tuple[Rule, _Slot]]] = {}
+        self._pattern_rules: dict[str, list[PatternRule]] = {}
         self._pending: list[AlarmEvent] = []
         self.stale = 0
         """Readings skipped because they were not newer than their key's last one."""
 
-    def _slot(self, rule: Any, sensor: str, metric: str, suffix: str = "") -> _Slot:
+    def _slot(self, rule: Rule, sensor: str, metric: str, suffix: str = "") -> _Slot:
         name = f"{sensor}/{metric}" if sensor != "*" else "*"
         skey = f"{name}{_SEP}{rule.id}{suffix}"
         slot = self.slots.get(skey)
@@ -107,7 +109,7 @@ class _Engine:
             self.slots[skey] = slot
         return slot
 
-    def _build(self, rule: Any) -> Any:
+    def _build(self, rule: Rule) -> Any:
         return build_detector(rule)
 
     def _feed(
@@ -121,6 +123,28 @@ class _Engine:
             self.stale += 1
             return False
         return True
+
+    def _feed_pattern(
+        self,
+        rule: PatternRule,
+        t_us: int,
+        member: str,
+        value: float,
+        cause: Cause,
+        out: list[AlarmEvent],
+    ) -> None:
+        """Give a pattern rule one member's reading; its events go to ``out``.
+
+        Readings at the rule's last time still count (members share timestamps); only
+        an older one is stale.
+        """
+        slot = self._slot(rule, "*", "*")
+        if slot.last_us is not None and t_us < slot.last_us:
+            self.stale += 1
+            return
+        signal = slot.detector.update(t_us, member, value)
+        if signal is not None:
+            out.extend(self._feed(slot, t_us, signal, cause))
 
     def flush(self, out: list[AlarmEvent]) -> list[AlarmEvent]:
         if self._pending:
@@ -241,11 +265,12 @@ class DeviceDetector(_Engine):
         if state is not None:
             self.restore(state)
 
-    def _build(self, rule: Any) -> Any:
+    def _build(self, rule: Rule) -> Any:
         detector = build_detector(rule)
         if (
             not self.learn_cadence
             and isinstance(detector, DeadmanDetector)
+            and rule.kind == "deadman"  # always so for a deadman detector; narrows the type
             and rule.scope == "device"
         ):
             detector.cadence = None
@@ -307,7 +332,7 @@ class DeviceDetector(_Engine):
             out.extend(self._alive(alive, Cause(event_id, None, traceparent), newest))
         return self.flush(out)
 
-    def _series_slots(self, sensor: str, metric: str) -> list[tuple[Any, _Slot]]:
+    def _series_slots(self, sensor: str, metric: str) -> list[tuple[Rule, _Slot]]:
         key = (sensor, metric)
         pairs = self._pairs.get(key)
         if pairs is None:
@@ -357,7 +382,7 @@ class DeviceDetector(_Engine):
             for slot in self.slots.values()
         )
 
-    def _patterns(self, member: str) -> list[Any]:
+    def _patterns(self, member: str) -> list[PatternRule]:
         found = self._pattern_rules.get(member)
         if found is None:
             found = self._pattern_rules[member] = [
@@ -367,7 +392,7 @@ class DeviceDetector(_Engine):
             ]
         return found
 
-    def _reading(self, reading: Reading, t: int, cause: Cause) -> list[AlarmEvent]:
+    def _reading(self, reading: _ReadingLike, t: int, cause: Cause) -> list[AlarmEvent]:
         out: list[AlarmEvent] = []
         sensor, metric = reading.sensor, reading.metric
         value = reading.value
@@ -393,13 +418,7 @@ class DeviceDetector(_Engine):
         if value is not None:
             member = f"{sensor}/{metric}"
             for rule in self._patterns(member):
-                slot = self._slot(rule, "*", "*")
-                if slot.last_us is not None and t < slot.last_us:
-                    self.stale += 1
-                    continue
-                signal = slot.detector.update(t, member, value)
-                if signal is not None:
-                    out.extend(self._feed(slot, t, signal, cause))
+                self._feed_pattern(rule, t, member, value, cause, out)
         return out
 
     def _alive(
@@ -517,6 +536,19 @@ def _deadman_explain(detector: DeadmanDetector, cadence: CadenceView | None) -> 
     return lambda: detector.detail(cadence)
 
 
+class _ReadingLike(Protocol):
+    """What the per-event rules read of a reading: a :class:`Reading` or a :class:`_Row`."""
+
+    @property
+    def sensor(self) -> str: ...
+    @property
+    def metric(self) -> str: ...
+    @property
+    def value(self) -> float | None: ...
+    @property
+    def fault(self) -> str | None: ...
+
+
 class _Row(NamedTuple):
     """A reading as the per-event rules see it (sensor, metric, value or fault)."""
 
@@ -526,7 +558,7 @@ class _Row(NamedTuple):
     fault: str | None
 
 
-def rule_has_member(rule: Any, member: str) -> bool:
+def rule_has_member(rule: PatternRule, member: str) -> bool:
     """Whether a pattern rule's conditions look at ``member`` (skips unrelated series)."""
     return any(fnmatch.fnmatchcase(member, c.member) for c in rule.conditions)
 
@@ -561,13 +593,7 @@ class SiteDetector(_Engine):
             member = f"{item.device}/{sensor}/{metric}"
             cause = Cause(item.event_id, member, item.traceparent)
             for rule in rules:
-                slot = self._slot(rule, "*", "*")
-                if slot.last_us is not None and t < slot.last_us:
-                    self.stale += 1
-                    continue
-                signal = slot.detector.update(t, member, value)
-                if signal is not None:
-                    out.extend(self._feed(slot, t, signal, cause))
+                self._feed_pattern(rule, t, member, value, cause, out)
         return self.flush(out)
 
     def on_telemetry(self, event: TelemetryEvent) -> list[AlarmEvent]:
@@ -584,11 +610,5 @@ class SiteDetector(_Engine):
             member = f"{device}/{reading.sensor}/{reading.metric}"
             cause = Cause(event.id, member, event.traceparent)
             for rule in rules:
-                slot = self._slot(rule, "*", "*")
-                if slot.last_us is not None and t < slot.last_us:
-                    self.stale += 1
-                    continue
-                signal = slot.detector.update(t, member, reading.value)
-                if signal is not None:
-                    out.extend(self._feed(slot, t, signal, cause))
+                self._feed_pattern(rule, t, member, reading.value, cause, out)
         return self.flush(out)

@@ -137,6 +137,19 @@ class DeviceRules:
     def _rearm(self, dev: int, det: DeviceDetector) -> None:
         self._armed[dev] = det.deadman_armed()
 
+    def _rebuild_tables(self) -> None:
+        """Rebuild the per-device and per-series tables from the rules and the registry.
+
+        The device detectors and the cadence carry the state; the tables are derived.
+        """
+        self._wants = []
+        self._fixed, self._factor = np.zeros(0, np.int64), np.zeros(0, np.float64)
+        self._floor, self._initial = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        self._armed = np.zeros(0, np.bool_)
+        self.grow()
+        for dev, det in self.detectors.items():
+            self._rearm(dev, det)
+
     # -- inputs -------------------------------------------------------------------
 
     def telemetry(self, fresh: Fresh) -> list[AlarmEvent]:
@@ -287,15 +300,8 @@ class DeviceRules:
             int(dev_map[d]): det for d, det in self.detectors.items() if dev_map[d] >= 0
         }
         self.cadence.take(np.flatnonzero(dev_map >= 0))
-        # The per-device and per-series tables follow the registry: rebuilt as on a
-        # rules reload (the detectors and the cadence above carry the state).
-        self._wants = []
-        self._fixed, self._factor = np.zeros(0, np.int64), np.zeros(0, np.float64)
-        self._floor, self._initial = np.zeros(0, np.int64), np.zeros(0, np.int64)
-        self._armed = np.zeros(0, np.bool_)
-        self.grow()
-        for dev, det in self.detectors.items():
-            self._rearm(dev, det)
+        # The per-device and per-series tables follow the registry.
+        self._rebuild_tables()
 
     # -- rules, snapshots ---------------------------------------------------------
 
@@ -306,13 +312,7 @@ class DeviceRules:
         for det in self.detectors.values():
             out.extend(det.reload(rules, now_us))
         # Matching changed: recompute which series feed per-event rules and deadman.
-        self._wants = []
-        self._fixed, self._factor = np.zeros(0, np.int64), np.zeros(0, np.float64)
-        self._floor, self._initial = np.zeros(0, np.int64), np.zeros(0, np.int64)
-        self._armed = np.zeros(0, np.bool_)
-        self.grow()
-        for dev, det in self.detectors.items():
-            self._rearm(dev, det)
+        self._rebuild_tables()
         return out
 
     def snapshot(self) -> dict[int, Any]:

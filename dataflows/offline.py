@@ -188,7 +188,7 @@ class OfflineDevice:
 
     def active_alarms(self) -> list[tuple[str, str]]:
         """(rule, alarm id) of every alarm still active."""
-        found = []
+        found: list[tuple[str, str]] = []
         for machines in (self.proc.series_alarms.all_machines(),):
             found.extend((m.key.rule, m.alarm_id) for m in machines if m.alarm_id)
         for det in self.proc.device_rules.detectors.values():

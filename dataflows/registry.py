@@ -269,8 +269,8 @@ class Registry:
                     self.high_seq[i],
                     self.newest_seen_us[i],
                     None
-                    if self.old_outboxes[i] is None
-                    else {k: v.snapshot() for k, v in self.old_outboxes[i].items()},
+                    if (old := self.old_outboxes[i]) is None
+                    else {k: v.snapshot() for k, v in old.items()},
                 ]
                 for i in range(len(self.devices))
             ],

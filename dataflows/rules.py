@@ -401,23 +401,23 @@ class _File(_Model):
 class RuleSet:
     """A validated set of rules with cached matching."""
 
-    def __init__(self, rules: list[Any], *, source: str = "rules") -> None:
-        self.rules: tuple[Any, ...] = tuple(r for r in rules if r.enabled)
+    def __init__(self, rules: list[Rule], *, source: str = "rules") -> None:
+        self.rules: tuple[Rule, ...] = tuple(r for r in rules if r.enabled)
         self.source = source
         ids = [r.id for r in rules]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ConfigError("rules.id", f"rule ids must be unique; repeated: {dupes}")
-        self._series: dict[tuple[str, str, str, str], tuple[Any, ...]] = {}
+        self._series: dict[tuple[str, str, str, str], tuple[Rule, ...]] = {}
         self._aggregates: dict[tuple[str, str, str, str, str], tuple[AggregateRule, ...]] = {}
-        self._devices: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self._devices: dict[tuple[str, str], tuple[Rule, ...]] = {}
 
     @cached_property
-    def by_id(self) -> dict[str, Any]:
+    def by_id(self) -> dict[str, Rule]:
         """Rules by id."""
         return {r.id: r for r in self.rules}
 
-    def for_series(self, site: str, device: str, sensor: str, metric: str) -> tuple[Any, ...]:
+    def for_series(self, site: str, device: str, sensor: str, metric: str) -> tuple[Rule, ...]:
         """Series rules (threshold, rate, flatline, range, adaptive, series deadman)."""
         key = (site, device, sensor, metric)
         found = self._series.get(key)
@@ -452,7 +452,7 @@ class RuleSet:
             self._aggregates[key] = found
         return found
 
-    def for_device(self, site: str, device: str) -> tuple[Any, ...]:
+    def for_device(self, site: str, device: str) -> tuple[Rule, ...]:
         """Device-level rules: device deadman, offline, device-scope patterns."""
         found = self._devices.get((site, device))
         if found is None:
@@ -532,7 +532,7 @@ def parse_rules(doc: Mapping[str, Any], *, source: str = "rules") -> RuleSet:
         if more:
             reason += f"; and {more} more error(s)"
         raise ConfigError(field, f"{source}: {reason}") from None
-    rules: list[Any] = list(parsed.rules)
+    rules: list[Rule] = list(parsed.rules)
     defaults = parsed.defaults
     taken = {r.id for r in rules}
     if defaults.anomaly and "anomaly" not in taken:

@@ -37,7 +37,7 @@ from dataflows.detectors.base import Signal
 from dataflows.explain import explainer
 from dataflows.fresh import Fresh
 from dataflows.registry import NONE, Registry
-from dataflows.rules import RuleSet
+from dataflows.rules import Rule, RuleSet
 
 __all__ = ["BANK_KINDS", "CauseOf", "SeriesAlarms", "rule_fingerprint"]
 
@@ -51,12 +51,12 @@ I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 
 
-def rule_fingerprint(rule: Any) -> str:
+def rule_fingerprint(rule: Rule) -> str:
     """Return a short hash of a rule's whole definition (a changed rule starts fresh)."""
     return hashlib.sha1(rule.model_dump_json().encode(), usedforsecurity=False).hexdigest()[:16]
 
 
-def _make_bank(rule: Any) -> DetectorBank | None:
+def _make_bank(rule: Rule) -> DetectorBank | None:
     from dataflows.detectors.banks import make_bank
 
     return make_bank(rule)
@@ -64,7 +64,7 @@ def _make_bank(rule: Any) -> DetectorBank | None:
 
 @dataclass(slots=True)
 class _RuleState:
-    rule: Any
+    rule: Rule
     fingerprint: str
     bank: DetectorBank | None
     slot_of_series: npt.NDArray[np.int32] = field(default_factory=lambda: np.zeros(0, np.int32))
@@ -386,8 +386,9 @@ class SeriesAlarms:
         for doc in state["rules"]:
             st = by_id.get(doc["id"])
             if st is None:
-                for key, machine_state in doc["machines"].values():
-                    machine = AlarmMachine(AlarmKey(*key, doc["id"]), AlarmPolicy())
+                for (site, device, sensor, metric), machine_state in doc["machines"].values():
+                    key = AlarmKey(site, device, sensor, metric, doc["id"])
+                    machine = AlarmMachine(key, AlarmPolicy())
                     machine.restore(machine_state)
                     events.extend(machine.force_clear(now_us, "rule removed"))
                 continue

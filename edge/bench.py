@@ -3,7 +3,7 @@
     sensorgate edge bench [--json] [--out FILE] [--host H --port P] [--quick]
 
 Three phases, each against a real MQTT broker on this machine (the bench starts its
-own mosquitto through :mod:`gateway.services` unless ``--port`` names one):
+own mosquitto unless ``--port`` names one):
 
 1. **footprint** -- the agent runs as a separate process (``python -m edge.cli run``)
    with 10 simulated sensors at 1 Hz and the default batching, outbox and fsync
@@ -35,9 +35,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import getpass
 import json
 import os
+import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -46,9 +49,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+if TYPE_CHECKING:  # imported where used: an edge-only install has no psutil
+    from datetime import datetime
+
+    import paho.mqtt.client as mqtt
+    import psutil
 
 __all__ = ["main", "run_bench"]
+
+_T = TypeVar("_T")
 
 TARGET_RSS_MB = 40.0
 TARGET_CPU_PERCENT = 2.0
@@ -66,7 +77,7 @@ class ProcessMeter:
         try:
             import psutil
         except ImportError:
-            self._ps: Any = None
+            self._ps: psutil.Process | None = None
             self.source = "/proc"
         else:
             self._ps = psutil.Process(pid)
@@ -92,6 +103,84 @@ class ProcessMeter:
 
 
 # -- a broker -------------------------------------------------------------------------
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class _Mosquitto:
+    """A mosquitto child process on ``host:port``, its data under ``workdir``.
+
+    The edge package never imports the gateway (``tests/test_layering.py``), so the
+    bench starts its own broker, with the settings of ``gateway.localstack.services``
+    that matter to the agent: no in-flight cap, deep queues, persistence.
+    """
+
+    def __init__(self, workdir: Path, *, host: str, port: int, timeout: float = 15.0) -> None:
+        binary = shutil.which(
+            "mosquitto",
+            path=os.pathsep.join(
+                [os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/sbin"]
+            ),
+        )
+        if binary is None:
+            raise SystemExit(
+                "error: mosquitto not found (apt-get install mosquitto); pass --host/--port"
+            )
+        data = workdir / "mosquitto"
+        data.mkdir(parents=True, exist_ok=True)
+        conf = data / "mosquitto.conf"
+        conf.write_text(
+            "\n".join(
+                [
+                    f"listener {port} {host}",
+                    "allow_anonymous true",
+                    "persistence true",
+                    f"persistence_location {data}/",
+                    "max_inflight_messages 0",
+                    "max_queued_messages 1000000",
+                    "max_queued_bytes 0",
+                    "set_tcp_nodelay true",
+                    # As root, mosquitto would switch to its own user: stay who we are.
+                    f"user {getpass.getuser()}",
+                    "log_dest stdout",
+                    "",
+                ]
+            )
+        )
+        self._log = (data / "mosquitto.log").open("ab")
+        self.proc = subprocess.Popen(
+            [binary, "-c", str(conf)], stdout=self._log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + timeout
+        while not self._listens(host, port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                log_text = (data / "mosquitto.log").read_text(errors="replace")[-2000:]
+                raise SystemExit(f"error: mosquitto did not start on {host}:{port}:\n{log_text}")
+            time.sleep(0.05)
+
+    @staticmethod
+    def _listens(host: str, port: int) -> bool:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """SIGTERM, wait, then SIGKILL; idempotent."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._log.close()
+
+
 class Broker:
     """The broker of the bench: our own mosquitto (restartable) or a given one."""
 
@@ -99,15 +188,10 @@ class Broker:
         self.host = host
         self.workdir = workdir
         self.own = port is None
-        self.proc: Any = None
+        self.proc: _Mosquitto | None = None
         if port is None:
-            try:
-                from gateway.services import start_mosquitto
-            except ImportError as exc:  # an edge-only install: no gateway package
-                raise SystemExit(
-                    f"error: cannot start a broker here ({exc}); pass --host/--port"
-                ) from None
-            self.proc, port = start_mosquitto(workdir, host=host)
+            port = _free_port(host)
+            self.proc = _Mosquitto(workdir, host=host, port=port)
         self.port: int = port
 
     def stop(self) -> None:
@@ -119,9 +203,7 @@ class Broker:
     def start(self) -> None:
         """(Re)start our mosquitto on the same port."""
         if self.own and self.proc is None:
-            from gateway.services import start_mosquitto
-
-            self.proc, _ = start_mosquitto(self.workdir, host=self.host, port=self.port)
+            self.proc = _Mosquitto(self.workdir, host=self.host, port=self.port)
 
 
 class StatusWatch:
@@ -143,7 +225,8 @@ class StatusWatch:
             client_id=client_id,
             clean_session=not client_id,
         )
-        self.client.reconnect_delay_set(0.05, 0.5)  # type: ignore[arg-type]
+        # paho annotates the delays as int; it only does arithmetic on them.
+        self.client.reconnect_delay_set(0.05, 0.5)  # type: ignore[arg-type]  # float delays
         self.subscribed = threading.Event()
         self.client.on_connect = lambda c, *_a: c.subscribe(topic, qos=1)
         self.client.on_subscribe = lambda *_a: self.subscribed.set()
@@ -151,7 +234,7 @@ class StatusWatch:
         self.client.connect_async(host, port)
         self.client.loop_start()
 
-    def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         if self.count_only:
             with self._lock:
                 self.count += 1
@@ -265,7 +348,12 @@ def agent_process(config: dict[str, Any], workdir: Path) -> Iterator[subprocess.
         log.close()
 
 
-def _wait(cond: Callable[[], Any], timeout: float, what: str, proc: Any = None) -> Any:
+def _wait(
+    cond: Callable[[], _T | None],
+    timeout: float,
+    what: str,
+    proc: subprocess.Popen[bytes] | None = None,
+) -> _T:
     deadline = time.monotonic() + timeout
     while True:
         value = cond()
@@ -304,13 +392,18 @@ def outbox_inserts(work: Path) -> dict[str, Any]:
             return encode(event)
 
         out[f"payload_bytes_{readings}_readings"] = len(payload(0))
-        for durability, n in (("full", 300), ("normal", 1500)):
+        runs: tuple[tuple[Literal["full", "normal"], int], ...] = (("full", 300), ("normal", 1500))
+        for durability, n in runs:
             blob = payload(0)
             path = work / f"inserts-{durability}-{readings}.db"
-            with Outbox(path, durability=durability) as box:  # type: ignore[arg-type]
+
+            def same_blob(_seq: int, blob: bytes = blob) -> bytes:
+                return blob
+
+            with Outbox(path, durability=durability) as box:
                 t0 = time.perf_counter()
                 for _ in range(n):
-                    box.append("t", "d", lambda _seq, blob=blob: blob)  # type: ignore[misc]
+                    box.append("t", "d", same_blob)
                 rate = n / (time.perf_counter() - t0)
             out[f"inserts_per_s_{durability}_{readings}_readings"] = round(rate)
     return out
@@ -437,7 +530,7 @@ def prefill(config: dict[str, Any], minutes: float) -> tuple[int, int]:
     return agent.status.events_stored, agent.status.readings_stored
 
 
-def _utc_now() -> Any:
+def _utc_now() -> datetime:
     from datetime import UTC, datetime
 
     return datetime.now(UTC)

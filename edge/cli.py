@@ -20,7 +20,7 @@ from typing import Any
 __all__ = ["main", "register"]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``edge`` command (``run``, ``check``, ``bench``) to a parent's subparsers."""
     from edge import bench as bench_module  # standard library only at import time
 

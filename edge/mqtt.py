@@ -258,7 +258,8 @@ class MqttLink:
                 client_id=settings.client_id,
                 protocol=mqtt.MQTTv5,
             )
-            self._properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            # paho's Properties.__init__ carries no annotations.
+            self._properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # see above
             expiry = (
                 _NEVER_EXPIRES if settings.session_expiry_s is None else settings.session_expiry_s
             )
@@ -301,7 +302,8 @@ class MqttLink:
     def _arm_backoff(self) -> float:
         # paho waits for its min delay (a None current delay starts there): set both.
         delay = self.backoff.next()
-        self._client.reconnect_delay_set(min_delay=delay, max_delay=delay)  # type: ignore[arg-type]
+        # paho annotates the delays as int; it only does arithmetic on them (float is fine).
+        self._client.reconnect_delay_set(min_delay=delay, max_delay=delay)  # type: ignore[arg-type]  # float delay
         return delay
 
     def _configure_tls(self, tls: TlsSettings) -> None:
@@ -400,6 +402,31 @@ class MqttLink:
     def connected(self) -> bool:
         """Whether the link is connected right now."""
         return self._connected.is_set()
+
+    def wait_acknowledged(self, ticket: PublishTicket, timeout: float) -> bool:
+        """Wait for ``ticket``'s acknowledgement, counting only the time connected.
+
+        A broker that is away holds the caller (backpressure: the message is queued and
+        sent on reconnect) instead of failing it; ``timeout`` bounds how long a
+        connected broker may take. Returns whether the acknowledgement came.
+        """
+        waited, announced = 0.0, time.monotonic()
+        while True:
+            step = min(1.0, max(0.0, timeout - waited))
+            started = time.monotonic()
+            if ticket.wait(step):
+                return True
+            if self.connected:
+                waited += time.monotonic() - started
+                if waited >= timeout:
+                    return False
+            elif time.monotonic() - announced >= 30.0:
+                announced = time.monotonic()
+                log.warning(
+                    "waiting for the broker at %s to come back: a publish (mid %d) is queued",
+                    self.settings.url,
+                    ticket.mid,
+                )
 
     def start(self, *, wait_s: float | None = 10.0, fail_fast: bool = False) -> None:
         """Connect in the background; with ``wait_s``, wait for the first connection.

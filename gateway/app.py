@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 from bytewax.dataflow import Dataflow
@@ -21,26 +19,27 @@ from dataflows.config import StreamConfig
 from dataflows.flow import build_flow
 from dataflows.ingest import IngestLimits
 from dataflows.registry import Caps
-from dataflows.rules import RuleSet, load_rules
-from gateway.alarm_sink import AlarmSink
-from gateway.ha_sink import HomeAssistantSink
+from gateway.connectors.alarm_sink import AlarmSink
+from gateway.connectors.ha_sink import HomeAssistantSink
+from gateway.connectors.mqtt_source import MqttSource
+from gateway.connectors.sinks import CommandSink, DeadLetterSink, PointsSink, PointsWriter
 from gateway.influx.encoder import LineProtocolEncoder
 from gateway.influx.layout import StorageLayout
 from gateway.influx.pipeline import make_pipelined_writer
+from gateway.influx.rejections import WriteRejectionReporter
 from gateway.influx.reroute import reroute_spill
 from gateway.influx.resilient import make_resilient_writer
 from gateway.influx.setup import READY, setup_influx
 from gateway.influx.writer import PointWriter
-from gateway.metrics import GatewayMetrics, Health, serve
-from gateway.mqtt_source import MqttSource
-from gateway.rejections import WriteRejectionReporter
+from gateway.observability.health import Health
+from gateway.observability.http import serve
+from gateway.observability.metrics import GatewayMetrics
+from gateway.runtime.rules import RulesWatcher
 from gateway.settings import GatewaySettings
-from gateway.sinks import CommandSink, DeadLetterSink, PointsSink, PointsWriter
 from gateway.statedir import private_dir
 
 __all__ = [
     "GatewayApp",
-    "RulesWatcher",
     "build_gateway",
     "prepare_recovery",
     "prepare_storage",
@@ -77,96 +76,6 @@ def prepare_storage(
     for step in report.steps:
         if step.status in ("created", "changed"):
             log.info("InfluxDB %s %s: %s", step.name, step.status, step.detail)
-
-
-class RulesWatcher:
-    """The gateway's alarm rules, reloaded when the file changes or on request (SIGHUP).
-
-    A daemon thread looks at the file's mtime every ``check_s`` seconds (and at once
-    after :meth:`request_reload`) and loads it when it changed. The device steps call
-    :meth:`current` on every batch and timer, which costs a lock-free read; each
-    device step sees the new version at its next batch or timer and calls
-    ``DeviceDetector.reload``, which keeps the state of every surviving (series,
-    rule) key. A file that no longer parses is logged and counted, and the previous
-    rules stay in force.
-    """
-
-    def __init__(
-        self,
-        path: Path | None,
-        *,
-        check_s: float = 5.0,
-        metrics: GatewayMetrics | None = None,
-    ) -> None:
-        self.path = path
-        self.check_s = check_s
-        self.metrics = metrics
-        # One tuple, replaced whole: readers on worker threads never see a torn update.
-        self._current: tuple[int, RuleSet] = (0, load_rules(path))  # bad file: ConfigError
-        self._mtime = self._stat()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def _stat(self) -> int | None:
-        if self.path is None:
-            return None
-        try:
-            return os.stat(self.path).st_mtime_ns
-        except OSError:
-            return None
-
-    def current(self) -> tuple[int, RuleSet]:
-        """Return (version, rules)."""
-        return self._current
-
-    _forced = False
-
-    def request_reload(self) -> None:
-        """Reload now, even if the mtime did not change (safe from a signal handler)."""
-        self._forced = True
-        self._wake.set()
-
-    def start(self) -> RulesWatcher:
-        """Start watching the file (nothing to watch without one)."""
-        if self.path is not None and self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="rules-watch", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop watching."""
-        self._stop.set()
-        self._wake.set()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.check_s)
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            self.check()
-
-    def check(self) -> bool:
-        """Reload if the file changed or a reload was requested; return whether it did."""
-        forced, self._forced = self._forced, False
-        mtime = self._stat()
-        if not forced and mtime == self._mtime:
-            return False
-        self._mtime = mtime
-        try:
-            rules = load_rules(self.path)
-        except ConfigError as exc:
-            log.error("rules file %s refused, keeping the previous rules: %s", self.path, exc)
-            if self.metrics is not None:
-                self.metrics.rules_errors.inc()
-            return False
-        version = self._current[0] + 1
-        self._current = (version, rules)
-        log.info("rules reloaded from %s (version %d)", self.path, version)
-        if self.metrics is not None:
-            self.metrics.rules_reloads.inc()
-        return True
 
 
 @dataclass

@@ -554,7 +554,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
 
 
 def _run_locked(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
-    from gateway.services import start_mosquitto
+    from gateway.localstack.services import start_mosquitto
 
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="sg-edge-arm-") as tmp:

@@ -53,7 +53,7 @@ from simulators.connections import ConnectionPlan
 from simulators.fleet import SimDevice, label_for
 from simulators.labels import LabelSink
 from simulators.process import Usage, peak_rss_bytes
-from simulators.timebase import LagStats, Timebase
+from simulators.timebase import Timebase
 from simulators.wire import format_time
 
 __all__ = ["RUNNER", "YIELD_EVERY", "AsyncFleet", "AsyncFleetReport", "ProgressFn"]
@@ -109,10 +109,9 @@ class AsyncFleet:
         early_s: float = 0.005,
         drain_timeout_s: float = 30.0,
     ) -> None:
-        if not devices:
-            raise ValueError("a fleet needs at least one device")
-        if interval_s <= 0:
-            raise ValueError(f"interval_s must be > 0; got {interval_s}")
+        self.report = AsyncFleetReport.for_schedule(
+            len(devices), interval_s=interval_s, timebase=timebase, lag_tolerance_s=lag_tolerance_s
+        )
         self.sims = list(devices)
         self.settings = settings
         self.plan = plan
@@ -128,15 +127,6 @@ class AsyncFleet:
         self.progress_every_s = progress_every_s
         self.early_s = early_s
         self.drain_timeout_s = drain_timeout_s
-        speed = timebase.speed or 1.0
-        tolerance = lag_tolerance_s if lag_tolerance_s is not None else max(interval_s / speed, 0.1)
-        self.report = AsyncFleetReport(
-            devices=len(self.sims),
-            interval_s=interval_s,
-            speed=timebase.speed,
-            duration_s=0.0,
-            lag=LagStats(tolerance_s=tolerance),
-        )
         self.drained = False
         for sim in self.sims:
             if not sim.topic:

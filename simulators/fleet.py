@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Self
 
 from contract import TopicScheme
 from contract.errors import BrokerError
@@ -181,6 +181,32 @@ class FleetReport:
     """Why the run ended early, if the broker made it (the run stops, it never drops)."""
     lag: LagStats = field(default_factory=LagStats)
 
+    @classmethod
+    def for_schedule(
+        cls,
+        devices: int,
+        *,
+        interval_s: float,
+        timebase: Timebase,
+        lag_tolerance_s: float | None,
+    ) -> Self:
+        """Check a fleet's schedule and return its empty report (of this class)."""
+        if not devices:
+            raise ValueError("a fleet needs at least one device")
+        if interval_s <= 0:
+            raise ValueError(f"interval_s must be > 0; got {interval_s}")
+        speed = timebase.speed or 1.0
+        # One interval of wall time, but no less than 0.1 s: at high speeds an interval is
+        # shorter than the scheduling jitter of the operating system.
+        tolerance = lag_tolerance_s if lag_tolerance_s is not None else max(interval_s / speed, 0.1)
+        return cls(
+            devices=devices,
+            interval_s=interval_s,
+            speed=timebase.speed,
+            duration_s=0.0,
+            lag=LagStats(tolerance_s=tolerance),
+        )
+
     @property
     def target_events_per_s(self) -> float | None:
         """The scheduled publishing rate on the wall clock (None when unthrottled)."""
@@ -272,10 +298,9 @@ class Fleet:
         lag_tolerance_s: float | None = None,
         early_s: float = 0.005,
     ) -> None:
-        if not devices:
-            raise ValueError("a fleet needs at least one device")
-        if interval_s <= 0:
-            raise ValueError(f"interval_s must be > 0; got {interval_s}")
+        self.report = FleetReport.for_schedule(
+            len(devices), interval_s=interval_s, timebase=timebase, lag_tolerance_s=lag_tolerance_s
+        )
         self.devices = list(devices)
         self.publisher = publisher
         self.timebase = timebase
@@ -288,17 +313,6 @@ class Fleet:
         # Publishing a little early is harmless (event time is the schedule, not the
         # wall clock) and saves a sleep per device when thousands are due per second.
         self.early_s = early_s
-        speed = timebase.speed or 1.0
-        # One interval of wall time, but no less than 0.1 s: at high speeds an interval is
-        # shorter than the scheduling jitter of the operating system.
-        tolerance = lag_tolerance_s if lag_tolerance_s is not None else max(interval_s / speed, 0.1)
-        self.report = FleetReport(
-            devices=len(self.devices),
-            interval_s=interval_s,
-            speed=timebase.speed,
-            duration_s=0.0,
-            lag=LagStats(tolerance_s=tolerance),
-        )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         for device in self.devices:

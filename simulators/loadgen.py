@@ -3,8 +3,8 @@
 :func:`run_loadgen` publishes valid telemetry events (``readings_per_message``
 readings each, cycling over ``metrics``) from ``devices`` device identities, paced to
 ``rate`` readings per second (None or 0: as fast as possible) for ``duration_s``
-wall seconds, then waits for the broker's acknowledgements and reports what was
-achieved. A benchmark of the gateway can call it directly.
+wall seconds (a :class:`LoadPlan` holds these), then waits for the broker's
+acknowledgements and reports what was achieved. A benchmark of the gateway can call it directly.
 
 Readings inside one message are successive samples one microsecond apart, so that
 every reading has its own InfluxDB point identity; values are cheap deterministic
@@ -24,7 +24,7 @@ from edge.mqtt import MqttSettings
 from simulators.links import LinkPool, Publisher
 from simulators.wire import TelemetryTemplate
 
-__all__ = ["LoadgenReport", "in_flight_window", "run_loadgen", "run_loadgen_with"]
+__all__ = ["LoadPlan", "LoadgenReport", "in_flight_window", "run_loadgen", "run_loadgen_with"]
 
 _BURST_READINGS = 20_000  # readings published between two looks at the clock
 _IN_FLIGHT_BYTES = 32_000_000  # unacknowledged payload allowed per connection
@@ -44,6 +44,42 @@ def in_flight_window(readings_per_message: int) -> int:
     """
     per_message = readings_per_message * _READING_BYTES + 400
     return max(16, min(50_000, _IN_FLIGHT_BYTES // per_message))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadPlan:
+    """What to generate; checked when built.
+
+    ``rate`` is the target in readings per second (None or 0: as fast as possible);
+    ``metrics`` is a list of metric ids or a count (``m0``, ``m1``, ...).
+    """
+
+    rate: float | None
+    readings_per_message: int
+    devices: int
+    metrics: Sequence[str] | int
+    duration_s: float
+    qos: int
+    connections: int = 1
+    site: str = "load"
+    drain_timeout_s: float = 30.0
+    progress_every_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.readings_per_message < 1:
+            raise ValueError("readings_per_message must be >= 1")
+        if self.devices < 1:
+            raise ValueError("devices must be >= 1")
+        if self.duration_s <= 0:
+            raise ValueError("duration_s must be > 0")
+        if not self.metric_names:
+            raise ValueError("at least one metric is needed")
+
+    @property
+    def metric_names(self) -> list[str]:
+        """The metric ids, ``m0``, ``m1``, ... for a count."""
+        metrics = self.metrics
+        return [f"m{i}" for i in range(metrics)] if isinstance(metrics, int) else list(metrics)
 
 
 @dataclass
@@ -144,37 +180,24 @@ class _TimeText:
 def run_loadgen_with(
     publisher: Publisher,
     topics: TopicScheme,
+    plan: LoadPlan,
     *,
-    rate: float | None,
-    readings_per_message: int,
-    devices: int,
-    metrics: Sequence[str] | int,
-    duration_s: float,
-    qos: int,
-    connections: int = 1,
-    site: str = "load",
-    drain_timeout_s: float = 30.0,
     progress: Callable[[LoadgenReport], None] | None = None,
-    progress_every_s: float = 5.0,
 ) -> LoadgenReport:
     """Run the load generator over an already connected ``publisher``."""
-    if readings_per_message < 1:
-        raise ValueError("readings_per_message must be >= 1")
-    if devices < 1:
-        raise ValueError("devices must be >= 1")
-    if duration_s <= 0:
-        raise ValueError("duration_s must be > 0")
-    names = [f"m{i}" for i in range(metrics)] if isinstance(metrics, int) else list(metrics)
-    if not names:
-        raise ValueError("at least one metric is needed")
-    target = rate if rate else None
+    # Locals, not attributes, in the publishing loop below.
+    readings_per_message = plan.readings_per_message
+    devices, duration_s, qos = plan.devices, plan.duration_s, plan.qos
+    site, progress_every_s = plan.site, plan.progress_every_s
+    names = plan.metric_names
+    target = plan.rate if plan.rate else None
     report = LoadgenReport(
         target_readings_per_s=target,
         readings_per_message=readings_per_message,
         devices=devices,
         metrics=len(names),
         qos=qos,
-        connections=connections,
+        connections=plan.connections,
         duration_s=duration_s,
     )
     device_ids = [f"load-{i:06d}" for i in range(devices)]
@@ -267,7 +290,7 @@ def run_loadgen_with(
     report.messages = sent
     report.readings = sent * readings_per_message
     drain_start = time.monotonic()
-    report.all_acknowledged = publisher.wait_acknowledged(drain_timeout_s)
+    report.all_acknowledged = publisher.wait_acknowledged(plan.drain_timeout_s)
     report.ack_wait_s = time.monotonic() - drain_start
     report.acknowledged = publisher.acknowledged
     return report
@@ -276,46 +299,19 @@ def run_loadgen_with(
 def run_loadgen(
     mqtt: MqttSettings,
     topics: TopicScheme,
+    plan: LoadPlan,
     *,
-    rate: float | None,
-    readings_per_message: int,
-    devices: int,
-    metrics: Sequence[str] | int,
-    duration_s: float,
-    qos: int,
-    connections: int = 1,
-    site: str = "load",
-    drain_timeout_s: float = 30.0,
     progress: Callable[[LoadgenReport], None] | None = None,
-    progress_every_s: float = 5.0,
 ) -> LoadgenReport:
-    """Connect ``connections`` edge MQTT links, generate the load, disconnect, report.
-
-    ``rate`` is the target in readings per second (None or 0: as fast as possible);
-    ``metrics`` is a list of metric ids or a count (``m0``, ``m1``, ...).
-    """
+    """Connect ``plan.connections`` edge MQTT links, generate the load, disconnect, report."""
     pool = LinkPool(
         mqtt,
-        size=connections,
+        size=plan.connections,
         client_prefix=f"sg-loadgen-{time.time_ns():x}",
-        max_in_flight=in_flight_window(readings_per_message),
+        max_in_flight=in_flight_window(plan.readings_per_message),
     )
     pool.start()
     try:
-        return run_loadgen_with(
-            pool,
-            topics,
-            rate=rate,
-            readings_per_message=readings_per_message,
-            devices=devices,
-            metrics=metrics,
-            duration_s=duration_s,
-            qos=qos,
-            connections=connections,
-            site=site,
-            drain_timeout_s=drain_timeout_s,
-            progress=progress,
-            progress_every_s=progress_every_s,
-        )
+        return run_loadgen_with(pool, topics, plan, progress=progress)
     finally:
         pool.stop()

@@ -53,7 +53,6 @@ from __future__ import annotations
 import bisect
 import math
 import random
-from collections.abc import Callable
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -208,7 +207,8 @@ class PowerParams(_Params):
 class CurrentParams(PowerParams):
     """Electrical current following a daily/weekly load profile (A)."""
 
-    model: Literal["current"] = "current"  # type: ignore[assignment]
+    # A subclass narrows the tag that pydantic tells the models apart by.
+    model: Literal["current"] = "current"  # type: ignore[assignment]  # narrower tag
     unit: str = "A"
     base: Annotated[float, Field(ge=0)] = 0.5
     peak: Annotated[float, Field(ge=0)] = 9.0
@@ -346,6 +346,7 @@ class _OU:
 
 class _Temperature(Signal):
     __slots__ = ("_noise", "_offset", "_t0", "_w", "deviation")
+    params: TemperatureParams
 
     def __init__(self, params: TemperatureParams, rng: random.Random) -> None:
         super().__init__(params, rng)
@@ -357,7 +358,7 @@ class _Temperature(Signal):
         """This sample minus the device's own mean (used by humidity)."""
 
     def _next(self, t: float, dt: float) -> float:
-        p: TemperatureParams = self.params  # type: ignore[assignment]
+        p = self.params
         if self._t0 is None:
             self._t0 = t
         cycle = p.daily_amplitude * math.cos(self._w * (t - p.peak_hour_utc * 3600.0))
@@ -368,6 +369,7 @@ class _Temperature(Signal):
 
 class _Humidity(Signal):
     __slots__ = ("_noise", "_temperature")
+    params: HumidityParams
 
     def __init__(
         self, params: HumidityParams, rng: random.Random, temperature: _Temperature
@@ -377,7 +379,7 @@ class _Humidity(Signal):
         self._noise = _OU(params.noise_sigma, params.noise_tau_s, rng)
 
     def _next(self, t: float, dt: float) -> float:
-        p: HumidityParams = self.params  # type: ignore[assignment]
+        p = self.params
         self._temperature.sample(t)
         value = p.mean + p.coupling * self._temperature.deviation + self._noise.step(dt, self.rng)
         return min(100.0, max(0.0, value))
@@ -385,6 +387,7 @@ class _Humidity(Signal):
 
 class _Pressure(Signal):
     __slots__ = ("_p",)
+    params: PressureParams
 
     def __init__(self, params: PressureParams, rng: random.Random) -> None:
         super().__init__(params, rng)
@@ -392,7 +395,7 @@ class _Pressure(Signal):
         self._p = min(params.upper, max(params.lower, rng.gauss(params.mean, span / 20)))
 
     def _next(self, t: float, dt: float) -> float:
-        p: PressureParams = self.params  # type: ignore[assignment]
+        p = self.params
         if dt > 0:
             pull = 1.0 - math.exp(-math.log(2) * dt / p.reversion_half_life_s)
             x = (
@@ -412,6 +415,7 @@ class _Pressure(Signal):
 
 class _Vibration(Signal):
     __slots__ = ("_on", "_switch_at")
+    params: VibrationParams
 
     def __init__(self, params: VibrationParams, rng: random.Random) -> None:
         super().__init__(params, rng)
@@ -420,7 +424,7 @@ class _Vibration(Signal):
         self._switch_at: float | None = None
 
     def _next(self, t: float, dt: float) -> float:
-        p: VibrationParams = self.params  # type: ignore[assignment]
+        p = self.params
         if self._switch_at is None:
             self._switch_at = t + self.rng.expovariate(
                 1.0 / (p.mean_on_s if self._on else p.mean_off_s)
@@ -470,13 +474,14 @@ def load_fraction(profile: str, t: float, utc_offset_h: float = 0.0) -> float:
 
 class _Load(Signal):
     __slots__ = ("_noise",)
+    params: PowerParams
 
     def __init__(self, params: PowerParams, rng: random.Random) -> None:
         super().__init__(params, rng)
         self._noise = _OU(params.noise_rel, params.noise_tau_s, rng)
 
     def _next(self, t: float, dt: float) -> float:
-        p: PowerParams = self.params  # type: ignore[assignment]
+        p = self.params
         mean = p.base + (p.peak - p.base) * load_fraction(p.profile, t, p.utc_offset_h)
         return max(0.0, mean * (1.0 + self._noise.step(dt, self.rng)))
 
@@ -495,13 +500,14 @@ def _ocv_fraction(soc: float) -> float:
 
 class _Battery(Signal):
     __slots__ = ("_soc",)
+    params: BatteryParams
 
     def __init__(self, params: BatteryParams, rng: random.Random) -> None:
         super().__init__(params, rng)
         self._soc = rng.uniform(params.start_soc_min, params.start_soc_max)
 
     def _next(self, t: float, dt: float) -> float:
-        p: BatteryParams = self.params  # type: ignore[assignment]
+        p = self.params
         self._soc -= dt / (p.life_days * _DAY)
         if self._soc <= 0.0:
             self._soc = 1.0 if p.recharge else 0.0
@@ -516,6 +522,7 @@ class _Battery(Signal):
 
 class _Door(Signal):
     __slots__ = ("_close_at", "_open_at")
+    params: DoorParams
 
     def __init__(self, params: DoorParams, rng: random.Random) -> None:
         super().__init__(params, rng)
@@ -523,7 +530,7 @@ class _Door(Signal):
         self._close_at = -math.inf
 
     def _next(self, t: float, dt: float) -> float:
-        p: DoorParams = self.params  # type: ignore[assignment]
+        p = self.params
         if p.opens_per_hour <= 0:
             return 0.0
         rate = p.opens_per_hour / 3600.0
@@ -547,20 +554,21 @@ def build_signal(
     ``temperature`` is the device's temperature sampler, which humidity follows; a
     humidity without one gets a private temperature with default parameters.
     """
-    factories: dict[type[_Params], Callable[[], Signal]] = {
-        TemperatureParams: lambda: _Temperature(params, rng),  # type: ignore[arg-type]
-        PressureParams: lambda: _Pressure(params, rng),  # type: ignore[arg-type]
-        VibrationParams: lambda: _Vibration(params, rng),  # type: ignore[arg-type]
-        PowerParams: lambda: _Load(params, rng),  # type: ignore[arg-type]
-        CurrentParams: lambda: _Load(params, rng),  # type: ignore[arg-type]
-        BatteryParams: lambda: _Battery(params, rng),  # type: ignore[arg-type]
-        DoorParams: lambda: _Door(params, rng),  # type: ignore[arg-type]
-    }
     if isinstance(params, HumidityParams):
         if not isinstance(temperature, _Temperature):
             temperature = _Temperature(TemperatureParams(), random.Random(rng.random()))
         return _Humidity(params, rng, temperature)
-    try:
-        return factories[type(params)]()
-    except KeyError:
-        raise TypeError(f"no sampler for {type(params).__name__}") from None
+    # By exact type, as a table would: a subclass of a model is not sampled as that model.
+    if type(params) is TemperatureParams:
+        return _Temperature(params, rng)
+    if type(params) is PressureParams:
+        return _Pressure(params, rng)
+    if type(params) is VibrationParams:
+        return _Vibration(params, rng)
+    if type(params) is PowerParams or type(params) is CurrentParams:
+        return _Load(params, rng)
+    if type(params) is BatteryParams:
+        return _Battery(params, rng)
+    if type(params) is DoorParams:
+        return _Door(params, rng)
+    raise TypeError(f"no sampler for {type(params).__name__}")

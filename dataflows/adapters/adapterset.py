@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from contract.errors import ConfigError
 from dataflows.adapters.base import Adapter
@@ -119,7 +119,8 @@ class AdapterSet:
         return out
 
     def _dispatch(self, topic: str) -> tuple[Adapter, str] | None:
-        hit = self._by_topic.get(topic, False)
+        hit: tuple[Adapter, str] | Literal[False] | None
+        hit = self._by_topic.get(topic, False)  # False: not cached (None: no adapter)
         if hit is False:
             hit = None
             for topic_filter, adapter in self._filters:
@@ -131,7 +132,7 @@ class AdapterSet:
             if len(self._by_topic) >= _CACHE_MAX:  # bounded: topics are not trusted
                 self._by_topic.clear()
             self._by_topic[topic] = hit
-        return hit  # type: ignore[return-value]
+        return hit
 
     def adapter_for(self, topic: str) -> Adapter | None:
         """Return the adapter that takes ``topic``, or None (then it is SensorGate's own)."""

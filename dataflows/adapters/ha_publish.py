@@ -1,7 +1,7 @@
 """Discovery configs that make Home Assistant show SensorGate's alarms and aggregates.
 
 The gateway publishes them (retained, QoS 1) when ``ha_discovery`` is on
-(:mod:`gateway.ha_sink`); this module only builds the documents.
+(:mod:`gateway.connectors.ha_sink`); this module only builds the documents.
 
 Per device (:func:`device_discovery`), on ``<discovery_prefix>/<component>/<node>/<object>/config``:
 

@@ -134,3 +134,10 @@ class AdapterResult:
     def ok(self) -> bool:
         """No error."""
         return not self.errors
+
+    def keep(self, tel: Telemetry, empty: str) -> None:
+        """Keep ``tel`` if it holds readings; else say ``empty`` (unless values were skipped)."""
+        if len(tel):
+            self.telemetry.append(tel)
+        elif not self.skipped:
+            self.ignored = empty

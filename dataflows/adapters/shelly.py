@@ -225,10 +225,7 @@ class ShellyAdapter(BaseAdapter):
         tel = self.telemetry(site, device, topic, payload, t_us)
         for component, status in components.items():
             self._component(tel, out, component, status, "", t_us)
-        if len(tel):
-            out.telemetry.append(tel)
-        elif not out.skipped:
-            out.ignored = "no numeric status fields"
+        out.keep(tel, "no numeric status fields")
 
     def _component(
         self,

@@ -143,10 +143,7 @@ class TasmotaAdapter(BaseAdapter):
             self._state(tel, out, doc, t_us)
         else:
             self._sensor(tel, out, doc, t_us)
-        if len(tel):
-            out.telemetry.append(tel)
-        elif not out.skipped:
-            out.ignored = f"{kind} message without readings"
+        out.keep(tel, f"{kind} message without readings")
 
     def _sensor(self, tel: Telemetry, out: AdapterResult, doc: dict[str, Any], t_us: int) -> None:
         temp_unit = "°F" if str(doc.get("TempUnit", "C")).upper() == "F" else "°C"

@@ -139,10 +139,7 @@ class Zigbee2MqttAdapter(BaseAdapter):
         tel = self.telemetry(site, device, topic, payload, t_us)
         battery = "battery" in doc
         self._fields(tel, out, doc, "", t_us, battery)
-        if len(tel):
-            out.telemetry.append(tel)
-        elif not out.skipped:
-            out.ignored = "state message without fields"
+        out.keep(tel, "state message without fields")
 
     def _fields(
         self,

@@ -1,4 +1,10 @@
-"""Per-slot state arrays of a detector bank: growth, reset, snapshot and restore."""
+"""Per-slot state arrays of a detector bank: growth, reset, snapshot and restore.
+
+:class:`SlotArrays` holds the arrays; :class:`SlotBank` is the base of the banks whose
+state is one :class:`SlotArrays`, and gives them the slot bookkeeping of the
+:class:`~dataflows.detectors.bank.DetectorBank` protocol (everything but ``update`` and
+``describe``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Field", "SlotArrays"]
+__all__ = ["Field", "SlotArrays", "SlotBank"]
 
 Field = tuple[npt.DTypeLike, Any, tuple[int, ...]]
 """A state field: dtype, fresh value, shape of one slot's entry (``()`` for a scalar)."""
@@ -77,3 +83,39 @@ class SlotArrays:
                     array[...] = saved
             self.arrays[name] = array
         self.size = size
+
+
+class SlotBank:
+    """The slot bookkeeping of a bank whose state is one :class:`SlotArrays`.
+
+    A subclass passes its state fields to ``__init__`` and adds ``update`` and
+    ``describe``; it reads ``self._state.arrays`` in ``update``.
+    """
+
+    def __init__(self, fields: dict[str, Field]) -> None:
+        self._state = SlotArrays(fields)
+
+    @property
+    def size(self) -> int:
+        """Number of slots."""
+        return self._state.size
+
+    def grow(self, size: int) -> None:
+        """Make room for slots ``0 .. size-1``; new slots start fresh."""
+        self._state.grow(size)
+
+    def reset(self, slots: npt.NDArray[np.int64]) -> None:
+        """Forget the state of ``slots``."""
+        self._state.reset(np.asarray(slots, np.int64))
+
+    def take(self, slots: npt.NDArray[np.int64]) -> None:
+        """Keep only ``slots``, renumbered in that order (evicted series leave)."""
+        self._state.take(slots)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return every slot's state as a dict of numpy arrays (and ``size``)."""
+        return self._state.snapshot()
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Load a :meth:`snapshot` (a field missing or of another shape starts fresh)."""
+        self._state.restore(state)

@@ -180,7 +180,7 @@ class AdaptiveDetector:
         plain = value - level
         self._scale += a * (min(abs(plain), cap) - self._scale)
         self._level += a * max(-cap, min(cap, plain))
-        if bucket is not None:
+        if bucket is not None and self.season_us is not None:
             # The level of this phase of the season. Each bucket sees 1/buckets of the
             # data, so it learns faster; until seasons are in use, alarms judged on the
             # plain level must not slow it, nor clip it (a cycle may be many scales tall).

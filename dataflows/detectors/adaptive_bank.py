@@ -23,10 +23,12 @@ import math
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from contract.alarms import Severity
-from dataflows.detectors._slots import Field, SlotArrays
+from dataflows.detectors._slots import Field, SlotBank
+from dataflows.detectors._twins import py_max as _max
+from dataflows.detectors._twins import py_min as _min
+from dataflows.detectors._twins import stuck_runs
 from dataflows.detectors.adaptive import (  # its constants too: the very same numbers
     _GAUSS_MAD,
     _SEASON_GAIN,
@@ -39,7 +41,6 @@ from dataflows.detectors.bank import F64, I64, SEVERITY_CODES, BankSignals, Bool
 __all__ = ["AdaptiveBank"]
 
 _MAJOR = np.int8(SEVERITY_CODES.index(Severity.MAJOR))
-_NEAR = 1e-9  # relative distance to the stuck boundary at which math.log decides
 _log = np.log  # a module attribute, so a test can make it err by an ulp
 
 
@@ -66,17 +67,7 @@ def _fields(buckets: int) -> dict[str, Field]:
     }
 
 
-def _max(a: Any, b: Any) -> Any:
-    """Python's ``max(a, b)``: ``b`` only where ``b > a``."""
-    return np.where(b > a, b, a)
-
-
-def _min(a: Any, b: Any) -> Any:
-    """Python's ``min(a, b)``: ``b`` only where ``b < a``."""
-    return np.where(b < a, b, a)
-
-
-class AdaptiveBank:
+class AdaptiveBank(SlotBank):
     """:class:`~dataflows.detectors.adaptive.AdaptiveDetector` over many slots.
 
     Takes the scalar detector's parameters (and validates them the same way).
@@ -129,32 +120,7 @@ class AdaptiveBank:
         self._fast = self.alpha * 1.0
         self._alpha4 = self.alpha * 4
         self._major = 2 * self.threshold
-        self._state = SlotArrays(_fields(self.season_buckets))
-
-    @property
-    def size(self) -> int:
-        """Number of slots."""
-        return self._state.size
-
-    def grow(self, size: int) -> None:
-        """Make room for slots ``0 .. size-1``; new slots start fresh."""
-        self._state.grow(size)
-
-    def reset(self, slots: I64) -> None:
-        """Forget the state of ``slots``."""
-        self._state.reset(np.asarray(slots, np.int64))
-
-    def take(self, slots: npt.NDArray[np.int64]) -> None:
-        """Keep only ``slots``, renumbered in that order (evicted series leave)."""
-        self._state.take(slots)
-
-    def snapshot(self) -> dict[str, Any]:
-        """Return every slot's state as a dict of numpy arrays (and ``size``)."""
-        return self._state.snapshot()
-
-    def restore(self, state: dict[str, Any]) -> None:
-        """Load a :meth:`snapshot` (seasons of another bucket count start fresh)."""
-        self._state.restore(state)
+        super().__init__(_fields(self.season_buckets))
 
     def update(self, slots: I64, t_us: I64, values: F64) -> BankSignals:
         """Take one reading per slot (``slots`` distinct); return their signals."""
@@ -220,19 +186,7 @@ class AdaptiveBank:
     def _stuck(self, run: I64, repeat: F64) -> Bools:
         """Apply the scalar's stuck test: a run of repeats too unlikely at the repeat rate."""
         stuck = ~(run < self.stuck_min) & ~(repeat > _STUCK_MAX_REPEAT_RATE)
-        candidates = np.flatnonzero(stuck)
-        if not len(candidates):
-            return stuck
-        r = run[candidates]
-        p = _max(repeat[candidates], 1e-3)
-        limit = _STUCK_ODDS / _log(p)
-        hit = r >= limit
-        # np.log may differ from math.log in the last bit: let math.log decide the
-        # (rare) comparisons that close to the boundary.
-        for i in np.flatnonzero(np.abs(r - limit) <= _NEAR * np.abs(limit)).tolist():
-            hit[i] = int(r[i]) >= _STUCK_ODDS / math.log(float(p[i]))
-        stuck[candidates] = hit
-        return stuck
+        return stuck_runs(stuck, run, repeat, _STUCK_ODDS, _log)
 
     def _learn(
         self, s: I64, t: I64, v: F64, same: Bools, run: I64, res: F64, first_t: I64

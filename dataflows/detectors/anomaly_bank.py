@@ -20,10 +20,12 @@ import math
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from contract.alarms import Severity
-from dataflows.detectors._slots import Field, SlotArrays
+from dataflows.detectors._slots import Field, SlotBank
+from dataflows.detectors._twins import py_max as _max
+from dataflows.detectors._twins import py_min as _min
+from dataflows.detectors._twins import stuck_runs
 from dataflows.detectors.anomaly import (  # the very same constants
     BASE_ALPHA,
     BUCKET_ALPHA,
@@ -54,7 +56,6 @@ from dataflows.detectors.bank import F64, I64, SEVERITY_CODES, BankSignals, Bool
 __all__ = ["AnomalyBank"]
 
 _MAJOR = np.int8(SEVERITY_CODES.index(Severity.MAJOR))
-_NEAR = 1e-9
 _CHUNK = 4096
 """Slots per pass: about a hundred array operations on this many stay in the CPU cache."""
 _FLOATS = (
@@ -104,19 +105,11 @@ def _fields(buckets: int) -> dict[str, Field]:
     return fields
 
 
-def _max(a: Any, b: Any) -> Any:
-    return np.where(b > a, b, a)
-
-
-def _min(a: Any, b: Any) -> Any:
-    return np.where(b < a, b, a)
-
-
 def _clip(v: Any, lo: Any, hi: Any) -> Any:
     return np.where(v < lo, lo, np.where(v > hi, hi, v))
 
 
-class AnomalyBank:
+class AnomalyBank(SlotBank):
     """:class:`~dataflows.detectors.anomaly.AnomalyDetector` over many slots.
 
     Takes the scalar detector's parameters (validated the same way). ``detail`` of its
@@ -130,28 +123,7 @@ class AnomalyBank:
         self.spec = spec
         if spec.season_us is not None and spec.season_us * spec.season_buckets >= 2**62:
             raise ValueError("season_us times season_buckets must stay below 2**62")
-        self._state = SlotArrays(_fields(spec.season_buckets))
-
-    @property
-    def size(self) -> int:
-        """Number of slots."""
-        return self._state.size
-
-    def grow(self, size: int) -> None:
-        """Make room for slots ``0 .. size-1``; new slots start fresh."""
-        self._state.grow(size)
-
-    def reset(self, slots: I64) -> None:
-        """Forget the state of ``slots``."""
-        self._state.reset(np.asarray(slots, np.int64))
-
-    def take(self, slots: npt.NDArray[np.int64]) -> None:
-        """Keep only ``slots``, renumbered in that order (evicted series leave)."""
-        self._state.take(slots)
-
-    def snapshot(self) -> dict[str, Any]:
-        """Return every slot's state as a dict of numpy arrays (and ``size``)."""
-        return self._state.snapshot()
+        super().__init__(_fields(spec.season_buckets))
 
     def restore(self, state: dict[str, Any]) -> None:
         """Load a :meth:`snapshot` (seasons of another bucket count start fresh).
@@ -159,7 +131,7 @@ class AnomalyBank:
         A snapshot of an earlier version without the recent range starts the range at
         each slot's last reading (as the scalar detector does).
         """
-        self._state.restore(state)
+        super().restore(state)
         if "hi" not in state:
             a = self._state.arrays
             for name, _ in _RANGE:
@@ -410,17 +382,7 @@ class AnomalyBank:
         """Apply the scalar's stuck test: a run of repeats too unlikely at the repeat rate."""
         stuck = ~(run < self.spec.stuck_min) & ~(repeat > STUCK_MAX_REPEAT_RATE)
         stuck &= ~(run <= STUCK_RUNS * runmax)
-        candidates = np.flatnonzero(stuck)
-        if not len(candidates):
-            return stuck
-        r = run[candidates]
-        p = _max(repeat[candidates], 1e-3)
-        limit = STUCK_ODDS / np.log(p)
-        hit = r >= limit
-        for i in np.flatnonzero(np.abs(r - limit) <= _NEAR * np.abs(limit)).tolist():
-            hit[i] = int(r[i]) >= STUCK_ODDS / math.log(float(p[i]))
-        stuck[candidates] = hit
-        return stuck
+        return stuck_runs(stuck, run, repeat, STUCK_ODDS)
 
     def describe(self, signals: BankSignals, i: int) -> str:
         """Word entry ``i`` as the scalar detector does ("" where not active)."""

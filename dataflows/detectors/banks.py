@@ -17,7 +17,7 @@ others     None: deadman, offline and pattern rules have no per-reading
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dataflows.detectors.adaptive_bank import AdaptiveBank
 from dataflows.detectors.anomaly_bank import AnomalyBank
@@ -38,6 +38,9 @@ __all__ = [
 ]
 
 
+if TYPE_CHECKING:
+    from dataflows.rules import Rule
+
 if TYPE_CHECKING:  # mypy checks that every bank satisfies the protocol
 
     def _conforms(
@@ -50,21 +53,20 @@ if TYPE_CHECKING:  # mypy checks that every bank satisfies the protocol
         return [adaptive, anomaly, threshold, range_, scalar]
 
 
-def make_bank(rule: Any) -> DetectorBank | None:
+def make_bank(rule: Rule) -> DetectorBank | None:
     """Return an empty bank for a series rule (None where no per-series detector runs)."""
-    kind = rule.kind
-    if kind == "adaptive":
+    if rule.kind == "adaptive":
         return AdaptiveBank(**adaptive_params(rule))
-    if kind in ("threshold", "aggregate"):
+    if rule.kind == "threshold" or rule.kind == "aggregate":
         return ThresholdBank(
             levels=rule.level_pairs(), above=rule.above is not None, clear=rule.clear
         )
-    if kind == "range":
+    if rule.kind == "range":
         if rule.low is None and rule.high is None:
             return None
         return RangeBank(low=rule.low, high=rule.high)
-    if kind == "anomaly":
+    if rule.kind == "anomaly":
         return AnomalyBank(**anomaly_params(rule))
-    if kind in ("rate", "flatline"):
+    if rule.kind == "rate" or rule.kind == "flatline":
         return ScalarBank(lambda: build_detector(rule))
     return None

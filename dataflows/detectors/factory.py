@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 from dataflows.detectors.adaptive import AdaptiveDetector
 from dataflows.detectors.anomaly import AnomalyDetector
@@ -13,10 +13,25 @@ from dataflows.detectors.range import RangeDetector
 from dataflows.detectors.rate import RateDetector
 from dataflows.detectors.threshold import ThresholdDetector
 
-__all__ = ["adaptive_params", "anomaly_params", "build_detector"]
+if TYPE_CHECKING:  # detectors do not import the rules at run time
+    from dataflows.rules import AdaptiveRule, AnomalyRule, FlatlineRule, RateRule, Rule
+
+__all__ = ["RuleDetector", "adaptive_params", "anomaly_params", "build_detector"]
+
+RuleDetector = (
+    ThresholdDetector
+    | RateDetector
+    | FlatlineDetector
+    | RangeDetector
+    | AdaptiveDetector
+    | AnomalyDetector
+    | DeadmanDetector
+    | PatternDetector
+)
+"""The scalar detector of a rule, as :func:`build_detector` builds it."""
 
 
-def adaptive_params(rule: Any) -> dict[str, Any]:
+def adaptive_params(rule: AdaptiveRule) -> dict[str, Any]:
     """Return the keyword arguments of :class:`AdaptiveDetector` for an adaptive rule."""
     return {
         "threshold": rule.threshold,
@@ -29,7 +44,7 @@ def adaptive_params(rule: Any) -> dict[str, Any]:
     }
 
 
-def anomaly_params(rule: Any) -> dict[str, Any]:
+def anomaly_params(rule: AnomalyRule) -> dict[str, Any]:
     """Return the keyword arguments of :class:`AnomalyDetector` for an anomaly rule."""
     return {
         "spike": rule.spike,
@@ -48,33 +63,40 @@ def anomaly_params(rule: Any) -> dict[str, Any]:
     }
 
 
-def build_detector(rule: Any) -> Any:
+@overload
+def build_detector(rule: RateRule) -> RateDetector: ...
+@overload
+def build_detector(rule: FlatlineRule) -> FlatlineDetector: ...
+@overload
+def build_detector(rule: Rule) -> RuleDetector | None: ...
+
+
+def build_detector(rule: Rule) -> RuleDetector | None:
     """Build the detector of a rule (None for rules the engine handles itself)."""
-    kind = rule.kind
-    if kind in ("threshold", "aggregate"):
+    if rule.kind == "threshold" or rule.kind == "aggregate":
         return ThresholdDetector(
             levels=rule.level_pairs(), above=rule.above is not None, clear=rule.clear
         )
-    if kind == "rate":
+    if rule.kind == "rate":
         return RateDetector(max_rate=rule.max_rate, window_us=rule.window, direction=rule.direction)
-    if kind == "flatline":
+    if rule.kind == "flatline":
         return FlatlineDetector(duration_us=rule.duration, tolerance=rule.tolerance)
-    if kind == "range":
+    if rule.kind == "range":
         if rule.low is None and rule.high is None:
             return None  # faults only
         return RangeDetector(low=rule.low, high=rule.high)
-    if kind == "adaptive":
+    if rule.kind == "adaptive":
         return AdaptiveDetector(**adaptive_params(rule))
-    if kind == "anomaly":
+    if rule.kind == "anomaly":
         return AnomalyDetector(**anomaly_params(rule))
-    if kind == "deadman":
+    if rule.kind == "deadman":
         return DeadmanDetector(
-            silence_us=None if rule.auto else rule.silence,
+            silence_us=None if rule.silence == "auto" else rule.silence,
             factor=rule.factor,
             floor_us=rule.min_silence,
             initial_us=rule.initial_silence,
         )
-    if kind == "pattern":
+    if rule.kind == "pattern":
         return PatternDetector(
             conditions=[Condition(c.member, c.op, c.value) for c in rule.conditions],
             mode=rule.mode,

@@ -139,11 +139,11 @@ class PatternDetector:
                 hit = ordered and times[-1] - times[0] <= self.within_us
             text = " then ".join(str(c) for c in self.conditions) + f" within {within:g}s"
         else:
-            rises = self._rises[0]
-            while rises and rises[0] < t_us - self.within_us:
-                rises.popleft()
-            hit = len(rises) >= self.count
-            text = f"{self.conditions[0]} {len(rises)} times within {within:g}s"
+            window = self._rises[0]
+            while window and window[0] < t_us - self.within_us:
+                window.popleft()
+            hit = len(window) >= self.count
+            text = f"{self.conditions[0]} {len(window)} times within {within:g}s"
         return Signal(hit, value, None, text if hit else "")
 
     def snapshot(self) -> dict[str, Any]:

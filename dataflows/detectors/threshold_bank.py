@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from contract.alarms import Severity
-from dataflows.detectors._slots import SlotArrays
+from dataflows.detectors._slots import SlotBank
 from dataflows.detectors.bank import F64, I64, SEVERITY_CODES, BankSignals
 from dataflows.detectors.threshold import ThresholdDetector
 
 __all__ = ["ThresholdBank"]
 
 
-class ThresholdBank:
+class ThresholdBank(SlotBank):
     """:class:`~dataflows.detectors.threshold.ThresholdDetector` over many slots.
 
     Same parameters, checks, hysteresis, escalation (the most severe level crossed sets
@@ -36,32 +34,7 @@ class ThresholdBank:
         self.levels = [(float(level), sev) for level, sev in spec.levels]
         self._codes = [np.int8(SEVERITY_CODES.index(sev)) for _, sev in spec.levels]
         self._word = "above" if self.above else "below"
-        self._state = SlotArrays({"active": (np.bool_, False, ())})
-
-    @property
-    def size(self) -> int:
-        """Number of slots."""
-        return self._state.size
-
-    def grow(self, size: int) -> None:
-        """Make room for slots ``0 .. size-1``; new slots start fresh."""
-        self._state.grow(size)
-
-    def reset(self, slots: I64) -> None:
-        """Forget the state of ``slots``."""
-        self._state.reset(np.asarray(slots, np.int64))
-
-    def take(self, slots: npt.NDArray[np.int64]) -> None:
-        """Keep only ``slots``, renumbered in that order (evicted series leave)."""
-        self._state.take(slots)
-
-    def snapshot(self) -> dict[str, Any]:
-        """Return every slot's state (``active``) as numpy arrays."""
-        return self._state.snapshot()
-
-    def restore(self, state: dict[str, Any]) -> None:
-        """Load a :meth:`snapshot`."""
-        self._state.restore(state)
+        super().__init__({"active": (np.bool_, False, ())})
 
     def update(self, slots: I64, t_us: I64, values: F64) -> BankSignals:
         """Take one reading per slot (``slots`` distinct); return their signals."""

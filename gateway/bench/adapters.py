@@ -57,7 +57,7 @@ from gateway.bench.publisher import PublisherProcess
 from gateway.bench.results import BenchReport, RoundResult
 from gateway.bench.runner import fill_burst_figures
 from gateway.bench.workload import Workload
-from gateway.services import LocalServices
+from gateway.localstack.services import LocalServices
 
 __all__ = ["LABELS", "AdaptersBenchOptions", "run_bench_adapters"]
 

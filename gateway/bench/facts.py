@@ -13,7 +13,7 @@ from typing import Any
 import psutil
 
 from contract.errors import ServiceError
-from gateway.services import find_binary
+from gateway.localstack.services import find_binary
 
 __all__ = ["machine_facts", "service_versions"]
 

@@ -1,7 +1,7 @@
 """Run ``sensorgate bench-fleet``: per-device MQTT fleets, asyncio runner beside threads.
 
 One case is a workload (devices x one reading every ``interval_s``) on one runner.
-Each case gets a fresh mosquitto from :func:`gateway.services.start_mosquitto` on a
+Each case gets a fresh mosquitto from :func:`gateway.localstack.services.start_mosquitto` on a
 free loopback port (its open-file limit raised by the launcher) and runs
 ``sensorgate simulate --connections per-device --runner R --json`` in a child process
 of its own, so that its CPU and peak RSS are its own. The child reports what it held
@@ -33,7 +33,7 @@ import psutil
 
 from gateway.bench.facts import machine_facts, service_versions
 from gateway.bench.peers import child_env
-from gateway.services import start_mosquitto
+from gateway.localstack.services import start_mosquitto
 
 __all__ = [
     "DEVICES_PER_SOURCE",

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from contract.errors import ServiceError
-from gateway.services import ManagedProcess
+from gateway.localstack.services import ManagedProcess
 
 __all__ = [
     "INFLUX_NODE",

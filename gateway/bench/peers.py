@@ -37,7 +37,7 @@ from contract.errors import SensorGateError, ServiceError
 from gateway.bench import nodered, storage
 from gateway.bench.influxd import Influxd
 from gateway.bench.workload import Workload
-from gateway.services import ManagedProcess, ServiceEndpoints, free_port
+from gateway.localstack.services import ManagedProcess, ServiceEndpoints, free_port
 from gateway.settings import GatewaySettings, load_settings, settings_env
 
 __all__ = [

@@ -4,7 +4,7 @@ Rounds alternate between peers (``for round in rounds: for peer in peers``), so 
 machine that gets busier or quieter during the run shifts every peer alike. One round of
 one peer:
 
-1. fresh mosquitto and influxd (:class:`~gateway.services.LocalServices`), database
+1. fresh mosquitto and influxd (:class:`~gateway.localstack.services.LocalServices`), database
    ``bench``;
 2. the peer, started and awaited until ready (:mod:`gateway.bench.peers`);
 3. the publisher process renders the whole burst and connects; the CPU counters are
@@ -51,7 +51,7 @@ from gateway.bench.publisher import PublisherProcess
 from gateway.bench.results import BenchReport, RoundResult, summarize
 from gateway.bench.workload import Workload
 from gateway.influx.layout import StorageLayout
-from gateway.services import LocalServices
+from gateway.localstack.services import LocalServices
 
 __all__ = ["BenchOptions", "fill_aggregate_figures", "fill_burst_figures", "run_bench"]
 

@@ -44,7 +44,7 @@ from gateway.bench.measure import ProcessTree, take_snapshot, watch_until_stored
 from gateway.bench.peers import NO_RULES, child_env, wait_until
 from gateway.bench.publisher import PublisherProcess
 from gateway.bench.workload import Workload
-from gateway.services import LocalServices, ServiceEndpoints
+from gateway.localstack.services import LocalServices, ServiceEndpoints
 from gateway.settings import GatewaySettings, load_settings, settings_env
 
 __all__ = [
@@ -354,7 +354,7 @@ def _settings(endpoints: ServiceEndpoints, workdir: Path, options: ScalingOption
 
 def _free_run(n: int) -> int:
     """Return a port p such that p .. p+n-1 are free on loopback (below the ephemeral range)."""
-    from gateway.cluster import free_listen_ports
+    from gateway.runtime.cluster import free_listen_ports
 
     return free_listen_ports(n, consecutive=True)[0]
 

@@ -63,7 +63,7 @@ from gateway.bench.stop_results import (
     summarize_trials,
 )
 from gateway.bench.workload import Workload
-from gateway.services import LocalServices, free_port
+from gateway.localstack.services import LocalServices, free_port
 from gateway.settings import GatewaySettings
 
 __all__ = ["StopOptions", "run_bench_stop", "signal_and_wait", "socket_buffer_bytes"]

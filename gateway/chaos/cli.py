@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         " for 20 s and the edge agent is SIGKILLed (each restarted on the same port, data and"
         " outbox). Then drain, and print per device the readings published (edge outboxes),"
         " stored (InfluxDB), lost, duplicated in the windows, late; dead letters by reason;"
-        " restarts; and peak RSS, with an RSS-over-time PNG. Exit 1 when anything was lost.",
+        " restarts; and peak RSS, with an RSS-over-time PNG. Exit 1 when anything was lost"
+        " or the gateway died outside a fault (a crash).",
     )
     chaos.add_argument("--minutes", type=float, default=10.0, help="length of the load phase")
     chaos.add_argument(
@@ -40,6 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         metavar="NAME",
         help="the gateway's MQTT share group (default none: plain subscriptions, which"
         " mosquitto 2.0 keeps across its restart; give one to see what it loses without)",
+    )
+    chaos.add_argument(
+        "--no-faults",
+        action="store_true",
+        help="run the same load and accounting with no fault at all (no kill, no outage): the"
+        " report's achieved rate and outbox backlog at the end then tell whether this machine"
+        " sustains --rate",
     )
     chaos.add_argument("--plot", type=Path, default=None, help="write the RSS plot (PNG) here")
     chaos.add_argument("--out", type=Path, default=None, help="write the JSON report here")
@@ -67,6 +75,7 @@ def _cmd_chaos(args: argparse.Namespace) -> int:
         share_group=args.share_group,
         workdir=args.workdir,
         plot=args.plot,
+        faults=not args.no_faults,
     )
     command = " ".join(["sensorgate chaos", *sys.argv[2:]])
     try:
@@ -105,17 +114,37 @@ def format_table(report: dict[str, Any]) -> str:
         "|---|---|",
         f"| dead letters by reason | {_pairs(letters) or 'none'} |",
         f"| gateway restarts (SIGKILL) | {report['gateway_restarts']} |",
+        f"| gateway dead outside a fault (crashed) |"
+        f" {', '.join(_span(c) for c in report.get('gateway_crashes') or []) or 'never'} |",
         f"| edge agent restarts (SIGKILL) | {report['edge_restarts']} |",
-        f"| faults | {', '.join(_fault(f) for f in report['faults'])} |",
+        f"| faults | {', '.join(_fault(f) for f in report['faults']) or 'none'} |",
         f"| peak RSS (MiB) | {_pairs(report.get('rss_mb_peak') or {})} |",
         f"| wall time | {report['wall_s']:,.0f} s |",
     ]
+    load = report.get("load")
+    if load:
+        drain = "?" if load["drain_s"] is None else f"{load['drain_s']:,.0f} s"
+        lines += [
+            f"| readings/s offered / achieved (made durable at the edge) |"
+            f" {report['rate']:,.0f} / {load['achieved_rate']:,.0f} |",
+            f"| left in the outboxes when the load ended | {load['backlog_events_at_end']:,}"
+            f" events ({load['backlog_readings_at_end']:,} readings) |",
+            f"| all stored, after the load ended | {drain} |",
+        ]
+    for d in report.get("spill_drain") or []:
+        empty = d["spill_empty_after_s"]
+        lines.append(
+            f"| gateway spill during influxd outage | peak {d['spill_peak_points']:,} points,"
+            f" empty {'never' if empty is None else f'{empty:,.0f} s'} after influxd was back |"
+        )
     if t:
         lines.append(f"| readings still in open windows at the end | {t['unfolded']:,} |")
     if report.get("plot"):
         lines.append(f"| RSS over time | {report['plot']} |")
     status = "PASS" if report.get("ok") else "FAIL"
-    lines += ["", f"{status}: lost {t['lost'] if t else '?'} readings"]
+    crashes = len(report.get("gateway_crashes") or [])
+    lines += ["", f"{status}: lost {t['lost'] if t else '?'} readings, gateway crashes {crashes}"]
+    lines += [f"gateway log: {line}" for line in report.get("gateway_errors") or []]
     if report.get("error"):
         lines.append(f"error: {report['error']}")
     return "\n".join(lines)
@@ -125,6 +154,10 @@ def _pairs(items: dict[str, Any]) -> str:
     return ", ".join(
         f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in sorted(items.items())
     )
+
+
+def _span(c: dict[str, Any]) -> str:
+    return f"{c['from_s']:.0f}-{c['to_s']:.0f} s"
 
 
 def _fault(f: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -42,7 +43,8 @@ from gateway.bench.influxd import Influxd
 from gateway.bench.peers import RunningPeer, child_env, start_gateway
 from gateway.chaos.accounting import DeviceTally, totals
 from gateway.chaos.schedule import Action, ChaosEvent, build_schedule
-from gateway.services import ManagedProcess, free_port, start_influxd, start_mosquitto
+from gateway.influx.layout import StorageLayout
+from gateway.localstack.services import ManagedProcess, free_port, start_influxd, start_mosquitto
 from gateway.settings import GatewaySettings, load_settings
 
 __all__ = ["ChaosOptions", "run_chaos"]
@@ -70,6 +72,36 @@ class ChaosOptions:
     arrives for a shared one after its own restart, until the gateway subscribes again)."""
     workdir: Path | None = None
     plot: Path | None = None
+    faults: bool = True
+    """False: the same load and accounting with no fault at all (to find the sustained rate)."""
+
+
+def schedule_for(options: ChaosOptions) -> list[ChaosEvent]:
+    """Return the faults of a run: the fixed schedule, or none with ``faults=False``."""
+    if not options.faults:
+        return []
+    return build_schedule(
+        options.minutes * 60,
+        influx_down_s=options.influx_down_s,
+        broker_down_s=options.broker_down_s,
+    )
+
+
+def load_figures(
+    published: int, load_s: float, backlog_events: int, drain_s: float | None
+) -> dict[str, Any]:
+    """Return what the load achieved.
+
+    That is the readings/s made durable at the edge over the load phase, the events still
+    in the outboxes when it ended, and how long after it everything was stored.
+    """
+    return {
+        "load_s": round(load_s, 1),
+        "achieved_rate": round(published / load_s, 1) if load_s > 0 else 0.0,
+        "backlog_events_at_end": backlog_events,
+        "backlog_readings_at_end": backlog_events * PER_EVENT,
+        "drain_s": None if drain_s is None else round(drain_s, 1),
+    }
 
 
 @dataclass
@@ -79,12 +111,18 @@ class _Roles:
     influxd: ManagedProcess | None = None
     edge: ManagedProcess | None = None
     fleet: ManagedProcess | None = None
+    faulting: bool = False
+    """A fault is being injected (a dead gateway is then expected)."""
 
 
 @dataclass
 class _Rss:
     samples: list[tuple[float, str, float]] = field(default_factory=list)
     marks: list[tuple[float, float, str]] = field(default_factory=list)
+    spill: list[tuple[float, float]] = field(default_factory=list)
+    """(seconds since start, points in the gateway's spill) every two seconds."""
+    gateway_dead: list[float] = field(default_factory=list)
+    """Samples (seconds since start) at which the gateway process had exited outside a fault."""
 
 
 def _edge_config(
@@ -131,9 +169,7 @@ def _now() -> str:
 def run_chaos(options: ChaosOptions, *, command: str, progress: Progress) -> dict[str, Any]:
     """Run the whole chaos round; return the report (failures are in it)."""
     duration = options.minutes * 60
-    schedule = build_schedule(
-        duration, influx_down_s=options.influx_down_s, broker_down_s=options.broker_down_s
-    )
+    schedule = schedule_for(options)
     own = options.workdir is None
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix="sensorgate-chaos-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -203,14 +239,24 @@ def run_chaos(options: ChaosOptions, *, command: str, progress: Progress) -> dic
             if proc is not None:
                 proc.stop(timeout=60)
         roles.edge = roles.fleet = None
+        load_s = time.monotonic() - t_load
+        report["load_ended_s"] = round(time.monotonic() - t0, 1)
         drained = sum(
             _drain_outbox(workdir / f"outbox-{i}.db", mqtt_port) for i in range(options.devices)
         )
         progress(f"sent {drained} event(s) left in the outboxes")
-        tallies = _await_and_count(influx, workdir, options, roles, progress)
+        layout = StorageLayout.of(settings.influx)
+        tallies, stored_at = _await_and_count(influx, layout, workdir, options, roles, progress)
+        drain_s = None if stored_at is None else stored_at - t_load - load_s
         report["devices_detail"] = [t.as_dict() for t in tallies]
         report["totals"] = totals(tallies)
-        report["deadletters"] = _deadletters(influx)
+        report["load"] = load_figures(report["totals"]["published"], load_s, drained, drain_s)
+        progress(
+            f"achieved {report['load']['achieved_rate']:,.0f} readings/s of {options.rate:,.0f}"
+            f" offered; {drained} event(s) in the outboxes at the end; all stored"
+            f" {report['load']['drain_s']} s after the load ended"
+        )
+        report["deadletters"] = _deadletters(influx, layout)
         report["gateway_alive"] = roles.gateway is not None and roles.gateway.proc.alive()
     except (SensorGateError, OSError, ValueError) as exc:
         report["error"] = f"{type(exc).__name__}: {exc}"
@@ -229,6 +275,11 @@ def run_chaos(options: ChaosOptions, *, command: str, progress: Progress) -> dic
         report["wall_s"] = round(time.monotonic() - t0, 1)
         report["rss_mb_peak"] = _peaks(rss)
         report["rss_samples"] = len(rss.samples)
+        report["spill_drain"] = spill_drains(rss.spill, report["faults"])
+        report["gateway_crashes"] = [
+            {"from_s": a, "to_s": b} for a, b in dead_spans(rss.gateway_dead, every_s=2.0)
+        ]
+        report["gateway_errors"] = _log_errors(workdir / "gateway.log")
         if options.plot is not None and rss.samples:
             report["plot"] = str(_plot(rss, options.plot, report))
         if own and report["error"] is None:
@@ -236,7 +287,9 @@ def run_chaos(options: ChaosOptions, *, command: str, progress: Progress) -> dic
         else:
             report["workdir"] = str(workdir)
     totals_ = report.get("totals") or {}
-    report["ok"] = report["error"] is None and totals_.get("lost", 1) == 0
+    report["ok"] = (
+        report["error"] is None and totals_.get("lost", 1) == 0 and not report["gateway_crashes"]
+    )
     return report
 
 
@@ -291,6 +344,24 @@ def _inject(
     start = time.monotonic() - t0
     label = event.action.value
     progress(f"FAULT {label}" + (f" for {event.down_s:.0f} s" if event.down_s else ""))
+    roles.faulting = True
+    try:
+        _undo_after(event, roles, settings, workdir, report)
+    finally:
+        roles.faulting = False
+    end = time.monotonic() - t0
+    rss.marks.append((start, end, label))
+    report["faults"].append({"action": label, "from_s": round(start, 1), "to_s": round(end, 1)})
+    progress(f"FAULT {label} undone after {end - start:.0f} s")
+
+
+def _undo_after(
+    event: ChaosEvent,
+    roles: _Roles,
+    settings: GatewaySettings,
+    workdir: Path,
+    report: dict[str, Any],
+) -> None:
     if event.action is Action.KILL_GATEWAY:
         assert roles.gateway is not None
         _sigkill(roles.gateway.proc)
@@ -314,10 +385,27 @@ def _inject(
         time.sleep(event.down_s)
         roles.edge = _start_edge(workdir / "edge-0.toml", workdir)
         report["edge_restarts"] += 1
-    end = time.monotonic() - t0
-    rss.marks.append((start, end, label))
-    report["faults"].append({"action": label, "from_s": round(start, 1), "to_s": round(end, 1)})
-    progress(f"FAULT {label} undone after {end - start:.0f} s")
+
+
+def dead_spans(times: list[float], *, every_s: float) -> list[tuple[float, float]]:
+    """Group sample times into spans; a gap of over two sampling periods starts a new one."""
+    spans: list[tuple[float, float]] = []
+    for t in sorted(times):
+        if spans and t - spans[-1][1] <= 2 * every_s:
+            spans[-1] = (spans[-1][0], t)
+        else:
+            spans.append((t, t))
+    return [(round(a, 1), round(b, 1)) for a, b in spans]
+
+
+def _log_errors(path: Path) -> list[str]:
+    """Return the distinct exception lines of a log (``SomeError: ...`` starting a line)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    found = re.findall(r"^[\w.]+(?:Error|Exception): .*$", text, flags=re.MULTILINE)
+    return list(dict.fromkeys(found))[:10]
 
 
 def _sigkill(proc: ManagedProcess) -> None:
@@ -335,6 +423,51 @@ def _sample_rss(roles: _Roles, rss: _Rss, t0: float, stop: threading.Event) -> N
                 rss.samples.append((t, name, psutil.Process(proc).memory_info().rss / 2**20))
             except psutil.Error:
                 continue
+        gw = roles.gateway
+        if gw is not None and not roles.faulting and not gw.proc.alive():
+            rss.gateway_dead.append(t)
+        spill = _gateway_figure(roles, "sensorgate_spill_points")
+        if spill is not None:
+            rss.spill.append((t, spill))
+
+
+def _gateway_figure(roles: _Roles, name: str) -> float | None:
+    gw = roles.gateway
+    if gw is None or not gw.proc.alive():
+        return None
+    try:
+        text = httpx.get(f"http://127.0.0.1:{gw.metrics_port}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def spill_drains(
+    samples: list[tuple[float, float]], faults: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Return, for each influxd outage, the peak of the gateway's spill and its drain.
+
+    The drain is how long after influxd was back the spill was empty again (None: never
+    within the samples).
+    """
+    out = []
+    for fault in faults:
+        if fault["action"] != Action.STOP_INFLUXD.value:
+            continue
+        after = [(t, n) for t, n in samples if t >= fault["from_s"]]
+        peak = max((n for _t, n in after), default=0.0)
+        empty = next((t for t, n in after if t >= fault["to_s"] and n == 0), None)
+        out.append(
+            {
+                "influxd_down_s": [fault["from_s"], fault["to_s"]],
+                "spill_peak_points": int(peak),
+                "spill_empty_after_s": None if empty is None else round(empty - fault["to_s"], 1),
+            }
+        )
+    return out
 
 
 def _members(roles: _Roles) -> dict[str, int]:
@@ -404,44 +537,54 @@ def _by_device(influx: Influxd, q: str) -> dict[str, int]:
 
 
 def _await_and_count(
-    influx: Influxd, workdir: Path, options: ChaosOptions, roles: _Roles, progress: Progress
-) -> list[DeviceTally]:
+    influx: Influxd,
+    layout: StorageLayout,
+    workdir: Path,
+    options: ChaosOptions,
+    roles: _Roles,
+    progress: Progress,
+) -> tuple[list[DeviceTally], float | None]:
+    """Wait for the stored readings and the windows; return the tallies and a moment.
+
+    The moment (monotonic) is when InfluxDB held every published reading (None: never).
+    """
     devices = [f"dev-{i}" for i in range(options.devices)]
     outbox = {d: _outbox_figures(workdir / f"outbox-{i}.db", d) for i, d in enumerate(devices)}
     want = sum(PER_EVENT * (events - 1) for events, _d, _p in outbox.values())
+    raw, late_src, agg_src = layout.readings, layout.late_readings, layout.aggregates
 
     def stored() -> int:
         try:
-            return sum(_by_device(influx, 'SELECT count("value") FROM "readings"').values())
+            return sum(_by_device(influx, f'SELECT count("value") FROM {raw}').values())
         except SensorGateError:
             return -1
 
     progress(f"waiting until InfluxDB holds the {want:,}+ published readings")
-    _settle(stored, lambda n: n >= want, options.drain_timeout_s, 60.0, progress, "stored")
+    got = _settle(stored, lambda n: n >= want, options.drain_timeout_s, 60.0, progress, "stored")
+    stored_at = time.monotonic() if got >= want else None
 
     def folded() -> int:
         try:
             agg = _by_device(
-                influx, f'SELECT sum("count") FROM "aggregates" WHERE "window" = \'{WINDOW}\''
+                influx, f'SELECT sum("count") FROM {agg_src} WHERE "window" = \'{WINDOW}\''
             )
-            late = _by_device(influx, 'SELECT count("value") FROM "late_readings"')
+            late = _by_device(influx, f'SELECT count("value") FROM {late_src}')
         except SensorGateError:
             return -1
         return sum(agg.values()) + sum(late.values())
 
     progress("waiting until every window has closed")
     _settle(folded, lambda n: n >= stored(), 300.0, 45.0, progress, "in windows or late")
-    count = _by_device(influx, 'SELECT count("value") FROM "readings"')
-    distinct = _by_device(influx, 'SELECT count(distinct("seq")) FROM "readings"')
-    agg = _by_device(influx, f'SELECT sum("count") FROM "aggregates" WHERE "window" = \'{WINDOW}\'')
-    late = _by_device(influx, 'SELECT count("value") FROM "late_readings"')
+    count = _by_device(influx, f'SELECT count("value") FROM {raw}')
+    distinct = _by_device(influx, f'SELECT count(distinct("seq")) FROM {raw}')
+    agg = _by_device(influx, f'SELECT sum("count") FROM {agg_src} WHERE "window" = \'{WINDOW}\'')
+    late = _by_device(influx, f'SELECT count("value") FROM {late_src}')
     out = []
     for d in devices:
         events, dropped, pending = outbox[d]
         last = _query(
             influx,
-            f'SELECT count("value") FROM "readings" WHERE "device" = \'{d}\''
-            f' AND "seq" = {events - 1}',
+            f'SELECT count("value") FROM {raw} WHERE "device" = \'{d}\' AND "seq" = {events - 1}',
         )
         out.append(
             DeviceTally(
@@ -457,7 +600,7 @@ def _await_and_count(
                 readings_per_event=PER_EVENT,
             )
         )
-    return out
+    return out, stored_at
 
 
 def _settle(
@@ -485,8 +628,8 @@ def _settle(
         time.sleep(2.0)
 
 
-def _deadletters(influx: Influxd) -> dict[str, int]:
-    series = _query(influx, 'SELECT count("error") FROM "deadletters" GROUP BY "reason"')
+def _deadletters(influx: Influxd, layout: StorageLayout) -> dict[str, int]:
+    series = _query(influx, f'SELECT count("error") FROM {layout.deadletters} GROUP BY "reason"')
     return {s["tags"]["reason"]: int(s["values"][0][1]) for s in series}
 
 

@@ -1,6 +1,6 @@
 """The dashboard's live alarm feed: one MQTT subscription, kept up with backoff.
 
-:class:`AlarmFeed` holds one aiomqtt connection (:mod:`gateway.aio_mqtt`) subscribed
+:class:`AlarmFeed` holds one aiomqtt connection (:mod:`gateway.connectors.aio_mqtt`) subscribed
 to ``{prefix}/+/+/alarms`` (the topic filter of :class:`contract.TopicScheme`). Each
 alarm event goes on the :class:`~gateway.dashboard.board.AlarmBoard`, and a change
 reaches every browser through the hub at once. The same connection publishes the
@@ -34,7 +34,7 @@ from contract.alarms import decode_alarm
 from contract.errors import BrokerError, SensorGateError
 from contract.topics import TopicKind
 from edge.mqtt import MqttSettings
-from gateway.aio_mqtt import AioLink, connect
+from gateway.connectors.aio_mqtt import AioLink, connect
 from gateway.dashboard.board import AlarmBoard
 from gateway.settings import GatewaySettings
 

@@ -1,6 +1,6 @@
 """Run ``sensorgate fuzz``: a seeded hostile corpus through a real broker and gateway.
 
-1. Fresh mosquitto and influxd (:class:`~gateway.services.LocalServices`), database
+1. Fresh mosquitto and influxd (:class:`~gateway.localstack.services.LocalServices`), database
    ``fuzz``; the gateway as its own process (``python -m gateway.cli gateway run``,
    default rules, recovery on), with a 16 KiB payload limit so oversize messages are
    cheap; a subscriber on the dead-letter topic.
@@ -36,7 +36,7 @@ from contract.errors import SensorGateError, ServiceError
 from gateway.bench.influxd import Influxd
 from gateway.bench.peers import start_gateway, wait_until
 from gateway.fuzz.corpus import Message, Tally, generate
-from gateway.services import LocalServices, free_port
+from gateway.localstack.services import LocalServices, free_port
 from gateway.settings import load_settings
 
 __all__ = ["FuzzOptions", "FuzzReport", "GatewayCounts", "run_fuzz", "scrape_counts"]

@@ -12,7 +12,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the command; return its exit code."""
     from contract import TopicScheme
     from contract.errors import BrokerError, TopicError
-    from simulators.loadgen import LoadgenReport, run_loadgen
+    from simulators.loadgen import LoadgenReport, LoadPlan, run_loadgen
 
     try:
         topics = TopicScheme(prefix=args.prefix)
@@ -32,9 +32,7 @@ def run(args: argparse.Namespace) -> int:
         )
 
     try:
-        report = run_loadgen(
-            common.settings(args),
-            topics,
+        plan = LoadPlan(
             rate=args.rate or None,
             readings_per_message=args.readings_per_message,
             devices=args.devices,
@@ -44,8 +42,13 @@ def run(args: argparse.Namespace) -> int:
             connections=args.connections,
             site=args.site,
             drain_timeout_s=args.drain_timeout,
-            progress=show if args.progress_every > 0 else None,
             progress_every_s=args.progress_every or 5.0,
+        )
+        report = run_loadgen(
+            common.settings(args),
+            topics,
+            plan,
+            progress=show if args.progress_every > 0 else None,
         )
     except BrokerError as exc:
         common.err(str(exc))

@@ -21,7 +21,7 @@ import pytest
 
 from contract.errors import BrokerError
 from edge.mqtt import MqttLink, MqttSettings, TlsSettings
-from gateway.services import ManagedProcess, _listens, find_binary, free_port
+from gateway.localstack.services import ManagedProcess, _listens, find_binary, free_port
 from tests.deploy.deploy_kit import DEPLOY
 from tests.waiting import wait_for
 

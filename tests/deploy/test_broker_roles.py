@@ -32,7 +32,13 @@ from contract import Reading, TelemetryEvent, encode
 from contract.alarms import decode_alarm
 from contract.errors import BrokerError
 from edge.mqtt import MqttLink, MqttSettings, TlsSettings
-from gateway.services import ManagedProcess, ServiceEndpoints, _listens, find_binary, free_port
+from gateway.localstack.services import (
+    ManagedProcess,
+    ServiceEndpoints,
+    _listens,
+    find_binary,
+    free_port,
+)
 from gateway.settings import GatewaySettings, load_settings, settings_env
 from tests.deploy.deploy_kit import DEPLOY
 from tests.waiting import wait_for
@@ -313,7 +319,7 @@ def test_plaintext_and_wrong_ca_clients_are_refused(broker: Broker) -> None:
 
 
 def test_only_the_operator_may_acknowledge(broker: Broker, tmp_path: Path) -> None:
-    from gateway.commands import publish_ack
+    from gateway.ops.acknowledge import publish_ack
 
     topic = "sg/v1/site-a/dev-1/commands"
     unique = uuid.uuid4().hex[:8]
@@ -398,8 +404,8 @@ def test_a_refused_alarm_publish_becomes_a_dead_letter(broker: Broker) -> None:
     """The alarm sink as a user the ACL does not let write alarms: not passed as stored."""
     from contract.alarms import AlarmData
     from dataflows.flow import ActiveAlarms
-    from gateway.alarm_sink import AlarmSink
-    from gateway.metrics import GatewayMetrics
+    from gateway.connectors.alarm_sink import AlarmSink
+    from gateway.observability.metrics import GatewayMetrics
 
     class Recorder:
         def __init__(self) -> None:
@@ -452,7 +458,7 @@ clear = 28
 def test_the_gateway_over_mutual_tls_reads_telemetry_writes_alarms_and_summary(
     broker: Broker, services: ServiceEndpoints, tmp_path: Path
 ) -> None:
-    from gateway.commands import publish_ack
+    from gateway.ops.acknowledge import publish_ack
     from tests.integration.gateway_kit import gateway_thread
 
     unique = uuid.uuid4().hex[:8]
@@ -545,8 +551,8 @@ def _session(broker: Broker, client_id: str, group_filter: str) -> None:
 
 
 def test_forget_sessions_ends_a_retired_partitions_session(broker: Broker) -> None:
-    from gateway.mqtt_source import partition_client_id
-    from gateway.sessions import forget_sessions
+    from gateway.connectors.mqtt_source import partition_client_id
+    from gateway.ops.sessions import forget_sessions
 
     unique = uuid.uuid4().hex[:8]
     gateway = load_settings(topic_prefix="sg/v1", mqtt=broker.gateway_mqtt(unique))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.services import free_port
+from gateway.localstack.services import free_port
 from tests.deploy.deploy_kit import DEPLOY, ROOT
 
 NODE = DEPLOY / "container" / "gateway-node.sh"

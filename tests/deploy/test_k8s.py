@@ -16,7 +16,9 @@ import yaml
 
 from dataflows.adapters.config import load_adapters
 from dataflows.rules import load_rules
-from gateway.metrics import GatewayMetrics, Health, serve
+from gateway.observability.health import Health
+from gateway.observability.http import serve
+from gateway.observability.metrics import GatewayMetrics
 from gateway.settings import GatewaySettings, load_settings
 from tests.deploy.deploy_kit import (
     DEPLOY,

@@ -51,7 +51,7 @@ def _certificates(d: Path) -> None:
 @pytest.fixture
 def secure_broker() -> Iterator[tuple[int, Path]]:
     """mosquitto with TLS (client certificates required), passwords and the shipped ACL."""
-    from gateway.services import ManagedProcess, find_binary, free_port
+    from gateway.localstack.services import ManagedProcess, find_binary, free_port
 
     for tool in ("openssl", "mosquitto_passwd"):
         if shutil.which(tool) is None:

@@ -117,7 +117,7 @@ def test_broker_stopped_20s_every_reading_arrives_once_in_order_with_no_gap(
     broker_dir: Path,
     subscriber_factory: Callable[..., Subscriber],
 ) -> None:
-    from gateway.services import free_port, start_mosquitto
+    from gateway.localstack.services import free_port, start_mosquitto
 
     port = free_port()
     broker, port = start_mosquitto(broker_dir, port=port)

@@ -79,3 +79,34 @@ def test_a_ticket_for_a_publish_made_while_disconnected_is_pending_not_failed() 
     assert not dropped.is_acknowledged()
     assert not dropped.wait(0.01)
     assert queued.mid in link.client._out_messages  # kept, to be sent on reconnect
+
+
+class _SlowTicket:
+    """Acknowledged on the n-th wait (each wait sleeps the step it is given)."""
+
+    def __init__(self, acked_after: int | None) -> None:
+        self.calls, self.acked_after, self.mid = 0, acked_after, 7
+
+    def wait(self, timeout: float) -> bool:
+        import time
+
+        self.calls += 1
+        time.sleep(min(timeout, 0.05))
+        return self.acked_after is not None and self.calls >= self.acked_after
+
+
+def test_time_the_broker_is_away_does_not_count_against_the_ack_timeout() -> None:
+    link = MqttLink(MqttSettings(port=1, client_id="away"))  # never connects
+    ticket = _SlowTicket(acked_after=5)
+    # Five waits of the broker being away, far past the 0.01 s allowed while connected:
+    # the publish is queued for the reconnect, so the caller waits, it does not fail.
+    assert link.wait_acknowledged(ticket, timeout=0.01)  # type: ignore[arg-type]
+    assert ticket.calls == 5
+
+
+def test_a_connected_broker_that_never_acknowledges_times_out() -> None:
+    link = MqttLink(MqttSettings(port=1, client_id="silent"))
+    link._connected.set()  # as if connected: the broker takes the publish, never acks
+    ticket = _SlowTicket(acked_after=None)
+    assert not link.wait_acknowledged(ticket, timeout=0.2)  # type: ignore[arg-type]
+    assert ticket.calls >= 1

@@ -9,7 +9,7 @@ import pytest
 
 from contract import TopicScheme
 from contract.errors import DecodeError, TopicError
-from gateway.alarm_summary import (
+from gateway.connectors.alarm_summary import (
     ACTIVE_TYPE,
     active_topic,
     alarm_filters,

@@ -16,9 +16,9 @@ from contract import (
 )
 from contract.commands import AcknowledgeAlarmCommand
 from dataflows.ingest import CommandIn, Ingestor, RawMessage, Rejected, StatusIn
-from gateway.app import RulesWatcher
 from gateway.influx.lineprotocol import alarm_line
-from gateway.metrics import GatewayMetrics
+from gateway.observability.metrics import GatewayMetrics
+from gateway.runtime.rules import RulesWatcher
 
 T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -6,10 +6,19 @@ command that prints figures, not a test; what it concludes from its figures is t
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gateway.chaos.accounting import DeviceTally, totals
 from gateway.chaos.cli import format_table
+from gateway.chaos.run import (
+    ChaosOptions,
+    dead_spans,
+    load_figures,
+    schedule_for,
+    spill_drains,
+)
 from gateway.chaos.schedule import Action, build_schedule
 
 
@@ -110,5 +119,135 @@ def test_totals_and_the_table_add_devices_up() -> None:
     }
     text = format_table(report)
     assert "| **all** | 200 | 9,940 | 9,890 | **50** | **0** |" in text
-    assert "FAIL: lost 50 readings" in text
+    assert "FAIL: lost 50 readings, gateway crashes 0" in text
     assert "kill_gateway 90-95 s" in text
+
+
+def test_no_faults_gives_an_empty_schedule_even_for_a_run_too_short_for_one() -> None:
+    assert schedule_for(ChaosOptions(minutes=1, faults=False)) == []
+    assert schedule_for(ChaosOptions(minutes=10)) == build_schedule(600)
+    with pytest.raises(ValueError, match="cannot hold"):
+        schedule_for(ChaosOptions(minutes=1))
+
+
+def test_the_cli_passes_no_faults_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from gateway.chaos import cli, run
+
+    seen: list[ChaosOptions] = []
+
+    def fake(options: ChaosOptions, **_kw: object) -> dict[str, object]:
+        seen.append(options)
+        return {"ok": True}
+
+    monkeypatch.setattr(run, "run_chaos", fake)
+    monkeypatch.setattr(cli, "format_table", lambda _r: "")
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args(["chaos", "--no-faults", "--minutes", "1.5", "--rate", "20000"])
+    assert args.func(args) == 0
+    assert seen[0].faults is False
+    assert (seen[0].minutes, seen[0].rate) == (1.5, 20_000.0)
+    assert parser.parse_args(["chaos"]).no_faults is False
+
+
+def test_load_figures_give_the_achieved_rate_and_the_backlog_left_at_the_end() -> None:
+    load = load_figures(published=1_200_000, load_s=120.0, backlog_events=30, drain_s=12.34)
+    assert load == {
+        "load_s": 120.0,
+        "achieved_rate": 10_000.0,
+        "backlog_events_at_end": 30,
+        "backlog_readings_at_end": 1_500,
+        "drain_s": 12.3,
+    }
+
+
+def test_spill_drain_is_timed_from_the_end_of_each_influxd_outage() -> None:
+    faults = [
+        {"action": "kill_gateway", "from_s": 10.0, "to_s": 12.0},
+        {"action": "stop_influxd", "from_s": 20.0, "to_s": 80.0},
+    ]
+    samples = [(18.0, 0.0), (40.0, 100_000.0), (80.0, 300_000.0), (90.0, 50.0), (96.0, 0.0)]
+    assert spill_drains(samples, faults) == [
+        {"influxd_down_s": [20.0, 80.0], "spill_peak_points": 300_000, "spill_empty_after_s": 16.0}
+    ]
+    assert spill_drains(samples[:4], faults)[0]["spill_empty_after_s"] is None
+
+
+def test_the_table_shows_offered_and_achieved_rates_and_a_run_without_faults() -> None:
+    devices = [_tally()]
+    report = {
+        "devices_detail": [d.as_dict() for d in devices],
+        "totals": totals(devices),
+        "deadletters": {},
+        "gateway_restarts": 0,
+        "edge_restarts": 0,
+        "faults": [],
+        "rss_mb_peak": {},
+        "wall_s": 100.0,
+        "rate": 20_000.0,
+        "load": load_figures(4_970, 1.0, 2, 3.0),
+        "spill_drain": [
+            {"influxd_down_s": [1, 2], "spill_peak_points": 5_000, "spill_empty_after_s": 7.0}
+        ],
+        "ok": True,
+    }
+    text = format_table(report)
+    assert "| faults | none |" in text
+    assert "| 20,000 / 4,970 |" in text
+    assert "| left in the outboxes when the load ended | 2 events (100 readings) |" in text
+    assert "peak 5,000 points, empty 7 s after influxd was back" in text
+
+
+class _FakeInflux:
+    def __init__(self) -> None:
+        self.queries: list[str] = []
+
+    def _get(self, _path: str, **params: str) -> _FakeInflux:
+        self.queries.append(params["q"])
+        return self
+
+    def json(self) -> dict[str, object]:
+        return {"results": [{"series": [{"tags": {"reason": "oversize"}, "values": [[0, 3]]}]}]}
+
+
+def test_dead_letters_are_counted_in_their_own_retention_policy(tmp_path: Path) -> None:
+    # The chaos gateway runs with retention on (the default for InfluxDB 1.x), so
+    # aggregates and dead letters live in their own policies; a bare FROM "deadletters"
+    # reads the default policy and finds nothing, which once hid every dead letter and
+    # every duplicate (the windows' counts read as 0).
+    from gateway.chaos.run import _deadletters, _gateway_settings
+    from gateway.influx.layout import StorageLayout
+
+    layout = StorageLayout.of(_gateway_settings(tmp_path, 1883, 8086, "").influx)
+    assert layout.active
+    assert layout.aggregates == '"aggregates"."aggregates"'
+    fake = _FakeInflux()
+    assert _deadletters(fake, layout) == {"oversize": 3}  # type: ignore[arg-type]
+    assert fake.queries == [
+        'SELECT count("error") FROM "deadletters"."deadletters" GROUP BY "reason"'
+    ]
+
+
+def test_a_gateway_dead_outside_a_fault_is_a_crash_in_spans_and_fails_the_table() -> None:
+    # Sampled every 2 s: 470-502 s is one span, 600 s another.
+    times = [float(t) for t in range(470, 503, 2)] + [600.0]
+    assert dead_spans(times, every_s=2.0) == [(470.0, 502.0), (600.0, 600.0)]
+    assert dead_spans([], every_s=2.0) == []
+    devices = [_tally()]
+    report = {
+        "devices_detail": [d.as_dict() for d in devices],
+        "totals": totals(devices),
+        "gateway_restarts": 2,
+        "edge_restarts": 1,
+        "faults": [],
+        "wall_s": 700.0,
+        "gateway_crashes": [{"from_s": 470.0, "to_s": 502.0}],
+        "gateway_errors": ["contract.errors.BrokerError: no ack within 30 s"],
+        "ok": False,
+    }
+    text = format_table(report)
+    assert "| gateway dead outside a fault (crashed) | 470-502 s |" in text
+    assert "FAIL: lost 0 readings, gateway crashes 1" in text
+    assert "gateway log: contract.errors.BrokerError: no ack within 30 s" in text

@@ -9,7 +9,7 @@ import pytest
 
 from contract.errors import ConfigError
 from gateway import cli
-from gateway.cluster import (
+from gateway.runtime.cluster import (
     ClusterSpec,
     child_env,
     loopback_addresses,
@@ -147,7 +147,7 @@ def test_help_describes_the_restart_semantics(capsys: pytest.CaptureFixture[str]
 def test_listen_ports_are_picked_below_the_ephemeral_range() -> None:
     # An ephemeral port could be taken as the source port of a peer's outgoing
     # connection between the pick and the bind ("Address already in use").
-    from gateway.cluster import free_listen_ports
+    from gateway.runtime.cluster import free_listen_ports
 
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     ports = free_listen_ports(5)

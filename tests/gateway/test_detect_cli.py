@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from contract.alarms import decode_alarm
-from gateway.alarms_cli import DEFAULT_SKAB, main, register
+from gateway.cli.detection import DEFAULT_SKAB, main, register
 
 SKAB = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "skab" / "data"
 
@@ -103,7 +103,7 @@ def test_evaluate_simulated_and_from_files(tmp_path, capsys):
     assert report["event"]["events"] > 0
     assert chart.exists()
     # The same kind of data from files: telemetry JSON lines and simulator labels.
-    from gateway.evaluate import simulate_labelled
+    from gateway.ops.evaluate import simulate_labelled
 
     telemetry, labels = simulate_labelled(devices=1, duration_s=3600)
     readings = tmp_path / "readings.jsonl"
@@ -131,9 +131,9 @@ def test_bad_rules_file_exits_2_naming_the_field(tmp_path, capsys):
 
 
 def test_registers_as_a_sensorgate_plugin(monkeypatch, tmp_path, capsys):
-    from gateway import cli
+    from gateway.cli import entry as cli
 
-    assert "gateway.alarms_cli" in cli._PLUGINS
+    assert "gateway.cli.detection" in cli._PLUGINS
     csv_path = tmp_path / "p.csv"
     write_csv(csv_path, [20.0] * 5)
     assert cli.main(["detect", "--csv", str(csv_path), "--quiet"]) == 0

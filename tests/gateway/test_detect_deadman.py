@@ -17,7 +17,7 @@ import pytest
 
 from contract.alarms import AlarmRaisedEvent
 from dataflows.rules import default_rules
-from gateway.detect import run_detection, table_events
+from gateway.ops.detect import run_detection, table_events
 from simulators.csv_replay import read_csv
 
 DATASETS = Path(__file__).resolve().parents[2] / "../shared/datasets"

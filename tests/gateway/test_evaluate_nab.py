@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from dataflows.rules import default_rules, parse_rules
-from gateway.alarms_cli import DEFAULT_NAB, main
-from gateway.evaluate_nab import (
+from gateway.cli.detection import DEFAULT_NAB, main
+from gateway.ops.evaluate_nab import (
     PROFILES,
     _windows,
     detection_rows,

@@ -12,8 +12,8 @@ from contract import TopicScheme
 from dataflows.columns import AggregateColumns, SeriesNames
 from dataflows.shard_output import Announcement
 from edge.mqtt import MqttSettings
-from gateway.ha_sink import AGGREGATE_TYPE, HomeAssistantSink, MemoryLink
-from gateway.metrics import GatewayMetrics
+from gateway.connectors.ha_sink import AGGREGATE_TYPE, HomeAssistantSink, MemoryLink
+from gateway.observability.metrics import GatewayMetrics
 from gateway.settings import HaDiscoverySettings
 
 T = 1_764_504_000_000_000  # 2025-11-30T12:00:00Z in µs

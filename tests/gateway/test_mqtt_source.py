@@ -11,8 +11,8 @@ import pytest
 
 from contract import TopicScheme
 from dataflows.batch import MessageBatch
-from gateway.mqtt_source import MqttSource, _Partition
-from gateway.services import free_port
+from gateway.connectors.mqtt_source import MqttSource, _Partition
+from gateway.localstack.services import free_port
 from gateway.settings import MqttSourceSettings
 
 

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 
 from dataflows.columns import EncodedPoints
-from gateway.sinks import PointsSink
+from gateway.connectors.sinks import PointsSink
 
 
 class _SlowWriter:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from gateway.influx.query import InfluxQL
-from gateway.services import ServiceEndpoints
+from gateway.localstack.services import ServiceEndpoints
 from gateway.settings import InfluxSettings
 from gateway.views.queries import AlarmFilter, ViewInputError, Views
 from tests.integration.views_kit import aggregate_line, alarm_line, reading_line, write

@@ -1,4 +1,4 @@
-from gateway.rejections import measurement_of
+from gateway.influx.rejections import measurement_of
 
 
 def test_measurement_of_reads_escaped_names() -> None:

@@ -24,7 +24,7 @@ from gateway.influx.resilient import (
 )
 from gateway.influx.spill import SpillBuffer
 from gateway.influx.writer import V1Writer
-from gateway.services import free_port
+from gateway.localstack.services import free_port
 from gateway.settings import InfluxSettings
 from tests.waiting import wait_for
 

@@ -49,9 +49,10 @@ def test_a_command_without_its_extra_names_the_extra(
 ) -> None:
 
     from gateway import cli
+    from gateway.cli import stack
 
     monkeypatch.setattr(
-        cli, "_cmd_up", lambda _a: (_ for _ in ()).throw(ModuleNotFoundError(name="rich"))
+        stack, "_cmd_up", lambda _a: (_ for _ in ()).throw(ModuleNotFoundError(name="rich"))
     )
     assert cli.main(["up"]) == 2
     assert "pip install 'sensorgate[gateway]'" in capsys.readouterr().err
@@ -110,7 +111,7 @@ def test_a_bad_config_file_is_refused_naming_the_field_never_echoing_a_secret(
 def test_the_example_config_is_complete_and_valid(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import tomllib
 
-    from gateway.config_cli import example_toml
+    from gateway.cli.config import example_toml
     from gateway.settings import GatewaySettings, load_settings
 
     text = example_toml(GatewaySettings)
@@ -218,7 +219,7 @@ def test_bad_mqtt_partitions_are_refused_with_what_is_expected(value: object) ->
 
 def test_the_source_lists_the_partitions_resolved_for_the_cluster() -> None:
     from contract import TopicScheme
-    from gateway.mqtt_source import MqttSource
+    from gateway.connectors.mqtt_source import MqttSource
 
     mqtt = load_settings(mqtt={"partitions": "auto"}).mqtt
     assert MqttSource(mqtt, TopicScheme()).list_parts() == ["0"]

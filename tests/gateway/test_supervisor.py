@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.supervisor import ClusterSummary, RestartPolicy, Supervisor, describe_status
+from gateway.runtime.supervisor import ClusterSummary, RestartPolicy, Supervisor, describe_status
 from tests.waiting import wait_for
 
 # Stand-ins for gateway processes. "serve": runs until SIGTERM, then exits 0 (a gateway

@@ -9,7 +9,7 @@ from typing import Any
 
 from contract.alarms import AlarmEvent, decode_alarm
 from edge.mqtt import MqttLink, MqttSettings
-from gateway.services import ServiceEndpoints
+from gateway.localstack.services import ServiceEndpoints
 
 
 class AlarmCollector:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from edge.mqtt import MqttLink, MqttSettings
-from gateway.services import ServiceEndpoints
+from gateway.localstack.services import ServiceEndpoints
 from gateway.settings import GatewaySettings, load_settings
 from tests.integration.browser_kit import chromium_page
 from tests.integration.gateway_kit import RunningGateway, gateway_thread

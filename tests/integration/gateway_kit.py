@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 
 from gateway.influx.query import InfluxQL
-from gateway.metrics import GatewayMetrics
-from gateway.services import ManagedProcess
+from gateway.localstack.services import ManagedProcess
+from gateway.observability.metrics import GatewayMetrics
 from gateway.settings import GatewaySettings, settings_env
 from tests.waiting import wait_for
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from contract.alarms import AlarmEvent
-from gateway.services import ServiceEndpoints
+from gateway.localstack.services import ServiceEndpoints
 from gateway.settings import GatewaySettings
 from simulators.labels import Label
 from tests.integration.alarm_helpers import AlarmCollector

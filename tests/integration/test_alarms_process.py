@@ -12,7 +12,7 @@ import pytest
 
 from contract import Reading, TelemetryEvent, encode
 from edge.mqtt import MqttLink
-from gateway.services import ServiceEndpoints, free_port
+from gateway.localstack.services import ServiceEndpoints, free_port
 from gateway.settings import GatewaySettings, settings_env
 from tests.integration.alarm_helpers import AlarmCollector
 from tests.integration.gateway_kit import gateway_thread, spawn_gateway, wait_ready

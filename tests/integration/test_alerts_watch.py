@@ -31,8 +31,8 @@ from contract.alarms import (
     encode_alarm,
 )
 from edge.mqtt import MqttLink, MqttSettings
-from gateway.alarm_summary import ACTIVE_TYPE, active_topic
-from gateway.services import ServiceEndpoints
+from gateway.connectors.alarm_summary import ACTIVE_TYPE, active_topic
+from gateway.localstack.services import ServiceEndpoints
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

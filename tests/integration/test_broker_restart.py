@@ -18,7 +18,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge.mqtt import MqttLink, MqttSettings
-from gateway.services import start_mosquitto
+from gateway.localstack.services import start_mosquitto
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.services import ServiceEndpoints
+from gateway.localstack.services import ServiceEndpoints
 from gateway.settings import InfluxSettings
 from tests.integration.views_kit import aggregate_line, alarm_line, reading_line, write
 

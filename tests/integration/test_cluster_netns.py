@@ -36,9 +36,9 @@ import pytest
 
 from contract import Reading, TelemetryEvent, encode
 from edge.mqtt import MqttLink, MqttSettings
-from gateway.cluster import prepare_recovery
 from gateway.influx.query import InfluxQL
-from gateway.services import ManagedProcess, start_influxd, start_mosquitto
+from gateway.localstack.services import ManagedProcess, start_influxd, start_mosquitto
+from gateway.runtime.cluster import prepare_recovery
 from gateway.settings import GatewaySettings, load_settings, settings_env
 from gateway.views.queries import AlarmFilter, Views
 from tests.integration.netns import Host, Lan, inside, netns_unavailable

@@ -3,7 +3,7 @@
 Unlike ``test_dashboard.py``, nothing here plays the gateway: a device reports an
 anomaly, the gateway's rules raise the alarm, the acknowledge command goes to the
 gateway over MQTT and the gateway acknowledges and later clears the alarm, writing
-each event to InfluxDB. Skipped while ``gateway.alarm_sink`` (the alarm wiring) is not
+each event to InfluxDB. Skipped while ``gateway.connectors.alarm_sink`` (the alarm wiring) is not
 in the tree.
 """
 

@@ -9,7 +9,7 @@ import pytest
 
 from edge.mqtt import MqttLink, MqttSettings
 from gateway.dashboard.server import Dashboard
-from gateway.services import ManagedProcess, free_port, start_mosquitto
+from gateway.localstack.services import ManagedProcess, free_port, start_mosquitto
 from gateway.settings import GatewaySettings
 from tests.integration.dashboard_kit import alarm_events
 from tests.waiting import wait_for

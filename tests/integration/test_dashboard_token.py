@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.services import ServiceEndpoints
+from gateway.localstack.services import ServiceEndpoints
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

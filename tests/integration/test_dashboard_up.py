@@ -10,7 +10,7 @@ import sys
 import httpx
 import pytest
 
-from gateway.services import ServiceEndpoints
+from gateway.localstack.services import ServiceEndpoints
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration

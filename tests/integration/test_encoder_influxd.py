@@ -22,7 +22,7 @@ from dataflows.columns import (
 from gateway.influx.encoder import LineProtocolEncoder
 from gateway.influx.pipeline import make_pipelined_writer
 from gateway.influx.writer import V1Writer
-from gateway.services import ServiceEndpoints
+from gateway.localstack.services import ServiceEndpoints
 from gateway.settings import InfluxSettings
 
 pytestmark = pytest.mark.integration

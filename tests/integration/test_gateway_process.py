@@ -13,9 +13,9 @@ import pytest
 
 from contract import Reading, TelemetryEvent, encode
 from edge.mqtt import MqttLink
-from gateway.cluster import free_listen_ports
 from gateway.influx.query import InfluxQL
-from gateway.services import ManagedProcess, free_port, start_influxd
+from gateway.localstack.services import ManagedProcess, free_port, start_influxd
+from gateway.runtime.cluster import free_listen_ports
 from gateway.settings import GatewaySettings
 from tests.integration.gateway_kit import spawn_gateway, wait_ready
 from tests.integration.streams import (
@@ -48,7 +48,7 @@ def test_two_processes_give_the_aggregates_computed_from_the_data(
         }
     )
     # Below the ephemeral range: a free_port() pick can be taken by an outgoing
-    # connection before the process binds it (gateway.cluster.free_listen_ports).
+    # connection before the process binds it (gateway.runtime.cluster.free_listen_ports).
     addresses = ";".join(f"127.0.0.1:{port}" for port in free_listen_ports(2))
     procs = [
         spawn_gateway(settings, tmp_path, f"gw{i}", "-i", str(i), "-a", addresses) for i in range(2)
@@ -162,7 +162,17 @@ class _Load:
 def test_sigkill_under_load_loses_no_reading(
     proc_settings: GatewaySettings, publisher: MqttLink, tmp_path: Path
 ) -> None:
-    settings = proc_settings.model_copy(update={"recovery_dir": str(tmp_path / "recovery")})
+    # The subject is recovery, not stall tolerance: a gateway that cannot run for longer
+    # than the quiet period (stream.quiet_s, 2 s here by default) takes that as the fleet
+    # going silent and closes windows by the wall clock (docs/gateway.md, "Event time"),
+    # and a 2-core machine under load stalls it that long. 30 s of quiet keeps such a
+    # stall from moving windows; every reading must still land in its window.
+    settings = proc_settings.model_copy(
+        update={
+            "recovery_dir": str(tmp_path / "recovery"),
+            "stream": proc_settings.stream.model_copy(update={"quiet_s": 30.0}),
+        }
+    )
     port = settings.metrics_port
     q = InfluxQL(settings.influx)
 

@@ -22,7 +22,7 @@ import pytest
 from contract import Reading, TelemetryEvent, encode
 from dataflows.adapters import AdapterSet, parse_adapters
 from edge.mqtt import MqttLink, MqttSettings
-from gateway.services import ServiceEndpoints
+from gateway.localstack.services import ServiceEndpoints
 from gateway.settings import GatewaySettings
 from tests.integration.gateway_kit import gateway_thread
 from tests.waiting import wait_for

@@ -23,7 +23,7 @@ from gateway.influx.pipeline import make_pipelined_writer
 from gateway.influx.query import InfluxQL
 from gateway.influx.resilient import make_resilient_writer
 from gateway.influx.writer import V1Writer
-from gateway.services import ManagedProcess, ServiceEndpoints, free_port, start_influxd
+from gateway.localstack.services import ManagedProcess, ServiceEndpoints, free_port, start_influxd
 from gateway.settings import GatewaySettings, InfluxSettings, load_settings
 from tests.integration.gateway_kit import RunningGateway
 from tests.waiting import wait_for

@@ -23,7 +23,7 @@ from dataflows.columns import PointColumns, ReadingColumns, SeriesNames
 from gateway.influx.encoder import LineProtocolEncoder
 from gateway.influx.pipeline import make_pipelined_writer
 from gateway.influx.query import InfluxQL
-from gateway.services import ServiceEndpoints, start_victoria_metrics
+from gateway.localstack.services import ServiceEndpoints, start_victoria_metrics
 from gateway.settings import InfluxSettings
 
 pytestmark = pytest.mark.integration
@@ -78,7 +78,7 @@ def test_setup_creates_the_v1_database_once(services: ServiceEndpoints, unique: 
 
 
 def test_setup_reports_an_unreachable_server(unique: str) -> None:
-    from gateway.services import free_port
+    from gateway.localstack.services import free_port
 
     env = {"SENSORGATE_INFLUX__URL": f"http://127.0.0.1:{free_port()}"}
     result = _setup(env, "--json")

@@ -17,8 +17,8 @@ from gateway.influx.layout import StorageLayout
 from gateway.influx.lineprotocol import reading_lines
 from gateway.influx.query import InfluxQL
 from gateway.influx.writer import make_writer
-from gateway.replay import run_replay
-from gateway.services import ServiceEndpoints
+from gateway.localstack.services import ServiceEndpoints
+from gateway.ops.replay import run_replay
 from gateway.settings import GatewaySettings, load_settings, settings_env
 
 pytestmark = pytest.mark.integration

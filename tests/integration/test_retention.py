@@ -22,7 +22,7 @@ from gateway.influx.pipeline import spill_key
 from gateway.influx.query import InfluxQL, quote_ident
 from gateway.influx.setup import setup_influx
 from gateway.influx.spill import PackedBatch, SpillBuffer
-from gateway.services import ManagedProcess, ServiceEndpoints, free_port, start_influxd
+from gateway.localstack.services import ManagedProcess, ServiceEndpoints, free_port, start_influxd
 from gateway.settings import GatewaySettings, InfluxSettings, load_settings
 from gateway.views.queries import Views
 from tests.integration.gateway_kit import gateway_thread

@@ -15,8 +15,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from contract.errors import ServiceError
-from gateway import services as services_mod
-from gateway.services import LocalServices, ServiceEndpoints
+from gateway.localstack import services as services_mod
+from gateway.localstack.services import LocalServices, ServiceEndpoints
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -56,7 +56,7 @@ def test_start_and_stop_leave_nothing_behind(tmp_path: Path) -> None:
 
 _CHILD = """
 import json, sys, time
-from gateway.services import LocalServices
+from gateway.localstack.services import LocalServices
 local = LocalServices()
 local.start()
 print(json.dumps([local.mosquitto.pid, local.influxd.pid]), flush=True)

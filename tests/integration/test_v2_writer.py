@@ -16,7 +16,7 @@ from dataflows.columns import PointColumns, ReadingColumns, SeriesNames
 from gateway.influx.encoder import LineProtocolEncoder
 from gateway.influx.lineprotocol import reading_lines
 from gateway.influx.writer import V2Writer, make_writer
-from gateway.services import start_victoria_metrics
+from gateway.localstack.services import start_victoria_metrics
 from gateway.settings import InfluxSettings
 
 pytestmark = pytest.mark.integration

@@ -17,8 +17,8 @@ import httpx
 
 from gateway.influx.layout import StorageLayout
 from gateway.influx.lineprotocol import escape_tag, field_string
+from gateway.influx.rejections import measurement_of
 from gateway.influx.setup import setup_influx
-from gateway.rejections import measurement_of
 from gateway.settings import InfluxSettings
 
 

@@ -153,7 +153,7 @@ def test_drop_fraction_makes_the_broker_publish_the_wills_of_exactly_those_devic
 
 def test_devices_reconnect_after_a_broker_restart_and_keep_sending(tmp_path: Path, unique):
     from contract import TopicScheme
-    from gateway.services import free_port, start_mosquitto
+    from gateway.localstack.services import free_port, start_mosquitto
 
     class _Broker:
         mqtt_host = "127.0.0.1"

@@ -13,7 +13,7 @@ from sim_helpers import run_memory
 
 from contract.alarms import AlarmClearedEvent, AlarmRaisedEvent, AlarmUpdatedEvent
 from dataflows.rules import load_rules
-from gateway.detect import run_detection
+from gateway.ops.detect import run_detection
 from simulators.anomalies import AnomalyKind, ScheduledAnomaly, parse_anomaly_spec
 from simulators.demo import DEMO_ANOMALY_DEVICE, DEMO_RULES, demo_scenario
 

@@ -12,7 +12,7 @@ from simulators.cli import main
 from simulators.demo import start_demo_fleet
 from simulators.fleet import wait_until
 from simulators.links import MemoryPublisher
-from simulators.loadgen import run_loadgen, run_loadgen_with
+from simulators.loadgen import LoadPlan, run_loadgen, run_loadgen_with
 
 
 class _SteppedClock:
@@ -42,9 +42,7 @@ def test_loadgen_paces_to_its_target_in_memory(monkeypatch: pytest.MonkeyPatch) 
     )
     monkeypatch.setattr(loadgen, "time", fake_time)  # this module's clock only
     publisher = MemoryPublisher()
-    report = run_loadgen_with(
-        publisher,
-        TopicScheme(),
+    plan = LoadPlan(
         rate=20_000,
         readings_per_message=20,
         devices=7,
@@ -52,6 +50,7 @@ def test_loadgen_paces_to_its_target_in_memory(monkeypatch: pytest.MonkeyPatch) 
         duration_s=1.0,
         qos=1,
     )
+    report = run_loadgen_with(publisher, TopicScheme(), plan)
     assert report.messages == 1_000  # exactly what fell due in the second
     assert report.readings == report.messages * 20
     assert report.kept_up
@@ -67,16 +66,10 @@ def test_loadgen_paces_to_its_target_in_memory(monkeypatch: pytest.MonkeyPatch) 
 def test_loadgen_counts_the_brokers_acknowledgements(services, unique):
     topics = TopicScheme(prefix=f"sgtest/{unique}")
     with Collector(services, topics.subscription(TopicKind.TELEMETRY), f"sub-{unique}") as sub:
-        report = run_loadgen(
-            mqtt_settings(services),
-            topics,
-            rate=10_000,
-            readings_per_message=50,
-            devices=10,
-            metrics=4,
-            duration_s=1.0,
-            qos=1,
+        plan = LoadPlan(
+            rate=10_000, readings_per_message=50, devices=10, metrics=4, duration_s=1.0, qos=1
         )
+        report = run_loadgen(mqtt_settings(services), topics, plan)
         assert wait_until(lambda: sub.count() >= report.messages, 10)
     assert report.all_acknowledged
     assert report.acknowledged == report.messages == sub.count()

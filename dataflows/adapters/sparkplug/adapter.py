@@ -172,7 +172,7 @@ class SparkplugAdapter(BaseAdapter):
 
     def _metrics(
         self,
-        msg: Any,
+        msg: pb.Payload,
         node: _Node,
         scope: str,
         birth: bool,
@@ -221,7 +221,7 @@ class SparkplugAdapter(BaseAdapter):
             self._rebirth(node, group, node_id, received_us, out, "unknown alias")
 
     def _learn(
-        self, metric: Any, node: _Node, scope: str, birth: bool
+        self, metric: pb.Payload.Metric, node: _Node, scope: str, birth: bool
     ) -> tuple[str, int, str] | None:
         """(name, datatype, unit) of a metric, learning it from a BIRTH; None if unknown."""
         has_alias = metric.HasField("alias")
@@ -243,7 +243,7 @@ class SparkplugAdapter(BaseAdapter):
 
     def _check_seq(
         self,
-        msg: Any,
+        msg: pb.Payload,
         node: _Node,
         group: str,
         node_id: str,
@@ -270,7 +270,7 @@ class SparkplugAdapter(BaseAdapter):
             )
 
     def _ndeath(
-        self, msg: Any, node: _Node, group: str, node_id: str, now: int, out: AdapterResult
+        self, msg: pb.Payload, node: _Node, group: str, node_id: str, now: int, out: AdapterResult
     ) -> None:
         bd_seq = _bd_seq(msg)
         if node.bd_seq is not None and bd_seq is not None and bd_seq != node.bd_seq:
@@ -336,7 +336,7 @@ class SparkplugAdapter(BaseAdapter):
         }
 
 
-def _bd_seq(msg: Any) -> int | None:
+def _bd_seq(msg: pb.Payload) -> int | None:
     for metric in msg.metrics:
         if metric.name == "bdSeq":
             kind = metric.WhichOneof("value")
@@ -345,7 +345,7 @@ def _bd_seq(msg: Any) -> int | None:
     return None
 
 
-def _unit(metric: Any) -> str:
+def _unit(metric: pb.Payload.Metric) -> str:
     if not metric.HasField("properties"):
         return ""
     props = metric.properties
@@ -355,7 +355,7 @@ def _unit(metric: Any) -> str:
     return ""
 
 
-def _value(metric: Any, datatype: int) -> float | bool | None:
+def _value(metric: pb.Payload.Metric, datatype: int) -> float | bool | None:
     """Return the metric's number (signed per its data type), or None if no reading."""
     if metric.is_null:
         return None

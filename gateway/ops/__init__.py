@@ -1,0 +1,13 @@
+"""Operator and offline tools: commands to a running gateway, and detection on recorded data.
+
+- :mod:`~gateway.ops.acknowledge`: ``sensorgate alarms ack`` (a command over MQTT).
+- :mod:`~gateway.ops.sessions`: ``sensorgate gateway forget-sessions``.
+- :mod:`~gateway.ops.replay`: ``sensorgate replay`` (backtest over stored readings).
+- :mod:`~gateway.ops.detect`: the detection engine over recorded telemetry.
+- :mod:`~gateway.ops.evaluate`, :mod:`~gateway.ops.evaluate_nab`,
+  :mod:`~gateway.ops.evaluate_chart`: scores against SKAB, NAB and simulated labels.
+
+May import ``contract``, ``dataflows``, ``edge.mqtt``, ``simulators`` (recorded and
+simulated data), :mod:`gateway.settings`, :mod:`gateway.influx` and
+:mod:`gateway.connectors`; never the command line, the benchmarks or the local stack.
+"""

@@ -1,0 +1,10 @@
+"""Running the gateway: rules reloaded in place, clusters of processes, supervision.
+
+- :mod:`~gateway.runtime.rules`: :class:`RulesWatcher`, the alarm rules reloaded on
+  change or SIGHUP.
+- :mod:`~gateway.runtime.cluster`: ``sensorgate cluster``, N processes as one cluster.
+- :mod:`~gateway.runtime.supervisor`: all processes of a cluster run together or none.
+
+May import ``contract``, ``dataflows``, :mod:`gateway.app`, :mod:`gateway.settings` and
+:mod:`gateway.observability`; never the command line, the tools or the benchmarks.
+"""

@@ -44,7 +44,7 @@ from gateway.bench.adapters_results import AdaptersReport, per_core, summarize_d
 from gateway.bench.dialects import adapters_toml, dialect_workload, reading_messages
 from gateway.bench.facts import machine_facts, service_versions
 from gateway.bench.influxd import Influxd
-from gateway.bench.measure import ProcessTree, Snapshot, take_snapshot, watch_until_stored
+from gateway.bench.measure import ProcessTree, Snapshot
 from gateway.bench.peers import (
     NO_RULES,
     RoundEnv,
@@ -55,7 +55,7 @@ from gateway.bench.peers import (
 )
 from gateway.bench.publisher import PublisherProcess
 from gateway.bench.results import BenchReport, RoundResult
-from gateway.bench.runner import fill_burst_figures
+from gateway.bench.runner import burst_until_stored, fill_burst_figures
 from gateway.bench.workload import Workload
 from gateway.localstack.services import LocalServices
 
@@ -256,28 +256,10 @@ def _burst(
         peer_tree = ProcessTree(running.pid)
         metrics_port = running.metrics_port
         before = storage.scrape(metrics_port) if metrics_port else {}
-        start = take_snapshot(env.influxd, influxd_tree, peer_tree, running.claimed)
-        publisher.go()
-
-        def show(snap: Snapshot) -> None:
-            points = snap.point_req - start.point_req
-            progress(
-                f"{tag}: {points:,} points written so far"
-                f" ({points / max(snap.t - start.t, 1e-9):,.0f}/s)"
-            )
-
-        completion = watch_until_stored(
-            env.influxd,
-            influxd_tree,
-            peer_tree,
-            start=start,
-            expected=result.expected,
-            settle_s=options.settle_s,
-            timeout_s=options.burst_timeout_s,
-            claimed=running.claimed,
-            progress=show,
-        )
-        done = publisher.wait_done(max(60.0, options.burst_timeout_s))
+        start, completion, done = burst_until_stored(
+            env, influxd_tree, peer_tree, running, publisher,
+            expected=result.expected, options=options, tag=tag, progress=progress,
+        )  # fmt: skip
     finally:
         publisher.stop()
     fill_burst_figures(result, completion, done, env.influxd.count_readings())

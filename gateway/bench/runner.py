@@ -196,28 +196,10 @@ def _burst(
         )
         peer_tree = ProcessTree(running.pid)
         before = storage.scrape(running.metrics_port) if running.metrics_port else {}
-        start = take_snapshot(env.influxd, influxd_tree, peer_tree, running.claimed)
-        publisher.go()
-
-        def show(snap: Snapshot) -> None:
-            points = snap.point_req - start.point_req
-            progress(
-                f"{tag}: {points:,} points written so far"
-                f" ({points / max(snap.t - start.t, 1e-9):,.0f}/s)"
-            )
-
-        completion = watch_until_stored(
-            env.influxd,
-            influxd_tree,
-            peer_tree,
-            start=start,
-            expected=workload.total,
-            settle_s=options.settle_s,
-            timeout_s=options.burst_timeout_s,
-            claimed=running.claimed,
-            progress=show,
-        )
-        done = publisher.wait_done(max(60.0, options.burst_timeout_s))
+        start, completion, done = burst_until_stored(
+            env, influxd_tree, peer_tree, running, publisher,
+            expected=workload.total, options=options, tag=tag, progress=progress,
+        )  # fmt: skip
     finally:
         publisher.stop()
     layout = None if running.settings is None else StorageLayout.of(running.settings.influx)
@@ -489,3 +471,46 @@ def _idle_gateway(options: BenchOptions, progress: Progress) -> dict[str, object
         return {"error": str(exc) or type(exc).__name__}
     progress(f"idle gateway: {figure['cpu_share']:.1%} of one core, {figure['peak_rss_mb']} MB")
     return figure
+
+
+def burst_until_stored(
+    env: Any,
+    influxd_tree: ProcessTree,
+    peer_tree: ProcessTree,
+    running: Any,
+    publisher: Any,
+    *,
+    expected: int,
+    options: Any,
+    tag: str,
+    progress: Callable[[str], None],
+) -> tuple[Snapshot, Any, Any]:
+    """Release the publisher's burst and watch influxd until ``expected`` points settle.
+
+    Returns the snapshot at the start, the watch's completion and the publisher's own
+    report; shared by the peer
+    and the adapter benchmarks.
+    """
+    start = take_snapshot(env.influxd, influxd_tree, peer_tree, running.claimed)
+    publisher.go()
+
+    def show(snap: Snapshot) -> None:
+        points = snap.point_req - start.point_req
+        progress(
+            f"{tag}: {points:,} points written so far"
+            f" ({points / max(snap.t - start.t, 1e-9):,.0f}/s)"
+        )
+
+    completion = watch_until_stored(
+        env.influxd,
+        influxd_tree,
+        peer_tree,
+        start=start,
+        expected=expected,
+        settle_s=options.settle_s,
+        timeout_s=options.burst_timeout_s,
+        claimed=running.claimed,
+        progress=show,
+    )
+    done = publisher.wait_done(max(60.0, options.burst_timeout_s))
+    return start, completion, done

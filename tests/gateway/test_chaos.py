@@ -12,14 +12,9 @@ import pytest
 
 from gateway.chaos.accounting import DeviceTally, totals
 from gateway.chaos.cli import format_table
-from gateway.chaos.run import (
-    ChaosOptions,
-    dead_spans,
-    load_figures,
-    schedule_for,
-    spill_drains,
-)
+from gateway.chaos.run import ChaosOptions, load_figures, schedule_for
 from gateway.chaos.schedule import Action, build_schedule
+from gateway.chaos.watch import dead_spans, spill_drains
 
 
 def test_a_ten_minute_schedule_breaks_everything_once_and_the_gateway_twice() -> None:
@@ -217,14 +212,15 @@ def test_dead_letters_are_counted_in_their_own_retention_policy(tmp_path: Path) 
     # aggregates and dead letters live in their own policies; a bare FROM "deadletters"
     # reads the default policy and finds nothing, which once hid every dead letter and
     # every duplicate (the windows' counts read as 0).
-    from gateway.chaos.run import _deadletters, _gateway_settings
+    from gateway.chaos.counting import deadletters
+    from gateway.chaos.roles import gateway_settings
     from gateway.influx.layout import StorageLayout
 
-    layout = StorageLayout.of(_gateway_settings(tmp_path, 1883, 8086, "").influx)
+    layout = StorageLayout.of(gateway_settings(tmp_path, 1883, 8086, "").influx)
     assert layout.active
     assert layout.aggregates == '"aggregates"."aggregates"'
     fake = _FakeInflux()
-    assert _deadletters(fake, layout) == {"oversize": 3}  # type: ignore[arg-type]
+    assert deadletters(fake, layout) == {"oversize": 3}  # type: ignore[arg-type]
     assert fake.queries == [
         'SELECT count("error") FROM "deadletters"."deadletters" GROUP BY "reason"'
     ]

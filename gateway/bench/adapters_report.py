@@ -9,33 +9,17 @@ native baseline in grey.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
-from gateway.bench.adapters_results import AdaptersReport, DialectSummary, Spread
-
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
+from gateway.bench import render
+from gateway.bench.adapters_results import AdaptersReport, DialectSummary
+from gateway.bench.render import fmt, save_figure, spread_text, subplots, whisker_bars
 
 __all__ = ["build_table", "chart", "exit_code", "problems", "run_and_report"]
-
-
-def _fmt(value: float | None, digits: int = 0, unit: str = "") -> str:
-    return "-" if value is None else f"{value:,.{digits}f}{unit}"
-
-
-def _range(spread: Spread, digits: int = 0) -> str:
-    median, low, high = spread
-    if median is None:
-        return "-"
-    if low is None or high is None or low == high:
-        return _fmt(median, digits)
-    return f"{_fmt(median, digits)} ({_fmt(low, digits)}-{_fmt(high, digits)})"
 
 
 def _stored(s: DialectSummary) -> str:
@@ -74,15 +58,15 @@ def build_table(report: AdaptersReport) -> Table:
     for s in report.dialects:
         table.add_row(
             s.dialect,
-            _fmt(s.readings_per_message),
-            _fmt(s.messages),
+            fmt(s.readings_per_message),
+            fmt(s.messages),
             _stored(s),
-            _range(s.rate),
-            _range(s.gateway_cpu_s_per_m, 1),
-            _range(s.per_core),
-            _fmt(s.per_core_to_native, 2, "x"),
-            _range(s.influxd_cpu_s_per_m, 1),
-            _fmt(s.deadletters),
+            spread_text(s.rate),
+            spread_text(s.gateway_cpu_s_per_m, 1),
+            spread_text(s.per_core),
+            fmt(s.per_core_to_native, 2, "x"),
+            spread_text(s.influxd_cpu_s_per_m, 1),
+            fmt(s.deadletters),
         )
     return table
 
@@ -108,50 +92,41 @@ def exit_code(report: AdaptersReport) -> int:
 
 def chart(report: AdaptersReport, path: Path) -> None:
     """Draw readings/s per core and end-to-end readings/s per dialect as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = [s for s in report.dialects if s.per_core[0] is not None]
     names = [f"{s.dialect}\n({s.readings_per_message}/msg)" for s in rows]
     colors = ["#a0aec0" if s.dialect == "native" else "#2b6cb0" for s in rows]
-    fig, (ax_core, ax_rate) = plt.subplots(1, 2, figsize=(13, 4.8), dpi=100)
-
-    def bars(ax: Axes, spreads: list[Spread], title: str, ylabel: str) -> None:
-        mid = [sp[0] or 0.0 for sp in spreads]
-        low = [m - (sp[1] if sp[1] is not None else m) for m, sp in zip(mid, spreads, strict=True)]
-        high = [(sp[2] if sp[2] is not None else m) - m for m, sp in zip(mid, spreads, strict=True)]
-        drawn = ax.bar(names, mid, yerr=[low, high], capsize=4, color=colors)
-        ax.bar_label(drawn, labels=[f"{v:,.0f}" for v in mid], padding=3)
-        ax.yaxis.set_major_formatter(lambda v, _pos: f"{v:,.0f}")
-        ax.set_title(title)
-        ax.set_ylabel(ylabel)
-        ax.margins(y=0.15)
-
-    bars(
+    fig, (ax_core, ax_rate) = subplots(13)
+    whisker_bars(
         ax_core,
+        names,
         [s.per_core for s in rows],
+        colors,
         "gateway readings/s per core (median, min-max)",
         "readings per gateway CPU second",
     )
-    bars(
+    whisker_bars(
         ax_rate,
+        names,
         [s.rate for s in rows],
+        colors,
         "end-to-end rate (median, min-max)",
         "readings/s, first publish to last stored",
     )
     bench = report.bench
     w = bench.workload
-    fig.suptitle(
+    save_figure(
+        fig,
+        path,
         f"sensorgate bench-adapters: ~{w['total']:,} readings per round, {w['devices']:,}"
         f" devices, {bench.rounds} round(s) · {bench.machine.get('cpus')} cores ·"
-        f" {bench.started_at}"
+        f" {bench.started_at}",
     )
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+
+
+def _show(report: AdaptersReport, console: Console) -> None:
+    console.print(build_table(report))
+    for line in problems(report):
+        console.print(f"[bold red]{line}[/bold red]")
 
 
 def run_and_report(
@@ -162,19 +137,13 @@ def run_and_report(
     as_json: bool,
 ) -> int:
     """Run the benchmark, print progress and a table (or JSON), write the JSON and chart."""
-    console = Console(stderr=as_json)
-    if not console.is_terminal:
-        console.width = 170  # a log file or a pipe: do not squeeze the table
-    report = run(lambda m: console.print(f"[dim]… {m}[/dim]", highlight=False))
-    text = json.dumps(report.as_dict(), indent=2)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(text + "\n")
-    if chart_path:
-        chart(report, Path(chart_path))
-    if as_json:
-        sys.stdout.write(text + "\n")
-    console.print(build_table(report))
-    for line in problems(report):
-        console.print(f"[bold red]{line}[/bold red]")
-    console.print(f"report: {out}" + (f", chart: {chart_path}" if chart_path else ""))
-    return exit_code(report)
+    return render.run_and_report(
+        run,
+        out=out,
+        as_json=as_json,
+        to_json=lambda report: json.dumps(report.as_dict(), indent=2),
+        show=_show,
+        exit_code=exit_code,
+        chart=chart,
+        chart_path=chart_path,
+    )

@@ -8,12 +8,11 @@ expected readings over the gateway's CPU seconds) and its ratio to the native ba
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from gateway.bench.results import BenchReport, RoundResult
+from gateway.bench.results import BenchReport, RoundResult, Spread, spread
 
 __all__ = ["AdaptersReport", "DialectSummary", "Spread", "per_core", "summarize_dialects"]
 
@@ -25,16 +24,6 @@ def per_core(result: RoundResult) -> float | None:
     if result.peer_cpu_s is None or result.peer_cpu_s <= 0 or result.stored is None:
         return None
     return result.expected / result.peer_cpu_s
-
-
-Spread = tuple[float | None, float | None, float | None]
-
-
-def _spread(values: Sequence[float | None]) -> Spread:
-    got = [v for v in values if v is not None]
-    if not got:
-        return None, None, None
-    return statistics.median(got), min(got), max(got)
 
 
 @dataclass
@@ -88,10 +77,10 @@ def summarize_dialects(
                 messages=first.get("messages"),
                 expected=sum(r.expected for r in rounds),
                 stored=None if any(v is None for v in stored) else sum(v or 0 for v in stored),
-                rate=_spread([r.readings_per_s for r in rounds]),
-                gateway_cpu_s_per_m=_spread([r.peer_cpu_s_per_m for r in rounds]),
-                per_core=_spread([per_core(r) for r in rounds]),
-                influxd_cpu_s_per_m=_spread([r.influxd_cpu_s_per_m for r in rounds]),
+                rate=spread([r.readings_per_s for r in rounds]),
+                gateway_cpu_s_per_m=spread([r.peer_cpu_s_per_m for r in rounds]),
+                per_core=spread([per_core(r) for r in rounds]),
+                influxd_cpu_s_per_m=spread([r.influxd_cpu_s_per_m for r in rounds]),
                 deadletters=sum(float(r.extras.get("deadletters") or 0.0) for r in rounds),
                 errors=[f"round {r.round}: {r.error}" for r in rounds if r.error],
             )

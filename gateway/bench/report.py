@@ -8,31 +8,22 @@ at the median with whiskers from the lowest to the highest round.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
-from gateway.bench.results import BenchReport, PeerSummary
+from gateway.bench import render
+from gateway.bench.render import fmt, save_figure, spread_text, subplots, whisker_bars, whiskers
+from gateway.bench.results import BenchReport, PeerSummary, Spread
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 __all__ = ["build_table", "chart", "exit_code", "problems", "report_json", "run_and_report"]
-
-
-def _fmt(value: float | None, unit: str = "", digits: int = 0) -> str:
-    if value is None:
-        return "-"
-    return f"{value:,.{digits}f}{unit}"
-
-
-def _range(median: float | None, low: float | None, high: float | None, digits: int = 0) -> str:
-    if median is None:
-        return "-"
-    if low is None or high is None or low == high:
-        return _fmt(median, "", digits)
-    return f"{_fmt(median, '', digits)} ({_fmt(low, '', digits)}-{_fmt(high, '', digits)})"
 
 
 def _stored(s: PeerSummary) -> str:
@@ -75,18 +66,25 @@ def build_table(report: BenchReport) -> Table:
         table.add_row(
             s.peer,
             _stored(s),
-            _range(s.rate_median, s.rate_min, s.rate_max),
+            spread_text((s.rate_median, s.rate_min, s.rate_max)),
             _aggregates(s),
-            _range(s.peer_cpu_s_per_m, s.peer_cpu_s_per_m_min, s.peer_cpu_s_per_m_max, 1) + span,
-            _range(s.influxd_cpu_s_per_m, s.influxd_cpu_s_per_m_min, s.influxd_cpu_s_per_m_max, 1)
-            + span,
-            _fmt(s.influxd_cpu_to_nodered, "x", 2),
-            _fmt(None if share is None else share * 100, "%"),
-            _fmt(s.peak_rss_mb, " MB"),
-            _fmt(None if s.fraction_of_ceiling is None else s.fraction_of_ceiling * 100, "%"),
-            _fmt(s.ratio_to_nodered, "x", 2),
+            spread_text(_peer_cpu(s), 1) + span,
+            spread_text(_influxd_cpu(s), 1) + span,
+            fmt(s.influxd_cpu_to_nodered, 2, "x"),
+            fmt(None if share is None else share * 100, 0, "%"),
+            fmt(s.peak_rss_mb, 0, " MB"),
+            fmt(None if s.fraction_of_ceiling is None else s.fraction_of_ceiling * 100, 0, "%"),
+            fmt(s.ratio_to_nodered, 2, "x"),
         )
     return table
+
+
+def _peer_cpu(s: PeerSummary) -> Spread:
+    return s.peer_cpu_s_per_m, s.peer_cpu_s_per_m_min, s.peer_cpu_s_per_m_max
+
+
+def _influxd_cpu(s: PeerSummary) -> Spread:
+    return s.influxd_cpu_s_per_m, s.influxd_cpu_s_per_m_min, s.influxd_cpu_s_per_m_max
 
 
 def _aggregates(s: PeerSummary) -> str:
@@ -104,7 +102,7 @@ def _aggregates(s: PeerSummary) -> str:
 def _cpu_per_m(scale: float, peer: float | None, influxd: float | None) -> str:
     peer_m = None if peer is None else peer * scale
     influxd_m = None if influxd is None else influxd * scale
-    return f"gateway {_fmt(peer_m, '', 1)}, influxd {_fmt(influxd_m, '', 1)} s/M"
+    return f"gateway {fmt(peer_m, 1)}, influxd {fmt(influxd_m, 1)} s/M"
 
 
 def _span_lines(report: BenchReport) -> list[str]:
@@ -118,10 +116,10 @@ def _span_lines(report: BenchReport) -> list[str]:
         line = (
             f"{r.peer} round {r.round}: aggregates {r.aggregates_written or 0:,}"
             f"/{r.aggregates_expected or 0:,} ({r.aggregates_outcome},"
-            f" {_fmt(r.extras.get('after_last_reading_s'), ' s', 1)} after the last reading);"
-            f" CPU to the last reading ({_fmt(first.get('seconds'), ' s', 1)}):"
+            f" {fmt(r.extras.get('after_last_reading_s'), 1, ' s')} after the last reading);"
+            f" CPU to the last reading ({fmt(first.get('seconds'), 1, ' s')}):"
             f" {cpu(first.get('peer_cpu_s'), first.get('influxd_cpu_s'))};"
-            f" to the last aggregate ({_fmt(r.cpu_seconds, ' s', 1)}):"
+            f" to the last aggregate ({fmt(r.cpu_seconds, 1, ' s')}):"
             f" {cpu(r.peer_cpu_s, r.influxd_cpu_s)}"
         )
         idle = r.extras.get("idle_while_waiting")
@@ -153,9 +151,9 @@ def _latency_lines(report: BenchReport) -> list[str]:
             continue
         lines.append(
             f"{r.peer} round {r.round}: at {lat['rate_readings_per_s']:,.0f} readings/s,"
-            f" arrival→stored p50 {_fmt(lat.get('arrival_to_stored_p50_s'), ' s', 3)}"
-            f" p99 {_fmt(lat.get('arrival_to_stored_p99_s'), ' s', 3)};"
-            f" event→stored p99 {_fmt(lat.get('event_to_stored_p99_s'), ' s', 3)}"
+            f" arrival→stored p50 {fmt(lat.get('arrival_to_stored_p50_s'), 3, ' s')}"
+            f" p99 {fmt(lat.get('arrival_to_stored_p99_s'), 3, ' s')};"
+            f" event→stored p99 {fmt(lat.get('event_to_stored_p99_s'), 3, ' s')}"
         )
     return lines
 
@@ -217,87 +215,49 @@ def report_json(report: BenchReport) -> str:
 
 def chart(report: BenchReport, path: Path) -> None:
     """Draw rate and CPU per million readings per peer (median, min-max whiskers) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = [s for s in report.summaries if s.rate_median is not None]
-    names = [s.peer for s in rows]
-    fig, (ax_rate, ax_cpu) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=100)
-
-    def whiskers(mid: list[float], low: list[float], high: list[float]) -> list[list[float]]:
-        return [
-            [m - lo for m, lo in zip(mid, low, strict=True)],
-            [hi - m for m, hi in zip(mid, high, strict=True)],
-        ]
-
-    rate = [s.rate_median or 0.0 for s in rows]
-    bars = ax_rate.bar(
-        names,
-        rate,
-        yerr=whiskers(rate, [s.rate_min or 0.0 for s in rows], [s.rate_max or 0.0 for s in rows]),
-        capsize=4,
-        color=["#a0aec0" if s.peer == "influxd" else "#2b6cb0" for s in rows],
+    fig, (ax_rate, ax_cpu) = subplots(12)
+    whisker_bars(
+        ax_rate,
+        [s.peer for s in rows],
+        [(s.rate_median, s.rate_min, s.rate_max) for s in rows],
+        ["#a0aec0" if s.peer == "influxd" else "#2b6cb0" for s in rows],
+        "end-to-end rate (median, min-max)",
+        "readings/s, first publish to last stored",
     )
-    ax_rate.bar_label(bars, labels=[f"{v:,.0f}" for v in rate], padding=3)
-    ax_rate.yaxis.set_major_formatter(lambda v, _pos: f"{v:,.0f}")
-    ax_rate.set_ylabel("readings/s, first publish to last stored")
-    ax_rate.set_title("end-to-end rate (median, min-max)")
-    ax_rate.margins(y=0.15)
+    _cpu_bars(ax_cpu, rows)
+    for ax in (ax_rate, ax_cpu):
+        ax.tick_params(axis="x", labelrotation=15)
+    w = report.workload
+    save_figure(
+        fig,
+        path,
+        f"sensorgate bench {report.scenario}: {w['total']:,} readings, {w['devices']:,} devices,"
+        f" {report.rounds} round(s) · {report.machine.get('cpus')} cores · {report.started_at}",
+    )
 
+
+def _cpu_bars(ax: Axes, rows: list[PeerSummary]) -> None:
+    """Peer and influxd CPU per million readings, side by side per peer."""
     x = list(range(len(rows)))
     width = 0.4
-    own = [s.peer_cpu_s_per_m or 0.0 for s in rows]
-    influx = [s.influxd_cpu_s_per_m or 0.0 for s in rows]
-    ax_cpu.bar(
-        [i - width / 2 for i in x],
-        own,
-        width,
-        yerr=whiskers(
-            own,
-            [s.peer_cpu_s_per_m_min or 0.0 for s in rows],
-            [s.peer_cpu_s_per_m_max or 0.0 for s in rows],
-        ),
-        capsize=3,
-        label="peer",
-        color="#2b6cb0",
-    )
-    ax_cpu.bar(
-        [i + width / 2 for i in x],
-        influx,
-        width,
-        yerr=whiskers(
-            influx,
-            [s.influxd_cpu_s_per_m_min or 0.0 for s in rows],
-            [s.influxd_cpu_s_per_m_max or 0.0 for s in rows],
-        ),
-        capsize=3,
-        label="influxd",
-        color="#dd6b20",
-    )
+    for offset, spreads, label, color in (
+        (-width / 2, [_peer_cpu(s) for s in rows], "peer", "#2b6cb0"),
+        (width / 2, [_influxd_cpu(s) for s in rows], "influxd", "#dd6b20"),
+    ):
+        mid, yerr = whiskers(spreads)
+        ax.bar([i + offset for i in x], mid, width, yerr=yerr, capsize=3, label=label, color=color)
     # The sensorgate peers' CPU runs to their last aggregate: say so on the axis.
-    ax_cpu.set_xticks(
+    ax.set_xticks(
         x,
         [
             s.peer + ("\n(+aggregates)" if "readings+aggregates" in s.cpu_spans else "")
             for s in rows
         ],
     )
-    ax_cpu.set_ylabel("CPU seconds per 1 M readings")
-    ax_cpu.set_title("CPU per million readings (median, min-max)")
-    ax_cpu.legend()
-    for ax in (ax_rate, ax_cpu):
-        ax.tick_params(axis="x", labelrotation=15)
-    w = report.workload
-    fig.suptitle(
-        f"sensorgate bench {report.scenario}: {w['total']:,} readings, {w['devices']:,} devices,"
-        f" {report.rounds} round(s) · {report.machine.get('cpus')} cores · {report.started_at}"
-    )
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    ax.set_ylabel("CPU seconds per 1 M readings")
+    ax.set_title("CPU per million readings (median, min-max)")
+    ax.legend()
 
 
 def run_and_report(
@@ -308,17 +268,13 @@ def run_and_report(
     as_json: bool,
 ) -> int:
     """Run the benchmark, print progress and a table (or JSON), write the JSON and chart."""
-    console = Console(stderr=as_json)
-    if not console.is_terminal:
-        console.width = 170  # a log file or a pipe: do not squeeze the table
-    report = run(lambda m: console.print(f"[dim]… {m}[/dim]", highlight=False))
-    text = report_json(report)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(text + "\n")
-    if chart_path:
-        chart(report, Path(chart_path))
-    if as_json:
-        sys.stdout.write(text + "\n")
-    print_report(report, console)
-    console.print(f"report: {out}" + (f", chart: {chart_path}" if chart_path else ""))
-    return exit_code(report)
+    return render.run_and_report(
+        run,
+        out=out,
+        as_json=as_json,
+        to_json=report_json,
+        show=print_report,
+        exit_code=exit_code,
+        chart=chart,
+        chart_path=chart_path,
+    )

@@ -11,7 +11,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["BenchReport", "PeerSummary", "RoundResult", "summarize"]
+__all__ = ["BenchReport", "PeerSummary", "RoundResult", "Spread", "spread", "summarize"]
+
+Spread = tuple[float | None, float | None, float | None]
+"""Median, lowest and highest of a figure over rounds (all None when no round had it)."""
 
 
 @dataclass
@@ -156,7 +159,8 @@ class PeerSummary:
         return self.aggregates_expected - self.aggregates_written
 
 
-def _spread(values: Sequence[float | None]) -> tuple[float | None, float | None, float | None]:
+def spread(values: Sequence[float | None]) -> Spread:
+    """Return the median, min and max of the values that are not None."""
     got = [v for v in values if v is not None]
     if not got:
         return None, None, None
@@ -185,11 +189,11 @@ def summarize(
             complete_rounds=sum(1 for r in rounds if r.complete),
             errors=[f"round {r.round}: {r.error}" for r in rounds if r.error],
         )
-        s.rate_median, s.rate_min, s.rate_max = _spread([r.readings_per_s for r in rounds])
-        s.peer_cpu_s_per_m, s.peer_cpu_s_per_m_min, s.peer_cpu_s_per_m_max = _spread(
+        s.rate_median, s.rate_min, s.rate_max = spread([r.readings_per_s for r in rounds])
+        s.peer_cpu_s_per_m, s.peer_cpu_s_per_m_min, s.peer_cpu_s_per_m_max = spread(
             [r.peer_cpu_s_per_m for r in rounds]
         )
-        s.influxd_cpu_s_per_m, s.influxd_cpu_s_per_m_min, s.influxd_cpu_s_per_m_max = _spread(
+        s.influxd_cpu_s_per_m, s.influxd_cpu_s_per_m_min, s.influxd_cpu_s_per_m_max = spread(
             [r.influxd_cpu_s_per_m for r in rounds]
         )
         rss = [r.peak_rss_mb for r in rounds if r.peak_rss_mb is not None]
@@ -200,7 +204,7 @@ def summarize(
             s.aggregates_expected = sum(r.aggregates_expected or 0 for r in owed)
             s.aggregates_written = sum(r.aggregates_written or 0 for r in owed)
         shares = [r.extras.get("mqtt_client_cpu_share") for r in rounds]
-        s.mqtt_client_cpu_share = _spread(shares)[0]
+        s.mqtt_client_cpu_share = spread(shares)[0]
         summaries[peer] = s
     top = summaries.get(ceiling)
     ref = summaries.get(reference)

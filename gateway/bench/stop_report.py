@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from gateway.bench.stop_results import GRACEFUL_EXIT_TARGET_S, Spread, StopReport
+from gateway.bench.render import run_and_report, spread_text
+from gateway.bench.stop_results import GRACEFUL_EXIT_TARGET_S, StopReport
 
 __all__ = ["build_stop_table", "run_and_report_stop", "stop_exit_code"]
-
-
-def _spread(value: Spread, digits: int = 0, unit: str = "") -> str:
-    mid, low, high = value
-    if mid is None:
-        return "-"
-    text = f"{mid:,.{digits}f}{unit}"
-    if low is not None and high is not None and low != high:
-        text += f" ({low:,.{digits}f}-{high:,.{digits}f})"
-    return text
 
 
 def build_stop_table(report: StopReport) -> Table:
@@ -60,15 +49,15 @@ def build_stop_table(report: StopReport) -> Table:
         lost = f", LOST {s.lost:,}" if s.lost else ""
         table.add_row(
             f"{s.mode}\n[dim]{s.description}[/dim]",
-            _spread(s.exit_s, 2),
+            spread_text(s.exit_s, 2),
             ", ".join("-" if c is None else str(c) for c in s.exit_codes),
-            _spread(s.redelivered),
-            _spread(s.second_messages),
-            _spread(s.duplicates),
-            _spread(s.rewritten),
+            spread_text(s.redelivered),
+            spread_text(s.second_messages),
+            spread_text(s.duplicates),
+            spread_text(s.rewritten),
             bound,
             f"{s.complete_rounds}/{s.rounds}{lost}",
-            _spread(s.drain_s, 1),
+            spread_text(s.drain_s, 1),
         )
     return table
 
@@ -105,23 +94,23 @@ def _notes(report: StopReport) -> list[str]:
     return lines
 
 
-def run_and_report_stop(
-    run: Callable[[Callable[[str], None]], StopReport], *, out: str, as_json: bool
-) -> int:
-    """Run, print progress and the table (or JSON on stdout), write the JSON report."""
-    console = Console(stderr=as_json)
-    if not console.is_terminal:
-        console.width = 170
-    report = run(lambda m: console.print(f"[dim]… {m}[/dim]", highlight=False))
-    text = json.dumps(report.as_dict(), indent=2, default=str)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(text + "\n")
-    if as_json:
-        sys.stdout.write(text + "\n")
+def _show(report: StopReport, console: Console) -> None:
     console.print(build_stop_table(report))
     for line in _notes(report):
         console.print(line, highlight=False)
     for line in report.problems:
         console.print(f"[bold red]{line}[/bold red]", highlight=False)
-    console.print(f"report: {out}")
-    return stop_exit_code(report)
+
+
+def run_and_report_stop(
+    run: Callable[[Callable[[str], None]], StopReport], *, out: str, as_json: bool
+) -> int:
+    """Run, print progress and the table (or JSON on stdout), write the JSON report."""
+    return run_and_report(
+        run,
+        out=out,
+        as_json=as_json,
+        to_json=lambda report: json.dumps(report.as_dict(), indent=2, default=str),
+        show=_show,
+        exit_code=stop_exit_code,
+    )

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import math
 import signal
-import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from gateway.bench.results import Spread, spread
 
 __all__ = [
     "DEFAULT_MODES",
@@ -215,16 +216,6 @@ class StopTrial:
         return {**out, "rewritten": self.rewritten, "lost": self.lost}
 
 
-Spread = tuple[float | None, float | None, float | None]
-
-
-def _spread(values: Sequence[float | None]) -> Spread:
-    got = [v for v in values if v is not None]
-    if not got:
-        return None, None, None
-    return statistics.median(got), min(got), max(got)
-
-
 @dataclass
 class ModeSummary:
     """One stop mode over its rounds: median, min, max."""
@@ -258,15 +249,15 @@ def summarize_trials(trials: Sequence[StopTrial]) -> list[ModeSummary]:
                 description=MODES[mode].description if mode in MODES else mode,
                 rounds=len(ts),
                 complete_rounds=sum(1 for t in ts if t.error is None and t.lost == 0),
-                exit_s=_spread([t.exit_s for t in ts]),
+                exit_s=spread([t.exit_s for t in ts]),
                 exit_codes=[t.exit_code for t in ts],
-                redelivered=_spread([t.redelivered for t in ts]),
-                second_messages=_spread([t.second_messages for t in ts]),
-                duplicates=_spread([t.duplicates for t in ts]),
-                rewritten=_spread([t.rewritten for t in ts]),
-                drain_s=_spread([t.drain_s for t in ts]),
-                bound=_spread([t.bound.bound if t.bound else None for t in ts]),
-                bound_with_sockets=_spread(
+                redelivered=spread([t.redelivered for t in ts]),
+                second_messages=spread([t.second_messages for t in ts]),
+                duplicates=spread([t.duplicates for t in ts]),
+                rewritten=spread([t.rewritten for t in ts]),
+                drain_s=spread([t.drain_s for t in ts]),
+                bound=spread([t.bound.bound if t.bound else None for t in ts]),
+                bound_with_sockets=spread(
                     [t.bound.bound_with_sockets if t.bound else None for t in ts]
                 ),
                 lost=sum(t.lost or 0 for t in ts),

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 
+from gateway.bench.cli_options import (
+    add_chart,
+    add_json,
+    add_out,
+    add_rounds,
+    add_settle,
+    add_storage_only,
+    add_timeout,
+    choose,
+    command_line,
+    require_rounds,
+)
 from gateway.bench.dialects import BENCH_DIALECTS
 
 __all__ = ["register"]
@@ -26,7 +36,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         " readings/s per core. Writes a JSON report and a PNG chart. Exit 1 if a round"
         " failed, lost readings or had dead letters. See docs/adapters.md, Throughput.",
     )
-    workload = p.add_argument_group("workload")
+    _add_workload_arguments(p.add_argument_group("workload"))
+    run = p.add_argument_group("run")
+    run.add_argument(
+        "--dialects",
+        default=",".join(BENCH_DIALECTS),
+        metavar="LIST",
+        help=f"comma-separated, in order (default {','.join(BENCH_DIALECTS)})",
+    )
+    add_rounds(run, "the dialects")
+    add_storage_only(run, "gateway")
+    add_settle(run)
+    add_timeout(run)
+    out = p.add_argument_group("output")
+    add_out(out, "reports/bench-adapters.json")
+    add_chart(out, "reports/bench-adapters.png")
+    add_json(out)
+    p.set_defaults(func=_cmd)
+
+
+def _add_workload_arguments(workload: argparse._ArgumentGroup) -> None:
     workload.add_argument("--devices", type=int, default=1_000, help="devices (1000)")
     workload.add_argument(
         "--readings-per-message",
@@ -44,56 +73,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="readings per round and dialect (1,000,000; rounded down to whole messages)",
     )
     workload.add_argument("--qos", type=int, choices=[0, 1], default=1, help="publish QoS (1)")
-    run = p.add_argument_group("run")
-    run.add_argument(
-        "--dialects",
-        default=",".join(BENCH_DIALECTS),
-        metavar="LIST",
-        help=f"comma-separated, in order (default {','.join(BENCH_DIALECTS)})",
-    )
-    run.add_argument("--rounds", type=int, default=3, help="rounds over the dialects (3)")
-    run.add_argument(
-        "--storage-only",
-        action="store_true",
-        help="run the gateway with deploy/rules/none.toml instead of the default rules",
-    )
-    run.add_argument(
-        "--settle",
-        type=float,
-        default=3.0,
-        metavar="S",
-        help="the burst is stored once influxd's write count is still this long (3)",
-    )
-    run.add_argument(
-        "--timeout",
-        type=float,
-        default=None,
-        metavar="S",
-        help="longest wait for one burst (default 120 s + 1 s per 2,000 readings)",
-    )
-    out = p.add_argument_group("output")
-    out.add_argument("--out", default="reports/bench-adapters.json", help="JSON report path")
-    out.add_argument(
-        "--chart", default="reports/bench-adapters.png", help="PNG chart path ('' for none)"
-    )
-    out.add_argument("--json", action="store_true", help="print the JSON report on stdout")
-    p.set_defaults(func=_cmd)
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    from contract.errors import ConfigError
     from gateway.bench.adapters import AdaptersBenchOptions, run_bench_adapters
     from gateway.bench.adapters_report import run_and_report
     from gateway.bench.workload import Workload
 
-    dialects = [d.strip() for d in args.dialects.split(",") if d.strip()]
-    unknown = [d for d in dialects if d not in BENCH_DIALECTS]
-    if unknown or not dialects:
-        raise ConfigError(
-            "dialects", f"expected some of {', '.join(BENCH_DIALECTS)}; got {args.dialects!r}"
-        )
-    if args.rounds < 1:
-        raise ConfigError("rounds", f"must be at least 1; got {args.rounds}")
+    dialects = choose("dialects", [args.dialects], BENCH_DIALECTS)
+    require_rounds(args.rounds)
     rpm = args.readings_per_message
     workload = Workload(
         devices=args.devices,
@@ -104,10 +92,10 @@ def _cmd(args: argparse.Namespace) -> int:
     )
     options = AdaptersBenchOptions(
         workload=workload,
-        dialects=tuple(dict.fromkeys(dialects)),
+        dialects=dialects,
         rounds=args.rounds,
         storage_only=args.storage_only,
-        command=shlex.join(["sensorgate", *sys.argv[1:]]),
+        command=command_line(),
         settle_s=args.settle,
         timeout_s=args.timeout,
     )

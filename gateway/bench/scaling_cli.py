@@ -11,6 +11,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gateway.bench.cli_options import (
+    add_json,
+    add_out,
+    add_rounds,
+    add_settle,
+    add_storage_only,
+    command_line,
+    require_rounds,
+)
+
 __all__ = ["register"]
 
 
@@ -34,24 +44,14 @@ def register(sub: Any) -> None:
         help="comma-separated process counts (default 1,2,3)",
     )
     p.add_argument("-w", "--workers", type=int, default=1, help="workers per process (1)")
-    p.add_argument("--rounds", type=int, default=3, help="rounds over the counts (default 3)")
+    add_rounds(p, "the counts")
     p.add_argument("--devices", type=int, default=1_000, metavar="N", help="devices (1,000)")
     p.add_argument(
         "--readings-per-message", type=int, default=50, metavar="N", help="1 ms apart (50)"
     )
     p.add_argument("--total", type=int, default=500_000, metavar="N", help="readings (500,000)")
-    p.add_argument(
-        "--storage-only",
-        action="store_true",
-        help="run the gateways with deploy/rules/none.toml instead of the default rules",
-    )
-    p.add_argument(
-        "--settle",
-        type=float,
-        default=3.0,
-        metavar="S",
-        help="the burst is stored once influxd's write count is still this long (3)",
-    )
+    add_storage_only(p)
+    add_settle(p)
     p.add_argument(
         "--idle",
         type=float,
@@ -59,14 +59,12 @@ def register(sub: Any) -> None:
         metavar="S",
         help="seconds of each process's idle CPU, before the burst (5; 0: skip)",
     )
-    p.add_argument("--out", default="reports/bench-cluster.json", help="JSON report path")
-    p.add_argument("--json", action="store_true", help="print the JSON report on stdout")
+    add_out(p, "reports/bench-cluster.json")
+    add_json(p)
     p.set_defaults(func=_cmd_bench_cluster)
 
 
 def _cmd_bench_cluster(args: argparse.Namespace) -> int:
-    import shlex
-
     from contract.errors import ConfigError
     from gateway.bench.scaling import ScalingOptions, run_scaling
     from gateway.bench.workload import SCENARIOS, with_overrides
@@ -79,8 +77,7 @@ def _cmd_bench_cluster(args: argparse.Namespace) -> int:
         ) from None
     if not counts or min(counts) < 1:
         raise ConfigError("processes", f"expected numbers >= 1; got {args.processes!r}")
-    if args.rounds < 1:
-        raise ConfigError("rounds", f"must be at least 1; got {args.rounds}")
+    require_rounds(args.rounds)
     workload = with_overrides(
         SCENARIOS["peer"].workload,
         devices=args.devices,
@@ -95,7 +92,7 @@ def _cmd_bench_cluster(args: argparse.Namespace) -> int:
         storage_only=args.storage_only,
         settle_s=args.settle,
         idle_s=args.idle,
-        command=shlex.join(["sensorgate", *sys.argv[1:]]),
+        command=command_line(),
     )
 
     def progress(message: str) -> None:

@@ -3,7 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from gateway.bench.cli_options import (
+    add_chart,
+    add_json,
+    add_out,
+    add_rounds,
+    add_settle,
+    add_storage_only,
+    add_timeout,
+    add_workload,
+    choose,
+    command_line,
+    require_rounds,
+)
 
 __all__ = ["register"]
 
@@ -52,21 +65,14 @@ def _add_bench_arguments(bench: argparse.ArgumentParser) -> None:
         help="peer: 1,000 devices x 50 sensors, 1 M readings (default); series100k: 10,000"
         " devices x 10 series; burst5m: the peer workload with 5 M readings",
     )
-    workload.add_argument("--devices", type=int, default=None, metavar="N", help="devices")
-    workload.add_argument(
-        "--readings-per-message", type=int, default=None, metavar="N", help="1 ms apart"
+    add_workload(
+        workload,
+        devices="devices",
+        readings_per_message="1 ms apart",
+        total="readings in the burst",
+        sensors_per_device="sensors s0..s(N-1) per device; metrics cycle over m0..m9",
+        qos="publish QoS",
     )
-    workload.add_argument(
-        "--total", type=int, default=None, metavar="N", help="readings in the burst"
-    )
-    workload.add_argument(
-        "--sensors-per-device",
-        type=int,
-        default=None,
-        metavar="N",
-        help="sensors s0..s(N-1) per device; metrics cycle over m0..m9",
-    )
-    workload.add_argument("--qos", type=int, choices=[0, 1], default=None, help="publish QoS")
     run = bench.add_argument_group("run")
     run.add_argument(
         "--peers",
@@ -75,7 +81,24 @@ def _add_bench_arguments(bench: argparse.ArgumentParser) -> None:
         metavar="LIST",
         help=f"comma-separated peers to run, in order (default: all: {','.join(_BENCH_PEERS)})",
     )
-    run.add_argument("--rounds", type=int, default=3, help="rounds over the peers (default 3)")
+    add_rounds(run, "the peers")
+    _add_latency_arguments(run)
+    run.add_argument(
+        "--idle",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds of idle-gateway CPU to measure after the rounds (0: skip; default 30)",
+    )
+    add_settle(run)
+    add_timeout(run)
+    out = bench.add_argument_group("output")
+    add_out(out, "reports/bench.json")
+    add_chart(out, "reports/bench.png")
+    add_json(out)
+
+
+def _add_latency_arguments(run: argparse._ArgumentGroup) -> None:
     run.add_argument(
         "--latency",
         action=argparse.BooleanOptionalAction,
@@ -90,49 +113,18 @@ def _add_bench_arguments(bench: argparse.ArgumentParser) -> None:
         metavar="S",
         help="seconds of the paced latency phase (default 10)",
     )
-    run.add_argument(
-        "--idle",
-        type=float,
-        default=30.0,
-        metavar="S",
-        help="seconds of idle-gateway CPU to measure after the rounds (0: skip; default 30)",
-    )
-    run.add_argument(
-        "--settle",
-        type=float,
-        default=3.0,
-        metavar="S",
-        help="the burst is stored once influxd's write count is still this long (default 3)",
-    )
-    run.add_argument(
-        "--timeout",
-        type=float,
-        default=None,
-        metavar="S",
-        help="longest wait for one burst (default 120 s + 1 s per 2,000 readings)",
-    )
-    out = bench.add_argument_group("output")
-    out.add_argument("--out", default="reports/bench.json", help="JSON report path")
-    out.add_argument("--chart", default="reports/bench.png", help="PNG chart path ('' for none)")
-    out.add_argument("--json", action="store_true", help="print the JSON report on stdout")
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     import os
-    import shlex
 
-    from contract.errors import ConfigError
     from gateway.bench.nodered import default_cache_dir
     from gateway.bench.report import run_and_report
     from gateway.bench.runner import BenchOptions, run_bench
     from gateway.bench.workload import SCENARIOS, with_overrides
 
-    peers = [p.strip() for item in args.peers or [",".join(_BENCH_PEERS)] for p in item.split(",")]
-    unknown = [p for p in peers if p not in _BENCH_PEERS]
-    if unknown or not peers:
-        raise ConfigError("peers", f"expected some of {', '.join(_BENCH_PEERS)}; got {unknown}")
-    if args.rounds < 1:
-        raise ConfigError("rounds", f"must be at least 1; got {args.rounds}")
+    peers = choose("peers", args.peers or [",".join(_BENCH_PEERS)], _BENCH_PEERS)
+    require_rounds(args.rounds)
     workload = with_overrides(
         SCENARIOS[args.scenario].workload,
         devices=args.devices,
@@ -144,10 +136,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     options = BenchOptions(
         scenario=args.scenario,
         workload=workload,
-        peers=tuple(dict.fromkeys(peers)),
+        peers=peers,
         rounds=args.rounds,
         nodered_cache=default_cache_dir(os.environ),
-        command=shlex.join(["sensorgate", *sys.argv[1:]]),
+        command=command_line(),
         latency=args.latency,
         latency_s=args.latency_duration,
         idle_s=args.idle,
@@ -166,15 +158,12 @@ def _add_bench_stop_arguments(p: argparse.ArgumentParser) -> None:
     from gateway.bench.stop_results import DEFAULT_MODES, MODES
 
     workload = p.add_argument_group("workload (default: the bench's peer workload)")
-    workload.add_argument("--devices", type=int, default=None, metavar="N", help="devices")
-    workload.add_argument(
-        "--readings-per-message", type=int, default=None, metavar="N", help="1 ms apart"
-    )
-    workload.add_argument(
-        "--total", type=int, default=None, metavar="N", help="readings in the burst (1,000,000)"
-    )
-    workload.add_argument(
-        "--sensors-per-device", type=int, default=None, metavar="N", help="sensors per device"
+    add_workload(
+        workload,
+        devices="devices",
+        readings_per_message="1 ms apart",
+        total="readings in the burst (1,000,000)",
+        sensors_per_device="sensors per device",
     )
     run = p.add_argument_group("run")
     run.add_argument(
@@ -184,7 +173,7 @@ def _add_bench_stop_arguments(p: argparse.ArgumentParser) -> None:
         help=f"comma-separated stop modes, of {', '.join(MODES)}"
         f" (default {','.join(DEFAULT_MODES)})",
     )
-    run.add_argument("--rounds", type=int, default=3, help="rounds over the modes (default 3)")
+    add_rounds(run, "the modes")
     run.add_argument(
         "--stop-at",
         type=float,
@@ -192,11 +181,7 @@ def _add_bench_stop_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SHARE",
         help="signal the first gateway once it stored this share of the readings (0.3)",
     )
-    run.add_argument(
-        "--storage-only",
-        action="store_true",
-        help="run the gateways with deploy/rules/none.toml instead of the default rules",
-    )
+    add_storage_only(run)
     run.add_argument(
         "--recovery",
         action=argparse.BooleanOptionalAction,
@@ -211,18 +196,17 @@ def _add_bench_stop_arguments(p: argparse.ArgumentParser) -> None:
         help="SIGKILL a gateway that has not exited this long after the signal (60)",
     )
     out = p.add_argument_group("output")
-    out.add_argument("--out", default="reports/bench-stop.json", help="JSON report path")
+    add_out(out, "reports/bench-stop.json")
     out.add_argument(
         "--keep-logs",
         default=None,
         metavar="DIR",
         help="copy each trial's logs (gateways, publisher, services) under DIR",
     )
-    out.add_argument("--json", action="store_true", help="print the JSON report on stdout")
+    add_json(out)
 
 
 def _cmd_bench_stop(args: argparse.Namespace) -> int:
-    import shlex
     from pathlib import Path
 
     from contract.errors import ConfigError
@@ -231,12 +215,8 @@ def _cmd_bench_stop(args: argparse.Namespace) -> int:
     from gateway.bench.stop_results import MODES
     from gateway.bench.workload import SCENARIOS, with_overrides
 
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    unknown = [m for m in modes if m not in MODES]
-    if unknown or not modes:
-        raise ConfigError("modes", f"expected some of {', '.join(MODES)}; got {args.modes!r}")
-    if args.rounds < 1:
-        raise ConfigError("rounds", f"must be at least 1; got {args.rounds}")
+    modes = choose("modes", [args.modes], MODES)
+    require_rounds(args.rounds)
     if not 0 < args.stop_at < 1:
         raise ConfigError("stop_at", f"must be between 0 and 1; got {args.stop_at}")
     workload = with_overrides(
@@ -248,14 +228,14 @@ def _cmd_bench_stop(args: argparse.Namespace) -> int:
     )
     options = StopOptions(
         workload=workload,
-        modes=tuple(dict.fromkeys(modes)),
+        modes=modes,
         rounds=args.rounds,
         stop_at=args.stop_at,
         storage_only=args.storage_only,
         recovery=args.recovery,
         exit_limit_s=args.exit_limit,
         keep_logs=Path(args.keep_logs) if args.keep_logs else None,
-        command=shlex.join(["sensorgate", *sys.argv[1:]]),
+        command=command_line(),
     )
     return run_and_report_stop(
         lambda progress: run_bench_stop(options, progress), out=args.out, as_json=args.json

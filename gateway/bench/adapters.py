@@ -31,19 +31,13 @@ those for native telemetry.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-import psutil
-
-from contract.errors import SensorGateError
 from gateway.bench import storage
 from gateway.bench.adapters_results import AdaptersReport, per_core, summarize_dialects
 from gateway.bench.dialects import adapters_toml, dialect_workload, reading_messages
 from gateway.bench.facts import machine_facts, service_versions
-from gateway.bench.influxd import Influxd
 from gateway.bench.measure import ProcessTree, Snapshot
 from gateway.bench.peers import (
     NO_RULES,
@@ -55,14 +49,20 @@ from gateway.bench.peers import (
 )
 from gateway.bench.publisher import PublisherProcess
 from gateway.bench.results import BenchReport, RoundResult
-from gateway.bench.runner import burst_until_stored, fill_burst_figures
+from gateway.bench.round_figures import fill_burst_figures
+from gateway.bench.rounds import (
+    Progress,
+    burst_until_stored,
+    default_timeout_s,
+    fresh_services,
+    now_utc,
+    recorded_failure,
+    round_line,
+)
 from gateway.bench.workload import Workload
-from gateway.localstack.services import LocalServices
 
 __all__ = ["LABELS", "AdaptersBenchOptions", "run_bench_adapters"]
 
-DATABASE = "bench"
-Progress = Callable[[str], None]
 
 LABELS = {
     "native": "SensorGate telemetry events (no adapter): the baseline",
@@ -93,11 +93,7 @@ class AdaptersBenchOptions:
     @property
     def burst_timeout_s(self) -> float:
         """The longest wait for one burst."""
-        return self.timeout_s or 120.0 + self.workload.total / 2_000
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        return self.timeout_s or default_timeout_s(self.workload.total)
 
 
 def run_bench_adapters(options: AdaptersBenchOptions, progress: Progress) -> AdaptersReport:
@@ -106,7 +102,7 @@ def run_bench_adapters(options: AdaptersBenchOptions, progress: Progress) -> Ada
     workload = options.workload
     shapes = {d: dialect_workload(workload, d) for d in options.dialects}
     report = BenchReport(
-        started_at=_now(),
+        started_at=now_utc(),
         command=options.command,
         scenario="adapters" + (" (storage only)" if options.storage_only else ""),
         workload={
@@ -134,25 +130,18 @@ def run_bench_adapters(options: AdaptersBenchOptions, progress: Progress) -> Ada
             result = _round(dialect, round_no, options, tag, progress)
             report.results.append(result)
             progress(f"{tag}: {_one_line(result)}")
-    report.finished_at = _now()
+    report.finished_at = now_utc()
     report.wall_s = round(time.monotonic() - t0, 1)
     return AdaptersReport(report, summarize_dialects(report.results, LABELS))
 
 
 def _one_line(r: RoundResult) -> str:
-    if r.error:
-        return f"FAILED: {r.error.splitlines()[0]}"
-    parts = [f"stored {r.stored:,}/{r.expected:,}" if r.stored is not None else "not counted"]
-    if r.readings_per_s:
-        parts.append(f"{r.readings_per_s:,.0f} readings/s end to end")
     core = per_core(r)
-    if core is not None:
-        parts.append(f"gateway CPU {r.peer_cpu_s_per_m:.1f} s/M = {core:,.0f} readings/s per core")
-    if r.outcome != "settled":
-        parts.append(f"({r.outcome})")
-    if r.lost:
-        parts.append(f"LOST {r.lost:,}")
-    return ", ".join(parts)
+    if core is None:
+        return round_line(r, [])
+    return round_line(
+        r, [f"gateway CPU {r.peer_cpu_s_per_m:.1f} s/M = {core:,.0f} readings/s per core"]
+    )
 
 
 _PORT_TAKEN = ("address already in use", "port clash")
@@ -183,39 +172,34 @@ def _attempt(
 ) -> RoundResult:
     shaped = dialect_workload(options.workload, dialect)
     result = RoundResult(dialect, round_no, expected=shaped.total)
-    try:
-        with LocalServices() as local, Influxd(local.endpoints.influx_url, DATABASE) as influxd:
-            influxd.create_database()
-            assert local.influxd is not None
-            env = RoundEnv(local.endpoints, influxd, local.workdir, shaped)
-            overrides: dict[str, Any] = {}
-            text = adapters_toml(dialect)
-            if text is not None:
-                path = local.workdir / "adapters.toml"
-                path.write_text(text, encoding="utf-8")
-                overrides["adapters_file"] = path
-            settings = gateway_settings(
-                env, rules_file=NO_RULES if options.storage_only else None, **overrides
+    with recorded_failure(result), fresh_services() as (local, influxd):
+        assert local.influxd is not None
+        env = RoundEnv(local.endpoints, influxd, local.workdir, shaped)
+        overrides: dict[str, Any] = {}
+        text = adapters_toml(dialect)
+        if text is not None:
+            path = local.workdir / "adapters.toml"
+            path.write_text(text, encoding="utf-8")
+            overrides["adapters_file"] = path
+        settings = gateway_settings(
+            env, rules_file=NO_RULES if options.storage_only else None, **overrides
+        )
+        running = start_gateway(f"sensorgate-{dialect}", settings, local.workdir)
+        try:
+            _burst(
+                dialect,
+                running,
+                env,
+                ProcessTree(local.influxd.pid),
+                result,
+                options,
+                tag,
+                progress,
             )
-            running = start_gateway(f"sensorgate-{dialect}", settings, local.workdir)
-            try:
-                _burst(
-                    dialect,
-                    running,
-                    env,
-                    ProcessTree(local.influxd.pid),
-                    result,
-                    options,
-                    tag,
-                    progress,
-                )
-                if result.outcome == "peer exited":
-                    result.error = f"{result.error}; its log:\n{running.proc.log_tail()}"
-            finally:
-                running.stop()
-    except (SensorGateError, psutil.Error) as exc:
-        result.error = str(exc) or type(exc).__name__
-        result.outcome = "failed"
+            if result.outcome == "peer exited":
+                result.error = f"{result.error}; its log:\n{running.proc.log_tail()}"
+        finally:
+            running.stop()
     return result
 
 
@@ -257,8 +241,8 @@ def _burst(
         metrics_port = running.metrics_port
         before = storage.scrape(metrics_port) if metrics_port else {}
         start, completion, done = burst_until_stored(
-            env, influxd_tree, peer_tree, running, publisher,
-            expected=result.expected, options=options, tag=tag, progress=progress,
+            env.influxd, influxd_tree, peer_tree, running.claimed, publisher,
+            expected=result.expected, limits=options, tag=tag, progress=progress,
         )  # fmt: skip
     finally:
         publisher.stop()

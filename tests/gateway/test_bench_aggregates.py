@@ -14,7 +14,7 @@ from gateway.bench.influxd import WriteStats
 from gateway.bench.measure import Completion, Snapshot
 from gateway.bench.report import build_table, exit_code, print_report, problems
 from gateway.bench.results import BenchReport, RoundResult, summarize
-from gateway.bench.runner import fill_aggregate_figures
+from gateway.bench.round_figures import fill_aggregate_figures
 from gateway.bench.workload import Workload, iter_readings
 
 BASE = 1_764_504_003_123_000  # 2025-11-30T12:00:03.123Z: windows do not start at the burst

@@ -7,7 +7,7 @@ from typing import Any
 from gateway.bench.influxd import WriteStats
 from gateway.bench.measure import Completion, Snapshot, take_snapshot, watch_until_stored
 from gateway.bench.results import RoundResult
-from gateway.bench.runner import fill_burst_figures
+from gateway.bench.round_figures import fill_burst_figures
 
 
 class FakeInfluxd:

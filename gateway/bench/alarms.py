@@ -248,7 +248,7 @@ def run_bench_alarms(
 
     from contract.errors import SensorGateError
     from gateway.bench.peers import child_env, start_gateway
-    from gateway.bench.stop import signal_and_wait
+    from gateway.bench.stop_waits import signal_and_wait
     from gateway.localstack.services import LocalServices, free_port
     from gateway.settings import load_settings
 

@@ -25,34 +25,26 @@ settings.
 
 from __future__ import annotations
 
-import os
-import select
 import shutil
-import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import psutil
 
 from contract.errors import SensorGateError, ServiceError
 from gateway.bench import storage
 from gateway.bench.facts import machine_facts, service_versions
-from gateway.bench.influxd import Influxd
 from gateway.bench.measure import ProcessTree, take_snapshot, watch_until_stored
 from gateway.bench.peers import (
     NO_RULES,
     RoundEnv,
-    RunningPeer,
     child_env,
     gateway_settings,
     start_gateway,
-    wait_until,
 )
 from gateway.bench.publisher import PublisherProcess
+from gateway.bench.rounds import Progress, default_timeout_s, fresh_services, now_utc
 from gateway.bench.stop_results import (
     MODES,
     StopMode,
@@ -62,14 +54,19 @@ from gateway.bench.stop_results import (
     problems,
     summarize_trials,
 )
+from gateway.bench.stop_waits import (
+    message_rate,
+    signal_and_wait,
+    socket_buffer_bytes,
+    until_quiet,
+    until_still,
+    until_stored,
+)
 from gateway.bench.workload import Workload
-from gateway.localstack.services import LocalServices, free_port
+from gateway.localstack.services import free_port
 from gateway.settings import GatewaySettings
 
-__all__ = ["StopOptions", "run_bench_stop", "signal_and_wait", "socket_buffer_bytes"]
-
-DATABASE = "bench"
-Progress = Callable[[str], None]
+__all__ = ["StopOptions", "run_bench_stop"]
 
 
 @dataclass(frozen=True)
@@ -94,22 +91,7 @@ class StopOptions:
     @property
     def drain_timeout_s(self) -> float:
         """The longest wait for one gateway to store its part of the burst."""
-        return 120.0 + self.workload.total / 2_000
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def socket_buffer_bytes() -> int:
-    """Return the most a TCP connection's socket buffers hold (``tcp_rmem`` + ``tcp_wmem``)."""
-    total = 0
-    for name in ("tcp_rmem", "tcp_wmem"):
-        try:
-            total += int(Path(f"/proc/sys/net/ipv4/{name}").read_text().split()[2])
-        except (OSError, ValueError, IndexError):
-            continue
-    return total
+        return default_timeout_s(self.workload.total)
 
 
 def run_bench_stop(options: StopOptions, progress: Progress = lambda _m: None) -> StopReport:
@@ -117,7 +99,7 @@ def run_bench_stop(options: StopOptions, progress: Progress = lambda _m: None) -
     t0 = time.monotonic()
     probe = GatewaySettings()
     report = StopReport(
-        started_at=_now(),
+        started_at=now_utc(),
         command=options.command,
         workload=options.workload.as_dict(),
         settings={
@@ -143,7 +125,7 @@ def run_bench_stop(options: StopOptions, progress: Progress = lambda _m: None) -
             progress(f"{tag}: {_one_line(trial)}")
     report.summaries = summarize_trials(report.trials)
     report.problems = problems(report.trials)
-    report.finished_at = _now()
+    report.finished_at = now_utc()
     report.wall_s = round(time.monotonic() - t0, 1)
     return report
 
@@ -164,41 +146,6 @@ def _one_line(t: StopTrial) -> str:
     return ", ".join(parts)
 
 
-def signal_and_wait(
-    proc: subprocess.Popen[bytes], signum: int, limit_s: float
-) -> tuple[float | None, int]:
-    """Send ``signum``; return (seconds to exit or None if killed after ``limit_s``, status).
-
-    Waits on a pidfd, so the exit is seen when it happens (not at the next poll).
-    """
-    pidfd: int | None
-    try:
-        pidfd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):
-        pidfd = None
-    t0 = time.monotonic()
-    os.kill(proc.pid, signum)
-    try:
-        if pidfd is not None:
-            ready, _, _ = select.select([pidfd], [], [], limit_s)
-            exited = bool(ready)
-            seconds = time.monotonic() - t0
-        else:
-            try:
-                proc.wait(limit_s)
-                exited = True
-            except subprocess.TimeoutExpired:
-                exited = False
-            seconds = time.monotonic() - t0
-    finally:
-        if pidfd is not None:
-            os.close(pidfd)
-    if not exited:
-        proc.kill()
-        return None, proc.wait()
-    return seconds, proc.wait()
-
-
 def _trial(
     mode: StopMode, round_no: int, options: StopOptions, tag: str, progress: Progress
 ) -> StopTrial:
@@ -207,8 +154,7 @@ def _trial(
         round_no, mode.name, workload.total, workload.messages, graceful=mode.graceful
     )
     try:
-        with LocalServices() as local, Influxd(local.endpoints.influx_url, DATABASE) as influxd:
-            influxd.create_database()
+        with fresh_services() as (local, influxd):
             assert local.influxd is not None
             env = RoundEnv(local.endpoints, influxd, local.workdir, workload)
             settings = gateway_settings(
@@ -267,11 +213,11 @@ def _stop_first(
             f" {target:,} are stored"
         )
         publisher.go()
-        seen = _until_stored(first, target, options.drain_timeout_s)
+        seen = until_stored(first, target, options.drain_timeout_s)
         trial.stored_at_signal = int(seen[-1][1].get("written:readings", 0))
         trial.bound = estimate_in_flight(
             message_bytes=ready["bytes"] / ready["messages"],
-            messages_per_s=_message_rate(seen),
+            messages_per_s=message_rate(seen),
             epoch_interval_s=settings.epoch_interval_s,
             inbox_max_bytes=settings.mqtt.inbox_max_bytes,
             batch_max_messages=settings.mqtt.batch_max_messages,
@@ -291,70 +237,8 @@ def _stop_first(
         publisher.stop()
         first.stop()
     # A killed gateway may leave writes in flight that influxd still completes.
-    _until_still(env.influxd, 1.0)
+    until_still(env.influxd, 1.0)
     trial.first_stored = env.influxd.count_readings()
-
-
-def _until_stored(
-    gateway: RunningPeer, target: int, timeout_s: float
-) -> list[tuple[float, dict[str, Any]]]:
-    """Scrape the gateway until it says it stored ``target`` readings; return the scrapes."""
-    assert gateway.metrics_port is not None
-    seen: list[tuple[float, dict[str, Any]]] = []
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if not gateway.proc.alive():
-            raise ServiceError(f"the first gateway exited mid-burst:\n{gateway.proc.log_tail()}")
-        scrape = storage.scrape(gateway.metrics_port)
-        seen.append((time.monotonic(), scrape))
-        if scrape.get("written:readings", 0) >= target:
-            return seen
-        if time.monotonic() > deadline:
-            raise ServiceError(
-                f"the first gateway stored {scrape.get('written:readings', 0):,.0f} of the"
-                f" {target:,} readings to wait for within {timeout_s:.0f} s"
-            )
-        time.sleep(0.1)
-
-
-def _message_rate(seen: list[tuple[float, dict[str, Any]]], window_s: float = 5.0) -> float:
-    """Messages/s the gateway took in over the last ``window_s`` before the signal."""
-    key = "sensorgate_messages_in_total"
-    t1, last = seen[-1][0], seen[-1][1].get(key, 0.0)
-    earlier = [(t, s.get(key, 0.0)) for t, s in seen if t1 - t <= window_s and s.get(key)]
-    if not earlier or t1 <= earlier[0][0]:
-        return 0.0
-    t0, first = earlier[0]
-    return float(last - first) / (t1 - t0)
-
-
-def _until_still(influxd: Influxd, still_s: float, timeout_s: float = 30.0) -> None:
-    last = influxd.write_stats().point_req
-    since = time.monotonic()
-
-    def still() -> bool:
-        nonlocal last, since
-        now = influxd.write_stats().point_req
-        if now != last:
-            last, since = now, time.monotonic()
-        return time.monotonic() - since >= still_s
-
-    wait_until(still, timeout_s, 0.2)
-
-
-def _until_quiet(port: int, still_s: float, timeout_s: float = 60.0) -> None:
-    """Wait until the gateway's message count has been still for ``still_s``."""
-    last: float | None = None
-    since = time.monotonic()
-
-    def quiet() -> bool:
-        nonlocal last, since
-        now = storage.scrape(port).get("sensorgate_messages_in_total", 0.0)
-        if now != last:
-            last, since = now, time.monotonic()
-        return time.monotonic() - since >= still_s
-
-    wait_until(quiet, timeout_s, 0.25)
 
 
 def _drain_with_second(
@@ -394,7 +278,7 @@ def _drain_with_second(
             trial.drain_s = round(done.end.t - start.t, 3)
         else:
             # Nothing left to store: wait only for what the broker may send again.
-            _until_quiet(second.metrics_port, 3.0)
+            until_quiet(second.metrics_port, 3.0)
             trial.drain_s = 0.0
         after = storage.scrape(second.metrics_port)
         trial.redelivered = int(after.get(storage.REDELIVERED_METRIC, 0))

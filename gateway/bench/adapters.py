@@ -43,11 +43,9 @@ from gateway.bench.peers import (
     NO_RULES,
     RoundEnv,
     RunningPeer,
-    child_env,
     gateway_settings,
     start_gateway,
 )
-from gateway.bench.publisher import PublisherProcess
 from gateway.bench.results import BenchReport, RoundResult
 from gateway.bench.round_figures import fill_burst_figures
 from gateway.bench.rounds import (
@@ -58,6 +56,7 @@ from gateway.bench.rounds import (
     now_utc,
     recorded_failure,
     round_line,
+    start_publisher,
 )
 from gateway.bench.workload import Workload
 
@@ -213,14 +212,7 @@ def _burst(
     tag: str,
     progress: Progress,
 ) -> None:
-    publisher = PublisherProcess(
-        options.workload,
-        host=env.endpoints.mqtt_host,
-        port=env.endpoints.mqtt_port,
-        log_path=env.workdir / "publisher.log",
-        env=child_env(),
-        dialect=dialect,
-    )
+    publisher = start_publisher(options.workload, env.endpoints, env.workdir, dialect)
     try:
         ready = publisher.wait_ready(300.0)
         result.expected = int(ready["readings"])

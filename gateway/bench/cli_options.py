@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from contract.errors import ConfigError
 
@@ -100,7 +100,7 @@ def add_json(group: Group) -> None:
     group.add_argument("--json", action="store_true", help="print the JSON report on stdout")
 
 
-def choose(option: str, raw: Sequence[str], known: Sequence[str]) -> tuple[str, ...]:
+def choose(option: str, raw: Sequence[str], known: Collection[str]) -> tuple[str, ...]:
     """Return the comma-separated names in ``raw``, first-seen order, each once.
 
     Raise :class:`ConfigError` when one is not in ``known`` or none is given.

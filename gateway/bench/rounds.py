@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 import psutil
@@ -25,9 +26,11 @@ from gateway.bench.measure import (
     take_snapshot,
     watch_until_stored,
 )
+from gateway.bench.peers import child_env
 from gateway.bench.publisher import PublisherProcess
 from gateway.bench.results import RoundResult
-from gateway.localstack.services import LocalServices
+from gateway.bench.workload import Workload
+from gateway.localstack.services import LocalServices, ServiceEndpoints
 
 __all__ = [
     "DATABASE",
@@ -40,6 +43,7 @@ __all__ = [
     "recorded_failure",
     "release_and_watch",
     "round_line",
+    "start_publisher",
 ]
 
 DATABASE = "bench"
@@ -108,6 +112,20 @@ def recorded_failure(result: _Outcome) -> Iterator[None]:
     except (SensorGateError, psutil.Error) as exc:
         result.error = str(exc) or type(exc).__name__
         result.outcome = "failed"
+
+
+def start_publisher(
+    workload: Workload, endpoints: ServiceEndpoints, workdir: Path, dialect: str = "native"
+) -> PublisherProcess:
+    """Start the burst publisher for ``workload`` on the round's broker (log in ``workdir``)."""
+    return PublisherProcess(
+        workload,
+        host=endpoints.mqtt_host,
+        port=endpoints.mqtt_port,
+        log_path=workdir / "publisher.log",
+        env=child_env(),
+        dialect=dialect,
+    )
 
 
 def release_and_watch(

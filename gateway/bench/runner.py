@@ -41,7 +41,6 @@ from gateway.bench.measure import (
     idle_cpu_share,
 )
 from gateway.bench.peers import Peer, RoundEnv, RunningPeer, SensorGatePeer, child_env, make_peers
-from gateway.bench.publisher import PublisherProcess
 from gateway.bench.results import BenchReport, RoundResult, summarize
 from gateway.bench.round_figures import fill_aggregate_figures, fill_burst_figures
 from gateway.bench.rounds import (
@@ -53,6 +52,7 @@ from gateway.bench.rounds import (
     now_utc,
     recorded_failure,
     round_line,
+    start_publisher,
 )
 from gateway.bench.workload import Workload
 from gateway.influx.layout import StorageLayout
@@ -158,13 +158,7 @@ def _burst(
     progress: Progress,
 ) -> None:
     workload = env.workload
-    publisher = PublisherProcess(
-        workload,
-        host=env.endpoints.mqtt_host,
-        port=env.endpoints.mqtt_port,
-        log_path=env.workdir / "publisher.log",
-        env=child_env(),
-    )
+    publisher = start_publisher(workload, env.endpoints, env.workdir)
     try:
         ready = publisher.wait_ready(300.0)
         progress(

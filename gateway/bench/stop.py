@@ -39,12 +39,16 @@ from gateway.bench.measure import ProcessTree, take_snapshot, watch_until_stored
 from gateway.bench.peers import (
     NO_RULES,
     RoundEnv,
-    child_env,
     gateway_settings,
     start_gateway,
 )
-from gateway.bench.publisher import PublisherProcess
-from gateway.bench.rounds import Progress, default_timeout_s, fresh_services, now_utc
+from gateway.bench.rounds import (
+    Progress,
+    default_timeout_s,
+    fresh_services,
+    now_utc,
+    start_publisher,
+)
 from gateway.bench.stop_results import (
     MODES,
     StopMode,
@@ -198,13 +202,7 @@ def _stop_first(
     first = start_gateway(
         "gateway-first", settings, env.workdir, ignore_sigint=mode.ignore_sigint_at_start
     )
-    publisher = PublisherProcess(
-        workload,
-        host=env.endpoints.mqtt_host,
-        port=env.endpoints.mqtt_port,
-        log_path=env.workdir / "publisher.log",
-        env=child_env(),
-    )
+    publisher = start_publisher(workload, env.endpoints, env.workdir)
     try:
         ready = publisher.wait_ready(300.0)
         target = int(options.stop_at * workload.total)

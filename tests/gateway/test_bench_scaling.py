@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.bench.scaling import ProcessFigures, ScalingRound, summarize_scaling
 from gateway.bench.scaling_cli import _table
+from gateway.bench.scaling_results import ProcessFigures, ScalingRound, summarize_scaling
 
 
 def _round(n: int, round_no: int, cpu: list[float], decoded: list[int]) -> ScalingRound:

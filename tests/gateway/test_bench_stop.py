@@ -16,7 +16,6 @@ from rich.console import Console
 
 from contract.errors import ConfigError
 from gateway.bench.peers import gateway_argv
-from gateway.bench.stop_waits import signal_and_wait
 from gateway.bench.stop_report import build_stop_table, stop_exit_code
 from gateway.bench.stop_results import (
     MODES,
@@ -26,6 +25,7 @@ from gateway.bench.stop_results import (
     problems,
     summarize_trials,
 )
+from gateway.bench.stop_waits import signal_and_wait
 from gateway.bench.workload import Workload
 from gateway.cli import build_parser, run_command
 

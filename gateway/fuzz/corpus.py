@@ -21,19 +21,19 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from contract import DeadLetterReason, Reading, TelemetryEvent, TopicKind, TopicScheme, encode
+from contract import DeadLetterReason, Reading, TelemetryEvent, TopicScheme, encode
+from gateway.fuzz import hostile
 
 __all__ = ["Category", "Expect", "Message", "Tally", "generate"]
 
 MAX = 1.7976931348623157e308
 _EXTREMES = (MAX, -MAX, 5e-324, -5e-324, 2.2250738585072014e-308, -0.0, 0.0, 1e308, -1e308)
 _METRICS = 10
-_R = DeadLetterReason
 
 
 class Category(StrEnum):
@@ -207,150 +207,42 @@ class _Generator:
         return doc
 
     def dead(self, dev: _Device, category: Category) -> Message:
-        rng = self.rng
         topic = self._topic(dev)
-        doc = self._doc(dev)
-        data = doc["data"]
-        assert isinstance(data, dict)
-        reading = data["readings"][0]
-        reason = _R.SCHEMA_VIOLATION
-        if category is Category.NOT_UTF8:
-            payload = b"\xff\xfe" + rng.randbytes(rng.randint(0, 200))
-            reason = _R.NOT_JSON
-        elif category is Category.TRUNCATED:
-            text = json.dumps(doc).encode()
-            payload = text[: rng.randint(0, len(text) - 1)]
-            reason = _R.NOT_JSON
-        elif category is Category.DEEP:
-            opener, closer = rng.choice([("[", "]"), ('{"data":', "}")])
-            depth = (self.max_payload_bytes - 1) // len(opener + closer)  # all that fits
-            payload = (opener * depth + "1" + closer * depth).encode()
-            # Deeper than any JSON parser here recurses: not JSON. Shallower (a small
-            # size limit), it parses, and is no event.
-            reason = _R.NOT_JSON if depth > _DEEPEST_PARSED else _R.SCHEMA_VIOLATION
-        elif category is Category.NOT_AN_OBJECT:
-            payload = rng.choice([b"[]", b"1", b'"event"', b"null", b"true", b"[{}]", b"-0"])
-        elif category is Category.WRONG_TYPES:
-            field_, bad = rng.choice(
-                [
-                    ("sequence", "seven"),
-                    ("sequence", -1),
-                    ("sequence", 2**64),
-                    ("sequence", 1.5),
-                    ("readings", {}),
-                    ("readings", []),
-                    ("readings", [1, 2]),
-                    ("site", 7),
-                    ("device", None),
-                    ("outbox", ""),
-                ]
-            )
-            data[field_] = bad
-            payload = json.dumps(doc).encode()
-        elif category is Category.NAN_STRING:
-            reading["value"] = rng.choice(["NaN", "nan", "Infinity", "-inf", "1e999", "", "0x1"])
-            payload = json.dumps(doc).encode()
-        elif category is Category.HUGE_NUMBER:
-            reading["value"] = 0.0
-            number = rng.choice(["1e309", "-1e309", "1" + "0" * 400, "NaN", "Infinity"])
-            payload = json.dumps(doc).replace('"value": 0.0', f'"value": {number}', 1).encode()
-        elif category is Category.LONG_STRING:
-            where = rng.choice(["sensor", "metric", "unit", "id"])
-            char = rng.choice(["x", "\u00e9", "\U0001f600"])
-            most = (self.max_payload_bytes - 2_000) // 12  # fits, even as \\ud83d\\ude00
-            text = char * rng.randint(min(300, most), max(min(3000, most), 300))
-            if where == "id":
-                doc["id"] = text
-            else:
-                reading[where] = text
-            payload = json.dumps(doc, ensure_ascii=rng.random() < 0.5).encode()
-        elif category is Category.UNKNOWN_MAJOR:
-            doc["type"] = f"io.sensorgate.telemetry.reported.v{rng.choice([0, 2, 3, 99])}"
-            payload = json.dumps(doc).encode()
-            reason = _R.UNKNOWN_MAJOR_VERSION
-        elif category is Category.OTHER_DEVICE:
-            other = rng.choice(self.devices)
-            if other is dev:
-                data["device"] = dev.device + "-x"
-            topic = self._topic(other) if other is not dev else topic
-            payload = json.dumps(doc).encode()
-            reason = _R.TOPIC_MISMATCH
-        elif category is Category.BAD_TOPIC_ID:
-            level = rng.choice(
-                ["bad$id", "trail\\", "a$", "$b", "x\\"]
-            )  # ids refuse $ and a trailing \\
-            topic = f"{self.topics.prefix}/{dev.site}/{level}/{TopicKind.TELEMETRY.value}"
-            payload = json.dumps(doc).encode()
-            reason = _R.TOPIC_MISMATCH
-        elif category is Category.OVERSIZE:
-            size = self.max_payload_bytes + rng.randint(1, 4096)
-            reading["unit"] = "x" * size
-            payload = json.dumps(doc).encode()
-            reason = _R.OVERSIZE
-        elif category in (Category.TIME_PAST, Category.TIME_FUTURE, Category.TIME_EDGE):
-            reading["time"] = self._bad_time(category)
-            payload = json.dumps(doc).encode()
-            # Times that are no UTC datetime at all are refused by the schema.
-            unrepresentable = reading["time"] in _NOT_UTC
-            reason = _R.SCHEMA_VIOLATION if unrepresentable else _R.TIMESTAMP_OUT_OF_RANGE
-        elif category is Category.TIME_INVALID:
-            reading["time"] = rng.choice(
-                [
-                    "2026-02-30T00:00:00Z",
-                    "2026-11-30T24:00:01Z",
-                    "2026-13-01T00:00:00Z",
-                    "2026-11-30T12:00:00+24:00",
-                    "10000-01-01T00:00:00Z",
-                    "",
-                    "yesterday",
-                ]
-            )
-            payload = json.dumps(doc).encode()
-        elif category is Category.STATUS_GARBAGE:
-            topic = self.topics.status(dev.site, dev.device)
-            payload, reason = rng.choice(
-                [
-                    (json.dumps(doc).encode(), _R.SCHEMA_VIOLATION),  # telemetry, not status
-                    (b"online", _R.NOT_JSON),
-                    (b"{}", _R.SCHEMA_VIOLATION),
-                    (b"\xc3\x28", _R.NOT_JSON),
-                ]
-            )
-        elif category is Category.COMMAND_GARBAGE:
-            topic = self.topics.device(dev.site, dev.device, TopicKind.COMMANDS)
-            payload, reason = rng.choice(
-                [
-                    (b'{"type": "io.sensorgate.alarm.acknowledge.v1"}', _R.SCHEMA_VIOLATION),
-                    (b"ack all", _R.NOT_JSON),
-                    (json.dumps(doc).encode(), _R.SCHEMA_VIOLATION),
-                    (b"[" * 3000 + b"]" * 3000, _R.NOT_JSON),
-                ]
-            )
-        else:  # pragma: no cover - every category is handled above
-            raise AssertionError(category)
+        case = hostile.Case(
+            self.rng,
+            self.topics,
+            self.start,
+            self.max_payload_bytes,
+            self.devices,
+            dev,
+            self._doc(dev),
+            topic,
+        )
+        topic, payload, reason = _HOSTILE[category](case)
         return Message(topic, payload, category, Expect("deadletter", reason=reason))
 
-    def _bad_time(self, category: Category) -> str:
-        rng = self.rng
-        if category is Category.TIME_PAST:
-            when = self.start - timedelta(days=rng.randint(31, 20_000))
-        elif category is Category.TIME_FUTURE:
-            when = self.start + timedelta(hours=rng.randint(1, 24 * 365 * 50))
-        else:
-            return rng.choice(
-                [
-                    "0001-01-01T00:00:00Z",
-                    "9999-12-31T23:59:59.999999Z",
-                    "1970-01-01T00:00:00Z",
-                    "1969-12-31T23:59:59.999999Z",
-                    *_NOT_UTC,
-                ]
-            )
-        return when.isoformat().replace("+00:00", "Z")
 
-
-_DEEPEST_PARSED = 1_000  # Python's json recursion limit (sys.getrecursionlimit())
-_NOT_UTC = ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-23:59")
+# Each hostile kind and its maker (a table: the makers live in gateway.fuzz.hostile).
+_HOSTILE: dict[Category, Callable[[hostile.Case], hostile.Made]] = {
+    Category.NOT_UTF8: hostile.not_utf8,
+    Category.TRUNCATED: hostile.truncated,
+    Category.DEEP: hostile.deep,
+    Category.NOT_AN_OBJECT: hostile.not_an_object,
+    Category.WRONG_TYPES: hostile.wrong_types,
+    Category.NAN_STRING: hostile.nan_string,
+    Category.HUGE_NUMBER: hostile.huge_number,
+    Category.LONG_STRING: hostile.long_string,
+    Category.UNKNOWN_MAJOR: hostile.unknown_major,
+    Category.OTHER_DEVICE: hostile.other_device,
+    Category.BAD_TOPIC_ID: hostile.bad_topic_id,
+    Category.OVERSIZE: hostile.oversize,
+    Category.TIME_PAST: hostile.time_past,
+    Category.TIME_FUTURE: hostile.time_future,
+    Category.TIME_EDGE: hostile.time_edge,
+    Category.TIME_INVALID: hostile.time_invalid,
+    Category.STATUS_GARBAGE: hostile.status_garbage,
+    Category.COMMAND_GARBAGE: hostile.command_garbage,
+}
 
 # Relative frequencies: most of the traffic is valid, every hostile kind is frequent.
 _WEIGHTS: dict[Category, int] = {

@@ -10,7 +10,7 @@ from typing import Any
 __all__ = ["format_table", "register"]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``chaos`` command."""
     chaos = subparsers.add_parser(
         "chaos",

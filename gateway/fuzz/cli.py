@@ -6,11 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 __all__ = ["format_table", "register"]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``fuzz`` command."""
     fuzz = subparsers.add_parser(
         "fuzz",
@@ -62,21 +63,37 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def format_table(doc: dict[str, object]) -> str:
+def format_table(doc: dict[str, Any]) -> str:
     """Render a report (``FuzzReport.as_dict()``) as a Markdown table."""
-    exp = doc["expected"]
-    gw = doc["gateway"]
-    assert isinstance(exp, dict)
-    assert isinstance(gw, dict)
-    on_mqtt = doc["deadletters_on_mqtt"]
-    assert isinstance(on_mqtt, dict)
+    lines = ["| | counted | expected |", "|---|---:|---:|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in _count_rows(doc)]
+    lines += ["", "| generator category | messages | expected verdict |", "|---|---:|---|"]
+    cats = doc.get("reasons_by_category", {})
+    for cat, n in doc.get("by_category", {}).items():
+        verdict = cats.get(cat) or {}
+        text = ", ".join(f"{r} {c:,}" for r, c in verdict.items()) or (
+            "duplicate" if cat == "duplicate" else "accepted"
+        )
+        lines.append(f"| {cat} | {n:,} | {text} |")
+    status = "PASS" if doc.get("ok") else "FAIL"
+    lines += ["", f"{status}: publish {doc['publish_s']} s, accounted for {doc['drain_s']} s later"]
+    lines += [f"mismatch: {m}" for m in doc.get("mismatches") or []]
+    if doc.get("error"):
+        lines.append(f"error: {doc['error']}")
+    return "\n".join(lines)
+
+
+def _count_rows(doc: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Each count the gateway reached beside the one it had to reach."""
+    exp, gw, on_mqtt = doc["expected"], doc["gateway"], doc["deadletters_on_mqtt"]
     same = gw.get("duplicate_readings") == exp.get("duplicate_readings")
     dups = exp.get("duplicates", 0) if same else 0  # messages: known when the readings agree
+    received = int(doc["published"]) - int(doc["unaccounted"])
     rows = [
         ("published (PUBACKed)", f"{doc['published']:,} ({doc['acknowledged']:,})", ""),
         (
             "received (accepted + duplicates + dead letters)",
-            f"{_received(doc):,}",
+            f"{received:,}",
             f"{doc['published']:,}",
         ),
         ("accepted messages", f"{gw.get('accepted', 0):,}", f"{exp.get('accepted', 0):,}"),
@@ -92,47 +109,17 @@ def format_table(doc: dict[str, object]) -> str:
             f"{exp.get('duplicates', 0):,} / {exp.get('duplicate_readings', 0):,}",
         ),
     ]
-    letters = gw.get("deadletters", {})
-    want = exp.get("deadletters", {})
-    assert isinstance(letters, dict)
-    assert isinstance(want, dict)
-    for reason in sorted(set(letters) | set(want)):
-        rows.append(
-            (
-                f"dead letters: {reason} (metric / on MQTT)",
-                f"{letters.get(reason, 0):,} / {on_mqtt.get(reason, 0):,}",
-                f"{want.get(reason, 0):,}",
-            )
-        )
-    rows.append(
+    letters, want = gw.get("deadletters", {}), exp.get("deadletters", {})
+    rows += [
         (
-            "crashes (shard errors + gateway deaths)",
-            f"{doc['crashes']} ({gw.get('shard_errors', 0)} + {0 if doc['gateway_alive'] else 1})",
-            "0",
+            f"dead letters: {reason} (metric / on MQTT)",
+            f"{letters.get(reason, 0):,} / {on_mqtt.get(reason, 0):,}",
+            f"{want.get(reason, 0):,}",
         )
-    )
+        for reason in sorted(set(letters) | set(want))
+    ]
+    died = 0 if doc["gateway_alive"] else 1
+    crashes = f"{doc['crashes']} ({gw.get('shard_errors', 0)} + {died})"
+    rows.append(("crashes (shard errors + gateway deaths)", crashes, "0"))
     rows.append(("unaccounted", f"{doc['unaccounted']:,}", "0"))
-    lines = ["| | counted | expected |", "|---|---:|---:|"]
-    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
-    cats = doc.get("reasons_by_category", {})
-    by_cat = doc.get("by_category", {})
-    assert isinstance(cats, dict)
-    assert isinstance(by_cat, dict)
-    lines += ["", "| generator category | messages | expected verdict |", "|---|---:|---|"]
-    for cat, n in by_cat.items():
-        verdict = cats.get(cat) or {}
-        text = ", ".join(f"{r} {c:,}" for r, c in verdict.items()) or (
-            "duplicate" if cat == "duplicate" else "accepted"
-        )
-        lines.append(f"| {cat} | {n:,} | {text} |")
-    status = "PASS" if doc.get("ok") else "FAIL"
-    tail = ["", f"{status}: publish {doc['publish_s']} s, accounted for {doc['drain_s']} s later"]
-    for m in doc.get("mismatches") or []:  # type: ignore[attr-defined]
-        tail.append(f"mismatch: {m}")
-    if doc.get("error"):
-        tail.append(f"error: {doc['error']}")
-    return "\n".join(lines + tail)
-
-
-def _received(doc: dict[str, object]) -> int:
-    return int(doc["published"]) - int(doc["unaccounted"])  # type: ignore[call-overload]
+    return rows

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import threading
 import time
@@ -35,9 +36,10 @@ from contract import TopicScheme
 from contract.errors import SensorGateError, ServiceError
 from gateway.bench.influxd import Influxd
 from gateway.bench.peers import start_gateway, wait_until
+from gateway.bench.rounds import now_utc
 from gateway.fuzz.corpus import Message, Tally, generate
-from gateway.localstack.services import LocalServices, free_port
-from gateway.settings import load_settings
+from gateway.localstack.services import LocalServices, ServiceEndpoints, free_port
+from gateway.settings import GatewaySettings, load_settings
 
 __all__ = ["FuzzOptions", "FuzzReport", "GatewayCounts", "run_fuzz", "scrape_counts"]
 
@@ -193,13 +195,9 @@ class _DeadLetterTap:
         self.client.disconnect()
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def run_fuzz(options: FuzzOptions, *, command: str, progress: Progress) -> FuzzReport:
     """Run the whole fuzz round; failures are in the report, not raised."""
-    report = FuzzReport(command=command, seed=options.seed, started_at=_now())
+    report = FuzzReport(command=command, seed=options.seed, started_at=now_utc())
     workdir = Path(tempfile.mkdtemp(prefix="sensorgate-fuzz-"))
     services = LocalServices(workdir=workdir, keep_data=options.keep)
     gateway = None
@@ -211,57 +209,24 @@ def run_fuzz(options: FuzzOptions, *, command: str, progress: Progress) -> FuzzR
         influx = Influxd(ep.influx_url, DATABASE)
         influx.create_database()
         topics = TopicScheme()
-        settings = load_settings(
-            mqtt={
-                "host": ep.mqtt_host,
-                "port": ep.mqtt_port,
-                "max_packet_bytes": MAX_PAYLOAD + 65_536,
-            },
-            influx={
-                "url": ep.influx_url,
-                "database": DATABASE,
-                "spill_dir": str(workdir / "spill"),
-            },
-            ingest={"max_payload_bytes": MAX_PAYLOAD},
-            metrics_port=free_port(),
-            recovery_dir=workdir / "recovery",
-        )
         progress("starting the gateway (recovery on, default rules)")
-        gateway = start_gateway("gateway", settings, workdir)
+        gateway = start_gateway("gateway", _gateway_settings(ep, workdir), workdir)
         tap = _DeadLetterTap(ep.mqtt_host, ep.mqtt_port, topics.deadletter)
         if not tap.subscribed.wait(30):
             raise ServiceError("the dead-letter subscriber did not subscribe within 30 s")
         port = gateway.metrics_port
         assert port is not None
         tally = _publish(options, ep.mqtt_host, ep.mqtt_port, topics, report, progress)
-        report.expected = {
-            "accepted": tally.accepted,
-            "readings": tally.readings,
-            "duplicates": tally.duplicates,
-            "duplicate_readings": tally.duplicate_readings,
-            "deadletters": dict(sorted(tally.deadletters.items())),
-        }
-        report.by_category = dict(sorted(tally.by_category.items()))
-        report.reasons_by_category = {
-            k: dict(v) for k, v in sorted(tally.reasons_by_category.items())
-        }
+        _expectations(report, tally)
         t0 = time.monotonic()
-        counts = _await_counts(port, tally, options.timeout_s, progress)
+        _await_counts(port, tally, options.timeout_s, progress)
         stored = _await_stored(influx, tally.readings, options.timeout_s, progress)
         wait_until(lambda: sum(tap.reasons.values()) >= sum(tally.deadletters.values()), 30, 0.5)
         report.drain_s = round(time.monotonic() - t0, 1)
-        counts = scrape_counts(port)
-        report.gateway = asdict(counts)
-        report.stored_readings = stored
-        report.deadletters_on_mqtt = dict(sorted(tap.reasons.items()))
+        _account(report, scrape_counts(port), tally, stored, dict(tap.reasons))
         report.gateway_alive = gateway.proc.alive()
-        report.crashes = counts.shard_errors + (0 if report.gateway_alive else 1)
-        dup_messages = (
-            tally.duplicates if counts.duplicate_readings == tally.duplicate_readings else 0
-        )
-        received = counts.accepted + counts.deadletters_total + dup_messages
-        report.unaccounted = max(report.published - received, 0)
-        report.mismatches = _mismatches(tally, counts, stored, report.deadletters_on_mqtt)
+        if not report.gateway_alive:
+            report.crashes += 1  # a dead gateway is a crash too
     except (SensorGateError, OSError) as exc:
         report.error = str(exc)
     finally:
@@ -275,10 +240,54 @@ def run_fuzz(options: FuzzOptions, *, command: str, progress: Progress) -> FuzzR
             gateway.stop()
         services.stop()
         if not options.keep:
-            import shutil
-
             shutil.rmtree(workdir, ignore_errors=True)
     return report
+
+
+def _gateway_settings(ep: ServiceEndpoints, workdir: Path) -> GatewaySettings:
+    """Return the fuzzed gateway's settings: a 16 KiB payload limit, recovery on."""
+    return load_settings(
+        mqtt={
+            "host": ep.mqtt_host,
+            "port": ep.mqtt_port,
+            "max_packet_bytes": MAX_PAYLOAD + 65_536,
+        },
+        influx={
+            "url": ep.influx_url,
+            "database": DATABASE,
+            "spill_dir": str(workdir / "spill"),
+        },
+        ingest={"max_payload_bytes": MAX_PAYLOAD},
+        metrics_port=free_port(),
+        recovery_dir=workdir / "recovery",
+    )
+
+
+def _expectations(report: FuzzReport, tally: Tally) -> None:
+    """Put what the corpus expects into the report."""
+    report.expected = {
+        "accepted": tally.accepted,
+        "readings": tally.readings,
+        "duplicates": tally.duplicates,
+        "duplicate_readings": tally.duplicate_readings,
+        "deadletters": dict(sorted(tally.deadletters.items())),
+    }
+    report.by_category = dict(sorted(tally.by_category.items()))
+    report.reasons_by_category = {k: dict(v) for k, v in sorted(tally.reasons_by_category.items())}
+
+
+def _account(
+    report: FuzzReport, counts: GatewayCounts, tally: Tally, stored: int, on_mqtt: dict[str, int]
+) -> None:
+    """Put what the gateway counted beside the expectations; count what is unaccounted."""
+    report.gateway = asdict(counts)
+    report.stored_readings = stored
+    report.deadletters_on_mqtt = dict(sorted(on_mqtt.items()))
+    report.crashes = counts.shard_errors
+    dup_messages = tally.duplicates if counts.duplicate_readings == tally.duplicate_readings else 0
+    received = counts.accepted + counts.deadletters_total + dup_messages
+    report.unaccounted = max(report.published - received, 0)
+    report.mismatches = _mismatches(tally, counts, stored, report.deadletters_on_mqtt)
 
 
 def _publish(

@@ -25,11 +25,17 @@ import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from gateway.bench.alarm_probe import AlarmProbe
+    from gateway.localstack.services import LocalServices, ServiceEndpoints
+    from gateway.settings import GatewaySettings
 
 __all__ = ["TARGET_P99_S", "register", "run_bench_alarms"]
 
@@ -146,84 +152,6 @@ def _quantiles(values: list[float]) -> dict[str, Any]:
     }
 
 
-class _Probe:
-    """Publishes probe readings and receives the probe device's alarm events."""
-
-    def __init__(self, host: str, port: int, prefix: str) -> None:
-        from contract import TopicScheme
-        from edge.mqtt import MqttLink, MqttSettings
-
-        self.topics = TopicScheme(prefix)
-        self.topic = self.topics.telemetry("bench", "probe")
-        self.seq = 0
-        self._cond = threading.Condition()
-        self.received: list[tuple[float, Any]] = []
-        self._subscribed = threading.Event()
-        alarms = self.topics.alarms("bench", "probe")
-        self.sub = MqttLink(
-            MqttSettings(host=host, port=port, client_id=f"bench-alarms-sub-{os.getpid()}"),
-            on_connect=lambda link: link.subscribe(alarms, qos=1),
-            on_message=self._on_message,
-        )
-        self.sub.client.on_subscribe = lambda *_a: self._subscribed.set()
-        self.pub = MqttLink(
-            MqttSettings(host=host, port=port, client_id=f"bench-alarms-pub-{os.getpid()}")
-        )
-
-    def _on_message(self, msg: Any) -> None:
-        from contract.alarms import decode_alarm
-
-        arrived = time.monotonic()
-        event = decode_alarm(bytes(msg.payload))
-        with self._cond:
-            self.received.append((arrived, event))
-            self._cond.notify_all()
-
-    def start(self) -> None:
-        self.sub.start()
-        if not self._subscribed.wait(10):
-            raise TimeoutError("no SUBACK for the probe's alarm topic")
-        self.pub.start()
-
-    def stop(self) -> None:
-        self.sub.stop()
-        self.pub.stop()
-
-    def send(self, value: float) -> tuple[str, float]:
-        """Publish one reading; return the event id and the monotonic publish time."""
-        from contract import Reading, TelemetryEvent, encode
-
-        self.seq += 1
-        event = TelemetryEvent.create(
-            site="bench",
-            device="probe",
-            sequence=self.seq,
-            readings=[Reading(sensor="p", metric="level", value=value, time=datetime.now(UTC))],
-        )
-        body = encode(event)
-        sent = time.monotonic()
-        self.pub.publish(self.topic, body, qos=1)
-        return event.id, sent
-
-    def wait_for(self, transition: str, cause: str, timeout: float) -> float | None:
-        """Wait for the event of ``transition`` caused by event ``cause``; its arrival time."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for arrived, event in self.received:
-                    data = event.data
-                    if (
-                        event.type.split(".")[-2] == transition
-                        and data.rule == "probe-high"
-                        and data.cause_event_id == cause
-                    ):
-                        return arrived
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self._cond.wait(left)
-
-
 def _readings_in(port: int) -> float:
     import httpx
 
@@ -241,138 +169,54 @@ def run_bench_alarms(
     readings_per_message: int = 50,
     devices: int = 100,
     metrics: int = 10,
-    progress: Any = lambda _m: None,
+    progress: Callable[[str], None] = lambda _m: None,
 ) -> dict[str, Any]:
     """Run the benchmark; return the report (see the module docstring)."""
-    import psutil
-
     from contract.errors import SensorGateError
-    from gateway.bench.peers import child_env, start_gateway
-    from gateway.bench.stop_waits import signal_and_wait
-    from gateway.localstack.services import LocalServices, free_port
-    from gateway.settings import load_settings
+    from gateway.bench.alarm_probe import AlarmProbe
+    from gateway.bench.peers import start_gateway
+    from gateway.localstack.services import LocalServices
 
-    stop: dict[str, Any] = {}
+    background: dict[str, Any] = {
+        "target_readings_per_s": rate,
+        "readings_per_message": readings_per_message,
+        "devices": devices,
+        "metrics": metrics,
+    }
     with LocalServices() as local:
         ep = local.endpoints
-        rules = local.workdir / "bench-rules.toml"
-        rules.write_text(_PROBE_RULES)
-        settings = load_settings(
-            topic_prefix="bench/alarms",
-            mqtt={"host": ep.mqtt_host, "port": ep.mqtt_port},
-            influx={
-                "url": ep.influx_url,
-                "database": "bench_alarms",
-                # Not the user's own spill (~/.local/state): this run's data is throwaway.
-                "spill_dir": str(local.workdir / "spill"),
-            },
-            recovery_dir=local.workdir / "recovery",
-            metrics_port=free_port(),
-            rules_file=rules,
-        )
+        settings = _settings(local)
         port = settings.metrics_port
         gateway = start_gateway("gateway", settings, local.workdir, ready_timeout_s=60.0).proc
         try:
-            probe = _Probe(ep.mqtt_host, ep.mqtt_port, settings.topic_prefix)
+            probe = AlarmProbe(ep.mqtt_host, ep.mqtt_port, settings.topic_prefix)
             probe.start()
             # Loadgen runs long enough to cover the crossings (each well under 2 s).
-            duration = 15 + crossings * 1.0
-            loadgen = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gateway.cli",
-                    "loadgen",
-                    "--host",
-                    ep.mqtt_host,
-                    "--port",
-                    str(ep.mqtt_port),
-                    "--prefix",
-                    settings.topic_prefix,
-                    "--rate",
-                    str(rate),
-                    "--readings-per-message",
-                    str(readings_per_message),
-                    "--devices",
-                    str(devices),
-                    "--metrics",
-                    str(metrics),
-                    "--duration",
-                    str(duration),
-                    "--qos",
-                    "1",
-                    "--progress-every",
-                    "0",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=child_env(),
-            )
+            loadgen = _start_loadgen(ep, settings.topic_prefix, background, 15 + crossings * 1.0)
             try:
                 progress(f"background load {rate:,} readings/s; warming up")
-                # Warm-up: five seconds of load stored, so every series' detectors exist
-                # and the adaptive ones are past their learning readings.
-                warm_deadline = time.monotonic() + 60
-                while _readings_in(port) < rate * 5:
-                    if time.monotonic() > warm_deadline or loadgen.poll() is not None:
-                        raise SensorGateError("the gateway did not take the background load")
-                    time.sleep(0.5)
-                before_in, before_t = _readings_in(port), time.monotonic()
-                cpu_before = psutil.Process(gateway.pid).cpu_times()
-                latencies: list[float] = []
-                clears: list[float] = []
-                missed = 0
-                for i in range(crossings):
-                    probe.send(10.0)  # a quiet value first: each crossing starts below
-                    cause, sent = probe.send(150.0)
-                    got = probe.wait_for("raised", cause, 10.0)
-                    if got is None:
-                        missed += 1
-                        continue
-                    latencies.append(got - sent)
-                    cause, sent = probe.send(10.0)
-                    got = probe.wait_for("cleared", cause, 10.0)
-                    if got is not None:
-                        clears.append(got - sent)
-                    if (i + 1) % 20 == 0:
-                        progress(f"{i + 1}/{crossings} crossings")
-                after_in, after_t = _readings_in(port), time.monotonic()
-                cpu_after = psutil.Process(gateway.pid).cpu_times()
-                # The gateway's graceful stop, under the background load.
-                exit_s, code = signal_and_wait(gateway.proc, signal.SIGTERM, 60.0)
-                stop = {"exit_s": None if exit_s is None else round(exit_s, 3), "exit_code": code}
+                _warm_up(port, rate, loadgen)
+                window = _Window(port, gateway.pid)
+                latencies, clears, missed = _cross(probe, crossings, progress)
+                window.close()
+                stop = _stop_gateway(gateway.proc)
             finally:
-                # SIGINT: the load generator stops like on Ctrl-C (it prints no report then).
-                loadgen.send_signal(signal.SIGINT)
-                try:
-                    _out, err = loadgen.communicate(timeout=60)
-                except subprocess.TimeoutExpired:
-                    loadgen.kill()
-                    _out, err = loadgen.communicate()
+                err = _stop_loadgen(loadgen)
             probe.stop()
         finally:
             gateway.stop(timeout=20)
-    span = after_t - before_t
-    cpu = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
     if not latencies:
         raise SensorGateError(f"no alarm arrived for {crossings} crossings")
+    background.update(window.figures())
+    # Its exit status once stopped with SIGINT (130: interrupted as asked).
+    background["loadgen_exit_code"] = loadgen.returncode
+    background["loadgen_stderr_tail"] = err.strip().splitlines()[-3:]
     lat = _quantiles(latencies)
     return {
         "started_at": datetime.now(UTC).isoformat(),
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "rules": "defaults (adaptive, deadman 5m, offline) on every series + probe threshold",
-        "background": {
-            "target_readings_per_s": rate,
-            "readings_per_message": readings_per_message,
-            "devices": devices,
-            "metrics": metrics,
-            "gateway_readings_per_s": (after_in - before_in) / span if span > 0 else 0.0,
-            "gateway_cpu_share": cpu / span if span > 0 else 0.0,
-            # Its exit status once stopped with SIGINT (130: interrupted as asked).
-            "loadgen_exit_code": loadgen.returncode,
-            "loadgen_stderr_tail": err.strip().splitlines()[-3:],
-        },
+        "background": background,
         "crossings": crossings,
         "missed": missed,
         "latency_s": lat,
@@ -382,3 +226,125 @@ def run_bench_alarms(
         "gateway_stop": stop,
         "samples_s": latencies,
     }
+
+
+def _settings(local: LocalServices) -> GatewaySettings:
+    from gateway.localstack.services import free_port
+    from gateway.settings import load_settings
+
+    ep = local.endpoints
+    rules = local.workdir / "bench-rules.toml"
+    rules.write_text(_PROBE_RULES)
+    return load_settings(
+        topic_prefix="bench/alarms",
+        mqtt={"host": ep.mqtt_host, "port": ep.mqtt_port},
+        influx={
+            "url": ep.influx_url,
+            "database": "bench_alarms",
+            # Not the user's own spill (~/.local/state): this run's data is throwaway.
+            "spill_dir": str(local.workdir / "spill"),
+        },
+        recovery_dir=local.workdir / "recovery",
+        metrics_port=free_port(),
+        rules_file=rules,
+    )
+
+
+def _start_loadgen(
+    ep: ServiceEndpoints, prefix: str, background: dict[str, Any], duration: float
+) -> subprocess.Popen[str]:
+    from gateway.bench.peers import child_env
+
+    argv = [
+        sys.executable, "-m", "gateway.cli", "loadgen",
+        "--host", ep.mqtt_host, "--port", str(ep.mqtt_port), "--prefix", prefix,
+        "--rate", str(background["target_readings_per_s"]),
+        "--readings-per-message", str(background["readings_per_message"]),
+        "--devices", str(background["devices"]), "--metrics", str(background["metrics"]),
+        "--duration", str(duration), "--qos", "1", "--progress-every", "0",
+    ]  # fmt: skip
+    return subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=child_env()
+    )
+
+
+def _warm_up(port: int, rate: int, loadgen: subprocess.Popen[str]) -> None:
+    """Wait for five seconds of load stored.
+
+    Every series' detectors then exist and the adaptive ones are past their learning
+    readings.
+    """
+    from contract.errors import SensorGateError
+
+    warm_deadline = time.monotonic() + 60
+    while _readings_in(port) < rate * 5:
+        if time.monotonic() > warm_deadline or loadgen.poll() is not None:
+            raise SensorGateError("the gateway did not take the background load")
+        time.sleep(0.5)
+
+
+class _Window:
+    """The gateway's readings in and CPU over the crossings."""
+
+    def __init__(self, port: int, pid: int) -> None:
+        import psutil
+
+        self.port, self.proc = port, psutil.Process(pid)
+        self.before_in, self.before_t = _readings_in(port), time.monotonic()
+        self.cpu_before = self.proc.cpu_times()
+
+    def close(self) -> None:
+        self.after_in, self.after_t = _readings_in(self.port), time.monotonic()
+        self.cpu_after = self.proc.cpu_times()
+
+    def figures(self) -> dict[str, float]:
+        span = self.after_t - self.before_t
+        a, b = self.cpu_after, self.cpu_before
+        cpu = (a.user + a.system) - (b.user + b.system)
+        return {
+            "gateway_readings_per_s": (self.after_in - self.before_in) / span if span > 0 else 0.0,
+            "gateway_cpu_share": cpu / span if span > 0 else 0.0,
+        }
+
+
+def _cross(
+    probe: AlarmProbe, crossings: int, progress: Callable[[str], None]
+) -> tuple[list[float], list[float], int]:
+    """Cross and clear the threshold ``crossings`` times; return the latencies and misses."""
+    latencies: list[float] = []
+    clears: list[float] = []
+    missed = 0
+    for i in range(crossings):
+        probe.send(10.0)  # a quiet value first: each crossing starts below
+        cause, sent = probe.send(150.0)
+        got = probe.wait_for("raised", cause, 10.0)
+        if got is None:
+            missed += 1
+            continue
+        latencies.append(got - sent)
+        cause, sent = probe.send(10.0)
+        got = probe.wait_for("cleared", cause, 10.0)
+        if got is not None:
+            clears.append(got - sent)
+        if (i + 1) % 20 == 0:
+            progress(f"{i + 1}/{crossings} crossings")
+    return latencies, clears, missed
+
+
+def _stop_gateway(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+    """SIGTERM the gateway under the background load; return its time to exit and code."""
+    from gateway.bench.stop_waits import signal_and_wait
+
+    exit_s, code = signal_and_wait(proc, signal.SIGTERM, 60.0)
+    return {"exit_s": None if exit_s is None else round(exit_s, 3), "exit_code": code}
+
+
+def _stop_loadgen(loadgen: subprocess.Popen[str]) -> str:
+    """SIGINT the load generator (it stops like on Ctrl-C, no report); return its stderr."""
+    loadgen.send_signal(signal.SIGINT)
+    try:
+        _out, err = loadgen.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        loadgen.kill()
+        _out, err = loadgen.communicate()
+    return err

@@ -32,9 +32,13 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import psutil
 
 __all__ = ["main_from_args", "run_round"]
 
@@ -103,77 +107,25 @@ async def _measure(
     interval_s: float,
 ) -> dict[str, Any]:
     import aiohttp
-    import psutil  # type: ignore[import-untyped]  # no stubs installed
-
-    from contract.alarms import AlarmClearedEvent, AlarmRaisedEvent, encode_alarm
-    from gateway.connectors.aio_mqtt import connect
+    import psutil
 
     server = psutil.Process(pid)
-    mb = 1024 * 1024
-    figures: dict[str, Any] = {"rss_mb_idle": round(server.memory_info().rss / mb, 1)}
+    figures: dict[str, Any] = {"rss_mb_idle": _rss_mb(server)}
     headers = {"Authorization": f"Bearer {token}"}
-    host, port = url.split("//", 1)[1].strip("/").rsplit(":", 1)
-    request = (
-        f"GET /api/events HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/event-stream\r\n"
-        f"Authorization: Bearer {token}\r\n\r\n"
-    ).encode()
-    loop = asyncio.get_running_loop()
-    streams = [_Stream(request) for _ in range(clients)]
     async with aiohttp.ClientSession() as session:
-        for stream in streams:
-            await loop.create_connection(lambda s=stream: s, host, int(port))  # type: ignore[misc]
-        async with asyncio.timeout(60):
-            await asyncio.gather(*(c.ready.wait() for c in streams))
+        streams = await _open_streams(url, token, clients)
         async with session.get(url + "api/stats", headers=headers) as resp:
             figures["streams_open"] = (await resp.json())["streams"]
-        figures["rss_mb_streams_open"] = round(server.memory_info().rss / mb, 1)
-
-        cpu0, wall0 = server.cpu_times(), time.perf_counter()
+        figures["rss_mb_streams_open"] = _rss_mb(server)
+        clock = _CpuClock(server)
         await asyncio.sleep(5.0)
-        cpu1, wall1 = server.cpu_times(), time.perf_counter()
-        figures["cpu_cores_streams_idle"] = round(
-            (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / (wall1 - wall0), 4
+        figures["cpu_cores_streams_idle"] = clock.cores()
+        clock = _CpuClock(server)
+        deliveries, all_reached, missed = await _publish_alarms(
+            settings, streams, alarms, interval_s
         )
-
-        mqtt = settings.mqtt.link_settings(f"sg-fanout-{secrets.token_hex(3)}")
-        deliveries: list[float] = []
-        all_reached: list[float] = []
-        missed = 0
-        cpu0, wall0 = server.cpu_times(), time.perf_counter()
-        async with connect(mqtt, client_id=mqtt.client_id) as link:
-            topic = settings.topics.alarms("bench", "fan-device")
-            for i in range(alarms):
-                alarm_id = f"fan-{i}"
-                now = datetime.now(UTC)
-                common: dict[str, Any] = {
-                    "alarm_id": alarm_id, "site": "bench", "device": "fan-device",
-                    "sensor": "env", "metric": "temperature", "rule": "fanout",
-                    "severity": "critical", "value": 99.0, "threshold": 40.0,
-                    "message": "fan-out bench", "raised_at": now,
-                }  # fmt: skip
-                raised = AlarmRaisedEvent.create(state="active", event_time=now, **common)
-                sent = time.perf_counter()
-                await link.publish(topic, encode_alarm(raised), qos=1)
-                deadline = sent + SEE_TIMEOUT_S
-                while time.perf_counter() < deadline:
-                    if all(alarm_id in c.seen for c in streams):
-                        break
-                    await asyncio.sleep(0.002)
-                got = [c.seen[alarm_id] - sent for c in streams if alarm_id in c.seen]
-                missed += clients - len(got)
-                deliveries.extend(ms * 1000 for ms in got)
-                if len(got) == clients:
-                    all_reached.append(max(got) * 1000)
-                cleared = AlarmClearedEvent.create(
-                    state="cleared", event_time=datetime.now(UTC), **common
-                )
-                await link.publish(topic, encode_alarm(cleared), qos=1)
-                await asyncio.sleep(interval_s)
-        cpu1, wall1 = server.cpu_times(), time.perf_counter()
-        figures["cpu_cores_publishing"] = round(
-            (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / (wall1 - wall0), 4
-        )
-        figures["rss_mb_end"] = round(server.memory_info().rss / mb, 1)
+        figures["cpu_cores_publishing"] = clock.cores()
+        figures["rss_mb_end"] = _rss_mb(server)
         async with session.get(url + "api/stats", headers=headers) as resp:
             stats = await resp.json()
         for stream in streams:
@@ -187,6 +139,95 @@ async def _measure(
         dropped_streams=stats["dropped_streams"],
     )
     return figures
+
+
+def _rss_mb(server: psutil.Process) -> float:
+    return round(server.memory_info().rss / (1024 * 1024), 1)
+
+
+class _CpuClock:
+    """The server's CPU, in cores, from its creation to :meth:`cores`."""
+
+    def __init__(self, server: psutil.Process) -> None:
+        self.server = server
+        self.cpu0, self.wall0 = server.cpu_times(), time.perf_counter()
+
+    def cores(self) -> float:
+        cpu1, wall1 = self.server.cpu_times(), time.perf_counter()
+        used = cpu1.user + cpu1.system - self.cpu0.user - self.cpu0.system
+        return round(used / (wall1 - self.wall0), 4)
+
+
+async def _open_streams(url: str, token: str, clients: int) -> list[_Stream]:
+    """Open ``clients`` event streams and wait until each has its first frame."""
+    host, port = url.split("//", 1)[1].strip("/").rsplit(":", 1)
+    request = (
+        f"GET /api/events HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/event-stream\r\n"
+        f"Authorization: Bearer {token}\r\n\r\n"
+    ).encode()
+    loop = asyncio.get_running_loop()
+    streams = [_Stream(request) for _ in range(clients)]
+    for stream in streams:
+        await loop.create_connection(_factory(stream), host, int(port))
+    async with asyncio.timeout(60):
+        await asyncio.gather(*(c.ready.wait() for c in streams))
+    return streams
+
+
+def _factory(stream: _Stream) -> Callable[[], _Stream]:
+    return lambda: stream
+
+
+async def _publish_alarms(
+    settings: Any, streams: list[_Stream], alarms: int, interval_s: float
+) -> tuple[list[float], list[float], int]:
+    """Raise and clear ``alarms`` alarms on MQTT, one at a time; time each on every stream.
+
+    Returns the delivery times (ms, per alarm and stream), the time until every stream
+    had each alarm (ms, the alarms all reached) and the deliveries missed.
+    """
+    from contract.alarms import AlarmClearedEvent, AlarmRaisedEvent, encode_alarm
+    from gateway.connectors.aio_mqtt import connect
+
+    mqtt = settings.mqtt.link_settings(f"sg-fanout-{secrets.token_hex(3)}")
+    deliveries: list[float] = []
+    all_reached: list[float] = []
+    missed = 0
+    async with connect(mqtt, client_id=mqtt.client_id) as link:
+        topic = settings.topics.alarms("bench", "fan-device")
+        for i in range(alarms):
+            alarm_id = f"fan-{i}"
+            now = datetime.now(UTC)
+            common: dict[str, Any] = {
+                "alarm_id": alarm_id, "site": "bench", "device": "fan-device",
+                "sensor": "env", "metric": "temperature", "rule": "fanout",
+                "severity": "critical", "value": 99.0, "threshold": 40.0,
+                "message": "fan-out bench", "raised_at": now,
+            }  # fmt: skip
+            raised = AlarmRaisedEvent.create(state="active", event_time=now, **common)
+            sent = time.perf_counter()
+            await link.publish(topic, encode_alarm(raised), qos=1)
+            got = await _seen_by(streams, alarm_id, sent)
+            missed += len(streams) - len(got)
+            deliveries.extend(ms * 1000 for ms in got)
+            if len(got) == len(streams):
+                all_reached.append(max(got) * 1000)
+            cleared = AlarmClearedEvent.create(
+                state="cleared", event_time=datetime.now(UTC), **common
+            )
+            await link.publish(topic, encode_alarm(cleared), qos=1)
+            await asyncio.sleep(interval_s)
+    return deliveries, all_reached, missed
+
+
+async def _seen_by(streams: list[_Stream], alarm_id: str, sent: float) -> list[float]:
+    """Wait until every stream saw ``alarm_id`` (at most ``SEE_TIMEOUT_S``); their delays."""
+    deadline = sent + SEE_TIMEOUT_S
+    while time.perf_counter() < deadline:
+        if all(alarm_id in c.seen for c in streams):
+            break
+        await asyncio.sleep(0.002)
+    return [c.seen[alarm_id] - sent for c in streams if alarm_id in c.seen]
 
 
 def run_round(*, clients: int, alarms: int, interval_s: float) -> dict[str, Any]:

@@ -164,106 +164,22 @@ return msg;
 """
 
 
+_FLOW = Path(__file__).with_name("nodered_flow.json")
+"""The flow as data: ``$NAME`` strings are filled in by :func:`flow`."""
+
+
 def flow(*, mqtt_port: int, influx_port: int, database: str, topic: str) -> list[dict[str, Any]]:
     """Return the flow (Node-RED's flow file JSON): mqtt in -> json -> function -> influxdb."""
-    tab = "sg-bench-tab"
-    return [
-        {"id": tab, "type": "tab", "label": "SensorGate bench", "disabled": False, "info": ""},
-        {
-            "id": "sg-broker",
-            "type": "mqtt-broker",
-            "name": "mosquitto",
-            "broker": "127.0.0.1",
-            "port": str(mqtt_port),
-            "clientid": "sg-bench-nodered",
-            "autoConnect": True,
-            "usetls": False,
-            "protocolVersion": "4",
-            "keepalive": "60",
-            "cleansession": True,
-            "autoUnsubscribe": True,
-            "birthTopic": "",
-            "closeTopic": "",
-            "willTopic": "",
-        },
-        {
-            "id": "sg-mqtt-in",
-            "type": "mqtt in",
-            "z": tab,
-            "name": "telemetry",
-            "topic": topic,
-            "qos": "1",
-            "datatype": "utf8",
-            "broker": "sg-broker",
-            "nl": False,
-            "rap": True,
-            "rh": 0,
-            "inputs": 0,
-            "x": 120,
-            "y": 80,
-            "wires": [["sg-json"]],
-        },
-        {
-            "id": "sg-json",
-            "type": "json",
-            "z": tab,
-            "name": "",
-            "property": "payload",
-            "action": "obj",
-            "pretty": False,
-            "x": 290,
-            "y": 80,
-            "wires": [["sg-to-points"]],
-        },
-        {
-            "id": "sg-to-points",
-            "type": "function",
-            "z": tab,
-            "name": "readings to points",
-            "func": _TO_POINTS,
-            "outputs": 1,
-            "timeout": 0,
-            "noerr": 0,
-            "initialize": "",
-            "finalize": "",
-            "libs": [],
-            "x": 460,
-            "y": 80,
-            "wires": [["sg-influx-batch"]],
-        },
-        {
-            "id": "sg-influxdb",
-            "type": "influxdb",
-            "hostname": "127.0.0.1",
-            "port": str(influx_port),
-            "protocol": "http",
-            "database": database,
-            "name": "influxd",
-            "usetls": False,
-            "tls": "",
-            "influxdbVersion": "1.x",
-            "url": f"http://127.0.0.1:{influx_port}",
-            "timeout": "10",
-            "rejectUnauthorized": False,
-        },
-        {
-            "id": "sg-influx-batch",
-            "type": "influxdb batch",
-            "z": tab,
-            "influxdb": "sg-influxdb",
-            "precision": "ms",
-            "retentionPolicy": "",
-            "name": "readings",
-            "database": "",
-            "precisionV18FluxV20": "ms",
-            "retentionPolicyV18Flux": "",
-            "org": "",
-            "bucket": "",
-            "x": 660,
-            "y": 80,
-            "wires": [],
-        },
-    ]
+    values = {
+        "$MQTT_PORT": str(mqtt_port),
+        "$INFLUX_PORT": str(influx_port),
+        "$INFLUX_URL": f"http://127.0.0.1:{influx_port}",
+        "$DATABASE": database,
+        "$TOPIC": topic,
+        "$TO_POINTS": _TO_POINTS,
+    }
+    nodes: list[dict[str, Any]] = json.loads(_FLOW.read_text(encoding="utf-8"))
+    return [{k: values.get(v, v) if isinstance(v, str) else v for k, v in n.items()} for n in nodes]
 
 
 def settings_js(*, ui_port: int, user_dir: Path, flow_file: str = "flows.json") -> str:

@@ -28,12 +28,17 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dataflows.columns import AggregateColumns, PointColumns, ReadingColumns, SeriesNames
 from gateway.influx.encoder import LineProtocolEncoder
+
+if TYPE_CHECKING:
+    from contract import TelemetryEvent
+    from gateway.influx.writer import V1Writer
+    from gateway.settings import InfluxSettings
 
 __all__ = ["main"]
 
@@ -97,31 +102,64 @@ def _best(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
     return wall, cpu
 
 
+def _per(times: tuple[float, float], n: int) -> dict[str, float]:
+    """Return wall and CPU microseconds per item of ``times`` (seconds over ``n`` items)."""
+    wall, cpu = times
+    return {"wall": wall / n * 1e6, "cpu": cpu / n * 1e6}
+
+
 def bench_encode(readings: int, series: int, repeat: int) -> dict[str, Any]:
     """Time the encoders on the same data; return µs per reading (and per aggregate)."""
-    from contract import Reading, TelemetryEvent
-    from dataflows.windows import Aggregate
-    from gateway.influx.lineprotocol import aggregate_line, escape_tag, reading_lines
-
     names = _names(series)
     cols = _readings(names, readings)
+    out: dict[str, Any] = {"readings": len(cols), "series": len(names)}
+    encoder = LineProtocolEncoder()
+    out.update(_bench_readings(names, cols, encoder, repeat))
+    out.update(_bench_aggregates(names, encoder, repeat))
+    return out
+
+
+def _bench_readings(
+    names: SeriesNames, cols: ReadingColumns, encoder: LineProtocolEncoder, repeat: int
+) -> dict[str, Any]:
+    from gateway.influx.lineprotocol import escape_tag, reading_lines
+
     points = PointColumns(names, readings=cols)
     n = len(cols)
-    out: dict[str, Any] = {"readings": n, "series": len(names)}
-
-    encoder = LineProtocolEncoder()
+    out: dict[str, Any] = {}
     cold_wall, _ = _best(lambda: LineProtocolEncoder().encode(points), 1)
     out["encoder_cold_ms"] = round(cold_wall * 1e3, 1)  # escapes all 50,000 series first
     encoder.encode(points)
-    wall, cpu = _best(lambda: encoder.encode(points), repeat)
-    out["encoder_us"] = {"wall": wall / n * 1e6, "cpu": cpu / n * 1e6}
+    out["encoder_us"] = _per(_best(lambda: encoder.encode(points), repeat), n)
     out["body_bytes_per_reading"] = len(encoder.encode(points)) / n
-
     # The old path: a TelemetryEvent per message, one f-string per reading (tag part cached).
+    events = _events(names, cols)
+    out["reading_lines_us"] = _per(_best(lambda: [reading_lines(e) for e in events], repeat), n)
+    heads = [
+        f"readings,device={escape_tag(names.device[i])},metric={escape_tag(names.metric[i])}"
+        f",sensor={escape_tag(names.sensor[i])},site={escape_tag(names.site[i])}"
+        for i in range(len(names))
+    ]
+    series_idx, values, times = cols.series.tolist(), cols.value.tolist(), cols.t_us.tolist()
+
+    def fstring_loop() -> bytes:
+        lines = [
+            f"{heads[s]} value={v!r} {t}" for s, v, t in zip(series_idx, values, times, strict=True)
+        ]
+        return ("\n".join(lines) + "\n").encode()
+
+    out["fstring_columns_us"] = _per(_best(fstring_loop, repeat), n)
+    return out
+
+
+def _events(names: SeriesNames, cols: ReadingColumns) -> list[TelemetryEvent]:
+    """Return the readings as telemetry events, one per message of 50."""
+    from contract import Reading, TelemetryEvent
+
     events = []
     base = datetime(2026, 1, 1, tzinfo=UTC)
     series_idx, values, seqs = cols.series.tolist(), cols.value.tolist(), cols.seq.tolist()
-    for m in range(0, n, _READINGS_PER_MESSAGE):
+    for m in range(0, len(cols), _READINGS_PER_MESSAGE):
         first = series_idx[m]
         when = base + timedelta(microseconds=int(cols.t_us[m] - _T0_US))
         events.append(
@@ -137,36 +175,24 @@ def bench_encode(readings: int, series: int, repeat: int) -> dict[str, Any]:
                 ],
             )
         )
-    wall, cpu = _best(lambda: [reading_lines(e) for e in events], repeat)
-    out["reading_lines_us"] = {"wall": wall / n * 1e6, "cpu": cpu / n * 1e6}
+    return events
 
-    heads = [
-        f"readings,device={escape_tag(names.device[i])},metric={escape_tag(names.metric[i])}"
-        f",sensor={escape_tag(names.sensor[i])},site={escape_tag(names.site[i])}"
-        for i in range(len(names))
-    ]
-    times = cols.t_us.tolist()
 
-    def fstring_loop() -> bytes:
-        lines = [
-            f"{heads[s]} value={v!r} {t}" for s, v, t in zip(series_idx, values, times, strict=True)
-        ]
-        return ("\n".join(lines) + "\n").encode()
-
-    wall, cpu = _best(fstring_loop, repeat)
-    out["fstring_columns_us"] = {"wall": wall / n * 1e6, "cpu": cpu / n * 1e6}
+def _bench_aggregates(
+    names: SeriesNames, encoder: LineProtocolEncoder, repeat: int
+) -> dict[str, Any]:
+    from dataflows.windows import Aggregate
+    from gateway.influx.lineprotocol import aggregate_line
 
     aggs = _aggregates(names)
     agg_points = PointColumns(names, aggregates=aggs)
     na = len(aggs)
+    out: dict[str, Any] = {"aggregates": na}
     encoder.encode(agg_points)
-    wall, cpu = _best(lambda: encoder.encode(agg_points), repeat)
-    out["aggregates"] = na
-    out["encoder_aggregate_us"] = {"wall": wall / na * 1e6, "cpu": cpu / na * 1e6}
+    out["encoder_aggregate_us"] = _per(_best(lambda: encoder.encode(agg_points), repeat), na)
     lean = LineProtocolEncoder(aggregate_fields=("count", "mean", "min", "max"))
     lean.encode(agg_points)
-    wall, cpu = _best(lambda: lean.encode(agg_points), repeat)
-    out["encoder_aggregate_lean_us"] = {"wall": wall / na * 1e6, "cpu": cpu / na * 1e6}
+    out["encoder_aggregate_lean_us"] = _per(_best(lambda: lean.encode(agg_points), repeat), na)
     objects = [
         Aggregate(
             site=names.site[i],
@@ -186,8 +212,7 @@ def bench_encode(readings: int, series: int, repeat: int) -> dict[str, Any]:
         )
         for i in range(na)
     ]
-    wall, cpu = _best(lambda: [aggregate_line(a) for a in objects], repeat)
-    out["aggregate_line_us"] = {"wall": wall / na * 1e6, "cpu": cpu / na * 1e6}
+    out["aggregate_line_us"] = _per(_best(lambda: [aggregate_line(a) for a in objects], repeat), na)
     return out
 
 
@@ -196,7 +221,6 @@ def _write_run(
 ) -> dict[str, Any]:
     import psutil
 
-    from gateway.influx.pipeline import PipelinedWriter
     from gateway.influx.writer import V1Writer
     from gateway.localstack.services import start_influxd
     from gateway.settings import InfluxSettings
@@ -213,31 +237,13 @@ def _write_run(
         inner = V1Writer(settings)
         inner.ensure_database()
         names = _names(50_000)
-        batches = [_readings(names, batch, seed=i) for i in range(math.ceil(points / batch))]
-        # Distinct timestamps per batch, so that no point overwrites another.
-        batches = [
-            ReadingColumns(b.series, b.t_us + i * 10**9, b.value, b.seq)
-            for i, b in enumerate(batches)
-        ]
+        batches = _batches(names, points, batch)
         encoder = LineProtocolEncoder()
         encoder.encode(PointColumns(names, readings=batches[0]))  # escape the series once
         influxd = psutil.Process(proc.pid)
         influx_cpu0 = sum(influxd.cpu_times()[:2])
         c0, w0 = time.process_time(), time.perf_counter()
-        if mode == "sync":
-            # The former sink: encode, then one request at a time, each waited for.
-            for cols in batches:
-                encoded = encoder.encode_points(PointColumns(names, readings=cols))
-                inner.write_body(encoded.body, encoded.lines, precision="u")
-        else:
-            writer = PipelinedWriter(inner, None, settings=settings, precision="u")
-            for i, cols in enumerate(batches, start=1):
-                encoded = encoder.encode_points(PointColumns(names, readings=cols))
-                writer.submit(encoded.body, encoded.lines)
-                if i % per_epoch == 0:
-                    writer.flush()
-            writer.flush()
-            writer.close()
+        _write(mode, inner, settings, encoder, names, batches, per_epoch)
         wall = time.perf_counter() - w0
         own_cpu = time.process_time() - c0
         influx_cpu = sum(influxd.cpu_times()[:2]) - influx_cpu0
@@ -254,6 +260,43 @@ def _write_run(
         }
     finally:
         proc.stop()
+
+
+def _batches(names: SeriesNames, points: int, batch: int) -> list[ReadingColumns]:
+    """Return ``points`` readings in batches, each with its own timestamps."""
+    batches = [_readings(names, batch, seed=i) for i in range(math.ceil(points / batch))]
+    # Distinct timestamps per batch, so that no point overwrites another.
+    return [
+        ReadingColumns(b.series, b.t_us + i * 10**9, b.value, b.seq) for i, b in enumerate(batches)
+    ]
+
+
+def _write(
+    mode: str,
+    inner: V1Writer,
+    settings: InfluxSettings,
+    encoder: LineProtocolEncoder,
+    names: SeriesNames,
+    batches: list[ReadingColumns],
+    per_epoch: int,
+) -> None:
+    """Encode and write every batch: ``sync`` (one request at a time) or pipelined."""
+    from gateway.influx.pipeline import PipelinedWriter
+
+    if mode == "sync":
+        # The former sink: encode, then one request at a time, each waited for.
+        for cols in batches:
+            encoded = encoder.encode_points(PointColumns(names, readings=cols))
+            inner.write_body(encoded.body, encoded.lines, precision="u")
+        return
+    writer = PipelinedWriter(inner, None, settings=settings, precision="u")
+    for i, cols in enumerate(batches, start=1):
+        encoded = encoder.encode_points(PointColumns(names, readings=cols))
+        writer.submit(encoded.body, encoded.lines)
+        if i % per_epoch == 0:
+            writer.flush()
+    writer.flush()
+    writer.close()
 
 
 def _row(label: str, figures: dict[str, float]) -> str:
@@ -275,7 +318,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     report: dict[str, Any] = {"encode": bench_encode(args.readings, args.series, args.repeat)}
-    enc = report["encode"]
+    _print_encode(report["encode"])
+    if not args.no_write:
+        report["write"] = _write_runs(args)
+    if args.out is not None:
+        args.out.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def _print_encode(enc: dict[str, Any]) -> None:
     print(
         f"line protocol, {enc['readings']:,} readings over {enc['series']:,} series (per reading)"
     )
@@ -291,37 +342,31 @@ def main(argv: list[str] | None = None) -> int:
     print(_row("LineProtocolEncoder, count/mean/min/max", enc["encoder_aggregate_lean_us"]))
     print(_row("aggregate_line(agg), per-aggregate f-string (old)", enc["aggregate_line_us"]))
 
-    if not args.no_write:
-        runs = []
-        with tempfile.TemporaryDirectory(prefix="sg-bench-encode-") as tmp:
-            modes = [("sync", None), ("pipelined", None), ("pipelined", True)] * args.rounds
-            for i, (mode, gzip) in enumerate(modes):
-                runs.append(
-                    _write_run(
-                        mode,
-                        args.write_points,
-                        args.batch,
-                        args.per_epoch,
-                        Path(tmp) / str(i),
-                        gzip,
-                    )
+
+def _write_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Run the write modes, alternated over ``--rounds``; print and return their figures."""
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="sg-bench-encode-") as tmp:
+        modes = [("sync", None), ("pipelined", None), ("pipelined", True)] * args.rounds
+        for i, (mode, gzip) in enumerate(modes):
+            runs.append(
+                _write_run(
+                    mode, args.write_points, args.batch, args.per_epoch, Path(tmp) / str(i), gzip
                 )
-        report["write"] = runs
-        print(
-            f"encode + write {args.write_points:,} readings into a fresh influxd per run"
-            f" ({args.batch:,} per batch, flush every {args.per_epoch} batches)"
-        )
-        for run in runs:
-            print(
-                f"  {run['mode']:<10} gzip={'on ' if run['gzip'] else 'off'}"
-                f" {run['points_per_s']:>10,.0f} points/s"
-                f"  own CPU {run['own_cpu_us_per_point']:5.2f} µs/point"
-                f"  influxd CPU {run['influxd_cpu_s']:5.1f} s"
-                f" ({run['influxd_cpu_us_per_point']:.2f} µs/point)"
             )
-    if args.out is not None:
-        args.out.write_text(json.dumps(report, indent=2))
-    return 0
+    print(
+        f"encode + write {args.write_points:,} readings into a fresh influxd per run"
+        f" ({args.batch:,} per batch, flush every {args.per_epoch} batches)"
+    )
+    for run in runs:
+        print(
+            f"  {run['mode']:<10} gzip={'on ' if run['gzip'] else 'off'}"
+            f" {run['points_per_s']:>10,.0f} points/s"
+            f"  own CPU {run['own_cpu_us_per_point']:5.2f} µs/point"
+            f"  influxd CPU {run['influxd_cpu_s']:5.1f} s"
+            f" ({run['influxd_cpu_us_per_point']:.2f} µs/point)"
+        )
+    return runs
 
 
 if __name__ == "__main__":

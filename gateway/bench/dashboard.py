@@ -21,7 +21,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -33,7 +33,10 @@ from gateway.influx.lineprotocol import escape_tag, field_string, to_ns
 from gateway.influx.rejections import measurement_of
 from gateway.influx.setup import setup_influx
 from gateway.localstack.services import LocalServices
-from gateway.settings import InfluxSettings, load_settings
+from gateway.settings import GatewaySettings, InfluxSettings, load_settings
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -138,74 +141,84 @@ def run(devices: int, alarms: int, updates: int, out: Path | None) -> dict[str, 
             # The page's CSP forbids eval; the measuring predicates below are strings that
             # Playwright evaluates, so this page (a probe, not a user's) bypasses it.
             page = browser.new_page(viewport={"width": 1360, "height": 900}, bypass_csp=True)
-            loads = []
-            for _ in range(3):
-                t = time.perf_counter()
-                page.goto(dash.url_with_token)
-                page.wait_for_function(
-                    f"document.querySelectorAll('[data-testid=device]').length >= {devices}"
-                    f" && document.querySelectorAll('[data-testid=alarm]').length >= {alarms}",
-                    timeout=60_000,
-                )
-                wall = (time.perf_counter() - t) * 1000
-                nav = page.evaluate(
-                    "(() => { const n = performance.getEntriesByType('navigation')[0];"
-                    " return {dcl: n.domContentLoadedEventEnd, load: n.loadEventEnd}; })()"
-                )
-                first = page.evaluate("window.sgStats.firstRender")
-                loads.append({"dom_content_loaded_ms": round(nav["dcl"], 1),
-                              "load_ms": round(nav["load"], 1),
-                              "first_full_render_ms": round(first, 1),
-                              "wall_until_all_rows_ms": round(wall, 1)})  # fmt: skip
-            figures["page_loads"] = loads
-            page.evaluate(
-                "window.sgSeen = {}; new MutationObserver(() => {"
-                " for (const r of document.querySelectorAll('[data-testid=alarm]')) {"
-                "  const id = r.dataset.alarmId; if (!(id in window.sgSeen))"
-                "   window.sgSeen[id] = Date.now(); } })"
-                ".observe(document.getElementById('app'), {childList: true, subtree: true});"
-            )
-            # The fleet keeps reporting meanwhile: every device a new reading every 2 s.
-            stop = threading.Event()
-            feeder = threading.Thread(
-                target=_feed, args=(settings.influx, devices, stop), daemon=True
-            )
-            feeder.start()
-            latencies = []
-            for i in range(updates):
-                alarm_id = f"live-{i}"
-                now = datetime.now(UTC)
-                event = AlarmRaisedEvent.create(
-                    alarm_id=alarm_id, site="site-1", device=f"dev-{i:04d}", sensor="env",
-                    metric="temperature", rule="live", severity="critical", state="active",
-                    value=99.0, threshold=40.0, message="live", event_time=now, raised_at=now,
-                )  # fmt: skip
-                sent = time.time() * 1000
-                link.publish(settings.topics.alarms("site-1", f"dev-{i:04d}"), encode_alarm(event))
-                page.wait_for_function(f"'{alarm_id}' in window.sgSeen", timeout=10_000)
-                latencies.append(page.evaluate(f"window.sgSeen['{alarm_id}']") - sent)
-            time.sleep(6)  # let a few fleet updates arrive, then read the page's figures
-            stop.set()
-            feeder.join(10)
-            stats = page.evaluate("window.sgStats.updates")
-            renders = {
-                kind: [u["parse_render_ms"] for u in stats if u["kind"] == kind]
-                for kind in ("alarms", "fleet")
-            }
-            figures["alarm_event_to_row_ms"] = {
-                "n": len(latencies), "p50": _pct(latencies, 0.5), "p95": _pct(latencies, 0.95),
-                "max": round(max(latencies), 1),
-            }  # fmt: skip
-            figures["sse_update_parse_render_ms"] = {
-                kind: {"n": len(v), "p50": _pct(v, 0.5), "max": round(max(v), 1)}
-                for kind, v in renders.items()
-                if v
-            }
+            figures["page_loads"] = [_page_load(page, dash.url_with_token, devices, alarms)
+                                     for _ in range(3)]  # fmt: skip
+            figures.update(_live_updates(page, link, settings, devices, updates))
             browser.close()
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(figures, indent=2) + "\n")
     return figures
+
+
+def _page_load(page: Page, url: str, devices: int, alarms: int) -> dict[str, float]:
+    """Load the page until every device and alarm row is in it; return its timings."""
+    t = time.perf_counter()
+    page.goto(url)
+    page.wait_for_function(
+        f"document.querySelectorAll('[data-testid=device]').length >= {devices}"
+        f" && document.querySelectorAll('[data-testid=alarm]').length >= {alarms}",
+        timeout=60_000,
+    )
+    wall = (time.perf_counter() - t) * 1000
+    nav = page.evaluate(
+        "(() => { const n = performance.getEntriesByType('navigation')[0];"
+        " return {dcl: n.domContentLoadedEventEnd, load: n.loadEventEnd}; })()"
+    )
+    first = page.evaluate("window.sgStats.firstRender")
+    return {"dom_content_loaded_ms": round(nav["dcl"], 1),
+            "load_ms": round(nav["load"], 1),
+            "first_full_render_ms": round(first, 1),
+            "wall_until_all_rows_ms": round(wall, 1)}  # fmt: skip
+
+
+def _live_updates(
+    page: Page, link: MqttLink, settings: GatewaySettings, devices: int, updates: int
+) -> dict[str, Any]:
+    """Time ``updates`` alarm events from MQTT to their row, the fleet reporting meanwhile."""
+    page.evaluate(
+        "window.sgSeen = {}; new MutationObserver(() => {"
+        " for (const r of document.querySelectorAll('[data-testid=alarm]')) {"
+        "  const id = r.dataset.alarmId; if (!(id in window.sgSeen))"
+        "   window.sgSeen[id] = Date.now(); } })"
+        ".observe(document.getElementById('app'), {childList: true, subtree: true});"
+    )
+    # The fleet keeps reporting meanwhile: every device a new reading every 2 s.
+    stop = threading.Event()
+    feeder = threading.Thread(target=_feed, args=(settings.influx, devices, stop), daemon=True)
+    feeder.start()
+    latencies = []
+    for i in range(updates):
+        alarm_id = f"live-{i}"
+        now = datetime.now(UTC)
+        event = AlarmRaisedEvent.create(
+            alarm_id=alarm_id, site="site-1", device=f"dev-{i:04d}", sensor="env",
+            metric="temperature", rule="live", severity="critical", state="active",
+            value=99.0, threshold=40.0, message="live", event_time=now, raised_at=now,
+        )  # fmt: skip
+        sent = time.time() * 1000
+        link.publish(settings.topics.alarms("site-1", f"dev-{i:04d}"), encode_alarm(event))
+        page.wait_for_function(f"'{alarm_id}' in window.sgSeen", timeout=10_000)
+        latencies.append(page.evaluate(f"window.sgSeen['{alarm_id}']") - sent)
+    time.sleep(6)  # let a few fleet updates arrive, then read the page's figures
+    stop.set()
+    feeder.join(10)
+    stats = page.evaluate("window.sgStats.updates")
+    renders = {
+        kind: [u["parse_render_ms"] for u in stats if u["kind"] == kind]
+        for kind in ("alarms", "fleet")
+    }
+    return {
+        "alarm_event_to_row_ms": {
+            "n": len(latencies), "p50": _pct(latencies, 0.5), "p95": _pct(latencies, 0.95),
+            "max": round(max(latencies), 1),
+        },
+        "sse_update_parse_render_ms": {
+            kind: {"n": len(v), "p50": _pct(v, 0.5), "max": round(max(v), 1)}
+            for kind, v in renders.items()
+            if v
+        },
+    }  # fmt: skip
 
 
 def main() -> None:

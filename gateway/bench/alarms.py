@@ -30,6 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gateway.bench.cli_options import add_json, add_out
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -80,8 +82,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--devices", type=int, default=100, help="background devices (100)")
     p.add_argument("--metrics", type=int, default=10, help="metrics per device (10)")
-    p.add_argument("--out", default="reports/bench-alarms.json", help="JSON report path")
-    p.add_argument("--json", action="store_true", help="print the JSON report")
+    add_out(p, "reports/bench-alarms.json")
+    add_json(p)
     p.set_defaults(func=_cmd)
 
 
@@ -211,6 +213,17 @@ def run_bench_alarms(
     # Its exit status once stopped with SIGINT (130: interrupted as asked).
     background["loadgen_exit_code"] = loadgen.returncode
     background["loadgen_stderr_tail"] = err.strip().splitlines()[-3:]
+    return _report(background, crossings, (latencies, clears, missed), stop)
+
+
+def _report(
+    background: dict[str, Any],
+    crossings: int,
+    measured: tuple[list[float], list[float], int],
+    stop: dict[str, Any],
+) -> dict[str, Any]:
+    """Return the JSON report: latencies (raise and clear), misses, background, stop."""
+    latencies, clears, missed = measured
     lat = _quantiles(latencies)
     return {
         "started_at": datetime.now(UTC).isoformat(),

@@ -27,7 +27,7 @@ from typing import Any
 
 from contract.errors import BrokerError, SensorGateError
 from edge.mqtt import MqttSettings
-from gateway.bench.dialects import BENCH_DIALECTS, render_dialect_burst
+from gateway.bench.dialects import BENCH_DIALECTS, DialectBurst, render_dialect_burst
 from gateway.bench.workload import Workload
 from simulators.links import LinkPool
 from simulators.loadgen import in_flight_window
@@ -158,20 +158,7 @@ def _emit(event: str, **fields: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Render, connect, wait for a line on stdin, publish, report."""
-    parser = argparse.ArgumentParser(
-        prog="python -m gateway.bench.publisher", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--devices", type=int, default=1_000)
-    parser.add_argument("--readings-per-message", type=int, default=50)
-    parser.add_argument("--total", type=int, default=1_000_000)
-    parser.add_argument("--sensors-per-device", type=int, default=50)
-    parser.add_argument("--qos", type=int, default=1, choices=[0, 1])
-    parser.add_argument("--prefix", default="sg/v1")
-    parser.add_argument("--dialect", choices=BENCH_DIALECTS, default="native")
-    parser.add_argument("--ack-timeout", type=float, default=300.0)
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     workload = Workload(
         devices=args.devices,
         readings_per_message=args.readings_per_message,
@@ -206,29 +193,50 @@ def main(argv: list[str] | None = None) -> int:
         )
         if not sys.stdin.readline():  # the benchmark went away
             return 1
-        qos = workload.qos
-        first = time.monotonic()
-        for topic, payload, retain in zip(burst.topics, burst.payloads, burst.retain, strict=True):
-            pool.publish(topic, payload, qos=qos, retain=retain)
-        published = time.monotonic()
-        acked = pool.wait_acknowledged(args.ack_timeout)
-        done = time.monotonic()
-        _emit(
-            "done",
-            first_publish=first,
-            published_s=round(published - first, 4),
-            acknowledged_s=round(done - first, 4),
-            messages=pool.published,
-            acknowledged=pool.acknowledged,
-            all_acknowledged=acked,
-            stalls=pool.stalls,
-        )
-        return 0 if acked else 1
+        return _publish(pool, burst, workload.qos, args.ack_timeout)
     except SensorGateError as exc:
         _emit("error", error=str(exc))
         return 1
     finally:
         pool.stop()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway.bench.publisher", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--devices", type=int, default=1_000)
+    parser.add_argument("--readings-per-message", type=int, default=50)
+    parser.add_argument("--total", type=int, default=1_000_000)
+    parser.add_argument("--sensors-per-device", type=int, default=50)
+    parser.add_argument("--qos", type=int, default=1, choices=[0, 1])
+    parser.add_argument("--prefix", default="sg/v1")
+    parser.add_argument("--dialect", choices=BENCH_DIALECTS, default="native")
+    parser.add_argument("--ack-timeout", type=float, default=300.0)
+    return parser
+
+
+def _publish(pool: LinkPool, burst: DialectBurst, qos: int, ack_timeout_s: float) -> int:
+    """Publish the whole burst, wait for its acknowledgements, report; 0 if all came."""
+    first = time.monotonic()
+    for topic, payload, retain in zip(burst.topics, burst.payloads, burst.retain, strict=True):
+        pool.publish(topic, payload, qos=qos, retain=retain)
+    published = time.monotonic()
+    acked = pool.wait_acknowledged(ack_timeout_s)
+    done = time.monotonic()
+    _emit(
+        "done",
+        first_publish=first,
+        published_s=round(published - first, 4),
+        acknowledged_s=round(done - first, 4),
+        messages=pool.published,
+        acknowledged=pool.acknowledged,
+        all_acknowledged=acked,
+        stalls=pool.stalls,
+    )
+    return 0 if acked else 1
 
 
 if __name__ == "__main__":

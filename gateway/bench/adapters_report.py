@@ -16,19 +16,10 @@ from rich.console import Console
 from rich.table import Table
 
 from gateway.bench import render
-from gateway.bench.adapters_results import AdaptersReport, DialectSummary
-from gateway.bench.render import fmt, save_figure, spread_text, subplots, whisker_bars
+from gateway.bench.adapters_results import AdaptersReport
+from gateway.bench.render import fmt, save_figure, spread_text, stored_text, subplots, whisker_bars
 
 __all__ = ["build_table", "chart", "exit_code", "problems", "run_and_report"]
-
-
-def _stored(s: DialectSummary) -> str:
-    if s.stored is None:
-        return f"? / {s.expected:,}"
-    text = f"{s.stored:,} / {s.expected:,}"
-    if s.lost:
-        text += f"  LOST {s.lost:,}"
-    return text
 
 
 def build_table(report: AdaptersReport) -> Table:
@@ -60,7 +51,7 @@ def build_table(report: AdaptersReport) -> Table:
             s.dialect,
             fmt(s.readings_per_message),
             fmt(s.messages),
-            _stored(s),
+            stored_text(s.stored, s.expected),
             spread_text(s.rate),
             spread_text(s.gateway_cpu_s_per_m, 1),
             spread_text(s.per_core),

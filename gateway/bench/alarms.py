@@ -267,15 +267,18 @@ def _start_loadgen(
     ep: ServiceEndpoints, prefix: str, background: dict[str, Any], duration: float
 ) -> subprocess.Popen[str]:
     from gateway.bench.peers import child_env
+    from gateway.bench.storage import loadgen_argv
 
-    argv = [
-        sys.executable, "-m", "gateway.cli", "loadgen",
-        "--host", ep.mqtt_host, "--port", str(ep.mqtt_port), "--prefix", prefix,
-        "--rate", str(background["target_readings_per_s"]),
-        "--readings-per-message", str(background["readings_per_message"]),
-        "--devices", str(background["devices"]), "--metrics", str(background["metrics"]),
-        "--duration", str(duration), "--qos", "1", "--progress-every", "0",
-    ]  # fmt: skip
+    argv = loadgen_argv(
+        host=ep.mqtt_host,
+        port=ep.mqtt_port,
+        prefix=prefix,
+        devices=background["devices"],
+        readings_per_message=background["readings_per_message"],
+        metrics=background["metrics"],
+        rate=background["target_readings_per_s"],
+        duration_s=duration,
+    )
     return subprocess.Popen(
         argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=child_env()
     )

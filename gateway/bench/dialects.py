@@ -110,17 +110,6 @@ gen2_prefixes = ["+"]
 device_from = "topic"
 site = "{site}"
 """,
-    # The same adapter as for Gen2 (deploy/adapters/shelly.toml reads both generations).
-    "shelly1": """
-[[adapter]]
-name = "shelly"
-kind = "shelly"
-topic = "shellies"
-gen1 = true
-gen2_prefixes = ["+"]
-device_from = "topic"
-site = "{site}"
-""",
     "homeassistant": """
 [[adapter]]
 name = "ha"
@@ -151,6 +140,8 @@ site_tag = "site"
 site = "{site}"
 """,
 }
+# Shelly Gen1 takes the same adapter as Gen2 (deploy/adapters/shelly.toml reads both).
+_ADAPTERS["shelly1"] = _ADAPTERS["shelly"]
 
 
 def _check(dialect: str) -> None:

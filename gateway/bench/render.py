@@ -21,7 +21,15 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["fmt", "run_and_report", "save_figure", "spread_text", "subplots", "whisker_bars"]
+__all__ = [
+    "fmt",
+    "run_and_report",
+    "save_figure",
+    "spread_text",
+    "stored_text",
+    "subplots",
+    "whisker_bars",
+]
 
 R = TypeVar("R")
 
@@ -29,6 +37,17 @@ R = TypeVar("R")
 def fmt(value: float | None, digits: int = 0, unit: str = "") -> str:
     """Return ``value`` with thousands separators and ``digits`` decimals, or ``-``."""
     return "-" if value is None else f"{value:,.{digits}f}{unit}"
+
+
+def stored_text(stored: int | None, expected: int, *, share: bool = False) -> str:
+    """Return ``stored / expected``, with ``LOST n`` (and its share) when some are missing."""
+    if stored is None:
+        return f"? / {expected:,}"
+    text = f"{stored:,} / {expected:,}"
+    lost = expected - stored
+    if lost:
+        text += f"  LOST {lost:,}" + (f" ({lost / expected:.2%})" if share else "")
+    return text
 
 
 def spread_text(value: Spread, digits: int = 0, unit: str = "") -> str:

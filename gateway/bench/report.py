@@ -17,22 +17,21 @@ from rich.console import Console
 from rich.table import Table
 
 from gateway.bench import render
-from gateway.bench.render import fmt, save_figure, spread_text, subplots, whisker_bars, whiskers
+from gateway.bench.render import (
+    fmt,
+    save_figure,
+    spread_text,
+    stored_text,
+    subplots,
+    whisker_bars,
+    whiskers,
+)
 from gateway.bench.results import BenchReport, PeerSummary, Spread
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 __all__ = ["build_table", "chart", "exit_code", "problems", "report_json", "run_and_report"]
-
-
-def _stored(s: PeerSummary) -> str:
-    if s.stored is None:
-        return f"? / {s.expected:,}"
-    text = f"{s.stored:,} / {s.expected:,}"
-    if s.lost:
-        text += f"  LOST {s.lost:,} ({s.lost / s.expected:.2%})"
-    return text
 
 
 def build_table(report: BenchReport) -> Table:
@@ -65,7 +64,7 @@ def build_table(report: BenchReport) -> Table:
         share = s.mqtt_client_cpu_share
         table.add_row(
             s.peer,
-            _stored(s),
+            stored_text(s.stored, s.expected, share=True),
             spread_text((s.rate_median, s.rate_min, s.rate_max)),
             _aggregates(s),
             spread_text(_peer_cpu(s), 1) + span,

@@ -39,6 +39,7 @@ __all__ = [
     "MQTT_CPU_METRIC",
     "REDELIVERED_METRIC",
     "latency_phase",
+    "loadgen_argv",
     "quantile",
     "scrape",
     "sustained_rate",
@@ -134,6 +135,28 @@ def mqtt_cpu_share(before: dict[str, Any], after: dict[str, Any], cpu_s: float) 
     return float(after[MQTT_CPU_METRIC] - before.get(MQTT_CPU_METRIC, 0.0)) / cpu_s
 
 
+def loadgen_argv(
+    *,
+    host: str,
+    port: int,
+    prefix: str,
+    devices: int,
+    readings_per_message: int,
+    metrics: int,
+    rate: float,
+    duration_s: float,
+) -> list[str]:
+    """Return the command of ``sensorgate loadgen`` at QoS 1, with no progress lines."""
+    return [
+        sys.executable, "-m", "gateway.cli", "loadgen",
+        "--host", host, "--port", str(port), "--prefix", prefix,
+        "--readings-per-message", str(readings_per_message),
+        "--devices", str(devices), "--metrics", str(metrics),
+        "--duration", str(duration_s), "--qos", "1",
+        "--rate", str(max(1, int(rate))), "--progress-every", "0",
+    ]  # fmt: skip
+
+
 def _loadgen(
     *,
     host: str,
@@ -145,33 +168,17 @@ def _loadgen(
     duration_s: float,
     env: dict[str, str],
 ) -> dict[str, Any]:
-    argv = [
-        sys.executable,
-        "-m",
-        "gateway.cli",
-        "loadgen",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--prefix",
-        prefix,
-        "--readings-per-message",
-        str(readings_per_message),
-        "--devices",
-        str(devices),
-        "--metrics",
-        "10",
-        "--duration",
-        str(duration_s),
-        "--qos",
-        "1",
-        "--rate",
-        str(max(1, int(rate))),
-        "--json",
-        "--progress-every",
-        "0",
-    ]
+    argv = loadgen_argv(
+        host=host,
+        port=port,
+        prefix=prefix,
+        devices=devices,
+        readings_per_message=readings_per_message,
+        metrics=10,
+        rate=rate,
+        duration_s=duration_s,
+    )
+    argv.append("--json")
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 120, env=env)
     if not done.stdout.strip():
         raise SensorGateError(f"the load generator failed ({done.returncode}):\n{done.stderr}")

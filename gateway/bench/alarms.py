@@ -96,9 +96,10 @@ def _cmd(args: argparse.Namespace) -> int:
         metrics=args.metrics,
         progress=lambda m: print(m, file=sys.stderr, flush=True),
     )
+    from gateway.bench.render import write_report
+
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    write_report(out, json.dumps(report, indent=2))
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -27,6 +27,7 @@ import httpx
 
 from contract.alarms import AlarmRaisedEvent, encode_alarm
 from edge.mqtt import MqttLink, MqttSettings
+from gateway.bench.render import write_report
 from gateway.dashboard.server import Dashboard
 from gateway.influx.layout import StorageLayout
 from gateway.influx.lineprotocol import escape_tag, field_string, to_ns
@@ -146,8 +147,7 @@ def run(devices: int, alarms: int, updates: int, out: Path | None) -> dict[str, 
             figures.update(_live_updates(page, link, settings, devices, updates))
             browser.close()
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(figures, indent=2) + "\n")
+        write_report(out, json.dumps(figures, indent=2))
     return figures
 
 

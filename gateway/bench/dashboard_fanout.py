@@ -34,7 +34,6 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -333,9 +332,9 @@ def main_from_args(args: argparse.Namespace) -> int:
     )
     report["target_met"] = met
     if args.out is not None:
-        out: Path = args.out
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        from gateway.bench.render import write_report
+
+        write_report(args.out, json.dumps(report, indent=2))
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -29,6 +29,7 @@ __all__ = [
     "stored_text",
     "subplots",
     "whisker_bars",
+    "write_report",
 ]
 
 R = TypeVar("R")
@@ -109,6 +110,13 @@ def save_figure(fig: Figure, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def write_report(path: Path | str, text: str) -> None:
+    """Write a report's text (and a final newline) to ``path``, making its folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n", encoding="utf-8")
+
+
 def run_and_report(
     run: Callable[[Callable[[str], None]], R],
     *,
@@ -130,8 +138,7 @@ def run_and_report(
         console.width = 170  # a log file or a pipe: do not squeeze the table
     report = run(lambda m: console.print(f"[dim]… {m}[/dim]", highlight=False))
     text = to_json(report)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(text + "\n")
+    write_report(out, text)
     if chart is not None and chart_path:
         chart(report, Path(chart_path))
     if as_json:

@@ -66,6 +66,7 @@ def register(sub: Any) -> None:
 
 def _cmd_bench_cluster(args: argparse.Namespace) -> int:
     from contract.errors import ConfigError
+    from gateway.bench.render import write_report
     from gateway.bench.scaling import ScalingOptions, run_scaling
     from gateway.bench.workload import SCENARIOS, with_overrides
 
@@ -101,8 +102,7 @@ def _cmd_bench_cluster(args: argparse.Namespace) -> int:
     report = run_scaling(options, progress)
     doc = report.as_dict()
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2) + "\n")
+    write_report(out, json.dumps(doc, indent=2))
     if args.json:
         print(json.dumps(doc, indent=2))
     else:

@@ -58,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _cmd_chaos(args: argparse.Namespace) -> int:
     from contract.errors import ExitCode
+    from gateway.bench.render import write_report
     from gateway.chaos.run import ChaosOptions, dumps, run_chaos
 
     def progress(line: str) -> None:
@@ -84,8 +85,7 @@ def _cmd_chaos(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.REFUSED
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(dumps(report) + "\n")
+        write_report(args.out, dumps(report))
     print(dumps(report) if args.json else format_table(report))
     return ExitCode.OK if report["ok"] else ExitCode.FAILED
 

@@ -39,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _cmd_fuzz(args: argparse.Namespace) -> int:
+    from gateway.bench.render import write_report
     from gateway.fuzz.run import FuzzOptions, run_fuzz
 
     def progress(line: str) -> None:
@@ -57,8 +58,7 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
     report = run_fuzz(options, command=command.strip(), progress=progress)
     doc = report.as_dict()
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(doc, indent=2) + "\n")
+        write_report(args.out, json.dumps(doc, indent=2))
     print(json.dumps(doc, indent=2) if args.json else format_table(doc))
     return 0 if report.ok else 1
 

@@ -4,18 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from gateway.bench.cli_options import (
-    add_chart,
-    add_json,
-    add_out,
-    add_rounds,
-    add_settle,
-    add_storage_only,
-    add_timeout,
-    choose,
-    command_line,
-    require_rounds,
-)
+from gateway.bench import cli_options as opts
 from gateway.bench.dialects import BENCH_DIALECTS
 
 __all__ = ["register"]
@@ -44,14 +33,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="LIST",
         help=f"comma-separated, in order (default {','.join(BENCH_DIALECTS)})",
     )
-    add_rounds(run, "the dialects")
-    add_storage_only(run, "gateway")
-    add_settle(run)
-    add_timeout(run)
+    opts.add_rounds(run, "the dialects")
+    opts.add_storage_only(run, "gateway")
+    opts.add_settle(run)
+    opts.add_timeout(run)
     out = p.add_argument_group("output")
-    add_out(out, "reports/bench-adapters.json")
-    add_chart(out, "reports/bench-adapters.png")
-    add_json(out)
+    opts.add_out(out, "reports/bench-adapters.json")
+    opts.add_chart(out, "reports/bench-adapters.png")
+    opts.add_json(out)
     p.set_defaults(func=_cmd)
 
 
@@ -80,8 +69,8 @@ def _cmd(args: argparse.Namespace) -> int:
     from gateway.bench.adapters_report import run_and_report
     from gateway.bench.workload import Workload
 
-    dialects = choose("dialects", [args.dialects], BENCH_DIALECTS)
-    require_rounds(args.rounds)
+    dialects = opts.choose("dialects", [args.dialects], BENCH_DIALECTS)
+    opts.require_rounds(args.rounds)
     rpm = args.readings_per_message
     workload = Workload(
         devices=args.devices,
@@ -95,7 +84,7 @@ def _cmd(args: argparse.Namespace) -> int:
         dialects=dialects,
         rounds=args.rounds,
         storage_only=args.storage_only,
-        command=command_line(),
+        command=opts.command_line(),
         settle_s=args.settle,
         timeout_s=args.timeout,
     )

@@ -9,7 +9,6 @@ native baseline in grey.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -120,21 +119,9 @@ def _show(report: AdaptersReport, console: Console) -> None:
         console.print(f"[bold red]{line}[/bold red]")
 
 
-def run_and_report(
-    run: Callable[[Callable[[str], None]], AdaptersReport],
-    *,
-    out: str,
-    chart_path: str | None,
-    as_json: bool,
-) -> int:
-    """Run the benchmark, print progress and a table (or JSON), write the JSON and chart."""
-    return render.run_and_report(
-        run,
-        out=out,
-        as_json=as_json,
-        to_json=lambda report: json.dumps(report.as_dict(), indent=2),
-        show=_show,
-        exit_code=exit_code,
-        chart=chart,
-        chart_path=chart_path,
-    )
+def _json(report: AdaptersReport) -> str:
+    return json.dumps(report.as_dict(), indent=2)
+
+
+run_and_report = render.Reporter(_json, _show, exit_code, chart).run_and_report
+"""Run the benchmark, print progress and a table (or JSON), write the JSON and chart."""

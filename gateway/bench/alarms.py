@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gateway.bench.cli_options import add_json, add_out
+from gateway.bench import cli_options as opts
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -82,8 +82,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--devices", type=int, default=100, help="background devices (100)")
     p.add_argument("--metrics", type=int, default=10, help="metrics per device (10)")
-    add_out(p, "reports/bench-alarms.json")
-    add_json(p)
+    opts.add_out(p, "reports/bench-alarms.json")
+    opts.add_json(p)
     p.set_defaults(func=_cmd)
 
 

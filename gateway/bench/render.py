@@ -2,16 +2,17 @@
 
 A figure and a spread as text (``median (min-max)``), bars at the median with whiskers
 from the lowest to the highest round, saving a chart, and the sequence each ``bench*``
-command ends with: run with progress on the console, write the JSON report (and the
-chart), print the table or the JSON, return the exit code.
+command ends with (:class:`Reporter`): run with progress on the console, write the JSON
+report (and the chart), print the table or the JSON, return the exit code.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from rich.console import Console
 
@@ -22,8 +23,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "Reporter",
     "fmt",
-    "run_and_report",
     "save_figure",
     "spread_text",
     "stored_text",
@@ -117,32 +118,39 @@ def write_report(path: Path | str, text: str) -> None:
     path.write_text(text + "\n", encoding="utf-8")
 
 
-def run_and_report(
-    run: Callable[[Callable[[str], None]], R],
-    *,
-    out: str,
-    as_json: bool,
-    to_json: Callable[[R], str],
-    show: Callable[[R, Console], None],
-    exit_code: Callable[[R], int],
-    chart: Callable[[R, Path], None] | None = None,
-    chart_path: str | None = None,
-) -> int:
-    """Run a benchmark, print progress and a table (or JSON), write the JSON and chart.
+@dataclass(frozen=True)
+class Reporter(Generic[R]):
+    """How one benchmark's report is written, shown and turned into an exit code."""
 
-    Progress and the table go to stdout, or to stderr with ``as_json`` so that stdout
-    holds the JSON alone.
-    """
-    console = Console(stderr=as_json)
-    if not console.is_terminal:
-        console.width = 170  # a log file or a pipe: do not squeeze the table
-    report = run(lambda m: console.print(f"[dim]… {m}[/dim]", highlight=False))
-    text = to_json(report)
-    write_report(out, text)
-    if chart is not None and chart_path:
-        chart(report, Path(chart_path))
-    if as_json:
-        sys.stdout.write(text + "\n")
-    show(report, console)
-    console.print(f"report: {out}" + (f", chart: {chart_path}" if chart_path else ""))
-    return exit_code(report)
+    to_json: Callable[[R], str]
+    show: Callable[[R, Console], None]
+    """Print the table and the lines that go with it."""
+    exit_code: Callable[[R], int]
+    chart: Callable[[R, Path], None] | None = None
+
+    def run_and_report(
+        self,
+        run: Callable[[Callable[[str], None]], R],
+        *,
+        out: str,
+        as_json: bool,
+        chart_path: str | None = None,
+    ) -> int:
+        """Run a benchmark, print progress and a table (or JSON), write the JSON and chart.
+
+        Progress and the table go to stdout, or to stderr with ``as_json`` so that stdout
+        holds the JSON alone.
+        """
+        console = Console(stderr=as_json)
+        if not console.is_terminal:
+            console.width = 170  # a log file or a pipe: do not squeeze the table
+        report = run(lambda m: console.print(f"[dim]… {m}[/dim]", highlight=False))
+        text = self.to_json(report)
+        write_report(out, text)
+        if self.chart is not None and chart_path:
+            self.chart(report, Path(chart_path))
+        if as_json:
+            sys.stdout.write(text + "\n")
+        self.show(report, console)
+        console.print(f"report: {out}" + (f", chart: {chart_path}" if chart_path else ""))
+        return self.exit_code(report)

@@ -8,7 +8,6 @@ at the median with whiskers from the lowest to the highest round.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -259,21 +258,5 @@ def _cpu_bars(ax: Axes, rows: list[PeerSummary]) -> None:
     ax.legend()
 
 
-def run_and_report(
-    run: Callable[[Callable[[str], None]], BenchReport],
-    *,
-    out: str,
-    chart_path: str | None,
-    as_json: bool,
-) -> int:
-    """Run the benchmark, print progress and a table (or JSON), write the JSON and chart."""
-    return render.run_and_report(
-        run,
-        out=out,
-        as_json=as_json,
-        to_json=report_json,
-        show=print_report,
-        exit_code=exit_code,
-        chart=chart,
-        chart_path=chart_path,
-    )
+run_and_report = render.Reporter(report_json, print_report, exit_code, chart).run_and_report
+"""Run the benchmark, print progress and a table (or JSON), write the JSON and chart."""

@@ -11,15 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway.bench.cli_options import (
-    add_json,
-    add_out,
-    add_rounds,
-    add_settle,
-    add_storage_only,
-    command_line,
-    require_rounds,
-)
+from gateway.bench import cli_options as opts
 
 __all__ = ["register"]
 
@@ -44,14 +36,14 @@ def register(sub: Any) -> None:
         help="comma-separated process counts (default 1,2,3)",
     )
     p.add_argument("-w", "--workers", type=int, default=1, help="workers per process (1)")
-    add_rounds(p, "the counts")
+    opts.add_rounds(p, "the counts")
     p.add_argument("--devices", type=int, default=1_000, metavar="N", help="devices (1,000)")
     p.add_argument(
         "--readings-per-message", type=int, default=50, metavar="N", help="1 ms apart (50)"
     )
     p.add_argument("--total", type=int, default=500_000, metavar="N", help="readings (500,000)")
-    add_storage_only(p)
-    add_settle(p)
+    opts.add_storage_only(p)
+    opts.add_settle(p)
     p.add_argument(
         "--idle",
         type=float,
@@ -59,8 +51,8 @@ def register(sub: Any) -> None:
         metavar="S",
         help="seconds of each process's idle CPU, before the burst (5; 0: skip)",
     )
-    add_out(p, "reports/bench-cluster.json")
-    add_json(p)
+    opts.add_out(p, "reports/bench-cluster.json")
+    opts.add_json(p)
     p.set_defaults(func=_cmd_bench_cluster)
 
 
@@ -78,7 +70,7 @@ def _cmd_bench_cluster(args: argparse.Namespace) -> int:
         ) from None
     if not counts or min(counts) < 1:
         raise ConfigError("processes", f"expected numbers >= 1; got {args.processes!r}")
-    require_rounds(args.rounds)
+    opts.require_rounds(args.rounds)
     workload = with_overrides(
         SCENARIOS["peer"].workload,
         devices=args.devices,
@@ -93,7 +85,7 @@ def _cmd_bench_cluster(args: argparse.Namespace) -> int:
         storage_only=args.storage_only,
         settle_s=args.settle,
         idle_s=args.idle,
-        command=command_line(),
+        command=opts.command_line(),
     )
 
     def progress(message: str) -> None:

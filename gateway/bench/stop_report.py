@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
 from rich.console import Console
 from rich.table import Table
 
-from gateway.bench.render import run_and_report, spread_text
+from gateway.bench.render import Reporter, spread_text
 from gateway.bench.stop_results import GRACEFUL_EXIT_TARGET_S, StopReport
 
 __all__ = ["build_stop_table", "run_and_report_stop", "stop_exit_code"]
@@ -102,15 +101,9 @@ def _show(report: StopReport, console: Console) -> None:
         console.print(f"[bold red]{line}[/bold red]", highlight=False)
 
 
-def run_and_report_stop(
-    run: Callable[[Callable[[str], None]], StopReport], *, out: str, as_json: bool
-) -> int:
-    """Run, print progress and the table (or JSON on stdout), write the JSON report."""
-    return run_and_report(
-        run,
-        out=out,
-        as_json=as_json,
-        to_json=lambda report: json.dumps(report.as_dict(), indent=2, default=str),
-        show=_show,
-        exit_code=stop_exit_code,
-    )
+def _json(report: StopReport) -> str:
+    return json.dumps(report.as_dict(), indent=2, default=str)
+
+
+run_and_report_stop = Reporter(_json, _show, stop_exit_code).run_and_report
+"""Run, print progress and the table (or JSON on stdout), write the JSON report."""

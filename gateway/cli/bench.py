@@ -4,19 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from gateway.bench.cli_options import (
-    add_chart,
-    add_json,
-    add_out,
-    add_rounds,
-    add_settle,
-    add_storage_only,
-    add_timeout,
-    add_workload,
-    choose,
-    command_line,
-    require_rounds,
-)
+from gateway.bench import cli_options as opts
 
 __all__ = ["register"]
 
@@ -65,7 +53,7 @@ def _add_bench_arguments(bench: argparse.ArgumentParser) -> None:
         help="peer: 1,000 devices x 50 sensors, 1 M readings (default); series100k: 10,000"
         " devices x 10 series; burst5m: the peer workload with 5 M readings",
     )
-    add_workload(
+    opts.add_workload(
         workload,
         devices="devices",
         readings_per_message="1 ms apart",
@@ -81,7 +69,7 @@ def _add_bench_arguments(bench: argparse.ArgumentParser) -> None:
         metavar="LIST",
         help=f"comma-separated peers to run, in order (default: all: {','.join(_BENCH_PEERS)})",
     )
-    add_rounds(run, "the peers")
+    opts.add_rounds(run, "the peers")
     _add_latency_arguments(run)
     run.add_argument(
         "--idle",
@@ -90,12 +78,12 @@ def _add_bench_arguments(bench: argparse.ArgumentParser) -> None:
         metavar="S",
         help="seconds of idle-gateway CPU to measure after the rounds (0: skip; default 30)",
     )
-    add_settle(run)
-    add_timeout(run)
+    opts.add_settle(run)
+    opts.add_timeout(run)
     out = bench.add_argument_group("output")
-    add_out(out, "reports/bench.json")
-    add_chart(out, "reports/bench.png")
-    add_json(out)
+    opts.add_out(out, "reports/bench.json")
+    opts.add_chart(out, "reports/bench.png")
+    opts.add_json(out)
 
 
 def _add_latency_arguments(run: argparse._ArgumentGroup) -> None:
@@ -123,8 +111,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from gateway.bench.runner import BenchOptions, run_bench
     from gateway.bench.workload import SCENARIOS, with_overrides
 
-    peers = choose("peers", args.peers or [",".join(_BENCH_PEERS)], _BENCH_PEERS)
-    require_rounds(args.rounds)
+    peers = opts.choose("peers", args.peers or [",".join(_BENCH_PEERS)], _BENCH_PEERS)
+    opts.require_rounds(args.rounds)
     workload = with_overrides(
         SCENARIOS[args.scenario].workload,
         devices=args.devices,
@@ -139,7 +127,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         peers=peers,
         rounds=args.rounds,
         nodered_cache=default_cache_dir(os.environ),
-        command=command_line(),
+        command=opts.command_line(),
         latency=args.latency,
         latency_s=args.latency_duration,
         idle_s=args.idle,
@@ -158,7 +146,7 @@ def _add_bench_stop_arguments(p: argparse.ArgumentParser) -> None:
     from gateway.bench.stop_results import DEFAULT_MODES, MODES
 
     workload = p.add_argument_group("workload (default: the bench's peer workload)")
-    add_workload(
+    opts.add_workload(
         workload,
         devices="devices",
         readings_per_message="1 ms apart",
@@ -173,7 +161,7 @@ def _add_bench_stop_arguments(p: argparse.ArgumentParser) -> None:
         help=f"comma-separated stop modes, of {', '.join(MODES)}"
         f" (default {','.join(DEFAULT_MODES)})",
     )
-    add_rounds(run, "the modes")
+    opts.add_rounds(run, "the modes")
     run.add_argument(
         "--stop-at",
         type=float,
@@ -181,7 +169,7 @@ def _add_bench_stop_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SHARE",
         help="signal the first gateway once it stored this share of the readings (0.3)",
     )
-    add_storage_only(run)
+    opts.add_storage_only(run)
     run.add_argument(
         "--recovery",
         action=argparse.BooleanOptionalAction,
@@ -196,14 +184,14 @@ def _add_bench_stop_arguments(p: argparse.ArgumentParser) -> None:
         help="SIGKILL a gateway that has not exited this long after the signal (60)",
     )
     out = p.add_argument_group("output")
-    add_out(out, "reports/bench-stop.json")
+    opts.add_out(out, "reports/bench-stop.json")
     out.add_argument(
         "--keep-logs",
         default=None,
         metavar="DIR",
         help="copy each trial's logs (gateways, publisher, services) under DIR",
     )
-    add_json(out)
+    opts.add_json(out)
 
 
 def _cmd_bench_stop(args: argparse.Namespace) -> int:
@@ -215,8 +203,8 @@ def _cmd_bench_stop(args: argparse.Namespace) -> int:
     from gateway.bench.stop_results import MODES
     from gateway.bench.workload import SCENARIOS, with_overrides
 
-    modes = choose("modes", [args.modes], MODES)
-    require_rounds(args.rounds)
+    modes = opts.choose("modes", [args.modes], MODES)
+    opts.require_rounds(args.rounds)
     if not 0 < args.stop_at < 1:
         raise ConfigError("stop_at", f"must be between 0 and 1; got {args.stop_at}")
     workload = with_overrides(
@@ -235,7 +223,7 @@ def _cmd_bench_stop(args: argparse.Namespace) -> int:
         recovery=args.recovery,
         exit_limit_s=args.exit_limit,
         keep_logs=Path(args.keep_logs) if args.keep_logs else None,
-        command=command_line(),
+        command=opts.command_line(),
     )
     return run_and_report_stop(
         lambda progress: run_bench_stop(options, progress), out=args.out, as_json=args.json

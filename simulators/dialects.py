@@ -47,9 +47,10 @@ import struct
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from simulators.links import Publisher
+if TYPE_CHECKING:  # a type only: the CLI reads DIALECTS without loading the links
+    from simulators.links import Publisher
 
 __all__ = [
     "DIALECTS",

@@ -10,6 +10,7 @@ every kind.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 from datetime import timedelta
 from typing import Annotated, Literal
 
@@ -38,6 +39,7 @@ __all__ = [
     "RulesFile",
     "ThresholdRule",
     "parse_duration_us",
+    "rule_fingerprint",
 ]
 
 US = 1_000_000
@@ -376,3 +378,8 @@ class RulesFile(_Model):
     version: Literal[1] = 1
     defaults: _Defaults = Field(default_factory=_Defaults)
     rules: list[Rule] = Field(default_factory=list)
+
+
+def rule_fingerprint(rule: Rule) -> str:
+    """Return a short hash of a rule's whole definition (a changed rule starts fresh)."""
+    return hashlib.sha1(rule.model_dump_json().encode(), usedforsecurity=False).hexdigest()[:16]

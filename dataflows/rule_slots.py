@@ -10,7 +10,6 @@ whole state as plain data (``snapshot``/``restore``).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +18,7 @@ from contract.alarms import AlarmEvent
 from dataflows.alarms import AlarmKey, AlarmMachine, AlarmPolicy, Cause
 from dataflows.detectors import Signal
 from dataflows.detectors.factory import build_detector
+from dataflows.rule_kinds import rule_fingerprint
 from dataflows.rules import PatternRule, Rule, RuleSet
 
 __all__ = ["Slot", "SlotEngine", "us_of"]
@@ -31,10 +31,6 @@ def us_of(when: datetime) -> int:
     """Return an aware time in Unix microseconds (exact, no float)."""
     delta = when - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def _fingerprint(rule: Rule) -> str:
-    return hashlib.sha1(rule.model_dump_json().encode(), usedforsecurity=False).hexdigest()[:16]
 
 
 @dataclass(slots=True)
@@ -72,7 +68,7 @@ class SlotEngine:
         if slot is None:
             key = AlarmKey(self.site, self.device, sensor, metric, f"{rule.id}{suffix}")
             slot = Slot(
-                rule.id, _fingerprint(rule), self._build(rule), AlarmMachine(key, rule.policy())
+                rule.id, rule_fingerprint(rule), self._build(rule), AlarmMachine(key, rule.policy())
             )
             self.slots[skey] = slot
         return slot
@@ -134,7 +130,7 @@ class SlotEngine:
                 out.extend(slot.machine.force_clear(t, "rule removed"))
                 del self.slots[skey]
                 continue
-            fingerprint = _fingerprint(rule)
+            fingerprint = rule_fingerprint(rule)
             if fingerprint != slot.fingerprint:
                 slot.detector = self._build(rule)
                 slot.fingerprint = fingerprint
@@ -187,7 +183,7 @@ class SlotEngine:
                 continue
             slot = Slot(
                 doc["rule"],
-                _fingerprint(rule),
+                rule_fingerprint(rule),
                 self._build(rule),
                 AlarmMachine(key, rule.policy()),
             )

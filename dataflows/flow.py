@@ -232,7 +232,7 @@ def build_flow(
     ``announce_sink`` (optional) receives each shard's :class:`Announcement` of series
     first seen and windows closed (Home Assistant discovery); without it none are made.
 
-    Over 60 lines only for its signature and this docstring (every sink and setting is a
+    Long only for its signature and this docstring (every sink and setting is a
     keyword); the wiring itself is some 35 lines, with the outputs in helpers below.
     """
     config = stream or StreamConfig()

@@ -13,13 +13,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["agent_config", "agent_process", "status_topic", "wait_for"]
+__all__ = ["agent_config", "agent_process", "config_toml", "status_topic", "wait_for"]
 
 _T = TypeVar("_T")
 _REPO = Path(__file__).resolve().parents[2]
 
 
-def _toml(doc: dict[str, Any]) -> str:
+def config_toml(doc: dict[str, Any]) -> str:
+    """Write an agent config as TOML (simple tables and arrays of tables are all it needs)."""
+
     def value(v: Any) -> str:
         if isinstance(v, dict):
             return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
@@ -81,7 +83,7 @@ def agent_config(
 def agent_process(config: dict[str, Any], workdir: Path) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``python -m edge.cli run`` on ``config``; SIGTERM it at the end."""
     path = workdir / f"{config['device']}.toml"
-    path.write_text(_toml(config))
+    path.write_text(config_toml(config))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO), env.get("PYTHONPATH")]))
     log = (workdir / f"{config['device']}.log").open("wb")

@@ -39,14 +39,16 @@ States and transitions (times are event times, integer microseconds)::
 - An update older than the last one taken is ignored (out-of-order or re-delivered
   readings): a restart that replays data neither raises twice nor loses a clear.
 - ``snapshot()``/``restore()`` carry the whole state as plain data.
+
+Over 400 lines, on purpose: this is one state machine whose transitions share all of
+its state; split across modules they would read apart from each other. Its value types
+and pure helpers are in :mod:`dataflows.alarm_types`.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from contract.alarms import (
@@ -60,6 +62,17 @@ from contract.alarms import (
     Severity,
     alarm_id_for,
 )
+from dataflows.alarm_types import (
+    AlarmKey,
+    AlarmPolicy,
+    Cause,
+    Explain,
+    finite,
+    higher_severity,
+    raise_history,
+    span_text,
+    us_to_dt,
+)
 from dataflows.detectors.base import Signal
 
 __all__ = [
@@ -72,60 +85,8 @@ __all__ = [
     "us_to_dt",
 ]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
 FOLD_NOTICE_US = 60_000_000
 """At most one ``updated`` event per key this often announces folded occurrences."""
-
-Explain = Callable[[], AlarmDetail | None]
-"""Returns the detail of a signal; called only for the updates that make an event."""
-
-
-def us_to_dt(t_us: int) -> datetime:
-    """Microseconds since the epoch as an aware UTC datetime."""
-    return _EPOCH + timedelta(microseconds=t_us)
-
-
-@dataclass(frozen=True, slots=True)
-class AlarmKey:
-    """What an alarm is about: ``sensor``/``metric`` are ``*`` for device-level rules."""
-
-    site: str
-    device: str
-    sensor: str
-    metric: str
-    rule: str
-
-    @property
-    def series(self) -> str:
-        """``sensor/metric`` (``*`` for device-level)."""
-        return "*" if self.sensor == "*" and self.metric == "*" else f"{self.sensor}/{self.metric}"
-
-
-@dataclass(frozen=True, slots=True)
-class AlarmPolicy:
-    """How a rule's condition becomes an alarm."""
-
-    severity: Severity = Severity.WARNING
-    kind: str = ""
-    for_us: int = 0
-    clear_for_us: int = 0
-    min_duration_us: int = 0
-    flap_count: int = 4
-    """Raises within ``flap_window_us`` that mark the alarm flapping (0: never)."""
-    flap_window_us: int = 600_000_000
-    max_raises: int = 6
-    """Raises a key may make within ``raise_window_us`` (0: no limit)."""
-    raise_window_us: int = 3_600_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class Cause:
-    """The event (and reading) behind a transition, for traceability."""
-
-    event_id: str | None = None
-    reading: str | None = None
-    traceparent: str | None = None
 
 
 class AlarmMachine:
@@ -177,7 +138,7 @@ class AlarmMachine:
         self._announced: int | None = None
         """When folded occurrences were last announced (an ``updated`` event)."""
         self._detail: AlarmDetail | None = None
-        self._raises: deque[int] = deque(maxlen=_history(policy))
+        self._raises: deque[int] = deque(maxlen=raise_history(policy))
 
     @property
     def active(self) -> bool:
@@ -231,8 +192,8 @@ class AlarmMachine:
     def set_policy(self, policy: AlarmPolicy) -> None:
         """Use a new policy (rules reloaded); the alarm and its id are kept."""
         self.policy = policy
-        if _history(policy) != self._raises.maxlen:
-            self._raises = deque(self._raises, maxlen=_history(policy))
+        if raise_history(policy) != self._raises.maxlen:
+            self._raises = deque(self._raises, maxlen=raise_history(policy))
 
     def update(
         self,
@@ -309,7 +270,7 @@ class AlarmMachine:
         if self._limited:
             message = (
                 f"{message} (rate limited: {policy.max_raises} raises within"
-                f" {_span(policy.raise_window_us)}; further occurrences are counted in this"
+                f" {span_text(policy.raise_window_us)}; further occurrences are counted in this"
                 f" alarm until {us_to_dt(self._release_us):%H:%M:%S} UTC)"
             )
         self._detail = explain() if explain is not None else None
@@ -328,7 +289,7 @@ class AlarmMachine:
                 self._folded += 1
                 if self._announced is None or t_us - self._announced >= FOLD_NOTICE_US:
                     self._announced = t_us
-                    self._severity = _higher(self._severity, signal.severity)
+                    self._severity = higher_severity(self._severity, signal.severity)
                     held = "rate limited" if self._limited else "flapping"
                     message = (
                         f"occurred again, {self._folded} occurrence(s) folded into this alarm"
@@ -421,8 +382,8 @@ class AlarmMachine:
             kind=self.policy.kind,
             severity=self._severity,
             state=state,
-            value=_finite(signal.value),
-            threshold=_finite(signal.threshold),
+            value=finite(signal.value),
+            threshold=finite(signal.threshold),
             message=message[:1024],
             event_time=us_to_dt(t_us),
             raised_at=us_to_dt(self._raised_us),
@@ -473,7 +434,7 @@ class AlarmMachine:
         self._ack_by = state["ack_by"]
         self._ack_at = None if state["ack_at"] is None else datetime.fromisoformat(state["ack_at"])
         self._flapping = state["flapping"]
-        self._raises = deque(state["raises"], maxlen=_history(self.policy))
+        self._raises = deque(state["raises"], maxlen=raise_history(self.policy))
         self._limited = bool(state.get("limited", False))
         self._release_us = int(state.get("release", 0))
         self._ended = bool(state.get("ended", False))
@@ -481,27 +442,3 @@ class AlarmMachine:
         self._announced = state.get("announced")
         detail = state.get("detail")
         self._detail = None if detail is None else AlarmDetail.model_validate(detail)
-
-
-def _history(policy: AlarmPolicy) -> int:
-    """Raise times a machine keeps: enough for the flapping and the rate-limit checks."""
-    return max(1, policy.flap_count, policy.max_raises)
-
-
-def _span(us: int) -> str:
-    seconds = us / 1_000_000
-    for unit, size in (("h", 3600), ("min", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds / size:g} {unit}"
-    return f"{seconds:g} s"
-
-
-def _finite(value: float | None) -> float | None:
-    if value is None or value != value or value in (float("inf"), float("-inf")):
-        return None
-    return float(value)
-
-
-def _higher(current: Severity, new: Severity | None) -> Severity:
-    """Return the more urgent of two severities (``new`` None: ``current``)."""
-    return current if new is None or new.rank <= current.rank else new

@@ -15,7 +15,8 @@ rule with ``silence = "auto"`` allows each device ``factor`` times its own media
 interval between messages (:mod:`dataflows.cadence`), at least ``min_silence``.
 
 Site-level patterns need every device of a site in one place: key a second stateful
-step by site and feed it the same telemetry; :class:`SiteDetector` does the rest.
+step by site and feed it the same telemetry; :class:`SiteDetector`
+(:mod:`dataflows.site_detection`) does the rest.
 Its alarms are about the pseudo device ``_site``.
 
 State is plain data (``snapshot()``, and ``state=`` to the constructor). A reload of
@@ -27,31 +28,25 @@ a fresh detector but keeps its active alarm, and a removed rule clears its alarm
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
 from contract import DeviceOfflineEvent, DeviceOnlineEvent, Reading, TelemetryEvent
 from contract.alarms import AlarmEvent
-from dataflows.alarms import AlarmKey, AlarmMachine, AlarmPolicy, Cause, Explain
+from dataflows.alarms import Cause, Explain
 from dataflows.detectors import DeadmanDetector, Signal
 from dataflows.detectors.base import US
 from dataflows.detectors.deadman import CadenceView
 from dataflows.detectors.factory import build_detector
 from dataflows.ingest import Accepted
+from dataflows.rule_slots import Slot, SlotEngine, us_of
 from dataflows.rules import PatternRule, Rule, RuleSet
 from dataflows.series_alarms import BANK_KINDS
+from dataflows.site_detection import SITE_DEVICE, SiteDetector
 from dataflows.windows import Aggregate
 
 __all__ = ["SITE_DEVICE", "DetectorInput", "DeviceDetector", "SiteDetector", "build_detector"]
-
-SITE_DEVICE = "_site"
-"""The device id of site-level alarms."""
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_SEP = "\x1f"
 
 DetectorInput = Accepted | TelemetryEvent | Aggregate | DeviceOfflineEvent | DeviceOnlineEvent
 """What :meth:`DeviceDetector.process` takes."""
@@ -60,180 +55,7 @@ CadenceSource = CadenceView | Callable[[], CadenceView | None] | None
 """A device's learnt cadence, or a callable giving it when needed."""
 
 
-def _us(when: datetime) -> int:
-    delta = when - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def _fingerprint(rule: Rule) -> str:
-    return hashlib.sha1(rule.model_dump_json().encode(), usedforsecurity=False).hexdigest()[:16]
-
-
-@dataclass(slots=True)
-class _Slot:
-    """One (series, rule) key: its detector, its alarm machine, its last time."""
-
-    rule_id: str
-    fingerprint: str
-    detector: Any
-    # Any: the detector of any rule kind; the engine calls it by its rule's kind
-    # (a pattern detector's update takes a member, a deadman's is ticked instead).
-    machine: AlarmMachine
-    last_us: int | None = None
-
-
-class _Engine:
-    """Slots keyed by (series, rule) with reload and snapshot; shared by device and site."""
-
-    def __init__(self, site: str, device: str, rules: RuleSet) -> None:
-        self.site = site
-        self.device = device
-        self.rules = rules
-        self.slots: dict[str, _Slot] = {}
-        # Per-series caches of (rule, slot) pairs and of the patterns a member feeds.
-        self._pairs: dict[tuple[str, str], list[tuple[Rule, _Slot]]] = {}
-        self._pattern_rules: dict[str, list[PatternRule]] = {}
-        self._pending: list[AlarmEvent] = []
-        self.stale = 0
-        """Readings skipped because they were not newer than their key's last one."""
-
-    def _slot(self, rule: Rule, sensor: str, metric: str, suffix: str = "") -> _Slot:
-        name = f"{sensor}/{metric}" if sensor != "*" else "*"
-        skey = f"{name}{_SEP}{rule.id}{suffix}"
-        slot = self.slots.get(skey)
-        if slot is None:
-            key = AlarmKey(self.site, self.device, sensor, metric, f"{rule.id}{suffix}")
-            slot = _Slot(
-                rule.id, _fingerprint(rule), self._build(rule), AlarmMachine(key, rule.policy())
-            )
-            self.slots[skey] = slot
-        return slot
-
-    def _build(self, rule: Rule) -> Any:
-        return build_detector(rule)
-
-    def _feed(
-        self, slot: _Slot, t_us: int, signal: Signal | None, cause: Cause | None
-    ) -> list[AlarmEvent]:
-        slot.last_us = t_us if slot.last_us is None else max(slot.last_us, t_us)
-        return slot.machine.update(t_us, signal, cause)
-
-    def _fresh(self, slot: _Slot, t_us: int) -> bool:
-        if slot.last_us is not None and t_us <= slot.last_us:
-            self.stale += 1
-            return False
-        return True
-
-    def _feed_pattern(
-        self,
-        rule: PatternRule,
-        t_us: int,
-        member: str,
-        value: float,
-        cause: Cause,
-        out: list[AlarmEvent],
-    ) -> None:
-        """Give a pattern rule one member's reading; its events go to ``out``.
-
-        Readings at the rule's last time still count (members share timestamps); only
-        an older one is stale.
-        """
-        slot = self._slot(rule, "*", "*")
-        if slot.last_us is not None and t_us < slot.last_us:
-            self.stale += 1
-            return
-        signal = slot.detector.update(t_us, member, value)
-        if signal is not None:
-            out.extend(self._feed(slot, t_us, signal, cause))
-
-    def flush(self, out: list[AlarmEvent]) -> list[AlarmEvent]:
-        if self._pending:
-            out = self._pending + out
-            self._pending = []
-        return out
-
-    def reload(self, rules: RuleSet, now_us: int | None = None) -> list[AlarmEvent]:
-        """Use new rules, keeping the state of every key whose rule id still exists."""
-        self.rules = rules
-        self._pairs.clear()
-        self._pattern_rules.clear()
-        out: list[AlarmEvent] = []
-        for skey, slot in list(self.slots.items()):
-            rule = rules.by_id.get(slot.rule_id)
-            if rule is None:
-                t = now_us if now_us is not None else (slot.last_us or 0)
-                out.extend(slot.machine.force_clear(t, "rule removed"))
-                del self.slots[skey]
-                continue
-            fingerprint = _fingerprint(rule)
-            if fingerprint != slot.fingerprint:
-                slot.detector = self._build(rule)
-                slot.fingerprint = fingerprint
-                slot.machine.set_policy(rule.policy())
-        return out
-
-    def acknowledge(self, alarm_id: str, by: str, at: datetime | None = None) -> list[AlarmEvent]:
-        """Acknowledge the active alarm ``alarm_id`` (nothing if it is not active here)."""
-        for slot in self.slots.values():
-            if slot.machine.alarm_id == alarm_id:
-                return slot.machine.acknowledge(by, at or datetime.now(UTC))
-        return []
-
-    def active_alarms(self) -> list[tuple[AlarmKey, str]]:
-        """(key, alarm id) of every active alarm."""
-        return [
-            (s.machine.key, s.machine.alarm_id)
-            for s in self.slots.values()
-            if s.machine.alarm_id is not None
-        ]
-
-    def snapshot(self) -> dict[str, Any]:
-        """Return the whole state as plain data."""
-        slots = {}
-        for skey, slot in self.slots.items():
-            key = slot.machine.key
-            slots[skey] = {
-                "rule": slot.rule_id,
-                "fp": slot.fingerprint,
-                "key": [key.sensor, key.metric, key.rule],
-                "last": slot.last_us,
-                "det": None if slot.detector is None else slot.detector.snapshot(),
-                "alarm": slot.machine.snapshot(),
-            }
-        return {"site": self.site, "device": self.device, "slots": slots}
-
-    def restore(self, state: dict[str, Any]) -> None:
-        """Load a :meth:`snapshot` (with the current rules)."""
-        self.site, self.device = state["site"], state["device"]
-        self._pairs.clear()
-        self._pattern_rules.clear()
-        for skey, doc in state["slots"].items():
-            sensor, metric, rule_name = doc["key"]
-            key = AlarmKey(self.site, self.device, sensor, metric, rule_name)
-            rule = self.rules.by_id.get(doc["rule"])
-            if rule is None:
-                machine = AlarmMachine(key, AlarmPolicy())
-                machine.restore(doc["alarm"])
-                self._pending.extend(machine.force_clear(doc["last"] or 0, "rule removed"))
-                continue
-            slot = _Slot(
-                doc["rule"],
-                _fingerprint(rule),
-                self._build(rule),
-                AlarmMachine(key, rule.policy()),
-            )
-            slot.machine.restore(doc["alarm"])
-            slot.last_us = doc["last"]
-            if (
-                doc["fp"] == slot.fingerprint
-                and slot.detector is not None
-                and doc["det"] is not None
-            ):
-                slot.detector.restore(doc["det"])
-            self.slots[skey] = slot
-
-
-class DeviceDetector(_Engine):
+class DeviceDetector(SlotEngine):
     """Rules and alarms of one device (see the module docstring).
 
     Inputs, in event-time order per series (older readings are skipped and counted in
@@ -323,16 +145,16 @@ class DeviceDetector(_Engine):
         out: list[AlarmEvent] = []
         newest: int | None = None
         for reading in readings:
-            t = _us(reading.time)
+            t = us_of(reading.time)
             newest = t if newest is None else max(newest, t)
             cause = Cause(event_id, f"{reading.sensor}/{reading.metric}", traceparent)
             out.extend(self._reading(reading, t, cause))
         if newest is not None:
-            alive = newest if received_at is None else _us(received_at)
+            alive = newest if received_at is None else us_of(received_at)
             out.extend(self._alive(alive, Cause(event_id, None, traceparent), newest))
         return self.flush(out)
 
-    def _series_slots(self, sensor: str, metric: str) -> list[tuple[Rule, _Slot]]:
+    def _series_slots(self, sensor: str, metric: str) -> list[tuple[Rule, Slot]]:
         key = (sensor, metric)
         pairs = self._pairs.get(key)
         if pairs is None:
@@ -477,7 +299,7 @@ class DeviceDetector(_Engine):
     def on_status(self, event: DeviceOfflineEvent | DeviceOnlineEvent) -> list[AlarmEvent]:
         """Take a birth or last-will event: offline raises, online clears."""
         out: list[AlarmEvent] = []
-        t = _us(event.time)
+        t = us_of(event.time)
         cause = Cause(event.id, None, event.traceparent)
         for rule in self.rules.for_device(self.site, self.device):
             if rule.kind != "offline":
@@ -568,47 +390,3 @@ def _aggregate_field(agg: Aggregate, field: str) -> float | None:
         return agg.max - agg.min
     value = getattr(agg, field)
     return None if value is None else float(value)
-
-
-class SiteDetector(_Engine):
-    """Site-scope pattern rules over the telemetry of every device of one site.
-
-    Key it by site in the flow and feed it each device's deduplicated telemetry. The
-    members of its conditions are ``device/sensor/metric``; its alarms are about the
-    device :data:`SITE_DEVICE`.
-    """
-
-    def __init__(self, site: str, rules: RuleSet, *, state: dict[str, Any] | None = None) -> None:
-        super().__init__(site, SITE_DEVICE, rules)
-        if state is not None:
-            self.restore(state)
-
-    def on_readings(self, item: Any) -> list[AlarmEvent]:
-        """Take one device's fresh readings (a :class:`~dataflows.shard.SiteReadings`)."""
-        out: list[AlarmEvent] = []
-        rules = self.rules.site_patterns(self.site)
-        if not rules:
-            return self.flush(out)
-        for sensor, metric, value, t in item.readings:
-            member = f"{item.device}/{sensor}/{metric}"
-            cause = Cause(item.event_id, member, item.traceparent)
-            for rule in rules:
-                self._feed_pattern(rule, t, member, value, cause, out)
-        return self.flush(out)
-
-    def on_telemetry(self, event: TelemetryEvent) -> list[AlarmEvent]:
-        """Take one telemetry event of a device of this site."""
-        out: list[AlarmEvent] = []
-        rules = self.rules.site_patterns(self.site)
-        if not rules:
-            return self.flush(out)
-        device = event.data.device
-        for reading in sorted(event.data.readings, key=lambda r: r.time):
-            if reading.value is None:
-                continue
-            t = _us(reading.time)
-            member = f"{device}/{reading.sensor}/{reading.metric}"
-            cause = Cause(event.id, member, event.traceparent)
-            for rule in rules:
-                self._feed_pattern(rule, t, member, reading.value, cause, out)
-        return self.flush(out)

@@ -231,6 +231,9 @@ def build_flow(
     ``recovery`` says whether Bytewax stores snapshots (else none are made).
     ``announce_sink`` (optional) receives each shard's :class:`Announcement` of series
     first seen and windows closed (Home Assistant discovery); without it none are made.
+
+    Long only for its signature and this docstring (every sink and setting is a
+    keyword); the wiring itself is some 35 lines, with the outputs in helpers below.
     """
     config = stream or StreamConfig()
     obs = observer or NullObserver()
@@ -264,26 +267,48 @@ def build_flow(
     raw = op.input("mqtt_in", flow, source)
     keyed = op.flat_map("by_shard", raw, router.split)
     outputs = op.stateful_batch("shard", keyed, build_shard)
+    _points_out(outputs, points_sink)
+    unkeyed: Stream[Any] = op.map("unkey", outputs, lambda kv: kv[1])
+    alarm_stream = _alarms(unkeyed, rules_source, wall)
+    if alarm_sink is not None:
+        op.output("alarms_out", alarm_stream, alarm_sink)
+    _side_outputs(unkeyed, deadletter_sink, command_sink, announce_sink)
+    return flow
+
+
+def _points_out(outputs: Stream[tuple[str, Any]], points_sink: Sink[Any]) -> None:
+    """Send the points to their sink: keyed by shard to a partitioned one, bare otherwise."""
     points = op.filter("points", outputs, lambda kv: isinstance(kv[1], PointsOutput))
     if isinstance(points_sink, FixedPartitionedSink):
         op.output("points_out", points, points_sink)
     else:
         op.output("points_out", op.map("unkey_points", points, lambda kv: kv[1]), points_sink)
-    unkeyed: Stream[Any] = op.map("unkey", outputs, lambda kv: kv[1])
+
+
+def _alarms(unkeyed: Stream[Any], rules_source: RulesSource, wall: Clock) -> Stream[Any]:
+    """Return the stream of the shards' alarm outputs, with the site detectors' if needed."""
     alarm_stream = op.filter("alarms", unkeyed, lambda o: isinstance(o, _ALARM_OUTPUTS))
-    if _has_site_patterns(rules_source.current()[1]):
-        # Site patterns need every device of a site in one place: key the fresh
-        # readings a second time, by site. Built only when the rules at start have
-        # one, so a gateway without site patterns pays nothing for them.
-        fresh = op.filter("site_readings", unkeyed, lambda o: isinstance(o, SiteReadings))
-        by_site = op.key_on("by_site", fresh, lambda s: s.site)
-        site_out = op.stateful_batch(
-            "site", by_site, lambda state: _SiteLogic(rules_source, wall, state)
-        )
-        site_alarms = op.map("unkey_site", site_out, lambda kv: kv[1])
-        alarm_stream = op.merge("all_alarms", alarm_stream, site_alarms)
-    if alarm_sink is not None:
-        op.output("alarms_out", alarm_stream, alarm_sink)
+    if not _has_site_patterns(rules_source.current()[1]):
+        return alarm_stream
+    # Site patterns need every device of a site in one place: key the fresh readings a
+    # second time, by site. Built only when the rules at start have one, so a gateway
+    # without site patterns pays nothing for them.
+    fresh = op.filter("site_readings", unkeyed, lambda o: isinstance(o, SiteReadings))
+    by_site = op.key_on("by_site", fresh, lambda s: s.site)
+    site_out = op.stateful_batch(
+        "site", by_site, lambda state: _SiteLogic(rules_source, wall, state)
+    )
+    site_alarms = op.map("unkey_site", site_out, lambda kv: kv[1])
+    return op.merge("all_alarms", alarm_stream, site_alarms)
+
+
+def _side_outputs(
+    unkeyed: Stream[Any],
+    deadletter_sink: Sink[DeadLetterEvent],
+    command_sink: Sink[Command] | None,
+    announce_sink: Sink[Announcement] | None,
+) -> None:
+    """Send dead letters, and commands and announcements where a sink takes them."""
     letters = op.filter("deadletters", unkeyed, lambda o: isinstance(o, DeadLetterEvent))
     op.output("deadletters_out", letters, deadletter_sink)
     if command_sink is not None:
@@ -292,4 +317,3 @@ def build_flow(
     if announce_sink is not None:
         news = op.filter("announcements", unkeyed, lambda o: isinstance(o, Announcement))
         op.output("announcements_out", news, announce_sink)
-    return flow

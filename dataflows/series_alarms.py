@@ -22,9 +22,7 @@ its active alarm, a removed rule clears its alarms.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,12 +30,13 @@ import numpy.typing as npt
 
 from contract.alarms import AlarmEvent
 from dataflows.alarms import AlarmKey, AlarmMachine, AlarmPolicy, Cause, Explain
-from dataflows.detectors.bank import DetectorBank
 from dataflows.detectors.base import Signal
 from dataflows.explain import explainer
 from dataflows.fresh import Fresh
-from dataflows.registry import NONE, Registry
-from dataflows.rules import Rule, RuleSet
+from dataflows.registry import Registry
+from dataflows.rule_columns import F64, I64, RuleColumns, make_rule_bank, rounds
+from dataflows.rule_kinds import rule_fingerprint
+from dataflows.rules import RuleSet
 
 __all__ = ["BANK_KINDS", "CauseOf", "SeriesAlarms", "rule_fingerprint"]
 
@@ -47,37 +46,6 @@ BANK_KINDS = frozenset({"threshold", "range", "adaptive", "anomaly", "rate", "fl
 CauseOf = Callable[[int, int], Cause]
 """(row, series) -> the cause of an alarm transition at that reading."""
 
-I64 = npt.NDArray[np.int64]
-F64 = npt.NDArray[np.float64]
-
-
-def rule_fingerprint(rule: Rule) -> str:
-    """Return a short hash of a rule's whole definition (a changed rule starts fresh)."""
-    return hashlib.sha1(rule.model_dump_json().encode(), usedforsecurity=False).hexdigest()[:16]
-
-
-def _make_bank(rule: Rule) -> DetectorBank | None:
-    from dataflows.detectors.banks import make_bank
-
-    return make_bank(rule)
-
-
-@dataclass(slots=True)
-class _RuleState:
-    rule: Rule
-    fingerprint: str
-    bank: DetectorBank | None
-    slot_of_series: npt.NDArray[np.int32] = field(default_factory=lambda: np.zeros(0, np.int32))
-    series_of_slot: list[int] = field(default_factory=list)
-    last_t: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
-    busy: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
-    machines: dict[int, AlarmMachine] = field(default_factory=dict)
-    """Series -> its alarm machine (only series that ever needed one)."""
-
-    @property
-    def faults(self) -> bool:
-        return bool(self.rule.kind == "range" and self.rule.faults)
-
 
 class SeriesAlarms:
     """The series rules of one shard (see the module docstring)."""
@@ -85,7 +53,7 @@ class SeriesAlarms:
     def __init__(self, rules: RuleSet, registry: Registry) -> None:
         self.registry = registry
         self.rules = rules
-        self._states: list[_RuleState] = []
+        self._states: list[RuleColumns] = []
         self._matched = 0
         """Series matched against the rules so far (new ones are matched on demand)."""
         self.stale = 0
@@ -97,7 +65,7 @@ class SeriesAlarms:
     def _set_rules(self, rules: RuleSet) -> None:
         self.rules = rules
         self._states = [
-            _RuleState(r, rule_fingerprint(r), _make_bank(r))
+            RuleColumns(r, rule_fingerprint(r), make_rule_bank(r))
             for r in rules.rules
             if r.kind in BANK_KINDS
         ]
@@ -122,16 +90,7 @@ class SeriesAlarms:
                     state.slot_of_series[s] = len(state.series_of_slot)
                     state.series_of_slot.append(s)
         for state in self._states:
-            size = len(state.series_of_slot)
-            if len(state.last_t) < size:
-                state.last_t = np.concatenate(
-                    (state.last_t, np.full(size - len(state.last_t), NONE, np.int64))
-                )
-                state.busy = np.concatenate(
-                    (state.busy, np.zeros(size - len(state.busy), np.bool_))
-                )
-                if state.bank is not None:
-                    state.bank.grow(size)
+            state.fit_slots()
         self._matched = total
 
     @property
@@ -171,7 +130,7 @@ class SeriesAlarms:
 
     def _bank_rows(
         self,
-        state: _RuleState,
+        state: RuleColumns,
         rows: I64,
         slots: npt.NDArray[np.int32],
         t_us: I64,
@@ -186,13 +145,7 @@ class SeriesAlarms:
         t = t_us[rows]
         order = np.lexsort((t, slot))
         rows, slot, t = rows[order], slot[order], t[order]
-        head = np.concatenate(([True], slot[1:] != slot[:-1]))
-        starts = np.flatnonzero(head)
-        rank = np.arange(len(slot)) - np.repeat(starts, np.diff(np.append(starts, len(slot))))
-        by_round = np.argsort(rank, kind="stable")
-        bounds = np.searchsorted(rank[by_round], np.arange(int(rank.max()) + 2))
-        for k in range(len(bounds) - 1):
-            take = by_round[bounds[k] : bounds[k + 1]]
+        for take in rounds(slot):
             s, tk = slot[take], t[take]
             fresh = tk > state.last_t[s]
             if not fresh.all():
@@ -221,7 +174,7 @@ class SeriesAlarms:
 
     def _faults(
         self,
-        state: _RuleState,
+        state: RuleColumns,
         rows: I64,
         series: npt.NDArray[np.int32],
         t_us: I64,
@@ -242,7 +195,7 @@ class SeriesAlarms:
 
     def _step(
         self,
-        state: _RuleState,
+        state: RuleColumns,
         series: int,
         t_us: int,
         signal: Signal | None,
@@ -305,7 +258,7 @@ class SeriesAlarms:
         return events
 
     def _carry(
-        self, before: _RuleState, state: _RuleState, keep_detector: bool, now_us: int
+        self, before: RuleColumns, state: RuleColumns, keep_detector: bool, now_us: int
     ) -> list[AlarmEvent]:
         events: list[AlarmEvent] = []
         policy = state.rule.policy()

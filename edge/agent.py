@@ -25,9 +25,14 @@ from contract.errors import ConfigError, StorageError
 from contract.events import Reading, TelemetryEvent
 from edge.batcher import Batch, Batcher
 from edge.clock import Clock, SystemClock
-from edge.config import AgentConfig, RemoteConfig, load_config, parse_remote_config
-from edge.drivers.base import Driver
-from edge.drivers.registry import DriverRegistry, default_registry
+from edge.config import (
+    AgentConfig,
+    RemoteConfig,
+    check_live_only,
+    load_config,
+    parse_remote_config,
+)
+from edge.drivers.registry import DriverRegistry, build_drivers
 from edge.outbox import Outbox
 from edge.publisher import Publisher
 from edge.sampler import Sampler
@@ -37,30 +42,12 @@ from edge.transport import Transport
 if TYPE_CHECKING:  # paho is imported lazily: `check` and the unit tests do not need it
     from edge.mqtt import MqttLink, MqttSettings
 
-__all__ = ["Agent", "build_drivers", "mqtt_settings"]
+__all__ = ["Agent", "build_drivers", "mqtt_settings"]  # build_drivers: edge.drivers.registry
 
 log = logging.getLogger(__name__)
 
 _MAX_UNSTORED_BATCHES = 1000
 _DROP_STATUS_EVERY_S = 5.0
-
-
-def build_drivers(config: AgentConfig, registry: DriverRegistry | None = None) -> dict[str, Driver]:
-    """Create the driver of every sensor; raise :class:`ConfigError` naming the sensor."""
-    registry = registry or default_registry()
-    drivers: dict[str, Driver] = {}
-    for index, sensor in enumerate(config.sensors):
-        field = f"sensors[{index}]"
-        try:
-            drivers[sensor.id] = registry.create(
-                sensor.driver, sensor.options, field=f"{field}.driver"
-            )
-        except ConfigError as exc:
-            for driver in drivers.values():
-                driver.close()
-            reason_field = exc.field if exc.field.startswith(field) else f"{field}.{exc.field}"
-            raise ConfigError(reason_field, exc.reason) from None
-    return drivers
 
 
 def mqtt_settings(config: AgentConfig) -> MqttSettings:
@@ -349,7 +336,7 @@ class Agent:
             return False
         try:
             new = load_config(self.config_path)
-            _check_live_only(self.base_config, new)
+            check_live_only(self.base_config, new)
             remote = None
             if self._last_config_payload is not None and self.config is not self.base_config:
                 remote = parse_remote_config(self._last_config_payload, new)
@@ -402,20 +389,3 @@ class Agent:
     def sensor_intervals(self) -> Mapping[str, float]:
         """The interval of each sensor now in force."""
         return {sid: slot.interval_s for sid, slot in self.sampler.slots.items()}
-
-
-_LIVE_KEYS = frozenset({"batch", "status", "log_level", "sensors"})
-
-
-def _check_live_only(old: AgentConfig, new: AgentConfig) -> None:
-    """Raise :class:`ConfigError` naming the first change that needs a restart."""
-    for key in type(old).model_fields:
-        if key not in _LIVE_KEYS and getattr(old, key) != getattr(new, key):
-            raise ConfigError(key, "changed in the file: this needs a restart of the agent")
-    if [s.id for s in old.sensors] != [s.id for s in new.sensors]:
-        raise ConfigError("sensors", "sensors added, removed or reordered: this needs a restart")
-    for index, (a, b) in enumerate(zip(old.sensors, new.sensors, strict=True)):
-        if a.model_copy(update={"interval_s": b.interval_s}) != b:
-            raise ConfigError(
-                f"sensors[{index}]", "only interval_s changes live: this needs a restart"
-            )

@@ -94,8 +94,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def probe(config: Any) -> list[dict[str, Any]]:
     """Read every configured sensor once; return one row per sensor."""
-    from edge.agent import build_drivers
     from edge.drivers.base import DriverFault
+    from edge.drivers.registry import build_drivers
 
     rows = []
     drivers = build_drivers(config)

@@ -44,6 +44,7 @@ __all__ = [
     "SensorConfig",
     "StatusConfig",
     "TlsConfig",
+    "check_live_only",
     "config_error",
     "load_config",
     "parse_remote_config",
@@ -361,3 +362,20 @@ def parse_remote_config(payload: bytes, base: AgentConfig) -> RemoteConfig | Non
                 f"no sensor {sensor_id!r} on this device; known: {', '.join(sorted(known))}",
             )
     return remote
+
+
+_LIVE_KEYS = frozenset({"batch", "status", "log_level", "sensors"})
+
+
+def check_live_only(old: AgentConfig, new: AgentConfig) -> None:
+    """Raise :class:`ConfigError` naming the first change that needs a restart."""
+    for key in type(old).model_fields:
+        if key not in _LIVE_KEYS and getattr(old, key) != getattr(new, key):
+            raise ConfigError(key, "changed in the file: this needs a restart of the agent")
+    if [s.id for s in old.sensors] != [s.id for s in new.sensors]:
+        raise ConfigError("sensors", "sensors added, removed or reordered: this needs a restart")
+    for index, (a, b) in enumerate(zip(old.sensors, new.sensors, strict=True)):
+        if a.model_copy(update={"interval_s": b.interval_s}) != b:
+            raise ConfigError(
+                f"sensors[{index}]", "only interval_s changes live: this needs a restart"
+            )

@@ -27,33 +27,27 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
-import itertools
 import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import arm_rootfs  # a sibling module (scripts/ is no package)
+import arm_rootfs  # sibling modules (scripts/ is no package)
+from arm_install import REPO, CheckError, build_wheel, ids, in_chroot, install, wheel_tag
+from arm_witness import CPU_NOTE, Subscriber, analyse, table
 
 __all__ = ["analyse", "main", "parse_args", "table"]
 
-REPO = Path(__file__).resolve().parents[1]
-SRC_IN_CHROOT = "/opt/sensorgate-src"
 AGENT = "/opt/sensorgate/venv/bin/sensorgate-edge"
 CONFIG_IN_CHROOT = "/etc/sensorgate/edge.toml"
 EXIT_PASS, EXIT_FAIL, EXIT_CANNOT = 0, 1, 2
-CPU_NOTE = (
-    "CPU is qemu's time on this x86 host (translation included), not a Raspberry Pi's CPU;"
-    " RSS includes qemu's own memory"
-)
 
 
 # -- arguments ----------------------------------------------------------------------------
@@ -111,196 +105,7 @@ def agent_config(args: argparse.Namespace, *, device: str, port: int, outbox: st
 
 
 # -- the verdict (pure) -------------------------------------------------------------------
-def analyse(
-    telemetry: list[dict[str, Any]],
-    statuses: list[dict[str, Any]],
-    *,
-    seconds: float,
-    expected_per_s: float,
-) -> dict[str, Any]:
-    """Judge what the host subscriber received, in arrival order.
-
-    ``telemetry`` are decoded telemetry events, ``statuses`` decoded status events.
-    Fails on: nothing delivered, a sequence out of order, a gap, a fault reading, a
-    series whose reading times go backwards, fewer readings than the agent's last
-    report said it stored, or no clean goodbye.
-    """
-    seqs = [int(e["data"]["sequence"]) for e in telemetry]
-    unique = sorted(set(seqs))
-    gaps = [
-        [a + 1, b - 1] for a, b in itertools.pairwise(unique) if b - a > 1
-    ]  # inclusive ranges of missing sequences
-    out_of_order = sum(1 for a, b in itertools.pairwise(seqs) if b <= a)
-    duplicates = len(seqs) - len(unique)
-    readings = [r for e in telemetry for r in e["data"]["readings"]]
-    faults = [r for r in readings if r.get("fault")]
-    last_time: dict[tuple[str, str], str] = {}
-    backwards = 0
-    for r in readings:
-        key = (r["sensor"], r["metric"])
-        if key in last_time and r["time"] <= last_time[key]:
-            backwards += 1
-        last_time[key] = r["time"]
-    details = [s["data"].get("details") or {} for s in statuses]
-    reports = [d for d in details if "readings_stored" in d]
-    stored = max((d["readings_stored"] for d in reports), default=None)
-    missed = None
-    if reports:
-        missed = sum(s.get("missed_ticks", 0) for s in reports[-1].get("sensors", {}).values())
-    reasons = [s["data"].get("reason") for s in statuses]
-    expected = round(seconds * expected_per_s)
-    problems = []
-    if not telemetry:
-        problems.append("no telemetry arrived at the host subscriber")
-    if gaps:
-        problems.append(f"sequence gaps: {gaps}")
-    if out_of_order:
-        problems.append(f"{out_of_order} telemetry events arrived out of sequence order")
-    if faults:
-        problems.append(f"{len(faults)} fault readings, first: {faults[0].get('fault')!r}")
-    if backwards:
-        problems.append(f"{backwards} readings older than the previous one of their series")
-    if stored is not None and len(readings) < stored:
-        problems.append(f"{len(readings)} readings delivered, the agent reported {stored} stored")
-    if "birth" not in reasons:
-        problems.append("no birth status from the agent")
-    if "shutdown" not in reasons:
-        problems.append("no goodbye (shutdown) status: the agent did not stop cleanly")
-    return {
-        "events": len(telemetry),
-        "readings": len(readings),
-        "readings_expected_at_least": expected,
-        "readings_per_s": round(len(readings) / seconds, 2) if seconds else None,
-        "first_sequence": unique[0] if unique else None,
-        "last_sequence": unique[-1] if unique else None,
-        "gaps": gaps,
-        "out_of_order": out_of_order,
-        "duplicates": duplicates,
-        "faults": len(faults),
-        "series": len(last_time),
-        "series_backwards": backwards,
-        "agent_readings_stored": stored,
-        "agent_missed_ticks": missed,
-        "status_reasons": sorted({r for r in reasons if r}),
-        "problems": problems,
-        "pass": not problems,
-    }
-
-
-def table(doc: dict[str, Any]) -> str:
-    """Format the human summary: one column per run (arch, or the native baseline)."""
-    runs = doc["runs"]
-    rows: list[tuple[str, ...]] = [("", *[r["arch"] for r in runs])]
-
-    def row(label: str, fn: Callable[[dict[str, Any]], Any]) -> None:
-        cells = []
-        for r in runs:
-            try:
-                value = fn(r)
-            except (KeyError, TypeError):
-                value = None
-            cells.append("-" if value is None else str(value))
-        rows.append((label, *cells))
-
-    row("stands for", lambda r: r["stands_for"])
-    row("python / machine", lambda r: f"{r['python']} {r['machine']}")
-    row("pydantic-core wheel", lambda r: r["pydantic_core_wheel"])
-    row("rootfs", lambda r: _rootfs(r))
-    row("install.sh", lambda r: f"{r['install_s']:g} s")
-    row("whole check", lambda r: f"{r['wall_s']:g} s")
-    row("start to birth", lambda r: f"{r['startup_s']:g} s")
-    row("measured", lambda r: f"{r['measured_s']:g} s")
-    row("RSS max / mean", lambda r: f"{r['rss_mb_max']:g} / {r['rss_mb_mean']:g} MB")
-    row("CPU", lambda r: f"{r['cpu_percent_of_one_core']:g} % of one core")
-    row("readings delivered", lambda r: f"{r['check']['readings']} ({r['check']['events']} events)")
-    row("sequences", lambda r: f"{r['check']['first_sequence']}..{r['check']['last_sequence']}")
-    row(
-        "gaps / out of order", lambda r: f"{len(r['check']['gaps'])} / {r['check']['out_of_order']}"
-    )
-    row("duplicates / faults", lambda r: f"{r['check']['duplicates']} / {r['check']['faults']}")
-    row("missed ticks", lambda r: r["check"]["agent_missed_ticks"])
-    row("verdict", lambda r: "PASS" if r["pass"] else "FAIL")
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    lines.append("")
-    lines.append(f"note: {CPU_NOTE}.")
-    for r in runs:
-        for problem in r.get("problems", []):
-            lines.append(f"{r['arch']}: FAIL: {problem}")
-    lines.append("overall: " + ("PASS" if doc["pass"] else "FAIL"))
-    return "\n".join(lines)
-
-
-def _rootfs(r: dict[str, Any]) -> str:
-    if r.get("rootfs_build_s") is None:
-        return "cached" if r.get("rootfs") else "-"
-    return f"built in {r['rootfs_build_s']:g} s"
-
-
 # -- the host side: subscriber, wheel, install, run -----------------------------------------
-class Subscriber:
-    """The host's witness: every telemetry and status message of one device, in order."""
-
-    def __init__(self, port: int, site: str, device: str) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        self._lock = threading.Lock()
-        self._raw: list[tuple[str, bytes]] = []
-        self.subscribed = threading.Event()
-        topics = [(f"sg/v1/{site}/{device}/{kind}", 1) for kind in ("telemetry", "status")]
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
-        self.client.on_connect = lambda c, *_a: c.subscribe(topics)
-        self.client.on_subscribe = lambda *_a: self.subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-
-    def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
-        with self._lock:  # only hand over: decoding happens off the paho thread
-            self._raw.append((msg.topic, bytes(msg.payload)))
-
-    def decoded(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Return (telemetry events, status events) received so far, in arrival order."""
-        with self._lock:
-            raw = list(self._raw)
-        telemetry, statuses = [], []
-        for topic, payload in raw:
-            if not payload:
-                continue
-            doc = json.loads(payload)
-            (telemetry if topic.endswith("/telemetry") else statuses).append(doc)
-        return telemetry, statuses
-
-    def reasons(self) -> list[str]:
-        """Return the ``reason`` of every status so far (birth, heartbeat, shutdown, ...)."""
-        return [s["data"].get("reason") for s in self.decoded()[1]]
-
-    def close(self) -> None:
-        """Disconnect."""
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def build_wheel(out: Path, log: Callable[[str], None]) -> Path:
-    """Build this checkout's wheel on the host (pure Python: one wheel fits every arch)."""
-    log("building the wheel of this checkout")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(REPO)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    wheels = sorted(out.glob("sensorgate-*.whl"))
-    if proc.returncode != 0 or not wheels:
-        raise CheckError(f"pip wheel failed:\n{proc.stderr[-2000:]}")
-    return wheels[-1]
-
-
-class CheckError(Exception):
-    """The check could not run; the message says what to do."""
-
-
 def _wait(cond: Callable[[], Any], timeout: float, what: str, proc: Any = None) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
@@ -309,78 +114,6 @@ def _wait(cond: Callable[[], Any], timeout: float, what: str, proc: Any = None) 
         if time.monotonic() > deadline:
             raise CheckError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.1)
-
-
-def _ids(root: Path, name: str, *, group: bool = False) -> int:
-    for line in (root / ("etc/group" if group else "etc/passwd")).read_text().splitlines():
-        fields = line.split(":")
-        if fields[0] == name:
-            return int(fields[2])
-    raise CheckError(f"no {'group' if group else 'user'} {name!r} in {root}: install.sh failed?")
-
-
-def _in_chroot(root: Path, argv: list[str], log_path: Path, what: str, timeout: float) -> str:
-    cmd = arm_rootfs.chroot_argv(
-        root, argv, env={"HOME": "/root", "LANG": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive"}
-    )
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise CheckError(f"{what} did not finish in {timeout:.0f} s") from exc
-    log_path.write_text(proc.stdout + proc.stderr)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
-        raise CheckError(f"{what} failed (exit {proc.returncode}), log {log_path}:\n{tail}")
-    return proc.stdout
-
-
-def install(root: Path, wheel: Path, work: Path, log: Callable[[str], None]) -> float:
-    """Copy the wheel and deploy/edge into the chroot and run install.sh there; return seconds."""
-    src = root / SRC_IN_CHROOT.lstrip("/")
-    if src.exists():
-        subprocess.run(["rm", "-rf", str(src)], check=True)
-    (src / "dist").mkdir(parents=True)
-    (src / "docs").mkdir()
-    subprocess.run(["cp", "-r", str(REPO / "deploy"), str(src / "deploy")], check=True)
-    subprocess.run(["cp", str(REPO / "docs/edge.md"), str(src / "docs/edge.md")], check=True)
-    subprocess.run(["cp", str(wheel), str(src / "dist")], check=True)
-    arm_rootfs.copy_resolv_conf(root)
-    arm_rootfs.ensure_hosts_entry(root)
-    if arm_rootfs.copy_local_cas(root):  # pip in the chroot trusts what the host trusts
-        _in_chroot(root, ["update-ca-certificates"], work / "ca.log", "update-ca-certificates", 300)
-    log("install.sh in the chroot (apt-get, pip from PyPI under emulation)")
-    t0 = time.monotonic()
-    argv = ["bash", f"{SRC_IN_CHROOT}/deploy/edge/install.sh"]
-    argv += ["--from", f"{SRC_IN_CHROOT}/dist/{wheel.name}"]
-    _in_chroot(root, argv, work / "install.log", "install.sh in the chroot", 1800)
-    seconds = round(time.monotonic() - t0, 1)
-    stale = _stale_files(root)
-    if stale:
-        raise CheckError(f"the chroot's venv does not hold this checkout: {stale[:5]} differ")
-    return seconds
-
-
-def _stale_files(root: Path) -> list[str]:
-    """Return the package files that differ between this checkout and the chroot's venv."""
-    sites = sorted(root.glob("opt/sensorgate/venv/lib/python3*/site-packages"))
-    if not sites:
-        return ["(no venv)"]
-    ours = [p for pkg in ("edge", "contract") for p in (REPO / pkg).rglob("*.py")]
-    return [
-        str(p.relative_to(REPO))
-        for p in ours
-        if not (sites[0] / p.relative_to(REPO)).is_file()
-        or (sites[0] / p.relative_to(REPO)).read_bytes() != p.read_bytes()
-    ]
-
-
-def _wheel_tag(root: Path) -> str | None:
-    for wheel in root.glob("opt/sensorgate/venv/lib/python3*/site-packages/pydantic_core-*/WHEEL"):
-        tags = [ln.split(":", 1)[1].strip() for ln in wheel.read_text().splitlines()]
-        tags = [t for t in tags if t.startswith("cp")]
-        version = wheel.parent.name.split("-")[1].removesuffix(".dist")
-        return f"{version} {tags[0] if tags else '?'}"
-    return None
 
 
 def run_agent(
@@ -396,8 +129,6 @@ def run_agent(
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     """Start the agent, measure it for ``args.seconds`` after its birth, stop it, judge."""
-    from edge.bench import ProcessMeter
-
     config_path.write_text(config_text)
     witness = Subscriber(port, "armcheck", device)
     try:
@@ -411,29 +142,67 @@ def run_agent(
             _wait(born, args.startup_timeout_s, "the agent's birth message", proc)
             startup_s = time.monotonic() - t_spawn
             log(f"{label}: online after {startup_s:.1f} s; measuring {args.seconds:g} s")
-            meter = ProcessMeter(proc.pid)
-            rss: list[int] = []
-            cpu0, t0 = meter.cpu_seconds(), time.monotonic()
-            while (left := t0 + args.seconds - time.monotonic()) > 0:
-                if proc.poll() is not None:
-                    raise CheckError(f"the agent exited ({proc.returncode}); log {log_path}")
-                rss.append(meter.rss_bytes())
-                time.sleep(min(1.0, left))
-            cpu1, t1 = meter.cpu_seconds(), time.monotonic()
-            rss.append(meter.rss_bytes())
+            figures = _measure(proc, args.seconds, log_path)
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-            try:
-                code = proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                code = proc.wait()
+            code = _stop(proc)
         with contextlib.suppress(CheckError):  # analyse() reports a missing goodbye
             _wait(lambda: "shutdown" in witness.reasons(), 15, "the goodbye status")
         telemetry, statuses = witness.decoded()
     finally:
         witness.close()
+    check = _judge(args, telemetry, statuses, code, log_path)
+    return {
+        "startup_s": round(startup_s, 1),
+        **figures,
+        "exit_code": code,
+        "check": check,
+        "problems": check["problems"],
+        "pass": check["pass"],
+    }
+
+
+def _measure(proc: subprocess.Popen[bytes], seconds: float, log_path: Path) -> dict[str, Any]:
+    """Sample the agent's RSS every second and its CPU time over ``seconds``."""
+    from edge.bench import ProcessMeter
+
+    meter = ProcessMeter(proc.pid)
+    rss: list[int] = []
+    cpu0, t0 = meter.cpu_seconds(), time.monotonic()
+    while (left := t0 + seconds - time.monotonic()) > 0:
+        if proc.poll() is not None:
+            raise CheckError(f"the agent exited ({proc.returncode}); log {log_path}")
+        rss.append(meter.rss_bytes())
+        time.sleep(min(1.0, left))
+    cpu1, t1 = meter.cpu_seconds(), time.monotonic()
+    rss.append(meter.rss_bytes())
+    return {
+        "measured_s": round(t1 - t0, 1),
+        "rss_mb_max": round(max(rss) / 2**20, 1),
+        "rss_mb_mean": round(sum(rss) / len(rss) / 2**20, 1),
+        "cpu_percent_of_one_core": round(100 * (cpu1 - cpu0) / (t1 - t0), 2),
+        "meter": meter.source,
+    }
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    """SIGTERM the agent (if it still runs), wait, SIGKILL if it must; return its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+def _judge(
+    args: argparse.Namespace,
+    telemetry: list[dict[str, Any]],
+    statuses: list[dict[str, Any]],
+    code: int,
+    log_path: Path,
+) -> dict[str, Any]:
+    """Analyse what arrived; add the exit code and the delivered count to the problems."""
     # Sampling starts before the birth and the goodbye stores the open batches, so the
     # agent's whole life delivers more than the measured window: 90 % of it is the floor.
     per_s = args.sensors * 0.9
@@ -446,18 +215,7 @@ def run_agent(
             f" {check['readings_expected_at_least']} in {args.seconds:g} s"
         )
     check["pass"] = not check["problems"]
-    return {
-        "startup_s": round(startup_s, 1),
-        "measured_s": round(t1 - t0, 1),
-        "rss_mb_max": round(max(rss) / 2**20, 1),
-        "rss_mb_mean": round(sum(rss) / len(rss) / 2**20, 1),
-        "cpu_percent_of_one_core": round(100 * (cpu1 - cpu0) / (t1 - t0), 2),
-        "meter": meter.source,
-        "exit_code": code,
-        "check": check,
-        "problems": check["problems"],
-        "pass": check["pass"],
-    }
+    return check
 
 
 def check_arch(
@@ -478,20 +236,20 @@ def check_arch(
     doc["rootfs_build_s"] = None if built is None else round(built)
     log(f"{arch.name}: rootfs {'built' if built else 'cached'} in {time.monotonic() - t0:.0f} s")
     doc["install_s"] = install(root, wheel, work, log)
-    doc["pydantic_core_wheel"] = _wheel_tag(root)
+    doc["pydantic_core_wheel"] = wheel_tag(root)
     # The chroot shares the host's network namespace: the loopback broker is 127.0.0.1.
     probe = (
         "import platform, socket, sys;"
         f"socket.create_connection(('127.0.0.1', {port}), 10).close();"
         "print(platform.machine(), platform.python_version())"
     )
-    out = _in_chroot(root, ["python3", "-c", probe], work / "probe.log", "reaching the host's"
+    out = in_chroot(root, ["python3", "-c", probe], work / "probe.log", "reaching the host's"
                      f" broker at 127.0.0.1:{port} from the chroot", 120).split()  # fmt: skip
     doc["machine"], doc["python"] = out[0], out[1]
     if doc["machine"] != arch.machine:
         raise CheckError(f"the chroot runs {doc['machine']}, not {arch.machine}: binfmt?")
-    uid, gid = _ids(root, "sensorgate"), _ids(root, "sensorgate", group=True)
-    groups = ",".join(str(_ids(root, g, group=True)) for g in ("i2c", "gpio"))
+    uid, gid = ids(root, "sensorgate"), ids(root, "sensorgate", group=True)
+    groups = ",".join(str(ids(root, g, group=True)) for g in ("i2c", "gpio"))
     device = f"arm-{arch.name}-{os.getpid()}"
     state = root / "var/lib/sensorgate"
     for stale in state.glob("outbox.db*"):
@@ -554,7 +312,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
 
 
 def _run_locked(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
-    from gateway.localstack.services import start_mosquitto
+    from edge.localbroker import start_mosquitto
 
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="sg-edge-arm-") as tmp:

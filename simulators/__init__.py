@@ -4,15 +4,21 @@ Modules, one per concern:
 
 - :mod:`simulators.signals`: signal models (temperature, humidity, pressure,
   vibration, power, current, battery, door) with documented parameters and a seed;
+  their parameter models in :mod:`simulators.signal_params`;
 - :mod:`simulators.anomalies`: anomaly injection, scheduled or random;
 - :mod:`simulators.labels`: ground-truth labels (JSON lines, MQTT labels topic);
 - :mod:`simulators.timebase`: real-time, accelerated and as-fast-as-possible time;
 - :mod:`simulators.fleet`: many devices driven from one thread;
 - :mod:`simulators.scenario`: TOML scenario files (``simulators/scenarios/``);
-- :mod:`simulators.csv_replay`: replay any timestamped CSV as a device;
+- :mod:`simulators.csv_table` and :mod:`simulators.csv_replay`: read any timestamped
+  CSV, and replay it as a device;
 - :mod:`simulators.loadgen`: a load generator for benchmarks (:func:`run_loadgen`);
 - :mod:`simulators.wire` and :mod:`simulators.links`: fast, contract-valid event
   rendering and publishing through the edge's MQTT link;
-- :mod:`simulators.cli`: the ``simulate``, ``csv-replay`` and ``loadgen`` commands;
+- :mod:`simulators.dialects` (and :mod:`simulators.sparkplug_wire`): the fleet's
+  readings as Zigbee2MQTT, Tasmota, Shelly, Home Assistant, Sparkplug B or Telegraf
+  devices would publish them;
+- :mod:`simulators.cli`: the ``simulate``, ``csv-replay`` and ``loadgen`` commands
+  (their options in :mod:`simulators.cli.options`);
 - :mod:`simulators.demo`: the demo fleet of ``sensorgate up``.
 """

@@ -35,21 +35,23 @@ sparkplug      ``spBv1.0/<site>/NBIRTH|NDATA/<device>``, aliases after the birth
 telegraf       ``telegraf/<device>/<sensor>`` line protocol, tags host and site
 =============  ==============================================================
 
-The Sparkplug payload is written by a small protobuf encoder here (the simulators do
-not depend on the gateway's generated code), which also cross-checks the adapter's
-decoder in the tests.
+The Sparkplug payload is written by a small protobuf encoder,
+:mod:`simulators.sparkplug_wire` (the simulators do not depend on the gateway's
+generated code), which also cross-checks the adapter's decoder in the tests.
 """
 
 from __future__ import annotations
 
 import json
-import struct
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from simulators.links import Publisher
+from simulators.sparkplug_wire import SparkplugRenderer
+
+if TYPE_CHECKING:  # a type only: the CLI reads DIALECTS without loading the links
+    from simulators.links import Publisher
 
 __all__ = [
     "DIALECTS",
@@ -83,30 +85,33 @@ def _iso(t_us: int, *, zone: bool = True, millis: bool = True) -> str:
     return text.replace("+00:00", "Z") if zone else text.replace("+00:00", "")
 
 
-class _Zigbee2Mqtt:
+class _Announced:
+    """A family that announces each device once, retained, before its first message."""
+
     def __init__(self) -> None:
         self.seen: set[str] = set()
+        self.dropped = 0
 
+    def birth(self, device: str, topic: str, payload: bytes) -> list[Rendered]:
+        """Return the announcement the first time ``device`` is seen, else nothing."""
+        if device in self.seen:
+            return []
+        self.seen.add(device)
+        return [(topic, payload, True)]
+
+
+class _Zigbee2Mqtt(_Announced):
     def __call__(self, site: str, device: str, readings: Sequence[Reading]) -> list[Rendered]:
-        out: list[Rendered] = []
-        if device not in self.seen:
-            self.seen.add(device)
-            out.append((f"zigbee2mqtt/{device}/availability", b'{"state":"online"}', True))
+        out = self.birth(device, f"zigbee2mqtt/{device}/availability", b'{"state":"online"}')
         doc: dict[str, Any] = {metric: value for _s, metric, value, _u, _t in readings}
         doc["last_seen"] = _iso(readings[0][4])
         out.append((f"zigbee2mqtt/{device}", json.dumps(doc).encode(), False))
         return out
 
 
-class _Tasmota:
-    def __init__(self) -> None:
-        self.seen: set[str] = set()
-
+class _Tasmota(_Announced):
     def __call__(self, site: str, device: str, readings: Sequence[Reading]) -> list[Rendered]:
-        out: list[Rendered] = []
-        if device not in self.seen:
-            self.seen.add(device)
-            out.append((f"tele/{device}/LWT", b"Online", True))
+        out = self.birth(device, f"tele/{device}/LWT", b"Online")
         sensors: dict[str, dict[str, float]] = {}
         for sensor, metric, value, _unit, _t in readings:
             sensors.setdefault(sensor, {})[metric.capitalize()] = value
@@ -127,16 +132,9 @@ _SHELLY = {
 }
 
 
-class _Shelly:
-    def __init__(self) -> None:
-        self.seen: set[str] = set()
-        self.dropped = 0
-
+class _Shelly(_Announced):
     def __call__(self, site: str, device: str, readings: Sequence[Reading]) -> list[Rendered]:
-        out: list[Rendered] = []
-        if device not in self.seen:
-            self.seen.add(device)
-            out.append((f"{device}/online", b"true", True))
+        out = self.birth(device, f"{device}/online", b"true")
         params: dict[str, Any] = {"ts": round(readings[0][4] / 1_000_000, 3)}
         for _sensor, metric, value, _unit, _t in readings:
             where = _SHELLY.get(metric)
@@ -166,18 +164,11 @@ SHELLY1_TOPICS = {
 }
 
 
-class _Shelly1:
+class _Shelly1(_Announced):
     """One Gen1 message per reading, on the value's own topic (plain number)."""
 
-    def __init__(self) -> None:
-        self.seen: set[str] = set()
-        self.dropped = 0
-
     def __call__(self, site: str, device: str, readings: Sequence[Reading]) -> list[Rendered]:
-        out: list[Rendered] = []
-        if device not in self.seen:
-            self.seen.add(device)
-            out.append((f"shellies/{device}/online", b"true", True))
+        out = self.birth(device, f"shellies/{device}/online", b"true")
         for _sensor, metric, value, _unit, _t in readings:
             where = SHELLY1_TOPICS.get(metric)
             if where is None:
@@ -279,110 +270,6 @@ def _lp(text: str) -> str:
     return text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
 
 
-# -- Sparkplug B, a minimal protobuf writer -------------------------------------------
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    value &= (1 << 64) - 1
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _field_varint(number: int, value: int) -> bytes:
-    return _varint(number << 3) + _varint(value)
-
-
-def _field_bytes(number: int, data: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(data)) + data
-
-
-def _field_double(number: int, value: float) -> bytes:
-    return _varint(number << 3 | 1) + struct.pack("<d", value)
-
-
-_DOUBLE, _INT64, _STRING = 10, 4, 12
-
-
-def sparkplug_metric(
-    *,
-    name: str | None = None,
-    alias: int | None = None,
-    timestamp_ms: int | None = None,
-    datatype: int | None = None,
-    double: float | None = None,
-    long: int | None = None,
-    unit: str | None = None,
-) -> bytes:
-    """Encode one Sparkplug ``Payload.Metric`` (the fields the simulator uses)."""
-    out = b""
-    if name is not None:
-        out += _field_bytes(1, name.encode())
-    if alias is not None:
-        out += _field_varint(2, alias)
-    if timestamp_ms is not None:
-        out += _field_varint(3, timestamp_ms)
-    if datatype is not None:
-        out += _field_varint(4, datatype)
-    if unit:
-        value = _field_varint(1, _STRING) + _field_bytes(8, unit.encode())
-        out += _field_bytes(9, _field_bytes(1, b"engUnit") + _field_bytes(2, value))
-    if long is not None:
-        out += _field_varint(11, long)
-    if double is not None:
-        out += _field_double(13, double)
-    return out
-
-
-def sparkplug_payload(timestamp_ms: int, metrics: Sequence[bytes], seq: int | None) -> bytes:
-    """Encode a Sparkplug ``Payload``."""
-    out = _field_varint(1, timestamp_ms)
-    for metric in metrics:
-        out += _field_bytes(2, metric)
-    if seq is not None:
-        out += _field_varint(3, seq)
-    return out
-
-
-class _Sparkplug:
-    """One edge node per simulated device, group = site; NBIRTH then NDATA by alias."""
-
-    def __init__(self) -> None:
-        self.nodes: dict[tuple[str, str], dict[str, Any]] = {}
-
-    def __call__(self, site: str, device: str, readings: Sequence[Reading]) -> list[Rendered]:
-        t_ms = readings[0][4] // 1000
-        node = self.nodes.get((site, device))
-        if node is None:
-            aliases = {(s, m): i for i, (s, m, _v, _u, _t) in enumerate(readings, start=1)}
-            node = self.nodes[(site, device)] = {"seq": 0, "aliases": aliases}
-            metrics = [sparkplug_metric(name="bdSeq", datatype=_INT64, long=0, timestamp_ms=t_ms)]
-            metrics += [
-                sparkplug_metric(
-                    name=f"{s}/{m}", alias=aliases[(s, m)], datatype=_DOUBLE, double=v, unit=u
-                )
-                for s, m, v, u, _t in readings
-            ]
-            return [(f"spBv1.0/{site}/NBIRTH/{device}", sparkplug_payload(t_ms, metrics, 0), False)]
-        node["seq"] = (node["seq"] + 1) % 256
-        metrics = []
-        for s, m, v, _u, _t in readings:
-            alias = node["aliases"].get((s, m))
-            metrics.append(
-                sparkplug_metric(alias=alias, double=v)
-                if alias is not None
-                else sparkplug_metric(name=f"{s}/{m}", datatype=_DOUBLE, double=v)
-            )
-        payload = sparkplug_payload(t_ms, metrics, node["seq"])
-        return [(f"spBv1.0/{site}/NDATA/{device}", payload, False)]
-
-
 def make_renderer(dialect: str) -> Renderer:
     """Return the renderer of one dialect (not ``sensorgate``, which needs none)."""
     factories: dict[str, Callable[[], Renderer]] = {
@@ -391,7 +278,7 @@ def make_renderer(dialect: str) -> Renderer:
         "shelly": _Shelly,
         "shelly1": _Shelly1,
         "homeassistant": _HomeAssistant,
-        "sparkplug": _Sparkplug,
+        "sparkplug": SparkplugRenderer,
         "telegraf": _Telegraf,
     }
     if dialect not in factories:

@@ -177,87 +177,46 @@ class _TimeText:
         return f"{self.prefix(second)}.{frac:06d}Z"
 
 
-def run_loadgen_with(
-    publisher: Publisher,
-    topics: TopicScheme,
-    plan: LoadPlan,
-    *,
-    progress: Callable[[LoadgenReport], None] | None = None,
-) -> LoadgenReport:
-    """Run the load generator over an already connected ``publisher``."""
-    # Locals, not attributes, in the publishing loop below.
-    readings_per_message = plan.readings_per_message
-    devices, duration_s, qos = plan.devices, plan.duration_s, plan.qos
-    site, progress_every_s = plan.site, plan.progress_every_s
-    names = plan.metric_names
-    target = plan.rate if plan.rate else None
-    report = LoadgenReport(
-        target_readings_per_s=target,
-        readings_per_message=readings_per_message,
-        devices=devices,
-        metrics=len(names),
-        qos=qos,
-        connections=plan.connections,
-        duration_s=duration_s,
-    )
-    device_ids = [f"load-{i:06d}" for i in range(devices)]
-    templates = [
-        TelemetryTemplate(site=site, device=d, sensor="load", units=dict.fromkeys(names, ""))
-        for d in device_ids
-    ]
-    device_topics = [topics.telemetry(site, d) for d in device_ids]
-    # Sequences start at the wall clock in microseconds, as the fleet's do: a rerun
-    # against the same gateway is not taken for duplicates.
-    sequences = [time.time_ns() // 1000] * devices
-    metric_count = len(names)
-    # Readings are rendered in bulk from pre-rendered pieces: at hundreds of thousands
-    # of readings per second, building tuples and formatting floats per reading is
-    # what would limit the generator, not the broker.
-    shape = [
-        (templates[0].reading_head(names[j % metric_count]), j) for j in range(readings_per_message)
-    ]
-    values = [repr(float(v)) for v in range(1000)]
-    msg_rate = target / readings_per_message if target else None
-    burst = max(1, _BURST_READINGS // readings_per_message)
-    time_text = _TimeText()
+class _Messages:
+    """Renders and publishes the generator's messages, round robin over the devices.
 
-    t0 = time.monotonic()
-    end = t0 + duration_s
-    next_progress = t0 + progress_every_s
-    sent = 0
-    device = 0
-    while True:
-        now = time.monotonic()
-        if now >= end:
-            if msg_rate is None:
-                break
-            # What fell due before the end is still owed, so that a late wake-up does
-            # not read as a shortfall; a real backlog (more than the grace) ends the run.
-            due_total = int(duration_s * msg_rate)
-            owed_s = (due_total - sent) / msg_rate
-            report.max_backlog_s = max(report.max_backlog_s, owed_s)
-            if owed_s <= 0 or now - end > _grace_s(duration_s):
-                break
-            due = min(due_total, sent + burst)
-        elif msg_rate is None:
-            due = sent + burst
-        else:
-            due = int((now - t0) * msg_rate)
-            backlog = (due - sent) / msg_rate
-            if backlog > report.max_backlog_s:
-                report.max_backlog_s = backlog
-            if due <= sent:
-                time.sleep(max(0.0, min((sent + 1) / msg_rate - (now - t0), end - now, 0.05)))
-                continue
-            due = min(due, sent + burst)
+    Readings are rendered in bulk from pre-rendered pieces: at hundreds of thousands of
+    readings per second, building tuples and formatting floats per reading is what
+    would limit the generator, not the broker.
+    """
+
+    def __init__(self, topics: TopicScheme, plan: LoadPlan) -> None:
+        names = plan.metric_names
+        device_ids = [f"load-{i:06d}" for i in range(plan.devices)]
+        units = dict.fromkeys(names, "")
+        self.templates = [
+            TelemetryTemplate(site=plan.site, device=d, sensor="load", units=units)
+            for d in device_ids
+        ]
+        self.topics = [topics.telemetry(plan.site, d) for d in device_ids]
+        # Sequences start at the wall clock in microseconds, as the fleet's do: a rerun
+        # against the same gateway is not taken for duplicates.
+        self.sequences = [time.time_ns() // 1000] * plan.devices
+        head = self.templates[0].reading_head
+        self.shape = [(head(names[j % len(names)]), j) for j in range(plan.readings_per_message)]
+        self.values = [repr(float(v)) for v in range(1000)]
+        self.time_text = _TimeText()
+        self.device = 0
+
+    def publish(self, publisher: Publisher, count: int, qos: int) -> int:
+        """Publish ``count`` messages stamped now; return their payload bytes."""
+        # Locals, not attributes, in the publishing loop below.
+        shape, values, time_text = self.shape, self.values, self.time_text
+        templates, topics, sequences = self.templates, self.topics, self.sequences
+        devices, device, sent_bytes = len(templates), self.device, 0
         wall_us = time.time_ns() // 1000
-        last = readings_per_message - 1
+        last = len(shape) - 1
         us0 = wall_us - last  # the first reading's time; the last one's is wall_us
         second, frac0 = divmod(us0, 1_000_000)
         prefix = time_text.prefix(second)
         same_second = frac0 + last < 1_000_000
         message_time = time_text(wall_us)
-        for _ in range(due - sent):
+        for _ in range(count):
             seq = sequences[device]
             if same_second:
                 body = ",".join(
@@ -274,15 +233,85 @@ def run_loadgen_with(
                     ]
                 )
             payload = templates[device].render_fragments(seq, message_time, body)
-            publisher.publish(device_topics[device], payload, qos=qos, key=device)
+            publisher.publish(topics[device], payload, qos=qos, key=device)
             sequences[device] = seq + 1
-            report.bytes += len(payload)
+            sent_bytes += len(payload)
             device = device + 1 if device + 1 < devices else 0
-        sent = due
-        report.messages = sent
-        if progress is not None and now >= next_progress:
-            next_progress = now + progress_every_s
-            report.wall_s = now - t0
+        self.device = device
+        return sent_bytes
+
+
+class _Pacer:
+    """Says how many messages are due, on the plan's schedule (or as fast as possible)."""
+
+    def __init__(self, plan: LoadPlan, report: LoadgenReport) -> None:
+        self.duration_s = plan.duration_s
+        rate = plan.rate if plan.rate else None
+        self.msg_rate = rate / plan.readings_per_message if rate else None
+        self.burst = max(1, _BURST_READINGS // plan.readings_per_message)
+        self.report = report
+        self.t0 = self.now = time.monotonic()
+        self.end = self.t0 + plan.duration_s
+
+    def due(self, sent: int) -> int | None:
+        """Return the messages due by now (at most a burst ahead), None when the run is over.
+
+        Sleeps while none is due. The furthest behind schedule goes to the report.
+        """
+        t0, end, msg_rate, report = self.t0, self.end, self.msg_rate, self.report
+        while True:
+            now = self.now = time.monotonic()
+            if now >= end:
+                if msg_rate is None:
+                    return None
+                # What fell due before the end is still owed, so that a late wake-up does
+                # not read as a shortfall; a real backlog (more than the grace) ends the run.
+                due_total = int(self.duration_s * msg_rate)
+                owed_s = (due_total - sent) / msg_rate
+                report.max_backlog_s = max(report.max_backlog_s, owed_s)
+                if owed_s <= 0 or now - end > _grace_s(self.duration_s):
+                    return None
+                return min(due_total, sent + self.burst)
+            if msg_rate is None:
+                return sent + self.burst
+            due = int((now - t0) * msg_rate)
+            backlog = (due - sent) / msg_rate
+            if backlog > report.max_backlog_s:
+                report.max_backlog_s = backlog
+            if due > sent:
+                return min(due, sent + self.burst)
+            time.sleep(max(0.0, min((sent + 1) / msg_rate - (now - t0), end - now, 0.05)))
+
+
+def run_loadgen_with(
+    publisher: Publisher,
+    topics: TopicScheme,
+    plan: LoadPlan,
+    *,
+    progress: Callable[[LoadgenReport], None] | None = None,
+) -> LoadgenReport:
+    """Run the load generator over an already connected ``publisher``."""
+    readings_per_message = plan.readings_per_message
+    report = LoadgenReport(
+        target_readings_per_s=plan.rate if plan.rate else None,
+        readings_per_message=readings_per_message,
+        devices=plan.devices,
+        metrics=len(plan.metric_names),
+        qos=plan.qos,
+        connections=plan.connections,
+        duration_s=plan.duration_s,
+    )
+    messages = _Messages(topics, plan)
+    pacer = _Pacer(plan, report)
+    t0 = pacer.t0
+    next_progress = t0 + plan.progress_every_s
+    sent = 0
+    while (due := pacer.due(sent)) is not None:
+        report.bytes += messages.publish(publisher, due - sent, plan.qos)
+        sent = report.messages = due
+        if progress is not None and pacer.now >= next_progress:
+            next_progress = pacer.now + plan.progress_every_s
+            report.wall_s = pacer.now - t0
             report.readings = sent * readings_per_message
             report.acknowledged = publisher.acknowledged
             progress(report)

@@ -15,12 +15,21 @@ import importlib
 import logging
 from collections.abc import Mapping
 from importlib.metadata import entry_points
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from contract.errors import ConfigError
 from edge.drivers.base import Driver, DriverFactory
 
-__all__ = ["BUILTIN_DRIVERS", "ENTRY_POINT_GROUP", "DriverRegistry", "default_registry"]
+if TYPE_CHECKING:
+    from edge.config import AgentConfig
+
+__all__ = [
+    "BUILTIN_DRIVERS",
+    "ENTRY_POINT_GROUP",
+    "DriverRegistry",
+    "build_drivers",
+    "default_registry",
+]
 
 log = logging.getLogger(__name__)
 
@@ -96,3 +105,21 @@ class DriverRegistry:
 def default_registry() -> DriverRegistry:
     """Return the registry the agent uses: built-ins plus installed entry points."""
     return DriverRegistry()
+
+
+def build_drivers(config: AgentConfig, registry: DriverRegistry | None = None) -> dict[str, Driver]:
+    """Create the driver of every sensor; raise :class:`ConfigError` naming the sensor."""
+    registry = registry or default_registry()
+    drivers: dict[str, Driver] = {}
+    for index, sensor in enumerate(config.sensors):
+        field = f"sensors[{index}]"
+        try:
+            drivers[sensor.id] = registry.create(
+                sensor.driver, sensor.options, field=f"{field}.driver"
+            )
+        except ConfigError as exc:
+            for driver in drivers.values():
+                driver.close()
+            reason_field = exc.field if exc.field.startswith(field) else f"{field}.{exc.field}"
+            raise ConfigError(reason_field, exc.reason) from None
+    return drivers

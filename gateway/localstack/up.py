@@ -96,50 +96,13 @@ def run_up(
     fleet = None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-
-    def emit(doc: dict[str, Any]) -> None:
-        print(json.dumps(doc), flush=True)
-
+    emit = _emit
     try:
-        if external:
-            settings = base
-        else:
-            local = LocalServices()
-            ep = local.start()
-            settings = load_settings(
-                mqtt={**base.mqtt.model_dump(), "host": ep.mqtt_host, "port": ep.mqtt_port},
-                influx={
-                    **base.influx.model_dump(),
-                    "url": ep.influx_url,
-                    "spill_dir": local.workdir / "spill",  # throwaway, like the data
-                },
-                recovery_dir=local.workdir / "recovery",  # state of throwaway data
-                # A fixed port could clash with another gateway on this machine.
-                metrics_port=free_port(),
-            )
-        if settings.rules_file is None:  # the demo's rules, unless the user has some
-            settings = settings.model_copy(update={"rules_file": DEMO_RULES})
-        if "windows" not in base.stream.model_fields_set:
-            # People watch a demo for minutes: with 10 s windows beside 1 m the charts
-            # show aggregates, and the expected band (5 buckets of history), within a
-            # minute instead of six. The cost is nothing at the demo fleet's size.
-            settings = settings.model_copy(
-                update={"stream": settings.stream.model_copy(update={"windows": DEMO_WINDOWS})}
-            )
-        workdir = local.workdir if local else Path.cwd()
+        local = None if external else LocalServices()
+        settings = _stack_settings(base, local)
         dashboard_port = _free_port(dashboard_port) if dashboard_port else free_port()
         settings, dashboard_url = _dashboard_token(settings, dashboard_port)
-        gateway = ManagedProcess(
-            "gateway",
-            [
-                *(sys.executable, "-m", "gateway.cli", "gateway", "run"),
-                *("--dashboard-port", str(dashboard_port)),
-            ],
-            workdir / "gateway.log",
-            # The dashboard's token goes in the environment (SENSORGATE_DASHBOARD__TOKEN),
-            # which only this user can read, never in argv, which everyone can (ps).
-            env={**os.environ, **settings_env(settings)},
-        )
+        gateway = _start_gateway(settings, local.workdir if local else Path.cwd(), dashboard_port)
         # Readings sent before the gateway subscribes are lost: start the fleet after.
         _wait_ready(settings, gateway, stop)
         fleet = start_demo_fleet(
@@ -147,22 +110,7 @@ def run_up(
             settings.topics,
             devices=devices,
         )
-        where = {
-            "dashboard_url": dashboard_url,
-            "mqtt_url": settings.mqtt.url,
-            "influx_url": settings.influx.url,
-            "database": settings.influx.database,
-            "topic_prefix": settings.topic_prefix,
-            "metrics_url": f"http://{settings.metrics_host}:{settings.metrics_port}/metrics",
-            "gateway_log": str(gateway.log_path),
-            "rules": str(settings.rules_file),
-            "demo_anomaly": DEMO_ANOMALY,
-            "pids": {
-                "gateway": gateway.pid,
-                **({"mosquitto": local.mosquitto.pid} if local and local.mosquitto else {}),
-                **({"influxd": local.influxd.pid} if local and local.influxd else {}),
-            },
-        }
+        where = _where(settings, dashboard_url, gateway, local)
         if as_json:
             emit({"event": "ready", **where})
         else:
@@ -185,6 +133,82 @@ def run_up(
         else:
             _print_summary(console, counts)
     return 0
+
+
+def _emit(doc: dict[str, Any]) -> None:
+    """Print one JSON line (``--json``)."""
+    print(json.dumps(doc), flush=True)
+
+
+def _stack_settings(base: GatewaySettings, local: LocalServices | None) -> GatewaySettings:
+    """Start the local services (unless external ones are configured); return the settings.
+
+    The demo's rules and windows apply unless the user configured some.
+    """
+    settings = base
+    if local is not None:
+        ep = local.start()
+        settings = load_settings(
+            mqtt={**base.mqtt.model_dump(), "host": ep.mqtt_host, "port": ep.mqtt_port},
+            influx={
+                **base.influx.model_dump(),
+                "url": ep.influx_url,
+                "spill_dir": local.workdir / "spill",  # throwaway, like the data
+            },
+            recovery_dir=local.workdir / "recovery",  # state of throwaway data
+            # A fixed port could clash with another gateway on this machine.
+            metrics_port=free_port(),
+        )
+    if settings.rules_file is None:  # the demo's rules, unless the user has some
+        settings = settings.model_copy(update={"rules_file": DEMO_RULES})
+    if "windows" not in base.stream.model_fields_set:
+        # People watch a demo for minutes: with 10 s windows beside 1 m the charts
+        # show aggregates, and the expected band (5 buckets of history), within a
+        # minute instead of six. The cost is nothing at the demo fleet's size.
+        settings = settings.model_copy(
+            update={"stream": settings.stream.model_copy(update={"windows": DEMO_WINDOWS})}
+        )
+    return settings
+
+
+def _start_gateway(settings: GatewaySettings, workdir: Path, dashboard_port: int) -> ManagedProcess:
+    """Start the gateway (and its dashboard) as a child process."""
+    return ManagedProcess(
+        "gateway",
+        [
+            *(sys.executable, "-m", "gateway.cli", "gateway", "run"),
+            *("--dashboard-port", str(dashboard_port)),
+        ],
+        workdir / "gateway.log",
+        # The dashboard's token goes in the environment (SENSORGATE_DASHBOARD__TOKEN),
+        # which only this user can read, never in argv, which everyone can (ps).
+        env={**os.environ, **settings_env(settings)},
+    )
+
+
+def _where(
+    settings: GatewaySettings,
+    dashboard_url: str,
+    gateway: ManagedProcess,
+    local: LocalServices | None,
+) -> dict[str, Any]:
+    """Return where everything is: URLs, the log, the rules, the demo anomaly, the pids."""
+    return {
+        "dashboard_url": dashboard_url,
+        "mqtt_url": settings.mqtt.url,
+        "influx_url": settings.influx.url,
+        "database": settings.influx.database,
+        "topic_prefix": settings.topic_prefix,
+        "metrics_url": f"http://{settings.metrics_host}:{settings.metrics_port}/metrics",
+        "gateway_log": str(gateway.log_path),
+        "rules": str(settings.rules_file),
+        "demo_anomaly": DEMO_ANOMALY,
+        "pids": {
+            "gateway": gateway.pid,
+            **({"mosquitto": local.mosquitto.pid} if local and local.mosquitto else {}),
+            **({"influxd": local.influxd.pid} if local and local.influxd else {}),
+        },
+    }
 
 
 def _wait_ready(settings: GatewaySettings, gateway: ManagedProcess, stop: threading.Event) -> None:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING, Any
 
 from simulators.cli import _common as common
+
+if TYPE_CHECKING:
+    from simulators.loadgen import LoadgenReport
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; return its exit code."""
     from contract import TopicScheme
     from contract.errors import BrokerError, TopicError
-    from simulators.loadgen import LoadgenReport, LoadPlan, run_loadgen
+    from simulators.loadgen import LoadPlan, run_loadgen
 
     try:
         topics = TopicScheme(prefix=args.prefix)
@@ -22,14 +26,6 @@ def run(args: argparse.Namespace) -> int:
     except (TopicError, ValueError) as exc:
         common.err(str(exc))
         return common.EXIT_CONFIG
-
-    def show(report: LoadgenReport) -> None:
-        print(
-            f"[{report.wall_s:7.1f}s] messages {report.messages:,}  readings"
-            f" {report.readings:,} ({report.readings_per_s:,.0f}/s)"
-            f"  acked {report.acknowledged:,}",
-            file=sys.stderr,
-        )
 
     try:
         plan = LoadPlan(
@@ -48,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
             common.settings(args),
             topics,
             plan,
-            progress=show if args.progress_every > 0 else None,
+            progress=_show if args.progress_every > 0 else None,
         )
     except BrokerError as exc:
         common.err(str(exc))
@@ -60,23 +56,38 @@ def run(args: argparse.Namespace) -> int:
         args,
         "loadgen",
         report.as_dict(),
-        [
-            ("target readings/s", report.target_readings_per_s),
-            ("readings/message", report.readings_per_message),
-            ("devices", report.devices),
-            ("connections", report.connections),
-            ("qos", report.qos),
-            ("publishing (s)", report.wall_s),
-            ("messages", report.messages),
-            ("readings", report.readings),
-            ("achieved readings/s", report.readings_per_s),
-            ("achieved messages/s", report.messages_per_s),
-            ("acknowledged (PUBACK)", report.acknowledged),
-            ("all acknowledged", report.all_acknowledged),
-            ("ack wait (s)", report.ack_wait_s),
-            ("acked readings/s", report.acked_readings_per_s),
-            ("max backlog (s)", report.max_backlog_s),
-            ("kept up", report.kept_up),
-        ],
+        _summary(report),
     )
     return common.EXIT_OK if report.kept_up and report.all_acknowledged else common.EXIT_BEHIND
+
+
+def _show(report: LoadgenReport) -> None:
+    """Print one progress line on stderr."""
+    print(
+        f"[{report.wall_s:7.1f}s] messages {report.messages:,}  readings"
+        f" {report.readings:,} ({report.readings_per_s:,.0f}/s)"
+        f"  acked {report.acknowledged:,}",
+        file=sys.stderr,
+    )
+
+
+def _summary(report: LoadgenReport) -> list[tuple[str, Any]]:
+    """Return the rows of the summary table."""
+    return [
+        ("target readings/s", report.target_readings_per_s),
+        ("readings/message", report.readings_per_message),
+        ("devices", report.devices),
+        ("connections", report.connections),
+        ("qos", report.qos),
+        ("publishing (s)", report.wall_s),
+        ("messages", report.messages),
+        ("readings", report.readings),
+        ("achieved readings/s", report.readings_per_s),
+        ("achieved messages/s", report.messages_per_s),
+        ("acknowledged (PUBACK)", report.acknowledged),
+        ("all acknowledged", report.all_acknowledged),
+        ("ack wait (s)", report.ack_wait_s),
+        ("acked readings/s", report.acked_readings_per_s),
+        ("max backlog (s)", report.max_backlog_s),
+        ("kept up", report.kept_up),
+    ]

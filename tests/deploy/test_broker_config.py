@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 
 from contract.errors import BrokerError
+from edge.childproc import listens
 from edge.mqtt import MqttLink, MqttSettings, TlsSettings
-from gateway.localstack.services import ManagedProcess, _listens, find_binary, free_port
+from gateway.localstack.services import ManagedProcess, find_binary, free_port
 from tests.deploy.deploy_kit import DEPLOY
 from tests.waiting import wait_for
 
@@ -79,7 +80,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
         "mosquitto", ["sh", str(COMPOSE / "mosquitto" / "start.sh")], work / "log", env=env
     )
     deadline = time.monotonic() + 20
-    while not (_listens(proc.pid, plain) and _listens(proc.pid, tls)):
+    while not (listens(proc.pid, plain) and listens(proc.pid, tls)):
         assert proc.alive(), proc.log_tail()
         assert time.monotonic() < deadline, proc.log_tail()
         time.sleep(0.1)

@@ -30,6 +30,7 @@ from edge_testkit import (
 from contract import TopicScheme
 from contract.codec import decode
 from contract.events import DeviceOfflineEvent, DeviceOnlineEvent, TelemetryEvent
+from edge.bench.agentproc import config_toml
 
 pytestmark = pytest.mark.integration
 
@@ -221,7 +222,7 @@ def test_sigkill_then_restart_replays_the_outbox_with_no_gap_and_no_reuse(
         outbox={"path": str(tmp_path / "outbox.db"), "max_rate": 8},
     )
     config_path = tmp_path / "agent.toml"
-    config_path.write_text(_toml(overrides))
+    config_path.write_text(config_toml(overrides))
     site, device = overrides["site"], overrides["device"]
     telemetry, status = topics.telemetry(site, device), topics.status(site, device)
     sub = subscriber_factory(host, port, f"{topics.prefix}/#")
@@ -298,25 +299,6 @@ def test_sigkill_then_restart_replays_the_outbox_with_no_gap_and_no_reuse(
     assert reasons[-1] == ("DeviceOfflineEvent", "shutdown")
 
 
-def _toml(overrides: dict[str, Any]) -> str:
-    """Write a config as TOML (simple tables and arrays of tables are all we need)."""
-
-    def value(v: Any) -> str:
-        if isinstance(v, dict):
-            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
-        return json.dumps(v)
-
-    lines = [f"{k} = {value(v)}" for k, v in overrides.items() if not isinstance(v, dict | list)]
-    for key, table in overrides.items():
-        if isinstance(table, dict):
-            lines.append(f"[{key}]")
-            lines.extend(f"{k} = {value(v)}" for k, v in table.items())
-    for sensor in overrides["sensors"]:
-        lines.append("[[sensors]]")
-        lines.extend(f"{k} = {value(v)}" for k, v in sensor.items())
-    return "\n".join(lines) + "\n"
-
-
 def test_remote_config_applies_live_and_invalid_is_refused(
     services: Any,
     topics: TopicScheme,
@@ -378,7 +360,7 @@ def test_sighup_with_a_malformed_config_file_is_refused_and_the_agent_keeps_runn
     host, port = services.mqtt_host, services.mqtt_port
     overrides = agent_overrides(tmp_path, topics.prefix, port, interval=0.02)
     config_path = tmp_path / "agent.toml"
-    good = _toml(overrides)
+    good = config_toml(overrides)
     config_path.write_text(good)
     site, device = overrides["site"], overrides["device"]
     telemetry, status = topics.telemetry(site, device), topics.status(site, device)

@@ -15,6 +15,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from contract.errors import ServiceError
+from edge import childproc
 from gateway.localstack import services as services_mod
 from gateway.localstack.services import LocalServices, ServiceEndpoints
 from tests.waiting import wait_for
@@ -77,7 +78,7 @@ def test_services_die_with_a_killed_parent() -> None:
 
 def test_missing_binary_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
-    monkeypatch.setattr(services_mod, "_SBIN_DIRS", ())
+    monkeypatch.setattr(childproc, "_SBIN_DIRS", ())
     with pytest.raises(ServiceError, match="apt-get install -y mosquitto"):
         services_mod.find_binary("mosquitto")
     with pytest.raises(ServiceError, match="apt-get install -y influxdb"):

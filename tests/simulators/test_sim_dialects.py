@@ -48,8 +48,14 @@ class _Tee(MemoryPublisher):
         self.dialect.publish(topic, payload, **kw)
 
 
-def _run(dialect: str) -> tuple[list[TelemetryEvent], MemoryPublisher, DialectPublisher]:
-    scenario = small(devices=3, duration_s=300.0, metrics=("temperature", "humidity", "power"))
+def _run(
+    dialect: str,
+    *,
+    devices: int = 3,
+    duration_s: float = 300.0,
+    metrics: tuple[str, ...] = ("temperature", "humidity", "power"),
+) -> tuple[list[TelemetryEvent], MemoryPublisher, DialectPublisher]:
+    scenario = small(devices=devices, duration_s=duration_s, metrics=metrics)
     topics = TopicScheme()
     wire = MemoryPublisher()
     dialect_pub = DialectPublisher(wire, dialect)
@@ -118,19 +124,9 @@ def test_dialect_round_trip_through_the_adapters(dialect: str):
 
 
 def test_shelly_drops_metrics_without_a_component():
-    scenario_metrics = ("temperature", "pressure")
-    wire = MemoryPublisher()
-    publisher = DialectPublisher(wire, "shelly")
-    topics = TopicScheme()
-    scenario = small(devices=1, duration_s=30.0, metrics=scenario_metrics)
-    Fleet(
-        build_devices(scenario, topics, sequence_start=0),
-        publisher=publisher,
-        topics=topics,
-        timebase=Timebase(start=START, speed=None),
-        interval_s=scenario.interval_s,
-        duration_s=scenario.duration_s,
-    ).run()
+    _events, _wire, publisher = _run(
+        "shelly", devices=1, duration_s=30.0, metrics=("temperature", "pressure")
+    )
     assert publisher.dropped == 3  # one pressure reading per 10 s tick
 
 

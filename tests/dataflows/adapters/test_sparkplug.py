@@ -12,7 +12,7 @@ from adapter_kit import NOW, one, rows, run, units
 
 from dataflows.adapters.sparkplug import sparkplug_b_pb2 as pb
 from dataflows.adapters.sparkplug.adapter import SparkplugAdapter
-from simulators.dialects import sparkplug_metric, sparkplug_payload
+from simulators.sparkplug_wire import sparkplug_metric, sparkplug_payload
 
 T_MS = NOW // 1000 - 5_000
 INT32, INT64, FLOAT, DOUBLE, BOOLEAN, STRING = 3, 4, 9, 10, 11, 12

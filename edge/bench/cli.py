@@ -120,7 +120,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup-s", type=float, default=5.0)
     parser.add_argument("--unconstrained-s", type=float, default=15.0)
     parser.add_argument(
-        "--max-sensors", type=int, default=50, help="simulated sensors in the unconstrained phase"
+        "--max-sensors",
+        type=int,
+        default=1000,
+        help="simulated sensors in the unconstrained phase (each sampled every 10 ms)",
     )
     parser.add_argument("--backlog-minutes", type=float, default=10.0)
     parser.add_argument("--backlog-rate", type=float, default=100.0, help="readings/s")

@@ -81,3 +81,20 @@ def test_the_summary_table_marks_pass_and_fail() -> None:
     assert "PASS" in text.splitlines()[2]
     assert "25,000 r/s" in text
     assert text.endswith("overall: FAIL")
+
+
+@pytest.mark.parametrize("sensors", [1, 50, 1000, 5000])
+def test_the_unconstrained_phase_asks_for_a_config_the_agent_accepts(
+    tmp_path: Path, sensors: int
+) -> None:
+    # The phase once asked for 0.5 ms intervals and 0.5 s heartbeats, which the agent's
+    # config refuses (it exited with code 2 and the bench crashed).
+    from edge.bench.phases import OFFERED, unconstrained_config
+    from edge.config import AgentConfig
+
+    broker = argparse.Namespace(host="127.0.0.1", port=1883)
+    doc = unconstrained_config(broker, tmp_path, sensors=sensors)  # type: ignore[arg-type]
+    config = AgentConfig.model_validate(doc)
+    assert len(config.sensors) == sensors
+    offered = sum(1 / s.interval_s for s in config.sensors)
+    assert offered >= min(OFFERED, sensors * 100) * 0.999

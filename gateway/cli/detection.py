@@ -146,6 +146,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from dataflows.rules import load_rules
     from gateway.ops import evaluate as evm
+    from gateway.ops.scores import format_report
 
     rules = load_rules(args.rules)
     if args.nab is not None:
@@ -186,7 +187,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(ev.as_dict(), indent=2))
     else:
-        print(evm.format_report(ev))
+        print(format_report(ev))
     if args.chart and chart_data is not None:
         from gateway.ops.evaluate_chart import write_chart
 

@@ -3,9 +3,12 @@
 - :mod:`~gateway.ops.acknowledge`: ``sensorgate alarms ack`` (a command over MQTT).
 - :mod:`~gateway.ops.sessions`: ``sensorgate gateway forget-sessions``.
 - :mod:`~gateway.ops.replay`: ``sensorgate replay`` (backtest over stored readings).
-- :mod:`~gateway.ops.detect`: the detection engine over recorded telemetry.
-- :mod:`~gateway.ops.evaluate`, :mod:`~gateway.ops.evaluate_nab`,
-  :mod:`~gateway.ops.evaluate_chart`: scores against SKAB, NAB and simulated labels.
+- :mod:`~gateway.ops.detect`: the detection engine over recorded telemetry
+  (:mod:`~gateway.ops.columns` builds the engine's columns for it and for replay).
+- :mod:`~gateway.ops.evaluate` (SKAB and simulated labels, scored by
+  :mod:`~gateway.ops.scores`), :mod:`~gateway.ops.evaluate_nab` (NAB, scored by
+  :mod:`~gateway.ops.nab_score`), :mod:`~gateway.ops.evaluate_chart`: detection
+  against labelled data.
 
 May import ``contract``, ``dataflows``, ``edge.mqtt``, ``simulators`` (recorded and
 simulated data), :mod:`gateway.settings`, :mod:`gateway.influx` and

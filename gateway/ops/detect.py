@@ -15,16 +15,15 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
-
 from contract import Reading, TelemetryEvent
 from contract.alarms import AlarmClearedEvent, AlarmEvent, AlarmRaisedEvent, encode_alarm
-from dataflows.offline import OfflineEvents, run_offline
+from dataflows.eventclock import to_us
+from dataflows.offline import run_offline
 from dataflows.rules import RuleSet
+from gateway.ops.columns import EventColumns
 from simulators.csv_replay import CsvTable
 
 __all__ = [
@@ -37,13 +36,7 @@ __all__ = [
     "write_events",
 ]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NS = uuid.UUID("0b9c7f44-6a43-5d1e-8d0f-3c1b9f0f6a51")
-
-
-def _us(when: datetime) -> int:
-    delta = when - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def table_events(
@@ -116,11 +109,11 @@ def alarm_intervals(events: Iterable[AlarmEvent]) -> list[AlarmInterval]:
         if isinstance(event, AlarmRaisedEvent):
             series = "*" if d.sensor == "*" else f"{d.sensor}/{d.metric}"
             open_[d.alarm_id] = AlarmInterval(
-                d.alarm_id, d.device, series, d.rule, d.kind, _us(d.event_time), None
+                d.alarm_id, d.device, series, d.rule, d.kind, to_us(d.event_time), None
             )
         elif isinstance(event, AlarmClearedEvent) and d.alarm_id in open_:
             interval = open_.pop(d.alarm_id)
-            interval.end_us = _us(d.event_time)
+            interval.end_us = to_us(d.event_time)
             done.append(interval)
     done.extend(open_.values())
     return sorted(done, key=lambda i: i.start_us)
@@ -137,35 +130,19 @@ def run_detection(
     """Run the engine over one device's telemetry, in time order (see module docstring)."""
     run = DetectionRun(site, device)
     ordered = sorted(events, key=lambda e: min(r.time for r in e.data.readings))
-    counts, sensors, metrics, times, values = [], [], [], [], []
-    faults: dict[int, str] = {}
+    columns = EventColumns()
     for event in ordered:
-        readings = event.data.readings
-        counts.append(len(readings))
-        for r in readings:
-            if r.value is None:
-                faults[len(values)] = r.fault or ""
-            sensors.append(r.sensor)
-            metrics.append(r.metric)
-            times.append(_us(r.time))
-            values.append(float("nan") if r.value is None else float(r.value))
-    columns = OfflineEvents(
-        event_ids=[e.id for e in ordered],
-        counts=np.asarray(counts, np.int64),
-        sensors=sensors,
-        metrics=metrics,
-        t_us=np.asarray(times, np.int64),
-        values=np.asarray(values, np.float64),
-        faults=faults,
-    )
-    result = run_offline(rules, site, device, columns, windows=windows)
+        columns.event(event.id)
+        for r in event.data.readings:
+            columns.reading(r.sensor, r.metric, to_us(r.time), r.value, r.fault or "")
+    result = run_offline(rules, site, device, columns.build(), windows=windows)
     run.events = result.alarms
     run.aggregates = len(result.aggregates)
     run.stale = result.stale
     run.telemetry = len(ordered)
-    run.readings = len(values)
-    if times:
-        run.first_us, run.last_us = min(times), max(times)
+    run.readings = len(columns.values)
+    if columns.times:
+        run.first_us, run.last_us = min(columns.times), max(columns.times)
     return run
 
 

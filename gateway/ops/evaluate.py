@@ -16,212 +16,34 @@ folder; simulated: the label's kind).
 
 from __future__ import annotations
 
-import bisect
-import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from contract import TelemetryEvent
 from contract.errors import ConfigError
+from dataflows.eventclock import to_us
 from dataflows.rules import RuleSet
 from gateway.ops.detect import AlarmInterval, DetectionRun, run_detection, table_events
 from gateway.ops.evaluate_nab import counted_rules
+from gateway.ops.scores import Counts, Evaluation, EventStats, FileResult, covered, first_raise
 from simulators.csv_replay import CsvRow, CsvTable, read_csv
 from simulators.labels import Label
 
+if TYPE_CHECKING:
+    from simulators.scenario import Scenario
+
 __all__ = [
     "SKAB_LABEL_COLUMNS",
-    "Counts",
-    "Evaluation",
-    "EventStats",
-    "FileResult",
     "evaluate_labelled",
     "evaluate_skab",
-    "format_report",
     "simulate_labelled",
     "skab_files",
 ]
 
 SKAB_LABEL_COLUMNS = ("anomaly", "changepoint")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _us(when: datetime) -> int:
-    delta = when - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-@dataclass
-class Counts:
-    """Confusion counts of point-wise predictions."""
-
-    tp: int = 0
-    fp: int = 0
-    tn: int = 0
-    fn: int = 0
-
-    def add(self, truth: bool, pred: bool) -> None:
-        """Count one point."""
-        if truth:
-            if pred:
-                self.tp += 1
-            else:
-                self.fn += 1
-        elif pred:
-            self.fp += 1
-        else:
-            self.tn += 1
-
-    def merge(self, other: Counts) -> None:
-        """Add another's counts."""
-        self.tp += other.tp
-        self.fp += other.fp
-        self.tn += other.tn
-        self.fn += other.fn
-
-    def scores(self) -> dict[str, float | int | None]:
-        """Precision, recall, F1, FAR and MAR (None where undefined), with the counts."""
-
-        def ratio(a: int, b: int) -> float | None:
-            return a / b if b else None
-
-        precision = ratio(self.tp, self.tp + self.fp)
-        recall = ratio(self.tp, self.tp + self.fn)
-        f1 = (
-            2 * precision * recall / (precision + recall)
-            if precision is not None and recall is not None and precision + recall > 0
-            else (0.0 if recall is not None else None)
-        )
-        return {
-            "precision": precision,
-            "recall": recall,
-            "f1": f1,
-            "far": ratio(self.fp, self.fp + self.tn),
-            "mar": ratio(self.fn, self.fn + self.tp),
-            "tp": self.tp,
-            "fp": self.fp,
-            "tn": self.tn,
-            "fn": self.fn,
-        }
-
-
-@dataclass
-class EventStats:
-    """Event-level detection: labelled anomalies found, and how fast."""
-
-    total: int = 0
-    detected: int = 0
-    delays_s: list[float] = field(default_factory=list)
-
-    def add(self, delay_s: float | None) -> None:
-        """Count one labelled anomaly (delay None: missed)."""
-        self.total += 1
-        if delay_s is not None:
-            self.detected += 1
-            self.delays_s.append(delay_s)
-
-    def merge(self, other: EventStats) -> None:
-        """Add another's events."""
-        self.total += other.total
-        self.detected += other.detected
-        self.delays_s.extend(other.delays_s)
-
-    def scores(self) -> dict[str, float | int | None]:
-        """Event recall, mean and median detection delay (seconds)."""
-        delays = sorted(self.delays_s)
-        return {
-            "events": self.total,
-            "detected": self.detected,
-            "event_recall": self.detected / self.total if self.total else None,
-            "mean_delay_s": sum(delays) / len(delays) if delays else None,
-            "median_delay_s": delays[len(delays) // 2] if delays else None,
-        }
-
-
-@dataclass
-class FileResult:
-    """Scores of one file (or one device)."""
-
-    name: str
-    kind: str
-    counts: Counts
-    events: EventStats
-    alarms: int
-
-
-@dataclass
-class Evaluation:
-    """Scores overall and per kind, plus per file."""
-
-    dataset: str
-    rules: str
-    counts: Counts = field(default_factory=Counts)
-    events: EventStats = field(default_factory=EventStats)
-    by_kind: dict[str, tuple[Counts, EventStats]] = field(default_factory=dict)
-    files: list[FileResult] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
-    kinds_recall_only: bool = False
-    """Per-kind counts hold only labelled points: precision, F1 and FAR do not apply."""
-
-    def kind_scores(self, counts: Counts) -> dict[str, float | int | None]:
-        """Point scores of one kind (recall and MAR only when kinds hold positives only)."""
-        scores = counts.scores()
-        if self.kinds_recall_only:
-            for key in ("precision", "f1", "far", "fp", "tn"):
-                scores[key] = None
-        return scores
-
-    def kind(self, name: str) -> tuple[Counts, EventStats]:
-        """Return the counters of one kind."""
-        if name not in self.by_kind:
-            self.by_kind[name] = (Counts(), EventStats())
-        return self.by_kind[name]
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready report."""
-        return {
-            "dataset": self.dataset,
-            "rules": self.rules,
-            "point": self.counts.scores(),
-            "event": self.events.scores(),
-            "by_kind": {
-                k: {"point": self.kind_scores(c), "event": e.scores()}
-                for k, (c, e) in sorted(self.by_kind.items())
-            },
-            "files": [
-                {
-                    "name": f.name,
-                    "kind": f.kind,
-                    "alarms": f.alarms,
-                    **{k: v for k, v in f.counts.scores().items() if k in ("f1", "far", "mar")},
-                    **f.events.scores(),
-                }
-                for f in self.files
-            ],
-            "notes": self.notes,
-            **self.extra,
-        }
-
-
-def _covered(times: Sequence[int], intervals: Sequence[AlarmInterval]) -> list[bool]:
-    """For each time (sorted), whether an interval covers it."""
-    pred = [False] * len(times)
-    for iv in intervals:
-        lo = bisect.bisect_left(times, iv.start_us)
-        hi = len(times) if iv.end_us is None else bisect.bisect_left(times, iv.end_us)
-        for i in range(lo, hi):
-            pred[i] = True
-    return pred
-
-
-def _first_raise(intervals: Sequence[AlarmInterval], start_us: int, until_us: int) -> int | None:
-    raises = [iv.start_us for iv in intervals if start_us <= iv.start_us < until_us]
-    return min(raises) if raises else None
 
 
 # -- SKAB -----------------------------------------------------------------------------
@@ -305,8 +127,8 @@ def evaluate_skab(
         events = table_events(clean, site="skab", device=device)
         run = run_detection(events, rules, site="skab", device=device)
         intervals = run.intervals()
-        times = [_us(r.time) for r in clean.rows]
-        pred = _covered(times, intervals)
+        times = [to_us(r.time) for r in clean.rows]
+        pred = covered(times, intervals)
         counts = Counts()
         stats = EventStats()
         if labels is None:
@@ -317,7 +139,7 @@ def evaluate_skab(
         for truth, p in zip(labels, pred, strict=True):
             counts.add(truth, p)
         for start, end in _segments(times, labels):
-            first = _first_raise(intervals, start, end + round(grace_s * 1e6))
+            first = first_raise(intervals, start, end + round(grace_s * 1e6))
             stats.add(None if first is None else (first - start) / 1e6)
         kind = path.parent.name
         ev.counts.merge(counts)
@@ -354,40 +176,22 @@ def simulate_labelled(
     scenario (a built-in name or a TOML path), that scenario over ``duration_s``.
     """
     from contract import TopicScheme, decode_as
-    from simulators.anomalies import AnomalyKind, RandomAnomalies
     from simulators.fleet import Fleet
     from simulators.labels import MemoryLabelSink
     from simulators.links import MemoryPublisher
-    from simulators.scenario import build_devices, load_scenario, simple_scenario
+    from simulators.scenario import build_devices, load_scenario
     from simulators.timebase import Timebase
 
     start = datetime(2026, 1, 5, tzinfo=UTC)
     if scenario is None:
-        spec = simple_scenario(
-            devices=devices,
-            metrics=("temperature", "humidity", "pressure", "power"),
-            interval_s=interval_s,
-            seed=seed,
-            random_anomalies=(
-                RandomAnomalies(
-                    kinds=tuple(AnomalyKind),
-                    rate_per_hour=rate_per_hour,
-                    min_duration_s=60,
-                    max_duration_s=900,
-                ),
-            ),
-            duration_s=duration_s,
-            speed="max",
-            start=start,
-        )
+        spec = _random_fleet(devices, duration_s, interval_s, rate_per_hour, seed, start)
     else:
         spec = load_scenario(scenario).override(duration_s=duration_s, speed="max", start=start)
     topics = TopicScheme()
-    sim_devices = build_devices(spec, topics, sequence_start=0)
     publisher = MemoryPublisher()
     labels = MemoryLabelSink()
     fleet = Fleet(
-        sim_devices,
+        build_devices(spec, topics, sequence_start=0),
         publisher=publisher,
         topics=topics,
         timebase=Timebase(start=spec.start or start, speed=None),
@@ -401,6 +205,37 @@ def simulate_labelled(
         event = decode_as(msg.payload, TelemetryEvent)
         by_device[(event.data.site, event.data.device)].append(event)
     return dict(by_device), list(labels.labels)
+
+
+def _random_fleet(
+    devices: int,
+    duration_s: float,
+    interval_s: float,
+    rate_per_hour: float,
+    seed: int,
+    start: datetime,
+) -> Scenario:
+    """Return the default scenario: four metrics a device, every anomaly kind at random."""
+    from simulators.anomalies import AnomalyKind, RandomAnomalies
+    from simulators.scenario import simple_scenario
+
+    return simple_scenario(
+        devices=devices,
+        metrics=("temperature", "humidity", "pressure", "power"),
+        interval_s=interval_s,
+        seed=seed,
+        random_anomalies=(
+            RandomAnomalies(
+                kinds=tuple(AnomalyKind),
+                rate_per_hour=rate_per_hour,
+                min_duration_s=60,
+                max_duration_s=900,
+            ),
+        ),
+        duration_s=duration_s,
+        speed="max",
+        start=start,
+    )
 
 
 def evaluate_labelled(
@@ -431,79 +266,61 @@ def evaluate_labelled(
         for iv in intervals:
             by_series[iv.series].append(iv)
         dev_labels = by_device.get((site, device), [])
-        counts = Counts()
-        stats = EventStats()
-        points: dict[str, list[tuple[int, str]]] = defaultdict(list)
-        for event in events:
-            for r in event.data.readings:
-                points[f"{r.sensor}/{r.metric}"].append((_us(r.time), r.metric))
-        for series, pts in points.items():
-            pts.sort()
-            times = [t for t, _ in pts]
-            relevant = by_series.get(series, []) + by_series.get("*", [])
-            pred = _covered(times, relevant)
-            metric = pts[0][1]
-            spans = [
-                (_us(lb.start), _us(lb.end), lb.kind)
-                for lb in dev_labels
-                if lb.metric in (metric, "*")
-            ]
-            for (t, _), p in zip(pts, pred, strict=True):
-                kind = next((k for s, e, k in spans if s <= t < e), None)
-                counts.add(kind is not None, p)
-                if kind is not None:
-                    ev.kind(kind)[0].add(True, p)
-        for lb in dev_labels:
-            relevant = list(by_series.get("*", []))
-            for series, ivs in by_series.items():
-                if lb.metric == "*" or series.endswith(f"/{lb.metric}"):
-                    relevant.extend(ivs)
-            start = _us(lb.start)
-            first = _first_raise(relevant, start, _us(lb.end) + round(grace_s * 1e6))
-            delay = None if first is None else (first - start) / 1e6
-            stats.add(delay)
-            ev.kind(lb.kind)[1].add(delay)
+        counts = _score_points(ev, events, by_series, dev_labels)
+        stats = _score_labels(ev, by_series, dev_labels, grace_s)
         ev.counts.merge(counts)
         ev.events.merge(stats)
         ev.files.append(FileResult(f"{site}/{device}", "device", counts, stats, len(intervals)))
     return ev, runs
 
 
-# -- output -----------------------------------------------------------------------------
-
-
-def _fmt(value: float | int | None, pct: bool = False) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if pct:
-        return f"{100 * value:.1f}%"
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-
-def format_report(ev: Evaluation) -> str:
-    """Return a plain-text report: overall scores, then per kind."""
-    rows = [["", "precision", "recall", "F1", "FAR", "MAR", "events", "ev.recall", "delay s"]]
-
-    def row(name: str, c: Counts, e: EventStats, kind: bool = True) -> list[str]:
-        p, s = (ev.kind_scores(c) if kind else c.scores()), e.scores()
-        return [
-            name,
-            _fmt(p["precision"]),
-            _fmt(p["recall"]),
-            _fmt(p["f1"]),
-            _fmt(p["far"], pct=True),
-            _fmt(p["mar"], pct=True),
-            f"{s['detected']}/{s['events']}",
-            _fmt(s["event_recall"]),
-            _fmt(s["mean_delay_s"]),
+def _score_points(
+    ev: Evaluation,
+    events: Sequence[TelemetryEvent],
+    by_series: dict[str, list[AlarmInterval]],
+    dev_labels: Sequence[Label],
+) -> Counts:
+    """Point-wise counts of one device's readings (and each label kind's, into ``ev``)."""
+    counts = Counts()
+    points: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for event in events:
+        for r in event.data.readings:
+            points[f"{r.sensor}/{r.metric}"].append((to_us(r.time), r.metric))
+    for series, pts in points.items():
+        pts.sort()
+        times = [t for t, _ in pts]
+        relevant = by_series.get(series, []) + by_series.get("*", [])
+        pred = covered(times, relevant)
+        metric = pts[0][1]
+        spans = [
+            (to_us(lb.start), to_us(lb.end), lb.kind)
+            for lb in dev_labels
+            if lb.metric in (metric, "*")
         ]
+        for (t, _), p in zip(pts, pred, strict=True):
+            kind = next((k for s, e, k in spans if s <= t < e), None)
+            counts.add(kind is not None, p)
+            if kind is not None:
+                ev.kind(kind)[0].add(True, p)
+    return counts
 
-    rows.append(row("all", ev.counts, ev.events, kind=False))
-    for kind, (c, e) in sorted(ev.by_kind.items()):
-        rows.append(row(kind, c, e))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = [f"dataset: {ev.dataset}   rules: {ev.rules}"]
-    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    for key, value in ev.extra.items():
-        lines.append(f"{key}: {value}")
-    return "\n".join(lines)
+
+def _score_labels(
+    ev: Evaluation,
+    by_series: dict[str, list[AlarmInterval]],
+    dev_labels: Sequence[Label],
+    grace_s: float,
+) -> EventStats:
+    """Event-level detection of one device's labels (and each kind's, into ``ev``)."""
+    stats = EventStats()
+    for lb in dev_labels:
+        relevant = list(by_series.get("*", []))
+        for series, ivs in by_series.items():
+            if lb.metric == "*" or series.endswith(f"/{lb.metric}"):
+                relevant.extend(ivs)
+        start = to_us(lb.start)
+        first = first_raise(relevant, start, to_us(lb.end) + round(grace_s * 1e6))
+        delay = None if first is None else (first - start) / 1e6
+        stats.add(delay)
+        ev.kind(lb.kind)[1].add(delay)
+    return stats

@@ -1,15 +1,30 @@
-"""The evaluation chart: one file's signals, labelled anomalies and alarms (PNG)."""
+"""The evaluation chart: one file's signals, labelled anomalies and alarms (PNG).
+
+Times go to matplotlib as date numbers (:func:`matplotlib.dates.date2num`) on a date
+axis (``xaxis_date``): what plotting datetimes does, in the types its stubs declare.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from dataflows.eventclock import from_us
+
+if TYPE_CHECKING:
+    from gateway.ops.detect import AlarmInterval
+    from gateway.ops.evaluate_nab import NabFile
 
 __all__ = ["write_chart", "write_nab_chart"]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+def _num(when: datetime) -> float:
+    from matplotlib.dates import date2num
+
+    # matplotlib ships date2num without annotations (matplotlib/dates.pyi has none).
+    return float(date2num(when))  # type: ignore[no-untyped-call]
 
 
 def write_chart(
@@ -19,9 +34,12 @@ def write_chart(
     times: Sequence[datetime],
     series: dict[str, list[float | None]],
     label_spans: Sequence[tuple[Any, ...]],
-    alarms: Sequence[Any],
+    alarms: Sequence[AlarmInterval],
 ) -> None:
-    """Plot each series (scaled to its own range) with labels shaded and alarms as bars."""
+    """Plot each series (scaled to its own range) with labels shaded and alarms as bars.
+
+    ``label_spans`` are ``(start, end)`` or ``(start, end, kind)`` with datetimes.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -30,28 +48,37 @@ def write_chart(
     fig, (ax, bx) = plt.subplots(
         2, 1, figsize=(12, 6), sharex=True, gridspec_kw={"height_ratios": [4, 1]}
     )
+    ax.xaxis_date()
     for i, (name, values) in enumerate(sorted(series.items())):
-        pts = [(t, v) for t, v in zip(times, values, strict=True) if v is not None]
+        pts = [(_num(t), v) for t, v in zip(times, values, strict=True) if v is not None]
         if not pts:
             continue
         lo = min(v for _, v in pts)
         hi = max(v for _, v in pts)
-        span = (hi - lo) or 1.0
+        scale = (hi - lo) or 1.0
         ax.plot(
             [t for t, _ in pts],
-            [i + 0.8 * (v - lo) / span for _, v in pts],
+            [i + 0.8 * (v - lo) / scale for _, v in pts],
             linewidth=0.7,
             label=name,
         )
-    for span in label_spans:
-        ax.axvspan(span[0], span[1], color="red", alpha=0.12, linewidth=0)
-        bx.axvspan(span[0], span[1], ymin=0.55, ymax=0.95, color="red", alpha=0.5, linewidth=0)
-    end = times[-1] if times else _EPOCH
+    for label in label_spans:
+        start, stop = _num(label[0]), _num(label[1])
+        ax.axvspan(start, stop, color="red", alpha=0.12, linewidth=0)
+        bx.axvspan(start, stop, ymin=0.55, ymax=0.95, color="red", alpha=0.5, linewidth=0)
+    end = times[-1] if times else from_us(0)
     rows = sorted({iv.series for iv in alarms})
     for iv in alarms:
-        start = _EPOCH + timedelta(microseconds=iv.start_us)
-        stop = end if iv.end_us is None else _EPOCH + timedelta(microseconds=iv.end_us)
-        bx.axvspan(start, stop, ymin=0.05, ymax=0.45, color="tab:blue", alpha=0.5, linewidth=0)
+        stop_at = end if iv.end_us is None else from_us(iv.end_us)
+        bx.axvspan(
+            _num(from_us(iv.start_us)),
+            _num(stop_at),
+            ymin=0.05,
+            ymax=0.45,
+            color="tab:blue",
+            alpha=0.5,
+            linewidth=0,
+        )
     ax.set_yticks([])
     ax.legend(loc="upper left", fontsize=7, ncol=4)
     ax.set_title(f"{title}: signals (each scaled to its range), labelled anomalies shaded red")
@@ -63,18 +90,19 @@ def write_chart(
     plt.close(fig)
 
 
-def write_nab_chart(path: Path, data: Any, detections_us: Sequence[int]) -> None:
+def write_nab_chart(path: Path, data: NabFile, detections_us: Sequence[int]) -> None:
     """Plot one NAB file: the series, its label windows, the probation and the detections."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    def when(t_us: int) -> datetime:
-        return _EPOCH + timedelta(microseconds=int(t_us))
+    def when(t_us: int) -> float:
+        return _num(from_us(int(t_us)))
 
     times = [when(t) for t in data.t_us.tolist()]
     fig, ax = plt.subplots(figsize=(14, 4))
+    ax.xaxis_date()
     ax.plot(times, data.values, linewidth=0.6, color="tab:blue")
     for start, end in data.windows:
         ax.axvspan(when(start), when(end), color="red", alpha=0.15, linewidth=0)

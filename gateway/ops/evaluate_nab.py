@@ -8,15 +8,8 @@ event of a rule other than deadman and offline is a detection: it marks the firs
 row at or after its event time with score 1.0; every other row scores 0 and the
 threshold is 1.0.
 
-Scoring is NAB's own (``calcSweepScore`` and ``calcScoreByThreshold``): the first 15 %
-of a file's rows (at most 750) are probationary and not scored; a detection inside a
-window earns a weight that falls from about ``tp`` at the window's start to 0 at its
-end (a scaled sigmoid), only the best detection of a window counts, a window without
-one costs ``fn``; a detection outside every window costs ``fp`` times a weight that
-grows from 0 right after a window to 1 three window lengths later (1 before the first
-window). Raw scores add up over files and are normalised per profile as NAB does:
-``100 * (raw - null) / (perfect - null)`` where the null detector scores ``-fn`` per
-window and the perfect one ``tp`` per window.
+Scoring is NAB's own, in :mod:`~gateway.ops.nab_score`; raw scores add up over files and
+are normalised per profile, per group of files (all, each half, each category).
 """
 
 from __future__ import annotations
@@ -24,7 +17,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import math
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -33,24 +25,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from contract.alarms import AlarmRaisedEvent
 from contract.errors import ConfigError
+from dataflows.eventclock import to_us
 from dataflows.offline import OfflineEvents, run_offline
 from dataflows.rules import RuleSet
+from gateway.ops.nab_score import PROFILES, detection_rows, file_score, normalised
 
 __all__ = [
     "IGNORED_KINDS",
-    "PROFILES",
     "NabEvaluation",
     "NabFile",
-    "Profile",
-    "detection_rows",
+    "Published",
     "evaluate_nab",
-    "file_score",
     "format_nab_report",
     "nab_files",
-    "normalised",
     "published_scores",
     "read_nab_file",
     "split_half",
@@ -62,40 +53,14 @@ IGNORED_KINDS = frozenset({"deadman", "offline"})
 Published = dict[str, dict[str, dict[str, float | None]]]
 """Detector -> group of files -> profile -> normalised score."""
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NS = uuid.UUID("6f1d2a8e-3c1b-5f0e-9a44-0d5e3c7b2a19")
-_PROBATION = 0.15
-_PROBATION_MAX = 0.15 * 5000
-
-
-@dataclass(frozen=True, slots=True)
-class Profile:
-    """A NAB scoring profile: weights of a true positive, a false negative, a false positive."""
-
-    name: str
-    tp: float
-    fn: float
-    fp: float
-
-
-PROFILES: tuple[Profile, ...] = (
-    Profile("standard", 1.0, 1.0, 0.11),
-    Profile("reward_low_FP_rate", 1.0, 1.0, 0.22),
-    Profile("reward_low_FN_rate", 1.0, 2.0, 0.11),
-)
-"""NAB's three profiles (``config/profiles.json``)."""
-
-
-def _us(when: datetime) -> int:
-    delta = when - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def _parse_time(text: str) -> int:
     when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return _us(when)
+    return to_us(when)
 
 
 # -- the data ---------------------------------------------------------------------------
@@ -106,8 +71,8 @@ class NabFile:
     """One NAB data file: its name relative to ``data/``, times (µs), values, windows."""
 
     name: str
-    t_us: np.ndarray
-    values: np.ndarray
+    t_us: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
     windows: tuple[tuple[int, int], ...]
 
     @property
@@ -159,96 +124,6 @@ def split_half(name: str) -> str:
     return "A" if digest[0] % 2 == 0 else "B"
 
 
-# -- NAB's scoring ----------------------------------------------------------------------
-
-
-def _scaled_sigmoid(position: float) -> float:
-    """NAB's scaledSigmoid: about 1 early in a window, 0 at its end, -1 far after it."""
-    if position > 3.0:
-        return -1.0
-    return 2 * (1 / (1 + math.exp(5 * position))) - 1.0
-
-
-def _sweep(
-    t_us: Sequence[int], windows: Sequence[tuple[int, int]], profile: Profile
-) -> list[tuple[float, str | None]]:
-    """NAB's calcSweepScore: per row its weight and window (``"probationary"`` unscored)."""
-    index = {t: i for i, t in enumerate(t_us)}
-    pending = list(windows)
-    probation = min(math.floor(_PROBATION * len(t_us)), _PROBATION_MAX)
-    max_tp = _scaled_sigmoid(-1.0)
-    out: list[tuple[float, str | None]] = []
-    current: tuple[int, int] | None = None
-    cur_right = 0
-    cur_width = 0.0
-    prev_right: int | None = None
-    prev_width = 0.0
-    for i, t in enumerate(t_us):
-        if pending and t == pending[0][0]:
-            current = pending.pop(0)
-            cur_right = index[current[1]]
-            cur_width = float(cur_right - index[current[0]] + 1)
-        name: str | None
-        if current is not None:
-            weight = _scaled_sigmoid(-(cur_right - i + 1) / cur_width) * profile.tp / max_tp
-            name = str(current[0])
-        else:
-            unit = (
-                -1.0
-                if prev_right is None
-                else _scaled_sigmoid(abs(prev_right - i) / float(prev_width - 1))
-            )
-            weight = unit * profile.fp
-            name = None
-        out.append((weight, name if i >= probation else "probationary"))
-        if current is not None and t == current[1]:
-            prev_right, prev_width, current = i, cur_width, None
-    return out
-
-
-def file_score(
-    t_us: Sequence[int],
-    scores: Sequence[float],
-    windows: Sequence[tuple[int, int]],
-    profile: Profile,
-    threshold: float = 1.0,
-) -> float:
-    """Return one file's raw NAB score (NAB's calcScoreByThreshold at ``threshold``)."""
-    rows = [
-        (s, w, n)
-        for s, (w, n) in zip(scores, _sweep(t_us, windows, profile), strict=True)
-        if n != "probationary"
-    ]
-    parts: dict[str | None, float] = {None: 0.0}
-    for _, _, name in rows:
-        if name is not None:
-            parts[name] = -profile.fn
-    for s, w, name in sorted(rows, key=lambda r: -r[0]):
-        if s < threshold:
-            break
-        if name is None:
-            parts[None] += w
-        else:
-            parts[name] = max(parts[name], w)
-    return sum(parts.values())
-
-
-def detection_rows(t_us: np.ndarray, detections_us: Iterable[int]) -> np.ndarray:
-    """Row scores: 1.0 at the first row at or after each detection's time, else 0."""
-    scores = np.zeros(len(t_us))
-    rows = np.searchsorted(t_us, np.asarray(list(detections_us), np.int64), side="left")
-    scores[rows[rows < len(t_us)]] = 1.0
-    return scores
-
-
-def normalised(raw: float, windows: int, profile: Profile) -> float | None:
-    """NAB's normalised score of a raw total over ``windows`` windows (None for none)."""
-    if windows == 0:
-        return None
-    null, perfect = -profile.fn * windows, profile.tp * windows
-    return 100 * (raw - null) / (perfect - null)
-
-
 # -- running the engine -----------------------------------------------------------------
 
 
@@ -266,7 +141,7 @@ def _raises(nab: NabFile, rules: RuleSet, *, site: str = "nab") -> list[int]:
     )
     result = run_offline(counted_rules(rules), site, nab.stem, events)
     return [
-        _us(e.data.event_time)
+        to_us(e.data.event_time)
         for e in result.alarms
         if isinstance(e, AlarmRaisedEvent) and e.data.kind not in IGNORED_KINDS
     ]
@@ -313,9 +188,7 @@ class NabEvaluation:
             out[cat] = [f for f in self.files if self.category[f] == cat]
         return out
 
-    def as_dict(
-        self, published: dict[str, dict[str, dict[str, float | None]]] | None = None
-    ) -> Any:
+    def as_dict(self, published: Published | None = None) -> Any:
         """Return a JSON-ready report."""
         groups = self.groups()
         return {
@@ -377,13 +250,13 @@ def evaluate_nab(
 
 def published_scores(
     root: Path, groups: dict[str, list[str]], windows: dict[str, int]
-) -> dict[str, dict[str, dict[str, float | None]]]:
+) -> Published:
     """NAB's published detectors (``root/results``) on the same groups of files.
 
     Returns detector -> group -> profile -> normalised score (None where a file's score
     is missing from the published results).
     """
-    out: dict[str, dict[str, dict[str, float | None]]] = {}
+    out: Published = {}
     results = root / "results"
     if not results.is_dir():
         return out
@@ -416,7 +289,7 @@ def _fmt(value: float | None) -> str:
 
 def format_nab_report(
     ev: NabEvaluation,
-    published: dict[str, dict[str, dict[str, float | None]]] | None = None,
+    published: Published | None = None,
     *,
     compare: Sequence[str] = ("ARTime", "contextOSE", "numenta", "knncad", "windowedGaussian"),
 ) -> str:
@@ -425,7 +298,8 @@ def format_nab_report(
     With ``published``, the standard-profile scores of the ``compare`` detectors follow.
     """
     groups = ev.groups()
-    shown = [d for d in compare if published and d in published]
+    pub: Published = published or {}
+    shown = [d for d in compare if d in pub]
     header = ["", "files", "windows", "raises", *(p.name for p in PROFILES)]
     header += [f"{d} (std)" for d in shown]
     rows = [header]
@@ -437,8 +311,7 @@ def format_nab_report(
             str(sum(len(ev.detections[f]) for f in files)),
             *(_fmt(ev.total(p.name, files)) for p in PROFILES),
         ]
-        assert published is not None or not shown
-        row += [_fmt(published[d][group]["standard"]) for d in shown]  # type: ignore[index]
+        row += [_fmt(pub[d][group]["standard"]) for d in shown]
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = [f"NAB: {ev.dataset}   rules: {ev.rules}"]

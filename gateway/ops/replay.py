@@ -27,9 +27,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from contract.durations import parse_duration, parse_time
+from dataflows.eventclock import to_us
+from gateway.ops.columns import EventColumns
+
+if TYPE_CHECKING:
+    from dataflows.offline import OfflineDevice, OfflineEvents, OfflineResult
+    from dataflows.rules import RuleSet
+    from gateway.influx.query import InfluxQL
+    from gateway.influx.writer import V1Writer, V2Writer, V3Writer
+    from gateway.settings import GatewaySettings
+
+    Writer = V1Writer | V2Writer | V3Writer
 
 __all__ = ["ReplayReport", "register", "run_replay"]
 
@@ -90,14 +101,14 @@ class ReplayReport:
 
 
 def _ns(when: datetime) -> int:
-    return int((when - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1)) * 1000
+    return to_us(when) * 1000
 
 
 Row = dict[str, Any]
 
 
 def _rows(
-    q: Any, since: datetime, until: datetime, chunk: timedelta, where: str
+    q: InfluxQL, since: datetime, until: datetime, chunk: timedelta, where: str
 ) -> Iterator[list[Row]]:
     """Yield the stored readings of ``[since, until)`` one chunk of time at a time."""
     t = since
@@ -110,45 +121,93 @@ def _rows(
         t = end
 
 
-def _events(site: str, device: str, rows: list[Row]) -> Any:
+def _events(site: str, device: str, rows: list[Row]) -> OfflineEvents:
     """One device's rows (time order) as offline events: one per distinct time."""
-    import numpy as np
-
-    from dataflows.offline import OfflineEvents
-
-    counts: list[int] = []
-    ids: list[str] = []
-    sensors, metrics, times, values = [], [], [], []
-    faults: dict[int, str] = {}
+    columns = EventColumns()
     last = None
     for row in rows:
         t_us = int(row["time"]) // 1000
         if t_us != last:
-            counts.append(0)
-            ids.append(str(uuid.uuid5(_REPLAY_NS, f"{site}/{device}/{t_us}")))
+            columns.event(str(uuid.uuid5(_REPLAY_NS, f"{site}/{device}/{t_us}")))
             last = t_us
-        counts[-1] += 1
-        if row.get("value") is None:
-            faults[len(values)] = row.get("fault") or "fault"
-            values.append(float("nan"))
-        else:
-            values.append(float(row["value"]))
-        sensors.append(row["sensor"])
-        metrics.append(row["metric"])
-        times.append(t_us)
-    return OfflineEvents(
-        event_ids=ids,
-        counts=np.asarray(counts, np.int64),
-        sensors=sensors,
-        metrics=metrics,
-        t_us=np.asarray(times, np.int64),
-        values=np.asarray(values, np.float64),
-        faults=faults,
+        value = row.get("value")
+        fault = (row.get("fault") or "fault") if value is None else ""
+        columns.reading(row["sensor"], row["metric"], t_us, value, fault)
+    return columns.build()
+
+
+class _Output:
+    """Counts what the engine produced into the report and writes it as line protocol."""
+
+    def __init__(self, report: ReplayReport, writer: Writer | None, prefix: str) -> None:
+        self.report = report
+        self.writer = writer
+        self.prefix = prefix
+        self.lines: list[str] = []
+        self.transitions: dict[str, Counter[str]] = defaultdict(Counter)
+        self.raised_by_device: Counter[str] = Counter()
+
+    def emit(self, result: OfflineResult) -> None:
+        """Count and queue one batch of aggregates and alarm events."""
+        from gateway.influx.lineprotocol import aggregate_line, alarm_line
+
+        for agg in result.aggregates:
+            self.report.aggregates += 1
+            self.lines.append(self.prefix + aggregate_line(agg))
+        for event in result.alarms:
+            self.report.alarm_events += 1
+            kind = event.type.split(".")[-2]
+            self.transitions[event.data.rule][kind] += 1
+            if kind == "raised":
+                self.raised_by_device[f"{event.data.site}/{event.data.device}"] += 1
+            self.lines.append(alarm_line(event, f"{self.prefix}alarms"))
+        if len(self.lines) >= 5000:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is queued (nothing on a dry run)."""
+        if self.writer is not None and self.lines:
+            self.writer.write(self.lines)
+        self.lines.clear()
+
+    def close(self) -> None:
+        """Close the writer."""
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _writer(settings: GatewaySettings, database_out: str | None, dry_run: bool) -> Writer | None:
+    """Return the results' writer: beside the live data, or into ``database_out``."""
+    from gateway.influx.layout import StorageLayout
+    from gateway.influx.writer import V1Writer, make_writer
+
+    if dry_run:
+        return None
+    out_settings = settings.influx.model_copy(
+        update={"database": database_out} if database_out else {}
     )
+    # Beside the live aggregates and alarms, in their retention policy; a database of
+    # its own keeps everything in its default policy.
+    policy = None if database_out else StorageLayout.of(settings.influx).policy("replay_alarms")
+    writer = make_writer(out_settings, policy=policy)
+    if database_out and isinstance(writer, V1Writer):
+        writer.ensure_database()
+    return writer
+
+
+def _where(site: str | None, device: str | None) -> str:
+    from gateway.influx.query import quote_string
+
+    where = ""
+    if site:
+        where += f" AND site = {quote_string(site)}"
+    if device:
+        where += f" AND device = {quote_string(device)}"
+    return where
 
 
 def run_replay(
-    settings: Any,
+    settings: GatewaySettings,
     *,
     since: datetime,
     until: datetime,
@@ -160,91 +219,62 @@ def run_replay(
     dry_run: bool = False,
 ) -> ReplayReport:
     """Replay the readings of ``[since, until)``; write and return what came out."""
-    from dataflows.offline import OfflineDevice, OfflineResult
     from dataflows.rules import load_rules
-    from gateway.influx.layout import StorageLayout
-    from gateway.influx.lineprotocol import aggregate_line, alarm_line
-    from gateway.influx.query import InfluxQL, quote_string
-    from gateway.influx.writer import make_writer
+    from gateway.influx.query import InfluxQL
 
     rules = load_rules(rules_path)
-    windows = tuple(settings.stream.windows)
-    prefix = "" if database_out else "replay_"
     report = ReplayReport(
         since=since.isoformat(),
         until=until.isoformat(),
         rules=str(rules_path) if rules_path else "defaults",
         output=f"database {database_out}" if database_out else "measurements replay_*",
     )
-    where = ""
-    if site:
-        where += f" AND site = {quote_string(site)}"
-    if device:
-        where += f" AND device = {quote_string(device)}"
-
     devices: dict[tuple[str, str], OfflineDevice] = {}
-    lines: list[str] = []
-    transitions: dict[str, Counter[str]] = defaultdict(Counter)
-    raised_by_device: Counter[str] = Counter()
-    out_settings = settings.influx.model_copy(
-        update={"database": database_out} if database_out else {}
+    out = _Output(
+        report, _writer(settings, database_out, dry_run), "" if database_out else "replay_"
     )
-    # Beside the live aggregates and alarms, in their retention policy; a database of
-    # its own keeps everything in its default policy.
-    policy = None if database_out else StorageLayout.of(settings.influx).policy("replay_alarms")
-    writer = None if dry_run else make_writer(out_settings, policy=policy)
-    if writer is not None and database_out and out_settings.api == "v1":
-        writer.ensure_database()  # type: ignore[union-attr]
-
-    def flush_lines() -> None:
-        if writer is not None and lines:
-            writer.write(lines)
-        lines.clear()
-
-    def emit(result: OfflineResult) -> None:
-        for agg in result.aggregates:
-            report.aggregates += 1
-            lines.append(prefix + aggregate_line(agg))
-        for event in result.alarms:
-            report.alarm_events += 1
-            kind = event.type.split(".")[-2]
-            transitions[event.data.rule][kind] += 1
-            if kind == "raised":
-                raised_by_device[f"{event.data.site}/{event.data.device}"] += 1
-            lines.append(alarm_line(event, f"{prefix}alarms"))
-        if len(lines) >= 5000:
-            flush_lines()
-
     q = InfluxQL(settings.influx)
     try:
-        for rows in _rows(q, since, until, chunk, where):
-            by_device: dict[tuple[str, str], list[Row]] = defaultdict(list)
-            for row in rows:
-                by_device[(row["site"], row["device"])].append(row)
-            for key, dev_rows in by_device.items():
-                engine = devices.get(key)
-                if engine is None:
-                    engine = devices[key] = OfflineDevice(rules, *key, windows=windows)
-                dev_rows.sort(key=lambda r: int(r["time"]))
-                events = _events(*key, dev_rows)
-                report.events += len(events.counts)
-                report.readings += len(dev_rows)
-                emit(engine.feed(events))
+        for rows in _rows(q, since, until, chunk, _where(site, device)):
+            _feed(rows, devices, rules, tuple(settings.stream.windows), out)
         end_us = _ns(until) // 1000
         for engine in devices.values():
             # The end of the range: every window closes, every silence is judged.
-            emit(engine.finish(end_us))
+            out.emit(engine.finish(end_us))
             for rule, _alarm_id in engine.active_alarms():
-                transitions[rule]["active_at_end"] += 1
-        flush_lines()
+                out.transitions[rule]["active_at_end"] += 1
+        out.flush()
     finally:
         q.close()
-        if writer is not None:
-            writer.close()
+        out.close()
     report.devices = len(devices)
-    report.by_rule = {rule: dict(c) for rule, c in sorted(transitions.items())}
-    report.by_device = dict(sorted(raised_by_device.items()))
+    report.by_rule = {rule: dict(c) for rule, c in sorted(out.transitions.items())}
+    report.by_device = dict(sorted(out.raised_by_device.items()))
     return report
+
+
+def _feed(
+    rows: list[Row],
+    devices: dict[tuple[str, str], OfflineDevice],
+    rules: RuleSet,
+    windows: tuple[str, ...],
+    out: _Output,
+) -> None:
+    """Run one chunk of stored rows through each device's engine (made on first sight)."""
+    from dataflows.offline import OfflineDevice
+
+    by_device: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    for row in rows:
+        by_device[(row["site"], row["device"])].append(row)
+    for key, dev_rows in by_device.items():
+        engine = devices.get(key)
+        if engine is None:
+            engine = devices[key] = OfflineDevice(rules, *key, windows=windows)
+        dev_rows.sort(key=lambda r: int(r["time"]))
+        events = _events(*key, dev_rows)
+        out.report.events += len(events.counts)
+        out.report.readings += len(dev_rows)
+        out.emit(engine.feed(events))
 
 
 def _cmd(args: argparse.Namespace) -> int:

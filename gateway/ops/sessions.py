@@ -92,6 +92,64 @@ def parse_partitions(text: str) -> list[int]:
     return sorted(found)
 
 
+class _Session:
+    """One paho client on a session's id, with what the broker answered and delivered."""
+
+    def __init__(self, settings: MqttSettings) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=settings.client_id,
+            protocol=mqtt.MQTTv5,
+        )
+        if settings.username is not None:
+            password = settings.password.get_secret_value() if settings.password else None
+            self.client.username_pw_set(settings.username, password)
+        if settings.tls is not None:
+            self.client.tls_set_context(settings.tls.ssl_context())
+        self.answered = threading.Event()
+        self.unsubscribed = threading.Event()
+        self.reason: Any = None
+        self.present = False
+        self.received = 0  # messages the broker delivered
+        self.last = time.monotonic()  # when the last one came
+        self.lock = threading.Lock()
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_unsubscribe = lambda *_a: self.unsubscribed.set()
+
+    def _on_connect(self, _c: Any, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
+        self.reason = reason
+        self.present = bool(getattr(flags, "session_present", False))
+        self.answered.set()
+
+    def _on_message(self, _c: Any, _u: Any, _msg: Any) -> None:
+        with self.lock:
+            self.received += 1
+            self.last = time.monotonic()
+
+    def drain(self, idle_s: float, drain_s: float) -> tuple[int, bool]:
+        """Count deliveries until ``idle_s`` passes without one (at most ``drain_s``).
+
+        Returns (messages counted, whether the quiet came before the deadline).
+        """
+        with self.lock:
+            self.last = time.monotonic()
+        deadline = time.monotonic() + drain_s
+        counted_all = False
+        while time.monotonic() < deadline:
+            with self.lock:
+                quiet = time.monotonic() - self.last
+            if quiet >= idle_s:
+                counted_all = True
+                break
+            time.sleep(min(0.05, idle_s))
+        with self.lock:
+            return self.received, counted_all
+
+
 def forget_session(
     settings: MqttSettings,
     filters: list[str],
@@ -109,41 +167,12 @@ def forget_session(
     of them were counted). Raises :class:`BrokerError` when the broker cannot be
     reached or refuses the connection.
     """
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
-    client = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=settings.client_id,
-        protocol=mqtt.MQTTv5,
-    )
-    if settings.username is not None:
-        password = settings.password.get_secret_value() if settings.password else None
-        client.username_pw_set(settings.username, password)
-    if settings.tls is not None:
-        client.tls_set_context(settings.tls.ssl_context())
-    answered = threading.Event()
-    unsubscribed = threading.Event()
-    outcome: dict[str, Any] = {}
-    received = [0]  # messages the broker delivered
-    last = [time.monotonic()]  # when the last one came
-    lock = threading.Lock()
-
-    def on_connect(_c: Any, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
-        outcome["reason"] = reason
-        outcome["present"] = bool(getattr(flags, "session_present", False))
-        answered.set()
-
-    def on_message(_c: Any, _u: Any, _msg: Any) -> None:
-        with lock:
-            received[0] += 1
-            last[0] = time.monotonic()
-
-    client.on_connect = on_connect
-    client.on_message = on_message
-    client.on_unsubscribe = lambda *_a: unsubscribed.set()
+    session = _Session(settings)
+    client = session.client
+    # paho's Properties.__init__ has no annotations.
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = 0
     url = f"{'mqtts' if settings.tls else 'mqtt'}://{settings.host}:{settings.port}"
@@ -155,35 +184,24 @@ def forget_session(
         raise BrokerError(f"cannot connect to {url}: {exc}") from exc
     client.loop_start()
     try:
-        if not answered.wait(timeout_s):
+        if not session.answered.wait(timeout_s):
             raise BrokerError(f"no answer from the broker at {url} within {timeout_s:.0f} s")
-        reason = outcome["reason"]
-        if reason.is_failure:
-            raise BrokerError(f"the broker at {url} refused {settings.client_id!r}: {reason}")
+        if session.reason.is_failure:
+            raise BrokerError(
+                f"the broker at {url} refused {settings.client_id!r}: {session.reason}"
+            )
         # First stop the routing: once the UNSUBACK is in, the broker sends this session
         # nothing new, and what it queued before (sent right after the CONNACK; paho
         # acknowledges each one) is counted, then dropped with the session.
         if filters:
             client.unsubscribe(filters)
-            if not unsubscribed.wait(timeout_s):
+            if not session.unsubscribed.wait(timeout_s):
                 raise BrokerError(f"no UNSUBACK from the broker at {url} within {timeout_s:.0f} s")
-        with lock:
-            last[0] = time.monotonic()
-        deadline = time.monotonic() + drain_s
-        counted_all = False
-        while time.monotonic() < deadline:
-            with lock:
-                quiet = time.monotonic() - last[0]
-            if quiet >= idle_s:
-                counted_all = True
-                break
-            time.sleep(min(0.05, idle_s))
-        with lock:
-            discarded = received[0]
+        discarded, counted_all = session.drain(idle_s, drain_s)
     finally:
         client.disconnect()
         client.loop_stop()
-    return bool(outcome.get("present")), discarded, counted_all
+    return session.present, discarded, counted_all
 
 
 def partition_filters(settings: GatewaySettings, partition: int) -> list[str]:

@@ -10,17 +10,14 @@ import pytest
 from dataflows.rules import default_rules, parse_rules
 from gateway.cli.detection import DEFAULT_NAB, main
 from gateway.ops.evaluate_nab import (
-    PROFILES,
     _windows,
-    detection_rows,
     evaluate_nab,
-    file_score,
     nab_files,
-    normalised,
     published_scores,
     read_nab_file,
     split_half,
 )
+from gateway.ops.nab_score import PROFILES, detection_rows, file_score, normalised
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = REPO / "../shared/tools/nab_score.py"

@@ -361,7 +361,7 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
         from contract.alarms import Severity
         from contract.durations import parse_time
         from gateway.influx.query import InfluxQL
-        from gateway.views.queries import AlarmFilter, Views
+        from gateway.views import AlarmFilter, Views
 
         flt = AlarmFilter(
             site=args.site,
@@ -410,13 +410,14 @@ def _watch(args: argparse.Namespace) -> int:
     """``alerts --watch``: live over MQTT (:mod:`gateway.views.alerts_watch`)."""
     from contract.errors import ConfigError
     from gateway.settings import load_settings
-    from gateway.views.alerts_watch import WatchFilter, watch_alerts
+    from gateway.views import AlarmFilter
+    from gateway.views.alerts_watch import watch_alerts
 
     for option in ("history", "since", "until", "fail_on"):
         if getattr(args, option) not in (None, False):
             flag = "--" + option.replace("_", "-")
             raise ConfigError(flag, "--watch shows live events; it does not take " + flag)
-    flt = WatchFilter(
+    flt = AlarmFilter(
         site=args.site,
         device=args.device,
         metric=args.metric,
@@ -434,7 +435,7 @@ def _cmd_devices(args: argparse.Namespace) -> int:
 
         from contract.durations import parse_duration
         from gateway.influx.query import InfluxQL
-        from gateway.views.queries import Views
+        from gateway.views import Views
 
         client = InfluxQL(_settings(args).influx)
         try:
@@ -473,7 +474,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
         from contract.durations import parse_time
         from gateway.influx.query import InfluxQL
-        from gateway.views.queries import Views
+        from gateway.views import Views
 
         settings = _settings(args)
         now = datetime.now(UTC)

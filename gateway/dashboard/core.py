@@ -27,7 +27,7 @@ from gateway.dashboard.pool import BlockingPool
 from gateway.dashboard.settings import DashboardSettings
 from gateway.influx.query import InfluxQL
 from gateway.settings import GatewaySettings
-from gateway.views.queries import AlarmFilter, ViewInputError, Views
+from gateway.views import AlarmFilter, ViewInputError, Views
 
 __all__ = ["RANGES", "DashboardCore", "StaticAsset", "load_static"]
 

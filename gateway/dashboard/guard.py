@@ -47,7 +47,7 @@ from contract.errors import BrokerError, ContractError, StorageError
 from gateway.dashboard.access import COOKIE, AccessToken, bearer
 from gateway.dashboard.pool import PoolBusy
 from gateway.dashboard.settings import DashboardSettings
-from gateway.views.queries import ViewInputError
+from gateway.views import ViewInputError
 
 __all__ = [
     "SECURITY_HEADERS",

@@ -33,20 +33,20 @@ import signal
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
-from contract.alarms import AlarmData, Severity, decode_alarm
+from contract.alarms import AlarmData, decode_alarm
 from contract.errors import BrokerError, SensorGateError
 from gateway.connectors.aio_mqtt import connect
 from gateway.connectors.alarm_summary import alarm_filters, decode_summary, summary_device
 from gateway.settings import GatewaySettings
 from gateway.views.explain import why
+from gateway.views.rows import AlarmFilter, alarm_series
 
-__all__ = ["WatchFilter", "watch_alerts"]
+__all__ = ["watch_alerts"]
 
 _STYLE = {
     "critical": "bold red",
@@ -56,37 +56,6 @@ _STYLE = {
     "info": "dim",
 }
 _SEEN_IDS = 4_096
-
-
-@dataclass(frozen=True, slots=True)
-class WatchFilter:
-    """Which alarms to show; None is any. Site and device narrow the subscription."""
-
-    site: str | None = None
-    device: str | None = None
-    metric: str | None = None
-    rule: str | None = None
-    severity: str | None = None
-    state: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.severity is not None:
-            Severity(self.severity)  # ValueError names the allowed values
-
-    def accepts(self, alarm: AlarmData) -> bool:
-        """Whether ``alarm`` passes the filters."""
-        return (
-            (self.site is None or alarm.site == self.site)
-            and (self.device is None or alarm.device == self.device)
-            and (self.metric is None or self.metric in (alarm.metric, _series(alarm)))
-            and (self.rule is None or alarm.rule == self.rule)
-            and (self.severity is None or alarm.severity.value == self.severity)
-            and (self.state is None or alarm.state.value == self.state)
-        )
-
-
-def _series(alarm: AlarmData) -> str:
-    return f"{alarm.sensor}/{alarm.metric}"
 
 
 def _doc(event: str, alarm: AlarmData, **extra: Any) -> dict[str, Any]:
@@ -169,7 +138,7 @@ def _event_line(transition: str, alarm: AlarmData) -> Any:
     line.append(_utc(alarm.event_time.isoformat()) + "  ")
     line.append(f"{transition.upper():<12}", style=style)
     line.append(f"{sev:<9}", style=_STYLE.get(sev, ""))
-    line.append(f"{alarm.site}/{alarm.device}  {_series(alarm)}  {alarm.rule}")
+    line.append(f"{alarm.site}/{alarm.device}  {alarm_series(alarm)}  {alarm.rule}")
     if alarm.value is not None:
         cmp = f"  value {_num(alarm.value)}"
         if alarm.threshold is not None:
@@ -202,7 +171,7 @@ def _table(alarms: list[AlarmData]) -> Any:
             Text(sev, style=_STYLE.get(sev, "")),
             a.state.value,
             f"{a.site}/{a.device}",
-            _series(a),
+            alarm_series(a),
             a.rule,
             _num(a.value),
             a.message,
@@ -219,7 +188,7 @@ class _Watch:
     def __init__(
         self,
         settings: GatewaySettings,
-        flt: WatchFilter,
+        flt: AlarmFilter,
         out: _Output,
         *,
         settle_s: float,
@@ -326,7 +295,7 @@ class _Watch:
 
 def watch_alerts(
     settings: GatewaySettings,
-    flt: WatchFilter,
+    flt: AlarmFilter,
     *,
     as_json: bool = False,
     settle_s: float = 0.5,

@@ -1,11 +1,9 @@
 """InfluxQL views over the stored data (schema in ARCHITECTURE.md).
 
-Every value a user can give (site, device, sensor, metric, rule, severity, state,
-times, windows, limits) is validated here and then quoted with
-:func:`~gateway.influx.query.quote_string`; identifiers (measurements, fields, tag
-keys) come only from fixed lists in this module. A value that is not acceptable raises
-:class:`ViewInputError` before any statement is built, so user input never reaches
-InfluxDB unquoted.
+Values a user gives are validated and quoted by :mod:`~gateway.views.clauses`
+(:class:`~gateway.views.clauses.ViewInputError` before any statement is built);
+identifiers (measurements, fields, tag keys) come only from fixed lists. Results are
+the rows of :mod:`~gateway.views.rows`.
 
 Measurements are named through a :class:`~gateway.influx.layout.StorageLayout`
 (``"aggregates"."aggregates"`` with retention policies), taken from the runner when it
@@ -18,35 +16,36 @@ readings only where no aggregates exist.
 from __future__ import annotations
 
 import math
-import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from contract.alarms import AlarmDetail, AlarmState, Severity
-from contract.durations import format_duration, parse_duration
-from contract.errors import InputError, StorageError, TimeFormatError, TopicError
-from contract.ids import check_id
+from contract.alarms import AlarmState
+from contract.errors import StorageError
 from gateway.influx.layout import StorageLayout
-from gateway.influx.query import quote_ident, quote_string
 from gateway.views.bands import LOOKBACK, BandPoint, Bucket, trailing_band
+from gateway.views.clauses import (
+    check_limit,
+    choose_interval,
+    from_ns,
+    parse_interval,
+    tag_value,
+    time_clause,
+    tumbling_length,
+    usable_windows,
+)
+from gateway.views.rows import (
+    AlarmFilter,
+    AlarmRow,
+    DeviceStatus,
+    SeriesPoint,
+    points_of,
+    series_name,
+)
 
-__all__ = [
-    "AGGREGATES_AFTER",
-    "AlarmFilter",
-    "AlarmRow",
-    "DeviceStatus",
-    "QueryRunner",
-    "SeriesPoint",
-    "ViewInputError",
-    "Views",
-    "choose_interval",
-    "parse_interval",
-]
+__all__ = ["AGGREGATES_AFTER", "QueryRunner", "Views"]
 
-
-class ViewInputError(InputError):
-    """A filter, time or name given to a view is not acceptable (says which and why)."""
+Rows = list[dict[str, Any]]
 
 
 class QueryRunner(Protocol):
@@ -56,245 +55,19 @@ class QueryRunner(Protocol):
     saying where each measurement is stored; :class:`Views` uses it when given none.
     """
 
-    def query(self, q: str) -> list[dict[str, Any]]:
+    def query(self, q: str) -> Rows:
         """Run one statement and return its rows."""
         ...
 
 
-# Chart intervals, smallest first: the interval of a range is the first that gives at
-# most MAX_POINTS buckets.
-INTERVALS: tuple[str, ...] = ("10s", "1m", "5m", "15m", "1h", "6h", "1d", "7d")
-MAX_POINTS = 400
 AGGREGATES_AFTER = timedelta(hours=6)
 """A range longer than this is charted from the stored aggregates, not the raw readings."""
-AGG_FIELDS = ("mean", "min", "max", "count", "first", "last", "stddev")
-ALARM_FIELDS = ("alarm_id", "value", "threshold", "message")
-ALARM_TAGS = ("site", "device", "metric", "rule", "severity", "state")
-DETAIL_FIELDS: tuple[str, ...] = tuple(AlarmDetail.model_fields)
-"""Fields of the ``alarms`` measurement that hold an alarm's explanation."""
+_BUCKETS = "mean(mean) AS mean, min(min) AS min, max(max) AS max"
+"""A chart bucket of stored aggregates."""
 
 
-def parse_interval(text: str) -> tuple[str, timedelta]:
-    """Return a bucket interval as an InfluxQL duration literal and as a timedelta.
-
-    ``text`` is a duration as :func:`contract.durations.parse_duration` reads it
-    (``90s``, ``1.5m``, ``2h``), of whole milliseconds and at least 1 ms; the literal
-    is its shortest exact form (``1.5m`` gives ``90s``). Raises :class:`ViewInputError`.
-    """
-    try:
-        step = parse_duration(text)
-    except TimeFormatError as exc:
-        raise ViewInputError(str(exc)) from None
-    if step < _MS or step % _MS:
-        raise ViewInputError(f"an interval must be whole milliseconds, at least 1ms; got {text!r}")
-    return format_duration(step), step
-
-
-_MS = timedelta(milliseconds=1)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _ns(when: datetime) -> int:
-    return ((when - _EPOCH) // timedelta(microseconds=1)) * 1000
-
-
-def choose_interval(span: timedelta, *, max_points: int = MAX_POINTS) -> str:
-    """Return the smallest chart interval giving at most ``max_points`` buckets over ``span``."""
-    for name in INTERVALS:
-        if span / parse_duration(name) <= max_points:
-            return name
-    return INTERVALS[-1]
-
-
-_LOOSE_KINDS = frozenset({"metric", "rule", "window"})
-_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")
-
-
-def _id(kind: str, value: str) -> str:
-    """Validate one tag value and quote it as an InfluxQL string literal.
-
-    Sites, devices and sensors follow the contract's id rules; an alarm's metric and
-    rule may also hold ``/`` (``sensor/metric``) but no control character.
-    """
-    # Checked here for every kind: contract.ids.check_id lets one trailing newline
-    # through (its pattern ends in ``$``, which matches before a final ``\n``).
-    if isinstance(value, str) and _CONTROL_RE.search(value):
-        raise ViewInputError(f"{kind} {value!r} contains a control character")
-    if kind in _LOOSE_KINDS:
-        if not isinstance(value, str) or not 1 <= len(value) <= 256:
-            raise ViewInputError(f"{kind} must be 1 to 256 characters; got {value!r}")
-        if _CONTROL_RE.search(value) or value.endswith("\\"):
-            raise ViewInputError(
-                f"{kind} {value!r} contains a control character or ends with a backslash"
-            )
-        return quote_string(value)
-    try:
-        return quote_string(check_id(kind, value))
-    except TopicError as exc:
-        raise ViewInputError(str(exc)) from None
-
-
-def _ts(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    # Exact to the microsecond (a float of nanoseconds is not).
-    return _EPOCH + timedelta(microseconds=int(value) // 1000)
-
-
-@dataclass(frozen=True)
-class AlarmFilter:
-    """Filters of an alarm query; ``None`` means any."""
-
-    site: str | None = None
-    device: str | None = None
-    metric: str | None = None
-    rule: str | None = None
-    severity: str | None = None
-    state: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.severity is not None and self.severity not in set(Severity):
-            raise ViewInputError(
-                f"severity must be one of {', '.join(Severity)}; got {self.severity!r}"
-            )
-        if self.state is not None and self.state not in set(AlarmState):
-            raise ViewInputError(
-                f"state must be one of {', '.join(AlarmState)}; got {self.state!r}"
-            )
-
-    def clauses(self) -> list[str]:
-        """Return the WHERE clauses of the set filters (values validated and quoted)."""
-        out = []
-        for key in ALARM_TAGS:
-            value = getattr(self, key)
-            if value is not None:
-                out.append(f"{quote_ident(key)} = {_id(key, value)}")
-        return out
-
-
-@dataclass(frozen=True)
-class AlarmRow:
-    """One stored alarm event (the latest one of its alarm, for active alarms)."""
-
-    time: datetime
-    alarm_id: str
-    site: str
-    device: str
-    metric: str
-    rule: str
-    severity: str
-    state: str
-    value: float | None = None
-    threshold: float | None = None
-    message: str = ""
-    sensor: str = ""
-    kind: str = ""
-    detail: dict[str, Any] | None = None
-    """Why the detector fired (:class:`~contract.alarms.AlarmDetail` items), if stored."""
-    folded_raises: int | None = None
-    rate_limited: bool | None = None
-
-    @property
-    def rank(self) -> int:
-        """Severity rank, higher is more urgent (unknown severities rank lowest)."""
-        try:
-            return Severity(self.severity).rank
-        except ValueError:
-            return -1
-
-    def as_json(self) -> dict[str, Any]:
-        """Return a JSON-ready dict (time as ISO 8601 UTC)."""
-        from gateway.views.explain import why
-
-        doc = asdict(self)
-        doc["time"] = self.time.isoformat().replace("+00:00", "Z")
-        doc["why"] = why(self.detail, self.folded_raises, self.rate_limited)
-        return doc
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> AlarmRow:
-        """Build from a raw ``alarms`` row."""
-        return cls(
-            time=_ts(row["time"]) or datetime.now(UTC),
-            alarm_id=str(row.get("alarm_id") or ""),
-            site=row.get("site") or "",
-            device=row.get("device") or "",
-            metric=row.get("metric") or "",
-            rule=row.get("rule") or "",
-            severity=row.get("severity") or "",
-            state=row.get("state") or "",
-            value=row.get("value"),
-            threshold=row.get("threshold"),
-            message=row.get("message") or "",
-            sensor=row.get("sensor") or "",
-            kind=row.get("kind") or "",
-            detail=_detail(row),
-            folded_raises=row.get("folded_raises"),
-            rate_limited=row.get("rate_limited"),
-        )
-
-
-def _detail(row: dict[str, Any]) -> dict[str, Any] | None:
-    found = {k: row[k] for k in DETAIL_FIELDS if row.get(k) is not None}
-    return found or None
-
-
-@dataclass(frozen=True)
-class DeviceStatus:
-    """One device of the fleet: when it was last seen and its latest values."""
-
-    site: str
-    device: str
-    last_seen: datetime
-    online: bool
-    values: dict[str, float] = field(default_factory=dict)
-    """``sensor/metric`` -> latest value."""
-
-    def as_json(self) -> dict[str, Any]:
-        """Return a JSON-ready dict."""
-        return {
-            "site": self.site,
-            "device": self.device,
-            "last_seen": self.last_seen.isoformat().replace("+00:00", "Z"),
-            "online": self.online,
-            "values": self.values,
-        }
-
-
-@dataclass(frozen=True)
-class SeriesPoint:
-    """One point of a chart series (raw reading, or a bucket of aggregates)."""
-
-    time: datetime
-    series: str
-    """``sensor/metric``."""
-    mean: float | None
-    min: float | None = None
-    max: float | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        """Return a JSON-ready dict."""
-        return {
-            "time": self.time.isoformat().replace("+00:00", "Z"),
-            "series": self.series,
-            "mean": self.mean,
-            "min": self.min,
-            "max": self.max,
-        }
-
-
-def _time_clause(start: datetime, end: datetime) -> str:
-    if start.tzinfo is None or end.tzinfo is None:
-        raise ViewInputError("times must be timezone-aware (UTC)")
-    if end <= start:
-        raise ViewInputError(f"the range must end after it starts; got {start} .. {end}")
-    return f"time >= {_ns(start)} AND time <= {_ns(end)}"
-
-
-def _limit(limit: int) -> int:
-    if not isinstance(limit, int) or not 1 <= limit <= 100_000:
-        raise ViewInputError(f"limit must be an integer from 1 to 100000; got {limit!r}")
-    return limit
+def _device(site: str, device: str) -> list[str]:
+    return [f"site = {tag_value('site', site)}", f"device = {tag_value('device', device)}"]
 
 
 class Views:
@@ -321,7 +94,7 @@ class Views:
         """Where each measurement is stored (the runner's, or everything in the default)."""
         self.aggregates_after = aggregates_after
 
-    def _run(self, q: str) -> list[dict[str, Any]]:
+    def _run(self, q: str) -> Rows:
         # A database (or retention policy) the gateway has not created yet holds
         # nothing: not an error here.
         try:
@@ -365,11 +138,11 @@ class Views:
         """Return the stored alarm events matching ``flt`` in ``[start, end]``, newest first."""
         end = end or datetime.now(UTC) + timedelta(minutes=5)
         start = start or end - self.alarm_lookback
-        where = [_time_clause(start, end), *(flt or AlarmFilter()).clauses()]
+        where = [time_clause(start, end), *(flt or AlarmFilter()).clauses()]
         q = (
             f"SELECT * FROM {self.layout.alarms} WHERE "
             + " AND ".join(where)
-            + f" ORDER BY time DESC LIMIT {_limit(limit)}"
+            + f" ORDER BY time DESC LIMIT {check_limit(limit)}"
         )
         return [AlarmRow.from_row(r) for r in self._run(q)]
 
@@ -379,7 +152,7 @@ class Views:
         now = now or datetime.now(UTC)
         where = [f"time > now() - {int(self.fleet_lookback.total_seconds())}s"]
         if site is not None:
-            where.append(f"site = {_id('site', site)}")
+            where.append(f"site = {tag_value('site', site)}")
         q = (
             f"SELECT last(value) AS value FROM {self.layout.readings} WHERE "
             + " AND ".join(where)
@@ -393,17 +166,17 @@ class Views:
         q = (
             f"SELECT last(value) AS value FROM {self.layout.readings} WHERE"
             f" time > now() - {int(self.fleet_lookback.total_seconds())}s"
-            f" AND site = {_id('site', site)} AND device = {_id('device', device)}"
+            f" AND site = {tag_value('site', site)} AND device = {tag_value('device', device)}"
             " GROUP BY site, device, sensor, metric"
         )
         found = self._fold_devices(self._run(q), now)
         return found[0] if found else None
 
-    def _fold_devices(self, rows: list[dict[str, Any]], now: datetime) -> list[DeviceStatus]:
+    def _fold_devices(self, rows: Rows, now: datetime) -> list[DeviceStatus]:
         seen: dict[tuple[str, str], tuple[datetime, dict[str, float]]] = {}
         for row in rows:
             key = (row.get("site", ""), row.get("device", ""))
-            when = _ts(row["time"]) or now
+            when = from_ns(row["time"]) or now
             last, values = seen.get(key, (when, {}))
             values[f"{row.get('sensor', '')}/{row.get('metric', '')}"] = row["value"]
             seen[key] = (max(last, when), values)
@@ -441,15 +214,11 @@ class Views:
         readings only before the first and after the last bucket of aggregates (so the
         raw data can expire, and the windows not closed yet still show).
         """
-        where = [
-            _time_clause(start, end),
-            f"site = {_id('site', site)}",
-            f"device = {_id('device', device)}",
-        ]
+        where = [time_clause(start, end), *_device(site, device)]
         if metric is not None:
-            where.append(f"metric = {_id('metric', metric)}")
+            where.append(f"metric = {tag_value('metric', metric)}")
         if sensor is not None:
-            where.append(f"sensor = {_id('sensor', sensor)}")
+            where.append(f"sensor = {tag_value('sensor', sensor)}")
         interval = interval or choose_interval(end - start)
         if interval == "raw":
             q = (
@@ -457,46 +226,47 @@ class Views:
                 + " AND ".join(where)
                 + " GROUP BY sensor, metric LIMIT 10000"
             )
-            rows = self._run(q)
             return interval, [
-                SeriesPoint(_ts(r["time"]) or start, _series_name(r), r["value"]) for r in rows
+                SeriesPoint(from_ns(r["time"]) or start, series_name(r), r["value"])
+                for r in self._run(q)
             ]
         interval, step = parse_interval(interval)
-        if not self.reads_aggregates(start, end, interval, now=now):
-            return interval, self._raw_buckets(where[1:], start, end, interval)
-        if windows is None:
-            windows = self._stored_windows(site, device)
         points: list[SeriesPoint] = []
-        if any(_tumbling_length(w) is not None for w in windows):
-            base = [*where[1:]]
-            for window in reversed(_usable_windows(windows, step)):
-                where_w = [_time_clause(start, end), *base, f'"window" = {_id("window", window)}']
-                q = (
-                    "SELECT mean(mean) AS mean, min(min) AS min, max(max) AS max"
-                    f" FROM {self.layout.aggregates} WHERE "
-                    + " AND ".join(where_w)
-                    + f" GROUP BY time({interval}), sensor, metric"
-                )
-                points = _points(self._run(q), start)
-                if points:
-                    break
+        if self.reads_aggregates(start, end, interval, now=now):
+            if windows is None:
+                windows = self._stored_windows(site, device)
+            if any(tumbling_length(w) is not None for w in windows):
+                rows = self._largest_window(_BUCKETS, where, windows, step, interval)
+                points = points_of(rows, start)
         if not points:
             return interval, self._raw_buckets(where[1:], start, end, interval)
-        # Raw readings where no aggregates are: before the first bucket (aggregates
-        # written since later than the raw data), after the last (windows still open).
+        return interval, self._with_raw_edges(points, where[1:], start, end, interval, step)
+
+    def _with_raw_edges(
+        self,
+        points: list[SeriesPoint],
+        where: list[str],
+        start: datetime,
+        end: datetime,
+        interval: str,
+        step: timedelta,
+    ) -> list[SeriesPoint]:
+        """Add raw buckets where no aggregates are, and sort by series and time.
+
+        Before the first bucket (aggregates written since later than the raw data) and
+        after the last (windows still open).
+        """
         first = min(p.time for p in points)
         after = max(p.time for p in points) + step
         have = {(p.series, p.time) for p in points}
         extra: list[SeriesPoint] = []
         if first > start:
-            extra += self._raw_buckets(
-                where[1:], start, first - timedelta(microseconds=1), interval
-            )
+            extra += self._raw_buckets(where, start, first - timedelta(microseconds=1), interval)
         if after <= end:
-            extra += self._raw_buckets(where[1:], after, end, interval)
+            extra += self._raw_buckets(where, after, end, interval)
         points += [p for p in extra if (p.series, p.time) not in have]
         points.sort(key=lambda p: (p.series, p.time))
-        return interval, points
+        return points
 
     def reads_aggregates(
         self,
@@ -526,16 +296,16 @@ class Views:
         q = (
             "SELECT mean(value) AS mean, min(value) AS min, max(value) AS max"
             f" FROM {self.layout.readings} WHERE "
-            + " AND ".join([_time_clause(start, end), *where])
+            + " AND ".join([time_clause(start, end), *where])
             + f" GROUP BY time({interval}), sensor, metric"
         )
-        return _points(self._run(q), start)
+        return points_of(self._run(q), start)
 
     def _stored_windows(self, site: str, device: str) -> tuple[str, ...]:
         """Return the ``window`` tag values of a device's stored aggregates."""
         q = (
             f'SHOW TAG VALUES FROM {self.layout.aggregates} WITH KEY = "window"'
-            f" WHERE site = {_id('site', site)} AND device = {_id('device', device)}"
+            f" WHERE site = {tag_value('site', site)} AND device = {tag_value('device', device)}"
         )
         return tuple(sorted({str(r["value"]) for r in self._run(q) if r.get("value")}))
 
@@ -556,28 +326,38 @@ class Views:
         interval (so a week reads 1-minute windows, not 10-second ones).
         """
         interval, step = parse_interval(interval or choose_interval(end - start))
-        usable = _usable_windows(windows, step)
-        base = [
-            _time_clause(start, end),
-            f"site = {_id('site', site)}",
-            f"device = {_id('device', device)}",
-        ]
+        usable_windows(windows, step)  # no tumbling window: refused before any query
+        base = [time_clause(start, end), *_device(site, device)]
         if metric is not None:
-            base.append(f"metric = {_id('metric', metric)}")
-        points: list[SeriesPoint] = []
-        # Largest stored window first; a smaller one when the larger is not stored.
-        for window in reversed(usable):
-            where = [*base, f'"window" = {_id("window", window)}']
+            base.append(f"metric = {tag_value('metric', metric)}")
+        rows = self._largest_window(_BUCKETS, base, windows, step, interval)
+        return interval, points_of(rows, start)
+
+    def _largest_window(
+        self,
+        select: str,
+        where: list[str],
+        windows: tuple[str, ...],
+        step: timedelta,
+        interval: str,
+    ) -> Rows:
+        """Return ``select`` over the stored aggregates in buckets of ``interval``.
+
+        From the largest of ``windows`` not longer than ``step`` that holds data; a
+        smaller one when the larger is not stored.
+        """
+        rows: Rows = []
+        for window in reversed(usable_windows(windows, step)):
+            where_w = [*where, f'"window" = {tag_value("window", window)}']
             q = (
-                "SELECT mean(mean) AS mean, min(min) AS min, max(max) AS max"
-                f" FROM {self.layout.aggregates} WHERE "
-                + " AND ".join(where)
+                f"SELECT {select} FROM {self.layout.aggregates} WHERE "
+                + " AND ".join(where_w)
                 + f" GROUP BY time({interval}), sensor, metric"
             )
-            points = _points(self._run(q), start)
-            if points:
+            rows = self._run(q)
+            if any(r.get("mean") is not None for r in rows):
                 break
-        return interval, points
+        return rows
 
     def expected_band(
         self,
@@ -596,62 +376,17 @@ class Views:
         """
         interval, step = parse_interval(interval or choose_interval(end - start))
         since = start - step * LOOKBACK
-        base = [
-            _time_clause(since, end),
-            f"site = {_id('site', site)}",
-            f"device = {_id('device', device)}",
-        ]
-        rows: list[dict[str, Any]] = []
-        for window in reversed(_usable_windows(windows, step)):
-            where = [*base, f'"window" = {_id("window", window)}']
-            q = (
-                'SELECT mean("mean") AS mean, mean("stddev") AS sd, stddev("mean") AS between'
-                f" FROM {self.layout.aggregates} WHERE "
-                + " AND ".join(where)
-                + f" GROUP BY time({interval}), sensor, metric"
-            )
-            rows = self._run(q)
-            if any(r.get("mean") is not None for r in rows):
-                break
+        select = 'mean("mean") AS mean, mean("stddev") AS sd, stddev("mean") AS between'
+        where = [time_clause(since, end), *_device(site, device)]
+        rows = self._largest_window(select, where, windows, step, interval)
         by_series: dict[str, list[Bucket]] = {}
         for r in rows:
             sd, between = r.get("sd") or 0.0, r.get("between") or 0.0
-            by_series.setdefault(_series_name(r), []).append(
-                Bucket(_ts(r["time"]) or since, r.get("mean"), math.hypot(sd, between))
+            by_series.setdefault(series_name(r), []).append(
+                Bucket(from_ns(r["time"]) or since, r.get("mean"), math.hypot(sd, between))
             )
         points: list[BandPoint] = []
         for name, buckets in sorted(by_series.items()):
             buckets.sort(key=lambda b: b.time)
             points.extend(trailing_band(name, buckets, since=start - step))
         return interval, points
-
-
-def _usable_windows(windows: tuple[str, ...], step: timedelta) -> list[str]:
-    """Tumbling windows not longer than ``step``, shortest first (else the shortest)."""
-    lengths = {w: length for w in windows if (length := _tumbling_length(w)) is not None}
-    if not lengths:
-        raise ViewInputError(f"no tumbling window among {windows!r}")
-    usable = sorted((w for w in lengths if lengths[w] <= step), key=lengths.__getitem__)
-    return usable or [min(lengths, key=lengths.__getitem__)]
-
-
-def _tumbling_length(window: str) -> timedelta | None:
-    """Length of a tumbling window's name (``1m``); None for a sliding one (``5m/1m``)."""
-    if "/" in window:
-        return None
-    try:
-        return parse_duration(window)
-    except TimeFormatError:
-        return None
-
-
-def _series_name(row: dict[str, Any]) -> str:
-    return f"{row.get('sensor', '')}/{row.get('metric', '')}"
-
-
-def _points(rows: list[dict[str, Any]], start: datetime) -> list[SeriesPoint]:
-    return [
-        SeriesPoint(_ts(r["time"]) or start, _series_name(r), r["mean"], r["min"], r["max"])
-        for r in rows
-        if r.get("mean") is not None
-    ]

@@ -14,10 +14,10 @@ from dataflows.offline import OfflineEvents, run_offline
 from dataflows.rules import default_rules
 from gateway.dashboard.board import AlarmBoard
 from gateway.influx.lineprotocol import alarm_line
+from gateway.views import AlarmRow, Views
 from gateway.views.bands import Bucket, trailing_band
 from gateway.views.explain import why
 from gateway.views.fake import FakeQueryRunner
-from gateway.views.queries import AlarmRow, Views
 
 S = 1_000_000
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

@@ -8,7 +8,7 @@ import pytest
 
 from contract.errors import BrokerError, ConfigError, SensorGateError, StorageError
 from gateway.cli import run_command
-from gateway.views.queries import ViewInputError
+from gateway.views import ViewInputError
 
 
 def _args(exc: BaseException) -> argparse.Namespace:

@@ -9,14 +9,9 @@ import pytest
 
 from gateway.influx.layout import StorageLayout
 from gateway.settings import InfluxSettings
+from gateway.views import AlarmFilter, ViewInputError, Views, choose_interval
+from gateway.views.clauses import parse_interval
 from gateway.views.fake import FakeQueryRunner
-from gateway.views.queries import (
-    AlarmFilter,
-    ViewInputError,
-    Views,
-    choose_interval,
-    parse_interval,
-)
 
 
 def test_choose_interval_grows_with_the_range() -> None:

@@ -10,7 +10,7 @@ import pytest
 from gateway.influx.query import InfluxQL
 from gateway.localstack.services import ServiceEndpoints
 from gateway.settings import InfluxSettings
-from gateway.views.queries import AlarmFilter, ViewInputError, Views
+from gateway.views import AlarmFilter, ViewInputError, Views
 from tests.integration.views_kit import aggregate_line, alarm_line, reading_line, write
 
 pytestmark = pytest.mark.integration

@@ -40,7 +40,7 @@ from gateway.influx.query import InfluxQL
 from gateway.localstack.services import ManagedProcess, start_influxd, start_mosquitto
 from gateway.runtime.cluster import prepare_recovery
 from gateway.settings import GatewaySettings, load_settings, settings_env
-from gateway.views.queries import AlarmFilter, Views
+from gateway.views import AlarmFilter, Views
 from tests.integration.netns import Host, Lan, inside, netns_unavailable
 from tests.integration.streams import (
     Published,

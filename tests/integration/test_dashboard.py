@@ -29,7 +29,7 @@ from contract.codec import encode
 from edge.mqtt import MqttLink, MqttSettings
 from gateway.dashboard.server import Dashboard
 from gateway.settings import GatewaySettings
-from gateway.views.queries import Views
+from gateway.views import Views
 from simulators.demo import start_demo_fleet
 from tests.integration.gateway_kit import RunningGateway
 from tests.integration.views_kit import aggregate_line, alarm_line, reading_line, write

@@ -20,7 +20,7 @@ from contract.codec import encode
 from edge.mqtt import MqttLink, MqttSettings
 from gateway.dashboard.server import Dashboard
 from gateway.settings import GatewaySettings
-from gateway.views.queries import AlarmFilter, Views
+from gateway.views import AlarmFilter, Views
 from tests.integration.gateway_kit import gateway_thread
 from tests.waiting import wait_for
 

@@ -19,7 +19,7 @@ import pytest
 from edge.mqtt import MqttLink, MqttSettings
 from gateway.influx.layout import StorageLayout
 from gateway.settings import InfluxSettings
-from gateway.views.queries import Views
+from gateway.views import Views
 from simulators.demo import start_demo_fleet
 from tests.integration.gateway_kit import RunningGateway
 from tests.integration.views_kit import alarm_line, write

@@ -24,7 +24,7 @@ from gateway.influx.setup import setup_influx
 from gateway.influx.spill import PackedBatch, SpillBuffer
 from gateway.localstack.services import ManagedProcess, ServiceEndpoints, free_port, start_influxd
 from gateway.settings import GatewaySettings, InfluxSettings, load_settings
-from gateway.views.queries import Views
+from gateway.views import Views
 from tests.integration.gateway_kit import gateway_thread
 from tests.integration.streams import Published, publish_series
 from tests.integration.views_kit import aggregate_line, ns, reading_line, write

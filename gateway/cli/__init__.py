@@ -5,7 +5,11 @@
 - :mod:`~gateway.cli.stack`: ``up`` and ``services``.
 - :mod:`~gateway.cli.run`: ``gateway run`` (and ``gateway forget-sessions``).
 - :mod:`~gateway.cli.bench`: ``bench`` and ``bench-stop``.
-- :mod:`~gateway.cli.views`: ``alerts``, ``devices``, ``query``, ``dashboard``.
+- :mod:`~gateway.cli.views`: ``alerts``, ``devices``, ``query`` (tables drawn by
+  :mod:`~gateway.cli.tables`).
+- :mod:`~gateway.cli.dashboard`: ``dashboard``, ``bench-dashboard`` and the
+  ``--dashboard-*`` options of ``gateway run``.
+- :mod:`~gateway.cli.influx_args`: the ``--influx-url``/``--database`` options they share.
 - :mod:`~gateway.cli.detection`: ``detect`` and ``evaluate``.
 - :mod:`~gateway.cli.config`: ``config check`` and ``config example``.
 

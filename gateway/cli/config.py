@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, SecretStr
+from pydantic.fields import FieldInfo
 
 __all__ = ["example_toml", "register"]
 
@@ -119,8 +120,8 @@ def _comment_out(lines: list[str], commented: bool) -> list[str]:
     return [line if line.startswith("#") else f"# {line}" for line in lines]
 
 
-def _entry(name: str, field: Any) -> list[str]:
-    out = []
+def _entry(name: str, field: FieldInfo) -> list[str]:
+    out: list[str] = []
     if field.description:
         text = " ".join(field.description.split())
         out.extend("# " + line for line in textwrap.wrap(text, 86))

@@ -30,6 +30,7 @@ _PLUGINS = (
     "gateway.bench.fleet_cli",
     "gateway.bench.adapters_cli",
     "gateway.cli.views",
+    "gateway.cli.dashboard",
     "gateway.cli.config",
     "gateway.influx.cli",
     "gateway.runtime.cluster",

@@ -184,7 +184,7 @@ def test_pool_bounds_calls_in_flight_until_the_threads_finish() -> None:
 
 
 def test_command_line_port_zero_means_any_port_not_the_default() -> None:
-    from gateway.cli.views import _dashboard_options
+    from gateway.cli.dashboard import _dashboard_options
     from gateway.settings import load_settings
 
     settings = load_settings()

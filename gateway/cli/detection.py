@@ -29,6 +29,11 @@ def _csv_list(text: str) -> list[str]:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``detect`` and ``evaluate`` to a ``sensorgate`` parser."""
+    _add_detect(subparsers)
+    _add_evaluate(subparsers)
+
+
+def _add_detect(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     det = subparsers.add_parser(
         "detect",
         help="run alarm detection over a CSV file; print alarm events as JSON lines",
@@ -60,6 +65,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     det.add_argument("--quiet", action="store_true", help="no summary table on stderr")
     det.set_defaults(func=_cmd_detect)
 
+
+def _add_evaluate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ev = subparsers.add_parser(
         "evaluate",
         help="score detection against labelled data (SKAB, simulator labels)",
@@ -71,6 +78,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         " --simulate (a generated fleet with every anomaly kind), --scenario NAME|FILE"
         " (a simulator scenario), or --readings FILE --labels FILE.",
     )
+    _add_datasets(ev)
+    _add_simulated(ev)
+    ev.add_argument("--rules", type=Path, default=None, help="rules TOML (default: built-in)")
+    ev.add_argument(
+        "--grace", type=float, default=60.0, help="seconds after a label's end to count a raise"
+    )
+    ev.add_argument("--json", action="store_true", help="print the report as JSON")
+    ev.add_argument(
+        "--chart",
+        default="reports/evaluate.png",
+        help="PNG chart of one file or device ('' for none; reports/evaluate.png)",
+    )
+    ev.add_argument(
+        "--chart-file",
+        default=None,
+        help="which SKAB file (e.g. valve1/0.csv) or device to chart (default: the first)",
+    )
+    ev.set_defaults(func=_cmd_evaluate)
+
+
+def _add_datasets(ev: argparse.ArgumentParser) -> None:
+    """Add ``evaluate``'s public datasets: ``--skab``, and ``--nab`` with its outputs."""
     ev.add_argument(
         "--skab",
         type=Path,
@@ -92,6 +121,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ev.add_argument(
         "--charts", type=Path, default=None, help="--nab: a PNG per file into this folder"
     )
+
+
+def _add_simulated(ev: argparse.ArgumentParser) -> None:
+    """Add ``evaluate``'s simulator sources: a generated fleet, a scenario, recorded files."""
     ev.add_argument("--simulate", action="store_true", help="a generated labelled fleet")
     ev.add_argument("--scenario", default=None, help="a simulator scenario (name or TOML)")
     ev.add_argument("--devices", type=int, default=10, help="--simulate: devices (10)")
@@ -107,22 +140,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ev.add_argument("--labels", type=Path, default=None, help="labels JSON lines (simulators)")
     ev.add_argument("--site", default="csv", help="--readings CSV: site id (csv)")
     ev.add_argument("--device", default=None, help="--readings CSV: device id (file stem)")
-    ev.add_argument("--rules", type=Path, default=None, help="rules TOML (default: built-in)")
-    ev.add_argument(
-        "--grace", type=float, default=60.0, help="seconds after a label's end to count a raise"
-    )
-    ev.add_argument("--json", action="store_true", help="print the report as JSON")
-    ev.add_argument(
-        "--chart",
-        default="reports/evaluate.png",
-        help="PNG chart of one file or device ('' for none; reports/evaluate.png)",
-    )
-    ev.add_argument(
-        "--chart-file",
-        default=None,
-        help="which SKAB file (e.g. valve1/0.csv) or device to chart (default: the first)",
-    )
-    ev.set_defaults(func=_cmd_evaluate)
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:

@@ -36,12 +36,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Handler, Middleware
 
 from contract.errors import BrokerError, ContractError, StorageError
 from gateway.dashboard.access import COOKIE, AccessToken, bearer
@@ -62,8 +63,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("gateway.dashboard")
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Access(StrEnum):
@@ -135,10 +134,31 @@ def middlewares(
     access_of: Callable[[web.Request], Access],
     *,
     long_lived: frozenset[str],
-) -> list[Callable[..., Awaitable[web.StreamResponse]]]:
+) -> list[Middleware]:
     """Return the middleware chain (see the module docstring), outermost first."""
-    hosts = allowed_hosts(options)
+    return [
+        _errors(options),
+        _host_check(allowed_hosts(options)),
+        _content_length(options.max_body_bytes),
+        _access(options, token, access_of),
+        _timeout(options.request_timeout_s, long_lived),
+    ]
 
+
+def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
+    """Return aiohttp's HTTP error as JSON, keeping ``Allow`` and ``Retry-After``."""
+    if exc.status == 404:
+        text: str | None = f"no such page: {request.path}"
+    else:
+        text = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else None
+    resp = json_error(exc.status, text or exc.reason)
+    for name in ("Allow", "Retry-After"):
+        if name in exc.headers:
+            resp.headers[name] = exc.headers[name]
+    return resp
+
+
+def _errors(options: DashboardSettings) -> Middleware:
     @web.middleware
     async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
@@ -146,15 +166,7 @@ def middlewares(
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            if exc.status == 404:
-                text: str | None = f"no such page: {request.path}"
-            else:
-                text = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else None
-            resp = json_error(exc.status, text or exc.reason)
-            for name in ("Allow", "Retry-After"):
-                if name in exc.headers:
-                    resp.headers[name] = exc.headers[name]
-            return resp
+            return _http_error(request, exc)
         except (ViewInputError, ContractError) as exc:
             return json_error(400, str(exc))
         except PoolBusy as exc:
@@ -172,12 +184,20 @@ def middlewares(
             log.exception("dashboard: %s %s failed", request.method, request.path)
             return json_error(500, "internal error (logged on the server)")
 
+    return errors
+
+
+def _host_check(hosts: frozenset[str]) -> Middleware:
     @web.middleware
     async def host_check(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path != "/healthz" and host_name(request.headers.get("Host")) not in hosts:
             return json_error(400, "this Host is not served here (see dashboard.allowed_hosts)")
         return await handler(request)
 
+    return host_check
+
+
+def _content_length(max_body_bytes: int) -> Middleware:
     @web.middleware
     async def content_length(request: web.Request, handler: Handler) -> web.StreamResponse:
         values = request.headers.getall("Content-Length", [])
@@ -187,12 +207,18 @@ def middlewares(
             value = values[0].strip()
             if not _DIGITS.fullmatch(value):
                 return json_error(400, "Content-Length must be a non-negative integer")
-            if int(value) > options.max_body_bytes:
+            if int(value) > max_body_bytes:
                 return json_error(
-                    413, f"the body is over {options.max_body_bytes} bytes", Connection="close"
+                    413, f"the body is over {max_body_bytes} bytes", Connection="close"
                 )
         return await handler(request)
 
+    return content_length
+
+
+def _access(
+    options: DashboardSettings, token: AccessToken, access_of: Callable[[web.Request], Access]
+) -> Middleware:
     @web.middleware
     async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
         level = access_of(request)
@@ -207,14 +233,18 @@ def middlewares(
                 return json_error(401, "a valid token is needed (Authorization: Bearer)")
         return await handler(request)
 
+    return access
+
+
+def _timeout(timeout_s: float, long_lived: frozenset[str]) -> Middleware:
     @web.middleware
     async def timeout(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in long_lived:
             return await handler(request)
-        async with asyncio.timeout(options.request_timeout_s):
+        async with asyncio.timeout(timeout_s):
             return await handler(request)
 
-    return [errors, host_check, content_length, access, timeout]
+    return timeout
 
 
 async def security_headers(_request: web.Request, response: web.StreamResponse) -> None:

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from dataflows.eventclock import from_us
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
     from gateway.ops.detect import AlarmInterval
     from gateway.ops.evaluate_nab import NabFile
 
@@ -66,28 +68,27 @@ def write_chart(
         start, stop = _num(label[0]), _num(label[1])
         ax.axvspan(start, stop, color="red", alpha=0.12, linewidth=0)
         bx.axvspan(start, stop, ymin=0.55, ymax=0.95, color="red", alpha=0.5, linewidth=0)
-    end = times[-1] if times else from_us(0)
-    rows = sorted({iv.series for iv in alarms})
-    for iv in alarms:
-        stop_at = end if iv.end_us is None else from_us(iv.end_us)
-        bx.axvspan(
-            _num(from_us(iv.start_us)),
-            _num(stop_at),
-            ymin=0.05,
-            ymax=0.45,
-            color="tab:blue",
-            alpha=0.5,
-            linewidth=0,
-        )
+    _alarm_bars(bx, alarms, end=times[-1] if times else from_us(0))
     ax.set_yticks([])
     ax.legend(loc="upper left", fontsize=7, ncol=4)
     ax.set_title(f"{title}: signals (each scaled to its range), labelled anomalies shaded red")
     bx.set_yticks([0.25, 0.75], ["alarms", "labels"])
+    rows = sorted({iv.series for iv in alarms})
     bx.set_xlabel(f"event time (UTC); alarm series: {', '.join(rows)[:120]}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _alarm_bars(bx: Axes, alarms: Sequence[AlarmInterval], *, end: datetime) -> None:
+    """Draw each alarm's active interval as a bar (one still active runs to ``end``)."""
+    for iv in alarms:
+        stop = end if iv.end_us is None else from_us(iv.end_us)
+        start = _num(from_us(iv.start_us))
+        bx.axvspan(
+            start, _num(stop), ymin=0.05, ymax=0.45, color="tab:blue", alpha=0.5, linewidth=0
+        )
 
 
 def write_nab_chart(path: Path, data: NabFile, detections_us: Sequence[int]) -> None:

@@ -20,12 +20,12 @@ from contract.durations import parse_duration
 from contract.errors import SensorGateError, StorageError
 from gateway.dashboard.access import AccessToken
 from gateway.dashboard.board import AlarmBoard
-from gateway.dashboard.commands import ack_message
 from gateway.dashboard.feed import AlarmFeed, FeedState
 from gateway.dashboard.hub import Hub
 from gateway.dashboard.pool import BlockingPool
 from gateway.dashboard.settings import DashboardSettings
 from gateway.influx.query import InfluxQL
+from gateway.ops.acknowledge import ack_message
 from gateway.settings import GatewaySettings
 from gateway.views import AlarmFilter, ViewInputError, Views
 

@@ -12,6 +12,10 @@ from ``--password-file``; never from the command line), so the broker's ACL deci
 who may acknowledge: a refusal comes back in the PUBACK and is reported as such.
 Exit codes: 0 the broker has the command, 1 it did not acknowledge or refused it,
 2 bad options.
+
+:func:`ack_message` is the one place that builds the command and its topic (the
+dashboard's acknowledge button publishes it too); nothing builds either by hand, so a
+change of the contract reaches every sender as is.
 """
 
 from __future__ import annotations
@@ -19,13 +23,55 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from contract import TopicScheme
+from contract.commands import AcknowledgeAlarmCommand
+from contract.errors import ContractError
+from contract.topics import TopicKind
 
 if TYPE_CHECKING:
     from edge.mqtt import MqttSettings
 
-__all__ = ["publish_ack", "register"]
+__all__ = ["ACK_TYPE", "AckMessage", "ack_message", "publish_ack", "register"]
+
+ACK_TYPE = AcknowledgeAlarmCommand.TYPE
+
+
+@dataclass(frozen=True, slots=True)
+class AckMessage:
+    """An acknowledge command ready to publish (QoS 1, not retained)."""
+
+    topic: str
+    payload: bytes
+
+    @property
+    def document(self) -> dict[str, Any]:
+        """The command as JSON-ready data."""
+        doc: dict[str, Any] = json.loads(self.payload)
+        return doc
+
+
+def ack_message(
+    topics: TopicScheme, *, site: str, device: str, alarm_id: str, by: str, note: str = ""
+) -> AckMessage:
+    """Build the command and its topic; raise :class:`ContractError` saying what is wrong."""
+    topic = topics.device(site, device, TopicKind.COMMANDS)  # TopicError names a bad id
+    try:
+        command = AcknowledgeAlarmCommand.create(
+            site=site, device=device, alarm_id=alarm_id, by=by, note=note
+        )
+    except ValidationError as exc:
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:] or e['loc'])}: {e['msg']}"
+            for e in exc.errors(include_url=False)[:3]
+        )
+        raise ContractError(f"not a valid acknowledge command: {detail}") from None
+    return AckMessage(topic, command.model_dump_json(exclude_none=True).encode("utf-8"))
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -79,27 +125,23 @@ def publish_ack(
     Raises :class:`~contract.errors.BrokerError` when the broker cannot be reached,
     does not acknowledge in time, or refuses the command (its ACL: MQTT 5 reason code).
     """
-    from contract import TopicKind, TopicScheme
-    from contract.commands import AcknowledgeAlarmCommand
     from contract.errors import BrokerError
     from edge.mqtt import MqttLink
 
-    command = AcknowledgeAlarmCommand.create(
-        site=site, device=device, alarm_id=alarm_id, by=by, note=note
+    message = ack_message(
+        TopicScheme(prefix), site=site, device=device, alarm_id=alarm_id, by=by, note=note
     )
-    topic = TopicScheme(prefix).device(site, device, TopicKind.COMMANDS)
     settings = mqtt.model_copy(update={"clean_session": True, "protocol": "5"})
-    body = command.model_dump_json(exclude_none=True).encode("utf-8")
     link = MqttLink(settings)
     link.start(wait_s=timeout, fail_fast=True)  # a wrong password says so at once
     try:
-        ticket = link.publish(topic, body, qos=1)
+        ticket = link.publish(message.topic, message.payload, qos=1)
         if not ticket.wait(timeout):
             raise BrokerError(f"the broker did not acknowledge the command within {timeout} s")
         ticket.raise_if_refused()
     finally:
         link.stop()
-    return {"topic": topic, "command": json.loads(body)}
+    return {"topic": message.topic, "command": message.document}
 
 
 def _cmd_ack(args: argparse.Namespace) -> int:

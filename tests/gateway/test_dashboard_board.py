@@ -9,7 +9,7 @@ from typing import Any
 from contract import TopicScheme
 from contract.alarms import AlarmClearedEvent, AlarmRaisedEvent
 from gateway.dashboard.board import AlarmBoard
-from gateway.dashboard.commands import ACK_TYPE, publish_ack
+from gateway.ops.acknowledge import ACK_TYPE, ack_message
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -52,22 +52,11 @@ def test_snapshot_drops_what_influx_no_longer_lists_after_grace() -> None:
     assert {d["alarm_id"] for d in board.active()} == {"y", "fresh"}
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes, int]] = []
-
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
-        self.sent.append((topic, payload, qos))
-
-
-def test_publish_ack_sends_the_command_on_the_commands_topic() -> None:
-    rec = Recorder()
-    doc = publish_ack(rec, TopicScheme("sg/v1"), site="lab", device="d 1", alarm_id="a1", by="me")
-    ((topic, payload, qos),) = rec.sent
-    assert topic == "sg/v1/lab/d 1/commands"
-    assert qos == 1
-    sent = json.loads(payload)
-    assert sent == doc
+def test_the_ack_message_is_the_contract_command_on_the_commands_topic() -> None:
+    message = ack_message(TopicScheme("sg/v1"), site="lab", device="d 1", alarm_id="a1", by="me")
+    assert message.topic == "sg/v1/lab/d 1/commands"
+    sent = json.loads(message.payload)
+    assert sent == message.document
     assert sent["type"] == ACK_TYPE
     assert sent["specversion"] == "1.0"
     assert sent["source"] == "/sg/lab/d%201"

@@ -13,6 +13,7 @@ from typing import Any
 
 from contract.alarms import AlarmEvent, Severity
 from gateway.views.explain import why
+from gateway.views.rows import utc_iso
 
 __all__ = ["AlarmBoard"]
 
@@ -38,7 +39,7 @@ class AlarmBoard:
         d = event.data
         detail = None if d.detail is None else d.detail.model_dump(exclude_none=True)
         doc = {
-            "time": d.event_time.isoformat().replace("+00:00", "Z"),
+            "time": utc_iso(d.event_time),
             "alarm_id": d.alarm_id,
             "site": d.site,
             "device": d.device,

@@ -28,6 +28,7 @@ from gateway.influx.query import InfluxQL
 from gateway.ops.acknowledge import ack_message
 from gateway.settings import GatewaySettings
 from gateway.views import AlarmFilter, ViewInputError, Views
+from gateway.views.rows import utc_iso
 
 __all__ = ["RANGES", "DashboardCore", "StaticAsset", "load_static"]
 
@@ -55,10 +56,6 @@ def load_static() -> dict[str, StaticAsset]:
         if entry.is_file() and not name.startswith(".") and suffix in _TYPES:
             assets[name] = (entry.read_bytes(), _TYPES[suffix])
     return assets
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 class DashboardCore:
@@ -93,7 +90,7 @@ class DashboardCore:
             )
         self._fleet_json = ""
         self.feed_state: FeedState = (
-            self.feed.state if self.feed else FeedState("off", _now(), "", "no MQTT configured")
+            self.feed.state if self.feed else FeedState("off", utc_iso(), "", "no MQTT configured")
         )
         self.hub.publish("feed", self.feed_state.as_json())
 
@@ -146,7 +143,7 @@ class DashboardCore:
             self.publish_alarms()
         if fleet_json != self._fleet_json:
             self._fleet_json = fleet_json
-            self.hub.publish_json("fleet", f'{{"at":"{_now()}","devices":{fleet_json}}}')
+            self.hub.publish_json("fleet", f'{{"at":"{utc_iso()}","devices":{fleet_json}}}')
 
     def _read_fleet_and_alarms(self) -> tuple[str, list[dict[str, Any]]]:
         fleet = [d.as_json() for d in self.views.fleet()]
@@ -166,7 +163,7 @@ class DashboardCore:
 
         def read() -> bytes:
             devices = [d.as_json() for d in self.views.fleet()]
-            return json.dumps({"at": _now(), "devices": devices}).encode()
+            return json.dumps({"at": utc_iso(), "devices": devices}).encode()
 
         return await self.pool.run(read)
 
@@ -193,8 +190,8 @@ class DashboardCore:
             "site": site,
             "device": device,
             "range": span,
-            "start": start.isoformat().replace("+00:00", "Z"),
-            "end": end.isoformat().replace("+00:00", "Z"),
+            "start": utc_iso(start),
+            "end": utc_iso(end),
             "interval": interval,
             "status": status.as_json() if status else None,
             "readings": [p.as_json() for p in readings],

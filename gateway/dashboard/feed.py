@@ -20,7 +20,6 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from tenacity import (
@@ -37,6 +36,7 @@ from edge.mqtt import MqttSettings
 from gateway.connectors.aio_mqtt import AioLink, connect
 from gateway.dashboard.board import AlarmBoard
 from gateway.settings import GatewaySettings
+from gateway.views.rows import utc_iso
 
 __all__ = ["AlarmFeed", "FeedState"]
 
@@ -58,10 +58,6 @@ class FeedState:
     def as_json(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
         return asdict(self)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 class AlarmFeed:
@@ -89,7 +85,7 @@ class AlarmFeed:
         self._mqtt = settings.mqtt.link_settings(
             f"sg-dashboard-{secrets.token_hex(4)}", role="dashboard"
         )
-        self.state = FeedState("connecting", _now(), self._mqtt.url)
+        self.state = FeedState("connecting", utc_iso(), self._mqtt.url)
         self.first_attempt = asyncio.Event()
         """Set once the first connection attempt has succeeded or failed."""
         self.events = 0
@@ -135,7 +131,7 @@ class AlarmFeed:
             async with connect(self._mqtt, client_id=self._mqtt.client_id) as link:
                 await link.subscribe(topic_filter, qos=1)
                 self._link = link
-                self._set(FeedState("connected", _now(), self._mqtt.url))
+                self._set(FeedState("connected", utc_iso(), self._mqtt.url))
                 self.first_attempt.set()
                 log.info("dashboard: alarm feed subscribed to %s", topic_filter)
                 try:
@@ -145,7 +141,7 @@ class AlarmFeed:
                     # Lost after being up: report it, and return so the next attempt
                     # starts a fresh backoff.
                     log.warning("dashboard: alarm feed lost: %s", exc)
-                    self._set(FeedState("reconnecting", _now(), self._mqtt.url, str(exc), 0.0))
+                    self._set(FeedState("reconnecting", utc_iso(), self._mqtt.url, str(exc), 0.0))
                 finally:
                     self._link = None
         except BrokerError:
@@ -172,7 +168,7 @@ class AlarmFeed:
         self._set(
             FeedState(
                 state,
-                self.state.since if self.state.state == state else _now(),
+                self.state.since if self.state.state == state else utc_iso(),
                 self._mqtt.url,
                 str(exc) if exc else None,
                 None if wait is None else round(wait, 1),

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from gateway.views.rows import utc_iso
+
 __all__ = ["LOOKBACK", "MIN_HISTORY", "BandPoint", "Bucket", "K", "trailing_band"]
 
 K = 3.0
@@ -58,7 +60,7 @@ class BandPoint:
     def as_json(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
         return {
-            "time": self.time.isoformat().replace("+00:00", "Z"),
+            "time": utc_iso(self.time),
             "series": self.series,
             "low": self.low,
             "center": self.centre,

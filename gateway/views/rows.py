@@ -20,11 +20,18 @@ __all__ = [
     "alarm_series",
     "points_of",
     "series_name",
+    "utc_iso",
 ]
 
 ALARM_TAGS = ("site", "device", "metric", "rule", "severity", "state")
+
 DETAIL_FIELDS: tuple[str, ...] = tuple(AlarmDetail.model_fields)
 """Fields of the ``alarms`` measurement that hold an alarm's explanation."""
+
+
+def utc_iso(when: datetime | None = None) -> str:
+    """Return ``when`` (default: now) as ISO 8601 UTC with a ``Z``, as the JSON gives times."""
+    return (when or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -113,7 +120,7 @@ class AlarmRow:
         from gateway.views.explain import why
 
         doc = asdict(self)
-        doc["time"] = self.time.isoformat().replace("+00:00", "Z")
+        doc["time"] = utc_iso(self.time)
         doc["why"] = why(self.detail, self.folded_raises, self.rate_limited)
         return doc
 
@@ -161,7 +168,7 @@ class DeviceStatus:
         return {
             "site": self.site,
             "device": self.device,
-            "last_seen": self.last_seen.isoformat().replace("+00:00", "Z"),
+            "last_seen": utc_iso(self.last_seen),
             "online": self.online,
             "values": self.values,
         }
@@ -181,7 +188,7 @@ class SeriesPoint:
     def as_json(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
         return {
-            "time": self.time.isoformat().replace("+00:00", "Z"),
+            "time": utc_iso(self.time),
             "series": self.series,
             "mean": self.mean,
             "min": self.min,

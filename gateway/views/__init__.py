@@ -10,6 +10,10 @@ The CLI (``sensorgate alerts|devices|query``), the web dashboard and the tests u
 - :mod:`~gateway.views.bands`, :mod:`~gateway.views.explain`: expected bands, ``why``.
 - :mod:`~gateway.views.alerts_watch`: ``alerts --watch`` over MQTT.
 - :mod:`~gateway.views.fake`: a scripted query runner for tests.
+
+May import ``contract``, :mod:`gateway.settings`, :mod:`gateway.influx` (the query
+client, quoting, the storage layout) and :mod:`gateway.connectors` (the MQTT client of
+``alerts --watch``); never the dashboard, the command line or the benchmarks.
 """
 
 from gateway.views.clauses import ViewInputError, choose_interval

@@ -13,7 +13,12 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from contract import TelemetryEvent
+    from dataflows.rules import RuleSet
+    from gateway.ops.evaluate_nab import NabFile
 
 __all__ = ["DEFAULT_NAB", "DEFAULT_SKAB", "main", "register"]
 
@@ -163,12 +168,13 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from dataflows.rules import load_rules
     from gateway.ops import evaluate as evm
+    from gateway.ops.evaluate_chart import Chart, device_chart, skab_chart
     from gateway.ops.scores import format_report
 
     rules = load_rules(args.rules)
     if args.nab is not None:
         return _evaluate_nab(args, rules)
-    chart_data: dict[str, Any] | None = None
+    chart: Chart | None = None
     if args.readings is not None or args.labels is not None:
         if args.readings is None or args.labels is None:
             from contract.errors import ConfigError
@@ -181,7 +187,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         ev, runs = evm.evaluate_labelled(
             telemetry, labels, rules, dataset=str(args.readings), grace_s=args.grace
         )
-        chart_data = _device_chart(telemetry, labels, runs, args.chart_file)
+        chart = device_chart(telemetry, labels, runs, args.chart_file)
     elif args.simulate or args.scenario is not None:
         telemetry, labels = evm.simulate_labelled(
             scenario=args.scenario,
@@ -195,25 +201,25 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             f" all anomaly kinds at 1/h/device, seed {args.seed}"
         )
         ev, runs = evm.evaluate_labelled(telemetry, labels, rules, dataset=name, grace_s=args.grace)
-        chart_data = _device_chart(telemetry, labels, runs, args.chart_file)
+        chart = device_chart(telemetry, labels, runs, args.chart_file)
     else:
         root = args.skab or DEFAULT_SKAB
         keep = args.chart_file or "valve1/0.csv"
         ev, kept = evm.evaluate_skab(root, rules, grace_s=args.grace, keep=keep)
-        chart_data = _skab_chart(kept) if kept else None
+        chart = skab_chart(kept) if kept else None
     if args.json:
         print(json.dumps(ev.as_dict(), indent=2))
     else:
         print(format_report(ev))
-    if args.chart and chart_data is not None:
+    if args.chart and chart is not None:
         from gateway.ops.evaluate_chart import write_chart
 
-        write_chart(Path(args.chart), **chart_data)
+        write_chart(Path(args.chart), chart)
         print(f"chart: {args.chart}", file=sys.stderr)
     return 0
 
 
-def _evaluate_nab(args: argparse.Namespace, rules: Any) -> int:
+def _evaluate_nab(args: argparse.Namespace, rules: RuleSet) -> int:
     from gateway.ops import evaluate_nab as nab
 
     keep = None
@@ -222,7 +228,7 @@ def _evaluate_nab(args: argparse.Namespace, rules: Any) -> int:
 
         folder: Path = args.charts
 
-        def keep(data: Any, found: list[int]) -> None:
+        def keep(data: NabFile, found: list[int]) -> None:
             write_nab_chart(folder / f"{data.category}-{data.stem}.png", data, found)
 
     ev = nab.evaluate_nab(args.nab, rules, keep=keep)
@@ -240,7 +246,7 @@ def _evaluate_nab(args: argparse.Namespace, rules: Any) -> int:
     return 0
 
 
-def _read_telemetry(args: argparse.Namespace) -> dict[tuple[str, str], list[Any]]:
+def _read_telemetry(args: argparse.Namespace) -> dict[tuple[str, str], list[TelemetryEvent]]:
     from collections import defaultdict
 
     from contract import TelemetryEvent, decode_as
@@ -252,67 +258,12 @@ def _read_telemetry(args: argparse.Namespace) -> dict[tuple[str, str], list[Any]
         table = read_csv(path, exclude=["anomaly", "changepoint"])
         device = args.device or path.stem
         return {(args.site, device): table_events(table, site=args.site, device=device)}
-    out: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    out: dict[tuple[str, str], list[TelemetryEvent]] = defaultdict(list)
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
             event = decode_as(line.encode("utf-8"), TelemetryEvent)
             out[(event.data.site, event.data.device)].append(event)
     return dict(out)
-
-
-def _skab_chart(kept: dict[str, Any]) -> dict[str, Any]:
-    table = kept["table"]
-    times = [r.time for r in table.rows]
-    series = {m: [r.values.get(m) for r in table.rows] for m in table.metrics}
-    truth = kept["labels"]
-    spans = []
-    start = None
-    for t, flag in zip(times, truth, strict=True):
-        if flag and start is None:
-            start = t
-        elif not flag and start is not None:
-            spans.append((start, t))
-            start = None
-    if start is not None:
-        spans.append((start, times[-1]))
-    return {
-        "title": f"SKAB {kept['name']}",
-        "times": times,
-        "series": series,
-        "label_spans": spans,
-        "alarms": kept["intervals"],
-    }
-
-
-def _device_chart(
-    telemetry: dict[tuple[str, str], list[Any]],
-    labels: list[Any],
-    runs: dict[tuple[str, str], Any],
-    which: str | None,
-) -> dict[str, Any] | None:
-    if not telemetry:
-        return None
-    keys = sorted(telemetry)
-    if which is not None:
-        keys = [k for k in keys if k[1] == which] or keys
-    else:  # the device with the most labels makes the most telling picture
-        keys.sort(key=lambda k: -sum(1 for lb in labels if (lb.site, lb.device) == k))
-    site, device = keys[0]
-    events = sorted(telemetry[(site, device)], key=lambda e: e.time)
-    times = [e.data.readings[0].time for e in events]
-    metrics = sorted({r.metric for e in events for r in e.data.readings})
-    series = {
-        m: [next((r.value for r in e.data.readings if r.metric == m), None) for e in events]
-        for m in metrics
-    }
-    spans = [(lb.start, lb.end, lb.kind) for lb in labels if (lb.site, lb.device) == (site, device)]
-    return {
-        "title": f"{site}/{device}",
-        "times": times,
-        "series": series,
-        "label_spans": spans,
-        "alarms": runs[(site, device)].intervals(),
-    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from contract import TelemetryEvent
 from contract.errors import ConfigError
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SKAB_LABEL_COLUMNS",
+    "KeptFile",
     "evaluate_labelled",
     "evaluate_skab",
     "simulate_labelled",
@@ -104,9 +106,23 @@ def _num(stem: str) -> int:
     return int(stem) if stem.isdigit() else -1
 
 
+@dataclass(frozen=True, slots=True)
+class KeptFile:
+    """One SKAB file as scored: what its chart needs."""
+
+    name: str
+    """Relative to the data folder (``valve1/0.csv``)."""
+    table: CsvTable
+    """The file without its label columns."""
+    labels: list[bool]
+    """``anomaly`` of each row."""
+    intervals: list[AlarmInterval]
+    """When each alarm was active."""
+
+
 def evaluate_skab(
     root: Path, rules: RuleSet, *, grace_s: float = 60.0, keep: str | None = None
-) -> tuple[Evaluation, dict[str, Any] | None]:
+) -> tuple[Evaluation, KeptFile | None]:
     """Run detection over every SKAB file; score the labelled ones.
 
     Files without an ``anomaly`` column (anomaly-free) are scored apart: their false
@@ -149,7 +165,7 @@ def evaluate_skab(
         ke.merge(stats)
         ev.files.append(FileResult(name, kind, counts, stats, len(intervals)))
         if keep is not None and name == keep:
-            kept = {"name": name, "table": clean, "labels": labels, "intervals": intervals}
+            kept = KeptFile(name, clean, labels, intervals)
     ev.extra["anomaly_free"] = {
         "rows": free.fp + free.tn,
         "false_alarm_rate": free.scores()["far"],

@@ -85,7 +85,7 @@ def device_chart(
 def _num(when: datetime) -> float:
     from matplotlib.dates import date2num
 
-    # matplotlib ships date2num without annotations (matplotlib/dates.pyi has none).
+    # matplotlib.dates has no stub (no dates.pyi) and date2num no annotations.
     return float(date2num(when))  # type: ignore[no-untyped-call]
 
 

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import httpx
 from bytewax.dataflow import Dataflow
@@ -37,6 +38,9 @@ from gateway.observability.metrics import GatewayMetrics
 from gateway.runtime.rules import RulesWatcher
 from gateway.settings import GatewaySettings
 from gateway.statedir import private_dir
+
+if TYPE_CHECKING:
+    from bytewax.recovery import RecoveryConfig
 
 __all__ = [
     "GatewayApp",
@@ -231,7 +235,7 @@ def _home_assistant(settings: GatewaySettings, metrics: GatewayMetrics) -> HomeA
     )
 
 
-def _recovery_config(settings: GatewaySettings) -> object | None:
+def _recovery_config(settings: GatewaySettings) -> RecoveryConfig | None:
     """Prepare the recovery folder (0700, its partitions, its marker) or None when off.
 
     The marker records the shard count: devices are hashed to shards, so state made
@@ -255,14 +259,15 @@ def _recovery_config(settings: GatewaySettings) -> object | None:
                 " folder away to start with empty state",
             )
     if not any(p.suffix == ".sqlite3" for p in path.iterdir()):
-        init_db_dir(path, settings.recovery_partitions)
+        # bytewax's stubs (_bytewax.pyi) leave init_db_dir, RecoveryConfig and cli_main unannotated.
+        init_db_dir(path, settings.recovery_partitions)  # type: ignore[no-untyped-call]  # see above
         log.info("created %d recovery partition(s) in %s", settings.recovery_partitions, path)
     if not marker.exists():
         marker.write_text(json.dumps(made_for))
-    return RecoveryConfig(str(path))
+    return RecoveryConfig(str(path))  # type: ignore[no-untyped-call]  # unannotated stub
 
 
-def prepare_recovery(settings: GatewaySettings) -> object | None:
+def prepare_recovery(settings: GatewaySettings) -> RecoveryConfig | None:
     """Prepare the recovery folder once, as a process would at start; None when off.
 
     ``sensorgate cluster`` calls it before starting its processes, so that they never
@@ -331,7 +336,7 @@ def run_gateway(
     # Spilled points of a previous run drain from the start, not on the first reading.
     release_points = app.points_sink.hold()
     try:
-        cli_main(
+        cli_main(  # type: ignore[no-untyped-call]  # unannotated stub (_bytewax.pyi)
             app.flow,
             workers_per_process=workers,
             process_id=process_id,

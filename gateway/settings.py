@@ -154,8 +154,8 @@ class MqttSourceSettings(_Frozen):
         if value is None or value == "auto":
             return "auto"
         try:
-            count = int(value)  # type: ignore[call-overload]
-        except (TypeError, ValueError):
+            count = int(value) if isinstance(value, int | str) else 0
+        except ValueError:
             count = 0
         if isinstance(value, bool) or not 1 <= count <= 256 or str(count) != str(value):
             raise ValueError('expected "auto" or a whole number from 1 to 256')

@@ -208,7 +208,8 @@ async def connect(
     password = settings.password.get_secret_value() if settings.password else None
     tls = settings.tls
     tls_context = await _tls_context(settings)
-    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    # paho's Properties.__init__ carries no annotations.
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # see above
     properties.SessionExpiryInterval = 0
     try:
         client = aiomqtt.Client(

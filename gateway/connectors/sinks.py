@@ -61,8 +61,11 @@ class PointsWriter(Protocol):
     def durable_through(self) -> int:
         """The highest sequence number up to which every body is durable."""
 
-    def flush(self, timeout: float | None = None) -> None:
-        """Return once every body submitted before the call is durable."""
+    def flush(self, timeout: float | None = None) -> object:
+        """Return once every body submitted before the call is durable.
+
+        What it returns (a sequence number, or nothing) is not used by the sink.
+        """
 
     def close(self) -> None:
         """Flush (bounded) and release connections."""

@@ -77,7 +77,7 @@ from tenacity import (
 from contract.errors import StorageError
 from gateway.influx.spill import PackedBatch, SpillBuffer, split_lines
 from gateway.influx.stats import PipelineStats
-from gateway.influx.writer import BadPointsError, BatchWriter, Precision, make_writer
+from gateway.influx.writer import PRECISIONS, BadPointsError, BatchWriter, Precision, make_writer
 from gateway.settings import InfluxSettings
 
 __all__ = [
@@ -671,6 +671,10 @@ class PipelinedWriter:
             self._full_seconds += blocked
         log.warning("spill buffer has room again; writes waited %.1f s", blocked)
 
+    def _interruptible_sleep(self, seconds: float) -> None:
+        """Sleep between drain attempts; a close ends the wait at once."""
+        self._stop.wait(seconds)
+
     def _drain_loop(self) -> None:
         spill = self._spill
         assert spill is not None
@@ -678,7 +682,7 @@ class PipelinedWriter:
         retrying = Retrying(
             retry=retry_if_exception_type(Exception) & retry_if_not_exception_type(_DrainStopped),
             wait=_drain_wait(self._settings.drain_backoff_max_s),
-            sleep=self._stop.wait,  # a close ends the wait at once
+            sleep=self._interruptible_sleep,  # a close ends the wait at once
             before_sleep=self._drain_failed,
             reraise=True,
         )
@@ -726,7 +730,7 @@ class PipelinedWriter:
         batch = spill.peek(self._settings.batch_size)
         if batch is None:
             return 0
-        precision: Precision = batch.precision  # type: ignore[assignment]
+        precision = PRECISIONS[batch.precision]  # written by this module: one of them
         try:
             self._post(batch.body, batch.points, precision, 0.0)
             rejected: list[tuple[str, str]] = []

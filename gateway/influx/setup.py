@@ -303,7 +303,7 @@ def _setup_retention(
             continue
         assert change.statement is not None
         if not create:
-            status_ = "missing" if change.action == "create" else "differs"
+            status_: Status = "missing" if change.action == "create" else "differs"
             report.add(name, status_, f"{change.detail} (--check: not changed)")
             continue
         status, data, _ = api.call("POST", "/query", params={"q": change.statement})
@@ -323,7 +323,7 @@ def _setup_retention(
                 " (influx.retention)",
             )
         else:
-            done = "created" if change.action == "create" else "changed"
+            done: Status = "created" if change.action == "create" else "changed"
             report.add(name, done, change.detail)
 
 

@@ -2,6 +2,7 @@
 
 - :mod:`~gateway.runtime.rules`: :class:`RulesWatcher`, the alarm rules reloaded on
   change or SIGHUP.
+- :mod:`~gateway.runtime.recovery`: the Bytewax recovery folder, prepared and checked.
 - :mod:`~gateway.runtime.cluster`: ``sensorgate cluster``, N processes as one cluster.
 - :mod:`~gateway.runtime.supervisor`: all processes of a cluster run together or none.
 

@@ -116,10 +116,10 @@ def prepare_recovery(settings: GatewaySettings, path: Path, partitions: int) -> 
     """Create ``partitions`` recovery partitions in ``path`` unless it already has some.
 
     The folder is prepared as every process will find it (0700, the partitions, the
-    marker that ties it to ``stream.shards``: :func:`gateway.app.prepare_recovery`), so
+    marker that ties it to ``stream.shards``: :func:`gateway.runtime.recovery.prepare_recovery`), so
     the processes only read it. Return what was done, for the progress line.
     """
-    from gateway.app import prepare_recovery as prepare
+    from gateway.runtime.recovery import prepare_recovery as prepare
 
     if partitions < 1:
         raise ConfigError("recovery_partitions", f"must be at least 1; got {partitions}")

@@ -65,19 +65,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    retry_if_not_exception_type,
-    wait_exponential,
-    wait_random_exponential,
-)
-
 from contract.errors import StorageError
-from gateway.influx.spill import PackedBatch, SpillBuffer, split_lines
+from gateway.influx.spill import SpillBuffer, split_lines
+from gateway.influx.spillway import Spillway, claim_spill
 from gateway.influx.stats import PipelineStats
-from gateway.influx.writer import PRECISIONS, BadPointsError, BatchWriter, Precision, make_writer
+from gateway.influx.writer import BadPointsError, BatchWriter, Precision, make_writer
 from gateway.settings import InfluxSettings
 
 __all__ = [
@@ -85,9 +77,7 @@ __all__ = [
     "PipelinedWriter",
     "RejectHandler",
     "WriterClosedError",
-    "claim_spill",
     "make_pipelined_writer",
-    "spill_key",
 ]
 
 log = logging.getLogger(__name__)
@@ -96,7 +86,6 @@ RejectHandler = Callable[[str, str], None]
 """Called with a line InfluxDB refused as bad data and the server's message."""
 
 _FULL_WAIT_S = 1.0
-_LOG_EVERY_S = 30.0
 
 
 class FlushTimeoutError(StorageError):
@@ -143,29 +132,6 @@ class _Request:
         return [line for b in self.bodies for line in split_lines(b.body)]
 
 
-def _drain_wait(cap: float) -> Callable[[RetryCallState], float]:
-    """Wait before drain attempt ``n + 1``: a uniform draw from ``[d / 2, d]``.
-
-    ``d = min(cap, 0.1 * 2 ** (n - 1))`` (tenacity's exponential wait, half of it fixed
-    and half drawn at random), or longer if the server said when to come back.
-    """
-    half = wait_exponential(multiplier=0.05, max=cap / 2)
-    jittered = half + wait_random_exponential(multiplier=0.05, max=cap / 2)
-
-    def wait(state: RetryCallState) -> float:
-        delay = float(jittered(state))
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, StorageError) and exc.retry_after is not None:
-            delay = max(delay, exc.retry_after)
-        return delay
-
-    return wait
-
-
-class _DrainStopped(Exception):
-    """The writer is closing: end the drain instead of attempting again."""
-
-
 def _chunks(lines: Sequence[str], size: int) -> list[tuple[bytes, int]]:
     return [
         (("\n".join(lines[i : i + size]) + "\n").encode("utf-8"), len(lines[i : i + size]))
@@ -197,17 +163,14 @@ class PipelinedWriter:
         max_in_flight: int | None = None,
     ) -> None:
         self._inner = inner
-        self._spill = spill
         self._settings = settings
         self.on_rejected = on_rejected
         self.precision: Precision = precision
         self.max_in_flight = max_in_flight or settings.max_in_flight
         self._retry_for = settings.spill_after_s if spill is not None else settings.retry_max_s
 
-        # _cond guards the queue and the marks; _room guards spill appends and wakes
-        # the drainer and the writers waiting for room in a full spill.
+        # _cond guards the queue and the marks (the spillway has its own lock).
         self._cond = threading.Condition()
-        self._room = threading.Condition()
         self._stop = threading.Event()
         self._closed = False
         self._submitted = 0
@@ -226,33 +189,29 @@ class PipelinedWriter:
         self._counts = threading.Lock()
         self._in_flight = 0
         self._rejected = 0
-        self._spilled = 0
-        self._drained = 0
-        self._drain_retries = 0
-        self._last_drain_log = -_LOG_EVERY_S
-        self._full = False
-        self._full_seconds = 0.0
-        self._spilling_since: float | None = None
+        self._spillway: Spillway | None = None
+        if spill is not None:
+            self._spillway = Spillway(
+                spill,
+                settings,
+                self._stop,
+                post=self._post,
+                isolate=self._isolate,
+                report=self._report,
+            )
+        self._threads = self._start_threads()
 
-        self._threads: list[threading.Thread] = [
+    def _start_threads(self) -> list[threading.Thread]:
+        """Start ``max_in_flight`` senders and, with a spill, its drainer."""
+        threads = [
             threading.Thread(target=self._send_loop, name=f"influx-sender-{i}", daemon=True)
             for i in range(self.max_in_flight)
         ]
-        self._drainer: threading.Thread | None = None
-        if spill is not None:
-            if len(spill):
-                log.warning(
-                    "spill buffer %s holds %d points from a previous run; draining them first",
-                    spill.path,
-                    spill.points,
-                )
-                self._spilling_since = time.monotonic()
-            self._drainer = threading.Thread(
-                target=self._drain_loop, name="influx-spill-drainer", daemon=True
-            )
-            self._threads.append(self._drainer)
-        for thread in self._threads:
+        if self._spillway is not None:
+            threads.append(self._spillway.drainer)
+        for thread in threads:
             thread.start()
+        return threads
 
     # The caller's side.
 
@@ -344,26 +303,25 @@ class PipelinedWriter:
     @property
     def stats(self) -> PipelineStats:
         """The counters and gauges now."""
-        spill = self._spill
+        spillway = self._spillway
         with self._cond:
             durable = self._durable_locked()
             queued = self._pending_lines + self._ready_lines
-        # Under _room, the spill's gauges agree with the spilled and drained counters.
-        with self._room:
-            spilled, drained = self._spilled, self._drained
-            gauges = (spill.bytes, spill.batches, spill.points) if spill is not None else (0, 0, 0)
+        spilled, drained, spill_bytes, batches, points = (
+            spillway.gauges() if spillway is not None else (0, 0, 0, 0, 0)
+        )
         return PipelineStats(
             points_written=self._inner.points_written,
             write_errors=self._inner.write_errors,
-            retries=self._inner.retries + self._drain_retries,
+            retries=self._inner.retries + (spillway.drain_retries if spillway else 0),
             rejected_points=self._rejected,
             spilled_points=spilled,
             drained_points=drained,
-            spill_bytes=gauges[0],
-            spill_batches=gauges[1],
-            spill_points=gauges[2],
-            spill_full=self._full,
-            spill_full_seconds=self._full_seconds,
+            spill_bytes=spill_bytes,
+            spill_batches=batches,
+            spill_points=points,
+            spill_full=spillway.full if spillway else False,
+            spill_full_seconds=spillway.full_seconds if spillway else 0.0,
             in_flight=self._in_flight,
             submitted_through=self._submitted,
             durable_through=durable,
@@ -392,8 +350,8 @@ class PipelinedWriter:
             self._closed = True
             self._stop.set()
             self._cond.notify_all()
-        with self._room:
-            self._room.notify_all()
+        if self._spillway is not None:
+            self._spillway.wake()
         deadline = time.monotonic() + self._settings.timeout_s + 5.0
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -404,14 +362,15 @@ class PipelinedWriter:
             self._inner.close()
             return
         self._inner.close()
-        if self._spill is not None:
-            if len(self._spill):
+        if self._spillway is not None:
+            spill = self._spillway.spill
+            if len(spill):
                 log.warning(
                     "closing with %d points in the spill %s; the next run drains them",
-                    self._spill.points,
-                    self._spill.path,
+                    spill.points,
+                    spill.path,
                 )
-            self._spill.close()
+            spill.close()
 
     # Queue and marks (called with _cond held).
 
@@ -489,7 +448,8 @@ class PipelinedWriter:
                 raise FlushTimeoutError(
                     f"bodies up to #{target} not durable in time: durable through"
                     f" #{durable}, {self._pending_lines + self._ready_lines} lines queued,"
-                    f" {self._in_flight} requests in flight, spill full: {self._full}",
+                    f" {self._in_flight} requests in flight,"
+                    f" spill full: {self._spillway is not None and self._spillway.full}",
                     target=target,
                     durable_through=durable,
                 )
@@ -525,8 +485,9 @@ class PipelinedWriter:
                 self._settle(request.first, request.last, error)
 
     def _process(self, request: _Request) -> None:
-        if self._spill is not None and len(self._spill):
-            self._to_spill(request.payload(), request.lines, request.precision)
+        spillway = self._spillway
+        if spillway is not None and spillway.holding():
+            spillway.put(request.payload(), request.lines, request.precision)
             return
         try:
             self._post(request.payload(), request.lines, request.precision, self._retry_for)
@@ -534,33 +495,36 @@ class PipelinedWriter:
             try:
                 rejected = self._isolate(request.split(), request.precision, self._retry_for, exc)
             except StorageError as again:
-                if self._spill is None:
+                if spillway is None:
                     raise
-                self._spill_after_failure(
-                    request.payload(), request.lines, request.precision, again
+                spillway.after_failure(
+                    request.payload(), request.lines, request.precision, again, force=False
                 )
                 return
             self._report(rejected)
         except StorageError as exc:
-            if self._spill is None:
+            if spillway is None:
                 raise
-            self._spill_after_failure(request.payload(), request.lines, request.precision, exc)
+            spillway.after_failure(
+                request.payload(), request.lines, request.precision, exc, force=False
+            )
 
     def _write_inline(self, body: bytes, lines: int, precision: Precision) -> None:
         """Write from one of our own threads (``on_rejected``): no queue, same guarantees."""
         if not lines:
             return
-        if self._spill is not None and len(self._spill):
-            self._to_spill(body, lines, precision, force=True)
+        spillway = self._spillway
+        if spillway is not None and spillway.holding():
+            spillway.put(body, lines, precision, force=True)
             return
         try:
             self._post(body, lines, precision, self._retry_for)
         except BadPointsError as exc:
             self._report(self._isolate(split_lines(body), precision, self._retry_for, exc))
         except StorageError as exc:
-            if self._spill is None:
+            if spillway is None:
                 raise
-            self._spill_after_failure(body, lines, precision, exc, force=True)
+            spillway.after_failure(body, lines, precision, exc, force=True)
 
     def _post(self, body: bytes, lines: int, precision: Precision, retry_for: float) -> None:
         with self._slots:
@@ -609,174 +573,6 @@ class PipelinedWriter:
                 log.error("no handler for rejected points: dropped %r", line[:500])
                 continue
             self.on_rejected(line, error)
-
-    # The spill.
-
-    def _spill_after_failure(
-        self,
-        body: bytes,
-        lines: int,
-        precision: Precision,
-        exc: StorageError,
-        *,
-        force: bool = False,
-    ) -> None:
-        assert self._spill is not None
-        if self._spilling_since is None:
-            self._spilling_since = time.monotonic()
-            log.warning(
-                "InfluxDB write failed (%s); spilling to %s and draining in the background",
-                exc,
-                self._spill.path,
-            )
-        self._to_spill(body, lines, precision, force=force)
-
-    def _to_spill(
-        self, body: bytes, lines: int, precision: Precision, *, force: bool = False
-    ) -> None:
-        spill = self._spill
-        assert spill is not None
-        packed = PackedBatch.pack_body(body, lines, precision)
-        # The drainer writes here only for dead letters of points it found bad; waiting
-        # for room would wait on itself, so it (and on_rejected) may overshoot.
-        force = force or threading.current_thread() is self._drainer
-        with self._room:
-            if not force:
-                self._wait_for_room(spill, packed)
-            spill.append(packed, force=force)
-            with self._counts:
-                self._spilled += lines
-            self._room.notify_all()
-
-    def _wait_for_room(self, spill: SpillBuffer, packed: PackedBatch) -> None:
-        if spill.fits(packed):
-            return
-        started = time.monotonic()
-        self._full = True
-        log.warning(
-            "spill buffer %s is full (%d of %d bytes): writes wait until it drains;"
-            " the broker keeps the unacknowledged messages",
-            spill.path,
-            spill.bytes,
-            spill.max_bytes,
-        )
-        try:
-            while not spill.fits(packed):
-                if self._stop.is_set():
-                    raise StorageError("writer closed while waiting for room in the spill")
-                self._room.wait(_FULL_WAIT_S)
-        finally:
-            self._full = False
-            blocked = time.monotonic() - started
-            self._full_seconds += blocked
-        log.warning("spill buffer has room again; writes waited %.1f s", blocked)
-
-    def _interruptible_sleep(self, seconds: float) -> None:
-        """Sleep between drain attempts; a close ends the wait at once."""
-        self._stop.wait(seconds)
-
-    def _drain_loop(self) -> None:
-        spill = self._spill
-        assert spill is not None
-        # A fresh retry state per drain: a success starts the backoff over.
-        retrying = Retrying(
-            retry=retry_if_exception_type(Exception) & retry_if_not_exception_type(_DrainStopped),
-            wait=_drain_wait(self._settings.drain_backoff_max_s),
-            sleep=self._interruptible_sleep,  # a close ends the wait at once
-            before_sleep=self._drain_failed,
-            reraise=True,
-        )
-        while True:
-            with self._room:
-                while not len(spill) and not self._stop.is_set():
-                    self._room.wait()
-            if self._stop.is_set():
-                return
-            self._last_drain_log = -_LOG_EVERY_S
-            try:
-                sent = retrying(self._drain_attempt, spill)
-            except _DrainStopped:
-                return
-            # Spare a server that has just come back: at most drain_rate points/s.
-            self._stop.wait(sent / self._settings.drain_rate)
-
-    def _drain_attempt(self, spill: SpillBuffer) -> int:
-        if self._stop.is_set():
-            raise _DrainStopped
-        return self._drain_once(spill)
-
-    def _drain_failed(self, state: RetryCallState) -> None:
-        """Count a failed drain; log the first, then one line every _LOG_EVERY_S.
-
-        An outage of an hour should not write a thousand warnings.
-        """
-        with self._counts:
-            self._drain_retries += 1
-        now = time.monotonic()
-        if now - self._last_drain_log < _LOG_EVERY_S:
-            return
-        self._last_drain_log = now
-        spill = self._spill
-        assert spill is not None
-        log.warning(
-            "draining the spill (%d points, %d bytes waiting) failed %d times: %s",
-            spill.points,
-            spill.bytes,
-            state.attempt_number,
-            state.outcome.exception() if state.outcome else None,
-        )
-
-    def _drain_once(self, spill: SpillBuffer) -> int:
-        batch = spill.peek(self._settings.batch_size)
-        if batch is None:
-            return 0
-        precision = PRECISIONS[batch.precision]  # written by this module: one of them
-        try:
-            self._post(batch.body, batch.points, precision, 0.0)
-            rejected: list[tuple[str, str]] = []
-        except BadPointsError as exc:
-            rejected = self._isolate(split_lines(batch.body), precision, 0.0, exc)
-        # Reported before removal: if reporting fails, the batch is sent again later
-        # (idempotent) and its bad lines reported again, rather than lost.
-        self._report(rejected)
-        with self._room:
-            spill.remove(batch)
-            with self._counts:
-                self._drained += batch.points
-            self._room.notify_all()
-            if not len(spill) and self._spilling_since is not None:
-                log.warning(
-                    "spill drained after %.1f s; writing to InfluxDB directly again",
-                    time.monotonic() - self._spilling_since,
-                )
-                self._spilling_since = None
-        return batch.points
-
-
-def spill_key(settings: InfluxSettings, policy: str | None = None) -> str:
-    """Name the target database and retention policy, so spills for targets never mix.
-
-    A spilled body is drained by a writer to the policy it was meant for.
-
-    ``policy`` None (the database's default policy) gives the key used before
-    retention policies existed, so a spill left by an older version keeps its name.
-    """
-    import hashlib
-
-    parts = [settings.api, settings.url, settings.database]
-    parts += [settings.org or "", settings.bucket or ""]
-    if policy is not None:
-        parts.append(f"rp={policy}")
-    return "spill-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
-
-
-def claim_spill(settings: InfluxSettings, policy: str | None = None) -> SpillBuffer | None:
-    """Claim a spill buffer for one writer to the target and policy (None if disabled)."""
-    if not settings.spill_enabled:
-        return None
-    return SpillBuffer.claim(
-        settings.spill_dir, spill_key(settings, policy), max_bytes=settings.spill_max_bytes
-    )
 
 
 def make_pipelined_writer(

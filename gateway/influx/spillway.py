@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from tenacity import (
     RetryCallState,
@@ -31,7 +32,7 @@ from gateway.influx.spill import PackedBatch, SpillBuffer, split_lines
 from gateway.influx.writer import PRECISIONS, BadPointsError, Precision
 from gateway.settings import InfluxSettings
 
-__all__ = ["Spillway", "claim_spill", "drain_wait", "spill_key"]
+__all__ = ["SpillGauges", "Spillway", "claim_spill", "drain_wait", "spill_key"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,20 @@ def drain_wait(cap: float) -> Callable[[RetryCallState], float]:
     return wait
 
 
+@dataclass(frozen=True, slots=True)
+class SpillGauges:
+    """A spillway's counters and its spill's gauges (all zero without a spill)."""
+
+    spilled: int = 0
+    drained: int = 0
+    drain_retries: int = 0
+    bytes: int = 0
+    batches: int = 0
+    points: int = 0
+    full: bool = False
+    full_seconds: float = 0.0
+
+
 class _DrainStopped(Exception):
     """The writer is closing: end the drain instead of attempting again."""
 
@@ -138,12 +153,32 @@ class Spillway:
         """Whether the spill holds anything (then new requests go behind it)."""
         return bool(len(self.spill))
 
-    def gauges(self) -> tuple[int, int, int, int, int]:
-        """Spilled and drained points, then the spill's bytes, batches and points now."""
-        # Under the room lock, the gauges agree with the counters.
+    def gauges(self) -> SpillGauges:
+        """Return the counters and the spill's gauges now."""
         spill = self.spill
+        # Under the room lock, the gauges agree with the counters.
         with self.room:
-            return self.spilled, self.drained, spill.bytes, spill.batches, spill.points
+            return SpillGauges(
+                self.spilled,
+                self.drained,
+                self.drain_retries,
+                spill.bytes,
+                spill.batches,
+                spill.points,
+                self.full,
+                self.full_seconds,
+            )
+
+    def close(self) -> None:
+        """Close the spill (the drainer has stopped); what it holds waits for the next run."""
+        spill = self.spill
+        if len(spill):
+            log.warning(
+                "closing with %d points in the spill %s; the next run drains them",
+                spill.points,
+                spill.path,
+            )
+        spill.close()
 
     def wake(self) -> None:
         """Wake every wait (the writer is closing)."""

@@ -2,7 +2,8 @@
 
 - :mod:`~gateway.influx.encoder`: columnar batches to line protocol (the points path).
 - :mod:`~gateway.influx.lineprotocol`: per-event lines (alarms, dead letters).
-- :mod:`~gateway.influx.writer`: one request at a time, with retries (v1, v2, v3).
+- :mod:`~gateway.influx.writer`: one request at a time, with retries (v1, v3; v2 through
+  ``influxdb-client`` in :mod:`~gateway.influx.writer_v2`).
 - :mod:`~gateway.influx.pipeline`: submit/flush with a durable-through mark, spill; its
   parts: :mod:`~gateway.influx.submissions` (queue and marks),
   :mod:`~gateway.influx.spillway` (into the spill and drained back),

@@ -85,7 +85,7 @@ class PipelinedWriter:
 
     ``inner`` posts the requests (a :class:`~gateway.influx.writer.V1Writer`,
     :class:`~gateway.influx.writer.V3Writer` or
-    :class:`~gateway.influx.writer.V2Writer`); ``spill`` is where outages go (None: no
+    :class:`~gateway.influx.writer_v2.V2Writer`); ``spill`` is where outages go (None: no
     spill, see the module docstring). ``precision`` is that of submitted bodies unless
     ``submit`` says otherwise (``u`` for :class:`~gateway.influx.encoder.LineProtocolEncoder`
     bodies); :meth:`write` always takes nanosecond lines. ``max_in_flight`` defaults to

@@ -5,12 +5,13 @@ endpoints with a token); :class:`~gateway.influx.writer_v2.V2Writer` goes throug
 ``influxdb-client`` (token, org, bucket); :class:`V3Writer` posts to InfluxDB 3's
 ``/api/v3/write_lp?db=``. All split their input into batches, gzip the body
 (``InfluxSettings.use_gzip``: by default not on a loopback host, where compressing costs
-more CPU than it saves), and retry server errors (5xx), throttling (429, honouring ``Retry-After``) and connection errors with exponential
-backoff and jitter, for at most ``retry_max_s``. A 4xx for bad data (400, 413, 422) is
-not retried: it raises :class:`BadPointsError` with the server's message, so that the
-caller can isolate the offending points. Other 4xx (401, 403, 404) blame the
-configuration, not the data: they raise a plain :class:`~contract.errors.StorageError`
-at once. Every other failure surfaces as
+more CPU than it saves), and retry server errors (5xx), throttling (429, honouring
+``Retry-After``) and connection errors with exponential backoff and jitter, for at most
+``retry_max_s``. A 4xx for bad data (400, 413, 422) is not retried: it raises
+:class:`BadPointsError` with the server's message, so that the caller can isolate the
+offending points. Other 4xx (401, 403, 404) blame the configuration, not the data: they
+raise a plain :class:`~contract.errors.StorageError` at once. Every other failure
+surfaces as
 :class:`~contract.errors.StorageError`; vendor exceptions do not leak past this module.
 
 Retention policy: a writer is built for one target policy (``policy``, from

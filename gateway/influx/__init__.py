@@ -15,7 +15,8 @@
 - :mod:`~gateway.influx.layout`: measurement -> retention policy and qualified InfluxQL name.
 - :mod:`~gateway.influx.retention`: the retention policies a 1.x server needs (a plan).
 - :mod:`~gateway.influx.setup`: ``sensorgate influx setup`` (database, retention policies,
-  bucket, DBRP mappings); the gateway's start runs it on 1.x.
+  bucket, DBRP mappings); the gateway's start runs it on 1.x. Its 2.x steps are
+  :mod:`~gateway.influx.setup_v2`; the report and HTTP calls, :mod:`~gateway.influx.setup_steps`.
 
 May import ``contract``, ``dataflows`` (column and aggregate types),
 :mod:`gateway.settings`, :mod:`gateway.statedir` and, for dead letters of refused

@@ -27,7 +27,7 @@ def settings_env(settings: GatewaySettings) -> dict[str, str]:
     """Return ``SENSORGATE_*`` variables that reproduce ``settings`` in a child process."""
     env: dict[str, str] = {}
 
-    def flatten(prefix: str, value: Any) -> None:
+    def flatten(prefix: str, value: object) -> None:
         if isinstance(value, BaseModel):
             for name in type(value).model_fields:
                 flatten(
@@ -71,7 +71,8 @@ def load_settings(*, config_file: Path | str | None = None, **overrides: Any) ->
     Sources, highest first: ``overrides``, ``SENSORGATE_*`` environment variables, the
     TOML ``config_file`` (or the file named by ``SENSORGATE_CONFIG_FILE``), defaults.
     The error names the field and the reason; the rejected value is shown only where
-    it cannot be a secret.
+    it cannot be a secret. ``overrides`` are field values of any type (hence ``Any``):
+    pydantic validates them, as it does the other sources.
     """
     path = config_file or os.environ.get(CONFIG_ENV) or None
     cls: type[GatewaySettings] = GatewaySettings

@@ -80,7 +80,6 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
     ) -> None:
         self._settings = settings
         self._filters = topic_filters
-        self._subscribed = subscribed
         self._batch_max = batch_max
         self._stop = stop
         # paho's thread appends, the worker pops: deque ops are atomic under the GIL.

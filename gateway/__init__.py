@@ -1,8 +1,8 @@
 """SensorGate gateway package: MQTT in, Bytewax in the middle, InfluxDB and MQTT out.
 
-Root modules: :mod:`~gateway.app` (the composition root: settings in, a runnable
-dataflow out), :mod:`~gateway.settings` (the one settings object) and
-:mod:`~gateway.statedir` (private state folders). Subpackages, by concern:
+At the root: :mod:`~gateway.app` (the composition root: settings in, a runnable
+dataflow out), :mod:`~gateway.settings` (the one settings object, one module per
+section) and :mod:`~gateway.statedir` (private state folders). By concern:
 
 - :mod:`gateway.connectors`: MQTT source and sinks (points, dead letters, alarms, HA).
 - :mod:`gateway.influx`: line protocol, writers, spill, queries, setup, rejections.

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import httpx
 from bytewax.dataflow import Dataflow
 
 from contract.errors import ConfigError, StorageError
 from dataflows.adapters.adapterset import AdapterSet
-from dataflows.adapters.config import load_adapters
+from dataflows.adapters.config import AdaptersConfig, load_adapters
 from dataflows.config import StreamConfig
 from dataflows.flow import build_flow
 from dataflows.ingest import IngestLimits
 from dataflows.registry import Caps
+from edge.mqtt import MqttSettings
 from gateway.connectors.alarm_sink import AlarmSink
 from gateway.connectors.ha_sink import HomeAssistantSink
 from gateway.connectors.mqtt_source import MqttSource
@@ -34,14 +35,16 @@ from gateway.influx.writer import PointWriter
 from gateway.observability.health import Health
 from gateway.observability.http import serve
 from gateway.observability.metrics import GatewayMetrics
+from gateway.runtime.recovery import prepare_recovery
 from gateway.runtime.rules import RulesWatcher
 from gateway.settings import GatewaySettings
-from gateway.statedir import private_dir
+
+if TYPE_CHECKING:
+    from bytewax.recovery import RecoveryConfig
 
 __all__ = [
     "GatewayApp",
     "build_gateway",
-    "prepare_recovery",
     "prepare_storage",
     "run_gateway",
 ]
@@ -105,64 +108,151 @@ def build_gateway(
     ``workers`` (per process) size the cluster the flow will run on: they resolve
     ``mqtt.partitions = "auto"`` to one MQTT partition per worker.
     """
-    mqtt = settings.mqtt.for_cluster(processes, workers)
-    settings = settings.model_copy(update={"mqtt": mqtt})
+    settings = settings.model_copy(update={"mqtt": settings.mqtt.for_cluster(processes, workers)})
     topics = settings.topics
     metrics = metrics or GatewayMetrics()
-    limits = IngestLimits(
-        max_payload_bytes=settings.ingest.max_payload_bytes,
-        max_future=timedelta(seconds=settings.ingest.max_future_s),
-        max_past=timedelta(seconds=settings.ingest.max_past_s),
-        deadletter_keep_bytes=settings.ingest.deadletter_keep_bytes,
-    )
-    stream = StreamConfig.from_strings(
-        settings.stream.windows,
-        settings.stream.allowed_lateness_s,
-        settings.stream.dedupe_intervals,
-        settings.stream.quiet_s,
-        settings.stream.shards,
-        Caps(
-            settings.stream.max_devices,
-            settings.stream.max_series,
-            settings.stream.max_series_per_device,
-        ),
-        settings.stream.evict_idle_s,
-    )
-
+    stream = _stream_config(settings)
     reporter = rejections or WriteRejectionReporter.from_settings(settings)
     reporter.on_refused = metrics.mqtt_refusal("rejections")
-    layout = StorageLayout.of(settings.influx)
-
-    def writer(measurement: str) -> Callable[[], PointWriter]:
-        # Dead letters and alarms: synchronous writers, one per sink partition, each
-        # to the retention policy of its measurement.
-        def make() -> PointWriter:
-            made = reporter.bind(
-                make_resilient_writer(settings.influx, policy=layout.policy(measurement))
-            )
-            metrics.track_writer(made)
-            return made
-
-        return make
-
-    def points_writer(measurement: str) -> Callable[[], PointsWriter]:
-        # Readings and late readings; aggregates: one pipelined writer per process and
-        # retention policy, its timestamps in microseconds (what the encoder writes).
-        def make() -> PointsWriter:
-            made = reporter.bind(
-                make_pipelined_writer(settings.influx, policy=layout.policy(measurement))
-            )
-            metrics.track_writer(made)
-            return made
-
-        return make
-
-    same_policy = layout.policy("aggregates") == layout.policy("readings")
-
-    dl_mqtt = settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-deadletters")
-    alarm_mqtt = settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-alarms")
+    writers = _WriterFactories(settings, reporter, metrics)
     rules = RulesWatcher(settings.rules_file, check_s=settings.rules_check_s, metrics=metrics)
     adapters = None if settings.adapters_file is None else load_adapters(settings.adapters_file)
+    source = _source(settings, adapters, stop, metrics)
+    points_sink = PointsSink(
+        writers.points("readings"),
+        stream.shards,
+        metrics,
+        aggregates_writer_factory=writers.aggregates(),
+    )
+    flow = build_flow(
+        source,
+        topics=topics,
+        points_sink=points_sink,
+        deadletter_sink=DeadLetterSink(
+            writers.sync("deadletters"), _link(settings, "deadletters"), topics, metrics=metrics
+        ),
+        alarm_sink=_alarm_sink(settings, writers, metrics),
+        rules=rules,
+        stream=stream,
+        encoder=LineProtocolEncoder(
+            include_seq=settings.influx.reading_seq,
+            aggregate_fields=settings.influx.aggregate_fields,
+        ),
+        limits=_ingest_limits(settings),
+        observer=metrics,
+        gateway_id=settings.gateway_id,
+        recovery=settings.recovery_path is not None,
+        on_error=metrics.shard_error,
+        adapters=adapters,
+        command_sink=None
+        if adapters is None
+        else CommandSink(_link(settings, "commands"), metrics=metrics),
+        announce_sink=_home_assistant(settings, metrics),
+    )
+    return GatewayApp(flow, source, metrics, rules, points_sink)
+
+
+def _alarm_sink(
+    settings: GatewaySettings, writers: _WriterFactories, metrics: GatewayMetrics
+) -> AlarmSink:
+    """Return the alarm sink: events published (MQTT) and stored (InfluxDB)."""
+    return AlarmSink(
+        writers.sync("alarms"),
+        _link(settings, "alarms"),
+        settings.topics,
+        metrics=metrics,
+        gateway_id=settings.gateway_id,
+    )
+
+
+def _link(settings: GatewaySettings, role: str) -> MqttSettings:
+    """Return the MQTT link settings of one sink (client id ``{prefix}-{role}``)."""
+    return settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-{role}")
+
+
+def _ingest_limits(settings: GatewaySettings) -> IngestLimits:
+    """Return the ingest step's limits from ``settings.ingest``."""
+    ingest = settings.ingest
+    return IngestLimits(
+        max_payload_bytes=ingest.max_payload_bytes,
+        max_future=timedelta(seconds=ingest.max_future_s),
+        max_past=timedelta(seconds=ingest.max_past_s),
+        deadletter_keep_bytes=ingest.deadletter_keep_bytes,
+    )
+
+
+def _stream_config(settings: GatewaySettings) -> StreamConfig:
+    """Return the stream steps' configuration from ``settings.stream``."""
+    stream = settings.stream
+    return StreamConfig.from_strings(
+        stream.windows,
+        stream.allowed_lateness_s,
+        stream.dedupe_intervals,
+        stream.quiet_s,
+        stream.shards,
+        Caps(stream.max_devices, stream.max_series, stream.max_series_per_device),
+        stream.evict_idle_s,
+    )
+
+
+class _WriterFactories:
+    """The InfluxDB writers of the sinks, each to the retention policy of its measurement.
+
+    Every writer reports refused points to the rejection reporter (dead letters) and
+    its counters to the metrics.
+    """
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        reporter: WriteRejectionReporter,
+        metrics: GatewayMetrics,
+    ) -> None:
+        self._influx = settings.influx
+        self._layout = StorageLayout.of(settings.influx)
+        self._reporter = reporter
+        self._metrics = metrics
+
+    def sync(self, measurement: str) -> Callable[[], PointWriter]:
+        """Dead letters and alarms: synchronous writers, one per sink partition."""
+
+        def make() -> PointWriter:
+            policy = self._layout.policy(measurement)
+            made = self._reporter.bind(make_resilient_writer(self._influx, policy=policy))
+            self._metrics.track_writer(made)
+            return made
+
+        return make
+
+    def points(self, measurement: str) -> Callable[[], PointsWriter]:
+        """Return the pipelined writers' factory for readings, late readings or aggregates.
+
+        One writer per process and retention policy, its timestamps in microseconds
+        (what the encoder writes).
+        """
+
+        def make() -> PointsWriter:
+            policy = self._layout.policy(measurement)
+            made = self._reporter.bind(make_pipelined_writer(self._influx, policy=policy))
+            self._metrics.track_writer(made)
+            return made
+
+        return make
+
+    def aggregates(self) -> Callable[[], PointsWriter] | None:
+        """Return the aggregates' own factory, or None when they share the readings' policy."""
+        if self._layout.policy("aggregates") == self._layout.policy("readings"):
+            return None
+        return self.points("aggregates")
+
+
+def _source(
+    settings: GatewaySettings,
+    adapters: AdaptersConfig | None,
+    stop: threading.Event | None,
+    metrics: GatewayMetrics,
+) -> MqttSource:
+    """Return the MQTT source: the project's topics, and the adapters' foreign ones."""
     extra_filters = None
     if adapters is not None and adapters.adapter:
         adapter_set = AdapterSet(adapters)
@@ -172,50 +262,13 @@ def build_gateway(
 
     source = MqttSource(
         settings.mqtt,
-        topics,
+        settings.topics,
         stop=stop,
         extra_filters=extra_filters,
         on_refused=metrics.mqtt_refusal("source"),
     )
     metrics.track_source(source)
-    points_sink = PointsSink(
-        points_writer("readings"),
-        stream.shards,
-        metrics,
-        aggregates_writer_factory=None if same_policy else points_writer("aggregates"),
-    )
-    flow = build_flow(
-        source,
-        topics=topics,
-        points_sink=points_sink,
-        deadletter_sink=DeadLetterSink(writer("deadletters"), dl_mqtt, topics, metrics=metrics),
-        alarm_sink=AlarmSink(
-            writer("alarms"), alarm_mqtt, topics, metrics=metrics, gateway_id=settings.gateway_id
-        ),
-        rules=rules,
-        stream=stream,
-        encoder=LineProtocolEncoder(
-            include_seq=settings.influx.reading_seq,
-            aggregate_fields=settings.influx.aggregate_fields,
-        ),
-        limits=limits,
-        observer=metrics,
-        gateway_id=settings.gateway_id,
-        recovery=settings.recovery_path is not None,
-        on_error=metrics.shard_error,
-        adapters=adapters,
-        command_sink=None
-        if adapters is None
-        else CommandSink(
-            settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-commands"),
-            metrics=metrics,
-        ),
-        announce_sink=_home_assistant(settings, metrics),
-    )
-    return GatewayApp(flow, source, metrics, rules, points_sink)
-
-
-_RECOVERY_MARKER = "sensorgate-recovery.json"
+    return source
 
 
 def _home_assistant(settings: GatewaySettings, metrics: GatewayMetrics) -> HomeAssistantSink | None:
@@ -223,52 +276,12 @@ def _home_assistant(settings: GatewaySettings, metrics: GatewayMetrics) -> HomeA
     if not settings.ha_discovery.enabled:
         return None
     return HomeAssistantSink(
-        settings.mqtt.link_settings(f"{settings.mqtt.client_id_prefix}-ha"),
+        _link(settings, "ha"),
         settings.topics,
         settings.ha_discovery,
         window=settings.ha_window,
         metrics=metrics,
     )
-
-
-def _recovery_config(settings: GatewaySettings) -> object | None:
-    """Prepare the recovery folder (0700, its partitions, its marker) or None when off.
-
-    The marker records the shard count: devices are hashed to shards, so state made
-    under another count would sit in the wrong shard. A mismatch is refused.
-    """
-    path = settings.recovery_path
-    if path is None:
-        return None
-    from bytewax.recovery import RecoveryConfig, init_db_dir
-
-    private_dir(path, "recovery_dir")
-    marker = path / _RECOVERY_MARKER
-    made_for = {"shards": settings.stream.shards}
-    if marker.exists():
-        found = json.loads(marker.read_text())
-        if found.get("shards") != made_for["shards"]:
-            raise ConfigError(
-                "stream.shards",
-                f"{settings.stream.shards} shards, but the recovery folder {path} holds"
-                f" state for {found.get('shards')}; set stream.shards back, or move the"
-                " folder away to start with empty state",
-            )
-    if not any(p.suffix == ".sqlite3" for p in path.iterdir()):
-        init_db_dir(path, settings.recovery_partitions)
-        log.info("created %d recovery partition(s) in %s", settings.recovery_partitions, path)
-    if not marker.exists():
-        marker.write_text(json.dumps(made_for))
-    return RecoveryConfig(str(path))
-
-
-def prepare_recovery(settings: GatewaySettings) -> object | None:
-    """Prepare the recovery folder once, as a process would at start; None when off.
-
-    ``sensorgate cluster`` calls it before starting its processes, so that they never
-    race to create the partitions or the marker.
-    """
-    return _recovery_config(settings)
 
 
 def run_gateway(
@@ -290,9 +303,7 @@ def run_gateway(
     """
     from bytewax.run import cli_main
 
-    recovery = _recovery_config(settings)  # refuse a bad folder before connecting
-    prepare_storage(settings)
-    reroute_spill(settings.influx)  # a spill left from before retention policies
+    recovery = _prepare(settings)
     rejections = WriteRejectionReporter.from_settings(settings)
     processes = len(addresses) if addresses else 1
     app = build_gateway(
@@ -315,23 +326,11 @@ def run_gateway(
     if on_built is not None:
         on_built(app)
     app.rules.start()
-    server = health = None
-    if settings.metrics_port:
-        source = app.source
-        health = Health(
-            # Ready once subscribed: before that, the broker would not keep our messages.
-            broker_ok=lambda: source.connected() and source.subscribed.is_set(),
-            influx_url=settings.influx.url,
-            metrics=app.metrics,
-            verify=settings.influx.verify(),
-        ).start()
-        server = serve(
-            app.metrics, health, settings.metrics_host, settings.metrics_port + (process_id or 0)
-        )
+    stop_serving = _serve_metrics(settings, app, process_id)
     # Spilled points of a previous run drain from the start, not on the first reading.
     release_points = app.points_sink.hold()
     try:
-        cli_main(
+        cli_main(  # type: ignore[no-untyped-call]  # unannotated stub (_bytewax.pyi)
             app.flow,
             workers_per_process=workers,
             process_id=process_id,
@@ -343,8 +342,44 @@ def run_gateway(
         release_points()
         app.rules.stop()
         rejections.close()
-        if health is not None:
-            health.stop()
-        if server is not None:
-            server.shutdown()
-            server.server_close()
+        stop_serving()
+
+
+def _prepare(settings: GatewaySettings) -> RecoveryConfig | None:
+    """Get the state ready before connecting; return the recovery config (None: off).
+
+    A bad recovery folder is refused first; then the database and its retention
+    policies, and a spill left from before retention policies is rerouted.
+    """
+    recovery = prepare_recovery(settings)
+    prepare_storage(settings)
+    reroute_spill(settings.influx)
+    return recovery
+
+
+def _serve_metrics(
+    settings: GatewaySettings, app: GatewayApp, process_id: int | None
+) -> Callable[[], None]:
+    """Serve ``/metrics`` and ``/healthz`` when ``metrics_port`` is set; return the stop.
+
+    Process N of a cluster serves on ``metrics_port + N``.
+    """
+    if not settings.metrics_port:
+        return lambda: None
+    source = app.source
+    health = Health(
+        # Ready once subscribed: before that, the broker would not keep our messages.
+        broker_ok=lambda: source.connected() and source.subscribed.is_set(),
+        influx_url=settings.influx.url,
+        metrics=app.metrics,
+        verify=settings.influx.verify(),
+    ).start()
+    port = settings.metrics_port + (process_id or 0)
+    server = serve(app.metrics, health, settings.metrics_host, port)
+
+    def stop() -> None:
+        health.stop()
+        server.shutdown()
+        server.server_close()
+
+    return stop

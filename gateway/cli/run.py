@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TypedDict
 
 __all__ = ["register"]
+
+
+class _RunOverrides(TypedDict, total=False):
+    """Settings the ``gateway run`` flags override (above variables and the file)."""
+
+    recovery_dir: str
+    metrics_port: int
+    rules_file: str
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -65,7 +74,7 @@ def _cmd_gateway_run(args: argparse.Namespace) -> int:
     from gateway.app import GatewayApp, run_gateway
     from gateway.settings import load_settings
 
-    overrides: dict[str, object] = {}
+    overrides: _RunOverrides = {}
     if args.recovery_dir is not None:
         overrides["recovery_dir"] = args.recovery_dir
     if args.metrics_port is not None:

@@ -29,9 +29,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho
@@ -71,10 +70,14 @@ class AioLink:
         # on the paho client aiomqtt drives (its ``_client``; aiomqtt is pinned < 3),
         # and the PUBACK callback, which runs on this loop, hands over the reason code.
         self._paho: paho.Client = client._client
-        self._acks: dict[int, asyncio.Future[Any]] = {}
-        inner: Any = self._paho.on_publish  # aiomqtt's (paho API version 2)
+        # The PUBACK's reason: a ReasonCode (MQTT 5), or paho's placeholder otherwise.
+        self._acks: dict[int, asyncio.Future[object]] = {}
+        # aiomqtt's own callback (paho API version 2), called on after ours.
+        inner: Callable[..., object] | None = self._paho.on_publish
 
-        def on_publish(c: paho.Client, u: Any, mid: int, reason: Any, props: Any) -> None:
+        def on_publish(
+            c: paho.Client, u: object, mid: int, reason: ReasonCode, props: Properties
+        ) -> None:
             ack = self._acks.pop(mid, None)
             if ack is not None and not ack.done():
                 ack.set_result(reason)
@@ -208,7 +211,8 @@ async def connect(
     password = settings.password.get_secret_value() if settings.password else None
     tls = settings.tls
     tls_context = await _tls_context(settings)
-    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    # paho's Properties.__init__ carries no annotations.
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # see above
     properties.SessionExpiryInterval = 0
     try:
         client = aiomqtt.Client(

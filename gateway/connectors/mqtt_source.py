@@ -1,12 +1,13 @@
 """A Bytewax source that reads MQTT with at-least-once delivery.
 
-Each partition holds one paho v2 client with a stable client id, a persistent
-session, QoS 1 and manual acknowledgement. Messages handed to the dataflow in one
+Each partition holds one :class:`~edge.mqtt.MqttLink` (the project's paho adapter,
+which translates paho's errors) with a stable client id, a persistent session, QoS 1,
+manual acknowledgement and buffered socket reads. Messages handed to the dataflow in one
 epoch are acknowledged to the broker only at the start of the first ``next_batch``
 after that epoch's ``snapshot()``: Bytewax calls it once the epoch is complete (and
 committed, with recovery on), so a crash before then makes the broker re-deliver
-(docs/gateway.md, "Delivery: at least once in, exactly once in effect"). Partitions subscribe with a
-shared subscription so the broker splits the load between them.
+(docs/gateway.md, "Delivery: at least once in, exactly once in effect"). Partitions
+subscribe with a shared subscription so the broker splits the load between them.
 
 With ``settings.tls`` every partition connects over TLS (docs/security.md). A filter
 the broker refuses in its SUBACK (MQTT 5 reason code 0x80 or more) is logged and
@@ -15,98 +16,47 @@ handed to ``on_refused``; the source counts as subscribed only once a filter is 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import paho.mqtt.client as mqtt
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from contract import TopicKind, TopicScheme
 from dataflows.batch import MessageBatch
-from edge.mqtt import Refusal
+from edge.mqtt import MqttLink, MqttSettings, Refusal, message_topic
 from gateway.settings import MqttSourceSettings
 
-__all__ = ["MqttSource", "partition_client_id"]
+__all__ = ["MqttSource", "partition_client_id", "partition_link_settings"]
 
 log = logging.getLogger(__name__)
 
 _IDLE_WAIT = timedelta(milliseconds=100)
 _STOP_POLL = timedelta(milliseconds=20)
 _CLOSE_WAIT_S = 10.0
-_DRAIN_TIMEOUT_S = 5.0
 _NO_WAIT = timedelta(0)
 
 
-class _BufferedSocket:
-    """A socket whose ``recv`` is served from one large read.
+def partition_link_settings(settings: MqttSourceSettings, client_id: str) -> MqttSettings:
+    """Return the link settings of one source partition (persistent, MQTT 5 limits).
 
-    paho reads a packet with several tiny ``recv`` calls (type byte, length bytes,
-    body); each releases and re-takes the GIL, which stalls behind the Bytewax worker
-    thread. One 256 KiB read serves many packets; ``pending()`` tells paho's loop
-    that buffered bytes are waiting (it checks it, as for TLS sockets).
+    Receive Maximum caps the messages the broker sends a partition unacknowledged,
+    which bounds its inbox (acknowledgements wait for the epoch): real backpressure.
     """
-
-    _READ = 262_144
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-        self._buf = b""
-        self._pos = 0
-
-    def recv(self, bufsize: int) -> bytes:
-        if self._pos >= len(self._buf):
-            self._buf = self._sock.recv(self._READ)
-            self._pos = 0
-            if not self._buf:
-                return b""
-        end = min(self._pos + bufsize, len(self._buf))
-        data = self._buf[self._pos : end]
-        self._pos = end
-        return data
-
-    def pending(self) -> int:
-        return len(self._buf) - self._pos
-
-    drain_on_close = False
-    """Set before a deliberate disconnect: read what the broker still sends before closing."""
-
-    def close(self) -> None:
-        # Closing a TCP socket with unread bytes makes Linux answer with a reset, and the
-        # broker then drops what it had not read yet: the last PUBACKs of a graceful stop
-        # (the inbox bound may have left megabytes unread). So after the DISCONNECT, shut
-        # our side and read to the broker's end of stream (bounded), then close.
-        if self.drain_on_close:
-            with contextlib.suppress(OSError):
-                self._sock.shutdown(socket.SHUT_WR)
-                self._sock.settimeout(_DRAIN_TIMEOUT_S)
-                deadline = time.monotonic() + _DRAIN_TIMEOUT_S
-                while time.monotonic() < deadline and self._sock.recv(self._READ):
-                    pass
-        self._sock.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-
-class _Client(mqtt.Client):
-    def _create_socket(self) -> Any:
-        sock = super()._create_socket()
-        self.buffered = _BufferedSocket(sock) if isinstance(sock, socket.socket) else None
-        return self.buffered or sock
-
-    buffered: _BufferedSocket | None = None
+    return settings.link_settings(client_id).model_copy(
+        update={
+            "keepalive_s": 30,
+            "receive_maximum": settings.receive_maximum,
+            "max_packet_bytes": settings.max_packet_bytes,
+            "reconnect_min_s": 1.0,
+            "reconnect_max_s": 30.0,
+        }
+    )
 
 
 class _Partition(StatefulSourcePartition[MessageBatch, None]):
@@ -129,9 +79,7 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
         on_refused: Callable[[Refusal], None] | None = None,
     ) -> None:
         self._settings = settings
-        self._on_refused = on_refused
         self._filters = topic_filters
-        self._subscribed = subscribed
         self._batch_max = batch_max
         self._stop = stop
         # paho's thread appends, the worker pops: deque ops are atomic under the GIL.
@@ -144,72 +92,29 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
         self._room = threading.Condition()
         self._in_epoch: list[int] = []
         self._to_ack: list[int] = []
-        # MQTT 5: Receive Maximum caps the messages the broker sends us unacknowledged,
-        # which bounds this inbox (acks wait for the epoch): real backpressure.
-        self._client = _Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv5,
+        self.link = MqttLink(
+            partition_link_settings(settings, client_id),
+            on_connect=self._on_connect,
+            on_message=self._on_message,
+            on_refused=on_refused,
+            on_subscribed=lambda _granted: subscribed.set(),
             manual_ack=True,
+            buffered_reads=True,
         )
-        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
-        if settings.tls is not None:
-            self._client.tls_set_context(settings.tls.ssl_context())
-        if settings.username is not None:
-            password = settings.password.get_secret_value() if settings.password else None
-            self._client.username_pw_set(settings.username, password)
-        self._client.on_connect = self._on_connect
-        self._client.on_message = self._on_message
-        self._client.on_subscribe = self._on_subscribe
-        self.connected = threading.Event()
-        self._disconnected = threading.Event()
-        self._client.on_disconnect = self._on_disconnect
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = settings.session_expiry_s
-        props.ReceiveMaximum = settings.receive_maximum
-        props.MaximumPacketSize = settings.max_packet_bytes
-        self._client.connect_async(
-            settings.host, settings.port, keepalive=30, clean_start=False, properties=props
-        )
-        self._client.loop_start()
+        self.link.start(wait_s=None)
 
-    def _on_connect(
-        self, client: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: object
-    ) -> None:
-        if reason.is_failure:
-            log.warning("broker refused gateway client: %s", reason)
-            return
+    @property
+    def connected(self) -> bool:
+        """Whether the partition's link is connected now."""
+        return self.link.connected
+
+    def _on_connect(self, link: MqttLink) -> None:
         self.thread_id = threading.get_native_id()  # paho's network thread (CPU metric)
-        # One SUBSCRIBE for every filter: one SUBACK sets ``subscribed``.
-        client.subscribe([(f, 1) for f in self._filters])
-        self.connected.set()
+        # One SUBSCRIBE for every filter: a SUBACK granting any sets ``subscribed``.
+        link.subscribe(self._filters, qos=1)
 
-    def _on_subscribe(
-        self, _c: mqtt.Client, _u: object, _mid: int, reasons: list[ReasonCode], _p: object
-    ) -> None:
-        # One SUBACK for the one SUBSCRIBE of on_connect: a reason code per filter, in order.
-        granted = False
-        for topic_filter, reason in zip(self._filters, reasons, strict=False):
-            if not reason.is_failure:
-                granted = True
-                continue
-            refusal = Refusal("suback", topic_filter, int(reason.value), str(reason))
-            log.error("%s (gateway source, %s)", refusal, self._settings.url)
-            if self._on_refused is not None:
-                self._on_refused(refusal)
-        if granted:
-            self._subscribed.set()
-
-    def _on_disconnect(self, *_args: object) -> None:
-        self.connected.clear()
-        self._disconnected.set()
-
-    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        try:
-            topic = msg.topic
-        except UnicodeDecodeError:
-            topic = msg._topic.decode("utf-8", "replace")
-        payload = msg.payload
+    def _on_message(self, msg: mqtt.MQTTMessage) -> None:
+        payload = bytes(msg.payload)  # bytes already (no copy); typed bytes | bytearray
         room = self._room
         with room:
             while self._inbox_bytes > self._settings.inbox_max_bytes and not self._closing:
@@ -218,14 +123,13 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
         self.received += 1
         if msg.dup:
             self.redelivered += 1
-        self._inbox.append((topic, payload, msg.mid, msg.qos, time.time_ns() // 1000))
+        self._inbox.append((message_topic(msg), payload, msg.mid, msg.qos, time.time_ns() // 1000))
 
     def next_batch(self) -> Iterable[MessageBatch]:
         # Bytewax calls this only once the previous epoch is complete: stored, flushed
         # and (with recovery) committed. So what that epoch took may be acknowledged.
         if self._to_ack:
-            for mid in self._to_ack:
-                self._client.ack(mid, 1)
+            self.link.ack(self._to_ack, 1)
             self._to_ack.clear()
         if self._stop is not None and self._stop.is_set():
             return self._stopping()
@@ -293,16 +197,8 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
         with self._room:
             self._room.notify_all()
         # Packets leave in order: once the DISCONNECT is out, so are the last PUBACKs;
-        # the socket drains before it closes, so the broker reads them all.
-        if self._client.buffered is not None:
-            self._client.buffered.drain_on_close = True
-        self._disconnected.clear()
-        if self.connected.is_set():
-            self._client.disconnect()
-            self._disconnected.wait(_CLOSE_WAIT_S)
-        else:
-            self._client.disconnect()
-        self._client.loop_stop()
+        # the link drains the socket before it closes, so the broker reads them all.
+        self.link.stop(graceful_s=_CLOSE_WAIT_S)
 
 
 def partition_client_id(settings: MqttSourceSettings, partition: int | str) -> str:
@@ -382,7 +278,7 @@ class MqttSource(FixedPartitionedSource[MessageBatch, None]):
 
     def connected(self) -> bool:
         """Whether every partition of this process is connected to the broker."""
-        return all(p.connected.is_set() for p in self.partitions)
+        return all(p.connected for p in self.partitions)
 
     def redelivered(self) -> int:
         """Messages the broker sent again (``dup``), over this process's partitions."""

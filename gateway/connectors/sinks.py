@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from bytewax.outputs import (
     DynamicSink,
@@ -61,14 +61,18 @@ class PointsWriter(Protocol):
     def durable_through(self) -> int:
         """The highest sequence number up to which every body is durable."""
 
-    def flush(self, timeout: float | None = None) -> None:
-        """Return once every body submitted before the call is durable."""
+    def flush(self, timeout: float | None = None) -> object:
+        """Return once every body submitted before the call is durable.
+
+        What it returns (a sequence number, or nothing) is not used by the sink.
+        """
 
     def close(self) -> None:
         """Flush (bounded) and release connections."""
 
 
-_LIBC: Any = None
+_LIBC: ctypes.CDLL | bool | None = None
+"""glibc once loaded; False where there is none (``malloc_trim`` is glibc only)."""
 _last_trim = 0.0
 
 
@@ -90,7 +94,7 @@ def _release_free_memory(every_s: float = 1.0) -> None:
             _LIBC.malloc_trim  # noqa: B018 - glibc only
         except (OSError, AttributeError):
             _LIBC = False
-    if _LIBC:
+    if isinstance(_LIBC, ctypes.CDLL):
         _LIBC.malloc_trim(0)
 
 

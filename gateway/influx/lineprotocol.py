@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
@@ -26,6 +27,7 @@ from dataflows.windows import Aggregate
 __all__ = [
     "aggregate_line",
     "alarm_line",
+    "bodies_of",
     "deadletter_line",
     "escape_tag",
     "field_string",
@@ -178,3 +180,11 @@ def _detail_fields(detail: AlarmDetail) -> list[str]:
         else:
             out.append(f"{name}={float(value)!r}")
     return out
+
+
+def bodies_of(lines: Sequence[str], size: int) -> list[tuple[bytes, int]]:
+    """Join ``lines`` into request bodies of at most ``size`` lines: (body, line count)."""
+    return [
+        (("\n".join(lines[i : i + size]) + "\n").encode("utf-8"), len(lines[i : i + size]))
+        for i in range(0, len(lines), size)
+    ]

@@ -1,7 +1,7 @@
 """Spills left by a gateway that wrote everything to one policy, sorted into one per policy.
 
 Before retention policies, every writer of a database spilled under one key
-(:func:`~gateway.influx.pipeline.spill_key` without a policy), its bodies mixing
+(:func:`~gateway.influx.spillway.spill_key` without a policy), its bodies mixing
 readings, aggregates, alarms and dead letters. With policies, each writer drains only
 the spill of its own policy, so nothing would ever drain those files.
 :func:`reroute_spill` moves their lines, in order, into the spill of each line's policy
@@ -17,8 +17,8 @@ import logging
 import re
 
 from gateway.influx.layout import MEASUREMENT_CLASS, StorageLayout
-from gateway.influx.pipeline import spill_key
 from gateway.influx.spill import PackedBatch, SpillBuffer, split_lines
+from gateway.influx.spillway import spill_key
 from gateway.settings import InfluxSettings
 
 __all__ = ["reroute_spill"]

@@ -17,8 +17,9 @@ drainer's own removal.
 
 from __future__ import annotations
 
-from gateway.influx.pipeline import PipelinedWriter, RejectHandler, claim_spill, spill_key
+from gateway.influx.pipeline import PipelinedWriter, RejectHandler
 from gateway.influx.spill import SpillBuffer
+from gateway.influx.spillway import claim_spill, spill_key
 from gateway.influx.stats import WriterStats
 from gateway.influx.writer import BatchWriter, make_writer
 from gateway.settings import InfluxSettings

@@ -1,28 +1,28 @@
 """Write line protocol to InfluxDB, over the v1 HTTP API, the v2 API or the v3 API.
 
 :class:`V1Writer` posts to ``/write?db=`` (InfluxDB 1.x, and 2.x/3.x compatibility
-endpoints with a token); :class:`V2Writer` goes through ``influxdb-client`` (token,
-org, bucket); :class:`V3Writer` posts to InfluxDB 3's ``/api/v3/write_lp?db=``.
-All split their input into batches, gzip the body (``InfluxSettings.use_gzip``: by
-default not on a loopback host, where compressing costs more CPU than it saves), and
-retry server errors (5xx),
-throttling (429, honouring ``Retry-After``) and connection errors with exponential
-backoff and jitter, for at most ``retry_max_s``. A 4xx for bad data (400, 413, 422) is
-not retried: it raises :class:`BadPointsError` with the server's message, so that the
-caller can isolate the offending points. Other 4xx (401, 403, 404) blame the
-configuration, not the data: they raise a plain :class:`~contract.errors.StorageError`
-at once. Every other failure surfaces as
+endpoints with a token); :class:`~gateway.influx.writer_v2.V2Writer` goes through
+``influxdb-client`` (token, org, bucket); :class:`V3Writer` posts to InfluxDB 3's
+``/api/v3/write_lp?db=``. All split their input into batches, gzip the body
+(``InfluxSettings.use_gzip``: by default not on a loopback host, where compressing costs
+more CPU than it saves), and retry server errors (5xx), throttling (429, honouring
+``Retry-After``) and connection errors with exponential backoff and jitter, for at most
+``retry_max_s``. A 4xx for bad data (400, 413, 422) is not retried: it raises
+:class:`BadPointsError` with the server's message, so that the caller can isolate the
+offending points. Other 4xx (401, 403, 404) blame the configuration, not the data: they
+raise a plain :class:`~contract.errors.StorageError` at once. Every other failure
+surfaces as
 :class:`~contract.errors.StorageError`; vendor exceptions do not leak past this module.
 
 Retention policy: a writer is built for one target policy (``policy``, from
 :class:`~gateway.influx.layout.StorageLayout`; None: the database's default).
-:class:`V1Writer` sends it as ``rp=``; :class:`V2Writer` and :class:`V3Writer` ignore
+:class:`V1Writer` sends it as ``rp=``; the v2 writer and :class:`V3Writer` ignore
 it: they write to one bucket or database, whose own retention period applies
 (docs/influxdb.md).
 
-Timestamps: :meth:`~_BatchingWriter.write` and :meth:`~_BatchingWriter.write_batch`
+Timestamps: :meth:`~BatchingWriter.write` and :meth:`~BatchingWriter.write_batch`
 take lines in nanoseconds (what :mod:`gateway.influx.lineprotocol` renders);
-:meth:`~_BatchingWriter.write_body` posts a ready body in the precision it is given
+:meth:`~BatchingWriter.write_body` posts a ready body in the precision it is given
 (``u`` for :class:`~gateway.influx.encoder.LineProtocolEncoder` bodies).
 
 The counters are updated under a lock: the pipelined writer posts from several
@@ -38,8 +38,8 @@ from __future__ import annotations
 import gzip
 import logging
 import threading
-from collections.abc import Sequence
-from typing import Literal, Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import httpx
 from tenacity import (
@@ -53,23 +53,29 @@ from tenacity import (
 from contract.errors import StorageError
 from gateway.settings import InfluxSettings
 
+if TYPE_CHECKING:
+    from gateway.influx.writer_v2 import V2Writer
+
 __all__ = [
+    "PRECISIONS",
     "BadPointsError",
     "BatchWriter",
+    "BatchingWriter",
     "PointWriter",
     "Precision",
+    "TransientError",
     "V1Writer",
-    "V2Writer",
     "V3Writer",
     "make_writer",
+    "raise_for_status",
 ]
 
 log = logging.getLogger(__name__)
 
 Precision = Literal["ns", "u", "ms", "s"]
 """Timestamp precision of a body, as the v1 API spells it (``u``: microseconds)."""
-
-_V2_PRECISION = {"ns": "ns", "u": "us", "ms": "ms", "s": "s"}
+PRECISIONS: dict[str, Precision] = {"ns": "ns", "u": "u", "ms": "ms", "s": "s"}
+"""A precision read back as text (the spill's header) -> the typed precision."""
 
 
 class BadPointsError(StorageError):
@@ -93,7 +99,7 @@ class PointWriter(Protocol):
 class BatchWriter(PointWriter, Protocol):
     """A :class:`PointWriter` that can also write one batch with a chosen retry window.
 
-    :class:`V1Writer` and :class:`V2Writer` are batch writers; the resilient writer
+    :class:`V1Writer` and the v2 writer are batch writers; the resilient writer
     wraps one.
     """
 
@@ -115,15 +121,15 @@ class BatchWriter(PointWriter, Protocol):
         """Post ``body`` (``lines`` newline-terminated lines) in one request, with retries."""
 
 
-class _Transient(StorageError):
+class TransientError(StorageError):
     """A failure worth retrying (5xx, 429, connection)."""
 
 
 def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, _Transient)
+    return isinstance(exc, TransientError)
 
 
-def _wait(base: wait_exponential_jitter) -> object:
+def _wait(base: wait_exponential_jitter) -> Callable[[RetryCallState], float]:
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, StorageError) and exc.retry_after is not None:
@@ -133,7 +139,7 @@ def _wait(base: wait_exponential_jitter) -> object:
     return wait
 
 
-class _BatchingWriter:
+class BatchingWriter:
     """Splits writes into batches and retries each batch on its own.
 
     The counters are read by :class:`~gateway.influx.resilient.ResilientWriter` and the
@@ -183,14 +189,14 @@ class _BatchingWriter:
         window = self.settings.retry_max_s if retry_for is None else retry_for
         retrying = Retrying(
             retry=retry_if_exception(_is_transient),
-            wait=_wait(wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.5)),  # type: ignore[arg-type]
+            wait=_wait(wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.5)),
             stop=stop_after_delay(window),
             before_sleep=self._before_sleep,
             reraise=True,
         )
         try:
             retrying(self._attempt, body, precision)
-        except _Transient as exc:
+        except TransientError as exc:
             raise StorageError(
                 f"InfluxDB at {self.settings.url} still failing after"
                 f" {window:.1f} s of retries: {exc}",
@@ -229,7 +235,7 @@ def _retry_after(value: str | None) -> float | None:
         return None  # an HTTP date: fall back to our own backoff
 
 
-class _HttpWriter(_BatchingWriter):
+class _HttpWriter(BatchingWriter):
     """A writer that posts line protocol itself, over one ``httpx`` connection pool.
 
     Credentials: ``username``/``password`` as HTTP Basic (InfluxDB 1.x with auth), or
@@ -273,8 +279,8 @@ class _HttpWriter(_BatchingWriter):
         try:
             resp = self._http.post(path, params=params, content=body, headers=headers)
         except httpx.HTTPError as exc:
-            raise _Transient(f"cannot reach InfluxDB at {self.settings.url}: {exc}") from exc
-        _raise_for_status(resp.status_code, resp.text, resp.headers.get("Retry-After"))
+            raise TransientError(f"cannot reach InfluxDB at {self.settings.url}: {exc}") from exc
+        raise_for_status(resp.status_code, resp.text, resp.headers.get("Retry-After"))
 
     def close(self) -> None:
         """Close the HTTP connection pool."""
@@ -340,12 +346,13 @@ _BAD_DATA = frozenset({400, 413, 422})
 """Statuses that blame the points: unparsable, too large, type conflict, out of retention."""
 
 
-def _raise_for_status(status: int, text: str, retry_after: str | None) -> None:
+def raise_for_status(status: int, text: str, retry_after: str | None) -> None:
+    """Raise the writers' error for an HTTP status: retried, bad data, or configuration."""
     if status < 300:
         return
     message = f"InfluxDB answered {status}: {text.strip()[:500]}"
     if status == 429 or status >= 500:
-        raise _Transient(message, retry_after=_retry_after(retry_after))
+        raise TransientError(message, retry_after=_retry_after(retry_after))
     if status in _BAD_DATA:
         raise BadPointsError(message, status=status)
     # 401, 403, 404 (no such database)...: not the data's fault, so its points must not
@@ -353,61 +360,13 @@ def _raise_for_status(status: int, text: str, retry_after: str | None) -> None:
     raise StorageError(message)
 
 
-class V2Writer(_BatchingWriter):
-    """Writes over InfluxDB's v2 API through ``influxdb-client`` (token, org, bucket)."""
-
-    def __init__(self, settings: InfluxSettings, *, policy: str | None = None) -> None:
-        from influxdb_client import InfluxDBClient
-        from influxdb_client.client.write_api import SYNCHRONOUS
-
-        super().__init__(settings, policy=policy)  # ignored: one bucket
-        if not (settings.token and settings.org and settings.bucket):
-            from contract.errors import ConfigError
-
-            raise ConfigError("influx", "the v2 API needs token, org and bucket")
-        tls = settings.tls
-        self._client = InfluxDBClient(
-            url=settings.url,
-            token=settings.token.get_secret_value(),
-            org=settings.org,
-            timeout=int(settings.timeout_s * 1000),
-            enable_gzip=settings.use_gzip,
-            # The context checks the server; the CA file is named too, so that urllib3
-            # loads no other trust store into it.
-            ssl_context=None if tls is None else tls.ssl_context(),
-            ssl_ca_cert=None if tls is None or tls.ca_file is None else str(tls.ca_file),
-            verify_ssl=tls is None or not tls.insecure_skip_verify,
-        )
-        # Our own retry loop, not the client's, so both APIs behave the same.
-        self._api = self._client.write_api(write_options=SYNCHRONOUS)
-
-    def _post(self, body: bytes, precision: Precision) -> None:
-        from influxdb_client.rest import ApiException
-        from urllib3.exceptions import HTTPError as Urllib3Error
-
-        try:
-            self._api.write(
-                bucket=self.settings.bucket or "",
-                org=self.settings.org,
-                record=body,
-                write_precision=_V2_PRECISION[precision],  # type: ignore[arg-type]
-            )
-        except ApiException as exc:
-            retry_after = exc.headers.get("Retry-After") if exc.headers else None
-            _raise_for_status(int(exc.status or 500), str(exc.body or exc.reason), retry_after)
-        except (Urllib3Error, OSError) as exc:
-            raise _Transient(f"cannot reach InfluxDB at {self.settings.url}: {exc}") from exc
-
-    def close(self) -> None:
-        """Close the client."""
-        self._client.close()
-
-
 def make_writer(
     settings: InfluxSettings, *, policy: str | None = None
 ) -> V1Writer | V2Writer | V3Writer:
     """Return the writer for the configured API (``v1``, ``v2`` or ``v3``) to ``policy``."""
     if settings.api == "v2":
+        from gateway.influx.writer_v2 import V2Writer
+
         return V2Writer(settings, policy=policy)
     if settings.api == "v3":
         return V3Writer(settings, policy=policy)

@@ -18,19 +18,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shlex
 import signal
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import gateway
 from contract.errors import ConfigError
+from gateway.runtime.addresses import free_listen_ports, loopback_addresses, parse_addresses
 
 if TYPE_CHECKING:
+    from gateway.runtime.supervisor import RestartPolicy
     from gateway.settings import GatewaySettings
 
 __all__ = [
@@ -42,84 +43,17 @@ __all__ = [
     "register",
 ]
 
-_ADDRESS = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s:;\[\]]+):(?P<port>\d{1,5})$")
 _PROJECT_ROOT = Path(gateway.__file__).resolve().parents[1]
-
-
-def parse_addresses(text: str) -> tuple[str, ...]:
-    """Split ``"host:port;host:port"``, refusing anything that is not ``host:port``."""
-    parts = tuple(p.strip() for p in text.split(";") if p.strip())
-    if not parts:
-        raise ConfigError("addresses", f'expected "host:port;host:port"; got {text!r}')
-    for part in parts:
-        match = _ADDRESS.match(part)
-        if match is None or not 1 <= int(match["port"]) <= 65535:
-            raise ConfigError("addresses", f"expected host:port (port 1-65535); got {part!r}")
-    if len(set(parts)) != len(parts):
-        raise ConfigError("addresses", f"every process needs its own address; got {text!r}")
-    return parts
-
-
-_LISTEN_FLOOR = 10_000
-
-
-def _ephemeral_floor() -> int:
-    try:
-        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
-        return int(text.split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32_768
-
-
-def free_listen_ports(
-    count: int, host: str = "127.0.0.1", *, consecutive: bool = False
-) -> list[int]:
-    """Return ``count`` ports free on ``host`` now, below the ephemeral range.
-
-    A port from the ephemeral range (what binding port 0 gives) can be taken, between
-    the pick and the bind, as the *source* port of any outgoing connection: Bytewax
-    processes connecting to their peers, MQTT clients. Below that range only an
-    explicit bind takes a port. ``consecutive``: ``count`` ports in a row.
-    """
-    import random
-    import socket
-
-    top = _ephemeral_floor()
-    if top - _LISTEN_FLOOR < count:
-        raise ConfigError("addresses", f"no room for {count} ports below {top}")
-
-    def free(port: int) -> bool:
-        with socket.socket() as sock:
-            try:
-                sock.bind((host, port))
-            except OSError:
-                return False
-        return True
-
-    for _ in range(1_000):
-        if consecutive:
-            base = random.randrange(_LISTEN_FLOOR, top - count)
-            ports = list(range(base, base + count))
-        else:
-            ports = random.sample(range(_LISTEN_FLOOR, top), count)
-        if all(free(p) for p in ports):
-            return ports
-    raise ConfigError("addresses", f"found no {count} free ports on {host} below {top}")
-
-
-def loopback_addresses(processes: int) -> tuple[str, ...]:
-    """Return ``processes`` addresses on free loopback ports (picked now)."""
-    return tuple(f"127.0.0.1:{port}" for port in sorted(free_listen_ports(processes)))
 
 
 def prepare_recovery(settings: GatewaySettings, path: Path, partitions: int) -> str:
     """Create ``partitions`` recovery partitions in ``path`` unless it already has some.
 
     The folder is prepared as every process will find it (0700, the partitions, the
-    marker that ties it to ``stream.shards``: :func:`gateway.app.prepare_recovery`), so
+    marker that ties it to ``stream.shards``: :func:`gateway.runtime.recovery.prepare_recovery`), so
     the processes only read it. Return what was done, for the progress line.
     """
-    from gateway.app import prepare_recovery as prepare
+    from gateway.runtime.recovery import prepare_recovery as prepare
 
     if partitions < 1:
         raise ConfigError("recovery_partitions", f"must be at least 1; got {partitions}")
@@ -204,7 +138,7 @@ def child_env(base: Mapping[str, str], config_file: str | None) -> dict[str, str
     return env
 
 
-def register(sub: Any) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``sensorgate cluster`` to the command line."""
     p = sub.add_parser(
         "cluster",
@@ -217,7 +151,15 @@ def register(sub: Any) -> None:
         " forwarded (rules reload). Prints progress lines and a summary (restarts, uptime)."
         " See docs/scaling.md.",
     )
-    shape = p.add_argument_group("cluster")
+    _shape_options(p.add_argument_group("cluster"))
+    _process_options(p.add_argument_group("gateway processes"))
+    _restart_options(p.add_argument_group("restarts"))
+    p.add_argument("--json", action="store_true", help="print the summary as JSON at the end")
+    p.set_defaults(func=_cmd_cluster)
+
+
+def _shape_options(shape: argparse._ArgumentGroup) -> None:
+    """Add the cluster's shape: processes, workers, addresses, recovery, exec prefix."""
     shape.add_argument(
         "-n", "--processes", type=int, default=None, help="processes (default: 1, or as many as -a)"
     )
@@ -251,7 +193,10 @@ def register(sub: Any) -> None:
         help="put CMD before each process's command; {i} is its id (e.g. \"ip netns exec"
         ' sg-{i}", "taskset -c {i}")',
     )
-    run = p.add_argument_group("gateway processes")
+
+
+def _process_options(run: argparse._ArgumentGroup) -> None:
+    """Add what every gateway process is given: rules, metrics port, log folder."""
     run.add_argument("--rules", default=None, metavar="FILE", help="alarm rules file")
     run.add_argument(
         "--metrics-port", type=int, default=None, help="process N serves /metrics on port+N"
@@ -262,7 +207,10 @@ def register(sub: Any) -> None:
         default=None,
         help="append each process's output to DIR/pN.log (default: on stderr, prefixed pN|)",
     )
-    restart = p.add_argument_group("restarts")
+
+
+def _restart_options(restart: argparse._ArgumentGroup) -> None:
+    """Add when to restart the cluster and when to give up."""
     restart.add_argument("--backoff", type=float, default=0.5, metavar="S", help="first wait")
     restart.add_argument(
         "--backoff-max", type=float, default=30.0, metavar="S", help="longest wait (30)"
@@ -284,8 +232,6 @@ def register(sub: Any) -> None:
         metavar="S",
         help="SIGKILL processes still running this long after SIGTERM (60)",
     )
-    p.add_argument("--json", action="store_true", help="print the summary as JSON at the end")
-    p.set_defaults(func=_cmd_cluster)
 
 
 def _spec_from_args(args: argparse.Namespace, recovery_dir: Path) -> ClusterSpec:
@@ -313,7 +259,7 @@ def _spec_from_args(args: argparse.Namespace, recovery_dir: Path) -> ClusterSpec
 
 
 def _cmd_cluster(args: argparse.Namespace) -> int:
-    from gateway.runtime.supervisor import RestartPolicy, Supervisor
+    from gateway.runtime.supervisor import Supervisor
     from gateway.settings import CONFIG_ENV, load_settings
 
     settings = load_settings()  # refuse a bad config before starting anything
@@ -326,31 +272,13 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
         )
     recovery_dir = Path(args.recovery_dir or recovery).resolve()
     spec = _spec_from_args(args, recovery_dir)
-    try:
-        policy = RestartPolicy(
-            initial_s=args.backoff,
-            max_s=args.backoff_max,
-            stable_s=args.stable_after,
-            max_restarts=args.max_restarts,
-        )
-    except ValueError as exc:
-        raise ConfigError("backoff", str(exc)) from None
+    policy = _policy_from_args(args)
     partitions = args.recovery_partitions
     if partitions is None:
         explicit = "recovery_partitions" in settings.model_fields_set
         partitions = settings.recovery_partitions if explicit else spec.processes * spec.workers
-
-    def progress(message: str) -> None:
-        print(f"cluster: {message}", flush=True)
-
-    mqtt_parts = settings.mqtt.partition_count(spec.processes, spec.workers)
-    progress(
-        f"{spec.processes} process(es) x {spec.workers} worker(s);"
-        f" {mqtt_parts} MQTT partition(s) in share group {settings.mqtt.share_group!r};"
-        f" addresses {';'.join(spec.addresses) if spec.addresses else 'loopback, free ports'}"
-        + (f"; exec prefix {' '.join(spec.exec_prefix)!r}" if spec.exec_prefix else "")
-    )
-    progress(prepare_recovery(settings, recovery_dir, partitions))
+    _progress(_shape_line(settings, spec))
+    _progress(prepare_recovery(settings, recovery_dir, partitions))
     if args.log_dir is not None:
         args.log_dir.mkdir(parents=True, exist_ok=True)
     supervisor = Supervisor(
@@ -359,11 +287,11 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
         policy=policy,
         stop_timeout_s=args.stop_timeout,
         log_dir=args.log_dir,
-        progress=progress,
+        progress=_progress,
     )
 
     def on_stop(signum: int, _frame: object) -> None:
-        progress(f"{signal.Signals(signum).name}: stopping the cluster")
+        _progress(f"{signal.Signals(signum).name}: stopping the cluster")
         supervisor.request_stop()
 
     signal.signal(signal.SIGINT, on_stop)
@@ -371,7 +299,37 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGHUP, lambda *_: supervisor.forward(signal.SIGHUP))
     summary = supervisor.run()
     for line in summary.lines():
-        progress(line)
+        _progress(line)
     if args.json:
         print(json.dumps(summary.as_dict()), flush=True)
     return summary.exit_code
+
+
+def _progress(message: str) -> None:
+    print(f"cluster: {message}", flush=True)
+
+
+def _policy_from_args(args: argparse.Namespace) -> RestartPolicy:
+    """Return the restart policy of the ``restarts`` options, or raise ConfigError."""
+    from gateway.runtime.supervisor import RestartPolicy
+
+    try:
+        return RestartPolicy(
+            initial_s=args.backoff,
+            max_s=args.backoff_max,
+            stable_s=args.stable_after,
+            max_restarts=args.max_restarts,
+        )
+    except ValueError as exc:
+        raise ConfigError("backoff", str(exc)) from None
+
+
+def _shape_line(settings: GatewaySettings, spec: ClusterSpec) -> str:
+    """Describe the cluster about to start (processes, partitions, addresses)."""
+    mqtt_parts = settings.mqtt.partition_count(spec.processes, spec.workers)
+    return (
+        f"{spec.processes} process(es) x {spec.workers} worker(s);"
+        f" {mqtt_parts} MQTT partition(s) in share group {settings.mqtt.share_group!r};"
+        f" addresses {';'.join(spec.addresses) if spec.addresses else 'loopback, free ports'}"
+        + (f"; exec prefix {' '.join(spec.exec_prefix)!r}" if spec.exec_prefix else "")
+    )

@@ -20,23 +20,21 @@ supervisor stops restarting; its ``exit_code`` is the one the command returns.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
-import os
 import signal
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import tenacity
 
 from contract.errors import ExitCode, SensorGateError
+from gateway.runtime.child import Child
+from gateway.runtime.outcome import ClusterSummary, Exit, describe_status
 
 __all__ = [
     "ClusterGaveUp",
@@ -54,7 +52,6 @@ Commands = Callable[[int], Sequence[Sequence[str]]]
 """Generation number (1, 2, ...) -> the command line of every process of it."""
 
 _POLL_S = 0.1
-_PR_SET_PDEATHSIG = 1
 REFUSED_CONFIG = ExitCode.REFUSED
 """Exit code of a gateway process that refused its configuration: restarting won't help."""
 
@@ -94,170 +91,8 @@ class RestartPolicy:
         return float(min(self.max_s, self.initial_s * 2.0 ** max(0, quick_deaths - 1)))
 
 
-@dataclass(frozen=True, slots=True)
-class Exit:
-    """How one process of a generation ended."""
-
-    index: int
-    pid: int
-    returncode: int
-    after_s: float
-    """Seconds from the start of its generation."""
-    killed_by_us: bool = False
-
-    def describe(self) -> str:
-        """Return e.g. ``p1 (pid 42) killed by SIGKILL after 3.2 s``."""
-        how = describe_status(self.returncode)
-        who = " (by the supervisor)" if self.killed_by_us else ""
-        return f"p{self.index} (pid {self.pid}) {how}{who} after {self.after_s:.1f} s"
-
-
-def describe_status(returncode: int) -> str:
-    """Return ``exited with code N`` or ``killed by SIGNAME`` for a Popen return code."""
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return f"killed by {name}"
-    return f"exited with code {returncode}"
-
-
-@dataclass
-class ClusterSummary:
-    """What happened while the supervisor ran."""
-
-    processes: int
-    generations: int = 0
-    restarts: int = 0
-    wall_s: float = 0.0
-    """From the supervisor's start to its end."""
-    up_s: float = 0.0
-    """Sum of the generations' lifetimes (the cluster was running)."""
-    longest_s: float = 0.0
-    reason: str = ""
-    """``stopped on request``, ``the flow ended``, or why the supervisor gave up."""
-    exit_code: int = 0
-    deaths: list[str] = field(default_factory=list)
-    """One line per generation that died: the process whose exit broke the cluster."""
-
-    def lines(self) -> list[str]:
-        """Return the summary as progress lines."""
-        out = [
-            f"summary: {self.processes} process(es); ran {_duration(self.wall_s)}, cluster up"
-            f" {_duration(self.up_s)}; {self.generations} generation(s), {self.restarts}"
-            f" restart(s); longest generation {_duration(self.longest_s)}; {self.reason};"
-            f" exit code {self.exit_code}"
-        ]
-        out.extend(f"death: {line}" for line in self.deaths)
-        return out
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the summary as a JSON-ready dict."""
-        return {
-            "processes": self.processes,
-            "generations": self.generations,
-            "restarts": self.restarts,
-            "wall_s": round(self.wall_s, 3),
-            "up_s": round(self.up_s, 3),
-            "longest_generation_s": round(self.longest_s, 3),
-            "reason": self.reason,
-            "exit_code": self.exit_code,
-            "deaths": list(self.deaths),
-        }
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child after fork
-    # A supervisor killed with SIGKILL must not leave a headless cluster behind: the
-    # children get SIGTERM (a graceful stop). The setting survives exec (ip netns exec).
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() == 1:
-        os._exit(1)
-
-
 class _Died(Exception):
     """A generation ended because one of its processes exited."""
-
-
-class _Child:
-    """One process of a generation, its output prefixed or written to a log file."""
-
-    def __init__(
-        self,
-        index: int,
-        argv: Sequence[str],
-        env: Mapping[str, str] | None,
-        log_dir: Path | None,
-        out: IO[str],
-        generation: int,
-    ) -> None:
-        self.index = index
-        self._log: IO[bytes] | None = None
-        self._reader: threading.Thread | None = None
-        if log_dir is not None:
-            self._log = (log_dir / f"p{index}.log").open("ab")
-            self._log.write(f"--- generation {generation}: {' '.join(argv)}\n".encode())
-            self._log.flush()
-            stdout: Any = self._log
-        else:
-            stdout = subprocess.PIPE
-        try:
-            self.proc = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=subprocess.STDOUT,
-                env=None if env is None else dict(env),
-                preexec_fn=_die_with_parent,
-                # Own session: a Ctrl-C in the terminal reaches the supervisor only,
-                # which then stops every process in order.
-                start_new_session=True,
-            )
-        except OSError:
-            if self._log is not None:
-                self._log.close()
-            raise
-        if self.proc.stdout is not None:
-            self._reader = threading.Thread(
-                target=self._copy, args=(self.proc.stdout, out), daemon=True
-            )
-            self._reader.start()
-
-    def _copy(self, stream: IO[bytes], out: IO[str]) -> None:
-        prefix = f"p{self.index}| "
-        for raw in stream:
-            with contextlib.suppress(ValueError, OSError):
-                out.write(prefix + raw.decode("utf-8", "replace"))
-                out.flush()
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def poll(self) -> int | None:
-        return self.proc.poll()
-
-    def signal(self, signum: int) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signum)
-
-    def close(self) -> None:
-        if self._reader is not None:
-            self._reader.join(5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        if self._log is not None:
-            self._log.close()
 
 
 class Supervisor:
@@ -292,7 +127,7 @@ class Supervisor:
         self._stop = threading.Event()
         self._kill = threading.Event()
         self._quick_deaths = 0
-        self._children: list[_Child] = []
+        self._children: list[Child] = []
         self.summary = ClusterSummary(processes=0)
         self._flow_ended = False
         self._down = False
@@ -326,7 +161,7 @@ class Supervisor:
         """Supervise until stopped; return the summary (``exit_code`` set)."""
         t0 = time.monotonic()
         policy = self.policy
-        stop: Any = tenacity.stop_when_event_set(self._stop)
+        stop: tenacity.stop.stop_base = tenacity.stop_when_event_set(self._stop)
         if policy.max_restarts is not None:
             stop = stop | tenacity.stop_after_attempt(policy.max_restarts + 1)
         retrying = tenacity.Retrying(
@@ -379,25 +214,7 @@ class Supervisor:
         generation = summary.generations
         if generation > 1:
             summary.restarts += 1
-        commands = [list(c) for c in self._commands(generation)]
-        summary.processes = len(commands)
-        started = time.monotonic()
-        self._children = []
-        try:
-            for index, argv in enumerate(commands):
-                self._children.append(
-                    _Child(index, argv, self._env, self._log_dir, self._out, generation)
-                )
-        except OSError as exc:
-            for child in self._children:  # half a cluster would only wait for the rest
-                child.signal(signal.SIGKILL)
-                child.proc.wait()
-            self._end(started, [])
-            raise ClusterGaveUp(f"cannot start process {len(self._children)}: {exc}") from exc
-        self._progress(
-            f"generation {generation}: started "
-            + ", ".join(f"p{c.index} pid {c.pid}" for c in self._children)
-        )
+        started = self._start(generation)
         first = self._wait_first_exit()
         if first is None:  # stop requested
             exits = self._stop_gracefully(started)
@@ -417,8 +234,35 @@ class Supervisor:
             self._flow_ended = True
             self._progress(f"generation {generation}: every process exited with code 0")
             return
+        self._died(generation, first, exits, uptime)
+
+    def _start(self, generation: int) -> float:
+        """Start every process of ``generation``; return when (monotonic)."""
+        commands = [list(c) for c in self._commands(generation)]
+        self.summary.processes = len(commands)
+        started = time.monotonic()
+        self._children = []
+        try:
+            for index, argv in enumerate(commands):
+                self._children.append(
+                    Child(index, argv, self._env, self._log_dir, self._out, generation)
+                )
+        except OSError as exc:
+            for child in self._children:  # half a cluster would only wait for the rest
+                child.signal(signal.SIGKILL)
+                child.proc.wait()
+            self._end(started, [])
+            raise ClusterGaveUp(f"cannot start process {len(self._children)}: {exc}") from exc
+        self._progress(
+            f"generation {generation}: started "
+            + ", ".join(f"p{c.index} pid {c.pid}" for c in self._children)
+        )
+        return started
+
+    def _died(self, generation: int, first: int, exits: list[Exit], uptime: float) -> None:
+        """Record a generation that died; raise to restart it, or to give up."""
         cause = next(e for e in exits if e.index == first)
-        summary.deaths.append(f"generation {generation}: {cause.describe()}")
+        self.summary.deaths.append(f"generation {generation}: {cause.describe()}")
         self._progress(
             f"generation {generation}: {cause.describe()}; "
             + ("; ".join(e.describe() for e in exits if e.index != first) or "no other process")
@@ -447,7 +291,7 @@ class Supervisor:
                     return child.index
         return None
 
-    def _exit(self, child: _Child, started: float, killed: bool) -> Exit:
+    def _exit(self, child: Child, started: float, killed: bool) -> Exit:
         code = child.proc.wait()
         return Exit(child.index, child.pid, code, time.monotonic() - started, killed)
 

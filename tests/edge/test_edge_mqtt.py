@@ -59,13 +59,13 @@ def test_mqtt_5_keeps_a_persistent_session_without_expiry_as_3_1_1_does() -> Non
     assert v3.client._protocol == mqtt.MQTTv311
     v5 = MqttLink(MqttSettings(client_id="x"))  # 5 is the default
     assert v5.client._protocol == mqtt.MQTTv5
-    assert v5._clean_start is False
-    assert v5._properties is not None
-    assert v5._properties.SessionExpiryInterval == 0xFFFFFFFF
+    assert v5._connect.clean_start is False
+    assert v5._connect.properties is not None
+    assert v5._connect.properties.SessionExpiryInterval == 0xFFFFFFFF
     clean = MqttLink(MqttSettings(client_id="x", protocol="5", clean_session=True))
-    assert clean._clean_start is True
-    assert clean._properties is not None
-    assert clean._properties.SessionExpiryInterval == 0
+    assert clean._connect.clean_start is True
+    assert clean._connect.properties is not None
+    assert clean._connect.properties.SessionExpiryInterval == 0
 
 
 def test_a_ticket_for_a_publish_made_while_disconnected_is_pending_not_failed() -> None:

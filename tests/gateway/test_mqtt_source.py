@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from paho.mqtt.enums import MQTTErrorCode
 
 from contract import TopicScheme
 from dataflows.batch import MessageBatch
@@ -63,7 +64,12 @@ def test_a_full_batch_goes_at_once_and_no_more(partition: _Partition) -> None:
 
 def test_messages_are_acknowledged_only_after_the_epoch(partition: _Partition) -> None:
     acked: list[int] = []
-    partition._client.ack = lambda mid, qos: acked.append(mid)  # type: ignore[method-assign]
+
+    def ack(mid: int, qos: int) -> MQTTErrorCode:
+        acked.append(mid)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    partition.link.client.ack = ack  # type: ignore[method-assign]  # paho's, recorded
     _feed(partition, 3, timedelta(0))
     assert _count(partition) == 3
     _feed(partition, 3, timedelta(0))

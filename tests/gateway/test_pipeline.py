@@ -369,7 +369,7 @@ def test_make_pipelined_writer_claims_its_own_spill(tmp_path: Path) -> None:
 def test_drain_waits_double_to_the_cap_between_half_and_all_of_it() -> None:
     from tenacity import RetryCallState
 
-    from gateway.influx.pipeline import _drain_wait
+    from gateway.influx.spillway import drain_wait as _drain_wait
 
     wait = _drain_wait(1.0)
     for attempt, ceiling in [(1, 0.1), (2, 0.2), (3, 0.4), (4, 0.8), (5, 1.0), (40, 1.0)]:

@@ -160,7 +160,7 @@ def test_gzip_is_automatic_off_on_loopback_and_may_be_forced() -> None:
 
 
 def test_a_writer_to_a_retention_policy_names_it_on_every_write() -> None:
-    from gateway.influx.pipeline import spill_key
+    from gateway.influx.spillway import spill_key
     from gateway.influx.writer import V3Writer
 
     seen: list[dict[str, str]] = []

@@ -18,10 +18,10 @@ import pytest
 from contract import Reading, TelemetryEvent, encode
 from edge.mqtt import MqttLink
 from gateway.app import prepare_storage
-from gateway.influx.pipeline import spill_key
 from gateway.influx.query import InfluxQL, quote_ident
 from gateway.influx.setup import setup_influx
 from gateway.influx.spill import PackedBatch, SpillBuffer
+from gateway.influx.spillway import spill_key
 from gateway.localstack.services import ManagedProcess, ServiceEndpoints, free_port, start_influxd
 from gateway.settings import GatewaySettings, InfluxSettings, load_settings
 from gateway.views import Views

@@ -15,7 +15,8 @@ from contract import Reading, TelemetryEvent
 from dataflows.columns import PointColumns, ReadingColumns, SeriesNames
 from gateway.influx.encoder import LineProtocolEncoder
 from gateway.influx.lineprotocol import reading_lines
-from gateway.influx.writer import V2Writer, make_writer
+from gateway.influx.writer import make_writer
+from gateway.influx.writer_v2 import V2Writer
 from gateway.localstack.services import start_victoria_metrics
 from gateway.settings import InfluxSettings
 

@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from dataflows.offline import OfflineDevice, OfflineEvents, OfflineResult
     from dataflows.rules import RuleSet
     from gateway.influx.query import InfluxQL
-    from gateway.influx.writer import V1Writer, V2Writer, V3Writer
+    from gateway.influx.writer import V1Writer, V3Writer
+    from gateway.influx.writer_v2 import V2Writer
     from gateway.settings import GatewaySettings
 
     Writer = V1Writer | V2Writer | V3Writer

@@ -8,27 +8,18 @@ and has its output prefixed with ``pN| `` or appended to ``pN.log``.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import os
-import signal
 import subprocess
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
+from edge.childproc import die_with_parent
+
+# A supervisor killed with SIGKILL must not leave a headless cluster behind: the
+# children get SIGTERM (a graceful stop); the setting survives exec (ip netns exec).
+
 __all__ = ["Child"]
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child after fork
-    # A supervisor killed with SIGKILL must not leave a headless cluster behind: the
-    # children get SIGTERM (a graceful stop). The setting survives exec (ip netns exec).
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() == 1:
-        os._exit(1)
 
 
 class Child:
@@ -60,7 +51,7 @@ class Child:
                 stdout=stdout,
                 stderr=subprocess.STDOUT,
                 env=None if env is None else dict(env),
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
                 # Own session: a Ctrl-C in the terminal reaches the supervisor only,
                 # which then stops every process in order.
                 start_new_session=True,

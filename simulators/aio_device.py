@@ -9,8 +9,9 @@ broker publishes its last will), or the fleet closes (it publishes its retained
 ``shutdown`` status and disconnects cleanly).
 
 While connected a device has three tasks: its life, a sender and a watcher of the
-connection; aiomqtt adds its housekeeping task. None of them polls: each waits on a
-queue, a future or the socket.
+connection; aiomqtt adds its housekeeping task, which in a fleet waits for the
+fleet's one housekeeping sweep (:mod:`simulators.aio_shared`). None of them polls:
+each waits on a queue, a future or the socket.
 
 Closing is O(1) per device: a connected device is told through its own
 ``session_end`` future and a waiting one is cancelled, because thousands of waiters
@@ -33,6 +34,7 @@ from contract.errors import BrokerError
 from edge.mqtt import MqttSettings
 from simulators.aio_link import DeviceLink, LinkWill, connect_device
 from simulators.aio_report import RUNNER, AsyncFleetReport
+from simulators.aio_shared import FleetIo
 from simulators.connections import ConnectionPlan
 from simulators.device_status import birth, goodbye, last_will
 from simulators.fleet import SimDevice
@@ -84,6 +86,9 @@ class FleetContext:
     closing: bool = False
     in_schedule: bool = False
     rng: random.Random = field(default_factory=random.Random)
+    io: FleetIo | None = None
+    """Batched writes and one housekeeping sweep for every connection (see
+    :mod:`simulators.aio_shared`); None leaves each client to aiomqtt."""
 
     def count_connected(self, delta: int) -> None:
         """Count a connection made or ended; note when every device is connected."""
@@ -238,6 +243,7 @@ class FleetDevice:
                 timeout_s=ctx.plan.connect_timeout_s,
                 housekeeping_s=ctx.plan.housekeeping_s,
                 bind_address=ctx.plan.bind_address(self.sim.index),
+                io=ctx.io,
             ) as link:
                 connected = True
                 if slots is not None:

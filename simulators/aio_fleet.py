@@ -47,8 +47,11 @@ from typing import Any
 from contract import TopicScheme
 from edge.mqtt import MqttSettings
 from simulators.aio_device import FleetContext, FleetDevice
+from simulators.aio_heap import HeapKeeper
 from simulators.aio_labels import LabelWriter
+from simulators.aio_link import housekeeping_period
 from simulators.aio_report import RUNNER, AsyncFleetReport
+from simulators.aio_shared import FleetIo
 from simulators.connections import ConnectionPlan
 from simulators.fleet import SimDevice, label_for
 from simulators.labels import LabelSink
@@ -108,6 +111,7 @@ class AsyncFleet:
         lag_tolerance_s: float | None = None,
         early_s: float = 0.005,
         drain_timeout_s: float = 30.0,
+        freeze_heap: bool = True,
     ) -> None:
         self.report = AsyncFleetReport.for_schedule(
             len(devices), interval_s=interval_s, timebase=timebase, lag_tolerance_s=lag_tolerance_s
@@ -127,6 +131,7 @@ class AsyncFleet:
         self.progress_every_s = progress_every_s
         self.early_s = early_s
         self.drain_timeout_s = drain_timeout_s
+        self.freeze_heap = freeze_heap
         self.drained = False
         for sim in self.sims:
             if not sim.topic:
@@ -173,16 +178,7 @@ class AsyncFleet:
         self._stop = stop = asyncio.Event()
         if self._stop_requested.is_set():
             stop.set()
-        report = self.report
-        ctx = FleetContext(
-            settings=self.settings,
-            plan=self.plan,
-            report=report,
-            qos=self.qos,
-            tls=self.tls,
-            connecting=asyncio.Semaphore(self.plan.max_connecting),
-            rng=random.Random(f"{self.plan.seed}/reconnect"),
-        )
+        ctx = self._context()
         devices = [
             FleetDevice(sim, ctx, status_topic=self.topics.status(sim.site, sim.device))
             for sim in self.sims
@@ -195,6 +191,43 @@ class AsyncFleet:
             tls=self.tls,
         )
         helpers = [asyncio.create_task(labels.run(), name="labels")]
+        heap = HeapKeeper(enabled=self.freeze_heap)
+        try:
+            if await self._ramp(ctx, devices, helpers, heap):
+                heap.seal()
+                await self._run_schedule(ctx, devices, labels, helpers)
+        finally:
+            await self._finish(ctx, devices, labels, helpers)
+            heap.release()
+        return self.report
+
+    def _context(self) -> FleetContext:
+        return FleetContext(
+            settings=self.settings,
+            plan=self.plan,
+            report=self.report,
+            qos=self.qos,
+            tls=self.tls,
+            connecting=asyncio.Semaphore(self.plan.max_connecting),
+            rng=random.Random(f"{self.plan.seed}/reconnect"),
+            io=FleetIo(
+                housekeeping_s=housekeeping_period(
+                    self.settings.keepalive_s, self.plan.housekeeping_s
+                )
+            ),
+        )
+
+    async def _ramp(
+        self,
+        ctx: FleetContext,
+        devices: list[FleetDevice],
+        helpers: list[asyncio.Task[None]],
+        heap: HeapKeeper,
+    ) -> bool:
+        """Start every device's life; wait for the ramp; return whether to run the schedule."""
+        assert self._stop is not None
+        loop = asyncio.get_running_loop()
+        report = self.report
         t0 = loop.time()
         if self.progress is not None:
             helpers.append(asyncio.create_task(self._show_progress(t0), name="progress"))
@@ -203,34 +236,50 @@ class AsyncFleet:
         offsets = self.plan.ramp_offsets(len(devices))
         for device, offset in zip(devices, offsets, strict=True):
             device.task = asyncio.create_task(device.live(t0 + offset))
+        freezer = asyncio.create_task(heap.during_ramp(), name="heap")
         try:
             ramp_limit = max(offsets) + self.plan.ramp_timeout_s
             await self._until_stopped(ctx.all_connected.wait(), ramp_limit)
-            report.ramp_s = loop.time() - t0
-            report.connected_after_ramp = report.connected_now
-            report.ramp_usage = Usage.now().since(ramp0)
-            if report.connected_now == 0 and not stop.is_set():
-                report.error = (
-                    f"no device could connect to the MQTT broker at {self.settings.url} in"
-                    f" {report.ramp_s:.0f} s ({report.connect_failures:,} failed attempts, the"
-                    f" last: {report.last_connect_error}); is it running, and does it accept"
-                    " these clients?"
-                )
-            elif not stop.is_set():
-                await self._run_schedule(ctx, devices, labels, helpers)
         finally:
-            report.connected_at_end = report.connected_now
-            report.phase = "drain"
-            await self._drain(ctx, labels)
-            report.phase = "close"
-            await self._close(ctx, devices)
-            for task in helpers:
-                task.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
-            report.label_errors += labels.dropped
-            report.phase = "done"
-            report.peak_rss_bytes = peak_rss_bytes()
-        return report
+            freezer.cancel()
+            await asyncio.gather(freezer, return_exceptions=True)
+        report.ramp_s = loop.time() - t0
+        report.connected_after_ramp = report.connected_now
+        report.ramp_usage = Usage.now().since(ramp0)
+        if self._stop.is_set():
+            return False
+        if report.connected_now == 0:
+            report.error = (
+                f"no device could connect to the MQTT broker at {self.settings.url} in"
+                f" {report.ramp_s:.0f} s ({report.connect_failures:,} failed attempts, the"
+                f" last: {report.last_connect_error}); is it running, and does it accept"
+                " these clients?"
+            )
+            return False
+        return True
+
+    async def _finish(
+        self,
+        ctx: FleetContext,
+        devices: list[FleetDevice],
+        labels: LabelWriter,
+        helpers: list[asyncio.Task[None]],
+    ) -> None:
+        """Drain, close every device, stop the helpers; complete the report."""
+        report = self.report
+        report.connected_at_end = report.connected_now
+        report.phase = "drain"
+        await self._drain(ctx, labels)
+        report.phase = "close"
+        await self._close(ctx, devices)
+        for task in helpers:
+            task.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
+        if ctx.io is not None:
+            await ctx.io.aclose()
+        report.label_errors += labels.dropped
+        report.phase = "done"
+        report.peak_rss_bytes = peak_rss_bytes()
 
     async def _run_schedule(
         self,

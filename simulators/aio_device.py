@@ -103,6 +103,7 @@ class FleetDevice:
     __slots__ = (
         "client_id",
         "ctx",
+        "ever_connected",
         "inflight",
         "killed",
         "link",
@@ -127,10 +128,16 @@ class FleetDevice:
         self.link: DeviceLink | None = None
         self.session_end: asyncio.Future[None] | None = None
         self.killed = False
+        self.ever_connected = False
         self.rejoin_at: float | None = None
         self.state = "waiting"
         """``waiting`` (ramp, backoff, rejoin), ``connecting``, ``serving`` or ``done``."""
         self.task: asyncio.Task[None] | None = None
+
+    @property
+    def queued(self) -> int:
+        """Events queued or in flight, not yet acknowledged."""
+        return self.queue.qsize() + (self.inflight is not None)
 
     # -- what the fleet does to a device ----------------------------------------------------
     def put_nowait(self, item: Item) -> None:
@@ -152,7 +159,7 @@ class FleetDevice:
         """Cut the connection without DISCONNECT and lose what is queued."""
         self.killed = True
         self.rejoin_at = rejoin_at
-        lost = self.queue.qsize() + (self.inflight is not None)
+        lost = self.queued
         while not self.queue.empty():
             self.queue.get_nowait()
         self.inflight = None
@@ -253,6 +260,7 @@ class FleetDevice:
                 if self.killed:  # killed while connecting: die as the others did
                     link.abort()
                 self.link = link
+                self.ever_connected = True
                 ctx.count_connected(+1)
                 try:
                     await self._serve(link)

@@ -20,7 +20,7 @@ A run has four phases:
    sends its queue in order and the time from the queue to the PUBACK is the publish
    latency. ``drop_fraction`` of the devices can be killed at ``drop_after_s``;
 3. **drain**: wait (up to ``drain_timeout_s``) for every queued event and label to be
-   acknowledged;
+   acknowledged, except the events of devices that never connected (``stranded``);
 4. **close**: every connected device publishes its retained ``shutdown`` status and
    disconnects cleanly; devices still trying give up.
 
@@ -67,6 +67,9 @@ YIELD_EVERY = 200
 """Devices rendered between two yields to the event loop when the schedule is behind
 (or unthrottled): a few milliseconds of work, far below asyncio's slow-callback
 threshold."""
+
+DRAIN_CHECK_S = 0.5
+"""How often the drain checks whether only devices that never connected still wait."""
 
 ProgressFn = Callable[[AsyncFleetReport], str]
 """Formats a progress line from the report (on the loop; it is printed off the loop)."""
@@ -269,7 +272,7 @@ class AsyncFleet:
         report = self.report
         report.connected_at_end = report.connected_now
         report.phase = "drain"
-        await self._drain(ctx, labels)
+        await self._drain(ctx, devices, labels)
         report.phase = "close"
         await self._close(ctx, devices)
         for task in helpers:
@@ -402,11 +405,29 @@ class AsyncFleet:
             await asyncio.to_thread(print, line, file=sys.stderr, flush=True)
 
     # -- the end ---------------------------------------------------------------------------
-    async def _drain(self, ctx: FleetContext, labels: LabelWriter) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ctx.backlog.idle.wait(), self.drain_timeout_s)
-        self.drained = ctx.backlog.pending <= 0
-        if labels.active and not await labels.join(self.drain_timeout_s):
+    async def _drain(
+        self, ctx: FleetContext, devices: list[FleetDevice], labels: LabelWriter
+    ) -> None:
+        """Wait for the backlog to be acknowledged, but not for devices that never connected.
+
+        A device that never held a connection (the open-file limit, a broker that
+        refuses it) keeps its readings queued, as a real one would; waiting the whole
+        drain timeout for them proves nothing. They are counted as ``stranded``.
+        """
+        loop = asyncio.get_running_loop()
+        backlog = ctx.backlog
+        deadline = loop.time() + self.drain_timeout_s
+        stranded = 0
+        while backlog.pending > 0:
+            stranded = sum(d.queued for d in devices if not d.ever_connected)
+            remaining = deadline - loop.time()
+            if backlog.pending <= stranded or remaining <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(backlog.idle.wait(), min(DRAIN_CHECK_S, remaining))
+        self.report.stranded = stranded if backlog.pending > 0 else 0
+        self.drained = backlog.pending <= self.report.stranded
+        if labels.active and not await labels.join(max(0.0, deadline - loop.time())):
             self.drained = False
 
     async def _close(self, ctx: FleetContext, devices: list[FleetDevice]) -> None:

@@ -105,9 +105,7 @@ class _FleetClient(aiomqtt.Client):
         """Run paho's ``loop_misc`` once; return whether the connection is still up."""
         return bool(self._client.loop_misc() == paho_mqtt.MQTT_ERR_SUCCESS)
 
-    def _on_socket_register_write(
-        self, client: paho_mqtt.Client, userdata: Any, sock: Any
-    ) -> None:
+    def _on_socket_register_write(self, client: paho_mqtt.Client, userdata: Any, sock: Any) -> None:
         io = self.io
         if io is None or not io.on_loop():
             self._writer_on = True

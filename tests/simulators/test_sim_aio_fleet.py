@@ -336,3 +336,20 @@ def test_a_connection_that_breaks_on_the_way_out_leaves_no_unretrieved_future(se
 
     assert asyncio.run(main()), "the client never saw its connection break"
     assert said == []
+
+
+def test_the_drain_does_not_wait_for_devices_that_never_connected(services, topics, unique):
+    # Every other device connects from an address this host does not have (192.0.2.1,
+    # TEST-NET-1): it never holds a connection, as past the open-file limit, and keeps
+    # its readings queued. The drain settles everything the others sent and counts the
+    # rest as stranded instead of waiting its whole timeout for them.
+    n = 20
+    scenario = _realtime(n, 2)
+    plan = _plan(unique, bind_addresses=("127.0.0.1", "192.0.2.1"), ramp_timeout_s=1.0)
+    fleet = _fleet(services, topics, scenario, plan, drain_timeout_s=WAIT_S)
+    report = fleet.run_blocking()
+    assert report.connected_after_ramp == n // 2
+    assert report.connect_failures > 0
+    assert report.stranded > 0
+    assert report.acknowledged + report.stranded == report.events
+    assert fleet.drained

@@ -37,7 +37,7 @@ from simulators.aio_report import RUNNER, AsyncFleetReport
 from simulators.aio_shared import FleetIo
 from simulators.connections import ConnectionPlan
 from simulators.device_status import birth, goodbye, last_will
-from simulators.fleet import SimDevice
+from simulators.sim_device import SimDevice
 
 __all__ = ["Backlog", "FleetContext", "FleetDevice", "Item"]
 

@@ -53,9 +53,10 @@ from simulators.aio_link import housekeeping_period
 from simulators.aio_report import RUNNER, AsyncFleetReport
 from simulators.aio_shared import FleetIo
 from simulators.connections import ConnectionPlan
-from simulators.fleet import SimDevice, label_for
+from simulators.fleet_report import label_for
 from simulators.labels import LabelSink
 from simulators.process import Usage, peak_rss_bytes
+from simulators.sim_device import SimDevice
 from simulators.timebase import Timebase
 from simulators.wire import format_time
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from simulators.fleet import FleetReport
+from simulators.fleet_report import FleetReport
 from simulators.timebase import LagStats
 
 __all__ = ["PUBACK_TOLERANCE_S", "RUNNER", "AsyncFleetReport"]

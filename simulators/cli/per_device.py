@@ -223,11 +223,14 @@ def threads_doc(
     from simulators.process import peak_rss_bytes
 
     latency = pool.latency
+    connections = _connections(
+        pool, after_ramp=pool.reached, at_end=connected_at_end, ramp_s=ramp["wall_s"]
+    )
+    connections.update(opened=pool.opened, open_error=pool.open_error)
     return {
         "runner": "threads",
-        "connections": _connections(
-            pool, after_ramp=pool.reached, at_end=connected_at_end, ramp_s=ramp["wall_s"]
-        ),
+        "connections": connections,
+        "stranded": pool.stranded,
         "puback": latency.as_dict() if latency is not None else None,
         "steady": steady,
         "ramp_usage": ramp,

@@ -18,7 +18,8 @@ def run(args: argparse.Namespace) -> int:
     from simulators.dialects import DialectPublisher
     from simulators.fleet import Fleet, FleetReport
     from simulators.labels import JsonLinesLabelSink, LabelSink, MqttLabelSink, labels_topic
-    from simulators.links import LinkPool, MultiplexedLinks, Publisher
+    from simulators.links import LinkPool, Publisher
+    from simulators.multiplexed import MultiplexedLinks
     from simulators.process import Usage
     from simulators.scenario import build_devices, builtin_scenarios, load_scenario, simple_scenario
     from simulators.timebase import Timebase, resolve_start
@@ -116,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
             )
         return common.EXIT_BROKER
     ramp = Usage.now().since(ramp0)
+    if isinstance(pool, MultiplexedLinks) and pool.open_error:
+        common.err(f"going on with {pool.reached:,} of {pool.size:,} devices: {pool.open_error}")
     publisher: Publisher = pool
     if dialect != "sensorgate":
         publisher = DialectPublisher(pool, dialect)

@@ -41,7 +41,6 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from typing import Any
 
 from contract import TopicScheme
@@ -51,23 +50,17 @@ from simulators.aio_heap import HeapKeeper
 from simulators.aio_labels import LabelWriter
 from simulators.aio_link import housekeeping_period
 from simulators.aio_report import RUNNER, AsyncFleetReport
+from simulators.aio_schedule import YIELD_EVERY, run_schedule
 from simulators.aio_shared import FleetIo
 from simulators.connections import ConnectionPlan
-from simulators.fleet_report import label_for
 from simulators.labels import LabelSink
 from simulators.process import Usage, peak_rss_bytes
 from simulators.sim_device import SimDevice
 from simulators.timebase import Timebase
-from simulators.wire import format_time
 
 __all__ = ["RUNNER", "YIELD_EVERY", "AsyncFleet", "AsyncFleetReport", "ProgressFn"]
 
 log = logging.getLogger(__name__)
-
-YIELD_EVERY = 200
-"""Devices rendered between two yields to the event loop when the schedule is behind
-(or unthrottled): a few milliseconds of work, far below asyncio's slow-callback
-threshold."""
 
 DRAIN_CHECK_S = 0.5
 """How often the drain checks whether only devices that never connected still wait."""
@@ -301,7 +294,17 @@ class AsyncFleet:
         if self.plan.drop_fraction > 0:
             helpers.append(asyncio.create_task(self._drop(devices), name="drop"))
         try:
-            await self._until_stopped(self._schedule(devices, labels))
+            await self._until_stopped(
+                run_schedule(
+                    devices,
+                    report=report,
+                    labels=labels,
+                    timebase=self.timebase,
+                    interval_s=self.interval_s,
+                    duration_s=self.duration_s,
+                    early_s=self.early_s,
+                )
+            )
         finally:
             ctx.in_schedule = False
             report.stopped_early = self._stop is not None and self._stop.is_set()
@@ -323,62 +326,6 @@ class AsyncFleet:
             await asyncio.gather(stopper, return_exceptions=True)
             with contextlib.suppress(asyncio.CancelledError):
                 await task  # its own failure, if any, is the run's
-
-    # -- the schedule ---------------------------------------------------------------------
-    async def _schedule(self, devices: list[FleetDevice], labels: LabelWriter) -> None:
-        report = self.report
-        lag = report.lag
-        timebase = self.timebase
-        start_epoch = timebase.start_epoch
-        start_dt = timebase.start
-        interval = self.interval_s
-        duration = self.duration_s
-        throttled = timebase.throttled
-        early = self.early_s
-        loop = asyncio.get_running_loop()
-        since_yield = 0
-        tick = 0
-        while True:
-            base = tick * interval
-            if duration is not None and base >= duration:
-                return
-            for device in devices:
-                sim = device.sim
-                offset = base + sim.phase_s
-                if duration is not None and offset >= duration:
-                    return
-                if throttled:
-                    remaining = timebase.due_in(offset)
-                    if remaining > early:
-                        await asyncio.sleep(remaining)
-                        since_yield = 0
-                        remaining = timebase.due_in(offset)
-                    lag.add(-remaining if remaining < 0 else 0.0)
-                since_yield += 1
-                if since_yield >= YIELD_EVERY:
-                    since_yield = 0
-                    await asyncio.sleep(0)
-                for anomaly in sim.plan.step(tick):
-                    report.labels += 1
-                    labels.add(label_for(sim, anomaly, timebase, interval))
-                values = sim.values(tick, start_epoch + offset)
-                report.duration_s = offset
-                if values is None:
-                    report.silent += 1
-                    continue
-                if device.killed:
-                    report.killed_ticks += 1
-                    continue
-                payload = sim.render(values, format_time(start_dt + timedelta(seconds=offset)))
-                item = (sim.topic, payload, loop.time())
-                if throttled:
-                    device.put_nowait(item)
-                else:
-                    await device.put(item)  # as fast as the broker acknowledges
-                report.events += 1
-                report.readings += len(values)
-                report.bytes += len(payload)
-            tick += 1
 
     async def _drop(self, devices: list[FleetDevice]) -> None:
         await asyncio.sleep(self.plan.drop_after_s)

@@ -47,6 +47,8 @@ def summary(case: dict[str, Any]) -> dict[str, Any]:
         else None,
         "broker_cpu_share": case["broker"]["cpu_share_of_case"],
         "error": result.get("error"),
+        "stranded": result.get("stranded"),
+        "load_1min": [(case.get("load_average") or {}).get(k, [None])[0] for k in ("start", "end")],
     }
 
 
@@ -65,7 +67,9 @@ def build_fleet_table(report: FleetBenchReport) -> Table:
         caption=f"CPU: the simulator process, CPU seconds / wall seconds of the schedule phase"
         f" (target < {TARGET_CPU_SHARE:g} core for 20,000 devices). PUBACK: queued to"
         f" acknowledged (asyncio) or publish() to acknowledged (threads); target p99 <"
-        f" {TARGET_P99_S * 1000:.0f} ms. Broker CPU: mosquitto over the whole case.",
+        f" {TARGET_P99_S * 1000:.0f} ms. Broker CPU: mosquitto over the whole case. Stranded:"
+        " events queued on devices that never connected (the open-file limit). Load: the"
+        " machine's 1-minute load average at the start and end of the case (2 cores).",
     )
     for name in (
         "workload",
@@ -80,6 +84,7 @@ def build_fleet_table(report: FleetBenchReport) -> Table:
         "CPU\ncores",
         "peak RSS\nMB",
         "broker\nCPU",
+        "load\nstart-end",
     ):
         table.add_column(name, justify="left" if name in ("workload", "runner") else "right")
     for case in report.cases:
@@ -93,12 +98,14 @@ def build_fleet_table(report: FleetBenchReport) -> Table:
             _fmt(s["held_at_end"]),
             _fmt(s["ramp_s"], ",.1f"),
             f"{_fmt(s['events_per_s'], ',.0f')} ({s['target_events_per_s']:,.0f})",
-            f"{_fmt(s['acknowledged'])} / {_fmt(s['events'])}",
+            f"{_fmt(s['acknowledged'])} / {_fmt(s['events'])}"
+            + (f" ({s['stranded']:,} stranded)" if s["stranded"] else ""),
             _fmt(None if p50 is None else p50 * 1000, ",.0f"),
             _fmt(None if p99 is None else p99 * 1000, ",.0f"),
             _fmt(s["cpu_share"], ".2f"),
             _fmt(s["peak_rss_mb"], ",.0f"),
             _fmt(s["broker_cpu_share"], ".2f"),
+            "-".join(_fmt(x, ".1f") for x in s["load_1min"]),
         )
     return table
 

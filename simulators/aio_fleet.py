@@ -86,7 +86,8 @@ class AsyncFleet:
     :meth:`stop`. ``tls`` is the context from :func:`simulators.aio_link.tls_context`
     when ``settings.tls`` is set. ``label_sinks`` are written from a worker thread;
     with ``labels_topic`` labels are also published there (QoS 1) over a connection
-    of their own.
+    of their own. ``freeze_heap`` keeps the cyclic garbage collector off the fleet's
+    long-lived objects for the run (:mod:`simulators.aio_heap`).
     """
 
     def __init__(

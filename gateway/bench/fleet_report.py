@@ -42,6 +42,9 @@ def summary(case: dict[str, Any]) -> dict[str, Any]:
         "puback_p99_s": puback.get("p99_s"),
         "lag_p99_s": (result.get("lag") or {}).get("p99_s"),
         "cpu_share": steady.get("cpu_share"),
+        "waited_share": round(steady["run_queue_wait_s"] / steady["wall_s"], 2)
+        if steady.get("wall_s") and "run_queue_wait_s" in steady
+        else None,
         "peak_rss_mb": round(result["peak_rss_bytes"] / 1e6, 1)
         if result.get("peak_rss_bytes")
         else None,
@@ -68,7 +71,9 @@ def build_fleet_table(report: FleetBenchReport) -> Table:
         f" (target < {TARGET_CPU_SHARE:g} core for 20,000 devices). PUBACK: queued to"
         f" acknowledged (asyncio) or publish() to acknowledged (threads); target p99 <"
         f" {TARGET_P99_S * 1000:.0f} ms. Broker CPU: mosquitto over the whole case. Stranded:"
-        " events queued on devices that never connected (the open-file limit). Load: the"
+        " events queued on devices that never connected (the open-file limit). Waited for CPU:"
+        " seconds the simulator's threads were ready but waited for a CPU, per wall second"
+        " of the schedule (summed over threads; high means starved, not slow). Load: the"
         " machine's 1-minute load average at the start and end of the case (2 cores).",
     )
     for name in (
@@ -82,6 +87,7 @@ def build_fleet_table(report: FleetBenchReport) -> Table:
         "PUBACK\np50 ms",
         "PUBACK\np99 ms",
         "CPU\ncores",
+        "waited\nfor CPU",
         "peak RSS\nMB",
         "broker\nCPU",
         "load\nstart-end",
@@ -103,6 +109,7 @@ def build_fleet_table(report: FleetBenchReport) -> Table:
             _fmt(None if p50 is None else p50 * 1000, ",.0f"),
             _fmt(None if p99 is None else p99 * 1000, ",.0f"),
             _fmt(s["cpu_share"], ".2f"),
+            _fmt(s["waited_share"], ".2f"),
             _fmt(s["peak_rss_mb"], ",.0f"),
             _fmt(s["broker_cpu_share"], ".2f"),
             "-".join(_fmt(x, ".1f") for x in s["load_1min"]),

@@ -98,3 +98,14 @@ def test_a_disabled_heap_keeper_changes_nothing():
     assert gc.get_freeze_count() == 0
     assert gc.get_threshold() == before
     keeper.release()
+
+
+def test_usage_tells_cpu_from_waiting_for_a_cpu():
+    from simulators.process import Usage
+
+    earlier = Usage.now()
+    sum(range(100_000))
+    since = Usage.now().since(earlier)
+    assert since["cpu_s"] >= 0
+    assert since["run_queue_wait_s"] >= 0  # Linux: read from /proc/self/task/*/schedstat
+    assert "run_queue_wait_s" not in Usage.now().since(Usage(0.0, 0.0, None))

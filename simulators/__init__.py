@@ -8,7 +8,14 @@ Modules, one per concern:
 - :mod:`simulators.anomalies`: anomaly injection, scheduled or random;
 - :mod:`simulators.labels`: ground-truth labels (JSON lines, MQTT labels topic);
 - :mod:`simulators.timebase`: real-time, accelerated and as-fast-as-possible time;
-- :mod:`simulators.fleet`: many devices driven from one thread;
+- :mod:`simulators.sim_device`: one simulated device (samplers, anomalies, sequence);
+- :mod:`simulators.fleet` and :mod:`simulators.fleet_report`: many devices driven
+  from one thread, and what a run did;
+- :mod:`simulators.multiplexed`: one MQTT connection per device, served from one
+  thread (the thread runner of ``--connections per-device``);
+- :mod:`simulators.aio_fleet` (with ``aio_device``, ``aio_link``, ``aio_shared``,
+  ``aio_heap``, ``aio_labels``, ``aio_report``): one aiomqtt connection per device
+  on one event loop (the asyncio runner);
 - :mod:`simulators.scenario`: TOML scenario files (``simulators/scenarios/``);
 - :mod:`simulators.csv_table` and :mod:`simulators.csv_replay`: read any timestamped
   CSV, and replay it as a device;

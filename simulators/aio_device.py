@@ -9,8 +9,9 @@ broker publishes its last will), or the fleet closes (it publishes its retained
 ``shutdown`` status and disconnects cleanly).
 
 While connected a device has three tasks: its life, a sender and a watcher of the
-connection; aiomqtt adds its housekeeping task. None of them polls: each waits on a
-queue, a future or the socket.
+connection; aiomqtt adds its housekeeping task, which in a fleet waits for the
+fleet's one housekeeping sweep (:mod:`simulators.aio_shared`). None of them polls:
+each waits on a queue, a future or the socket.
 
 Closing is O(1) per device: a connected device is told through its own
 ``session_end`` future and a waiting one is cancelled, because thousands of waiters
@@ -33,9 +34,10 @@ from contract.errors import BrokerError
 from edge.mqtt import MqttSettings
 from simulators.aio_link import DeviceLink, LinkWill, connect_device
 from simulators.aio_report import RUNNER, AsyncFleetReport
+from simulators.aio_shared import FleetIo
 from simulators.connections import ConnectionPlan
 from simulators.device_status import birth, goodbye, last_will
-from simulators.fleet import SimDevice
+from simulators.sim_device import SimDevice
 
 __all__ = ["Backlog", "FleetContext", "FleetDevice", "Item"]
 
@@ -84,6 +86,9 @@ class FleetContext:
     closing: bool = False
     in_schedule: bool = False
     rng: random.Random = field(default_factory=random.Random)
+    io: FleetIo | None = None
+    """Batched writes and one housekeeping sweep for every connection (see
+    :mod:`simulators.aio_shared`); None leaves each client to aiomqtt."""
 
     def count_connected(self, delta: int) -> None:
         """Count a connection made or ended; note when every device is connected."""
@@ -98,6 +103,7 @@ class FleetDevice:
     __slots__ = (
         "client_id",
         "ctx",
+        "ever_connected",
         "inflight",
         "killed",
         "link",
@@ -122,10 +128,16 @@ class FleetDevice:
         self.link: DeviceLink | None = None
         self.session_end: asyncio.Future[None] | None = None
         self.killed = False
+        self.ever_connected = False
         self.rejoin_at: float | None = None
         self.state = "waiting"
         """``waiting`` (ramp, backoff, rejoin), ``connecting``, ``serving`` or ``done``."""
         self.task: asyncio.Task[None] | None = None
+
+    @property
+    def queued(self) -> int:
+        """Events queued or in flight, not yet acknowledged."""
+        return self.queue.qsize() + (self.inflight is not None)
 
     # -- what the fleet does to a device ----------------------------------------------------
     def put_nowait(self, item: Item) -> None:
@@ -147,7 +159,7 @@ class FleetDevice:
         """Cut the connection without DISCONNECT and lose what is queued."""
         self.killed = True
         self.rejoin_at = rejoin_at
-        lost = self.queue.qsize() + (self.inflight is not None)
+        lost = self.queued
         while not self.queue.empty():
             self.queue.get_nowait()
         self.inflight = None
@@ -238,6 +250,7 @@ class FleetDevice:
                 timeout_s=ctx.plan.connect_timeout_s,
                 housekeeping_s=ctx.plan.housekeeping_s,
                 bind_address=ctx.plan.bind_address(self.sim.index),
+                io=ctx.io,
             ) as link:
                 connected = True
                 if slots is not None:
@@ -247,6 +260,7 @@ class FleetDevice:
                 if self.killed:  # killed while connecting: die as the others did
                     link.abort()
                 self.link = link
+                self.ever_connected = True
                 ctx.count_connected(+1)
                 try:
                     await self._serve(link)

@@ -20,7 +20,7 @@ A run has four phases:
    sends its queue in order and the time from the queue to the PUBACK is the publish
    latency. ``drop_fraction`` of the devices can be killed at ``drop_after_s``;
 3. **drain**: wait (up to ``drain_timeout_s``) for every queued event and label to be
-   acknowledged;
+   acknowledged, except the events of devices that never connected (``stranded``);
 4. **close**: every connected device publishes its retained ``shutdown`` status and
    disconnects cleanly; devices still trying give up.
 
@@ -41,29 +41,29 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from typing import Any
 
 from contract import TopicScheme
 from edge.mqtt import MqttSettings
 from simulators.aio_device import FleetContext, FleetDevice
+from simulators.aio_heap import HeapKeeper
 from simulators.aio_labels import LabelWriter
+from simulators.aio_link import housekeeping_period
 from simulators.aio_report import RUNNER, AsyncFleetReport
+from simulators.aio_schedule import YIELD_EVERY, run_schedule
+from simulators.aio_shared import FleetIo
 from simulators.connections import ConnectionPlan
-from simulators.fleet import SimDevice, label_for
 from simulators.labels import LabelSink
 from simulators.process import Usage, peak_rss_bytes
+from simulators.sim_device import SimDevice
 from simulators.timebase import Timebase
-from simulators.wire import format_time
 
 __all__ = ["RUNNER", "YIELD_EVERY", "AsyncFleet", "AsyncFleetReport", "ProgressFn"]
 
 log = logging.getLogger(__name__)
 
-YIELD_EVERY = 200
-"""Devices rendered between two yields to the event loop when the schedule is behind
-(or unthrottled): a few milliseconds of work, far below asyncio's slow-callback
-threshold."""
+DRAIN_CHECK_S = 0.5
+"""How often the drain checks whether only devices that never connected still wait."""
 
 ProgressFn = Callable[[AsyncFleetReport], str]
 """Formats a progress line from the report (on the loop; it is printed off the loop)."""
@@ -86,7 +86,8 @@ class AsyncFleet:
     :meth:`stop`. ``tls`` is the context from :func:`simulators.aio_link.tls_context`
     when ``settings.tls`` is set. ``label_sinks`` are written from a worker thread;
     with ``labels_topic`` labels are also published there (QoS 1) over a connection
-    of their own.
+    of their own. ``freeze_heap`` keeps the cyclic garbage collector off the fleet's
+    long-lived objects for the run (:mod:`simulators.aio_heap`).
     """
 
     def __init__(
@@ -108,6 +109,7 @@ class AsyncFleet:
         lag_tolerance_s: float | None = None,
         early_s: float = 0.005,
         drain_timeout_s: float = 30.0,
+        freeze_heap: bool = True,
     ) -> None:
         self.report = AsyncFleetReport.for_schedule(
             len(devices), interval_s=interval_s, timebase=timebase, lag_tolerance_s=lag_tolerance_s
@@ -127,6 +129,7 @@ class AsyncFleet:
         self.progress_every_s = progress_every_s
         self.early_s = early_s
         self.drain_timeout_s = drain_timeout_s
+        self.freeze_heap = freeze_heap
         self.drained = False
         for sim in self.sims:
             if not sim.topic:
@@ -173,16 +176,7 @@ class AsyncFleet:
         self._stop = stop = asyncio.Event()
         if self._stop_requested.is_set():
             stop.set()
-        report = self.report
-        ctx = FleetContext(
-            settings=self.settings,
-            plan=self.plan,
-            report=report,
-            qos=self.qos,
-            tls=self.tls,
-            connecting=asyncio.Semaphore(self.plan.max_connecting),
-            rng=random.Random(f"{self.plan.seed}/reconnect"),
-        )
+        ctx = self._context()
         devices = [
             FleetDevice(sim, ctx, status_topic=self.topics.status(sim.site, sim.device))
             for sim in self.sims
@@ -195,6 +189,43 @@ class AsyncFleet:
             tls=self.tls,
         )
         helpers = [asyncio.create_task(labels.run(), name="labels")]
+        heap = HeapKeeper(enabled=self.freeze_heap)
+        try:
+            if await self._ramp(ctx, devices, helpers, heap):
+                heap.seal()
+                await self._run_schedule(ctx, devices, labels, helpers)
+        finally:
+            await self._finish(ctx, devices, labels, helpers)
+            heap.release()
+        return self.report
+
+    def _context(self) -> FleetContext:
+        return FleetContext(
+            settings=self.settings,
+            plan=self.plan,
+            report=self.report,
+            qos=self.qos,
+            tls=self.tls,
+            connecting=asyncio.Semaphore(self.plan.max_connecting),
+            rng=random.Random(f"{self.plan.seed}/reconnect"),
+            io=FleetIo(
+                housekeeping_s=housekeeping_period(
+                    self.settings.keepalive_s, self.plan.housekeeping_s
+                )
+            ),
+        )
+
+    async def _ramp(
+        self,
+        ctx: FleetContext,
+        devices: list[FleetDevice],
+        helpers: list[asyncio.Task[None]],
+        heap: HeapKeeper,
+    ) -> bool:
+        """Start every device's life; wait for the ramp; return whether to run the schedule."""
+        assert self._stop is not None
+        loop = asyncio.get_running_loop()
+        report = self.report
         t0 = loop.time()
         if self.progress is not None:
             helpers.append(asyncio.create_task(self._show_progress(t0), name="progress"))
@@ -203,34 +234,50 @@ class AsyncFleet:
         offsets = self.plan.ramp_offsets(len(devices))
         for device, offset in zip(devices, offsets, strict=True):
             device.task = asyncio.create_task(device.live(t0 + offset))
+        freezer = asyncio.create_task(heap.during_ramp(), name="heap")
         try:
             ramp_limit = max(offsets) + self.plan.ramp_timeout_s
             await self._until_stopped(ctx.all_connected.wait(), ramp_limit)
-            report.ramp_s = loop.time() - t0
-            report.connected_after_ramp = report.connected_now
-            report.ramp_usage = Usage.now().since(ramp0)
-            if report.connected_now == 0 and not stop.is_set():
-                report.error = (
-                    f"no device could connect to the MQTT broker at {self.settings.url} in"
-                    f" {report.ramp_s:.0f} s ({report.connect_failures:,} failed attempts, the"
-                    f" last: {report.last_connect_error}); is it running, and does it accept"
-                    " these clients?"
-                )
-            elif not stop.is_set():
-                await self._run_schedule(ctx, devices, labels, helpers)
         finally:
-            report.connected_at_end = report.connected_now
-            report.phase = "drain"
-            await self._drain(ctx, labels)
-            report.phase = "close"
-            await self._close(ctx, devices)
-            for task in helpers:
-                task.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
-            report.label_errors += labels.dropped
-            report.phase = "done"
-            report.peak_rss_bytes = peak_rss_bytes()
-        return report
+            freezer.cancel()
+            await asyncio.gather(freezer, return_exceptions=True)
+        report.ramp_s = loop.time() - t0
+        report.connected_after_ramp = report.connected_now
+        report.ramp_usage = Usage.now().since(ramp0)
+        if self._stop.is_set():
+            return False
+        if report.connected_now == 0:
+            report.error = (
+                f"no device could connect to the MQTT broker at {self.settings.url} in"
+                f" {report.ramp_s:.0f} s ({report.connect_failures:,} failed attempts, the"
+                f" last: {report.last_connect_error}); is it running, and does it accept"
+                " these clients?"
+            )
+            return False
+        return True
+
+    async def _finish(
+        self,
+        ctx: FleetContext,
+        devices: list[FleetDevice],
+        labels: LabelWriter,
+        helpers: list[asyncio.Task[None]],
+    ) -> None:
+        """Drain, close every device, stop the helpers; complete the report."""
+        report = self.report
+        report.connected_at_end = report.connected_now
+        report.phase = "drain"
+        await self._drain(ctx, devices, labels)
+        report.phase = "close"
+        await self._close(ctx, devices)
+        for task in helpers:
+            task.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
+        if ctx.io is not None:
+            await ctx.io.aclose()
+        report.label_errors += labels.dropped
+        report.phase = "done"
+        report.peak_rss_bytes = peak_rss_bytes()
 
     async def _run_schedule(
         self,
@@ -248,7 +295,17 @@ class AsyncFleet:
         if self.plan.drop_fraction > 0:
             helpers.append(asyncio.create_task(self._drop(devices), name="drop"))
         try:
-            await self._until_stopped(self._schedule(devices, labels))
+            await self._until_stopped(
+                run_schedule(
+                    devices,
+                    report=report,
+                    labels=labels,
+                    timebase=self.timebase,
+                    interval_s=self.interval_s,
+                    duration_s=self.duration_s,
+                    early_s=self.early_s,
+                )
+            )
         finally:
             ctx.in_schedule = False
             report.stopped_early = self._stop is not None and self._stop.is_set()
@@ -270,62 +327,6 @@ class AsyncFleet:
             await asyncio.gather(stopper, return_exceptions=True)
             with contextlib.suppress(asyncio.CancelledError):
                 await task  # its own failure, if any, is the run's
-
-    # -- the schedule ---------------------------------------------------------------------
-    async def _schedule(self, devices: list[FleetDevice], labels: LabelWriter) -> None:
-        report = self.report
-        lag = report.lag
-        timebase = self.timebase
-        start_epoch = timebase.start_epoch
-        start_dt = timebase.start
-        interval = self.interval_s
-        duration = self.duration_s
-        throttled = timebase.throttled
-        early = self.early_s
-        loop = asyncio.get_running_loop()
-        since_yield = 0
-        tick = 0
-        while True:
-            base = tick * interval
-            if duration is not None and base >= duration:
-                return
-            for device in devices:
-                sim = device.sim
-                offset = base + sim.phase_s
-                if duration is not None and offset >= duration:
-                    return
-                if throttled:
-                    remaining = timebase.due_in(offset)
-                    if remaining > early:
-                        await asyncio.sleep(remaining)
-                        since_yield = 0
-                        remaining = timebase.due_in(offset)
-                    lag.add(-remaining if remaining < 0 else 0.0)
-                since_yield += 1
-                if since_yield >= YIELD_EVERY:
-                    since_yield = 0
-                    await asyncio.sleep(0)
-                for anomaly in sim.plan.step(tick):
-                    report.labels += 1
-                    labels.add(label_for(sim, anomaly, timebase, interval))
-                values = sim.values(tick, start_epoch + offset)
-                report.duration_s = offset
-                if values is None:
-                    report.silent += 1
-                    continue
-                if device.killed:
-                    report.killed_ticks += 1
-                    continue
-                payload = sim.render(values, format_time(start_dt + timedelta(seconds=offset)))
-                item = (sim.topic, payload, loop.time())
-                if throttled:
-                    device.put_nowait(item)
-                else:
-                    await device.put(item)  # as fast as the broker acknowledges
-                report.events += 1
-                report.readings += len(values)
-                report.bytes += len(payload)
-            tick += 1
 
     async def _drop(self, devices: list[FleetDevice]) -> None:
         await asyncio.sleep(self.plan.drop_after_s)
@@ -353,11 +354,29 @@ class AsyncFleet:
             await asyncio.to_thread(print, line, file=sys.stderr, flush=True)
 
     # -- the end ---------------------------------------------------------------------------
-    async def _drain(self, ctx: FleetContext, labels: LabelWriter) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ctx.backlog.idle.wait(), self.drain_timeout_s)
-        self.drained = ctx.backlog.pending <= 0
-        if labels.active and not await labels.join(self.drain_timeout_s):
+    async def _drain(
+        self, ctx: FleetContext, devices: list[FleetDevice], labels: LabelWriter
+    ) -> None:
+        """Wait for the backlog to be acknowledged, but not for devices that never connected.
+
+        A device that never held a connection (the open-file limit, a broker that
+        refuses it) keeps its readings queued, as a real one would; waiting the whole
+        drain timeout for them proves nothing. They are counted as ``stranded``.
+        """
+        loop = asyncio.get_running_loop()
+        backlog = ctx.backlog
+        deadline = loop.time() + self.drain_timeout_s
+        stranded = 0
+        while backlog.pending > 0:
+            stranded = sum(d.queued for d in devices if not d.ever_connected)
+            remaining = deadline - loop.time()
+            if backlog.pending <= stranded or remaining <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(backlog.idle.wait(), min(DRAIN_CHECK_S, remaining))
+        self.report.stranded = stranded if backlog.pending > 0 else 0
+        self.drained = backlog.pending <= self.report.stranded
+        if labels.active and not await labels.join(max(0.0, deadline - loop.time())):
             self.drained = False
 
     async def _close(self, ctx: FleetContext, devices: list[FleetDevice]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from simulators.fleet import FleetReport
+from simulators.fleet_report import FleetReport
 from simulators.timebase import LagStats
 
 __all__ = ["PUBACK_TOLERANCE_S", "RUNNER", "AsyncFleetReport"]
@@ -51,6 +51,8 @@ class AsyncFleetReport(FleetReport):
     """Queued events lost with a killed device."""
     shed: int = 0
     """Events dropped, oldest first, from a full outgoing queue."""
+    stranded: int = 0
+    """Events still queued at the end on devices that never connected (not waited for)."""
     label_errors: int = 0
     puback: LagStats = field(default_factory=lambda: LagStats(tolerance_s=PUBACK_TOLERANCE_S))
     """Queue-to-PUBACK latency of every acknowledged event."""
@@ -92,6 +94,7 @@ class AsyncFleetReport(FleetReport):
             "killed_ticks": self.killed_ticks,
             "discarded": self.discarded,
             "shed": self.shed,
+            "stranded": self.stranded,
             "label_errors": self.label_errors,
             "puback": self.puback.as_dict(),
             "steady": self.steady,

@@ -14,6 +14,7 @@ the CPU share of a phase (CPU seconds of every thread / wall seconds).
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
 import time
 from dataclasses import dataclass
@@ -62,22 +63,54 @@ def peak_rss_bytes() -> int:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Wall (monotonic) and CPU (every thread of the process) seconds at one moment."""
+    """Wall (monotonic), CPU and run-queue wait seconds (every thread) at one moment.
+
+    The wait is the time the process's threads were ready to run but waited for a
+    CPU (``/proc/self/task/*/schedstat``, Linux; 0 elsewhere): on a shared machine it
+    tells a process that is slow from one that is starved.
+    """
 
     wall_s: float
     cpu_s: float
+    wait_s: float | None = None
 
     @classmethod
     def now(cls) -> Usage:
         """Take a snapshot."""
-        return cls(time.monotonic(), time.process_time())
+        return cls(time.monotonic(), time.process_time(), _run_queue_wait_s())
 
     def since(self, earlier: Usage) -> dict[str, float]:
-        """Return wall seconds, CPU seconds and their ratio (cores used) since ``earlier``."""
+        """Return wall, CPU and run-queue wait seconds and the cores used since ``earlier``.
+
+        The wait is left out when either snapshot could not read it.
+        """
         wall = self.wall_s - earlier.wall_s
         cpu = self.cpu_s - earlier.cpu_s
-        return {
+        out = {
             "wall_s": round(wall, 3),
             "cpu_s": round(cpu, 3),
             "cpu_share": round(cpu / wall, 4) if wall > 0 else 0.0,
         }
+        if self.wait_s is not None and earlier.wait_s is not None:
+            out["run_queue_wait_s"] = round(self.wait_s - earlier.wait_s, 3)
+        return out
+
+
+def _run_queue_wait_s() -> float | None:
+    """Sum the run-queue wait of the live threads of this process (None if unreadable).
+
+    Threads that ended take their wait with them: a lower bound when threads come and
+    go. Reading needs a file descriptor each, so a process at its open-file limit (a
+    fleet holding every connection it can) gets None.
+    """
+    total = 0
+    try:
+        for task in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{task}/schedstat") as f:
+                    total += int(f.read().split()[1])
+            except FileNotFoundError:
+                continue  # the thread ended meanwhile
+    except (OSError, ValueError, IndexError):
+        return None
+    return total / 1e9

@@ -57,8 +57,8 @@ from pydantic import (
 from contract import TopicScheme, check_id
 from contract.errors import ConfigError, TopicError
 from simulators.anomalies import ALL_METRICS, RandomAnomalies, ScheduledAnomaly
-from simulators.fleet import MetricSpec, SimDevice
 from simulators.signals import MODEL_NAMES, SignalParams
+from simulators.sim_device import MetricSpec, SimDevice
 from simulators.timebase import parse_speed
 
 __all__ = [

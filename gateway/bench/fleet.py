@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -168,6 +169,7 @@ def run_case(
             broker_ps = psutil.Process(broker.pid)
             limits = _fd_limit_of(broker.pid)
             cpu0 = _cpu_s(broker_ps)
+            load0 = os.getloadavg()
             t0 = time.monotonic()
             child = subprocess.Popen(
                 _argv(options, workload, runner, port),
@@ -187,6 +189,7 @@ def run_case(
                 out, _ = child.communicate()
             pump.join(5)
             wall = time.monotonic() - t0
+            load1 = os.getloadavg()
             broker_cpu = _cpu_s(broker_ps) - cpu0
             broker_rss = broker_ps.memory_info().rss
         finally:
@@ -205,6 +208,8 @@ def run_case(
         "runner": runner,
         "exit_code": child.returncode,
         "case_wall_s": round(wall, 1),
+        # Other work on the machine takes CPU from both the simulator and the broker.
+        "load_average": {"start": _rounded(load0), "end": _rounded(load1)},
         "broker": {
             "cpu_s": round(broker_cpu, 2),
             "cpu_share_of_case": round(broker_cpu / wall, 3) if wall else None,
@@ -213,6 +218,10 @@ def run_case(
         },
         "result": doc,
     }
+
+
+def _rounded(values: tuple[float, ...]) -> list[float]:
+    return [round(v, 2) for v in values]
 
 
 def _cpu_s(proc: psutil.Process) -> float:

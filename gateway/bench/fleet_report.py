@@ -42,11 +42,16 @@ def summary(case: dict[str, Any]) -> dict[str, Any]:
         "puback_p99_s": puback.get("p99_s"),
         "lag_p99_s": (result.get("lag") or {}).get("p99_s"),
         "cpu_share": steady.get("cpu_share"),
+        "waited_share": round(steady["run_queue_wait_s"] / steady["wall_s"], 2)
+        if steady.get("wall_s") and "run_queue_wait_s" in steady
+        else None,
         "peak_rss_mb": round(result["peak_rss_bytes"] / 1e6, 1)
         if result.get("peak_rss_bytes")
         else None,
         "broker_cpu_share": case["broker"]["cpu_share_of_case"],
         "error": result.get("error"),
+        "stranded": result.get("stranded"),
+        "load_1min": [(case.get("load_average") or {}).get(k, [None])[0] for k in ("start", "end")],
     }
 
 
@@ -65,7 +70,11 @@ def build_fleet_table(report: FleetBenchReport) -> Table:
         caption=f"CPU: the simulator process, CPU seconds / wall seconds of the schedule phase"
         f" (target < {TARGET_CPU_SHARE:g} core for 20,000 devices). PUBACK: queued to"
         f" acknowledged (asyncio) or publish() to acknowledged (threads); target p99 <"
-        f" {TARGET_P99_S * 1000:.0f} ms. Broker CPU: mosquitto over the whole case.",
+        f" {TARGET_P99_S * 1000:.0f} ms. Broker CPU: mosquitto over the whole case. Stranded:"
+        " events queued on devices that never connected (the open-file limit). Waited for CPU:"
+        " seconds the simulator's threads were ready but waited for a CPU, per wall second"
+        " of the schedule (summed over threads; high means starved, not slow). Load: the"
+        " machine's 1-minute load average at the start and end of the case (2 cores).",
     )
     for name in (
         "workload",
@@ -78,8 +87,10 @@ def build_fleet_table(report: FleetBenchReport) -> Table:
         "PUBACK\np50 ms",
         "PUBACK\np99 ms",
         "CPU\ncores",
+        "waited\nfor CPU",
         "peak RSS\nMB",
         "broker\nCPU",
+        "load\nstart-end",
     ):
         table.add_column(name, justify="left" if name in ("workload", "runner") else "right")
     for case in report.cases:
@@ -93,12 +104,15 @@ def build_fleet_table(report: FleetBenchReport) -> Table:
             _fmt(s["held_at_end"]),
             _fmt(s["ramp_s"], ",.1f"),
             f"{_fmt(s['events_per_s'], ',.0f')} ({s['target_events_per_s']:,.0f})",
-            f"{_fmt(s['acknowledged'])} / {_fmt(s['events'])}",
+            f"{_fmt(s['acknowledged'])} / {_fmt(s['events'])}"
+            + (f" ({s['stranded']:,} stranded)" if s["stranded"] else ""),
             _fmt(None if p50 is None else p50 * 1000, ",.0f"),
             _fmt(None if p99 is None else p99 * 1000, ",.0f"),
             _fmt(s["cpu_share"], ".2f"),
+            _fmt(s["waited_share"], ".2f"),
             _fmt(s["peak_rss_mb"], ",.0f"),
             _fmt(s["broker_cpu_share"], ".2f"),
+            "-".join(_fmt(x, ".1f") for x in s["load_1min"]),
         )
     return table
 

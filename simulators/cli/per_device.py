@@ -79,12 +79,60 @@ def run_async(
     args: argparse.Namespace, *, scenario: Any, devices: list[Any], topics: Any, timebase: Any
 ) -> int:
     """Run the fleet on the asyncio runner; print the summary; return the exit code."""
+    from simulators.labels import JsonLinesLabelSink, LabelSink
+
+    sinks: list[LabelSink] = []
+    if args.labels is not None:
+        sinks.append(JsonLinesLabelSink(args.labels))
+    try:
+        fleet = _async_fleet(args, scenario, devices, topics, timebase, sinks)
+        if isinstance(fleet, int):
+            return fleet
+        plan, settings = fleet.plan, fleet.settings
+        print(
+            f"simulating {len(devices):,} devices of scenario {scenario.name!r} on {settings.url},"
+            f" one connection each (asyncio; ramp {plan.ramp_rate:g}/s, client ids"
+            f" {plan.client_id_template!r}), under {topics.prefix}/ (speed {scenario.speed},"
+            f" event time from {timebase.start.isoformat()})",
+            file=sys.stderr,
+        )
+        report = common.run_interruptibly(fleet.run_blocking, fleet.stop)
+    finally:
+        for sink in sinks:
+            sink.close()
+    if report.error:
+        common.err(report.error)
+    doc = {
+        "scenario": scenario.name,
+        "seed": scenario.seed,
+        "connections_mode": "per-device",
+        "all_acknowledged": fleet.drained,
+        "dialect": "sensorgate",
+        **report.as_dict(),
+    }
+    common.emit(
+        args, f"simulate: {scenario.name} (one connection per device, asyncio)", doc, _rows(report)
+    )
+    if report.error:
+        return common.EXIT_BROKER
+    return common.EXIT_OK if report.kept_up and fleet.drained else common.EXIT_BEHIND
+
+
+def _async_fleet(
+    args: argparse.Namespace,
+    scenario: Any,
+    devices: list[Any],
+    topics: Any,
+    timebase: Any,
+    sinks: list[Any],
+) -> Any:
+    """Return the :class:`~simulators.aio_fleet.AsyncFleet` to run, or an exit code."""
     from pydantic import ValidationError
 
     from contract.errors import BrokerError
     from simulators.aio_fleet import AsyncFleet
     from simulators.aio_link import tls_context
-    from simulators.labels import JsonLinesLabelSink, LabelSink, labels_topic
+    from simulators.labels import labels_topic
 
     try:
         plan = _plan(args, scenario.seed)
@@ -97,10 +145,7 @@ def run_async(
     except BrokerError as exc:  # a TLS file that cannot be loaded: configuration, not the broker
         common.err(str(exc))
         return common.EXIT_CONFIG
-    sinks: list[LabelSink] = []
-    if args.labels is not None:
-        sinks.append(JsonLinesLabelSink(args.labels))
-    fleet = AsyncFleet(
+    return AsyncFleet(
         devices,
         settings=settings,
         plan=plan,
@@ -116,72 +161,44 @@ def run_async(
         progress_every_s=args.progress_every or 5.0,
         drain_timeout_s=args.drain_timeout,
     )
-    print(
-        f"simulating {len(devices):,} devices of scenario {scenario.name!r} on {settings.url},"
-        f" one connection each (asyncio; ramp {plan.ramp_rate:g}/s, client ids"
-        f" {plan.client_id_template!r}), under {topics.prefix}/ (speed {scenario.speed},"
-        f" event time from {timebase.start.isoformat()})",
-        file=sys.stderr,
-    )
-    try:
-        report = common.run_interruptibly(fleet.run_blocking, fleet.stop)
-    finally:
-        for sink in sinks:
-            sink.close()
-    if report.error:
-        common.err(report.error)
-    doc = {
-        "scenario": scenario.name,
-        "seed": scenario.seed,
-        "connections_mode": "per-device",
-        "all_acknowledged": fleet.drained,
-        "dialect": "sensorgate",
-        **report.as_dict(),
-    }
+
+
+def _rows(report: Any) -> list[tuple[str, Any]]:
+    """Return the asyncio runner's summary table."""
     lag = report.lag
     puback = report.puback
-    common.emit(
-        args,
-        f"simulate: {scenario.name} (one connection per device, asyncio)",
-        doc,
-        [
-            ("devices", report.devices),
-            ("ramp-up (s)", report.ramp_s),
-            ("connected after the ramp", report.connected_after_ramp),
-            ("fewest connected", report.connected_min),
-            ("connected at the end", report.connected_at_end),
-            (
-                "connection attempts / failed",
-                f"{report.connect_attempts:,} / {report.connect_failures:,}",
-            ),
-            (
-                "connections lost / reconnects",
-                f"{report.connections_lost:,} / {report.reconnects:,}",
-            ),
-            ("killed (--drop-fraction)", report.killed),
-            ("births / goodbyes", f"{report.births:,} / {report.goodbyes:,}"),
-            ("simulated (s)", report.duration_s),
-            ("wall (s)", report.wall_s),
-            ("events", report.events),
-            ("readings", report.readings),
-            ("acknowledged", report.acknowledged),
-            ("shed (queue full) / discarded (killed)", f"{report.shed:,} / {report.discarded:,}"),
-            ("target events/s", report.target_events_per_s),
-            ("achieved events/s", report.events_per_s),
-            ("silent ticks (dropout)", report.silent),
-            ("labels", report.labels),
-            ("PUBACK p50 (ms)", puback.percentile(0.5) * 1000),
-            ("PUBACK p99 (ms)", puback.percentile(0.99) * 1000),
-            ("lag p99 (ms)", lag.percentile(0.99) * 1000),
-            (f"late (> {lag.tolerance_s:g} s)", lag.late),
-            ("CPU during the schedule (cores)", report.steady.get("cpu_share")),
-            ("peak RSS (MB)", report.peak_rss_bytes / 1e6),
-            ("kept up", report.kept_up),
-        ],
-    )
-    if report.error:
-        return common.EXIT_BROKER
-    return common.EXIT_OK if report.kept_up and fleet.drained else common.EXIT_BEHIND
+    return [
+        ("devices", report.devices),
+        ("ramp-up (s)", report.ramp_s),
+        ("connected after the ramp", report.connected_after_ramp),
+        ("fewest connected", report.connected_min),
+        ("connected at the end", report.connected_at_end),
+        (
+            "connection attempts / failed",
+            f"{report.connect_attempts:,} / {report.connect_failures:,}",
+        ),
+        ("connections lost / reconnects", f"{report.connections_lost:,} / {report.reconnects:,}"),
+        ("killed (--drop-fraction)", report.killed),
+        ("births / goodbyes", f"{report.births:,} / {report.goodbyes:,}"),
+        ("simulated (s)", report.duration_s),
+        ("wall (s)", report.wall_s),
+        ("events", report.events),
+        ("readings", report.readings),
+        ("acknowledged", report.acknowledged),
+        ("shed (queue full) / discarded (killed)", f"{report.shed:,} / {report.discarded:,}"),
+        ("stranded (device never connected)", report.stranded),
+        ("target events/s", report.target_events_per_s),
+        ("achieved events/s", report.events_per_s),
+        ("silent ticks (dropout)", report.silent),
+        ("labels", report.labels),
+        ("PUBACK p50 (ms)", puback.percentile(0.5) * 1000),
+        ("PUBACK p99 (ms)", puback.percentile(0.99) * 1000),
+        ("lag p99 (ms)", lag.percentile(0.99) * 1000),
+        (f"late (> {lag.tolerance_s:g} s)", lag.late),
+        ("CPU during the schedule (cores)", report.steady.get("cpu_share")),
+        ("peak RSS (MB)", report.peak_rss_bytes / 1e6),
+        ("kept up", report.kept_up),
+    ]
 
 
 def _connections(
@@ -206,11 +223,14 @@ def threads_doc(
     from simulators.process import peak_rss_bytes
 
     latency = pool.latency
+    connections = _connections(
+        pool, after_ramp=pool.reached, at_end=connected_at_end, ramp_s=ramp["wall_s"]
+    )
+    connections.update(opened=pool.opened, open_error=pool.open_error)
     return {
         "runner": "threads",
-        "connections": _connections(
-            pool, after_ramp=pool.reached, at_end=connected_at_end, ramp_s=ramp["wall_s"]
-        ),
+        "connections": connections,
+        "stranded": pool.stranded,
         "puback": latency.as_dict() if latency is not None else None,
         "steady": steady,
         "ramp_usage": ramp,

@@ -138,7 +138,8 @@ def _pool(
     per_device: bool,
 ) -> LinkPool:
     """Shared connections, or (thread runner) one per device multiplexed on one thread."""
-    from simulators.links import LinkPool, MultiplexedLinks
+    from simulators.links import LinkPool
+    from simulators.multiplexed import MultiplexedLinks
 
     if per_device:
         # One selector thread serves them all: a paho thread per device does not scale.
@@ -194,6 +195,10 @@ def _run_on_links(
     ramp = _connect(args, pool, scenario, per_device=per_device)
     if ramp is None:
         return common.EXIT_BROKER
+    from simulators.multiplexed import MultiplexedLinks
+
+    if isinstance(pool, MultiplexedLinks) and pool.open_error:
+        common.err(f"going on with {pool.reached:,} of {pool.size:,} devices: {pool.open_error}")
     publisher: Publisher = pool if dialect == "sensorgate" else DialectPublisher(pool, dialect)
     sinks = _label_sinks(args, pool, topics)
     fleet = _fleet(args, devices, publisher, topics, timebase, scenario, sinks)

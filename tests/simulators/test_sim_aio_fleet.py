@@ -303,3 +303,53 @@ def test_no_callback_blocks_the_event_loop_in_asyncio_debug_mode(
     assert report.killed == 20
     assert report.reconnects >= 20  # they rejoined
     assert len(read_labels(labels_file.read_text().splitlines())) == report.labels > 0
+
+
+def test_a_connection_that_breaks_on_the_way_out_leaves_no_unretrieved_future(services, unique):
+    # aiomqtt keeps a broken connection's error in a future that only its message
+    # iterator reads; a device that leaves without iterating used to leave it unread,
+    # and asyncio logged a traceback per device ("Future exception was never
+    # retrieved"), thousands at the end of a big fleet.
+    import asyncio
+    import gc
+
+    from simulators.aio_link import connect_device
+
+    said: list[str] = []
+
+    async def main() -> bool:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, context: said.append(str(context["message"])))
+        async with connect_device(mqtt_settings(services), client_id=f"t{unique}-brk") as link:
+            link.abort()
+            client = link._client
+            for _ in range(int(WAIT_S / 0.05)):  # the reader sees the end of the stream
+                if client._disconnected.done():
+                    break
+                await asyncio.sleep(0.05)
+            broke = client._disconnected.done()
+            del client
+        del link
+        gc.collect()
+        await asyncio.sleep(0)
+        return broke
+
+    assert asyncio.run(main()), "the client never saw its connection break"
+    assert said == []
+
+
+def test_the_drain_does_not_wait_for_devices_that_never_connected(services, topics, unique):
+    # Every other device connects from an address this host does not have (192.0.2.1,
+    # TEST-NET-1): it never holds a connection, as past the open-file limit, and keeps
+    # its readings queued. The drain settles everything the others sent and counts the
+    # rest as stranded instead of waiting its whole timeout for them.
+    n = 20
+    scenario = _realtime(n, 2)
+    plan = _plan(unique, bind_addresses=("127.0.0.1", "192.0.2.1"), ramp_timeout_s=1.0)
+    fleet = _fleet(services, topics, scenario, plan, drain_timeout_s=WAIT_S)
+    report = fleet.run_blocking()
+    assert report.connected_after_ramp == n // 2
+    assert report.connect_failures > 0
+    assert report.stranded > 0
+    assert report.acknowledged + report.stranded == report.events
+    assert fleet.drained

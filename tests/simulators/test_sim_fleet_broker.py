@@ -11,10 +11,12 @@ from sim_helpers import Collector, mqtt_settings
 from contract import TelemetryEvent, TopicKind, decode
 from simulators.fleet import Fleet, wait_until
 from simulators.labels import MemoryLabelSink, MqttLabelSink, labels_topic
-from simulators.links import LinkPool, MultiplexedLinks
+from simulators.links import LinkPool
+from simulators.multiplexed import MultiplexedLinks
 from simulators.scenario import build_devices, simple_scenario
 from simulators.timebase import Timebase, resolve_start
 
+WAIT_S = 30.0  # generous: the test machine is shared
 DEVICES = 1_000
 SECONDS = 20.0
 
@@ -138,3 +140,31 @@ def test_multiplexed_links_reconnect_after_a_lost_connection(services, unique):
     finally:
         pool.stop()
     assert pool.connected == 0
+
+
+@pytest.mark.integration
+def test_multiplexed_links_go_on_with_what_they_hold_at_the_open_file_limit(services, unique):
+    import os
+    import resource
+
+    n = 40
+    pool = MultiplexedLinks(
+        mqtt_settings(services), client_ids=[f"mf-{unique}-{i}" for i in range(n)]
+    )
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    in_use = len(os.listdir("/proc/self/fd"))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (in_use + 15, hard))  # room for ~15 sockets
+    try:
+        pool.start(timeout=WAIT_S)  # used to raise at the first EMFILE
+        assert 0 < pool.opened < n
+        assert pool.reached == pool.connected == pool.opened
+        assert pool.open_error is not None
+        assert "EMFILE" in pool.open_error
+        for key in range(n):
+            pool.publish("sgtest/x", b"1", key=key)
+        assert pool.wait_acknowledged(WAIT_S)  # all but the never-connected links'
+        assert pool.stranded == n - pool.opened
+        assert pool.acknowledged == pool.opened
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        pool.stop()

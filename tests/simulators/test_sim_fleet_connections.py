@@ -66,14 +66,24 @@ def test_housekeeping_follows_the_keepalive_unless_told():
 
 
 def test_the_aiomqtt_internals_the_adapter_uses_are_still_there():
-    # simulators/aio_link.py overrides Client._misc_loop (the housekeeping pace) and
-    # reaches the paho client as Client._client (abrupt close). An aiomqtt upgrade that
-    # renames either must fail here, not in a fleet.
+    # simulators/aio_link.py overrides Client._misc_loop (one housekeeping sweep) and the
+    # paho socket callbacks _on_socket_register_write/_on_socket_unregister_write
+    # (batched writes), reaches the paho client as Client._client (abrupt close) and
+    # reads Client._disconnected (a broken connection's error, marked as retrieved).
+    # An aiomqtt upgrade that renames or rewires any of them must fail here, not in a
+    # fleet.
+    init = _source(aiomqtt.Client.__init__)
+    assert "self._client: mqtt.Client" in init
+    assert "self._disconnected: asyncio.Future[None]" in init
+    assert "self._client.on_socket_register_write = self._on_socket_register_write" in init
+    assert "self._client.on_socket_unregister_write = self._on_socket_unregister_write" in init
     assert callable(getattr(aiomqtt.Client, "_misc_loop", None))
-    assert "self._client: mqtt.Client" in _source(aiomqtt.Client.__init__)
     assert "self._misc_task = self._loop.create_task(self._misc_loop())" in _source(
         aiomqtt.Client._on_socket_open
     )
+    # The writer aiomqtt adds is what a batched write falls back on when a socket is full.
+    assert "self._loop.add_writer" in _source(aiomqtt.Client._on_socket_register_write)
+    assert "self._loop.remove_writer" in _source(aiomqtt.Client._on_socket_unregister_write)
 
 
 def _source(obj: object) -> str:

@@ -16,7 +16,12 @@ import zoneinfo
 from typing import Any, Protocol, runtime_checkable
 
 from dataflows.adapters.config import BaseAdapterConfig
-from dataflows.adapters.identity import event_id, hashed_low_bits, sequence_of
+from dataflows.adapters.identity import (
+    arrival_low_bits,
+    event_id,
+    hashed_low_bits,
+    sequence_of,
+)
 from dataflows.adapters.ids import IdPolicy, IdRefused
 from dataflows.adapters.naming import (
     FAHRENHEIT,
@@ -148,10 +153,19 @@ class BaseAdapter:
         payload: bytes,
         time_us: int,
         low: int | None = None,
+        *,
+        arrival: bool = False,
     ) -> Telemetry:
-        """Start the telemetry of one device: sequence and event id from the message."""
+        """Start the telemetry of one device: sequence and event id from the message.
+
+        ``arrival``: ``time_us`` is the gateway's arrival stamp, not a time of the
+        payload's own (see :func:`~dataflows.adapters.identity.arrival_low_bits`).
+        """
         if low is None:
-            low = hashed_low_bits(topic, payload, device)
+            if arrival:
+                low = arrival_low_bits(time_us, topic, payload, device)
+            else:
+                low = hashed_low_bits(topic, payload, device)
         sequence = sequence_of(time_us, low)
         return Telemetry(
             site, device, sequence, event_id(self.name, topic, device, sequence, payload)
@@ -159,14 +173,18 @@ class BaseAdapter:
 
     def message_time(self, payload_us: int | None, received_us: int) -> int:
         """Return the message's time: its own when present and plausible, else arrival."""
+        return self.timed(payload_us, received_us)[0]
+
+    def timed(self, payload_us: int | None, received_us: int) -> tuple[int, bool]:
+        """Return the message's time and whether it is the arrival (no plausible own time)."""
         if (
             payload_us is None
             or not self.config.payload_time
             or payload_us < PLAUSIBLE_US
             or payload_us > received_us + _MAX_FUTURE_US
         ):
-            return received_us
-        return payload_us
+            return received_us, True
+        return payload_us, False
 
     def add(
         self,

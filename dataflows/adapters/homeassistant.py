@@ -388,7 +388,7 @@ class HomeAssistantAdapter(BaseAdapter):
             tel = by_device.get(key)
             if tel is None:
                 tel = by_device[key] = self.telemetry(
-                    entity.site, entity.device, topic, payload, received_us
+                    entity.site, entity.device, topic, payload, received_us, arrival=True
                 )
             self.add(
                 tel,

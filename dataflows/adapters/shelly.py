@@ -170,7 +170,7 @@ class ShellyAdapter(BaseAdapter):
         sensor, field = where
         site, device = self.device_of(ident)
         text = payload.decode("utf-8", "replace").strip()
-        tel = self.telemetry(site, device, topic, payload, received_us)
+        tel = self.telemetry(site, device, topic, payload, received_us, arrival=True)
         unit = GEN1_UNITS.get(field, "")
         if field == "temperature" and sensor == "sensor" and self.cfg.gen1_temperature_unit == "F":
             unit = "°F"
@@ -213,16 +213,16 @@ class ShellyAdapter(BaseAdapter):
                 raise AdapterFailure("NotifyStatus without a params object")
             if self.cfg.device_from == "src" and isinstance(doc.get("src"), str):
                 foreign = doc["src"]
-            t_us = self.message_time(parse_time_us(params.get("ts")), received_us)
+            t_us, arrival = self.timed(parse_time_us(params.get("ts")), received_us)
             components = {k: v for k, v in params.items() if isinstance(v, dict)}
         elif len(tail) == 2:
-            t_us = received_us
+            t_us, arrival = received_us, True
             components = {tail[1]: doc}
         else:
             out.ignored = f"Gen2 topic tail {'/'.join(tail)!r} carries no status"
             return
         site, device = self.device_of(foreign)
-        tel = self.telemetry(site, device, topic, payload, t_us)
+        tel = self.telemetry(site, device, topic, payload, t_us, arrival=arrival)
         for component, status in components.items():
             self._component(tel, out, component, status, "", t_us)
         out.keep(tel, "no numeric status fields")

@@ -36,6 +36,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from contract import TopicKind, TopicScheme
 from dataflows.batch import MessageBatch
 from edge.mqtt import Refusal
+from gateway.connectors.delivery_stamps import DeliveryStamps
 from gateway.settings import MqttSourceSettings
 
 __all__ = ["MqttSource", "partition_client_id"]
@@ -109,7 +110,7 @@ class _Client(mqtt.Client):
     buffered: _BufferedSocket | None = None
 
 
-class _Partition(StatefulSourcePartition[MessageBatch, None]):
+class _Partition(StatefulSourcePartition[MessageBatch, dict[str, Any]]):
     _closing = False
     thread_id: int | None = None
     redelivered = 0
@@ -127,8 +128,13 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
         stop: threading.Event | None,
         subscribed: threading.Event,
         on_refused: Callable[[Refusal], None] | None = None,
+        stamps: DeliveryStamps | None = None,
     ) -> None:
         self._settings = settings
+        self._client_id = client_id
+        # Arrival times: unique, and a redelivery's is its first delivery's (adapters
+        # derive the sequence of a message without a time of its own from it).
+        self.stamps = stamps or DeliveryStamps()
         self._on_refused = on_refused
         self._filters = topic_filters
         self._subscribed = subscribed
@@ -200,7 +206,11 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
         if granted:
             self._subscribed.set()
 
-    def _on_disconnect(self, *_args: object) -> None:
+    def _on_disconnect(
+        self, _c: object, _u: object, _f: object, reason: object, *_: object
+    ) -> None:
+        if not self._closing:  # the broker resends what was not acknowledged (dup)
+            log.warning("gateway source %s lost its connection: %s", self._client_id, reason)
         self.connected.clear()
         self._disconnected.set()
 
@@ -218,7 +228,8 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
         self.received += 1
         if msg.dup:
             self.redelivered += 1
-        self._inbox.append((topic, payload, msg.mid, msg.qos, time.time_ns() // 1000))
+        stamp = self.stamps.stamp(msg.mid, msg.qos, msg.dup, topic, payload)
+        self._inbox.append((topic, payload, msg.mid, msg.qos, stamp))
 
     def next_batch(self) -> Iterable[MessageBatch]:
         # Bytewax calls this only once the previous epoch is complete: stored, flushed
@@ -284,9 +295,13 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
         wake_us = inbox[0][4] + self._settings.batch_max_age_ms * 1000
         return datetime.fromtimestamp(wake_us / 1_000_000, UTC)
 
-    def snapshot(self) -> None:
+    def snapshot(self) -> dict[str, Any]:
+        # The stamps of this epoch's messages, acknowledged only after it is committed:
+        # a restart before the acknowledgements gives their redeliveries the same stamps.
+        state = self.stamps.snapshot(self._in_epoch)
         self._to_ack.extend(self._in_epoch)
         self._in_epoch = []
+        return state
 
     def close(self) -> None:
         self._closing = True
@@ -311,7 +326,7 @@ def partition_client_id(settings: MqttSourceSettings, partition: int | str) -> s
     return f"{settings.client_id_prefix}-{group}-{partition}"
 
 
-class MqttSource(FixedPartitionedSource[MessageBatch, None]):
+class MqttSource(FixedPartitionedSource[MessageBatch, dict[str, Any]]):
     """Telemetry, status and commands of every device, over ``settings.partitions`` clients.
 
     Give it settings resolved for the cluster (:meth:`MqttSourceSettings.for_cluster`).
@@ -362,7 +377,9 @@ class MqttSource(FixedPartitionedSource[MessageBatch, None]):
         """
         return [str(i) for i in range(self.settings.partition_count())]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _Partition:
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: dict[str, Any] | None
+    ) -> _Partition:
         """Connect one MQTT client (stable id, persistent session)."""
         client_id = partition_client_id(self.settings, for_part)
         filters = self.topic_filters + ([self.status_filter] if for_part == "0" else [])
@@ -376,6 +393,7 @@ class MqttSource(FixedPartitionedSource[MessageBatch, None]):
             self.stop,
             self.subscribed,
             self.on_refused,
+            _stamps(int(for_part), self.settings.partition_count(), resume_state),
         )
         self.partitions.append(part)
         return part
@@ -395,6 +413,12 @@ class MqttSource(FixedPartitionedSource[MessageBatch, None]):
     def client_cpu_seconds(self) -> float:
         """CPU time of the MQTT clients' network threads (receive, parse, acknowledge)."""
         return sum(_thread_cpu_s(p.thread_id) for p in self.partitions)
+
+
+def _stamps(partition: int, partitions: int, state: dict[str, Any] | None) -> DeliveryStamps:
+    stamps = DeliveryStamps(partition, partitions)
+    stamps.restore(state)
+    return stamps
 
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100

@@ -153,7 +153,11 @@ class HomeAssistantAdapter(BaseAdapter):
         """Config payloads by config topic: the learned state."""
         self._entities: dict[str, list[_Entity]] = {}
         self._by_state: dict[str, list[_Entity]] = {}
-        self._by_avty: dict[str, list[_Availability]] = {}
+        # Availability topic -> config topic -> what that config says of it; and the
+        # availability topics of each config: forgetting a config costs what it named,
+        # whatever the number of devices learned (no scan of every availability topic).
+        self._by_avty: dict[str, dict[str, _Availability]] = {}
+        self._avty_of: dict[str, list[str]] = {}
 
     def filters(self) -> tuple[TopicFilter, ...]:
         """Configs (retained, not shared) and the configured state filters (shared)."""
@@ -332,9 +336,10 @@ class HomeAssistantAdapter(BaseAdapter):
                 ),
                 template,
             )
-            known = self._by_avty.setdefault(avty_topic, [])
-            if all((a.site, a.device) != (site, device) for a in known):
-                known.append(avail)
+            known = self._by_avty.setdefault(avty_topic, {})
+            if topic not in known:  # an entity of a device-based config names it again
+                known[topic] = avail
+                self._avty_of.setdefault(topic, []).append(avty_topic)
 
     def _forget(self, config_topic: str) -> None:
         for entity in self._entities.pop(config_topic, []):
@@ -343,11 +348,10 @@ class HomeAssistantAdapter(BaseAdapter):
                 self._by_state[entity.state_topic] = left
             else:
                 self._by_state.pop(entity.state_topic, None)
-        for avty_topic in list(self._by_avty):
-            left_a = [a for a in self._by_avty[avty_topic] if a.config_topic != config_topic]
-            if left_a:
-                self._by_avty[avty_topic] = left_a
-            else:
+        for avty_topic in self._avty_of.pop(config_topic, ()):
+            known = self._by_avty[avty_topic]
+            del known[config_topic]
+            if not known:
                 del self._by_avty[avty_topic]
 
     def _state(self, topic: str, payload: bytes, received_us: int, out: AdapterResult) -> None:
@@ -355,7 +359,11 @@ class HomeAssistantAdapter(BaseAdapter):
             doc: Any = decode_json(payload)
         except NotJson:
             doc = UNDEFINED
-        for avail in self._by_avty.get(topic, ()):
+        devices: set[tuple[str, str]] = set()
+        for avail in self._by_avty.get(topic, {}).values():
+            if (avail.site, avail.device) in devices:
+                continue  # another config of the same device names this topic too
+            devices.add((avail.site, avail.device))
             text = payload.decode("utf-8", "replace").strip()
             if avail.template is not None:
                 text = str(avail.template.render(payload, doc))
@@ -428,5 +436,6 @@ class HomeAssistantAdapter(BaseAdapter):
         self._entities.clear()
         self._by_state.clear()
         self._by_avty.clear()
+        self._avty_of.clear()
         for topic, text in state.items():
             self._config(topic, base64.b64decode(text), AdapterResult())

@@ -13,6 +13,7 @@ saved by :meth:`Adapter.snapshot` and put back by :meth:`Adapter.restore`.
 from __future__ import annotations
 
 import zoneinfo
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from dataflows.adapters.config import BaseAdapterConfig
@@ -33,9 +34,27 @@ from dataflows.adapters.result import AdapterError, AdapterResult, StatusChange,
 from dataflows.adapters.topicfilter import TopicFilter
 from dataflows.adapters.values import PLAUSIBLE_US, Coercer, NotJson
 
-__all__ = ["Adapter", "AdapterFailure", "BaseAdapter"]
+__all__ = ["Adapter", "AdapterFailure", "BaseAdapter", "ValueTopic"]
 
 _MAX_FUTURE_US = 10 * 365 * 86_400 * 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ValueTopic:
+    """What every plain number on one topic becomes (a Shelly Gen1 value topic).
+
+    The decode stage reads such messages in a batch (:mod:`dataflows.decode_foreign`):
+    ``value`` (a finite float) becomes ``fahrenheit_to_celsius(value)`` if
+    ``fahrenheit``, then ``value * factor``, timed by arrival, exactly as
+    :meth:`Adapter.adapt` would map it.
+    """
+
+    site: str
+    device: str
+    sensor: str
+    metric: str
+    factor: float = 1.0
+    fahrenheit: bool = False
 
 
 @runtime_checkable
@@ -53,6 +72,9 @@ class Adapter(Protocol):
 
     def adapt(self, topic: str, payload: bytes, received_us: int) -> AdapterResult:
         """Map one message; never raises."""
+
+    def value_topic(self, topic: str) -> ValueTopic | None:
+        """Return what every plain number on ``topic`` becomes, if that is all it carries."""
 
     def snapshot(self) -> dict[str, Any]:
         """Return the adapter's state as plain data (JSON-ready)."""
@@ -114,6 +136,10 @@ class BaseAdapter:
 
     def _adapt(self, topic: str, payload: bytes, received_us: int, out: AdapterResult) -> None:
         raise NotImplementedError
+
+    def value_topic(self, topic: str) -> ValueTopic | None:
+        """No value topics by default: every message goes through :meth:`adapt`."""
+        return None
 
     def snapshot(self) -> dict[str, Any]:
         """Stateless by default."""

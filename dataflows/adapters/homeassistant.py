@@ -30,89 +30,13 @@ from typing import Any
 
 from dataflows.adapters.base import AdapterFailure, BaseAdapter
 from dataflows.adapters.config import HomeAssistantConfig
+from dataflows.adapters.ha_config import DEVICE_ABBREVIATIONS, SHARED, expand, tilde
 from dataflows.adapters.hatemplate import UNDEFINED, Template, TemplateError, compile_template
 from dataflows.adapters.result import AdapterResult, Telemetry
 from dataflows.adapters.topicfilter import TopicFilter, covers, matches
 from dataflows.adapters.values import NotJson, decode_json
 
-__all__ = ["ABBREVIATIONS", "HomeAssistantAdapter", "expand"]
-
-ABBREVIATIONS = {
-    "avty": "availability",
-    "avty_mode": "availability_mode",
-    "avty_t": "availability_topic",
-    "avty_tpl": "availability_template",
-    "cmps": "components",
-    "dev": "device",
-    "dev_cla": "device_class",
-    "ent_cat": "entity_category",
-    "json_attr_t": "json_attributes_topic",
-    "json_attr_tpl": "json_attributes_template",
-    "name": "name",
-    "obj_id": "object_id",
-    "o": "origin",
-    "p": "platform",
-    "pl_avail": "payload_available",
-    "pl_not_avail": "payload_not_available",
-    "pl_off": "payload_off",
-    "pl_on": "payload_on",
-    "stat_cla": "state_class",
-    "stat_t": "state_topic",
-    "t": "topic",
-    "uniq_id": "unique_id",
-    "unit_of_meas": "unit_of_measurement",
-    "val_tpl": "value_template",
-    "exp_aft": "expire_after",
-    "frc_upd": "force_update",
-    "sug_dsp_prc": "suggested_display_precision",
-}
-DEVICE_ABBREVIATIONS = {
-    "ids": "identifiers",
-    "cns": "connections",
-    "mf": "manufacturer",
-    "mdl": "model",
-    "mdl_id": "model_id",
-    "sw": "sw_version",
-    "hw": "hw_version",
-    "sa": "suggested_area",
-    "sn": "serial_number",
-}
-_SHARED = (
-    "state_topic",
-    "availability",
-    "availability_topic",
-    "availability_mode",
-    "payload_available",
-    "payload_not_available",
-    "qos",
-    "encoding",
-    "~",
-)
-
-
-def expand(doc: dict[str, Any], table: dict[str, str] = ABBREVIATIONS) -> dict[str, Any]:
-    """Return ``doc`` with abbreviated keys expanded (full keys win over abbreviations)."""
-    out: dict[str, Any] = {}
-    for key, value in doc.items():
-        full = table.get(key, key)
-        if full in out and key != full:
-            continue
-        out[full] = value
-    return out
-
-
-def _tilde(doc: dict[str, Any]) -> dict[str, Any]:
-    base = doc.get("~")
-    if not isinstance(base, str):
-        return doc
-    out = dict(doc)
-    for key, value in doc.items():
-        if (key.endswith("_topic") or key == "topic") and isinstance(value, str):
-            if value.startswith("~"):
-                out[key] = base + value[1:]
-            elif value.endswith("~"):
-                out[key] = value[:-1] + base
-    return out
+__all__ = ["HomeAssistantAdapter"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +148,7 @@ class HomeAssistantAdapter(BaseAdapter):
     def _learn(
         self, topic: str, levels: list[str], raw: dict[str, Any], out: AdapterResult
     ) -> list[str]:
-        doc = _tilde(expand(raw))
+        doc = tilde(expand(raw))
         component = levels[0]
         node_id = levels[1] if len(levels) == 4 else ""
         object_id = levels[-2]
@@ -237,12 +161,12 @@ class HomeAssistantAdapter(BaseAdapter):
             cmps = doc.get("components")
             if not isinstance(cmps, dict):
                 return [f"device-based config {topic!r} has no cmps/components object"]
-            shared = {k: doc[k] for k in _SHARED if k in doc}
+            shared = {k: doc[k] for k in SHARED if k in doc}
             items = []
             for key, item in cmps.items():
                 if not isinstance(item, dict):
                     return [f"component {key!r} of {topic!r} is not an object"]
-                merged = _tilde({**shared, **expand(item)})
+                merged = tilde({**shared, **expand(item)})
                 items.append((str(merged.get("platform", "")), str(key), merged))
         else:
             items = [(component, object_id, doc)]

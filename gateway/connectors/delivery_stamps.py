@@ -23,13 +23,16 @@ Where it is exact, and where not:
   id for a new message (``DUP`` 0), so a resend is matched even when the first copy was
   acknowledged and the acknowledgement was lost with the connection;
 * a restart after the epoch that took the message was committed, before its
-  acknowledgement reached the broker: the stamps of that epoch's messages are in the
-  partition's snapshot (:meth:`DeliveryStamps.snapshot`) and restored with the flow;
+  acknowledgement reached the broker: the stamps of that epoch's messages (and of the
+  epoch before, whose acknowledgements were the last to leave) are in the partition's
+  snapshot (:meth:`DeliveryStamps.snapshot`) and restored with the flow;
 * **not exact**: a restart that loses an epoch in progress (a crash after its points
   were written, before it was committed). Its messages are redelivered with ``DUP``
   but no stamp of theirs survived: they get new stamps, and a timeless reading is
   stored a second time at its new arrival (a message whose payload carries its time
-  is still dropped as a duplicate). Counted as :attr:`DeliveryStamps.unmatched`;
+  is still dropped as a duplicate). Counted as :attr:`DeliveryStamps.unmatched`. The
+  same for a message acknowledged two epochs or more before the restart whose
+  acknowledgement the broker never read (a connection that went dead silently);
 * **not exact either**: a ``DUP`` message whose packet id the broker reused after our
   acknowledgement reached it, whose first copy was lost with the connection, and whose
   topic and payload are byte for byte those of the earlier message with that id. It
@@ -53,13 +56,14 @@ def _crc(topic: str, payload: bytes | bytearray) -> int:
 class DeliveryStamps:
     """Stamps the arrivals of one source partition (see the module docstring)."""
 
-    __slots__ = ("_by_mid", "_last", "_offset", "_step", "matched", "unmatched")
+    __slots__ = ("_by_mid", "_last", "_offset", "_previous", "_step", "matched", "unmatched")
 
     def __init__(self, partition: int = 0, partitions: int = 1) -> None:
         self._step = 1 << max(0, partitions - 1).bit_length()
         self._offset = partition % self._step
         self._last = -self._step + self._offset
         self._by_mid: dict[int, tuple[int, int]] = {}  # packet id -> (stamp, crc)
+        self._previous: list[int] = []  # the packet ids of the snapshot before
         self.matched = 0
         """``DUP`` messages given their first delivery's stamp."""
         self.unmatched = 0
@@ -89,11 +93,17 @@ class DeliveryStamps:
         return stamp
 
     def snapshot(self, mids: list[int]) -> dict[str, Any]:
-        """Return the last stamp and the stamps of ``mids`` (an epoch's, not yet acked)."""
+        """Return the last stamp and the stamps of an epoch's ``mids`` (not yet acked).
+
+        The previous epoch's are kept as well: their acknowledgements left during this
+        epoch and may have died with the connection.
+        """
         by_mid = self._by_mid
+        keep = dict.fromkeys(self._previous + mids)
+        self._previous = list(mids)
         return {
             "last": self._last,
-            "mids": [[mid, *by_mid[mid]] for mid in mids if mid in by_mid],
+            "mids": [[mid, *by_mid[mid]] for mid in keep if mid in by_mid],
         }
 
     def restore(self, state: dict[str, Any] | None) -> None:

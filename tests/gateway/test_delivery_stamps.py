@@ -57,3 +57,17 @@ def test_the_snapshot_of_an_epoch_matches_its_redeliveries_after_a_restart() -> 
     fresh = after.stamp(6, 1, False, "t/6", b"5")
     assert fresh > max(firsts.values())
     assert fresh % 2 == 1
+
+
+def test_the_snapshot_keeps_the_epoch_before_whose_acks_may_be_lost() -> None:
+    stamps = DeliveryStamps()
+    first = stamps.stamp(1, 1, False, "t", b"1")
+    stamps.snapshot([1])  # epoch 1: mid 1, acknowledged at the start of epoch 2
+    second = stamps.stamp(2, 1, False, "t", b"2")
+    state = stamps.snapshot([2])  # epoch 2
+    after = DeliveryStamps()
+    after.restore(state)
+    assert after.stamp(1, 1, True, "t", b"1") == first
+    assert after.stamp(2, 1, True, "t", b"2") == second
+    assert [row[0] for row in stamps.snapshot([])["mids"]] == [2]  # epoch 3: 2 just acked
+    assert stamps.snapshot([])["mids"] == []  # epoch 4

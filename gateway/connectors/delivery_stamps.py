@@ -19,9 +19,11 @@ date (:mod:`dataflows.adapters.identity`). Two things follow for the stamp:
 Where it is exact, and where not:
 
 * a reconnection in the same process (a keepalive timeout, a broker restart with
-  persistence): every delivery is remembered by packet id until the broker reuses the
-  id for a new message (``DUP`` 0), so a resend is matched even when the first copy was
-  acknowledged and the acknowledgement was lost with the connection;
+  persistence): every delivery is remembered by packet id and content until it is
+  acknowledged, and the last :attr:`DeliveryStamps.ACKED_KEPT` acknowledged ones after
+  that, so a resend is matched even when the acknowledgement was lost with the
+  connection, and even when the broker reused a packet id while an earlier message
+  with it was still unacknowledged;
 * a restart after the epoch that took the message was committed, before its
   acknowledgement reached the broker: the stamps of that epoch's messages (and of the
   epoch before, whose acknowledgements were the last to leave) are in the partition's
@@ -33,11 +35,12 @@ Where it is exact, and where not:
   is still dropped as a duplicate). Counted as :attr:`DeliveryStamps.unmatched`. The
   same for a message acknowledged two epochs or more before the restart whose
   acknowledgement the broker never read (a connection that went dead silently);
-* **not exact either**: a ``DUP`` message whose packet id the broker reused after our
-  acknowledgement reached it, whose first copy was lost with the connection, and whose
-  topic and payload are byte for byte those of the earlier message with that id. It
-  takes the earlier stamp and is dropped as a duplicate of it (the same value on the
-  same topic, at most 65,535 messages earlier on this partition).
+* **not exact either**: a ``DUP`` message whose first copy was lost with the
+  connection, and whose packet id, topic and payload are byte for byte those of an
+  earlier delivery still remembered. It takes the earlier stamp and is dropped as a
+  duplicate of it (the same value on the same topic). And a resend of a delivery
+  acknowledged more than :attr:`DeliveryStamps.ACKED_KEPT` deliveries before, whose
+  acknowledgement never reached the broker, gets a new stamp.
 """
 
 from __future__ import annotations
@@ -56,14 +59,32 @@ def _crc(topic: str, payload: bytes | bytearray) -> int:
 class DeliveryStamps:
     """Stamps the arrivals of one source partition (see the module docstring)."""
 
-    __slots__ = ("_by_mid", "_last", "_offset", "_previous", "_step", "matched", "unmatched")
+    __slots__ = (
+        "_acked",
+        "_last",
+        "_offset",
+        "_previous",
+        "_step",
+        "_unacked",
+        "matched",
+        "unmatched",
+    )
+
+    ACKED_KEPT = 65_536
+    """Acknowledged deliveries remembered (their PUBACK may be lost with the link)."""
 
     def __init__(self, partition: int = 0, partitions: int = 1) -> None:
         self._step = 1 << max(0, partitions - 1).bit_length()
         self._offset = partition % self._step
         self._last = -self._step + self._offset
-        self._by_mid: dict[int, tuple[int, int]] = {}  # packet id -> (stamp, crc)
-        self._previous: list[int] = []  # the packet ids of the snapshot before
+        # Packet id -> [(crc, stamp)] of deliveries not acknowledged yet, oldest first: a
+        # broker may reuse an id while an earlier message with it is still unacknowledged
+        # (mosquitto 2.0.11 under a backlog of more than 65,535), so one id can hold
+        # several.
+        self._unacked: dict[int, list[tuple[int, int]]] = {}
+        # (packet id, crc) -> stamp of acknowledged deliveries, oldest first, bounded.
+        self._acked: dict[tuple[int, int], int] = {}
+        self._previous: list[list[int]] = []  # the entries of the snapshot before
         self.matched = 0
         """``DUP`` messages given their first delivery's stamp."""
         self.unmatched = 0
@@ -75,14 +96,35 @@ class DeliveryStamps:
             return self._next()
         crc = _crc(topic, payload)
         if dup:
-            known = self._by_mid.get(mid)
-            if known is not None and known[1] == crc:
+            known = self._known(mid, crc)
+            if known is not None:
                 self.matched += 1
-                return known[0]
+                self._unacked.setdefault(mid, []).append((crc, known))
+                return known
             self.unmatched += 1
         stamp = self._next()
-        self._by_mid[mid] = (stamp, crc)
+        self._unacked.setdefault(mid, []).append((crc, stamp))
         return stamp
+
+    def _known(self, mid: int, crc: int) -> int | None:
+        for known_crc, stamp in self._unacked.get(mid, ()):
+            if known_crc == crc:
+                return stamp
+        return self._acked.get((mid, crc))
+
+    def acked(self, mid: int) -> None:
+        """Record that the oldest delivery with packet id ``mid`` was acknowledged."""
+        pending = self._unacked.get(mid)
+        if not pending:
+            return
+        crc, stamp = pending.pop(0)
+        if not pending:
+            del self._unacked[mid]
+        acked = self._acked
+        acked.pop((mid, crc), None)  # re-insert: newest last
+        acked[(mid, crc)] = stamp
+        if len(acked) > self.ACKED_KEPT:
+            del acked[next(iter(acked))]
 
     def _next(self) -> int:
         now = time.time_ns() // 1000
@@ -98,13 +140,14 @@ class DeliveryStamps:
         The previous epoch's are kept as well: their acknowledgements left during this
         epoch and may have died with the connection.
         """
-        by_mid = self._by_mid
-        keep = dict.fromkeys(self._previous + mids)
-        self._previous = list(mids)
-        return {
-            "last": self._last,
-            "mids": [[mid, *by_mid[mid]] for mid in keep if mid in by_mid],
-        }
+        current = [
+            [mid, crc, stamp]
+            for mid in dict.fromkeys(mids)
+            for crc, stamp in self._unacked.get(mid, ())
+        ]
+        entries = self._previous + current
+        self._previous = current
+        return {"last": self._last, "mids": entries}
 
     def restore(self, state: dict[str, Any] | None) -> None:
         """Put back :meth:`snapshot` (a restarted partition): stamps go on after ``last``."""
@@ -113,5 +156,7 @@ class DeliveryStamps:
         last = int(state.get("last", self._last))
         # Keep this partition's residue (the partition count may have changed).
         self._last = max(self._last, last - (last - self._offset) % self._step)
-        for mid, stamp, crc in state.get("mids", ()):
-            self._by_mid[int(mid)] = (int(stamp), int(crc))
+        # Restored deliveries are looked up like acknowledged ones: the new link's
+        # first packets are the broker's resends of them.
+        for mid, crc, stamp in state.get("mids", ()):
+            self._acked[(int(mid), int(crc))] = int(stamp)

@@ -247,8 +247,10 @@ class _Partition(StatefulSourcePartition[MessageBatch, dict[str, Any]]):
         # Bytewax calls this only once the previous epoch is complete: stored, flushed
         # and (with recovery) committed. So what that epoch took may be acknowledged.
         if self._to_ack:
+            stamps = self.stamps
             for mid in self._to_ack:
                 self._client.ack(mid, 1)
+                stamps.acked(mid)
             self._to_ack.clear()
         if self._stop is not None and self._stop.is_set():
             return self._stopping()

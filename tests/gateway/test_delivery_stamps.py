@@ -36,17 +36,32 @@ def test_a_dup_of_other_content_or_unknown_id_gets_a_new_stamp() -> None:
     assert stamps.unmatched == 2
 
 
-def test_a_reused_packet_id_replaces_the_remembered_delivery() -> None:
+def test_a_packet_id_reused_before_its_ack_keeps_both_deliveries_apart() -> None:
+    # A broker under a backlog may reuse an id while a message with it is unacknowledged.
     stamps = DeliveryStamps()
-    stamps.stamp(7, 1, False, "t", b"1")
-    second = stamps.stamp(7, 1, False, "t", b"2")  # the broker reused id 7 (dup 0)
+    first = stamps.stamp(7, 1, False, "t", b"1")
+    second = stamps.stamp(7, 1, False, "t", b"2")
     assert stamps.stamp(7, 1, True, "t", b"2") == second
-    assert stamps.stamp(7, 1, True, "t", b"1") != second
+    assert stamps.stamp(7, 1, True, "t", b"1") == first
+
+
+def test_an_acknowledged_delivery_is_matched_while_kept() -> None:
+    stamps = DeliveryStamps()
+    first = stamps.stamp(7, 1, False, "t", b"1")
+    stamps.acked(7)  # the PUBACK left, and died with the link
+    assert stamps.stamp(7, 1, True, "t", b"1") == first
+    stamps.acked(7)  # the resend is acknowledged in turn
+    for mid in range(1, DeliveryStamps.ACKED_KEPT + 2):
+        stamps.stamp(mid, 1, False, "u", b"x")
+        stamps.acked(mid)
+    assert stamps.stamp(7, 1, True, "t", b"1") != first  # forgotten (bounded memory)
 
 
 def test_the_snapshot_of_an_epoch_matches_its_redeliveries_after_a_restart() -> None:
     before = DeliveryStamps(1, 2)
     firsts = {mid: before.stamp(mid, 1, False, f"t/{mid}", b"5") for mid in range(1, 6)}
+    for mid in (1, 5):
+        before.acked(mid)  # acknowledged in an earlier epoch
     state = before.snapshot([2, 3, 4])  # the epoch's messages, not acknowledged yet
 
     after = DeliveryStamps(1, 2)
@@ -63,11 +78,13 @@ def test_the_snapshot_keeps_the_epoch_before_whose_acks_may_be_lost() -> None:
     stamps = DeliveryStamps()
     first = stamps.stamp(1, 1, False, "t", b"1")
     stamps.snapshot([1])  # epoch 1: mid 1, acknowledged at the start of epoch 2
+    stamps.acked(1)
     second = stamps.stamp(2, 1, False, "t", b"2")
     state = stamps.snapshot([2])  # epoch 2
     after = DeliveryStamps()
     after.restore(state)
     assert after.stamp(1, 1, True, "t", b"1") == first
     assert after.stamp(2, 1, True, "t", b"2") == second
+    stamps.acked(2)
     assert [row[0] for row in stamps.snapshot([])["mids"]] == [2]  # epoch 3: 2 just acked
     assert stamps.snapshot([])["mids"] == []  # epoch 4

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import time
 import zlib
+from collections import OrderedDict
 from typing import Any
 
 __all__ = ["DeliveryStamps"]
@@ -83,7 +84,8 @@ class DeliveryStamps:
         # several.
         self._unacked: dict[int, list[tuple[int, int]]] = {}
         # (packet id, crc) -> stamp of acknowledged deliveries, oldest first, bounded.
-        self._acked: dict[tuple[int, int], int] = {}
+        # An OrderedDict: evicting the oldest of a plain dict rescans its deleted slots.
+        self._acked: OrderedDict[tuple[int, int], int] = OrderedDict()
         self._previous: list[list[int]] = []  # the entries of the snapshot before
         self.matched = 0
         """``DUP`` messages given their first delivery's stamp."""
@@ -121,10 +123,10 @@ class DeliveryStamps:
         if not pending:
             del self._unacked[mid]
         acked = self._acked
-        acked.pop((mid, crc), None)  # re-insert: newest last
         acked[(mid, crc)] = stamp
+        acked.move_to_end((mid, crc))  # newest last
         if len(acked) > self.ACKED_KEPT:
-            del acked[next(iter(acked))]
+            acked.popitem(last=False)
 
     def _next(self) -> int:
         now = time.time_ns() // 1000

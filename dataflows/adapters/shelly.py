@@ -179,19 +179,24 @@ class ShellyAdapter(BaseAdapter):
             return None
         sensor, field = where
         site, device = self.device_of(parsed[1])
-        unit = GEN1_UNITS.get(field, "")
-        if field == "temperature" and sensor == "sensor" and self.cfg.gen1_temperature_unit == "F":
-            unit = "°F"
-        metric = _GEN1_METRIC.get(field) or self.metric_name(field)
-        unit = self.config.units.get(metric, unit)
+        metric, unit, factor = self._gen1_mapping(sensor, field)
+        unit = self.config.units.get(metric, unit)  # as BaseAdapter.add applies it
         return ValueTopic(
             site,
             device,
             self.ids("sensor", sensor),
             self.ids("metric", metric),
-            1.0 / 60.0 if field in _WATT_MINUTES else 1.0,
+            factor,
             unit in FAHRENHEIT and is_temperature(metric),
         )
+
+    def _gen1_mapping(self, sensor: str, field: str) -> tuple[str, str, float]:
+        """Return the metric, the unit and the factor of a Gen1 value (one place for both paths)."""
+        unit = GEN1_UNITS.get(field, "")
+        if field == "temperature" and sensor == "sensor" and self.cfg.gen1_temperature_unit == "F":
+            unit = "°F"
+        factor = 1.0 / 60.0 if field in _WATT_MINUTES else 1.0
+        return _GEN1_METRIC.get(field) or self.metric_name(field), unit, factor
 
     def _gen1(
         self,
@@ -210,11 +215,7 @@ class ShellyAdapter(BaseAdapter):
         site, device = self.device_of(ident)
         text = payload.decode("utf-8", "replace").strip()
         tel = self.telemetry(site, device, topic, payload, received_us, arrival=True)
-        unit = GEN1_UNITS.get(field, "")
-        if field == "temperature" and sensor == "sensor" and self.cfg.gen1_temperature_unit == "F":
-            unit = "°F"
-        factor = 1.0 / 60.0 if field in _WATT_MINUTES else 1.0
-        metric = _GEN1_METRIC.get(field) or self.metric_name(field)
+        metric, unit, factor = self._gen1_mapping(sensor, field)
         if not self.add(
             tel, out, sensor, field, text, unit, received_us, metric=metric, factor=factor
         ):

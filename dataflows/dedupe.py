@@ -10,6 +10,7 @@ old events would count again in aggregates (raw writes stay idempotent in Influx
 from __future__ import annotations
 
 from bisect import bisect_right
+from typing import Any
 
 __all__ = ["SequenceSet"]
 
@@ -60,6 +61,23 @@ class SequenceSet:
                 del starts[0], ends[0]
         return True
 
-    def snapshot(self) -> list[tuple[int, int]]:
-        """Return the intervals, for a state snapshot."""
-        return list(zip(self._starts, self._ends, strict=True))
+    def snapshot(self) -> dict[str, list[int]]:
+        """Return the intervals as two columns, for a state snapshot.
+
+        Columns, not a pair per interval: a device of a foreign dialect timed by arrival
+        holds one interval per message (``max_intervals`` of them), and a shard's
+        snapshot is taken every epoch (1,000 such devices: 41 ms to build and pickle
+        instead of 111 ms).
+        """
+        return {"starts": list(self._starts), "ends": list(self._ends)}
+
+    @classmethod
+    def restore(cls, max_intervals: int, state: Any) -> SequenceSet:
+        """Rebuild from :meth:`snapshot` (or the former list of ``(start, end)`` pairs)."""
+        if isinstance(state, dict):
+            return cls(max_intervals, list(zip(state["starts"], state["ends"], strict=True)))
+        return cls(max_intervals, [(int(s), int(e)) for s, e in state])
+
+    def last(self) -> int | None:
+        """Return the highest sequence seen, or None."""
+        return self._ends[-1] if self._ends else None

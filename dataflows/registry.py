@@ -299,11 +299,12 @@ class Registry:
         reg = cls(dedupe_intervals)
         for site, device, seen, max_event, last_wm, *more in state["devices"]:
             index = reg.device(site, device)
-            reg.seen[index] = SequenceSet(dedupe_intervals, [tuple(iv) for iv in seen])
+            reg.seen[index] = SequenceSet.restore(dedupe_intervals, seen)
             reg.max_event_us[index] = max_event
             reg.last_wm_us[index] = last_wm
             reg.last_arrival_us[index] = now_us
-            reg.high_seq[index] = seen[-1][1] if seen else -1
+            last = reg.seen[index].last()
+            reg.high_seq[index] = -1 if last is None else last
             reg.newest_seen_us[index] = max_event
             if more:  # snapshots from before outbox ids have five fields
                 outbox, high, newest, old = more
@@ -312,8 +313,7 @@ class Registry:
                 reg.newest_seen_us[index] = newest
                 if old is not None:
                     reg.old_outboxes[index] = {
-                        k: SequenceSet(dedupe_intervals, [tuple(iv) for iv in v])
-                        for k, v in old.items()
+                        k: SequenceSet.restore(dedupe_intervals, v) for k, v in old.items()
                     }
         series = state["series"]
         if isinstance(series, dict):

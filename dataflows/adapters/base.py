@@ -13,10 +13,16 @@ saved by :meth:`Adapter.snapshot` and put back by :meth:`Adapter.restore`.
 from __future__ import annotations
 
 import zoneinfo
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from dataflows.adapters.config import BaseAdapterConfig
-from dataflows.adapters.identity import event_id, hashed_low_bits, sequence_of
+from dataflows.adapters.identity import (
+    arrival_low_bits,
+    event_id,
+    hashed_low_bits,
+    sequence_of,
+)
 from dataflows.adapters.ids import IdPolicy, IdRefused
 from dataflows.adapters.naming import (
     FAHRENHEIT,
@@ -28,9 +34,27 @@ from dataflows.adapters.result import AdapterError, AdapterResult, StatusChange,
 from dataflows.adapters.topicfilter import TopicFilter
 from dataflows.adapters.values import PLAUSIBLE_US, Coercer, NotJson
 
-__all__ = ["Adapter", "AdapterFailure", "BaseAdapter"]
+__all__ = ["Adapter", "AdapterFailure", "BaseAdapter", "ValueTopic"]
 
 _MAX_FUTURE_US = 10 * 365 * 86_400 * 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ValueTopic:
+    """What every plain number on one topic becomes (a Shelly Gen1 value topic).
+
+    The decode stage reads such messages in a batch (:mod:`dataflows.decode_foreign`):
+    ``value`` (a finite float) becomes ``fahrenheit_to_celsius(value)`` if
+    ``fahrenheit``, then ``value * factor``, timed by arrival, exactly as
+    :meth:`Adapter.adapt` would map it.
+    """
+
+    site: str
+    device: str
+    sensor: str
+    metric: str
+    factor: float = 1.0
+    fahrenheit: bool = False
 
 
 @runtime_checkable
@@ -48,6 +72,9 @@ class Adapter(Protocol):
 
     def adapt(self, topic: str, payload: bytes, received_us: int) -> AdapterResult:
         """Map one message; never raises."""
+
+    def value_topic(self, topic: str) -> ValueTopic | None:
+        """Return what every plain number on ``topic`` becomes, if that is all it carries."""
 
     def snapshot(self) -> dict[str, Any]:
         """Return the adapter's state as plain data (JSON-ready)."""
@@ -110,6 +137,10 @@ class BaseAdapter:
     def _adapt(self, topic: str, payload: bytes, received_us: int, out: AdapterResult) -> None:
         raise NotImplementedError
 
+    def value_topic(self, topic: str) -> ValueTopic | None:
+        """No value topics by default: every message goes through :meth:`adapt`."""
+        return None
+
     def snapshot(self) -> dict[str, Any]:
         """Stateless by default."""
         return {}
@@ -148,10 +179,19 @@ class BaseAdapter:
         payload: bytes,
         time_us: int,
         low: int | None = None,
+        *,
+        arrival: bool = False,
     ) -> Telemetry:
-        """Start the telemetry of one device: sequence and event id from the message."""
+        """Start the telemetry of one device: sequence and event id from the message.
+
+        ``arrival``: ``time_us`` is the gateway's arrival stamp, not a time of the
+        payload's own (see :func:`~dataflows.adapters.identity.arrival_low_bits`).
+        """
         if low is None:
-            low = hashed_low_bits(topic, payload, device)
+            if arrival:
+                low = arrival_low_bits(time_us, topic, payload, device)
+            else:
+                low = hashed_low_bits(topic, payload, device)
         sequence = sequence_of(time_us, low)
         return Telemetry(
             site, device, sequence, event_id(self.name, topic, device, sequence, payload)
@@ -159,14 +199,18 @@ class BaseAdapter:
 
     def message_time(self, payload_us: int | None, received_us: int) -> int:
         """Return the message's time: its own when present and plausible, else arrival."""
+        return self.timed(payload_us, received_us)[0]
+
+    def timed(self, payload_us: int | None, received_us: int) -> tuple[int, bool]:
+        """Return the message's time and whether it is the arrival (no plausible own time)."""
         if (
             payload_us is None
             or not self.config.payload_time
             or payload_us < PLAUSIBLE_US
             or payload_us > received_us + _MAX_FUTURE_US
         ):
-            return received_us
-        return payload_us
+            return received_us, True
+        return payload_us, False
 
     def add(
         self,

@@ -43,84 +43,77 @@ def _sparkplug() -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
     return [("spBv1.0/plant/NBIRTH/edge1", birth.SerializeToString())], data
 
 
-def workloads() -> dict[
-    str, tuple[dict[str, Any], list[tuple[str, bytes]], list[tuple[str, bytes]]]
-]:
-    """Per family: (adapter table, setup messages, measured messages)."""
-    telegraf_lines = "\n".join(
+# The documented message shapes of the adapter tests, one per family.
+_Z2M_STATE = (
+    b'{"battery":91,"humidity":51.32,"linkquality":96,'
+    b'"pressure":1008.4,"temperature":22.6,"voltage":2985}'
+)
+_TASMOTA_SENSOR = (
+    b'{"Time":"2025-10-09T08:50:00","AM2301":{"Temperature":24.6,'
+    b'"Humidity":58.2},"ENERGY":{"Total":1.5,"Today":0.3,"Power":40,"Voltage":230,'
+    b'"Current":0.17,"Factor":0.9},"TempUnit":"C"}'
+)
+_SHELLY2_NOTIFY = (
+    b'{"src":"shellyplus1pm-44","method":"NotifyStatus",'
+    b'"params":{"ts":1760000000.12,"switch:0":{"id":0,"apower":8.9,"voltage":230.1,'
+    b'"current":0.04,"aenergy":{"total":1234.5,"by_minute":[0,0,0],'
+    b'"minute_ts":1760000000},"temperature":{"tC":45.1,"tF":113.2}}}}'
+)
+_HA_STATE = b'{"temperature":23.2,"humidity":43.7,"linkquality":80}'
+
+
+def _telegraf_lines() -> bytes:
+    return "\n".join(
         f"cpu,cpu=cpu{i},host=web01 usage_idle={90 + i * 0.1},usage_user={i * 0.3} "
         f"1760000000{i:03d}000000"
         for i in range(20)
-    )
-    ha_config = json.dumps(
+    ).encode()
+
+
+def _ha_config() -> bytes:
+    def sensor(cla: str, unit: str, template: str, uid: str) -> dict[str, str]:
+        return {
+            "p": "sensor",
+            "dev_cla": cla,
+            "unit_of_meas": unit,
+            "val_tpl": template,
+            "uniq_id": uid,
+        }
+
+    return json.dumps(
         {
             "dev": {"ids": ["bedroom01"], "name": "Bedroom"},
             "o": {"name": "bench"},
             "cmps": {
-                "t": {
-                    "p": "sensor",
-                    "dev_cla": "temperature",
-                    "unit_of_meas": "°C",
-                    "val_tpl": "{{ value_json.temperature }}",
-                    "uniq_id": "t1",
-                },
-                "h": {
-                    "p": "sensor",
-                    "dev_cla": "humidity",
-                    "unit_of_meas": "%",
-                    "val_tpl": "{{ value_json.humidity | float }}",
-                    "uniq_id": "h1",
-                },
+                "t": sensor("temperature", "°C", "{{ value_json.temperature }}", "t1"),
+                "h": sensor("humidity", "%", "{{ value_json.humidity | float }}", "h1"),
             },
             "stat_t": "bedroom/state",
         }
     ).encode()
+
+
+def workloads() -> dict[
+    str, tuple[dict[str, Any], list[tuple[str, bytes]], list[tuple[str, bytes]]]
+]:
+    """Per family: (adapter table, setup messages, measured messages)."""
     births, sparkplug_data = _sparkplug()
     return {
-        "zigbee2mqtt": (
-            {"kind": "zigbee2mqtt"},
-            [],
-            [
-                (
-                    "zigbee2mqtt/kitchen",
-                    b'{"battery":91,"humidity":51.32,"linkquality":96,'
-                    b'"pressure":1008.4,"temperature":22.6,"voltage":2985}',
-                )
-            ],
-        ),
-        "tasmota": (
-            {"kind": "tasmota"},
-            [],
-            [
-                (
-                    "tele/plug/SENSOR",
-                    b'{"Time":"2025-10-09T08:50:00","AM2301":{"Temperature":24.6,'
-                    b'"Humidity":58.2},"ENERGY":{"Total":1.5,"Today":0.3,"Power":40,"Voltage":230,'
-                    b'"Current":0.17,"Factor":0.9},"TempUnit":"C"}',
-                )
-            ],
-        ),
+        "zigbee2mqtt": ({"kind": "zigbee2mqtt"}, [], [("zigbee2mqtt/kitchen", _Z2M_STATE)]),
+        "tasmota": ({"kind": "tasmota"}, [], [("tele/plug/SENSOR", _TASMOTA_SENSOR)]),
         "shelly-gen1": ({"kind": "shelly"}, [], [("shellies/plug-1/relay/0/power", b"49.97")]),
         "shelly-gen2": (
             {"kind": "shelly"},
             [],
-            [
-                (
-                    "shellyplus1pm-44/events/rpc",
-                    b'{"src":"shellyplus1pm-44","method":"NotifyStatus",'
-                    b'"params":{"ts":1760000000.12,"switch:0":{"id":0,"apower":8.9,"voltage":230.1,'
-                    b'"current":0.04,"aenergy":{"total":1234.5,"by_minute":[0,0,0],'
-                    b'"minute_ts":1760000000},"temperature":{"tC":45.1,"tF":113.2}}}}',
-                )
-            ],
+            [("shellyplus1pm-44/events/rpc", _SHELLY2_NOTIFY)],
         ),
         "homeassistant": (
             {"kind": "homeassistant", "state_filters": ["bedroom/#"]},
-            [("homeassistant/device/bedroom01/config", ha_config)],
-            [("bedroom/state", b'{"temperature":23.2,"humidity":43.7,"linkquality":80}')],
+            [("homeassistant/device/bedroom01/config", _ha_config())],
+            [("bedroom/state", _HA_STATE)],
         ),
         "sparkplug": ({"kind": "sparkplug"}, births, sparkplug_data),
-        "telegraf": ({"kind": "telegraf"}, [], [("telegraf/web01/cpu", telegraf_lines.encode())]),
+        "telegraf": ({"kind": "telegraf"}, [], [("telegraf/web01/cpu", _telegraf_lines())]),
     }
 
 

@@ -118,68 +118,85 @@ def compile_template(source: str) -> Template:
         raise TemplateError(
             f"value_template {source!r} is not one {{{{ ... }}}} expression; supported: {SUPPORTED}"
         )
-    tokens = _tokens(outer["expr"], source)
-    pos = 0
+    parser = _Parser(source, _tokens(outer["expr"], source))
+    base = parser.base()
+    path = parser.path(base)
+    return Template(source, base, path, parser.filters())
 
-    def take() -> tuple[str, str]:
-        nonlocal pos
-        if pos >= len(tokens):
-            raise TemplateError(f"value_template {source!r} ends early; supported: {SUPPORTED}")
-        pos += 1
-        return tokens[pos - 1]
 
-    def peek() -> tuple[str, str] | None:
-        return tokens[pos] if pos < len(tokens) else None
+class _Parser:
+    """Reads the tokens of one expression: a base, a key path, then filters."""
 
-    kind, base = take()
-    if kind != "name" or base not in ("value", "value_json"):
-        raise TemplateError(
-            f"value_template {source!r} must start with value or value_json; supported: {SUPPORTED}"
-        )
-    path: list[str | int] = []
-    while (tok := peek()) is not None and tok[1] in (".", "["):
-        if base == "value":
-            raise TemplateError(f"value_template {source!r}: only value_json has keys")
-        take()
-        if tok[1] == ".":
-            kind, text = take()
-            if kind != "name":
-                raise TemplateError(f"value_template {source!r}: expected a key after '.'")
-            path.append(text)
-        else:
-            kind, text = take()
+    def __init__(self, source: str, tokens: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.tokens = tokens
+        self.pos = 0
+
+    def fail(self, message: str) -> TemplateError:
+        return TemplateError(f"value_template {self.source!r}: {message}")
+
+    def take(self) -> tuple[str, str]:
+        if self.pos >= len(self.tokens):
+            raise TemplateError(
+                f"value_template {self.source!r} ends early; supported: {SUPPORTED}"
+            )
+        self.pos += 1
+        return self.tokens[self.pos - 1]
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def base(self) -> str:
+        kind, base = self.take()
+        if kind != "name" or base not in ("value", "value_json"):
+            raise TemplateError(
+                f"value_template {self.source!r} must start with value or value_json;"
+                f" supported: {SUPPORTED}"
+            )
+        return base
+
+    def path(self, base: str) -> tuple[str | int, ...]:
+        path: list[str | int] = []
+        while (tok := self.peek()) is not None and tok[1] in (".", "["):
+            if base == "value":
+                raise self.fail("only value_json has keys")
+            self.take()
+            kind, text = self.take()
+            if tok[1] == ".":
+                if kind != "name":
+                    raise self.fail("expected a key after '.'")
+                path.append(text)
+                continue
             if kind == "string":
                 path.append(text[1:-1])
             elif kind == "number" and "." not in text:
                 path.append(int(text))
             else:
-                raise TemplateError(f"value_template {source!r}: expected a quoted key or index")
-            if take()[1] != "]":
-                raise TemplateError(f"value_template {source!r}: expected ']'")
-    filters: list[tuple[str, float | None]] = []
-    while (tok := peek()) is not None:
-        if tok[1] != "|":
-            raise TemplateError(
-                f"value_template {source!r}: unsupported {tok[1]!r}; supported: {SUPPORTED}"
-            )
-        take()
-        kind, name = take()
-        if kind != "name" or name not in ("float", "int", "round"):
-            raise TemplateError(
-                f"value_template {source!r}: filter {name!r} is not supported; supported:"
-                f" {SUPPORTED}"
-            )
-        arg: float | None = None
-        if (nxt := peek()) is not None and nxt[1] == "(":
-            take()
-            kind, text = take()
-            if kind != "number" or (name == "round" and "." in text):
-                raise TemplateError(f"value_template {source!r}: bad argument {text!r} to {name}")
-            arg = float(text)
-            if take()[1] != ")":
-                raise TemplateError(f"value_template {source!r}: expected ')' after {name}(...")
-        filters.append((name, arg))
-    return Template(source, base, tuple(path), tuple(filters))
+                raise self.fail("expected a quoted key or index")
+            if self.take()[1] != "]":
+                raise self.fail("expected ']'")
+        return tuple(path)
+
+    def filters(self) -> tuple[tuple[str, float | None], ...]:
+        filters: list[tuple[str, float | None]] = []
+        while (tok := self.peek()) is not None:
+            if tok[1] != "|":
+                raise self.fail(f"unsupported {tok[1]!r}; supported: {SUPPORTED}")
+            self.take()
+            kind, name = self.take()
+            if kind != "name" or name not in ("float", "int", "round"):
+                raise self.fail(f"filter {name!r} is not supported; supported: {SUPPORTED}")
+            arg: float | None = None
+            if (nxt := self.peek()) is not None and nxt[1] == "(":
+                self.take()
+                kind, text = self.take()
+                if kind != "number" or (name == "round" and "." in text):
+                    raise self.fail(f"bad argument {text!r} to {name}")
+                arg = float(text)
+                if self.take()[1] != ")":
+                    raise self.fail(f"expected ')' after {name}(...")
+            filters.append((name, arg))
+        return tuple(filters)
 
 
 def _tokens(expr: str, source: str) -> list[tuple[str, str]]:

@@ -30,89 +30,13 @@ from typing import Any
 
 from dataflows.adapters.base import AdapterFailure, BaseAdapter
 from dataflows.adapters.config import HomeAssistantConfig
+from dataflows.adapters.ha_config import DEVICE_ABBREVIATIONS, SHARED, expand, tilde
 from dataflows.adapters.hatemplate import UNDEFINED, Template, TemplateError, compile_template
 from dataflows.adapters.result import AdapterResult, Telemetry
 from dataflows.adapters.topicfilter import TopicFilter, covers, matches
 from dataflows.adapters.values import NotJson, decode_json
 
-__all__ = ["ABBREVIATIONS", "HomeAssistantAdapter", "expand"]
-
-ABBREVIATIONS = {
-    "avty": "availability",
-    "avty_mode": "availability_mode",
-    "avty_t": "availability_topic",
-    "avty_tpl": "availability_template",
-    "cmps": "components",
-    "dev": "device",
-    "dev_cla": "device_class",
-    "ent_cat": "entity_category",
-    "json_attr_t": "json_attributes_topic",
-    "json_attr_tpl": "json_attributes_template",
-    "name": "name",
-    "obj_id": "object_id",
-    "o": "origin",
-    "p": "platform",
-    "pl_avail": "payload_available",
-    "pl_not_avail": "payload_not_available",
-    "pl_off": "payload_off",
-    "pl_on": "payload_on",
-    "stat_cla": "state_class",
-    "stat_t": "state_topic",
-    "t": "topic",
-    "uniq_id": "unique_id",
-    "unit_of_meas": "unit_of_measurement",
-    "val_tpl": "value_template",
-    "exp_aft": "expire_after",
-    "frc_upd": "force_update",
-    "sug_dsp_prc": "suggested_display_precision",
-}
-DEVICE_ABBREVIATIONS = {
-    "ids": "identifiers",
-    "cns": "connections",
-    "mf": "manufacturer",
-    "mdl": "model",
-    "mdl_id": "model_id",
-    "sw": "sw_version",
-    "hw": "hw_version",
-    "sa": "suggested_area",
-    "sn": "serial_number",
-}
-_SHARED = (
-    "state_topic",
-    "availability",
-    "availability_topic",
-    "availability_mode",
-    "payload_available",
-    "payload_not_available",
-    "qos",
-    "encoding",
-    "~",
-)
-
-
-def expand(doc: dict[str, Any], table: dict[str, str] = ABBREVIATIONS) -> dict[str, Any]:
-    """Return ``doc`` with abbreviated keys expanded (full keys win over abbreviations)."""
-    out: dict[str, Any] = {}
-    for key, value in doc.items():
-        full = table.get(key, key)
-        if full in out and key != full:
-            continue
-        out[full] = value
-    return out
-
-
-def _tilde(doc: dict[str, Any]) -> dict[str, Any]:
-    base = doc.get("~")
-    if not isinstance(base, str):
-        return doc
-    out = dict(doc)
-    for key, value in doc.items():
-        if (key.endswith("_topic") or key == "topic") and isinstance(value, str):
-            if value.startswith("~"):
-                out[key] = base + value[1:]
-            elif value.endswith("~"):
-                out[key] = value[:-1] + base
-    return out
+__all__ = ["HomeAssistantAdapter"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +77,11 @@ class HomeAssistantAdapter(BaseAdapter):
         """Config payloads by config topic: the learned state."""
         self._entities: dict[str, list[_Entity]] = {}
         self._by_state: dict[str, list[_Entity]] = {}
-        self._by_avty: dict[str, list[_Availability]] = {}
+        # Availability topic -> config topic -> what that config says of it; and the
+        # availability topics of each config: forgetting a config costs what it named,
+        # whatever the number of devices learned (no scan of every availability topic).
+        self._by_avty: dict[str, dict[str, _Availability]] = {}
+        self._avty_of: dict[str, list[str]] = {}
 
     def filters(self) -> tuple[TopicFilter, ...]:
         """Configs (retained, not shared) and the configured state filters (shared)."""
@@ -220,7 +148,7 @@ class HomeAssistantAdapter(BaseAdapter):
     def _learn(
         self, topic: str, levels: list[str], raw: dict[str, Any], out: AdapterResult
     ) -> list[str]:
-        doc = _tilde(expand(raw))
+        doc = tilde(expand(raw))
         component = levels[0]
         node_id = levels[1] if len(levels) == 4 else ""
         object_id = levels[-2]
@@ -233,12 +161,12 @@ class HomeAssistantAdapter(BaseAdapter):
             cmps = doc.get("components")
             if not isinstance(cmps, dict):
                 return [f"device-based config {topic!r} has no cmps/components object"]
-            shared = {k: doc[k] for k in _SHARED if k in doc}
+            shared = {k: doc[k] for k in SHARED if k in doc}
             items = []
             for key, item in cmps.items():
                 if not isinstance(item, dict):
                     return [f"component {key!r} of {topic!r} is not an object"]
-                merged = _tilde({**shared, **expand(item)})
+                merged = tilde({**shared, **expand(item)})
                 items.append((str(merged.get("platform", "")), str(key), merged))
         else:
             items = [(component, object_id, doc)]
@@ -332,9 +260,10 @@ class HomeAssistantAdapter(BaseAdapter):
                 ),
                 template,
             )
-            known = self._by_avty.setdefault(avty_topic, [])
-            if all((a.site, a.device) != (site, device) for a in known):
-                known.append(avail)
+            known = self._by_avty.setdefault(avty_topic, {})
+            if topic not in known:  # an entity of a device-based config names it again
+                known[topic] = avail
+                self._avty_of.setdefault(topic, []).append(avty_topic)
 
     def _forget(self, config_topic: str) -> None:
         for entity in self._entities.pop(config_topic, []):
@@ -343,11 +272,10 @@ class HomeAssistantAdapter(BaseAdapter):
                 self._by_state[entity.state_topic] = left
             else:
                 self._by_state.pop(entity.state_topic, None)
-        for avty_topic in list(self._by_avty):
-            left_a = [a for a in self._by_avty[avty_topic] if a.config_topic != config_topic]
-            if left_a:
-                self._by_avty[avty_topic] = left_a
-            else:
+        for avty_topic in self._avty_of.pop(config_topic, ()):
+            known = self._by_avty[avty_topic]
+            del known[config_topic]
+            if not known:
                 del self._by_avty[avty_topic]
 
     def _state(self, topic: str, payload: bytes, received_us: int, out: AdapterResult) -> None:
@@ -355,7 +283,11 @@ class HomeAssistantAdapter(BaseAdapter):
             doc: Any = decode_json(payload)
         except NotJson:
             doc = UNDEFINED
-        for avail in self._by_avty.get(topic, ()):
+        devices: set[tuple[str, str]] = set()
+        for avail in self._by_avty.get(topic, {}).values():
+            if (avail.site, avail.device) in devices:
+                continue  # another config of the same device names this topic too
+            devices.add((avail.site, avail.device))
             text = payload.decode("utf-8", "replace").strip()
             if avail.template is not None:
                 text = str(avail.template.render(payload, doc))
@@ -388,7 +320,7 @@ class HomeAssistantAdapter(BaseAdapter):
             tel = by_device.get(key)
             if tel is None:
                 tel = by_device[key] = self.telemetry(
-                    entity.site, entity.device, topic, payload, received_us
+                    entity.site, entity.device, topic, payload, received_us, arrival=True
                 )
             self.add(
                 tel,
@@ -428,5 +360,6 @@ class HomeAssistantAdapter(BaseAdapter):
         self._entities.clear()
         self._by_state.clear()
         self._by_avty.clear()
+        self._avty_of.clear()
         for topic, text in state.items():
             self._config(topic, base64.b64decode(text), AdapterResult())

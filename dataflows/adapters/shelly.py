@@ -26,10 +26,13 @@ is status.
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Literal
 
-from dataflows.adapters.base import AdapterFailure, BaseAdapter
+from dataflows.adapters.base import AdapterFailure, BaseAdapter, ValueTopic
 from dataflows.adapters.config import ShellyConfig
+from dataflows.adapters.ids import IdRefused
+from dataflows.adapters.naming import FAHRENHEIT, is_temperature
 from dataflows.adapters.result import AdapterResult, Telemetry
 from dataflows.adapters.topicfilter import TopicFilter, matches
 from dataflows.adapters.values import decode_json, parse_time_us
@@ -89,6 +92,7 @@ class ShellyAdapter(BaseAdapter):
         self.cfg = config
         self._gen1_head = config.topic + "/"
         self._gen2 = [(p, p.count("/") + 1) for p in config.gen2_prefixes]
+        self._value_topics: dict[str, ValueTopic | None] = {}
 
     def filters(self) -> tuple[TopicFilter, ...]:
         """Gen1 values and Gen2 notifications shared; the retained ``online`` not."""
@@ -154,6 +158,46 @@ class ShellyAdapter(BaseAdapter):
 
     # -- Gen1 -----------------------------------------------------------------------
 
+    def value_topic(self, topic: str) -> ValueTopic | None:
+        """Return a Gen1 value topic's mapping (cached); None for anything else."""
+        hit: ValueTopic | Literal[False] | None = self._value_topics.get(topic, False)
+        if hit is False:
+            hit = None
+            with contextlib.suppress(IdRefused):
+                hit = self._gen1_value_topic(topic)
+            if len(self._value_topics) >= 100_000:  # bounded: topics are not trusted
+                self._value_topics.clear()
+            self._value_topics[topic] = hit
+        return hit
+
+    def _gen1_value_topic(self, topic: str) -> ValueTopic | None:
+        parsed = self._parse(topic)
+        if parsed is None or parsed[0] != 1 or parsed[2] == ["online"]:
+            return None
+        where = _gen1_field(parsed[2])
+        if where is None or where[1] in self.exclude or not self.coerce.plain_numbers(where[1]):
+            return None
+        sensor, field = where
+        site, device = self.device_of(parsed[1])
+        metric, unit, factor = self._gen1_mapping(sensor, field)
+        unit = self.config.units.get(metric, unit)  # as BaseAdapter.add applies it
+        return ValueTopic(
+            site,
+            device,
+            self.ids("sensor", sensor),
+            self.ids("metric", metric),
+            factor,
+            unit in FAHRENHEIT and is_temperature(metric),
+        )
+
+    def _gen1_mapping(self, sensor: str, field: str) -> tuple[str, str, float]:
+        """Return the metric, the unit and the factor of a Gen1 value (one place for both paths)."""
+        unit = GEN1_UNITS.get(field, "")
+        if field == "temperature" and sensor == "sensor" and self.cfg.gen1_temperature_unit == "F":
+            unit = "°F"
+        factor = 1.0 / 60.0 if field in _WATT_MINUTES else 1.0
+        return _GEN1_METRIC.get(field) or self.metric_name(field), unit, factor
+
     def _gen1(
         self,
         ident: str,
@@ -170,12 +214,8 @@ class ShellyAdapter(BaseAdapter):
         sensor, field = where
         site, device = self.device_of(ident)
         text = payload.decode("utf-8", "replace").strip()
-        tel = self.telemetry(site, device, topic, payload, received_us)
-        unit = GEN1_UNITS.get(field, "")
-        if field == "temperature" and sensor == "sensor" and self.cfg.gen1_temperature_unit == "F":
-            unit = "°F"
-        factor = 1.0 / 60.0 if field in _WATT_MINUTES else 1.0
-        metric = _GEN1_METRIC.get(field) or self.metric_name(field)
+        tel = self.telemetry(site, device, topic, payload, received_us, arrival=True)
+        metric, unit, factor = self._gen1_mapping(sensor, field)
         if not self.add(
             tel, out, sensor, field, text, unit, received_us, metric=metric, factor=factor
         ):
@@ -213,16 +253,16 @@ class ShellyAdapter(BaseAdapter):
                 raise AdapterFailure("NotifyStatus without a params object")
             if self.cfg.device_from == "src" and isinstance(doc.get("src"), str):
                 foreign = doc["src"]
-            t_us = self.message_time(parse_time_us(params.get("ts")), received_us)
+            t_us, arrival = self.timed(parse_time_us(params.get("ts")), received_us)
             components = {k: v for k, v in params.items() if isinstance(v, dict)}
         elif len(tail) == 2:
-            t_us = received_us
+            t_us, arrival = received_us, True
             components = {tail[1]: doc}
         else:
             out.ignored = f"Gen2 topic tail {'/'.join(tail)!r} carries no status"
             return
         site, device = self.device_of(foreign)
-        tel = self.telemetry(site, device, topic, payload, t_us)
+        tel = self.telemetry(site, device, topic, payload, t_us, arrival=arrival)
         for component, status in components.items():
             self._component(tel, out, component, status, "", t_us)
         out.keep(tel, "no numeric status fields")

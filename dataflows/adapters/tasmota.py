@@ -134,8 +134,8 @@ class TasmotaAdapter(BaseAdapter):
         doc = decode_json(payload)
         if not isinstance(doc, dict):
             raise AdapterFailure(f"expected a JSON object; got {type(doc).__name__}")
-        t_us = self.message_time(parse_time_us(doc.get("Time"), self.zone), received_us)
-        tel = self.telemetry(site, device, topic, payload, t_us)
+        t_us, arrival = self.timed(parse_time_us(doc.get("Time"), self.zone), received_us)
+        tel = self.telemetry(site, device, topic, payload, t_us, arrival=arrival)
         if kind == "STATE":
             if not self.cfg.state_metrics:
                 out.ignored = "STATE readings are turned off (state_metrics = false)"

@@ -26,7 +26,7 @@ from typing import Any
 
 from dataflows.adapters.base import AdapterFailure, BaseAdapter
 from dataflows.adapters.config import TelegrafConfig
-from dataflows.adapters.identity import hashed_low_bits
+from dataflows.adapters.identity import arrival_low_bits, hashed_low_bits
 from dataflows.adapters.lineproto import LineError, Point, parse_lines
 from dataflows.adapters.result import AdapterResult, Telemetry
 from dataflows.adapters.topicfilter import TopicFilter
@@ -149,10 +149,14 @@ class TelegrafAdapter(BaseAdapter):
         tags = point.tags
         foreign = tags.get(cfg.device_tag) or host
         site, device = self.device_of(foreign, tags.get(cfg.site_tag) if cfg.site_tag else None)
-        t_us = self.message_time(ts_us, received_us)
+        t_us, arrival = self.timed(ts_us, received_us)
         tel = by_device.get((site, device))
         if tel is None:
-            low = hashed_low_bits(topic, payload, f"{site}/{device}")
+            low = (
+                arrival_low_bits(t_us, topic, payload, f"{site}/{device}")
+                if arrival
+                else hashed_low_bits(topic, payload, f"{site}/{device}")
+            )
             tel = by_device[(site, device)] = self.telemetry(
                 site, device, topic, payload, t_us, low
             )

@@ -101,6 +101,17 @@ class Coercer:
             return self.text(value, field)
         return None
 
+    def plain_numbers(self, field: str = "") -> bool:
+        """Whether every plain number text of ``field`` reads as ``float(text)``.
+
+        False when numeric strings are off, or an enum table of ``field`` (or ``"*"``)
+        names a text that is a number (the enum would win).
+        """
+        if not self.numeric_strings:
+            return False
+        tables = (self.enums.get(field, {}), self._any_enum)
+        return not any(_NUMBER.fullmatch(key.strip(" \t\u00a0")) for t in tables for key in t)
+
     def text(self, value: str, field: str = "") -> float | None:
         """Return a string's number: an enum, a numeric string, a decimal comma."""
         table = self.enums.get(field)

@@ -135,8 +135,8 @@ class Zigbee2MqttAdapter(BaseAdapter):
                 f"expected a JSON object of device state; got {type(doc).__name__}"
             )
         site, device = self.device_of(name)
-        t_us = self.message_time(parse_time_us(doc.get("last_seen"), self.zone), received_us)
-        tel = self.telemetry(site, device, topic, payload, t_us)
+        t_us, arrival = self.timed(parse_time_us(doc.get("last_seen"), self.zone), received_us)
+        tel = self.telemetry(site, device, topic, payload, t_us, arrival=arrival)
         battery = "battery" in doc
         self._fields(tel, out, doc, "", t_us, battery)
         out.keep(tel, "state message without fields")

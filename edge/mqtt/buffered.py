@@ -8,8 +8,10 @@ serves those calls from one 256 KiB read. The gateway's MQTT source reads throug
 largest share of gateway CPU outside the flow itself (docs/benchmarks.md, profile).
 
 paho has no public hook to wrap its socket, so :class:`BufferedClient` overrides its
-private ``Client._create_socket`` (paho 2.x), the one private paho name the project
-uses; ``tests/edge/test_mqtt_paho_private.py`` fails if paho renames it.
+private ``Client._create_socket`` (paho 2.x). It also overrides ``loop_misc`` so that a
+PINGRESP late behind a backlog does not drop a link that is streaming (it reads paho's
+private ``_ping_t`` and ``_last_bytes_received``). ``tests/edge/test_mqtt_paho_private.py``
+fails if paho renames any of them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTErrorCode
 
 if TYPE_CHECKING:
     from paho.mqtt.client import SocketLike
@@ -114,3 +117,17 @@ class BufferedClient(mqtt.Client):
         sock = super()._create_socket()
         self.buffered = BufferedSocket(sock) if isinstance(sock, socket.socket) else None
         return self.buffered or sock
+
+    def loop_misc(self) -> MQTTErrorCode:
+        """Run the keepalive check; bytes received after the PINGREQ prove the link alive."""
+        # paho drops the link when a PINGRESP is not back within the keepalive, even
+        # while messages stream in. Behind a backlog of small messages (Shelly Gen1
+        # values: ~45 bytes each, tens of thousands in the socket buffers) the PINGRESP
+        # waits longer than that, and every drop makes the broker resend all that is
+        # unacknowledged (measured: 2 drops, 214,000 DUP messages in 2 minutes). A silent
+        # link still times out (paho's own check: no bytes for a keepalive with a ping
+        # outstanding). ``_ping_t`` and ``_last_bytes_received`` are paho 2.x privates,
+        # pinned by tests/edge/test_mqtt_paho_private.py.
+        if self._ping_t and self._last_bytes_received > self._ping_t:
+            self._ping_t = 0
+        return super().loop_misc()

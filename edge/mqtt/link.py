@@ -78,6 +78,7 @@ class MqttLink:
         paho's network thread: keep them short.
         """
         self.settings = settings
+        self._stopping = False
         self._connected = threading.Event()
         self._disconnected = threading.Event()
         self._outcome = threading.Event()  # set by every connection attempt's end
@@ -168,11 +169,19 @@ class MqttLink:
             # Closed before any CONNACK: a TLS listener refusing a plain client or one
             # without a client certificate ends here.
             self._failed(f"the connection closed before the broker accepted it: {reason}")
+        was_connected = self._connected.is_set()
         self._connected.clear()
         self._disconnected.set()
         delay = self._arm_backoff()
-        log.info(
-            "disconnected from %s: %s; reconnecting in %.1f s", self.settings.url, reason, delay
+        # A link lost while up is worth a warning: on a persistent session the broker
+        # resends everything not yet acknowledged (DUP), which a user should see.
+        level = logging.WARNING if was_connected and not self._stopping else logging.INFO
+        log.log(
+            level,
+            "disconnected from %s: %s; reconnecting in %.1f s",
+            self.settings.url,
+            reason,
+            delay,
         )
 
     def _failed(self, why: str) -> None:
@@ -325,6 +334,7 @@ class MqttLink:
         acknowledgements) are read by the broker rather than lost to a TCP reset (a
         ``buffered_reads`` socket also reads out what the broker still sends).
         """
+        self._stopping = True
         buffered = getattr(self._client, "buffered", None)
         if graceful_s > 0 and buffered is not None:
             buffered.drain_on_close = True

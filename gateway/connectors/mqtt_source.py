@@ -23,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -30,6 +31,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from contract import TopicKind, TopicScheme
 from dataflows.batch import MessageBatch
 from edge.mqtt import MqttLink, MqttSettings, Refusal, message_topic
+from gateway.connectors.delivery_stamps import DeliveryStamps
 from gateway.settings import MqttSourceSettings
 
 __all__ = ["MqttSource", "partition_client_id", "partition_link_settings"]
@@ -59,7 +61,7 @@ def partition_link_settings(settings: MqttSourceSettings, client_id: str) -> Mqt
     )
 
 
-class _Partition(StatefulSourcePartition[MessageBatch, None]):
+class _Partition(StatefulSourcePartition[MessageBatch, dict[str, Any]]):
     _closing = False
     thread_id: int | None = None
     redelivered = 0
@@ -77,8 +79,12 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
         stop: threading.Event | None,
         subscribed: threading.Event,
         on_refused: Callable[[Refusal], None] | None = None,
+        stamps: DeliveryStamps | None = None,
     ) -> None:
         self._settings = settings
+        # Arrival times: unique, and a redelivery's is its first delivery's (adapters
+        # derive the sequence of a message without a time of its own from it).
+        self.stamps = stamps or DeliveryStamps()
         self._filters = topic_filters
         self._batch_max = batch_max
         self._stop = stop
@@ -123,13 +129,18 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
         self.received += 1
         if msg.dup:
             self.redelivered += 1
-        self._inbox.append((message_topic(msg), payload, msg.mid, msg.qos, time.time_ns() // 1000))
+        topic = message_topic(msg)
+        stamp = self.stamps.stamp(msg.mid, msg.qos, msg.dup, topic, payload)
+        self._inbox.append((topic, payload, msg.mid, msg.qos, stamp))
 
     def next_batch(self) -> Iterable[MessageBatch]:
         # Bytewax calls this only once the previous epoch is complete: stored, flushed
         # and (with recovery) committed. So what that epoch took may be acknowledged.
         if self._to_ack:
             self.link.ack(self._to_ack, 1)
+            acked = self.stamps.acked
+            for mid in self._to_ack:
+                acked(mid)
             self._to_ack.clear()
         if self._stop is not None and self._stop.is_set():
             return self._stopping()
@@ -188,9 +199,13 @@ class _Partition(StatefulSourcePartition[MessageBatch, None]):
         wake_us = inbox[0][4] + self._settings.batch_max_age_ms * 1000
         return datetime.fromtimestamp(wake_us / 1_000_000, UTC)
 
-    def snapshot(self) -> None:
+    def snapshot(self) -> dict[str, Any]:
+        # The stamps of this epoch's messages, acknowledged only after it is committed:
+        # a restart before the acknowledgements gives their redeliveries the same stamps.
+        state = self.stamps.snapshot(self._in_epoch)
         self._to_ack.extend(self._in_epoch)
         self._in_epoch = []
+        return state
 
     def close(self) -> None:
         self._closing = True
@@ -207,7 +222,7 @@ def partition_client_id(settings: MqttSourceSettings, partition: int | str) -> s
     return f"{settings.client_id_prefix}-{group}-{partition}"
 
 
-class MqttSource(FixedPartitionedSource[MessageBatch, None]):
+class MqttSource(FixedPartitionedSource[MessageBatch, dict[str, Any]]):
     """Telemetry, status and commands of every device, over ``settings.partitions`` clients.
 
     Give it settings resolved for the cluster (:meth:`MqttSourceSettings.for_cluster`).
@@ -258,7 +273,9 @@ class MqttSource(FixedPartitionedSource[MessageBatch, None]):
         """
         return [str(i) for i in range(self.settings.partition_count())]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _Partition:
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: dict[str, Any] | None
+    ) -> _Partition:
         """Connect one MQTT client (stable id, persistent session)."""
         client_id = partition_client_id(self.settings, for_part)
         filters = self.topic_filters + ([self.status_filter] if for_part == "0" else [])
@@ -272,6 +289,7 @@ class MqttSource(FixedPartitionedSource[MessageBatch, None]):
             self.stop,
             self.subscribed,
             self.on_refused,
+            _stamps(int(for_part), self.settings.partition_count(), resume_state),
         )
         self.partitions.append(part)
         return part
@@ -291,6 +309,12 @@ class MqttSource(FixedPartitionedSource[MessageBatch, None]):
     def client_cpu_seconds(self) -> float:
         """CPU time of the MQTT clients' network threads (receive, parse, acknowledge)."""
         return sum(_thread_cpu_s(p.thread_id) for p in self.partitions)
+
+
+def _stamps(partition: int, partitions: int, state: dict[str, Any] | None) -> DeliveryStamps:
+    stamps = DeliveryStamps(partition, partitions)
+    stamps.restore(state)
+    return stamps
 
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100

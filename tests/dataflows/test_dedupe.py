@@ -35,7 +35,8 @@ def test_behaves_like_a_set_within_bounds(seqs: list[int]) -> None:
         assert seen.add(s) == (s not in model)
         model.add(s)
     assert all(s in seen for s in model)
-    intervals = seen.snapshot()
+    state = seen.snapshot()
+    intervals = list(zip(state["starts"], state["ends"], strict=True))
     assert intervals == sorted(intervals)
     assert all(a <= b for a, b in intervals)
     assert all(b + 1 < c for (_, b), (c, _) in itertools.pairwise(intervals))
@@ -56,5 +57,8 @@ def test_snapshot_restores() -> None:
     random.Random(1).shuffle(order)
     for s in order[:150]:
         seen.add(s)
-    back = SequenceSet(intervals=seen.snapshot())
+    back = SequenceSet.restore(256, seen.snapshot())
     assert all((s in back) == (s in order[:150]) for s in range(200))
+    pairs = list(zip(seen.snapshot()["starts"], seen.snapshot()["ends"], strict=True))
+    former = SequenceSet.restore(256, [list(p) for p in pairs])  # snapshots before columns
+    assert all((s in former) == (s in order[:150]) for s in range(200))

@@ -38,3 +38,13 @@ def test_paho_keeps_outgoing_messages_by_id() -> None:
 def test_a_topic_that_is_not_utf8_is_read_with_replacement_characters() -> None:
     assert message_topic(mqtt.MQTTMessage(topic=b"sg/t/\xff/x")) == "sg/t/\ufffd/x"
     assert message_topic(mqtt.MQTTMessage(topic="sg/t/é".encode())) == "sg/t/é"
+
+
+def test_paho_keeps_the_ping_and_receive_times_buffered_client_reads() -> None:
+    # BufferedClient.loop_misc clears _ping_t when bytes arrived after the PINGREQ.
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+    assert client._ping_t == 0
+    assert isinstance(client._last_bytes_received, float)
+    source = inspect.getsource(mqtt.Client._check_keepalive)
+    assert "_ping_t" in source
+    assert "_last_bytes_received" in source

@@ -184,11 +184,11 @@ class SparkplugAdapter(BaseAdapter):
     ) -> None:
         group, node_id, site, device = where
         msg_ms = msg.timestamp if msg.HasField("timestamp") else None
-        t_msg = self.message_time(None if msg_ms is None else msg_ms * 1000, received_us)
+        t_msg, arrival = self.timed(None if msg_ms is None else msg_ms * 1000, received_us)
         low = None
-        if msg.HasField("seq") and msg_ms is not None and t_msg != received_us:
+        if msg.HasField("seq") and not arrival:
             low = ((node.bd_seq or 0) & 0xFFF) << 8 | (msg.seq & 0xFF)
-        tel = self.telemetry(site, device, topic, payload, t_msg, low)
+        tel = self.telemetry(site, device, topic, payload, t_msg, low, arrival=arrival)
         unknown: list[int] = []
         for metric in msg.metrics:
             info = self._learn(metric, node, scope, birth)

@@ -296,3 +296,39 @@ def test_sensorgate_discovery_follows_the_topic_scheme_and_names_no_device_avail
     )
     assert json.loads(mean.payload)["state_topic"] == topics.aggregates("s", "d", "env", "t")
     assert mean.topic == "ha/sensor/sensorgate_s_d/env_t_10s/config"
+
+
+class _NoScan(dict):  # type: ignore[type-arg]
+    """A dict that refuses to be walked: learning must look up, never scan."""
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        raise AssertionError("scanned every learned availability topic")
+
+    keys = values = items = __iter__  # type: ignore[assignment]
+
+
+def test_learning_a_config_does_not_scan_what_other_devices_taught():
+    aset = ha(state_filters=["sim-ha/+/state", "sim-ha/+/availability"])
+    adapter = aset.adapters[0]
+
+    def config(device: str, j: int) -> tuple[str, bytes]:
+        doc = {
+            "stat_t": f"sim-ha/{device}/state",
+            "val_tpl": f"{{{{ value_json.m{j} }}}}",
+            "avty_t": f"sim-ha/{device}/availability",
+            "dev": {"ids": [device]},
+        }
+        return f"homeassistant/sensor/{device}/m{j}/config", json.dumps(doc).encode()
+
+    for i in range(50):
+        for j in range(3):
+            assert run(aset, *config(f"d{i}", j)).ok
+    adapter._by_avty = _NoScan(adapter._by_avty)
+    # A new device, a changed config and a removed one: each touches its own topics only.
+    assert run(aset, *config("d50", 0)).ok
+    assert run(aset, *config("d7", 1)).ok
+    assert run(aset, "homeassistant/sensor/d8/m2/config", b"").ok
+    online = run(aset, "sim-ha/d7/availability", "online")
+    assert [(s.device, s.online) for s in online.status] == [("d7", True)]
+    state = run(aset, "sim-ha/d50/state", '{"m0": 1.5}')
+    assert rows(state) == {("m0", "m0"): 1.5}

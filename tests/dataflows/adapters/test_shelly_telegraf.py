@@ -46,6 +46,27 @@ def test_shelly_gen1_power_energy_and_relay():
     assert "not a number" in (over.ignored or "")
 
 
+def test_gen1_values_of_one_device_in_one_millisecond_never_share_a_sequence():
+    # The gateway's source gives every message its own arrival microsecond; a device
+    # that publishes its values together lands many in one millisecond, even with the
+    # same topic and payload (the old 20 hashed bits collided there).
+    aset = shelly()
+    tails = ["relay/0/power", "relay/0/energy", "sensor/temperature", "sensor/humidity"]
+    ms = NOW // 1000 * 1000
+    sequences = set()
+    for k in range(1000):
+        result = run(aset, f"{PLUG}/{tails[k % 4]}", "21.5", at=ms + k)
+        sequences.add(result.telemetry[0].sequence)
+    assert len(sequences) == 1000
+    # ... and a redelivery stamped with its first arrival gets the same sequence and id.
+    again = run(aset, f"{PLUG}/relay/0/power", "21.5", at=ms)
+    first = run(aset, f"{PLUG}/relay/0/power", "21.5", at=ms)
+    assert (again.telemetry[0].sequence, again.telemetry[0].event_id) == (
+        first.telemetry[0].sequence,
+        first.telemetry[0].event_id,
+    )
+
+
 def test_shelly_gen1_decimal_comma_and_fahrenheit_setting():
     aset = shelly()
     assert rows(run(aset, f"{PLUG}/relay/0/power", "49,97")) == {("relay:0", "power"): 49.97}

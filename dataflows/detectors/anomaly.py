@@ -55,6 +55,7 @@ The first ``warmup`` readings only teach. Values are clipped to ±1e150 for lear
 from __future__ import annotations
 
 import math
+from array import array
 from typing import Any
 
 from contract.alarms import Severity
@@ -90,6 +91,11 @@ ROBUST_SD = 4.0
 """The baseline distance's history learns ten times slower from values beyond this."""
 HOLD_LIKELIHOOD = 3.0
 """An alarm also holds while the short error average is this many sd above its history."""
+BUCKET_MAX = 3.4028234663852886e38
+"""The seasonal buckets are float32 (half the memory of the detector's largest state):
+each learnt value is capped at float32's largest finite value, then rounded to float32.
+The cap touches only series whose errors exceed 1.8e19 (the bucket's RMS then floors
+their RMS scale at 1.8e19 instead of more)."""
 
 COMPONENTS = (
     "",
@@ -100,6 +106,11 @@ COMPONENTS = (
     "new extreme",
 )
 """Names of the component codes (0: none)."""
+
+
+def _buckets(n: int) -> array[float]:
+    """``n`` unlearnt (NaN) seasonal buckets, stored as float32."""
+    return array("f", [math.nan]) * n
 
 
 def _clip(v: float, lo: float, hi: float) -> float:
@@ -282,7 +293,7 @@ class AnomalyDetector:
         self._held = 0
         self._cool = 0
         self._raised_us = 0
-        self._buckets = [math.nan] * self.season_buckets
+        self._buckets = _buckets(self.season_buckets)
 
     @property
     def window(self) -> int:
@@ -337,7 +348,9 @@ class AnomalyDetector:
         e2 = e * e
         if bucket >= 0:
             known = self._buckets[bucket]
-            self._buckets[bucket] = e2 if known != known else known + BUCKET_ALPHA * (e2 - known)
+            learnt = e2 if known != known else known + BUCKET_ALPHA * (e2 - known)
+            # The array rounds to float32; the cap keeps a huge error finite.
+            self._buckets[bucket] = learnt if learnt < BUCKET_MAX else BUCKET_MAX
 
         # 3. components
         zc = _clip(z, -Z_CAP, Z_CAP)
@@ -564,7 +577,8 @@ class AnomalyDetector:
         self._cool = int(state["cool"])
         self._raised_us = int(state.get("raised", 0))
         buckets = list(state.get("buckets") or [])
+        self._buckets = _buckets(self.season_buckets)
         if len(buckets) == self.season_buckets:
-            self._buckets = [math.nan if b is None else float(b) for b in buckets]
-        else:
-            self._buckets = [math.nan] * self.season_buckets
+            for i, b in enumerate(buckets):
+                if b is not None:
+                    self._buckets[i] = min(float(b), BUCKET_MAX)

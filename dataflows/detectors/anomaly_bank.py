@@ -11,7 +11,9 @@ so the results are bit-identical; the stuck test's ``log`` is settled by
 :mod:`~dataflows.detectors.adaptive_bank`.
 
 State per slot: 25 float64 and 10 integer or boolean scalars, plus the seasonal error
-scale ``[slot, bucket]`` (NaN: not learnt yet).
+scale ``[slot, bucket]`` in float32 (NaN: not learnt yet; capped at
+:data:`~dataflows.detectors.anomaly.BUCKET_MAX` and rounded to float32, as the scalar's
+``array("f")`` does).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dataflows.detectors._twins import stuck_runs
 from dataflows.detectors.anomaly import (  # the very same constants
     BASE_ALPHA,
     BUCKET_ALPHA,
+    BUCKET_MAX,
     ERR_ALPHA,
     EXTREME_BLOCK,
     EXTREME_MARGIN,
@@ -99,7 +102,7 @@ def _fields(buckets: int) -> dict[str, Field]:
             "code": (np.int8, 0, ()),
             "held": (np.int64, 0, ()),
             "cool": (np.int64, 0, ()),
-            "buckets": (np.float64, math.nan, (buckets,)),
+            "buckets": (np.float32, math.nan, (buckets,)),
         }
     )
     return fields
@@ -231,10 +234,11 @@ class AnomalyBank(SlotBank):
             nb = spec.season_buckets
             cell = s * nb + (t % spec.season_us) * nb // spec.season_us
             flat = a["buckets"].reshape(-1)
-            seen = flat[cell]
+            seen = flat[cell].astype(np.float64)
             learnt = seen == seen
             sr = np.where(learnt, _max(sr, np.sqrt(seen)), sr)
-            flat[cell] = np.where(learnt, seen + BUCKET_ALPHA * (e2 - seen), e2)
+            new = np.where(learnt, seen + BUCKET_ALPHA * (e2 - seen), e2)
+            flat[cell] = np.where(new < BUCKET_MAX, new, BUCKET_MAX)
         z_rms = e / sr
 
         zc = _clip(z, -Z_CAP, Z_CAP)

@@ -38,6 +38,13 @@ this matters only for two writes of the same point (same series and timestamp) w
 different values; :class:`~gateway.influx.resilient.ResilientWriter` keeps one request
 in flight and therefore its order.
 
+Coalescing adapts to the load: while no sender is busy, pending bodies leave as one
+request once the oldest has waited 20 ms (``_LINGER_S``, enough to gather what every
+shard submits for one batch); while requests are in flight, bodies wait until
+``batch_size`` lines are pending or the senders are free again. So a light load is
+written without waiting for a full batch, and a heavy one still travels in requests of
+about ``batch_size`` lines.
+
 Bodies are never split on the live path: a body larger than ``batch_size`` is one
 request. They are cut into lines only to isolate refused points
 (:func:`~gateway.influx.spill.split_lines`, which respects quoted string fields).
@@ -96,6 +103,9 @@ RejectHandler = Callable[[str, str], None]
 """Called with a line InfluxDB refused as bad data and the server's message."""
 
 _FULL_WAIT_S = 1.0
+_LINGER_S = 0.02
+"""How long pending bodies wait for company when no sender is busy: long enough to
+gather the bodies every shard submits for one source batch into one request."""
 _LOG_EVERY_S = 30.0
 
 
@@ -215,6 +225,8 @@ class PipelinedWriter:
         self._pending_lines = 0
         self._ready: deque[_Request] = deque()
         self._ready_lines = 0
+        self._idle_senders = 0  # senders waiting for a request (under _cond)
+        self._pending_since = 0.0  # when the oldest pending body was submitted
         self._settled_through = 0
         self._settled: list[tuple[int, int]] = []  # heap of ranges settled out of order
         self._failed_at: int | None = None
@@ -297,6 +309,9 @@ class PipelinedWriter:
                 return seq
             self._pending.append(_Body(seq, body, lines, precision))
             self._pending_lines += lines
+            if len(self._pending) == 1:
+                self._pending_since = time.monotonic()
+                self._cond.notify_all()  # an idle sender times the linger from now
             if self._pending_lines >= self._settings.batch_size:
                 self._dispatch(everything=False)
             return seq
@@ -504,8 +519,7 @@ class PipelinedWriter:
     def _send_loop(self) -> None:
         while True:
             with self._cond:
-                while not self._ready and not self._stop.is_set():
-                    self._cond.wait()
+                self._await_request()
                 if self._stop.is_set():
                     if self._ready:
                         log.error(
@@ -523,6 +537,24 @@ class PipelinedWriter:
                 log.error("InfluxDB write of %d lines failed: %s", request.lines, exc)
             with self._cond:
                 self._settle(request.first, request.last, error)
+
+    def _await_request(self) -> None:
+        """Wait (holding ``_cond``) until a request is ready or the writer stops.
+
+        While no other sender is busy, what is pending leaves as one request once the
+        oldest of it has waited ``_LINGER_S``: a light load is not held back for a full
+        batch. While one is busy, bodies wait for ``batch_size`` lines or for it.
+        """
+        while not self._ready and not self._stop.is_set():
+            timeout = None
+            if self._pending and self._idle_senders + 1 == self.max_in_flight:
+                timeout = self._pending_since + _LINGER_S - time.monotonic()
+                if timeout <= 0:
+                    self._dispatch(everything=True)
+                    continue
+            self._idle_senders += 1
+            self._cond.wait(timeout)
+            self._idle_senders -= 1
 
     def _process(self, request: _Request) -> None:
         if self._spill is not None and len(self._spill):

@@ -227,6 +227,7 @@ class PipelinedWriter:
         self._ready_lines = 0
         self._idle_senders = 0  # senders waiting for a request (under _cond)
         self._pending_since = 0.0  # when the oldest pending body was submitted
+        self._listeners: tuple[Callable[[], None], ...] = ()
         self._settled_through = 0
         self._settled: list[tuple[int, int]] = []  # heap of ranges settled out of order
         self._failed_at: int | None = None
@@ -273,6 +274,20 @@ class PipelinedWriter:
         """The highest sequence number such that every body up to it is durable."""
         with self._cond:
             return self._durable_locked()
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` (on a sender thread) each time a request has settled.
+
+        The points sink observes its latency histograms then, when the points became
+        durable, not at its next call. A listener must be quick and must not submit.
+        """
+        with self._cond:
+            self._listeners = (*self._listeners, listener)
+
+    def remove_listener(self, listener: Callable[[], None]) -> None:
+        """Stop calling ``listener``."""
+        with self._cond:
+            self._listeners = tuple(x for x in self._listeners if x is not listener)
 
     @property
     def submitted_through(self) -> int:
@@ -537,6 +552,9 @@ class PipelinedWriter:
                 log.error("InfluxDB write of %d lines failed: %s", request.lines, exc)
             with self._cond:
                 self._settle(request.first, request.last, error)
+                listeners = self._listeners
+            for listener in listeners:  # outside the lock: a listener may read us
+                listener()
 
     def _await_request(self) -> None:
         """Wait (holding ``_cond``) until a request is ready or the writer stops.

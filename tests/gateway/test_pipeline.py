@@ -92,7 +92,7 @@ def test_bodies_are_coalesced_into_requests_of_about_batch_size(make, influx: Fa
     assert (stats.points_written, stats.durable_through, stats.submitted_through) == (300, 10, 10)
 
 
-def test_a_lone_body_leaves_without_a_flush_when_no_sender_is_busy(make, influx: FakeInflux) -> None:  # type: ignore[no-untyped-def]
+def test_a_lone_body_leaves_when_no_sender_is_busy(make, influx: FakeInflux) -> None:  # type: ignore[no-untyped-def]
     writer = make()
     submit(writer, _lines(0, 10))  # far below batch_size, but no sender is busy: 20 ms
     wait_for(lambda: writer.durable_through == 1, 5, "the lone body to be stored")

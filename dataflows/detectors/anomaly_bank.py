@@ -25,7 +25,7 @@ import numpy as np
 
 from contract.alarms import Severity
 from dataflows.detectors._slots import Field, SlotBank
-from dataflows.detectors.anomaly import LIMIT, AnomalyDetector, describe_anomaly
+from dataflows.detectors.anomaly import BUCKET_MAX, LIMIT, AnomalyDetector, describe_anomaly
 from dataflows.detectors.anomaly_step import clip, step
 from dataflows.detectors.bank import F64, I64, SEVERITY_CODES, BankSignals
 
@@ -101,8 +101,12 @@ class AnomalyBank(SlotBank):
         """Load a :meth:`snapshot` (seasons of another bucket count start fresh).
 
         A snapshot of an earlier version without the recent range starts the range at
-        each slot's last reading (as the scalar detector does).
+        each slot's last reading (as the scalar detector does); one with float64 seasonal
+        buckets is capped at :data:`BUCKET_MAX` and rounded to float32 (as the scalar).
         """
+        buckets = state.get("buckets")
+        if buckets is not None and np.asarray(buckets).dtype != np.float32:
+            state = {**state, "buckets": np.minimum(np.asarray(buckets, np.float64), BUCKET_MAX)}
         super().restore(state)
         if "hi" not in state:
             a = self._state.arrays

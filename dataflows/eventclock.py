@@ -35,6 +35,7 @@ __all__ = [
     "device_watermark",
     "device_watermarks",
     "from_us",
+    "observe_messages",
     "to_us",
 ]
 
@@ -148,3 +149,33 @@ def device_watermarks(
         wm = np.where(quiet & (follow > wm), follow, wm)
     reg.last_wm_us = wm.tolist()
     return wm
+
+
+def observe_messages(
+    reg: Registry,
+    devices: list[int],
+    newest: list[int],
+    now_us: int,
+    config: StreamConfig,
+    fleet: FleetClock,
+) -> list[int]:
+    """Move the event clocks message by message; return each message's watermark.
+
+    Message ``i`` came from ``devices[i]`` with ``newest[i]`` its newest reading time
+    (``NONE``: no value). Each is judged against its device's watermark as it was
+    before it; a reading older than that watermark is late and does not move the clocks.
+    """
+    wm_msg = []
+    newest_seen = reg.newest_seen_us
+    for dev, new in zip(devices, newest, strict=True):
+        wm = device_watermark(reg, dev, now_us, config, fleet)
+        wm_msg.append(wm)
+        if new > newest_seen[dev]:
+            newest_seen[dev] = new
+        if new != NONE and new >= wm:
+            if new > reg.max_event_us[dev]:
+                reg.max_event_us[dev] = new
+            fleet.observe(new, now_us)
+    for dev in set(devices):
+        reg.last_arrival_us[dev] = now_us
+    return wm_msg

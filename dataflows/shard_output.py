@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from contract import DeadLetterEvent
 from contract.alarms import AlarmEvent
@@ -14,11 +15,12 @@ from dataflows.columns import (
     EncodedPoints,
     LateColumns,
     PointColumns,
+    PointEncoder,
     ReadingColumns,
     SeriesNames,
 )
 from dataflows.fresh import Fresh
-from dataflows.registry import Registry
+from dataflows.registry import NONE, Registry
 from dataflows.summaries import ActiveAlarms
 
 __all__ = [
@@ -27,6 +29,8 @@ __all__ = [
     "ShardOutput",
     "SiteReadings",
     "concat_parts",
+    "encode_points",
+    "late_columns",
     "site_readings",
 ]
 
@@ -137,3 +141,51 @@ def concat_parts(parts: list[Part]) -> Part:
             [e for x in lates for e in x.event_id],
         )
     return joined, late, received, newest
+
+
+def encode_points(
+    encoder: PointEncoder | None,
+    points: PointColumns,
+    received_us: list[int],
+    newest_us: list[int],
+) -> EncodedPoints | PointColumns | None:
+    """Return what the points sink gets: line protocol (or the columns, without encoder).
+
+    ``received_us``: the arrival times of the readings' messages; ``newest_us``: each
+    message's newest reading time (``NONE`` where it had no value). None: nothing to store.
+    """
+    if points.empty:
+        return None
+    if encoder is None:
+        return points
+    r, a, late = points.readings, points.aggregates, points.late
+    raw, aggregates = encoder.encode_parts(points)
+    return EncodedPoints(
+        body=raw,
+        aggregates_body=aggregates,
+        lines=(len(r) if r else 0) + (len(a) if a else 0) + (len(late) if late else 0),
+        readings=len(r) if r else 0,
+        aggregates=len(a) if a else 0,
+        late=len(late) if late else 0,
+        received_us=np.asarray(received_us, np.int64),
+        newest_us=np.asarray([t for t in newest_us if t != NONE], np.int64),
+    )
+
+
+def late_columns(
+    late: npt.NDArray[np.bool_],
+    fresh: Fresh,
+    wm_msg: list[int],
+    msg_of_row: npt.NDArray[np.int64],
+) -> LateColumns:
+    """Return the ``late`` rows of ``fresh`` with the watermark each missed."""
+    rows = np.flatnonzero(late)
+    msgs = msg_of_row[rows]
+    return LateColumns(
+        series=fresh.series[rows],
+        t_us=fresh.t_us[rows],
+        value=fresh.value[rows],
+        seq=np.asarray(fresh.seqs, np.int64)[msgs],
+        watermark_us=np.asarray(wm_msg, np.int64)[msgs],
+        event_id=[fresh.event_ids[m] for m in msgs.tolist()],
+    )

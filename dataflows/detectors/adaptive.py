@@ -34,7 +34,7 @@ O(1) time and memory per reading (O(buckets) with seasons).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 from contract.alarms import Severity
 from dataflows.detectors.base import Signal
@@ -45,6 +45,19 @@ _GAUSS_MAD = 1.2533  # sigma / mean absolute deviation for Gaussian noise
 _STUCK_ODDS = math.log(1e-6)
 _STUCK_MAX_REPEAT_RATE = 0.9
 _SEASON_GAIN = 0.7  # seasons must cut the typical residual by 30 % to be used
+
+
+class _Score(NamedTuple):
+    """How one reading scores: against which level, at which scale."""
+
+    level: float
+    seasonal: float
+    in_use: bool
+    """Whether the season's level is the one the reading is judged against."""
+    expected: float
+    sigma_plain: float
+    sigma_season: float
+    z: float
 
 
 class AdaptiveDetector:
@@ -126,14 +139,7 @@ class AdaptiveDetector:
 
     def update(self, t_us: int, value: float) -> Signal | None:
         """Take one reading; None while warming up."""
-        last = self._last
-        self._last = value
-        same = last is not None and value == last
-        if last is not None and not same:
-            step = abs(value - last)
-            if step < self._res:
-                self._res = step
-        self._run = self._run + 1 if same else 0
+        same = self._repeats(value)
         bucket = self._bucket(t_us)
         if self._first_t is None:
             self._first_t = t_us
@@ -146,6 +152,42 @@ class AdaptiveDetector:
         stuck = self._stuck()
         if not stuck:
             self._repeat += self.alpha * (same - self._repeat)
+        score = self._score(t_us, bucket, value)
+        self._active = score.z > (self.clear if self._active else self.threshold)
+        if stuck:
+            return Signal(
+                True,
+                value,
+                None,
+                f"stuck at {value:g} for {self._run + 1} readings (repeat rate {self._repeat:.2f})",
+            )
+        self._learn(t_us, bucket, value, score)
+        z, level = score.z, score.expected
+        if not self._active:
+            return Signal(False, value, z)
+        severity = Severity.MAJOR if z > 2 * self.threshold else None
+        return Signal(
+            True,
+            value,
+            level,
+            f"{value:g} is {z:.1f} robust sigmas from the learnt level {level:.4g}",
+            severity,
+        )
+
+    def _repeats(self, value: float) -> bool:
+        """Count repeats of the last value, learn the resolution; say if ``value`` repeats."""
+        last = self._last
+        self._last = value
+        same = last is not None and value == last
+        if last is not None and not same:
+            step = abs(value - last)
+            if step < self._res:
+                self._res = step
+        self._run = self._run + 1 if same else 0
+        return same
+
+    def _score(self, t_us: int, bucket: int | None, value: float) -> _Score:
+        """Score ``value`` against the plain level, or the season's where it is in use."""
         level = self._level
         if math.isinf(self._sscale):
             self._sscale = self._scale
@@ -159,6 +201,7 @@ class AdaptiveDetector:
             seasonal = level if known is None else known
             # Seasons are used only with two seasons of history and only where they
             # explain the series clearly better than the plain level does.
+            assert self._first_t is not None  # set by update before any score
             in_use = (
                 t_us - self._first_t >= 2 * self.season_us
                 and self._serr < _SEASON_GAIN * self._perr
@@ -166,17 +209,14 @@ class AdaptiveDetector:
         expected = seasonal if in_use else level
         sigma = sigma_season if in_use else sigma_plain
         z = abs(value - expected) / sigma
-        self._active = z > (self.clear if self._active else self.threshold)
-        if stuck:
-            return Signal(
-                True,
-                value,
-                None,
-                f"stuck at {value:g} for {self._run + 1} readings (repeat rate {self._repeat:.2f})",
-            )
+        return _Score(level, seasonal, in_use, expected, sigma_plain, sigma_season, z)
+
+    def _learn(self, t_us: int, bucket: int | None, value: float, score: _Score) -> None:
+        """Learn the level and scale (slowly while an alarm holds) and the season's."""
         self._held = self._held + 1 if self._active else 0
         a = self.alpha * (0.1 if 0 < self._held <= self.hold else 1.0)
-        cap = self.huber * sigma_plain
+        level = score.level
+        cap = self.huber * score.sigma_plain
         plain = value - level
         self._scale += a * (min(abs(plain), cap) - self._scale)
         self._level += a * max(-cap, min(cap, plain))
@@ -184,9 +224,10 @@ class AdaptiveDetector:
             # The level of this phase of the season. Each bucket sees 1/buckets of the
             # data, so it learns faster; until seasons are in use, alarms judged on the
             # plain level must not slow it, nor clip it (a cycle may be many scales tall).
+            seasonal = score.seasonal
             step = value - seasonal
-            scap = self.huber * sigma_season
-            if in_use:
+            scap = self.huber * score.sigma_season
+            if score.in_use:
                 self._season[bucket] = seasonal + a * 4 * max(-scap, min(scap, step))
             else:
                 self._season[bucket] = seasonal + self.alpha * 4 * step
@@ -197,17 +238,6 @@ class AdaptiveDetector:
             self._perr += w * (min(abs(plain), big) - self._perr)
             self._serr += w * (min(abs(step), big) - self._serr)
         self._last_t = t_us
-        level = expected
-        if not self._active:
-            return Signal(False, value, z)
-        severity = Severity.MAJOR if z > 2 * self.threshold else None
-        return Signal(
-            True,
-            value,
-            level,
-            f"{value:g} is {z:.1f} robust sigmas from the learnt level {level:.4g}",
-            severity,
-        )
 
     def _stuck(self) -> bool:
         if self._run < self.stuck_min or self._repeat > _STUCK_MAX_REPEAT_RATE:

@@ -20,7 +20,7 @@ rather than as unknown).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -65,6 +65,30 @@ def _fields(buckets: int) -> dict[str, Field]:
         "season": (np.float64, math.nan, (buckets,)),
         "season_nan": (np.bool_, False, (buckets,)),
     }
+
+
+class _Season(NamedTuple):
+    """The season's side of a chunk of readings (``cell``: flat [slot, bucket] index)."""
+
+    cell: I64
+    known: F64
+    seasonal: F64
+    in_use: Bools
+    perr: F64
+    serr: F64
+
+
+class _SeasonLearning(NamedTuple):
+    """What the season learns from, besides the season itself."""
+
+    v: F64
+    t: I64
+    stuck: Bools
+    rate: F64
+    sigma_season: F64
+    cap: F64
+    distance: F64
+    last_t: I64
 
 
 class AdaptiveBank(SlotBank):
@@ -203,21 +227,10 @@ class AdaptiveBank(SlotBank):
         floor = _max(_max(np.where(np.isfinite(res), res, 0.0), 1e-9 * np.abs(level)), 1e-12)
         sigma_plain = _max(_GAUSS_MAD * scale, floor)
         sigma_season = _max(_GAUSS_MAD * sscale, floor)
-        seasons = self.season_us is not None
-        if seasons:
-            season_us = self.season_us
-            assert season_us is not None
-            # Flat indices into the [slot, bucket] arrays: one 1-D gather and scatter.
-            cell = s * self.season_buckets + (t % season_us) * self.season_buckets // season_us
-            known = a["season"].reshape(-1)[cell]
-            unknown = np.isnan(known)
-            if unknown.any():  # rare once learnt: is any of these NaN a learnt NaN?
-                unknown &= ~a["season_nan"].reshape(-1)[cell]
-            seasonal = np.where(unknown, level, known)
-            perr = a["perr"][s]
-            serr = a["serr"][s]
-            in_use = (t - first_t >= 2 * season_us) & (serr < _SEASON_GAIN * perr)
-            expected = np.where(in_use, seasonal, level)
+        season = None if self.season_us is None else self._season(s, t, first_t, level)
+        if season is not None:
+            in_use = season.in_use
+            expected = np.where(in_use, season.seasonal, level)
             sigma = np.where(in_use, sigma_season, sigma_plain)
         else:
             expected, sigma = level, sigma_plain
@@ -237,34 +250,61 @@ class AdaptiveBank(SlotBank):
         a["scale"][s] = np.where(stuck, scale, scale + rate * (_min(distance, cap) - scale))
         a["level"][s] = np.where(stuck, level, level + rate * _max(-cap, _min(cap, plain)))
         last_t = a["last_t"][s]
-        if seasons:
-            step = v - seasonal
-            scap = self.huber * sigma_season
-            learnt = np.where(
-                in_use,
-                seasonal + rate * 4 * _max(-scap, _min(scap, step)),
-                seasonal + self._alpha4 * step,
-            )
-            learnt = np.where(stuck, known, learnt)
-            a["season"].reshape(-1)[cell] = learnt
-            # A learnt NaN stays NaN (NaN plus anything), so the flag is only ever set.
-            overflowed = np.isnan(learnt) & ~stuck
-            if overflowed.any():
-                a["season_nan"].reshape(-1)[cell[overflowed]] = True
-            step_size = np.abs(step)
-            sscale = np.where(stuck, sscale, sscale + rate * (_min(step_size, scap) - sscale))
-            gap = t - last_t
-            w = _min(1.0, np.where(gap > 0, gap, 0) / season_us)
-            w = np.where(last_t != 0, w, 0.0)
-            big = 10 * cap
-            a["perr"][s] = np.where(stuck, perr, perr + w * (_min(distance, big) - perr))
-            a["serr"][s] = np.where(stuck, serr, serr + w * (_min(step_size, big) - serr))
+        if season is not None:
+            learn = _SeasonLearning(v, t, stuck, rate, sigma_season, cap, distance, last_t)
+            sscale = self._learn_season(s, season, learn, sscale)
         a["sscale"][s] = sscale
         a["last_t"][s] = np.where(stuck, last_t, t)
 
         threshold = np.where(stuck, np.nan, np.where(active, expected, z))
         severity = np.where(active & ~stuck & (z > self._major), _MAJOR, np.int8(0))
         return z, active | stuck, threshold, severity, stuck, repeat
+
+    def _season(self, s: I64, t: I64, first_t: I64, level: F64) -> _Season:
+        """Look up the season's level of each reading; say where seasons are in use."""
+        a = self._state.arrays
+        season_us = self.season_us
+        assert season_us is not None
+        # Flat indices into the [slot, bucket] arrays: one 1-D gather and scatter.
+        cell = s * self.season_buckets + (t % season_us) * self.season_buckets // season_us
+        known = a["season"].reshape(-1)[cell]
+        unknown = np.isnan(known)
+        if unknown.any():  # rare once learnt: is any of these NaN a learnt NaN?
+            unknown &= ~a["season_nan"].reshape(-1)[cell]
+        perr = a["perr"][s]
+        serr = a["serr"][s]
+        in_use = (t - first_t >= 2 * season_us) & (serr < _SEASON_GAIN * perr)
+        return _Season(cell, known, np.where(unknown, level, known), in_use, perr, serr)
+
+    def _learn_season(self, s: I64, season: _Season, learn: _SeasonLearning, sscale: F64) -> F64:
+        """Learn the seasons' levels, scale and errors (not where stuck); return the scale."""
+        a = self._state.arrays
+        season_us = self.season_us
+        assert season_us is not None
+        stuck, rate, seasonal = learn.stuck, learn.rate, season.seasonal
+        step = learn.v - seasonal
+        scap = self.huber * learn.sigma_season
+        learnt = np.where(
+            season.in_use,
+            seasonal + rate * 4 * _max(-scap, _min(scap, step)),
+            seasonal + self._alpha4 * step,
+        )
+        learnt = np.where(stuck, season.known, learnt)
+        a["season"].reshape(-1)[season.cell] = learnt
+        # A learnt NaN stays NaN (NaN plus anything), so the flag is only ever set.
+        overflowed = np.isnan(learnt) & ~stuck
+        if overflowed.any():
+            a["season_nan"].reshape(-1)[season.cell[overflowed]] = True
+        step_size = np.abs(step)
+        sscale = np.where(stuck, sscale, sscale + rate * (_min(step_size, scap) - sscale))
+        gap = learn.t - learn.last_t
+        w = _min(1.0, np.where(gap > 0, gap, 0) / season_us)
+        w = np.where(learn.last_t != 0, w, 0.0)
+        big = 10 * learn.cap
+        perr, serr = season.perr, season.serr
+        a["perr"][s] = np.where(stuck, perr, perr + w * (_min(learn.distance, big) - perr))
+        a["serr"][s] = np.where(stuck, serr, serr + w * (_min(step_size, big) - serr))
+        return np.asarray(sscale, np.float64)
 
     def describe(self, signals: BankSignals, i: int) -> str:
         """Word entry ``i`` as the scalar detector does ("" where not active)."""

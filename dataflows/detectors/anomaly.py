@@ -55,12 +55,14 @@ The first ``warmup`` readings only teach. Values are clipped to ±1e150 for lear
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import NamedTuple
 
 from contract.alarms import Severity
+from dataflows.detectors.anomaly_state import BUCKET_MAX, AnomalyState
+from dataflows.detectors.anomaly_words import COMPONENTS, describe_anomaly
 from dataflows.detectors.base import Signal
 
-__all__ = ["COMPONENTS", "AnomalyDetector", "describe_anomaly"]
+__all__ = ["BUCKET_MAX", "COMPONENTS", "AnomalyDetector", "describe_anomaly"]
 
 GAUSS_MAD = 1.2533
 LIMIT = 1e150
@@ -91,16 +93,6 @@ ROBUST_SD = 4.0
 HOLD_LIKELIHOOD = 3.0
 """An alarm also holds while the short error average is this many sd above its history."""
 
-COMPONENTS = (
-    "",
-    "prediction error",
-    "anomaly likelihood",
-    "level shift",
-    "stuck",
-    "new extreme",
-)
-"""Names of the component codes (0: none)."""
-
 
 def _clip(v: float, lo: float, hi: float) -> float:
     return lo if v < lo else (hi if v > hi else v)
@@ -114,180 +106,36 @@ def _min(a: float, b: float) -> float:
     return b if b < a else a
 
 
-def describe_anomaly(
-    *,
-    value: float,
-    expected: float,
-    band: float,
-    code: int,
-    score: float,
-    z: float,
-    likelihood: float,
-    shift: float,
-    deviation: float,
-    baseline: float,
-    held: int,
-    run: int,
-    repeat: float,
-    history: int,
-) -> str:
-    """Word why an anomaly signal holds (the scalar detector and its bank share this)."""
-    if code == 4:
-        return f"stuck at {value:g} for {run + 1} readings (repeat rate {repeat:.2f})"
-    name = COMPONENTS[code]
-    if held == 0:
-        if code == 1:
-            why = f"prediction error {z:.1f} sigmas"
-        elif code == 2:
-            tail = 0.5 * math.erfc(likelihood / math.sqrt(2))
-            why = f"error level {likelihood:.1f} sd above its history (tail probability {tail:.1e})"
-        elif code == 5:
-            why = f"beyond the recent range, prediction error {z:.1f} sigmas"
-        else:
-            why = f"level {shift:.1f} sd away from its history"
-        return (
-            f"{value:g} vs expected {expected:.4g} ± {band:.3g}: {why}"
-            f" (component: {name}, score {score:.2f}; history ~{history} readings)"
-        )
-    return (
-        f"{value:g} still {deviation:.1f} sd from the baseline {baseline:.4g}"
-        f" (raised by {name}; {held} readings since it fired; history ~{history} readings)"
-    )
+class _Errors(NamedTuple):
+    """Phases 1-2 of a reading: its prediction and normalised errors."""
+
+    level: float
+    base: float
+    expected: float
+    e: float
+    e2: float
+    sig_e: float
+    sig_b: float
+    z: float
+    u: float
+    sr: float
+    z_rms: float
 
 
-class AnomalyDetector:
+class _Components(NamedTuple):
+    """Phase 3 of a reading: likelihoods and the component scores."""
+
+    la: float
+    ls: float
+    lu: float
+    score: float
+    code: int
+
+
+class AnomalyDetector(AnomalyState):
     """The default anomaly detector of a series (see the module docstring)."""
 
-    __slots__ = (
-        "_active",
-        "_bar",
-        "_base",
-        "_buckets",
-        "_c0",
-        "_c1",
-        "_code",
-        "_cool",
-        "_dlast",
-        "_held",
-        "_hi",
-        "_hi_old",
-        "_last",
-        "_level",
-        "_lo",
-        "_lo_old",
-        "_mad_b",
-        "_mad_e",
-        "_marked",
-        "_mua",
-        "_mus",
-        "_muu",
-        "_n",
-        "_persist",
-        "_raised_us",
-        "_repeat",
-        "_res",
-        "_run",
-        "_runmax",
-        "_sa",
-        "_ss",
-        "_su",
-        "_va",
-        "_vr",
-        "_vs",
-        "_vu",
-        "alpha",
-        "clear",
-        "history",
-        "hold_us",
-        "likelihood",
-        "rearm",
-        "refractory",
-        "season_buckets",
-        "season_us",
-        "shift",
-        "spike",
-        "spike_robust",
-        "stuck_min",
-        "warmup",
-    )
-
-    def __init__(
-        self,
-        *,
-        spike: float = 6.0,
-        spike_robust: float = 10.0,
-        likelihood: float = 8.0,
-        shift: float = 6.0,
-        clear: float = 2.0,
-        alpha: float = 0.05,
-        history: float = 0.002,
-        warmup: int = 100,
-        hold_us: int = 600_000_000,
-        refractory: int = 100,
-        rearm: float = 3.0,
-        season_us: int | None = 86_400_000_000,
-        season_buckets: int = 24,
-        stuck_min: int = 10,
-    ) -> None:
-        for name, v in (
-            ("spike", spike),
-            ("spike_robust", spike_robust),
-            ("likelihood", likelihood),
-            ("shift", shift),
-            ("clear", clear),
-        ):
-            if not (v > 0 and math.isfinite(v)):
-                raise ValueError(f"{name} must be a positive number; got {v}")
-        for name, v in (("alpha", alpha), ("history", history)):
-            if not 0 < v < 1:
-                raise ValueError(f"{name} must be in (0, 1); got {v}")
-        if rearm < 1:
-            raise ValueError(f"rearm must be at least 1; got {rearm}")
-        if min(warmup, hold_us, refractory, stuck_min) < 0:
-            raise ValueError("warmup, hold_us, refractory and stuck_min cannot be negative")
-        self.spike = float(spike)
-        self.spike_robust = float(spike_robust)
-        self.likelihood = float(likelihood)
-        self.shift = float(shift)
-        self.clear = float(clear)
-        self.alpha = float(alpha)
-        self.history = float(history)
-        self.warmup = max(1, int(warmup))
-        self.hold_us = int(hold_us)
-        self.refractory = int(refractory)
-        self.rearm = float(rearm)
-        self.season_us = season_us if season_buckets > 0 and season_us else None
-        self.season_buckets = season_buckets if self.season_us else 0
-        self.stuck_min = int(stuck_min)
-        self._n = 0
-        self._last = 0.0
-        self._res = math.inf
-        self._run = 0
-        self._runmax = 0
-        self._marked = False
-        self._repeat = 0.0
-        self._level = self._base = 0.0
-        self._c0 = self._c1 = self._dlast = 0.0
-        self._mad_e = self._mad_b = 0.0
-        self._sa = self._mua = self._va = 0.0
-        self._ss = self._mus = self._vs = 0.0
-        self._vr = 0.0
-        self._su = self._muu = self._vu = 0.0
-        self._hi = self._hi_old = -math.inf
-        self._lo = self._lo_old = math.inf
-        self._persist = 0
-        self._bar = 0.0
-        self._active = False
-        self._code = 0
-        self._held = 0
-        self._cool = 0
-        self._raised_us = 0
-        self._buckets = [math.nan] * self.season_buckets
-
-    @property
-    def window(self) -> int:
-        """Readings of history the likelihood and the RMS scale average over (~1/history)."""
-        return round(1 / self.history)
+    __slots__ = ()
 
     def update(self, t_us: int, value: float) -> Signal | None:
         """Take one reading; None while warming up (and for a NaN reading)."""
@@ -300,6 +148,24 @@ class AnomalyDetector:
             self._hi = self._lo = self._hi_old = self._lo_old = x
             return None
         last = self._last
+        same = self._runs(x)
+        n = self._n = self._n + 1
+        warm = n <= self.warmup
+        inv = 1.0 / n
+        err = self._errors(t_us, x, last)
+        comp = self._components(x, n, err)
+        stuck = self._stuck()
+        if not stuck:
+            self._repeat += _max(ERR_ALPHA, inv) * (float(same) - self._repeat)
+        fired = self._decide(t_us, comp, warm, stuck)
+        self._learn(x, inv, warm, err)
+        if warm:
+            return None
+        return self._signal(value, err, comp, fired, stuck)
+
+    def _runs(self, x: float) -> bool:
+        """Count repeats of the last value, learn the resolution; say if ``x`` repeats."""
+        last = self._last
         same = x == last
         if not same:
             step = abs(x - last)
@@ -311,11 +177,10 @@ class AnomalyDetector:
             self._marked = False
         self._run = self._run + 1 if same else 0
         self._last = x
-        n = self._n = self._n + 1
-        warm = n <= self.warmup
-        inv = 1.0 / n
+        return same
 
-        # 1. prediction, 2. normalised errors
+    def _errors(self, t_us: int, x: float, last: float) -> _Errors:
+        """Phase 1-2: predict ``x``, normalise its error; learn the season's bucket."""
         res = self._res if self._res < math.inf else 0.0
         floor = _max(_max(res, 1e-9 * abs(self._base)), 1e-12)
         level = self._level
@@ -323,36 +188,49 @@ class AnomalyDetector:
         expected = level + phi * (last - level)
         e = x - expected
         sig_e = _max(GAUSS_MAD * self._mad_e, floor)
-        z = e / sig_e
         sig_b = _max(GAUSS_MAD * self._mad_b, floor)
         base = self._base
-        u = (x - base) / sig_b
         sr = _max(math.sqrt(self._vr), floor)
+        e2 = e * e
         bucket = self._bucket(t_us)
         if bucket >= 0:
             known = self._buckets[bucket]
             if known == known:
                 sr = _max(sr, math.sqrt(known))
-        z_rms = e / sr
-        e2 = e * e
-        if bucket >= 0:
-            known = self._buckets[bucket]
-            self._buckets[bucket] = e2 if known != known else known + BUCKET_ALPHA * (e2 - known)
+            learnt = e2 if known != known else known + BUCKET_ALPHA * (e2 - known)
+            # The array rounds to float32; the cap keeps a huge error finite.
+            self._buckets[bucket] = learnt if learnt < BUCKET_MAX else BUCKET_MAX
+        z, u = e / sig_e, (x - base) / sig_b
+        return _Errors(level, base, expected, e, e2, sig_e, sig_b, z, u, sr, e / sr)
 
-        # 3. components
+    def _components(self, x: float, n: int, err: _Errors) -> _Components:
+        """Phase 3: the component scores (and the short averages and recent range)."""
+        z = err.z
         zc = _clip(z, -Z_CAP, Z_CAP)
         self._sa += SHORT_ALPHA * (abs(zc) - self._sa)
         self._ss += SIGN_ALPHA * (zc - self._ss)
         la = (self._sa - self._mua) / math.sqrt(self._va) if self._va > 0 else 0.0
         ls = abs(self._ss - self._mus) / math.sqrt(self._vs) if self._vs > 0 else 0.0
-        self._su += SIGN_ALPHA * (_clip(u, -Z_CAP, Z_CAP) - self._su)
+        self._su += SIGN_ALPHA * (_clip(err.u, -Z_CAP, Z_CAP) - self._su)
         lu = abs(self._su - self._muu) / math.sqrt(self._vu) if self._vu > 0 else 0.0
-        s1 = abs(z_rms) / self.spike if abs(z) > self.spike_robust else 0.0
+        s1 = abs(err.z_rms) / self.spike if abs(z) > self.spike_robust else 0.0
         s2 = la / self.likelihood
         s3 = _max(ls, lu) / self.shift
         self._persist = self._persist + 1 if lu > PERSIST_SD else 0
         if self._persist >= PERSIST_N:
             s3 = _max(s3, lu / PERSIST_SD)
+        s5 = self._extreme(x, n, z)
+        score = _max(_max(_max(s1, s5), s2), s3)
+        if s1 >= 1.0 or s1 >= score:
+            code = 1
+        elif s5 >= score:
+            code = 5
+        else:
+            code = 2 if s2 >= score else 3
+        return _Components(la, ls, lu, score, code)
+
+    def _extreme(self, x: float, n: int, z: float) -> float:
+        """Return the new-extreme score; move the recent range on to include ``x``."""
         hi = _max(self._hi, self._hi_old)
         lo = _min(self._lo, self._lo_old)
         margin = EXTREME_MARGIN * (hi - lo)
@@ -363,18 +241,11 @@ class AnomalyDetector:
         else:
             self._hi = _max(self._hi, x)
             self._lo = _min(self._lo, x)
-        score = _max(_max(_max(s1, s5), s2), s3)
-        if s1 >= 1.0 or s1 >= score:
-            code = 1
-        elif s5 >= score:
-            code = 5
-        else:
-            code = 2 if s2 >= score else 3
-        stuck = self._stuck()
-        if not stuck:
-            self._repeat += _max(ERR_ALPHA, inv) * (float(same) - self._repeat)
+        return s5
 
-        # 4. decision, hold and suppression
+    def _decide(self, t_us: int, comp: _Components, warm: bool, stuck: bool) -> bool:
+        """Phase 4: fire, hold, end or cool down; return whether this reading fired."""
+        score = comp.score
         cool = self._cool
         fired = score > 1.0 and not warm and (cool == 0 or score > self._bar)
         if self._active and t_us - self._raised_us > self.hold_us:
@@ -388,33 +259,37 @@ class AnomalyDetector:
             keep = cool > 0 or self._active
             self._bar = _max(self._bar if keep else 0.0, score * self.rearm)
             if not self._active:
-                self._code = code
+                self._code = comp.code
                 self._raised_us = t_us
             self._active = True
             self._held = 0
         elif self._active:
             self._held += 1
-            if lu <= self.clear and la <= HOLD_LIKELIHOOD:
+            if comp.lu <= self.clear and comp.la <= HOLD_LIKELIHOOD:
                 self._active = False
                 self._cool = self.refractory
         elif cool > 0:
             self._cool = cool - 1
         if stuck or self._active:
             self._marked = True
+        return fired
 
-        # learning
+    def _learn(self, x: float, inv: float, warm: bool, err: _Errors) -> None:
+        """Phase 5: learn level, baseline and histories (ten times slower while active)."""
+
         def rate(a: float) -> float:
             return _max(a, inv)
 
         slow = SLOW if self._active else 1.0
+        level, base = err.level, err.base
         d = x - level
         a_e = rate(ERR_ALPHA)
         self._c0 += a_e * (d * d - self._c0)
         self._c1 += a_e * (d * self._dlast - self._c1)
         self._level = level + rate(self.alpha) * d
         self._dlast = x - self._level
-        self._mad_e += a_e * (_min(abs(e), HUBER * sig_e) - self._mad_e)
-        cap_b = HUBER * sig_b
+        self._mad_e += a_e * (_min(abs(err.e), HUBER * err.sig_e) - self._mad_e)
+        cap_b = HUBER * err.sig_b
         db = x - base
         a_b = rate(BASE_ALPHA) * slow
         self._base = base + a_b * _clip(db, -cap_b, cap_b)
@@ -432,32 +307,34 @@ class AnomalyDetector:
             a_u = a_u * SLOW
         self._muu += a_u * du
         self._vu += a_u * (du * du - self._vu)
-        cap_r = RMS_CAP * sr
-        self._vr += a_h * (_min(e2, cap_r * cap_r) - self._vr)
+        cap_r = RMS_CAP * err.sr
+        self._vr += a_h * (_min(err.e2, cap_r * cap_r) - self._vr)
 
-        if warm:
-            return None
+    def _signal(
+        self, value: float, err: _Errors, comp: _Components, fired: bool, stuck: bool
+    ) -> Signal:
+        """Say what this reading (past warmup) shows."""
         active = self._active or stuck
         if not active:
-            return Signal(False, value, expected)
-        severity = Severity.MAJOR if (fired and score > 2.0) and not stuck else None
+            return Signal(False, value, err.expected)
+        severity = Severity.MAJOR if (fired and comp.score > 2.0) and not stuck else None
         message = describe_anomaly(
             value=value,
-            expected=expected,
-            band=self.spike * sr,
-            code=4 if stuck and not self._active else (code if fired else self._code),
-            score=score,
-            z=z_rms,
-            likelihood=la,
-            shift=_max(ls, lu),
-            deviation=lu,
-            baseline=base,
+            expected=err.expected,
+            band=self.spike * err.sr,
+            code=4 if stuck and not self._active else (comp.code if fired else self._code),
+            score=comp.score,
+            z=err.z_rms,
+            likelihood=comp.la,
+            shift=_max(comp.ls, comp.lu),
+            deviation=comp.lu,
+            baseline=err.base,
             held=0 if fired else self._held,
             run=self._run,
             repeat=self._repeat,
             history=self.window,
         )
-        return Signal(True, value, expected, message, severity)
+        return Signal(True, value, err.expected, message, severity)
 
     def _bucket(self, t_us: int) -> int:
         if self.season_us is None:
@@ -471,100 +348,3 @@ class AnomalyDetector:
             return False
         p = _max(self._repeat, 1e-3)
         return self._run >= STUCK_ODDS / math.log(p)
-
-    def snapshot(self) -> dict[str, Any]:
-        """Return the state as plain data (JSON-able: None for NaN and inf)."""
-
-        def num(v: float) -> float | None:
-            return None if v != v or math.isinf(v) else v
-
-        return {
-            "n": self._n,
-            "last": self._last,
-            "res": num(self._res),
-            "run": self._run,
-            "runmax": self._runmax,
-            "marked": self._marked,
-            "repeat": self._repeat,
-            "level": self._level,
-            "base": self._base,
-            "c0": self._c0,
-            "c1": self._c1,
-            "dlast": self._dlast,
-            "mad_e": self._mad_e,
-            "mad_b": self._mad_b,
-            "sa": self._sa,
-            "mua": self._mua,
-            "va": self._va,
-            "ss": self._ss,
-            "mus": self._mus,
-            "vs": self._vs,
-            "su": self._su,
-            "muu": self._muu,
-            "vu": self._vu,
-            "vr": self._vr,
-            "hi": num(self._hi),
-            "lo": num(self._lo),
-            "hi_old": num(self._hi_old),
-            "lo_old": num(self._lo_old),
-            "persist": self._persist,
-            "bar": self._bar,
-            "active": self._active,
-            "code": self._code,
-            "held": self._held,
-            "cool": self._cool,
-            "raised": self._raised_us,
-            "buckets": [num(b) for b in self._buckets],
-        }
-
-    def restore(self, state: dict[str, Any]) -> None:
-        """Load a :meth:`snapshot` (seasonal buckets of another count start fresh)."""
-
-        def num(key: str, missing: float) -> float:
-            v = state.get(key)
-            return missing if v is None else float(v)
-
-        self._n = int(state["n"])
-        self._last = float(state["last"])
-        self._res = num("res", math.inf)
-        self._run = int(state["run"])
-        self._runmax = int(state.get("runmax", 0))
-        self._marked = bool(state.get("marked", False))
-        self._repeat = float(state["repeat"])
-        for name in (
-            "level",
-            "base",
-            "c0",
-            "c1",
-            "dlast",
-            "mad_e",
-            "mad_b",
-            "sa",
-            "mua",
-            "va",
-            "ss",
-            "mus",
-            "vs",
-            "su",
-            "muu",
-            "vu",
-            "vr",
-            "bar",
-        ):
-            setattr(self, f"_{name}", float(state[name]))
-        # A snapshot of an earlier version has no recent range: start it here.
-        self._hi = num("hi", self._last)
-        self._lo = num("lo", self._last)
-        self._hi_old = num("hi_old", self._last)
-        self._lo_old = num("lo_old", self._last)
-        self._persist = int(state.get("persist", 0))
-        self._active = bool(state["active"])
-        self._code = int(state["code"])
-        self._held = int(state["held"])
-        self._cool = int(state["cool"])
-        self._raised_us = int(state.get("raised", 0))
-        buckets = list(state.get("buckets") or [])
-        if len(buckets) == self.season_buckets:
-            self._buckets = [math.nan if b is None else float(b) for b in buckets]
-        else:
-            self._buckets = [math.nan] * self.season_buckets

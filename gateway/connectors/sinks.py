@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from bytewax.outputs import (
     DynamicSink,
@@ -69,6 +69,15 @@ class PointsWriter(Protocol):
 
     def close(self) -> None:
         """Flush (bounded) and release connections."""
+
+
+@runtime_checkable
+class _Listenable(Protocol):
+    """A writer that calls listeners when requests settle (the pipelined writer)."""
+
+    def add_listener(self, listener: Callable[[], None]) -> None: ...
+
+    def remove_listener(self, listener: Callable[[], None]) -> None: ...
 
 
 _LIBC: ctypes.CDLL | bool | None = None
@@ -140,6 +149,12 @@ class _PointsPartition(StatefulSinkPartition[EncodedPoints, None]):
         self._waiting: list[tuple[int, int, EncodedPoints]] = []
         """Items (with the sequence numbers of their two bodies) whose latency is
         observed once they are durable."""
+        self._lock = threading.Lock()  # _waiting: the worker adds, a sender may observe
+        self._listening = [w for w in self._writers() if isinstance(w, _Listenable)]
+        if metrics is not None:
+            # Observe the latency when the points became durable, not at the next call.
+            for writer in self._listening:
+                writer.add_listener(self._observe_durable)
 
     def write_batch(self, items: list[EncodedPoints]) -> None:
         for item in items:
@@ -152,7 +167,8 @@ class _PointsPartition(StatefulSinkPartition[EncodedPoints, None]):
             if item.body:
                 seq = self._writer.submit(item.body, raw_lines)
             if self._metrics is not None:
-                self._waiting.append((seq, agg_seq, item))
+                with self._lock:
+                    self._waiting.append((seq, agg_seq, item))
         self._observe_durable()
 
     def _observe_durable(self) -> None:
@@ -161,10 +177,12 @@ class _PointsPartition(StatefulSinkPartition[EncodedPoints, None]):
             return
         through = self._writer.durable_through
         agg_through = self._aggregates.durable_through
-        done = [item for seq, agg, item in self._waiting if seq <= through and agg <= agg_through]
-        if not done:
-            return
-        self._waiting = [w for w in self._waiting if w[0] > through or w[1] > agg_through]
+        with self._lock:
+            waiting = self._waiting
+            done = [item for seq, agg, item in waiting if seq <= through and agg <= agg_through]
+            if not done:
+                return
+            self._waiting = [w for w in waiting if w[0] > through or w[1] > agg_through]
         now_us = time.time_ns() // 1000
         counts = {"readings": 0, "aggregates": 0, "late_readings": 0}
         for item in done:
@@ -199,6 +217,8 @@ class _PointsPartition(StatefulSinkPartition[EncodedPoints, None]):
                 writer.flush(timeout=30)
             self._observe_durable()
         finally:
+            for writer in self._listening:
+                writer.remove_listener(self._observe_durable)
             self._shared.release()
             if self._shared_aggregates is not None:
                 self._shared_aggregates.release()

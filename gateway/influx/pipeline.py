@@ -112,8 +112,13 @@ class PipelinedWriter:
 
         self._stop = threading.Event()
         self._q = Submissions(
-            settings.batch_size, settings.max_pending_lines, self._stop, busy=self._busy
+            settings.batch_size,
+            settings.max_pending_lines,
+            self._stop,
+            busy=self._busy,
+            senders=self.max_in_flight,
         )
+        self._listeners: tuple[Callable[[], None], ...] = ()
         self._slots = threading.BoundedSemaphore(self.max_in_flight)
         self._counts = threading.Lock()
         self._in_flight = 0
@@ -150,6 +155,20 @@ class PipelinedWriter:
         """The highest sequence number such that every body up to it is durable."""
         with self._q.cond:
             return self._q.durable()
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` (on a sender thread) each time a request has settled.
+
+        The points sink observes its latency histograms then, when the points became
+        durable, not at its next call. A listener must be quick and must not submit.
+        """
+        with self._q.cond:
+            self._listeners = (*self._listeners, listener)
+
+    def remove_listener(self, listener: Callable[[], None]) -> None:
+        """Stop calling ``listener``."""
+        with self._q.cond:
+            self._listeners = tuple(x for x in self._listeners if x is not listener)
 
     @property
     def submitted_through(self) -> int:
@@ -308,6 +327,9 @@ class PipelinedWriter:
                 log.error("InfluxDB write of %d lines failed: %s", request.lines, exc)
             with q.cond:
                 q.settle(request.first, request.last, error)
+                listeners = self._listeners
+            for listener in listeners:  # outside the lock: a listener may read us
+                listener()
 
     def _process(self, request: Request) -> None:
         spillway = self._spillway

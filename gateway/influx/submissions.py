@@ -6,6 +6,13 @@ numbers are settled (durable, or failed for good), hence ``durable_through``, an
 errors still to raise to the flush that covers them. Its methods run with
 :attr:`Submissions.cond` held by the caller (:mod:`gateway.influx.pipeline`), except
 where they say otherwise.
+
+Coalescing adapts to the load: while no sender is busy, pending bodies leave as one
+request once the oldest has waited 20 ms (``LINGER_S``, enough to gather what every
+shard submits for one batch); while requests are in flight, bodies wait until
+``batch_size`` lines are pending or the senders are free again. So a light load is
+written without waiting for a full batch, and a heavy one still travels in requests of
+about ``batch_size`` lines.
 """
 
 from __future__ import annotations
@@ -27,6 +34,9 @@ __all__ = ["Body", "FlushTimeoutError", "Request", "Submissions", "WriterClosedE
 log = logging.getLogger(__name__)
 
 _FULL_WAIT_S = 1.0
+LINGER_S = 0.02
+"""How long pending bodies wait for company when no sender is busy: long enough to
+gather the bodies every shard submits for one source batch into one request."""
 
 
 class FlushTimeoutError(StorageError):
@@ -94,8 +104,12 @@ class Submissions:
         max_pending_lines: int,
         stop: threading.Event,
         busy: Callable[[], str],
+        senders: int = 1,
     ) -> None:
         self.cond = threading.Condition()
+        self._senders = senders
+        self._idle_senders = 0  # senders waiting in take()
+        self._pending_since = 0.0  # when the oldest pending body was queued
         self._batch_size = batch_size
         self._max_pending_lines = max_pending_lines
         self._stop = stop
@@ -143,6 +157,9 @@ class Submissions:
             return seq
         self._pending.append(Body(seq, body, lines, precision))
         self._pending_lines += lines
+        if len(self._pending) == 1:
+            self._pending_since = time.monotonic()
+            self.cond.notify_all()  # an idle sender times the linger from now
         if self._pending_lines >= self._batch_size:
             self.dispatch(everything=False)
         return seq
@@ -194,9 +211,22 @@ class Submissions:
             self.cond.notify_all()
 
     def take(self) -> Request | None:
-        """Wait for a request to send; None once the writer stops."""
+        """Wait for a request to send; None once the writer stops.
+
+        While no other sender is busy, what is pending leaves as one request once the
+        oldest of it has waited ``LINGER_S``: a light load is not held back for a full
+        batch. While one is busy, bodies wait for ``batch_size`` lines or for it.
+        """
         while not self._ready and not self._stop.is_set():
-            self.cond.wait()
+            timeout = None
+            if self._pending and self._idle_senders + 1 == self._senders:
+                timeout = self._pending_since + LINGER_S - time.monotonic()
+                if timeout <= 0:
+                    self.dispatch(everything=True)
+                    continue
+            self._idle_senders += 1
+            self.cond.wait(timeout)
+            self._idle_senders -= 1
         if self._stop.is_set():
             if self._ready:
                 log.error("InfluxDB writer stopped with %d lines not sent", self._ready_lines)

@@ -65,8 +65,14 @@ class GatewaySettings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     stream: StreamSettings = StreamSettings()
     dashboard: DashboardSettings = DashboardSettings()
-    epoch_interval_s: Annotated[float, Field(gt=0, le=600)] = 1.0
-    """Bytewax epoch: messages are acknowledged to the broker once per epoch."""
+    epoch_interval_s: Annotated[float, Field(gt=0, le=600)] = 3.0
+    """Bytewax epoch: messages are acknowledged to the broker once per epoch, and with
+    recovery every shard's whole state is snapshotted once per epoch. 3 s, not 1 s: at
+    50,000 series with the default rules the snapshots (about 24 MB a round) took the
+    worker a large share of each second on a loaded 2-core box; one benchmark pair at
+    load 7.5 (docs/benchmarks.md, s18) gave 59,823 vs 34,474 readings/s, 8.2 vs 10.8 CPU s
+    per 1 M and p99 arrival-to-stored 1.9 vs 4.2 s. The price: acknowledgements up to
+    3 s later, and up to 3 s of messages redelivered after a crash (deduped)."""
     recovery: bool = True
     """Keep the flow's state (windows, dedupe, alarms, event clocks) in Bytewax recovery
     snapshots, once per epoch, so that a crash or restart loses none of it. Costs about

@@ -79,8 +79,10 @@ def submit(writer: PipelinedWriter, lines: list[str]) -> int:
 
 def test_bodies_are_coalesced_into_requests_of_about_batch_size(make, influx: FakeInflux) -> None:  # type: ignore[no-untyped-def]
     writer = make()
+    influx.hold()  # every body is submitted within the linger: batches of <= 100 lines
     seqs = [submit(writer, _lines(i * 30, 30)) for i in range(10)]
     assert seqs == list(range(1, 11))
+    influx.release()
     assert writer.flush() == 10
     # Three bodies of 30 make a request; a fourth would pass batch_size (100).
     assert sorted(influx.request_lines) == [30, 90, 90, 90]
@@ -90,14 +92,27 @@ def test_bodies_are_coalesced_into_requests_of_about_batch_size(make, influx: Fa
     assert (stats.points_written, stats.durable_through, stats.submitted_through) == (300, 10, 10)
 
 
+def test_a_lone_body_leaves_when_no_sender_is_busy(make, influx: FakeInflux) -> None:  # type: ignore[no-untyped-def]
+    writer = make()
+    submit(writer, _lines(0, 10))  # far below batch_size, but no sender is busy: 20 ms
+    wait_for(lambda: writer.durable_through == 1, 5, "the lone body to be stored")
+    assert influx.request_lines == [10]
+
+
 def test_a_full_batch_leaves_without_waiting_for_flush(make, influx: FakeInflux) -> None:  # type: ignore[no-untyped-def]
     writer = make()
-    submit(writer, _lines(0, 60))
-    submit(writer, _lines(60, 60))  # 120 pending: the first body goes now
-    wait_for(lambda: writer.durable_through == 1, 5, "the first body to be stored")
+    influx.hold()
+    submit(writer, _lines(0, 10))  # leaves after the linger: no sender was busy
+    wait_for(lambda: influx.held == 1, 5, "the first request at the server")
+    submit(writer, _lines(10, 60))  # a sender is busy: waits for more
+    assert writer.stats.queued_lines == 60
+    submit(writer, _lines(70, 60))  # 120 pending: the first of them goes now
+    wait_for(lambda: influx.held == 2, 5, "the full batch at the server")
     assert writer.stats.queued_lines == 60  # the second waits for more, or a flush
+    influx.release()
     writer.flush()
-    assert writer.durable_through == 2
+    assert writer.durable_through == 3
+    assert sorted(influx.request_lines) == [10, 60, 60]
 
 
 def test_at_most_max_in_flight_requests(make, influx: FakeInflux) -> None:  # type: ignore[no-untyped-def]
@@ -162,8 +177,9 @@ def test_flush_covers_exactly_what_was_submitted_before_it(make, influx: FakeInf
     influx.release()
     flusher.join(5)
     assert flushed == [first]
-    assert writer.durable_through == first  # the second is still queued, unsent
-    assert influx.stored == _lines(0, 10)
+    # The second left once the sender was back (nothing else busy), or is about to.
+    assert writer.durable_through in (first, second)
+    assert influx.stored[:10] == _lines(0, 10)
     assert writer.flush() == second
     assert writer.durable_through == second
     assert influx.stored == _lines(0, 20)

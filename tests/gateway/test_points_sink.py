@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import numpy as np
+from prometheus_client import CollectorRegistry
 
 from dataflows.columns import EncodedPoints
 from gateway.connectors.sinks import PointsSink
+from gateway.observability.metrics import GatewayMetrics
 
 
 class _SlowWriter:
@@ -107,3 +110,46 @@ def test_readings_and_aggregates_go_to_their_own_writers_and_both_must_be_durabl
     part.close()
     assert raw.closed
     assert aggregates.closed
+
+
+class _ListenedWriter(_SlowWriter):
+    """A writer that tells its listeners when writes settle (as the pipelined one does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listeners: list[Callable[[], None]] = []
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        self.listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[], None]) -> None:
+        self.listeners.remove(listener)
+
+    def settle(self) -> None:
+        self.durable = len(self.submitted)
+        for listener in self.listeners:
+            listener()
+
+
+def test_latency_is_observed_when_the_write_settles_not_at_the_next_call() -> None:
+    writer = _ListenedWriter()
+    metrics = GatewayMetrics(CollectorRegistry())
+    part = PointsSink(lambda: writer, shards=1, metrics=metrics).build_part(
+        "points", "shard-000", None
+    )
+    part.write_batch([_points(b"a 1\n")])
+    assert _observed(metrics) == 0  # not durable yet
+    writer.settle()  # no write_batch, no snapshot since
+    assert _observed(metrics) == 1
+    writer.released.set()
+    part.close()
+    assert writer.listeners == []
+
+
+def _observed(metrics: GatewayMetrics) -> float:
+    return sum(
+        s.value
+        for family in metrics.arrival_to_stored.collect()
+        for s in family.samples
+        if s.name.endswith("_count")
+    )

@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -188,3 +189,22 @@ def test_make_bank_gives_the_anomaly_bank():
     bank = make_bank(AnomalyRule(id="a", kind="anomaly", warmup=7))
     assert isinstance(bank, AnomalyBank)
     assert bank.spec.warmup == 7
+
+
+def test_a_snapshot_with_float64_buckets_restores_like_the_scalar() -> None:
+    """Buckets saved as float64 (before they were float32) load capped and rounded."""
+    huge, fine = 1e300, 0.1
+    scalar = AnomalyDetector()
+    state = scalar.snapshot()
+    state["buckets"] = [huge, fine] + [None] * (len(state["buckets"]) - 2)
+    scalar.restore(state)
+    bank = AnomalyBank()
+    bank.grow(1)
+    saved = bank.snapshot()
+    saved["buckets"] = np.full((1, 24), np.nan)
+    saved["buckets"][0, :2] = (huge, fine)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning from the cast
+        bank.restore(saved)
+    assert list(bank.snapshot()["buckets"][0, :2]) == list(scalar._buckets[:2])
+    assert math.isfinite(scalar._buckets[0])

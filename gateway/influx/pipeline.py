@@ -41,7 +41,11 @@ gateway stores each dead letter through the writer that refused its line), which
 writes inline, synchronously, instead of queueing behind itself. It must not call
 ``submit`` or ``flush``.
 
-The queue and the durability marks are :mod:`gateway.influx.submissions`. Errors::
+The queue and the durability marks are :mod:`gateway.influx.submissions`, the spill's
+drain :mod:`gateway.influx.spillway`, refused-line isolation :mod:`gateway.influx.refused`.
+What stays here (a little over 400 lines, on purpose) is one class whose caller side and
+sender threads share one lock and one set of counters; cutting it further would split
+that lock's users across modules. Errors::
 
     StorageError
     ├── FlushTimeoutError     flush(timeout) expired before the bodies were durable

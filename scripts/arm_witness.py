@@ -26,23 +26,25 @@ class Subscriber:
     """The host's witness: every telemetry and status message of one device, in order."""
 
     def __init__(self, port: int, site: str, device: str) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
+        from edge.mqtt import MqttLink, MqttSettings
 
         self._lock = threading.Lock()
         self._raw: list[tuple[str, bytes]] = []
         self.subscribed = threading.Event()
-        topics = [(f"sg/v1/{site}/{device}/{kind}", 1) for kind in ("telemetry", "status")]
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
-        self.client.on_connect = lambda c, *_a: c.subscribe(topics)
-        self.client.on_subscribe = lambda *_a: self.subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
+        topics = [f"sg/v1/{site}/{device}/{kind}" for kind in ("telemetry", "status")]
+        self.link = MqttLink(
+            MqttSettings(host="127.0.0.1", port=port),
+            on_connect=lambda link: link.subscribe(topics, qos=1),
+            on_subscribed=lambda _filters: self.subscribed.set(),
+            on_message=self._on_message,
+        )
+        self.link.start(fail_fast=True)
 
-    def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
+    def _on_message(self, msg: Any) -> None:
+        from edge.mqtt import message_topic
+
         with self._lock:  # only hand over: decoding happens off the paho thread
-            self._raw.append((msg.topic, bytes(msg.payload)))
+            self._raw.append((message_topic(msg), bytes(msg.payload)))
 
     def decoded(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Return (telemetry events, status events) received so far, in arrival order."""
@@ -62,8 +64,7 @@ class Subscriber:
 
     def close(self) -> None:
         """Disconnect."""
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.link.stop()
 
 
 def analyse(

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported where used: an edge-only install has no psutil
-    import paho.mqtt.client as mqtt
     import psutil
+    from paho.mqtt.client import MQTTMessage
 
     from edge.childproc import ManagedProcess
 
@@ -86,29 +86,32 @@ class StatusWatch:
     def __init__(
         self, host: str, port: int, topic: str, *, count_only: bool = False, client_id: str = ""
     ) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
+        from edge.mqtt import MqttLink, MqttSettings
 
         self.count_only = count_only
         self.latest: dict[str, Any] | None = None
         self.count = 0
         self._lock = threading.Lock()
         self._topic = topic
-        self.client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
+        self.subscribed = threading.Event()
+        # Reconnects fast: the bench restarts the broker under it.
+        settings = MqttSettings(
+            host=host,
+            port=port,
             client_id=client_id,
             clean_session=not client_id,
+            reconnect_min_s=0.05,
+            reconnect_max_s=0.5,
         )
-        # paho annotates the delays as int; it only does arithmetic on them.
-        self.client.reconnect_delay_set(0.05, 0.5)  # type: ignore[arg-type]  # float delays
-        self.subscribed = threading.Event()
-        self.client.on_connect = lambda c, *_a: c.subscribe(topic, qos=1)
-        self.client.on_subscribe = lambda *_a: self.subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.connect_async(host, port)
-        self.client.loop_start()
+        self.link = MqttLink(
+            settings,
+            on_connect=lambda link: link.subscribe(topic, qos=1),
+            on_subscribed=lambda _filters: self.subscribed.set(),
+            on_message=self._on_message,
+        )
+        self.link.start(wait_s=None)  # in the background: the broker may come up later
 
-    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, msg: MQTTMessage) -> None:
         if self.count_only:
             with self._lock:
                 self.count += 1
@@ -131,5 +134,4 @@ class StatusWatch:
 
     def close(self) -> None:
         """Disconnect."""
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.link.stop()

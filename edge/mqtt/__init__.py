@@ -5,7 +5,8 @@
   translation of paho's errors into :class:`~contract.errors.BrokerError`.
 - :mod:`~edge.mqtt.client`: the paho client made from settings (credentials, TLS, will,
   MQTT 5 CONNECT properties), and :func:`message_topic`.
-- :mod:`~edge.mqtt.answers`: the broker's PUBACK and SUBACK answers (refusals, grants).
+- :mod:`~edge.mqtt.answers`: the broker's PUBACK, SUBACK and UNSUBACK answers (refusals,
+  grants).
 - :mod:`~edge.mqtt.settings`: :class:`MqttSettings`, :class:`Will`, :class:`Refusal`.
 - :mod:`~edge.mqtt.ticket`: :class:`PublishTicket`, the broker's acknowledgement of a publish.
 - :mod:`~edge.mqtt.backoff`: :class:`Backoff`, capped exponential backoff with jitter.

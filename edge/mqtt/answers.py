@@ -1,10 +1,11 @@
-"""The broker's answers to one link's publishes (PUBACK) and subscriptions (SUBACK).
+"""The broker's answers to one link's publishes, subscriptions and unsubscriptions.
 
 MQTT 5 answers with a reason code: 0x80 or more is a refusal (0x87 "Not authorized":
 the broker's ACL). :class:`BrokerAnswers` logs and counts each refusal, keeps a
 refused publish's :class:`~edge.mqtt.settings.Refusal` for its ticket, hands refusals
-to ``on_refused`` and the granted filters of each SUBACK to ``on_subscribed``. Its
-handlers run on paho's network thread.
+to ``on_refused`` and the granted filters of each SUBACK to ``on_subscribed``, and
+hands each UNSUBACK to the :class:`Unsubscription` waiting for it. Its handlers run on
+paho's network thread.
 """
 
 from __future__ import annotations
@@ -19,9 +20,26 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.mqtt.settings import MqttSettings, Refusal
 
-__all__ = ["BrokerAnswers"]
+__all__ = ["BrokerAnswers", "Unsubscription"]
 
 log = logging.getLogger("edge.mqtt.link")
+
+
+class Unsubscription:
+    """One UNSUBSCRIBE waiting for its UNSUBACK: one reason code per filter."""
+
+    def __init__(self, filters: list[str]) -> None:
+        self.filters = filters
+        self.answered = threading.Event()
+        self.reasons: list[ReasonCode] = []
+
+    def refusals(self) -> list[str]:
+        """Return each filter the broker refused (reason code 0x80 or more), with the reason."""
+        return [
+            f"{topic!r}: {reason}"
+            for topic, reason in zip(self.filters, self.reasons, strict=False)
+            if isinstance(reason, ReasonCode) and reason.is_failure
+        ]
 
 
 class BrokerAnswers:
@@ -42,6 +60,7 @@ class BrokerAnswers:
         """Message id -> the refusal of the last publish with that id, if refused."""
         self._sub_lock = threading.Lock()
         self._sub_filters: dict[int, list[str]] = {}
+        self._unsubs: dict[int, Unsubscription] = {}
 
     def subscribe(self, client: mqtt.Client, filters: list[str], qos: int) -> MQTTErrorCode:
         """Send one SUBSCRIBE for ``filters``, remembered for its SUBACK; return paho's code."""
@@ -51,6 +70,26 @@ class BrokerAnswers:
             if mid is not None:
                 self._sub_filters[mid] = filters
         return result
+
+    def unsubscribe(
+        self, client: mqtt.Client, filters: list[str]
+    ) -> tuple[MQTTErrorCode, Unsubscription]:
+        """Send one UNSUBSCRIBE for ``filters``; its UNSUBACK goes to the returned waiter."""
+        waiter = Unsubscription(filters)
+        # Held across the call so that the UNSUBACK (on paho's thread) finds the waiter.
+        with self._sub_lock:
+            result, mid = client.unsubscribe(filters)
+            if mid is not None:
+                self._unsubs[mid] = waiter
+        return result, waiter
+
+    def unsuback(self, mid: int, reasons: list[ReasonCode]) -> None:
+        """Hand the broker's answer to unsubscription ``mid`` to its waiter."""
+        with self._sub_lock:
+            waiter = self._unsubs.pop(mid, None)
+        if waiter is not None:
+            waiter.reasons = list(reasons)
+            waiter.answered.set()
 
     def puback(self, client: mqtt.Client, mid: int, reason: ReasonCode) -> None:
         """Record the broker's answer to publish ``mid``."""

@@ -1,11 +1,13 @@
 """One MQTT connection over paho-mqtt v2: :class:`MqttLink`, the project's paho adapter.
 
 It connects in the background, reconnects with capped exponential backoff and jitter
-(:class:`~edge.mqtt.backoff.Backoff`), publishes with QoS 1 by default, subscribes, and
-receives: with ``manual_ack`` the owner acknowledges what it took once it is safe
-(:meth:`MqttLink.ack`), and with ``buffered_reads`` the socket is read in large chunks
-(:mod:`edge.mqtt.buffered`). Paho errors are translated into
-:class:`~contract.errors.BrokerError` here and nowhere else.
+(:class:`~edge.mqtt.backoff.Backoff`), publishes with QoS 1 by default, subscribes,
+unsubscribes (waiting for the UNSUBACK), tells whether the broker resumed a session
+(:attr:`MqttLink.session_present`), and receives: with ``manual_ack`` the owner
+acknowledges what it took once it is safe (:meth:`MqttLink.ack`), and with
+``buffered_reads`` the socket is read in large chunks (:mod:`edge.mqtt.buffered`).
+Paho errors are translated into :class:`~contract.errors.BrokerError` here and nowhere
+else.
 
 It speaks MQTT 5 unless told otherwise, so that a broker's refusal is visible: a
 publish the ACL denies comes back as a PUBACK with a reason code of 0x80 or more
@@ -83,6 +85,7 @@ class MqttLink:
         self._disconnected = threading.Event()
         self._outcome = threading.Event()  # set by every connection attempt's end
         self._failure: str | None = None
+        self._session_present = False
         self._on_connect_hook = on_connect
         self._on_publish_hook = on_publish
         self._answers = BrokerAnswers(settings, on_refused, on_subscribed)
@@ -110,6 +113,9 @@ class MqttLink:
             self._client.on_message = lambda _c, _u, msg: on_message(msg)
         self._client.on_publish = self._handle_puback
         self._client.on_subscribe = self._handle_suback
+        self._client.on_unsubscribe = lambda _c, _u, mid, reasons, _p: self._answers.unsuback(
+            mid, reasons
+        )
 
     def _handle_connect_fail(self) -> None:
         # paho passes no exception: the TCP connect or the TLS handshake failed (paho
@@ -142,7 +148,7 @@ class MqttLink:
         self,
         _client: mqtt.Client,
         _userdata: object,
-        _flags: mqtt.ConnectFlags,
+        flags: mqtt.ConnectFlags,
         reason: ReasonCode,
         _props: object,
     ) -> None:
@@ -152,6 +158,7 @@ class MqttLink:
             return
         self.backoff.reset()
         self._failure = None
+        self._session_present = bool(flags.session_present)
         self._connected.set()
         self._outcome.set()
         if self._on_connect_hook is not None:
@@ -202,6 +209,11 @@ class MqttLink:
     def client(self) -> mqtt.Client:
         """The underlying paho client (for subscriptions and advanced use)."""
         return self._client
+
+    @property
+    def session_present(self) -> bool:
+        """Whether the broker resumed a session at the last connection (CONNACK flag)."""
+        return self._session_present
 
     @property
     def connected(self) -> bool:
@@ -292,6 +304,29 @@ class MqttLink:
             raise BrokerError(f"cannot subscribe to {filters}: {exc}") from exc
         if result != _OK and result != _NO_CONN:
             raise BrokerError(f"cannot subscribe to {filters}: {mqtt.error_string(result)}")
+
+    def unsubscribe(self, topic_filter: str | Sequence[str], *, timeout: float = 10.0) -> None:
+        """Unsubscribe and wait up to ``timeout`` seconds for the broker's UNSUBACK.
+
+        It blocks: never call it from a hook (they run on paho's thread, which reads the
+        UNSUBACK). Raises :class:`BrokerError` when the link is down, the UNSUBACK does
+        not come in time, or the broker refuses a filter (MQTT 5; "No subscription
+        existed", 0x11, is not a refusal).
+        """
+        filters = [topic_filter] if isinstance(topic_filter, str) else list(topic_filter)
+        try:
+            result, waiter = self._answers.unsubscribe(self._client, filters)
+        except ValueError as exc:  # an invalid filter
+            raise BrokerError(f"cannot unsubscribe from {filters}: {exc}") from exc
+        if result != _OK:
+            raise BrokerError(f"cannot unsubscribe from {filters}: {mqtt.error_string(result)}")
+        if not waiter.answered.wait(timeout):
+            raise BrokerError(
+                f"no UNSUBACK from the broker at {self.settings.url} within {timeout:g} s"
+            )
+        refused = waiter.refusals()
+        if refused:
+            raise BrokerError(f"the broker refused to unsubscribe {'; '.join(refused)}")
 
     def ack(self, mids: Iterable[int], qos: int = 1) -> None:
         """Acknowledge received messages by id (a ``manual_ack`` link), in order.

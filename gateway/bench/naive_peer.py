@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.ready_file is not None:
             args.ready_file.write_text("subscribed\n")
 
+    # Raw paho on purpose, not edge.mqtt.MqttLink: this is the script a user would write.
     client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="sg-naive")
     client.on_connect = lambda c, *_a: c.subscribe(args.topic, qos=1)
     client.on_subscribe = on_subscribe

@@ -29,11 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 import gateway
 from contract.errors import SensorGateError, ServiceError
+from edge.mqtt import MqttLink, MqttSettings
 from gateway.bench import nodered, storage
 from gateway.bench.influxd import Influxd
 from gateway.bench.workload import Workload
@@ -338,19 +337,17 @@ def _probe_until_written(env: RoundEnv, proc: ManagedProcess, timeout_s: float =
     )
     topic = f"{env.workload.topic_prefix}/_probe/probe/telemetry"
     before = env.influxd.write_stats().write_req
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
-    client.connect(env.endpoints.mqtt_host, env.endpoints.mqtt_port)
-    client.loop_start()
+    link = MqttLink(MqttSettings(host=env.endpoints.mqtt_host, port=env.endpoints.mqtt_port))
+    link.start(fail_fast=True)
     try:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             _require_alive(proc, "its flow took a probe message")
-            client.publish(topic, probe, qos=1)
+            link.publish(topic, probe.encode(), qos=1)
             if wait_until(lambda: env.influxd.write_stats().write_req > before, 0.5, 0.05):
                 return
     finally:
-        client.loop_stop()
-        client.disconnect()
+        link.stop()
     raise ServiceError(
         f"Node-RED's flow did not write a probe message within {timeout_s:.0f} s"
         f" (is its MQTT client connected?). Its log:\n{proc.log_tail()}"

@@ -12,10 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
 from contract.errors import SensorGateError
+from edge.mqtt import MqttLink, MqttSettings
 from gateway.bench.influxd import Influxd
 from gateway.chaos.accounting import DeviceTally
 from gateway.chaos.roles import DATABASE, PER_EVENT, WINDOW
@@ -27,7 +25,10 @@ Progress = Callable[[str], None]
 
 
 def drain_outbox(path: Path, port: int) -> int:
-    """Send what an agent left in its outbox (QoS 1), deleting each event on its PUBACK."""
+    """Send what an agent left in its outbox (QoS 1), deleting each event on its PUBACK.
+
+    Raises :class:`~contract.errors.BrokerError` when the broker cannot be reached.
+    """
     from edge.outbox import Outbox
 
     outbox = Outbox(path)
@@ -35,17 +36,15 @@ def drain_outbox(path: Path, port: int) -> int:
         items = outbox.peek(limit=1_000_000)
         if not items:
             return 0
-        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
-        client.connect("127.0.0.1", port)
-        client.loop_start()
+        link = MqttLink(MqttSettings(host="127.0.0.1", port=port))
+        link.start(fail_fast=True)
         try:
-            infos = [(item.id, client.publish(item.topic, item.payload, qos=1)) for item in items]
-            for _id, info in infos:
-                info.wait_for_publish(30)
-            outbox.ack([i for i, info in infos if info.is_published()])
+            tickets = [(item.id, link.publish(item.topic, item.payload, qos=1)) for item in items]
+            for _id, ticket in tickets:
+                ticket.wait(30)
+            outbox.ack([i for i, ticket in tickets if ticket.is_acknowledged()])
         finally:
-            client.loop_stop()
-            client.disconnect()
+            link.stop()
         return len(items)
     finally:
         outbox.close()

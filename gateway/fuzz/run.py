@@ -25,21 +25,23 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client.parser import text_string_to_metric_families
 
 from contract import TopicScheme
 from contract.errors import SensorGateError, ServiceError
+from edge.mqtt import MqttLink, MqttSettings
 from gateway.bench.influxd import Influxd
 from gateway.bench.peers import start_gateway, wait_until
 from gateway.bench.rounds import now_utc
 from gateway.fuzz.corpus import Message, Tally, generate
 from gateway.localstack.services import LocalServices, ServiceEndpoints, free_port
 from gateway.settings import GatewaySettings, load_settings
+
+if TYPE_CHECKING:
+    from paho.mqtt.client import MQTTMessage
 
 __all__ = ["FuzzOptions", "FuzzReport", "GatewayCounts", "run_fuzz", "scrape_counts"]
 
@@ -147,26 +149,25 @@ class _Publisher:
     def __init__(self, host: str, port: int) -> None:
         self.acked = 0
         self._lock = threading.Lock()
-        self.client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"fuzz-{free_port()}"
+        settings = MqttSettings(
+            host=host, port=port, client_id=f"fuzz-{free_port()}", clean_session=True
         )
-        self.client.max_inflight_messages_set(500)
-        self.client.max_queued_messages_set(0)
-        self.client.on_publish = self._on_publish
-        self.client.connect(host, port)
-        self.client.loop_start()
+        self.link = MqttLink(settings, on_publish=self._on_publish)
+        # At most 500 unacknowledged at the broker, the rest queued in paho (the link
+        # leaves both unlimited by default); set before the connection, as paho requires.
+        self.link.client.max_inflight_messages_set(500)
+        self.link.start(fail_fast=True)
 
-    def _on_publish(self, *_a: object) -> None:
+    def _on_publish(self, _mid: int) -> None:
         with self._lock:
             self.acked += 1
 
     def publish(self, msg: Message) -> None:
         # paho's topic checks refuse what a device could never send as a topic anyway.
-        self.client.publish(msg.topic, msg.payload, qos=1)
+        self.link.publish(msg.topic, msg.payload, qos=1)
 
     def stop(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+        self.link.stop()
 
 
 class _DeadLetterTap:
@@ -176,14 +177,15 @@ class _DeadLetterTap:
         self.reasons: Counter[str] = Counter()
         self.subscribed = threading.Event()
         self._topic = topic
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
-        self.client.on_connect = lambda c, *_a: c.subscribe(topic, qos=1)
-        self.client.on_subscribe = lambda *_a: self.subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.connect(host, port)
-        self.client.loop_start()
+        self.link = MqttLink(
+            MqttSettings(host=host, port=port),
+            on_connect=lambda link: link.subscribe(topic, qos=1),
+            on_subscribed=lambda _filters: self.subscribed.set(),
+            on_message=self._on_message,
+        )
+        self.link.start(fail_fast=True)
 
-    def _on_message(self, _c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, msg: MQTTMessage) -> None:
         try:
             reason = json.loads(msg.payload)["data"]["reason"]
         except (ValueError, KeyError, TypeError):
@@ -191,8 +193,7 @@ class _DeadLetterTap:
         self.reasons[str(reason)] += 1
 
     def stop(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+        self.link.stop()
 
 
 def run_fuzz(options: FuzzOptions, *, command: str, progress: Progress) -> FuzzReport:

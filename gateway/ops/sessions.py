@@ -29,10 +29,9 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from contract.errors import BrokerError, ConfigError
-from edge.mqtt import MqttSettings
+from edge.mqtt import MqttLink, MqttSettings
 from gateway.settings import GatewaySettings
 
 __all__ = [
@@ -92,40 +91,16 @@ def parse_partitions(text: str) -> list[int]:
     return sorted(found)
 
 
-class _Session:
-    """One paho client on a session's id, with what the broker answered and delivered."""
+class _Deliveries:
+    """Counts what the broker delivers to a session being forgotten (on paho's thread)."""
 
-    def __init__(self, settings: MqttSettings) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        self.client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=settings.client_id,
-            protocol=mqtt.MQTTv5,
-        )
-        if settings.username is not None:
-            password = settings.password.get_secret_value() if settings.password else None
-            self.client.username_pw_set(settings.username, password)
-        if settings.tls is not None:
-            self.client.tls_set_context(settings.tls.ssl_context())
-        self.answered = threading.Event()
-        self.unsubscribed = threading.Event()
-        self.reason: Any = None
-        self.present = False
+    def __init__(self) -> None:
         self.received = 0  # messages the broker delivered
         self.last = time.monotonic()  # when the last one came
         self.lock = threading.Lock()
-        self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
-        self.client.on_unsubscribe = lambda *_a: self.unsubscribed.set()
 
-    def _on_connect(self, _c: Any, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
-        self.reason = reason
-        self.present = bool(getattr(flags, "session_present", False))
-        self.answered.set()
-
-    def _on_message(self, _c: Any, _u: Any, _msg: Any) -> None:
+    def add(self, _msg: object) -> None:
+        """Count one delivered message."""
         with self.lock:
             self.received += 1
             self.last = time.monotonic()
@@ -164,44 +139,31 @@ def forget_session(
     ``filters``, counts what the broker delivers until ``idle_s`` passes without a
     message (at most ``drain_s``), and disconnects: with an expiry of 0 the broker
     deletes the session at once. Returns (the session existed, messages discarded, all
-    of them were counted). Raises :class:`BrokerError` when the broker cannot be
-    reached or refuses the connection.
+    of them were counted). Raises :class:`~contract.errors.BrokerError` when the broker
+    cannot be reached, refuses the connection or does not answer the UNSUBSCRIBE.
     """
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-
-    session = _Session(settings)
-    client = session.client
-    # paho's Properties.__init__ has no annotations.
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.SessionExpiryInterval = 0
-    url = f"{'mqtts' if settings.tls else 'mqtt'}://{settings.host}:{settings.port}"
+    # A persistent session (no clean start, so the CONNACK says whether it existed)
+    # that expires as soon as this connection ends.
+    forget = settings.model_copy(
+        update={"protocol": "5", "clean_session": False, "session_expiry_s": 0}
+    )
+    deliveries = _Deliveries()
+    link = MqttLink(forget, on_message=deliveries.add)
     try:
-        client.connect(
-            settings.host, settings.port, keepalive=30, clean_start=False, properties=props
-        )
-    except (OSError, ValueError) as exc:
-        raise BrokerError(f"cannot connect to {url}: {exc}") from exc
-    client.loop_start()
+        link.start(wait_s=timeout_s, fail_fast=True)
+    except BrokerError as exc:
+        raise BrokerError(f"cannot forget the session {settings.client_id!r}: {exc}") from exc
     try:
-        if not session.answered.wait(timeout_s):
-            raise BrokerError(f"no answer from the broker at {url} within {timeout_s:.0f} s")
-        if session.reason.is_failure:
-            raise BrokerError(
-                f"the broker at {url} refused {settings.client_id!r}: {session.reason}"
-            )
+        present = link.session_present
         # First stop the routing: once the UNSUBACK is in, the broker sends this session
         # nothing new, and what it queued before (sent right after the CONNACK; paho
         # acknowledges each one) is counted, then dropped with the session.
         if filters:
-            client.unsubscribe(filters)
-            if not session.unsubscribed.wait(timeout_s):
-                raise BrokerError(f"no UNSUBACK from the broker at {url} within {timeout_s:.0f} s")
-        discarded, counted_all = session.drain(idle_s, drain_s)
+            link.unsubscribe(filters, timeout=timeout_s)
+        discarded, counted_all = deliveries.drain(idle_s, drain_s)
     finally:
-        client.disconnect()
-        client.loop_stop()
-    return session.present, discarded, counted_all
+        link.stop()
+    return present, discarded, counted_all
 
 
 def partition_filters(settings: GatewaySettings, partition: int) -> list[str]:

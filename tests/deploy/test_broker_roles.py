@@ -31,11 +31,11 @@ from pydantic import SecretStr
 from contract import Reading, TelemetryEvent, encode
 from contract.alarms import decode_alarm
 from contract.errors import BrokerError
+from edge.childproc import listens as _listens
 from edge.mqtt import MqttLink, MqttSettings, TlsSettings
 from gateway.localstack.services import (
     ManagedProcess,
     ServiceEndpoints,
-    _listens,
     find_binary,
     free_port,
 )

@@ -210,3 +210,26 @@ def test_copy_local_cas_reports_changes_only(tmp_path: Path) -> None:
     assert rootfs.copy_local_cas(root, source)
     assert (root / "usr/local/share/ca-certificates/proxy.crt").is_file()
     assert not rootfs.copy_local_cas(root, source)
+
+
+def test_the_witness_receives_telemetry_and_status_over_the_adapter(
+    services: Any, unique: str
+) -> None:
+    from edge.mqtt import MqttLink, MqttSettings
+    from tests.waiting import wait_for
+
+    witness_mod = importlib.import_module("arm_witness")
+    assert services.mqtt_host == "127.0.0.1"  # where the witness connects
+    device = f"witness-{unique}"
+    witness = witness_mod.Subscriber(services.mqtt_port, "armcheck", device)
+    try:
+        wait_for(witness.subscribed.is_set, 10, "the witness's SUBACK")
+        base = f"sg/v1/armcheck/{device}"
+        with MqttLink(MqttSettings(host=services.mqtt_host, port=services.mqtt_port)) as pub:
+            assert pub.publish(f"{base}/status", b'{"data": {"reason": "birth"}}').wait(10)
+            assert pub.publish(f"{base}/telemetry", b'{"data": {"sequence": 0}}').wait(10)
+        wait_for(lambda: witness.decoded()[0], 10, "the telemetry at the witness")
+        assert witness.decoded() == ([{"data": {"sequence": 0}}], [{"data": {"reason": "birth"}}])
+        assert witness.reasons() == ["birth"]
+    finally:
+        witness.close()

@@ -6,6 +6,7 @@ import argparse
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,3 +99,22 @@ def test_the_unconstrained_phase_asks_for_a_config_the_agent_accepts(
     assert len(config.sensors) == sensors
     offered = sum(1 / s.interval_s for s in config.sensors)
     assert offered >= min(OFFERED, sensors * 100) * 0.999
+
+
+def test_the_status_watch_keeps_the_latest_details(services: Any, unique: str) -> None:
+    from edge.bench import StatusWatch
+    from edge.mqtt import MqttLink, MqttSettings
+    from tests.waiting import wait_for
+
+    topic = f"sgtest/{unique}/status"
+    watch = StatusWatch(services.mqtt_host, services.mqtt_port, topic)
+    try:
+        wait_for(watch.subscribed.is_set, 10, "the watch's SUBACK")
+        with MqttLink(MqttSettings(host=services.mqtt_host, port=services.mqtt_port)) as pub:
+            for doc in (b'{"data": {"details": {"n": 1}}}', b"not json", b'{"data": {}}'):
+                assert pub.publish(topic, doc).wait(10)
+            assert pub.publish(topic, b'{"data": {"details": {"n": 2}}}').wait(10)
+        wait_for(lambda: watch.snapshot()[0] >= 2, 10, "two statuses with details")
+        assert watch.snapshot() == (2, {"n": 2})  # the ones without details are skipped
+    finally:
+        watch.close()

@@ -67,3 +67,45 @@ def test_an_invalid_filter_is_a_broker_error(services: Any) -> None:
     link = MqttLink(MqttSettings(host=services.mqtt_host, port=services.mqtt_port))
     with pytest.raises(BrokerError, match="cannot subscribe"):
         link.subscribe(["ok/#", "bad/#/filter"])
+
+
+def test_session_present_tells_whether_the_broker_resumed_a_session(
+    services: Any, unique: str
+) -> None:
+    settings = MqttSettings(
+        host=services.mqtt_host, port=services.mqtt_port, client_id=f"resume-{unique}"
+    )
+    with MqttLink(settings) as first:
+        assert not first.session_present  # a new client id: nothing to resume
+    with MqttLink(settings) as again:
+        assert again.session_present
+    # Expiry 0 and no clean start: the session is resumed, and ends with this connection.
+    ending = settings.model_copy(update={"session_expiry_s": 0})
+    with MqttLink(ending) as last:
+        assert last.session_present
+    with MqttLink(ending) as gone:
+        assert not gone.session_present
+
+
+def test_unsubscribe_waits_for_the_unsuback_and_stops_the_routing(
+    services: Any, unique: str
+) -> None:
+    dropped, kept = f"sgtest/{unique}/dropped", f"sgtest/{unique}/kept"
+    got: list[mqtt.MQTTMessage] = []
+    link, _ = _receiver(services, f"unsub-{unique}", [dropped, kept], got)
+    link.unsubscribe(dropped)  # returns once the broker answered
+    with MqttLink(MqttSettings(host=services.mqtt_host, port=services.mqtt_port)) as pub:
+        pub.publish(dropped, b"after").wait(10)
+        pub.publish(kept, b"marker").wait(10)
+    # One publisher, one subscriber: the broker delivers in order, so once the marker
+    # is in, a message still routed for the dropped filter would be in too.
+    wait_for(lambda: len(got) >= 1, 10, "the marker on the kept filter")
+    link.ack([m.mid for m in got])
+    assert [(message_topic(m), m.payload) for m in got] == [(kept, b"marker")]
+    link.stop(graceful_s=5)
+
+
+def test_unsubscribe_on_a_link_that_is_down_is_a_broker_error(services: Any) -> None:
+    link = MqttLink(MqttSettings(host=services.mqtt_host, port=services.mqtt_port))
+    with pytest.raises(BrokerError, match=r"cannot unsubscribe.*not currently connected"):
+        link.unsubscribe("sgtest/never")

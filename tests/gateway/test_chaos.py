@@ -1,12 +1,15 @@
 """The pieces of ``sensorgate chaos`` that decide: the schedule and the accounting.
 
 The run itself depends on timing (outages, restarts, a shared machine), so it is a
-command that prints figures, not a test; what it concludes from its figures is tested here.
+command that prints figures, not a test; what it concludes from its figures is tested here,
+and the drain of the outboxes it leaves, against the real mosquitto.
 """
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -247,3 +250,50 @@ def test_a_gateway_dead_outside_a_fault_is_a_crash_in_spans_and_fails_the_table(
     assert "| gateway dead outside a fault (crashed) | 470-502 s |" in text
     assert "FAIL: lost 0 readings, gateway crashes 1" in text
     assert "gateway log: contract.errors.BrokerError: no ack within 30 s" in text
+
+
+def test_drain_outbox_sends_what_an_outbox_kept_and_empties_it(
+    services: Any, unique: str, tmp_path: Path
+) -> None:
+    from edge.mqtt import MqttLink, MqttSettings
+    from edge.outbox import Outbox
+    from gateway.chaos.counting import drain_outbox
+    from tests.waiting import wait_for
+
+    topic = f"sgtest/{unique}/telemetry"
+    outbox = Outbox(tmp_path / "outbox.db")
+    for i in range(3):
+        outbox.put(topic, f"event-{i}".encode())
+    outbox.close()
+    got: list[bytes] = []
+    subscribed = threading.Event()
+    witness = MqttLink(
+        MqttSettings(host=services.mqtt_host, port=services.mqtt_port),
+        on_connect=lambda link: link.subscribe(topic),
+        on_subscribed=lambda _f: subscribed.set(),
+        on_message=lambda msg: got.append(bytes(msg.payload)),
+    )
+    with witness:
+        wait_for(subscribed.is_set, 10, "the witness's SUBACK")
+        assert drain_outbox(tmp_path / "outbox.db", services.mqtt_port) == 3
+        wait_for(lambda: len(got) == 3, 10, "the three kept events")
+    assert sorted(got) == [b"event-0", b"event-1", b"event-2"]
+    outbox = Outbox(tmp_path / "outbox.db")
+    assert outbox.depth == 0  # each deleted on its PUBACK
+    outbox.close()
+
+
+def test_drain_outbox_without_a_broker_is_a_broker_error(tmp_path: Path) -> None:
+    from contract.errors import BrokerError
+    from edge.childproc import free_port
+    from edge.outbox import Outbox
+    from gateway.chaos.counting import drain_outbox
+
+    outbox = Outbox(tmp_path / "outbox.db")
+    outbox.put("sg/v1/s/d/telemetry", b"kept")
+    outbox.close()
+    with pytest.raises(BrokerError, match=r"cannot connect to mqtt://127\.0\.0\.1:"):
+        drain_outbox(tmp_path / "outbox.db", free_port())
+    outbox = Outbox(tmp_path / "outbox.db")
+    assert outbox.depth == 1  # nothing sent: nothing deleted
+    outbox.close()

@@ -101,8 +101,10 @@ def stored_aggregates(
     for r in rows:
         if r["window"] != window:
             continue
+        # .get: a field no stored row has yet is no column at all in InfluxQL's answer;
+        # the comparison then names the missing value instead of a bare KeyError.
         out[(r["device"], r["metric"], r["time"] // 1000)] = {
-            k: r[k] for k in ("count", "mean", "min", "max", "stddev", "first", "last")
+            k: r.get(k) for k in ("count", "mean", "min", "max", "stddev", "first", "last")
         }
     return out
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -213,6 +214,14 @@ def test_sigkill_under_load_loses_no_reading(
         expected = load.published.expected_aggregates(10)
         newest = max(k[2] for k in expected)
         complete = {k: v for k, v in expected.items() if k[2] + 10_000_000 <= newest}
+        # Close the last complete window by event time: one more reading per device dated
+        # past its end plus the lateness. Left to the quiet period instead, it closes only
+        # after about 2 x quiet_s (60 s) of silence when the load happened to stop less
+        # than the lateness after the window's end (eventclock.FleetClock).
+        lateness_us = int(settings.stream.allowed_lateness_s * 1_000_000)
+        close_us = newest + lateness_us + 1_000_000
+        wait_for(lambda: time.time_ns() // 1000 >= close_us, 20, "the wall clock past the window")
+        _publish_closing_readings(publisher, settings, load.devices)
         wait_for(
             lambda: (
                 q.scalar(f"SELECT count(mean) FROM {q.layout.aggregates} WHERE \"window\" = '10s'")
@@ -226,6 +235,21 @@ def test_sigkill_under_load_loses_no_reading(
     finally:
         gw.stop()
         q.close()
+
+
+def _publish_closing_readings(
+    link: MqttLink, settings: GatewaySettings, devices: list[str]
+) -> None:
+    """Publish one reading per device dated now (the load's sequences stay below 10**6)."""
+    now = datetime.now(UTC)
+    for device in devices:
+        event = TelemetryEvent.create(
+            site="plant",
+            device=device,
+            sequence=1_000_000,
+            readings=[Reading(sensor="probe", metric="m0", value=0.0, time=now)],
+        )
+        link.publish(settings.topics.telemetry("plant", device), encode(event)).wait(10)
 
 
 @pytest.fixture

@@ -96,6 +96,9 @@ def run_up(
     fleet = None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C sets the same event rather than relying on KeyboardInterrupt, which Python
+    # does not raise when the parent started us with SIGINT ignored (a shell's `&`).
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     emit = _emit
     try:
         local = None if external else LocalServices()
@@ -121,18 +124,29 @@ def run_up(
     except KeyboardInterrupt:
         counts = None
     finally:
-        if fleet is not None:
-            fleet.stop()
-        if gateway is not None:
-            gateway.stop(timeout=15)
-        if local is not None:
-            local.stop()
+        _stop_all(fleet, gateway, local)
     if counts is not None:
         if as_json:
             emit({"event": "summary", **asdict(counts)})
         else:
             _print_summary(console, counts)
     return 0
+
+
+def _stop_all(fleet: Any, gateway: ManagedProcess | None, local: LocalServices | None) -> None:
+    """Stop the fleet, then the gateway, then the services; log how long each took."""
+    steps: list[tuple[str, Any]] = []
+    if fleet is not None:
+        steps.append(("fleet", fleet.stop))
+    if gateway is not None:
+        steps.append(("gateway", lambda: gateway.stop(timeout=15)))
+    if local is not None:
+        steps.append(("mosquitto and influxd", local.stop))
+    for name, step in steps:
+        began = time.monotonic()
+        step()
+        # On stderr, also with --json: a slow stop shows which part took the time.
+        print(f"stopped the {name} in {time.monotonic() - began:.1f} s", file=sys.stderr)
 
 
 def _emit(doc: dict[str, Any]) -> None:

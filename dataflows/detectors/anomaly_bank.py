@@ -26,6 +26,7 @@ import numpy as np
 from contract.alarms import Severity
 from dataflows.detectors._slots import Field, SlotBank
 from dataflows.detectors.anomaly import BUCKET_MAX, LIMIT, AnomalyDetector, describe_anomaly
+from dataflows.detectors.anomaly_state import SCALAR_FLOATS
 from dataflows.detectors.anomaly_step import clip, step
 from dataflows.detectors.bank import F64, I64, SEVERITY_CODES, BankSignals
 
@@ -34,28 +35,7 @@ __all__ = ["AnomalyBank"]
 _MAJOR = np.int8(SEVERITY_CODES.index(Severity.MAJOR))
 _CHUNK = 4096
 """Slots per pass: about a hundred array operations on this many stay in the CPU cache."""
-_FLOATS = (
-    "last",
-    "level",
-    "base",
-    "c0",
-    "c1",
-    "dlast",
-    "mad_e",
-    "mad_b",
-    "sa",
-    "mua",
-    "va",
-    "ss",
-    "mus",
-    "vs",
-    "su",
-    "muu",
-    "vu",
-    "vr",
-    "bar",
-    "repeat",
-)
+_FLOATS = ("last", *SCALAR_FLOATS, "repeat")
 _RANGE = (("hi", -math.inf), ("lo", math.inf), ("hi_old", -math.inf), ("lo_old", math.inf))
 
 

@@ -12,7 +12,30 @@ import math
 from array import array
 from typing import Any
 
-__all__ = ["BUCKET_MAX", "AnomalyState"]
+__all__ = ["BUCKET_MAX", "SCALAR_FLOATS", "AnomalyState"]
+
+SCALAR_FLOATS = (
+    "level",
+    "base",
+    "c0",
+    "c1",
+    "dlast",
+    "mad_e",
+    "mad_b",
+    "sa",
+    "mua",
+    "va",
+    "ss",
+    "mus",
+    "vs",
+    "su",
+    "muu",
+    "vu",
+    "vr",
+    "bar",
+)
+"""The detector's float state restored by name (the scalar's ``_name`` attributes and
+the bank's columns; ``last`` and ``repeat`` are handled on their own)."""
 
 BUCKET_MAX = 3.4028234663852886e38
 """The seasonal buckets are float32 (half the memory of the detector's largest state):
@@ -204,29 +227,12 @@ class AnomalyState:
             "runmax": self._runmax,
             "marked": self._marked,
             "repeat": self._repeat,
-            "level": self._level,
-            "base": self._base,
-            "c0": self._c0,
-            "c1": self._c1,
-            "dlast": self._dlast,
-            "mad_e": self._mad_e,
-            "mad_b": self._mad_b,
-            "sa": self._sa,
-            "mua": self._mua,
-            "va": self._va,
-            "ss": self._ss,
-            "mus": self._mus,
-            "vs": self._vs,
-            "su": self._su,
-            "muu": self._muu,
-            "vu": self._vu,
-            "vr": self._vr,
+            **{name: getattr(self, f"_{name}") for name in SCALAR_FLOATS},
             "hi": num(self._hi),
             "lo": num(self._lo),
             "hi_old": num(self._hi_old),
             "lo_old": num(self._lo_old),
             "persist": self._persist,
-            "bar": self._bar,
             "active": self._active,
             "code": self._code,
             "held": self._held,
@@ -249,26 +255,7 @@ class AnomalyState:
         self._runmax = int(state.get("runmax", 0))
         self._marked = bool(state.get("marked", False))
         self._repeat = float(state["repeat"])
-        for name in (
-            "level",
-            "base",
-            "c0",
-            "c1",
-            "dlast",
-            "mad_e",
-            "mad_b",
-            "sa",
-            "mua",
-            "va",
-            "ss",
-            "mus",
-            "vs",
-            "su",
-            "muu",
-            "vu",
-            "vr",
-            "bar",
-        ):
+        for name in SCALAR_FLOATS:
             setattr(self, f"_{name}", float(state[name]))
         # A snapshot of an earlier version has no recent range: start it here.
         self._hi = num("hi", self._last)

@@ -14,6 +14,10 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.bench.fleet import FleetWorkload
 
 __all__ = ["register"]
 
@@ -61,12 +65,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=_cmd)
 
 
-def _workloads(text: str) -> tuple[object, ...]:
+def _workloads(text: str) -> tuple[FleetWorkload, ...]:
     from contract.errors import ConfigError
     from gateway.bench.fleet import WORKLOADS, FleetWorkload
 
     named = {w.name: w for w in WORKLOADS}
-    out = []
+    out: list[FleetWorkload] = []
     for item in (part.strip() for part in text.split(",") if part.strip()):
         if item in named:
             out.append(named[item])
@@ -97,7 +101,7 @@ def _cmd(args: argparse.Namespace) -> int:
     if not runners or set(runners) - {"asyncio", "threads"}:
         raise ConfigError("runners", f"expected asyncio and/or threads; got {args.runners!r}")
     options = FleetBenchOptions(
-        workloads=_workloads(args.workloads),  # type: ignore[arg-type]
+        workloads=_workloads(args.workloads),
         runners=runners,
         duration_s=args.duration,
         ramp_rate=args.ramp_rate,

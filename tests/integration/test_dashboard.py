@@ -178,6 +178,14 @@ def test_dashboard_shows_live_alarm_ack_and_clear(
         expect(page.get_by_test_id("card-sev-critical")).to_contain_text("1")
         assert page.evaluate("window.__sameDocument") is True, "the page reloaded"
 
+        # Fleet updates (one per poll) leave the alarm rows alone: a button rebuilt
+        # between mousedown and mouseup swallows the click.
+        button = row.get_by_role("button", name="Acknowledge").element_handle()
+        count = "() => window.sgStats.updates.filter((u) => u.kind === 'fleet').length"
+        seen = page.evaluate(count)
+        wait_for(lambda: page.evaluate(count) >= seen + 2, 15, "two fleet updates on the page")
+        assert button.evaluate("(b) => b.isConnected"), "a fleet update rebuilt the alarm rows"
+
         # Acknowledge: the command goes out over MQTT; the gateway answers with an event.
         row.get_by_role("button", name="Acknowledge").click()
         assert got_command.wait(10), "no acknowledge command on MQTT"

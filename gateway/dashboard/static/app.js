@@ -27,6 +27,20 @@
     if (s < 172800) return Math.round(s / 3600) + " h ago";
     return Math.round(s / 86400) + " d ago";
   }
+  // Pages are laid out once and re-rendered part by part, each part only when its HTML
+  // changed. Replacing the whole page on every poll rebuilt the Acknowledge button under
+  // the pointer: a click whose mousedown and mouseup land on two different buttons is
+  // no click at all, and a rebuilt filter box loses its focus.
+  function show(html) { $app.dataset.page = ""; $app.innerHTML = html; }
+  function layout(page, html) {
+    if ($app.dataset.page === page) return false;
+    $app.innerHTML = html; $app.dataset.page = page;
+    return true;
+  }
+  function patch(name, html) {
+    const el = $app.querySelector(`[data-part="${name}"]`);
+    if (el && el.sgHtml !== html) { el.innerHTML = html; el.sgHtml = html; }
+  }
   function num(v) { return v == null ? "" : Number(v).toPrecision(4).replace(/\.?0+$/, ""); }
   function devHref(site, device) {
     return "#/device/" + encodeURIComponent(site) + "/" + encodeURIComponent(device);
@@ -92,16 +106,18 @@
         <td title="${esc(d.last_seen)}">${utc(d.last_seen)} <span class="legend">(${ago(d.last_seen)})</span></td>
         <td>${sev ? `<span class="sev ${esc(sev)}">${esc(sev)}</span>` : ""}</td><td class="msg">${values}</td></tr>`;
     });
-    $app.innerHTML = `<h1>Fleet</h1><div class="cards">${cards.join("")}</div>
-      <section class="panel" data-testid="alarms-panel"><h2>Active alarms (${state.alarms.length})</h2>${alarmRows(state.alarms, true)}</section>
-      <section class="panel"><h2>Devices <input class="filter" id="filter" placeholder="filter site/device" value="${esc(state.filter)}"></h2>
-      ${devices.length ? `<table><thead><tr><th>status</th><th>site</th><th>device</th><th>last seen (UTC)</th><th>alarm</th><th>latest values</th></tr></thead>
-      <tbody>${rows.join("")}</tbody></table>` : '<div class="empty">No device has reported in the last hour.</div>'}</section>`;
-    const input = document.getElementById("filter");
-    input.addEventListener("input", () => {
-      state.filter = input.value; const pos = input.selectionStart; renderFleet();
-      const again = document.getElementById("filter"); again.focus(); again.setSelectionRange(pos, pos);
-    });
+    if (layout("fleet", `<h1>Fleet</h1><div data-part="cards"></div>
+      <section class="panel" data-testid="alarms-panel" data-part="alarms"></section>
+      <section class="panel"><h2>Devices <input class="filter" id="filter" placeholder="filter site/device"></h2>
+      <div data-part="devices"></div></section>`)) {
+      const input = document.getElementById("filter");
+      input.value = state.filter;
+      input.addEventListener("input", () => { state.filter = input.value; renderFleet(); });
+    }
+    patch("cards", `<div class="cards">${cards.join("")}</div>`);
+    patch("alarms", `<h2>Active alarms (${state.alarms.length})</h2>${alarmRows(state.alarms, true)}`);
+    patch("devices", devices.length ? `<table><thead><tr><th>status</th><th>site</th><th>device</th><th>last seen (UTC)</th><th>alarm</th><th>latest values</th></tr></thead>
+      <tbody>${rows.join("")}</tbody></table>` : '<div class="empty">No device has reported in the last hour.</div>');
   }
 
   // ---- device page ---------------------------------------------------------------------
@@ -168,8 +184,8 @@
 
   function renderDevice() {
     const d = state.device;
-    if (!d) { $app.innerHTML = '<div class="empty">Loading…</div>'; return; }
-    if (d.error) { $app.innerHTML = `<div class="error">${esc(d.error)}</div>`; return; }
+    if (!d) { show('<div class="empty">Loading…</div>'); return; }
+    if (d.error) { show(`<div class="error">${esc(d.error)}</div>`); return; }
     const t0 = Date.parse(d.start), t1 = Date.parse(d.end);
     const series = [...new Set(d.readings.map((p) => p.series).concat(d.aggregates.map((p) => p.series)))].sort();
     const active = state.alarms.filter((a) => a.site === d.site && a.device === d.device);
@@ -181,14 +197,19 @@
       return chart(s, d.readings.filter((p) => p.series === s), d.aggregates.filter((p) => p.series === s),
         (d.band || []).filter((p) => p.series === s), alarms, t0, t1);
     });
-    $app.innerHTML = `<h1 data-testid="device-title"><a class="dev" href="#/">Fleet</a> / ${esc(d.site)} / ${esc(d.device)}
-      ${st ? `<span class="legend"><span class="dot ${st.online ? "online" : "offline"}"></span>${st.online ? "online" : "offline"}, last seen ${utc(st.last_seen)} (${ago(st.last_seen)})</span>` : '<span class="legend">not seen lately</span>'}</h1>
-      <div class="ranges">${ranges} <span class="legend">interval ${esc(d.interval)}</span></div><br>
-      <section class="panel"><h2>Active alarms (${active.length})</h2>${alarmRows(active, false)}</section>
-      <div class="charts">${charts.join("") || '<div class="empty">No readings in this range.</div>'}</div>
-      <section class="panel"><h2>Alarm events in range (${d.alarms.length})</h2>
+    layout("device\u0000" + d.site + "\u0000" + d.device, `<h1 data-testid="device-title" data-part="title"></h1>
+      <div class="ranges" data-part="ranges"></div><br>
+      <section class="panel" data-part="alarms"></section>
+      <div class="charts" data-part="charts"></div>
+      <section class="panel" data-part="events"></section>`);
+    patch("title", `<a class="dev" href="#/">Fleet</a> / ${esc(d.site)} / ${esc(d.device)}
+      ${st ? `<span class="legend"><span class="dot ${st.online ? "online" : "offline"}"></span>${st.online ? "online" : "offline"}, last seen ${utc(st.last_seen)} (${ago(st.last_seen)})</span>` : '<span class="legend">not seen lately</span>'}`);
+    patch("ranges", `${ranges} <span class="legend">interval ${esc(d.interval)}</span>`);
+    patch("alarms", `<h2>Active alarms (${active.length})</h2>${alarmRows(active, false)}`);
+    patch("charts", charts.join("") || '<div class="empty">No readings in this range.</div>');
+    patch("events", `<h2>Alarm events in range (${d.alarms.length})</h2>
       ${d.alarms.length ? `<table><thead><tr><th>time (UTC)</th><th>severity</th><th>state</th><th>metric</th><th>rule</th><th>value</th><th>message</th></tr></thead><tbody>
-      ${d.alarms.slice(0, 200).map((a) => `<tr data-testid="alarm-event"><td>${utc(a.time)}</td><td><span class="sev ${esc(a.severity)}">${esc(a.severity)}</span></td><td>${esc(a.state)}</td><td>${esc(a.metric)}</td><td>${esc(a.rule)}</td><td>${num(a.value)}</td><td class="msg">${esc(a.message)}${whyLine(a)}</td></tr>`).join("")}</tbody></table>` : '<div class="empty">None.</div>'}</section>`;
+      ${d.alarms.slice(0, 200).map((a) => `<tr data-testid="alarm-event"><td>${utc(a.time)}</td><td><span class="sev ${esc(a.severity)}">${esc(a.severity)}</span></td><td>${esc(a.state)}</td><td>${esc(a.metric)}</td><td>${esc(a.rule)}</td><td>${num(a.value)}</td><td class="msg">${esc(a.message)}${whyLine(a)}</td></tr>`).join("")}</tbody></table>` : '<div class="empty">None.</div>'}`);
   }
 
   let deviceTimer = null, deviceBusy = false;
@@ -260,15 +281,16 @@
     if (!b) return;
     if (b.dataset.range) { state.range = b.dataset.range; loadDevice(); return; }
     if (!b.dataset.ack) return;
-    b.disabled = true; b.textContent = "sent…";
-    state.pending[b.dataset.ack] = true;
+    const { ack, site, device } = b.dataset;
+    state.pending[ack] = true;
+    render();  // the button becomes "sent…" through the same render as every other change
     const r = await fetch("/api/ack", {
       method: "POST",
       headers: { "Content-Type": "application/json", ...authHeaders() },
-      body: JSON.stringify({ site: b.dataset.site, device: b.dataset.device, alarm_id: b.dataset.ack, by: "dashboard" }),
+      body: JSON.stringify({ site, device, alarm_id: ack, by: "dashboard" }),
     });
     if (!r.ok) {
-      delete state.pending[b.dataset.ack];
+      delete state.pending[ack];
       const doc = await r.json().catch(() => ({}));
       alert("Acknowledge failed: " + (doc.error || r.status));
       render();
@@ -283,7 +305,7 @@
     try {
       state.config = await getJSON("/api/config");
     } catch (e) {
-      $app.innerHTML = `<div class="error" data-testid="error">${esc(e.message)}</div>`;
+      show(`<div class="error" data-testid="error">${esc(e.message)}</div>`);
       return;
     }
     showFeed(state.config.feed);
@@ -291,7 +313,7 @@
     try {
       const [fleet, alarms] = await Promise.all([getJSON("/api/fleet"), getJSON("/api/alarms")]);
       state.fleet = fleet; state.alarms = alarms;
-    } catch (e) { $app.innerHTML = `<div class="error">${esc(e.message)}</div>`; }
+    } catch (e) { show(`<div class="error">${esc(e.message)}</div>`); }
     route();
     connect();
   })();

@@ -307,7 +307,9 @@ class Agent:
 
     def _send_status(self, event: str) -> None:
         if self.publisher is not None:
-            self.publisher.send_status(self.status_topic, self.status.online(event))
+            self.publisher.send_status(
+                self.status_topic, self.status.online(event), replaceable=event == "heartbeat"
+            )
 
     def _fault_changed(self, sensor_id: str, fault: str | None) -> None:
         self._send_status("sensor_fault" if fault is not None else "sensor_recovered")

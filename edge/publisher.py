@@ -5,7 +5,10 @@ and a slow network never delays sampling. It keeps at most ``max_inflight``
 unacknowledged events and sends at most ``max_rate`` events per second (a token
 bucket), so the backlog after an outage drains at a known pace while new events
 keep being stored behind it. Status messages (birth, heartbeat) jump the queue:
-they are small, retained, and say the device is alive.
+they are small, retained, and say the device is alive. A heartbeat not yet sent is
+replaced by the next status; any other status (``config_rejected``, ``sensor_fault``
+...) is an answer someone may be waiting for, so each is sent, in order (at most
+:data:`MAX_PENDING_STATUS` per topic while the link is down).
 
 Unacknowledged events stay in the outbox. Within one process, paho re-sends them
 after a reconnect; after a restart, the new publisher starts from the oldest row.
@@ -30,9 +33,12 @@ from edge.clock import Clock, SystemClock
 from edge.outbox import Outbox
 from edge.transport import Ticket, Transport
 
-__all__ = ["Publisher", "PublisherStats", "TokenBucket"]
+__all__ = ["MAX_PENDING_STATUS", "Publisher", "PublisherStats", "TokenBucket"]
 
 log = logging.getLogger(__name__)
+
+MAX_PENDING_STATUS = 64
+"""Status messages kept per topic while they cannot be sent (the oldest go first)."""
 
 
 class TokenBucket:
@@ -96,7 +102,8 @@ class Publisher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._status_lock = threading.Lock()
-        self._status: dict[str, bytes] = {}
+        # Per topic, in order: (payload, replaceable by the next status).
+        self._status: dict[str, list[tuple[bytes, bool]]] = {}
         self._inflight: dict[int, Ticket] = {}
         self._cursor = 0
         self._sent = self._acked = self._status_sent = self._refused = 0
@@ -112,10 +119,17 @@ class Publisher:
         self._birth_due.set()
         self._wake.set()
 
-    def send_status(self, topic: str, payload: bytes) -> None:
-        """Publish a retained status message as soon as the link is up (latest wins)."""
+    def send_status(self, topic: str, payload: bytes, *, replaceable: bool = False) -> None:
+        """Publish a retained status message as soon as the link is up.
+
+        ``replaceable`` (heartbeats): a later status for the topic replaces this one if
+        it has not gone out yet. Others are each sent, in order: a heartbeat due just
+        after a ``config_rejected`` must not swallow the rejection.
+        """
         with self._status_lock:
-            self._status[topic] = payload
+            pending = [p for p in self._status.get(topic, []) if not p[1]]
+            pending.append((payload, replaceable))
+            self._status[topic] = pending[-MAX_PENDING_STATUS:]
         self._wake.set()
 
     def set_rate(self, max_rate: float) -> None:
@@ -175,9 +189,10 @@ class Publisher:
             self._status_sent += 1
         with self._status_lock:
             status, self._status = self._status, {}
-        for topic, payload in status.items():
-            self.transport.publish(topic, payload, qos=1, retain=True)
-            self._status_sent += 1
+        for topic, pending in status.items():
+            for payload, _replaceable in pending:
+                self.transport.publish(topic, payload, qos=1, retain=True)
+                self._status_sent += 1
         room = self.max_inflight - len(self._inflight)
         if room <= 0:
             return

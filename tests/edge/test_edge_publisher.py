@@ -6,7 +6,7 @@ from pathlib import Path
 
 from edge.clock import FakeClock
 from edge.outbox import Outbox
-from edge.publisher import Publisher, TokenBucket
+from edge.publisher import MAX_PENDING_STATUS, Publisher, TokenBucket
 from edge.transport import FakeTransport
 
 
@@ -67,12 +67,41 @@ def test_status_messages_jump_the_queue_and_birth_comes_first(tmp_path: Path) ->
     box = filled(tmp_path, 2)
     transport = FakeTransport()
     pub = Publisher(transport, box, max_rate=0, birth=lambda: ("st", b"birth"))
-    pub.send_status("st", b"old")
-    pub.send_status("st", b"latest")  # latest wins
+    pub.send_status("st", b"old-heartbeat", replaceable=True)
+    pub.send_status("st", b"latest")  # replaces the heartbeat not yet sent
     pub.connected()
     pub.step()
     assert transport.sent[:2] == [("st", b"birth", True), ("st", b"latest", True)]
     assert [p for _t, p, _r in transport.sent[2:]] == [b"0", b"1"]
+
+
+def test_a_heartbeat_never_swallows_an_answer_not_yet_sent(tmp_path: Path) -> None:
+    # The fresh-clone flake: a config_rejected status overwritten by the heartbeat due
+    # in the same round, before the publisher thread had sent it.
+    transport = FakeTransport()
+    pub = Publisher(transport, filled(tmp_path, 0), max_rate=0)
+    pub.send_status("st", b"config_rejected")
+    pub.send_status("st", b"heartbeat-1", replaceable=True)
+    pub.send_status("st", b"heartbeat-2", replaceable=True)
+    pub.send_status("other", b"birth-of-another-topic")
+    pub.step()
+    assert [(t, p) for t, p, _r in transport.sent] == [
+        ("st", b"config_rejected"),
+        ("st", b"heartbeat-2"),
+        ("other", b"birth-of-another-topic"),
+    ]
+
+
+def test_answers_queued_while_the_link_is_down_are_bounded(tmp_path: Path) -> None:
+    transport = FakeTransport(is_connected=False)
+    pub = Publisher(transport, filled(tmp_path, 0), max_rate=0)
+    for k in range(MAX_PENDING_STATUS + 10):
+        pub.send_status("st", b"%d" % k)
+    pub.step()
+    assert transport.sent == []
+    transport.is_connected = True
+    pub.step()
+    assert [int(p) for _t, p, _r in transport.sent] == list(range(10, MAX_PENDING_STATUS + 10))
 
 
 def test_token_bucket_unlimited_and_limited() -> None:

@@ -14,6 +14,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -75,21 +76,60 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exit_code_for(exc)
 
-    def _stop(_signum: int, _frame: object) -> None:
-        agent.stop()
-
-    def _reload(_signum: int, _frame: object) -> None:
-        agent.request_reload()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGHUP, _reload)  # re-read the file; a bad one is refused
     try:
-        agent.run()
+        _run_taking_signals(agent)
     except SensorGateError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exit_code_for(exc)
     return ExitCode.OK
+
+
+_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+
+
+def _run_taking_signals(agent: Any) -> None:
+    """Run the agent in a thread; this thread takes SIGTERM/SIGINT (stop), SIGHUP (reload).
+
+    The signals are blocked before any thread starts (threads inherit the mask) and
+    taken synchronously with ``sigtimedwait``. A Python signal handler would run
+    between two bytecodes of the main thread, possibly inside the ``with`` of the very
+    ``threading.Event`` it sets: that lock is not reentrant, so a SIGHUP or SIGTERM
+    could hang the agent for good.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            agent.run()
+        except BaseException as exc:  # handed to the main thread, raised there
+            failure.append(exc)
+
+    worker = threading.Thread(target=work, name="sg-agent")
+    worker.start()
+    try:
+        while worker.is_alive():
+            # Bounded, so that an agent that ends on its own is noticed.
+            info = signal.sigtimedwait(_SIGNALS, 0.5)
+            if info is None:
+                continue
+            if info.si_signo == signal.SIGHUP:
+                agent.request_reload()  # re-read the file; a bad one is refused
+            else:
+                agent.stop()
+    finally:
+        if worker.is_alive():  # this thread failed: the agent still stops cleanly
+            agent.stop()
+        worker.join()
+        # A signal still pending is dropped (ignoring a pending signal discards it)
+        # before the mask is lifted: SIGHUP's default action would end the process
+        # mid-exit. Then the handlers are put back as they were.
+        handlers = {signum: signal.signal(signum, signal.SIG_IGN) for signum in _SIGNALS}
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    if failure:
+        raise failure[0]
 
 
 def probe(config: Any) -> list[dict[str, Any]]:

@@ -400,3 +400,45 @@ def test_sighup_with_a_malformed_config_file_is_refused_and_the_agent_keeps_runn
         agent.stderr.close()  # type: ignore[union-attr]
     seqs = [e.data.sequence for e in first_seen(received_events(sub.snapshot(), telemetry))]
     assert seqs == list(range(len(seqs)))
+
+
+def test_a_storm_of_sighups_is_answered_and_sigterm_still_stops_the_agent(
+    services: Any,
+    topics: TopicScheme,
+    tmp_path: Path,
+    subscriber_factory: Callable[..., Subscriber],
+) -> None:
+    # Signals are taken by the main thread with sigtimedwait while the agent runs in
+    # its own thread: no handler runs inside a lock the agent holds, so none can hang it.
+    host, port = services.mqtt_host, services.mqtt_port
+    overrides = agent_overrides(tmp_path, topics.prefix, port, interval=0.02)
+    config_path = tmp_path / "agent.toml"
+    config_path.write_text(config_toml(overrides))
+    site, device = overrides["site"], overrides["device"]
+    telemetry, status = topics.telemetry(site, device), topics.status(site, device)
+    sub = subscriber_factory(host, port, f"{topics.prefix}/#")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "edge.cli", "run", "--config", str(config_path)]
+    agent = subprocess.Popen(cmd, env=env, cwd=REPO, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: len(received_events(sub.snapshot(), telemetry)) >= 3, 15, "traffic")
+        for _ in range(200):
+            agent.send_signal(signal.SIGHUP)
+        wait_for(
+            lambda: any(
+                decode(p).data.reason == "config_applied" for t, p, _r in sub.snapshot()
+                if t == status
+            ),
+            10, "a config_applied status",
+        )  # fmt: skip
+        n = len(received_events(sub.snapshot(), telemetry))
+        wait_for(
+            lambda: len(received_events(sub.snapshot(), telemetry)) >= n + 5,
+            10,
+            "telemetry after the storm",
+        )
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(20) == 0
+    finally:
+        if agent.poll() is None:
+            agent.kill()

@@ -6,12 +6,85 @@ import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from contract import Reading, TelemetryEvent, TopicScheme, encode
 from edge.mqtt import MqttLink
+from gateway.influx.query import InfluxQL
+from gateway.settings import GatewaySettings
+from tests.waiting import wait_for
 
 S = 1_000_000
+
+
+LATENESS_BEYOND_SPAN_S = 120
+"""The lateness of :func:`in_any_order`: more than any series a test publishes spans."""
+
+
+def in_any_order(settings: GatewaySettings) -> GatewaySettings:
+    """``settings`` under which no reading of a :func:`publish_series` can be late.
+
+    :func:`publish_series` packs tens of seconds of event time into a burst of a few
+    milliseconds. With more than one MQTT partition the shared subscription spreads a
+    device's messages over the partitions, and a partition a moment behind another
+    delivers a reading many seconds of event time after later ones: beyond 2 s of
+    lateness it is late, rightly, and its window misses it. A lateness beyond any
+    series' span leaves nothing late whatever the order. Close the windows with
+    :func:`publish_closers` once every reading is stored.
+    """
+    stream = settings.stream.model_copy(update={"allowed_lateness_s": LATENESS_BEYOND_SPAN_S})
+    return settings.model_copy(update={"stream": stream})
+
+
+def publish_closers(
+    link: MqttLink, topics: TopicScheme, *, site: str, devices: list[str], at: datetime
+) -> None:
+    """Publish one reading per device dated ``at`` (sensor ``probe``, sequence 10**6).
+
+    It moves each device's event time to ``at`` and so closes, by event time, every
+    window ending at least the allowed lateness before it; left to the quiet period a
+    window closes only after about 2 x quiet_s of silence (``eventclock.FleetClock``).
+    Publish it once everything before is stored, or it may overtake a reading of
+    another partition and make it late.
+    """
+    for device in devices:
+        event = TelemetryEvent.create(
+            site=site,
+            device=device,
+            sequence=1_000_000,
+            readings=[Reading(sensor="probe", metric="m0", value=0.0, time=at)],
+        )
+        assert link.publish(topics.telemetry(site, device), encode(event)).wait(10)
+
+
+def close_windows(
+    link: MqttLink,
+    settings: GatewaySettings,
+    query: InfluxQL,
+    published: Published,
+    devices: list[str],
+    end: datetime,
+) -> None:
+    """Once every published reading is stored, close the windows before ``end``.
+
+    Waiting first means no closer can overtake a reading (:func:`publish_closers`).
+    """
+    wait_for(
+        lambda: (
+            query.scalar(f"SELECT count(value) FROM {query.layout.readings}")
+            >= len(published.readings)
+        ),
+        60,
+        "every reading stored",
+    )
+    lateness = timedelta(seconds=settings.stream.allowed_lateness_s)
+    publish_closers(link, settings.topics, site="plant", devices=devices, at=end + lateness)
+
+
+def past_minute(minutes_ago: int = 5) -> datetime:
+    """The start of the minute ``minutes_ago`` minutes before now (UTC)."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    return now - timedelta(minutes=minutes_ago)
 
 
 @dataclass

@@ -45,6 +45,9 @@ from tests.integration.netns import Host, Lan, inside, netns_unavailable
 from tests.integration.streams import (
     Published,
     assert_aggregates_equal,
+    close_windows,
+    in_any_order,
+    past_minute,
     publish_series,
     stored_aggregates,
 )
@@ -123,12 +126,6 @@ def settings(lan: LanSetup, tmp_path: Path) -> GatewaySettings:
         metrics_host="0.0.0.0",  # in a gateway's namespace: its lo and eth0 only
         metrics_port=METRICS_PORT,
     )
-
-
-def _recent_past(seconds: int) -> datetime:
-    """A 10 s boundary ``seconds`` + a little before now: every window closes soon after."""
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=seconds + 5)
-    return start - timedelta(seconds=start.second % 10)
 
 
 class Gateways:
@@ -212,6 +209,7 @@ class Supervised:
 def test_two_process_cluster_across_hosts_stores_the_aggregates_computed_from_the_data(
     lan: LanSetup, settings: GatewaySettings, in_svc: None, tmp_path: Path
 ) -> None:
+    settings = in_any_order(settings)
     cluster = Supervised(lan, settings, tmp_path, 2)
     gateways = Gateways(lan, settings, 2)
     link = MqttLink(MqttSettings(host=lan.svc.address, port=lan.mqtt_port))
@@ -221,11 +219,12 @@ def test_two_process_cluster_across_hosts_stores_the_aggregates_computed_from_th
         assert cluster.said("2 MQTT partition(s)")  # the default: one per worker
         published = Published()
         devices = [f"p{i}" for i in range(10)]
-        base = _recent_past(seconds=30)
+        base = past_minute()
         publish_series(link, settings.topics, published, site="plant", devices=devices,
                        base=base, seconds=30)  # fmt: skip
         expected = published.expected_aggregates(10)
         q = InfluxQL(settings.influx)
+        close_windows(link, settings, q, published, devices, base + timedelta(seconds=31))
         wait_for(
             lambda: (
                 q.scalar(f"SELECT count(mean) FROM {q.layout.aggregates} WHERE \"window\" = '10s'")
@@ -238,7 +237,7 @@ def test_two_process_cluster_across_hosts_stores_the_aggregates_computed_from_th
             stored_aggregates(q.query(f"SELECT * FROM {q.layout.aggregates}"), "10s"), expected
         )
         q.close()
-        messages = 30 * len(devices)
+        messages = 30 * len(devices) + len(devices)  # the series and the closers
         received = [gateways.metric(i, "sensorgate_mqtt_received_messages_total") for i in (0, 1)]
         decoded = [gateways.metric(i, "sensorgate_messages_in_total") for i in (0, 1)]
         # Each process read its own share of the shared subscription off the broker...
@@ -386,6 +385,7 @@ def test_sigkill_of_one_process_restarts_the_cluster_from_recovery_losing_nothin
 def test_a_process_started_late_is_waited_for_and_then_joins(
     lan: LanSetup, settings: GatewaySettings, in_svc: None, tmp_path: Path
 ) -> None:
+    settings = in_any_order(settings)
     recovery = tmp_path / "recovery"
     prepare_recovery(settings, recovery, 3)
     env = {**os.environ, **settings_env(settings)}
@@ -411,11 +411,13 @@ def test_a_process_started_late_is_waited_for_and_then_joins(
         procs.append(start(2))
         wait_for(gateways.all_ready, 90, "the cluster complete with the late process")
         published = Published()
-        base = _recent_past(seconds=20)
+        base = past_minute()
+        devices = [f"l{i}" for i in range(12)]
         publish_series(link, settings.topics, published, site="plant",
-                       devices=[f"l{i}" for i in range(12)], base=base, seconds=20)  # fmt: skip
+                       devices=devices, base=base, seconds=20)  # fmt: skip
         expected = published.expected_aggregates(10)
         q = InfluxQL(settings.influx)
+        close_windows(link, settings, q, published, devices, base + timedelta(seconds=21))
         wait_for(
             lambda: (
                 q.scalar(f"SELECT count(mean) FROM {q.layout.aggregates} WHERE \"window\" = '10s'")

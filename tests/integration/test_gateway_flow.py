@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -13,6 +13,9 @@ from tests.integration.gateway_kit import RunningGateway, gateway_thread
 from tests.integration.streams import (
     Published,
     assert_aggregates_equal,
+    close_windows,
+    in_any_order,
+    past_minute,
     publish_series,
     stored_aggregates,
 )
@@ -24,8 +27,7 @@ DEVICES = ["d-1", "d 2", "d,3"]
 
 
 def _base(minutes_ago: int = 5) -> datetime:
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
-    return now - timedelta(minutes=minutes_ago)
+    return past_minute(minutes_ago)
 
 
 def _wait_for_aggregates(gw: RunningGateway, expected_rows: int) -> list[dict]:  # type: ignore[type-arg]
@@ -141,27 +143,34 @@ def test_late_reading_goes_to_late_output_and_leaves_the_window_alone(
 def test_any_number_of_workers_gives_the_aggregates_of_the_data(
     workers: int, gateway_settings: GatewaySettings, publisher: MqttLink
 ) -> None:
-    settings = gateway_settings.model_copy(
-        update={"mqtt": gateway_settings.mqtt.model_copy(update={"partitions": workers})}
+    settings = in_any_order(
+        gateway_settings.model_copy(
+            update={"mqtt": gateway_settings.mqtt.model_copy(update={"partitions": workers})}
+        )
     )
     devices = [f"w{i}" for i in range(8)]
     with gateway_thread(settings, workers=workers) as gw:
         published = Published()
+        base = _base()
         publish_series(
             publisher,
             settings.topics,
             published,
             site="plant",
             devices=devices,
-            base=_base(),
+            base=base,
             seconds=30,
         )
         expected = published.expected_aggregates(10)
+        q = gw.query
+        close_windows(publisher, settings, q, published, devices, base + timedelta(seconds=31))
         rows = _wait_for_aggregates(gw, len(expected))
+        assert gw.query.scalar(f"SELECT count(value) FROM {gw.query.layout.late_readings}") == 0
         assert_aggregates_equal(stored_aggregates(rows, "10s"), expected)
-        assert gw.query.scalar(f"SELECT count(value) FROM {gw.query.layout.readings}") == len(
+        # Every reading once, and the closers.
+        assert q.scalar(f"SELECT count(value) FROM {q.layout.readings}") == len(
             published.readings
-        )
+        ) + len(devices)
 
 
 def test_sliding_windows(gateway_settings: GatewaySettings, publisher: MqttLink) -> None:

@@ -6,7 +6,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -22,6 +22,10 @@ from tests.integration.gateway_kit import spawn_gateway, wait_ready
 from tests.integration.streams import (
     Published,
     assert_aggregates_equal,
+    close_windows,
+    in_any_order,
+    past_minute,
+    publish_closers,
     publish_series,
     stored_aggregates,
 )
@@ -42,11 +46,13 @@ def test_two_processes_give_the_aggregates_computed_from_the_data(
     base = free_port()
     while not _port_free(base + 1):
         base = free_port()
-    settings = proc_settings.model_copy(
-        update={
-            "metrics_port": base,
-            "mqtt": proc_settings.mqtt.model_copy(update={"partitions": 2}),
-        }
+    settings = in_any_order(
+        proc_settings.model_copy(
+            update={
+                "metrics_port": base,
+                "mqtt": proc_settings.mqtt.model_copy(update={"partitions": 2}),
+            }
+        )
     )
     # Below the ephemeral range: a free_port() pick can be taken by an outgoing
     # connection before the process binds it (gateway.runtime.cluster.free_listen_ports).
@@ -58,7 +64,7 @@ def test_two_processes_give_the_aggregates_computed_from_the_data(
         for i, proc in enumerate(procs):
             wait_ready(proc, base + i)
         published = Published()
-        start = datetime.now(UTC).replace(second=0, microsecond=0)
+        start = past_minute()
         devices = [f"p{i}" for i in range(10)]
         publish_series(
             publisher,
@@ -71,6 +77,7 @@ def test_two_processes_give_the_aggregates_computed_from_the_data(
         )
         expected = published.expected_aggregates(10)
         q = InfluxQL(settings.influx)
+        close_windows(publisher, settings, q, published, devices, start + timedelta(seconds=31))
         wait_for(
             lambda: (
                 q.scalar(f"SELECT count(mean) FROM {q.layout.aggregates} WHERE \"window\" = '10s'")
@@ -79,6 +86,7 @@ def test_two_processes_give_the_aggregates_computed_from_the_data(
             60,
             "the aggregates of both processes",
         )
+        assert q.scalar(f"SELECT count(value) FROM {q.layout.late_readings}") == 0
         assert_aggregates_equal(
             stored_aggregates(q.query(f"SELECT * FROM {q.layout.aggregates}"), "10s"), expected
         )
@@ -221,7 +229,9 @@ def test_sigkill_under_load_loses_no_reading(
         lateness_us = int(settings.stream.allowed_lateness_s * 1_000_000)
         close_us = newest + lateness_us + 1_000_000
         wait_for(lambda: time.time_ns() // 1000 >= close_us, 20, "the wall clock past the window")
-        _publish_closing_readings(publisher, settings, load.devices)
+        publish_closers(
+            publisher, settings.topics, site="plant", devices=load.devices, at=datetime.now(UTC)
+        )
         wait_for(
             lambda: (
                 q.scalar(f"SELECT count(mean) FROM {q.layout.aggregates} WHERE \"window\" = '10s'")
@@ -235,21 +245,6 @@ def test_sigkill_under_load_loses_no_reading(
     finally:
         gw.stop()
         q.close()
-
-
-def _publish_closing_readings(
-    link: MqttLink, settings: GatewaySettings, devices: list[str]
-) -> None:
-    """Publish one reading per device dated now (the load's sequences stay below 10**6)."""
-    now = datetime.now(UTC)
-    for device in devices:
-        event = TelemetryEvent.create(
-            site="plant",
-            device=device,
-            sequence=1_000_000,
-            readings=[Reading(sensor="probe", metric="m0", value=0.0, time=now)],
-        )
-        link.publish(settings.topics.telemetry("plant", device), encode(event)).wait(10)
 
 
 @pytest.fixture

@@ -14,10 +14,16 @@ It runs against the code in the current directory, before or after the snapshot 
 (:mod:`dataflows.snapshot_blob`): without them, a component is its plain-data snapshot
 pickled by Bytewax; with them, the live arrays encoded into a blob, then pickled.
 
+``--flow`` also runs the same burst through the whole flow (``build_flow`` under
+Bytewax's ``run_main``, one source batch per epoch) with recovery on and then off, and
+prints the process CPU and wall time of each: their difference per epoch is what
+recovery costs with Bytewax's side counted (its pickling of what the shard hands it,
+its SQLite writes and checkpoints).
+
 Not a test and not part of the product: a probe for the snapshot's cost. Run it from
 the repository's root::
 
-    python scripts/snapshot_probe.py [--readings 1000000] [--rules FILE] [--json PATH]
+    python scripts/snapshot_probe.py [--readings 1000000] [--rules FILE] [--flow] [--json PATH]
 """
 
 from __future__ import annotations
@@ -26,11 +32,14 @@ import argparse
 import gc
 import json
 import pickle
+import resource
 import statistics
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -60,15 +69,8 @@ _OWNERS = {
 }
 
 
-def _shards(readings: int, rules: Path | None) -> list[ShardProcessor]:
-    settings = load_settings()
-    config = _stream_config(settings)
-    ruleset = StaticRules(load_rules(rules))
-    shards = [
-        ShardProcessor(topics=settings.topics, config=config, rules=ruleset)
-        for _ in range(config.shards)
-    ]
-    router = ShardRouter(config.shards)
+def _batches(readings: int) -> list[MessageBatch]:
+    """Return the burst as source batches (arrival: now)."""
     workload = Workload(total=readings)
     # The burst's event times end 5 s before now: start it late enough in a minute that
     # it stays inside that minute, so every series holds one open 1 min window in
@@ -78,11 +80,25 @@ def _shards(readings: int, rules: Path | None) -> list[ShardProcessor]:
     if second < span_s:
         time.sleep(span_s - second + 0.5)
     burst = render_burst(workload)
-    t0 = time.perf_counter()
+    now = time.time_ns() // 1_000
+    out = []
     for lo in range(0, len(burst.payloads), _BATCH):
-        now = time.time_ns() // 1_000
         topics = burst.topics[lo : lo + _BATCH]
-        batch = MessageBatch(topics, burst.payloads[lo : lo + _BATCH], [now] * len(topics))
+        out.append(MessageBatch(topics, burst.payloads[lo : lo + _BATCH], [now] * len(topics)))
+    return out
+
+
+def _shards(readings: int, rules: Path | None) -> list[ShardProcessor]:
+    settings = load_settings()
+    config = _stream_config(settings)
+    ruleset = StaticRules(load_rules(rules))
+    shards = [
+        ShardProcessor(topics=settings.topics, config=config, rules=ruleset)
+        for _ in range(config.shards)
+    ]
+    router = ShardRouter(config.shards)
+    t0 = time.perf_counter()
+    for batch in _batches(readings):
         for key, part in router.split(batch):
             shards[int(key.rsplit("-", 1)[1])].process([part])
     print(
@@ -167,12 +183,46 @@ def _measure(shards: list[ShardProcessor], name: str | None, rounds: int) -> dic
     }
 
 
+def _flow(readings: int, rules: Path | None, recovery: bool) -> dict[str, float]:
+    """Run the burst through the whole flow, one batch per epoch; CPU and wall seconds."""
+    from bytewax.recovery import RecoveryConfig, init_db_dir
+    from bytewax.testing import TestingSink, TestingSource, run_main
+
+    from dataflows.flow import build_flow
+
+    settings = load_settings()
+    batches = _batches(readings)
+    flow = build_flow(
+        TestingSource(batches),
+        topics=settings.topics,
+        points_sink=TestingSink([]),
+        deadletter_sink=TestingSink([]),
+        rules=StaticRules(load_rules(rules)),
+        stream=_stream_config(settings),
+        recovery=recovery,
+    )
+    with tempfile.TemporaryDirectory(prefix="snapshot-probe-") as folder:
+        config = None
+        if recovery:
+            init_db_dir(folder, 1)
+            config = RecoveryConfig(folder)
+        gc.collect()
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        t0 = time.perf_counter()
+        run_main(flow, epoch_interval=timedelta(0), recovery_config=config)
+        wall = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return {"epochs": len(batches), "cpu_s": cpu, "wall_s": wall}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the probe; print the table (and write JSON when asked)."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--readings", type=int, default=1_000_000)
     parser.add_argument("--rules", type=Path, default=None, help="rules file (default rules)")
     parser.add_argument("--rounds", type=int, default=7, help="rounds per figure (median)")
+    parser.add_argument("--flow", action="store_true", help="also time the whole flow")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     shards = _shards(args.readings, args.rules)
@@ -190,8 +240,23 @@ def main(argv: list[str] | None = None) -> int:
             f" {r['bytes'] / 1e6:7.2f} {r['gc_objects']:11,d} {r['peak_sum'] / 1e6:14.2f}"
         )
     print(f"largest shard's allocation peak: {rows['(whole shard)']['peak_max'] / 1e6:.2f} MB")
+    flow: dict[str, dict[str, float]] = {}
+    if args.flow:
+        for recovery in (True, False):
+            flow["on" if recovery else "off"] = run = _flow(args.readings, args.rules, recovery)
+            print(
+                f"flow, recovery {'on ' if recovery else 'off'}: {run['epochs']} epochs,"
+                f" CPU {run['cpu_s']:.2f} s, wall {run['wall_s']:.2f} s"
+            )
+        epochs = flow["on"]["epochs"]
+        print(
+            "recovery per epoch (8 shards, Bytewax's side included):"
+            f" CPU {(flow['on']['cpu_s'] - flow['off']['cpu_s']) / epochs * 1e3:.0f} ms,"
+            f" wall {(flow['on']['wall_s'] - flow['off']['wall_s']) / epochs * 1e3:.0f} ms"
+        )
     if args.json is not None:
-        args.json.write_text(json.dumps({"blobs": snapshot_blob is not None, "rows": rows}))
+        doc = {"blobs": snapshot_blob is not None, "rows": rows, "flow": flow}
+        args.json.write_text(json.dumps(doc, indent=1))
     return 0
 
 

@@ -159,3 +159,27 @@ def test_cadence_arrays_restore_like_one_device_at_a_time() -> None:
             one_by_one.snapshot_of(d) for d in range(3)
         ]
     assert int(by_arrays.count[0]) == CADENCE_INTERVALS
+
+
+def test_device_rules_of_a_snapshot_from_before_the_columns_still_restore() -> None:
+    clock = FakeClock(to_us(T0))
+    rules = parse_rules({"defaults": {"deadman": "auto", "offline": True}})
+    proc = processor(clock, rules=rules)
+    for i in range(6):  # five intervals of 10 s learnt per device
+        clock.t = to_us(T0) + i * 10 * S
+        send(proc, [telemetry(i, T0 + timedelta(seconds=10 * i), device=d) for d in ("a", "b")])
+    state = proc.snapshot()
+    dr = proc.device_rules
+    # The format before the columns: device -> its detector's document and its cadence.
+    state["detectors"] = {
+        dev: {**det.snapshot(), "cadence": dr.cadence.snapshot_of(dev)}
+        for dev, det in dr.detectors.items()
+    }
+    old = processor(clock, rules=rules, state=state).device_rules
+    new = processor(clock, rules=rules, state=proc.snapshot()).device_rules
+    for restored in (old, new):
+        assert {d: det.snapshot() for d, det in restored.detectors.items()} == {
+            d: det.snapshot() for d, det in dr.detectors.items()
+        }
+        np.testing.assert_array_equal(restored.cadence.median_us, dr.cadence.median_us)
+        assert int(restored.cadence.count[0]) == 5

@@ -397,8 +397,35 @@ class AlarmMachine:
             rate_limited=True if self._limited else None,
         )
 
+    @property
+    def pristine(self) -> bool:
+        """Whether nothing but the last update's time differs from a new machine's state.
+
+        Most machines never see their condition: their snapshot is that one time.
+        """
+        return (
+            self._alarm_id is None
+            and self._pending_since is None
+            and self._since_us == 0
+            and self._raised_us == 0
+            and self._clear_since is None
+            and self._ack_by is None
+            and self._ack_at is None
+            and not self._flapping
+            and not self._limited
+            and self._release_us == 0
+            and not self._ended
+            and self._folded == 0
+            and self._announced is None
+            and self._detail is None
+            and not self._raises
+            and self._severity is self.policy.severity
+        )
+
     def snapshot(self) -> dict[str, Any]:
-        """Return the state as plain data."""
+        """Return the state as plain data (only ``last`` for a :attr:`pristine` machine)."""
+        if self.pristine:
+            return {"last": self._last_t}
         return {
             "last": self._last_t,
             "since": self._since_us,
@@ -422,19 +449,25 @@ class AlarmMachine:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Load a :meth:`snapshot` (snapshots from before rate limiting load too)."""
+        """Load a :meth:`snapshot` (snapshots from before rate limiting load too).
+
+        A field the snapshot leaves out has a new machine's value (a pristine one's
+        snapshot holds ``last`` alone).
+        """
         self._last_t = state["last"]
-        self._pending_since = state["pending"]
-        self._alarm_id = state["alarm_id"]
-        self._raised_us = state["raised"]
+        self._pending_since = state.get("pending")
+        self._alarm_id = state.get("alarm_id")
+        self._raised_us = state.get("raised", 0)
         # A snapshot from before the anchor: its active alarm was named by its raise time.
-        self._since_us = int(state.get("since", state["raised"] if state["alarm_id"] else 0))
-        self._severity = Severity(state["severity"])
-        self._clear_since = state["clear_since"]
-        self._ack_by = state["ack_by"]
-        self._ack_at = None if state["ack_at"] is None else datetime.fromisoformat(state["ack_at"])
-        self._flapping = state["flapping"]
-        self._raises = deque(state["raises"], maxlen=raise_history(self.policy))
+        self._since_us = int(state.get("since", self._raised_us if self._alarm_id else 0))
+        severity = state.get("severity")
+        self._severity = self.policy.severity if severity is None else Severity(severity)
+        self._clear_since = state.get("clear_since")
+        self._ack_by = state.get("ack_by")
+        ack_at = state.get("ack_at")
+        self._ack_at = None if ack_at is None else datetime.fromisoformat(ack_at)
+        self._flapping = state.get("flapping", False)
+        self._raises = deque(state.get("raises", ()), maxlen=raise_history(self.policy))
         self._limited = bool(state.get("limited", False))
         self._release_us = int(state.get("release", 0))
         self._ended = bool(state.get("ended", False))

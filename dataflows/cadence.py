@@ -209,6 +209,38 @@ class CadenceArrays:
         median = (rows[picked, lo] + rows[picked, hi]) / 2
         return np.where(n > 0, median, np.nan)
 
+    def snapshot(self, *, copy: bool = True) -> dict[str, Any]:
+        """Every device's learnt intervals as arrays (their arrivals are not kept).
+
+        ``copy=False`` returns views of the live arrays, for a caller that serialises
+        them before the next :meth:`observe`.
+        """
+        state = {"ring": self.ring, "count": self.count, "next": self.next}
+        return {k: v.copy() for k, v in state.items()} if copy else state
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Load a :meth:`snapshot` (its arrivals start afresh, as with :meth:`restore_of`)."""
+        ring = np.asarray(state["ring"], np.int64)
+        count = np.asarray(state["count"], np.int64)
+        nxt = np.asarray(state["next"], np.int64)
+        if ring.ndim != 2 or not len(ring) == len(count) == len(nxt):
+            raise ValueError(f"cadence arrays of mismatched shapes: {ring.shape}, {count.shape}")
+        width = self.ring.shape[1]
+        if ring.shape[1] != width:  # another ring width: keep the newest intervals, in order
+            for device in range(len(count)):
+                n, at = int(count[device]), int(nxt[device])
+                order = [(at - n + i) % ring.shape[1] for i in range(n)]
+                self.restore_of(device, {"intervals": ring[device, order].tolist()})
+            return
+        self.grow(len(count))
+        n = len(count)
+        self.ring[:n] = ring
+        self.count[:n] = count
+        self.next[:n] = nxt
+        self.arrival[:n] = _NONE
+        self.event[:n] = _NONE
+        self.median_us[:n] = self._medians(np.arange(n, dtype=np.int64))
+
     def snapshot_of(self, device: int) -> dict[str, Any] | None:
         """One device's learnt intervals as plain data (None: nothing learnt)."""
         if device >= self.size or not self.count[device]:

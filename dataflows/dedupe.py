@@ -61,6 +61,25 @@ class SequenceSet:
                 del starts[0], ends[0]
         return True
 
+    @property
+    def starts(self) -> list[int]:
+        """The intervals' first sequences, ascending (the live list: do not change it)."""
+        return self._starts
+
+    @property
+    def ends(self) -> list[int]:
+        """The intervals' last sequences, ascending (the live list: do not change it)."""
+        return self._ends
+
+    @classmethod
+    def of_columns(cls, max_intervals: int, starts: list[int], ends: list[int]) -> SequenceSet:
+        """Rebuild from the two columns of :attr:`starts` and :attr:`ends` (taken as they are)."""
+        out = cls(max_intervals)
+        if len(starts) != len(ends):
+            raise ValueError(f"{len(starts)} interval starts but {len(ends)} ends")
+        out._starts, out._ends = starts, ends
+        return out
+
     def snapshot(self) -> dict[str, list[int]]:
         """Return the intervals as two columns, for a state snapshot.
 

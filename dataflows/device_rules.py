@@ -29,6 +29,7 @@ from dataflows.columns import AggregateColumns
 from dataflows.detection import DeviceDetector
 from dataflows.detectors import DeadmanDetector
 from dataflows.detectors.deadman import CadenceView
+from dataflows.device_slots_state import device_docs, slot_columns
 from dataflows.fresh import Fresh
 from dataflows.ingest import CommandIn, StatusIn
 from dataflows.registry import NONE, Registry
@@ -315,17 +316,32 @@ class DeviceRules:
         self._rebuild_tables()
         return out
 
-    def snapshot(self) -> dict[int, Any]:
-        """Return every device detector's state (and learnt cadence) as plain data."""
+    def snapshot(self, *, copy: bool = True) -> dict[str, Any]:
+        """Return every device detector's state and the learnt cadence as plain data.
+
+        Columns, not a document per device (:mod:`dataflows.device_slots_state`); the
+        cadence of every device is three arrays (``copy=False``: views of the live
+        ones, for a caller that serialises them before the next batch).
+        """
         return {
-            dev: {**det.snapshot(), "cadence": self.cadence.snapshot_of(dev)}
-            for dev, det in self.detectors.items()
+            "detectors": slot_columns(self.detectors),
+            "cadence": self.cadence.snapshot(copy=copy),
         }
 
-    def restore(self, state: dict[int, Any], now_us: int) -> None:
-        """Load a :meth:`snapshot`; deadman silence counts from the restart (``now_us``)."""
+    def restore(self, state: dict[Any, Any], now_us: int) -> None:
+        """Load a :meth:`snapshot`; deadman silence counts from the restart (``now_us``).
+
+        A snapshot from before the columns (device -> document, with the device's own
+        ``cadence``) loads too.
+        """
         self.grow()
-        for dev, doc in state.items():
+        if "detectors" in state:
+            docs, cadence = device_docs(state["detectors"]), state["cadence"]
+        else:
+            docs, cadence = state, None
+        if cadence is not None:
+            self.cadence.restore(cadence)
+        for dev, doc in docs.items():
             det = DeviceDetector(
                 doc["site"],
                 doc["device"],
@@ -335,8 +351,9 @@ class DeviceRules:
                 learn_cadence=False,
             )
             self.detectors[int(dev)] = det
-            # The intervals stay; the downtime is no interval of the device's.
-            self.cadence.restore_of(int(dev), doc.get("cadence"))
+            if cadence is None:
+                # The intervals stay; the downtime is no interval of the device's.
+                self.cadence.restore_of(int(dev), doc.get("cadence"))
             # Silence is measured on the arrival clock and the gateway was down: it
             # counts from the restart, or every device would raise a deadman alarm at
             # once after a downtime longer than its silence.

@@ -34,6 +34,7 @@ from bytewax.outputs import FixedPartitionedSink, Sink
 
 from contract import DeadLetterEvent, DeadLetterReason, TopicScheme
 from contract.alarms import ALARM_EVENT_TYPES, AlarmEvent
+from dataflows import snapshot_blob
 from dataflows.adapters.adapterset import AdapterSet
 from dataflows.adapters.config import AdaptersConfig
 from dataflows.adapters.result import Command
@@ -70,7 +71,12 @@ PointsOutput = EncodedPoints | PointColumns
 ErrorHook = Callable[[str], None]
 
 
-class _ShardLogic(StatefulBatchLogic[MessageBatch, Any, dict[str, Any] | None]):
+ShardState = bytes | dict[str, Any] | None
+"""What a shard's logic hands Bytewax to store: a :mod:`~dataflows.snapshot_blob` (a
+plain-data dict in snapshots from before the blobs, which still restore)."""
+
+
+class _ShardLogic(StatefulBatchLogic[MessageBatch, Any, ShardState]):
     """Bytewax's side of one shard: calls :class:`ShardProcessor`, keeps its timer."""
 
     def __init__(
@@ -137,10 +143,20 @@ class _ShardLogic(StatefulBatchLogic[MessageBatch, Any, dict[str, Any] | None]):
         wake = self.p.next_wake_us()
         return None if wake is None else datetime.fromtimestamp(wake / 1_000_000, UTC)
 
-    def snapshot(self) -> dict[str, Any] | None:
+    def snapshot(self) -> ShardState:
         # Bytewax snapshots every key touched in an epoch even without recovery; the
-        # copy is only worth making when something will store it.
-        return self.p.snapshot() if self.recovery else None
+        # snapshot is only worth making when something will store it. Bytewax pickles
+        # it before this shard runs again, and so does ``encode``, right here: the
+        # live arrays need no copy of their own.
+        return snapshot_blob.encode(self.p.snapshot(copy=False)) if self.recovery else None
+
+
+def _plain_state(state: ShardState) -> dict[str, Any] | None:
+    """Return a stored shard state as plain data (snapshots from before the blobs are)."""
+    if isinstance(state, bytes):
+        decoded: dict[str, Any] = snapshot_blob.decode(state)
+        return decoded
+    return state
 
 
 def _merge(into: ShardOutput, out: ShardOutput) -> None:
@@ -246,7 +262,7 @@ def build_flow(
     )
     errors: ErrorHook = on_error or (lambda _tb: None)
 
-    def build_shard(state: dict[str, Any] | None) -> _ShardLogic:
+    def build_shard(state: ShardState) -> _ShardLogic:
         processor = ShardProcessor(
             topics=topics,
             config=config,
@@ -259,7 +275,7 @@ def build_flow(
             gateway_id=gateway_id,
             adapters=adapters,
             announce=announce_sink is not None,
-            state=state,
+            state=_plain_state(state),
         )
         return _ShardLogic(processor, recovery=recovery, gateway_id=gateway_id, on_error=errors)
 

@@ -256,24 +256,35 @@ class Registry:
     # -- snapshots ----------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        """Return the whole registry as plain data."""
+        """Return the whole registry as plain data: columns, one entry per device.
+
+        Columns, not a list per device: a snapshot is taken every epoch, and a list
+        per device (with a dict per dedupe set) cost a few containers per device to
+        build, pickle and collect. The dedupe intervals of every device's current
+        outbox are two flat arrays cut by ``seen_counts``; previous outboxes are rare
+        and stay per device (``old_outboxes``: device -> outbox -> intervals).
+        """
+        seen = self.seen
+        starts = [s for sequences in seen for s in sequences.starts]
+        ends = [e for sequences in seen for e in sequences.ends]
         return {
-            "devices": [
-                [
-                    self.sites[i],
-                    self.devices[i],
-                    self.seen[i].snapshot(),
-                    self.max_event_us[i],
-                    self.last_wm_us[i],
-                    self.outbox[i],
-                    self.high_seq[i],
-                    self.newest_seen_us[i],
-                    None
-                    if (old := self.old_outboxes[i]) is None
-                    else {k: v.snapshot() for k, v in old.items()},
-                ]
-                for i in range(len(self.devices))
-            ],
+            "columns": {
+                "site": list(self.sites),
+                "device": list(self.devices),
+                "outbox": list(self.outbox),
+                "max_event_us": np.array(self.max_event_us, np.int64),
+                "last_wm_us": np.array(self.last_wm_us, np.int64),
+                "high_seq": np.array(self.high_seq, np.int64),
+                "newest_seen_us": np.array(self.newest_seen_us, np.int64),
+                "seen_counts": np.array([len(sequences) for sequences in seen], np.int64),
+                "seen_starts": np.array(starts, np.int64),
+                "seen_ends": np.array(ends, np.int64),
+                "old_outboxes": {
+                    i: {k: v.snapshot() for k, v in old.items()}
+                    for i, old in enumerate(self.old_outboxes)
+                    if old is not None
+                },
+            },
             # Columns (list copies run in C); a list per series cost a few ms per
             # snapshot at thousands of series, once per epoch.
             "series": {
@@ -297,24 +308,10 @@ class Registry:
         State restored is kept even beyond ``caps`` (they apply to what comes next).
         """
         reg = cls(dedupe_intervals)
-        for site, device, seen, max_event, last_wm, *more in state["devices"]:
-            index = reg.device(site, device)
-            reg.seen[index] = SequenceSet.restore(dedupe_intervals, seen)
-            reg.max_event_us[index] = max_event
-            reg.last_wm_us[index] = last_wm
-            reg.last_arrival_us[index] = now_us
-            last = reg.seen[index].last()
-            reg.high_seq[index] = -1 if last is None else last
-            reg.newest_seen_us[index] = max_event
-            if more:  # snapshots from before outbox ids have five fields
-                outbox, high, newest, old = more
-                reg.outbox[index] = outbox
-                reg.high_seq[index] = high
-                reg.newest_seen_us[index] = newest
-                if old is not None:
-                    reg.old_outboxes[index] = {
-                        k: SequenceSet.restore(dedupe_intervals, v) for k, v in old.items()
-                    }
+        if "columns" in state:
+            reg._restore_columns(state["columns"], now_us)
+        else:  # a snapshot from before the columns: a list per device
+            reg._restore_rows(state["devices"], now_us)
         series = state["series"]
         if isinstance(series, dict):
             series = zip(series["device"], series["sensor"], series["metric"], strict=True)
@@ -322,3 +319,54 @@ class Registry:
             reg.add_series(device, sensor, metric)
         reg.caps = caps or Caps()
         return reg
+
+    def _restore_columns(self, cols: dict[str, Any], now_us: int) -> None:
+        """Load the device columns of :meth:`snapshot`."""
+        counts = np.asarray(cols["seen_counts"], np.int64).tolist()
+        starts = np.asarray(cols["seen_starts"], np.int64).tolist()
+        ends = np.asarray(cols["seen_ends"], np.int64).tolist()
+        max_event = np.asarray(cols["max_event_us"], np.int64).tolist()
+        last_wm = np.asarray(cols["last_wm_us"], np.int64).tolist()
+        high = np.asarray(cols["high_seq"], np.int64).tolist()
+        newest = np.asarray(cols["newest_seen_us"], np.int64).tolist()
+        old_outboxes = cols["old_outboxes"]
+        at = 0
+        for i, (site, device) in enumerate(zip(cols["site"], cols["device"], strict=True)):
+            index = self.device(site, device)
+            n = counts[i]
+            self.seen[index] = SequenceSet.of_columns(
+                self.dedupe_intervals, starts[at : at + n], ends[at : at + n]
+            )
+            at += n
+            self.max_event_us[index] = max_event[i]
+            self.last_wm_us[index] = last_wm[i]
+            self.last_arrival_us[index] = now_us
+            self.outbox[index] = cols["outbox"][i]
+            self.high_seq[index] = high[i]
+            self.newest_seen_us[index] = newest[i]
+            old = old_outboxes.get(i)
+            if old is not None:
+                self.old_outboxes[index] = {
+                    k: SequenceSet.restore(self.dedupe_intervals, v) for k, v in old.items()
+                }
+
+    def _restore_rows(self, rows: list[Any], now_us: int) -> None:
+        """Load the list per device of a snapshot from before the columns."""
+        for site, device, seen, max_event, last_wm, *more in rows:
+            index = self.device(site, device)
+            self.seen[index] = SequenceSet.restore(self.dedupe_intervals, seen)
+            self.max_event_us[index] = max_event
+            self.last_wm_us[index] = last_wm
+            self.last_arrival_us[index] = now_us
+            last = self.seen[index].last()
+            self.high_seq[index] = -1 if last is None else last
+            self.newest_seen_us[index] = max_event
+            if more:  # snapshots from before outbox ids have five fields
+                outbox, high, newest, old = more
+                self.outbox[index] = outbox
+                self.high_seq[index] = high
+                self.newest_seen_us[index] = newest
+                if old is not None:
+                    self.old_outboxes[index] = {
+                        k: SequenceSet.restore(self.dedupe_intervals, v) for k, v in old.items()
+                    }

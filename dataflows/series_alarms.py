@@ -312,16 +312,20 @@ class SeriesAlarms:
 
     # -- snapshots ----------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Any]:
-        """Return every rule's bank, slots and machines as plain data."""
+    def snapshot(self, *, copy: bool = True) -> dict[str, Any]:
+        """Return every rule's bank, slots and machines as plain data.
+
+        ``copy=False`` returns views of the live arrays (banks, last times): for a
+        caller that serialises the snapshot before the next batch.
+        """
         return {
             "rules": [
                 {
                     "id": st.rule.id,
                     "fp": st.fingerprint,
-                    "series": list(st.series_of_slot),
-                    "last_t": st.last_t.copy(),
-                    "bank": None if st.bank is None else st.bank.snapshot(),
+                    "series": np.array(st.series_of_slot, np.int32),
+                    "last_t": st.last_t.copy() if copy else st.last_t,
+                    "bank": None if st.bank is None else st.bank.snapshot(copy=copy),
                     "machines": {
                         s: [list(self.registry.series_key(s)), m.snapshot()]
                         for s, m in st.machines.items()
@@ -345,7 +349,11 @@ class SeriesAlarms:
                     machine.restore(machine_state)
                     events.extend(machine.force_clear(now_us, "rule removed"))
                 continue
-            same = doc["fp"] == st.fingerprint and list(doc["series"]) == st.series_of_slot
+            # ``series`` is an array (a list in snapshots from before the columns).
+            same = (
+                doc["fp"] == st.fingerprint
+                and np.asarray(doc["series"], np.int64).tolist() == st.series_of_slot
+            )
             if same:
                 st.last_t = np.asarray(doc["last_t"], np.int64).copy()
                 if st.bank is not None and doc["bank"] is not None:

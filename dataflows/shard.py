@@ -342,13 +342,19 @@ class ShardProcessor:
 
     # -- snapshots ----------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Any]:
-        """Return the shard's whole state as plain data (for Bytewax recovery)."""
+    def snapshot(self, *, copy: bool = True) -> dict[str, Any]:
+        """Return the shard's whole state as plain data (for Bytewax recovery).
+
+        Large state is numpy arrays. ``copy=False`` hands out the live arrays, which
+        the next :meth:`process` or :meth:`tick` changes in place: only for a caller
+        that serialises the snapshot at once (the flow does:
+        :func:`dataflows.snapshot_blob.encode`).
+        """
         return {
             "registry": self.registry.snapshot(),
-            "windows": self.windows.snapshot(),
-            "series_alarms": self.series_alarms.snapshot(),
-            "detectors": self.device_rules.snapshot(),
+            "windows": self.windows.snapshot(copy=copy),
+            "series_alarms": self.series_alarms.snapshot(copy=copy),
+            "detectors": self.device_rules.snapshot(copy=copy),
             "active": self.summaries.snapshot(),
             "adapters": None if self.adapters is None else self.adapters.snapshot(),
         }

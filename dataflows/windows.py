@@ -329,8 +329,14 @@ class WindowStore:
         self.key = key[keep]
         self._min_end = int(self._decode(self.key)[3].min()) if len(self.key) else None
 
-    def snapshot(self) -> dict[str, Any]:
-        """Return the open windows as plain data (copies)."""
+    def snapshot(self, *, copy: bool = True) -> dict[str, Any]:
+        """Return the open windows as plain data: copies, or the live arrays (``copy=False``).
+
+        :meth:`add` merges into the live arrays in place: a caller of ``copy=False``
+        serialises them before the next batch.
+        """
+        if not copy:
+            return {name: getattr(self, name) for name in _FIELDS} | {"specs": self.names}
         return {name: getattr(self, name).copy() for name in _FIELDS} | {"specs": self.names}
 
     def restore(self, state: dict[str, Any]) -> None:

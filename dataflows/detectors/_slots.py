@@ -65,11 +65,11 @@ class SlotArrays:
         self.arrays = {name: array[slots].copy() for name, array in self.arrays.items()}
         self.size = len(slots)
 
-    def snapshot(self) -> dict[str, Any]:
-        """Return copies of every array, trimmed to :attr:`size`."""
+    def snapshot(self, *, copy: bool = True) -> dict[str, Any]:
+        """Return every array trimmed to :attr:`size`: copies, or views (``copy=False``)."""
         state: dict[str, Any] = {"size": self.size}
         for name, array in self.arrays.items():
-            state[name] = array[: self.size].copy()
+            state[name] = array[: self.size].copy() if copy else array[: self.size]
         return state
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -114,9 +114,12 @@ class SlotBank:
         """Keep only ``slots``, renumbered in that order (evicted series leave)."""
         self._state.take(slots)
 
-    def snapshot(self) -> dict[str, Any]:
-        """Return every slot's state as a dict of numpy arrays (and ``size``)."""
-        return self._state.snapshot()
+    def snapshot(self, *, copy: bool = True) -> dict[str, Any]:
+        """Return every slot's state as a dict of numpy arrays (and ``size``).
+
+        ``copy=False``: views of the live arrays (see :meth:`SlotArrays.snapshot`).
+        """
+        return self._state.snapshot(copy=copy)
 
     def restore(self, state: dict[str, Any]) -> None:
         """Load a :meth:`snapshot` (a field missing or of another shape starts fresh)."""

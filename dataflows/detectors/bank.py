@@ -105,8 +105,12 @@ class DetectorBank(Protocol):
     def take(self, slots: npt.NDArray[np.int64]) -> None:
         """Keep only ``slots``, renumbered ``0 .. len(slots)-1`` in that order."""
 
-    def snapshot(self) -> dict[str, Any]:
-        """Return the state of every slot as plain data (numpy arrays allowed)."""
+    def snapshot(self, *, copy: bool = True) -> dict[str, Any]:
+        """Return the state of every slot as plain data (numpy arrays allowed).
+
+        ``copy=False`` may return views of the live arrays: for a caller that
+        serialises the snapshot before the bank's next call.
+        """
 
     def restore(self, state: dict[str, Any]) -> None:
         """Load a :meth:`snapshot` (the bank may be larger afterwards)."""
@@ -167,8 +171,8 @@ class ScalarBank:
         """Keep only ``slots``, renumbered in that order."""
         self._detectors = [self._detectors[i] for i in slots.tolist()]
 
-    def snapshot(self) -> dict[str, Any]:
-        """Every detector's snapshot."""
+    def snapshot(self, *, copy: bool = True) -> dict[str, Any]:
+        """Every detector's snapshot (new objects, whatever ``copy`` says)."""
         return {"detectors": [d.snapshot() for d in self._detectors]}
 
     def restore(self, state: dict[str, Any]) -> None:

@@ -42,7 +42,7 @@ class RangeBank:
         """Keep only ``slots`` (stateless: only the size changes)."""
         self._size = len(slots)
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, *, copy: bool = True) -> dict[str, Any]:
         """Stateless: only the size."""
         return {"size": self._size}
 

@@ -15,6 +15,17 @@ project's :class:`~contract.errors.BrokerError`. Everything above it speaks
 - :meth:`DeviceLink.abort` kills the connection without DISCONNECT, as a power cut
   or a pulled cable would, so that the broker publishes the last will.
 
+**Sending telemetry.** :meth:`DeviceLink.publish` is aiomqtt's publish: per call an
+``asyncio.Event``, its pending-call bookkeeping, ``wait_for`` and a task that awaits
+the PUBACK. A fleet sends its telemetry with :meth:`DeviceLink.send` instead: paho's
+``publish`` (the same packet, queued in paho as aiomqtt queues it) and a callback that
+:class:`_FleetClient` calls from paho's ``on_publish`` when the PUBACK is read, on the
+loop, with no task, future or timer per message. Births and goodbyes still go through
+aiomqtt. paho decodes every PUBACK into a ``ReasonCode`` and a ``Properties`` object
+that nothing here reads; at MQTT 3.1.1 a PUBACK is only a packet id, so the client
+reads that itself (:func:`_puback`) and hands paho's ``_do_on_publish`` two shared
+constants.
+
 **Housekeeping.** aiomqtt runs paho's ``loop_misc`` (keepalive pings, and the
 detection of a broker that stopped answering them) every second for every client.
 That is nothing for one client and about a fifth of a core for 20,000 idle ones
@@ -41,18 +52,29 @@ import asyncio
 import contextlib
 import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho_mqtt
+from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from contract.errors import BrokerError
 from edge.mqtt import MqttSettings, TlsSettings
 from simulators.aio_shared import FleetIo
 
 __all__ = ["DeviceLink", "LinkWill", "connect_device", "housekeeping_period", "tls_context"]
+
+OnSent = Callable[[int], None]
+"""Called with the packet id once the broker has a message sent by :meth:`DeviceLink.send`."""
+
+_PUBACK_OK = ReasonCode(PacketTypes.PUBACK)
+_NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
+_paho_handle_pubackcomp = paho_mqtt.Client._handle_pubackcomp
 
 INCOMING_QUEUE = 16
 """Bound of a device's incoming message queue: simulated devices subscribe to nothing
@@ -82,16 +104,54 @@ class _FleetClient(aiomqtt.Client):
     Without a :class:`~simulators.aio_shared.FleetIo` (``io``), housekeeping is only
     paced by the keepalive; with one, writes are batched per pass of the loop and
     housekeeping is one sweep for all (see :mod:`simulators.aio_shared`). It
-    overrides three of aiomqtt's private methods (the paho callbacks
-    ``_on_socket_register_write`` and ``_on_socket_unregister_write``, and
-    ``_misc_loop``) and reads ``_client`` and ``_disconnected``;
-    ``tests/simulators/test_sim_fleet_connections.py`` pins them, so an aiomqtt
-    upgrade that changes them fails a test rather than a fleet.
+    overrides four of aiomqtt's private methods (the paho callbacks
+    ``_on_socket_register_write``, ``_on_socket_unregister_write`` and
+    ``_on_publish``, and ``_misc_loop``), reads ``_client`` and ``_disconnected``, and
+    replaces paho's ``_handle_pubackcomp`` on its own paho client (:func:`_puback`);
+    ``tests/simulators/test_sim_fleet_connections.py`` pins them, so an aiomqtt or
+    paho upgrade that changes them fails a test rather than a fleet.
     """
 
     housekeeping_s = 1.0
     io: FleetIo | None = None
     _writer_on = False
+    _sent: dict[int, OnSent] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        paho = self._client
+        paho._handle_pubackcomp = lambda cmd: _puback(paho, cmd)  # type: ignore[method-assign]
+
+    def send(self, topic: str, payload: bytes, qos: int, on_sent: OnSent) -> int | None:
+        """Queue a PUBLISH in paho; return its packet id, or None if paho refused it.
+
+        ``on_sent`` is called with the id when the broker has it (PUBACK at QoS 1,
+        written at QoS 0), from the loop's read or write callback.
+        """
+        info = self._client.publish(topic, payload, qos)
+        if info.rc != paho_mqtt.MQTT_ERR_SUCCESS:
+            return None
+        sent = self._sent
+        if sent is None:
+            sent = self._sent = {}
+        sent[info.mid] = on_sent
+        return info.mid
+
+    def _on_publish(
+        self,
+        client: paho_mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties,
+    ) -> None:
+        sent = self._sent
+        if sent:
+            on_sent = sent.pop(mid, None)
+            if on_sent is not None:
+                on_sent(mid)
+                return
+        super()._on_publish(client, userdata, mid, reason_code, properties)
 
     async def _misc_loop(self) -> None:
         if self.io is not None:
@@ -136,6 +196,23 @@ class _FleetClient(aiomqtt.Client):
                 super()._on_socket_register_write(client, None, sock)
 
 
+def _puback(paho: paho_mqtt.Client, cmd: str) -> MQTTErrorCode:
+    """Handle an MQTT 3.1.1 PUBACK as paho's ``_handle_pubackcomp``, without decoding objects.
+
+    The same steps (packet id, then ``_do_on_publish`` if the message is outstanding)
+    with shared reason code and properties, which paho only passes on to
+    ``on_publish``; anything else (PUBCOMP, MQTT 5, a malformed packet) is paho's.
+    """
+    packet = paho._in_packet["packet"]
+    if cmd != "PUBACK" or len(packet) != 2 or paho._protocol == paho_mqtt.MQTTv5:
+        return _paho_handle_pubackcomp(paho, cmd)  # type: ignore[arg-type]
+    mid = (packet[0] << 8) | packet[1]
+    with paho._out_message_mutex:
+        if mid in paho._out_messages:
+            return paho._do_on_publish(mid, _PUBACK_OK, _NO_PROPERTIES)
+    return paho_mqtt.MQTT_ERR_SUCCESS
+
+
 def tls_context(tls: TlsSettings) -> ssl.SSLContext:
     """Build one TLS context for every device of a fleet (reads the files: call it once).
 
@@ -158,7 +235,7 @@ class DeviceLink:
 
     __slots__ = ("_client", "client_id", "url")
 
-    def __init__(self, client: aiomqtt.Client, *, client_id: str, url: str) -> None:
+    def __init__(self, client: _FleetClient, *, client_id: str, url: str) -> None:
         self._client = client
         self.client_id = client_id
         self.url = url
@@ -179,6 +256,16 @@ class DeviceLink:
             raise BrokerError(
                 f"{self.client_id}: cannot publish to {topic!r} on {self.url}: {exc}"
             ) from exc
+
+    def send(self, topic: str, payload: bytes, qos: int, on_sent: OnSent) -> int | None:
+        """Publish without waiting: return the packet id, or None if the connection is gone.
+
+        ``on_sent(packet_id)`` is called on the loop once the broker has the message
+        (PUBACK at QoS 1, written at QoS 0); never if the connection is lost first.
+        No timeout: a connection that stops answering is found by the keepalive, and
+        :meth:`wait_lost` then raises.
+        """
+        return self._client.send(topic, payload, qos, on_sent)
 
     async def wait_lost(self) -> None:
         """Return never; raise :class:`BrokerError` once the connection is lost."""

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import aiomqtt
+import paho.mqtt.client as paho_mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.exception import MalformedPacket
 from pydantic import ValidationError
 
-from simulators.aio_link import housekeeping_period
+from simulators.aio_link import _puback, housekeeping_period
 from simulators.connections import ConnectionPlan
 
 
@@ -81,9 +84,57 @@ def test_the_aiomqtt_internals_the_adapter_uses_are_still_there():
     assert "self._misc_task = self._loop.create_task(self._misc_loop())" in _source(
         aiomqtt.Client._on_socket_open
     )
+    # _FleetClient._on_publish takes the PUBACKs of what DeviceLink.send sent and passes
+    # the rest (births, goodbyes) on to aiomqtt's own.
+    assert "self._client.on_publish = self._on_publish" in init
+    assert "self._pending_publishes.pop(mid).set()" in _source(aiomqtt.Client._on_publish)
     # The writer aiomqtt adds is what a batched write falls back on when a socket is full.
     assert "self._loop.add_writer" in _source(aiomqtt.Client._on_socket_register_write)
     assert "self._loop.remove_writer" in _source(aiomqtt.Client._on_socket_unregister_write)
+
+
+def test_the_paho_internals_the_puback_shortcut_replaces_are_still_there():
+    # simulators/aio_link.py replaces paho's Client._handle_pubackcomp on each fleet
+    # client with _puback, which reads the packet id from _in_packet["packet"] and calls
+    # _do_on_publish under _out_message_mutex, as paho does, without decoding a
+    # ReasonCode and a Properties. A paho upgrade that changes these steps fails here.
+    handle = _source(paho_mqtt.Client._handle_pubackcomp)
+    assert 'self._in_packet["packet"]' in handle
+    assert "with self._out_message_mutex:" in handle
+    assert "if mid in self._out_messages:" in handle
+    assert "rc = self._do_on_publish(mid, reasonCode, properties)" in handle
+    assert 'return self._handle_pubackcomp("PUBACK")' in _source(paho_mqtt.Client._packet_handle)
+
+
+@pytest.mark.parametrize("outstanding", [True, False])
+def test_the_puback_shortcut_does_what_paho_does(outstanding):
+    # Same state, paho's handler and the shortcut: same return code, same callback, same
+    # messages left outstanding.
+    def run(handler):
+        client = paho_mqtt.Client(CallbackAPIVersion.VERSION2, client_id="pin")
+        seen = []
+        client.on_publish = lambda _c, _u, mid, reason, _p: seen.append((mid, reason.value))
+        info = client.publish("pin/t", b"x", qos=1)  # not connected: stays outstanding
+        mid = info.mid if outstanding else info.mid + 1
+        client._in_packet = {**client._in_packet, "command": 0x40, "packet": mid.to_bytes(2, "big")}
+        rc = handler(client)
+        return rc, seen, sorted(client._out_messages), info._published
+
+    assert run(lambda c: _puback(c, "PUBACK")) == run(lambda c: c._handle_pubackcomp("PUBACK"))
+    rc, seen, left, published = run(lambda c: _puback(c, "PUBACK"))
+    assert rc == paho_mqtt.MQTT_ERR_SUCCESS
+    assert (bool(seen), bool(left), published) == (
+        (True, False, True) if outstanding else (False, True, False)
+    )
+
+
+def test_a_malformed_puback_is_left_to_paho():
+    client = paho_mqtt.Client(CallbackAPIVersion.VERSION2, client_id="pin")
+    client._in_packet = {**client._in_packet, "command": 0x40, "packet": b"\x00\x01\x02"}
+    with pytest.raises(MalformedPacket):
+        client._handle_pubackcomp("PUBACK")
+    with pytest.raises(MalformedPacket):
+        _puback(client, "PUBACK")
 
 
 def _source(obj: object) -> str:

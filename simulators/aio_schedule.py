@@ -3,8 +3,8 @@
 The same walk as :meth:`simulators.fleet.Fleet.run` (same order, same offsets, same
 values, so the same readings for a seed), but instead of publishing, each due event
 is rendered and put on its device's bounded queue, which sends it over the device's
-own connection at once if nothing is in flight there. One task and one timer for the whole fleet, not one per
-device.
+own connection at once if nothing is in flight there. One task and one timer for the
+whole fleet, not one per device.
 """
 
 from __future__ import annotations

@@ -400,6 +400,9 @@ async def connect_device(
             raise BrokerError(f"{client_id}: MQTT broker at {settings.url}: {exc}") from exc
         raise
     finally:
+        # A PUBACK read after this (a socket being torn down) must not reach a device
+        # that has moved on to its next connection, where packet ids start again.
+        client._sent.clear()
         _retrieve_disconnection(client)
 
 

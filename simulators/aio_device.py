@@ -8,10 +8,14 @@ what was not acknowledged), it is killed (``drop_fraction``: no DISCONNECT, so t
 broker publishes its last will), or the fleet closes (it publishes its retained
 ``shutdown`` status and disconnects cleanly).
 
-While connected a device has three tasks: its life, a sender and a watcher of the
-connection; aiomqtt adds its housekeeping task, which in a fleet waits for the
-fleet's one housekeeping sweep (:mod:`simulators.aio_shared`). None of them polls:
-each waits on a queue, a future or the socket.
+While connected a device has two tasks: its life and a watcher of the connection;
+aiomqtt adds its housekeeping task, which in a fleet waits for the fleet's one
+housekeeping sweep (:mod:`simulators.aio_shared`). None of them polls: each waits on
+a future or the socket. Sending needs no task: the schedule's queueing sends at once
+when nothing is in flight (:meth:`FleetDevice.put_nowait`), and the PUBACK callback
+sends the next event queued (:meth:`FleetDevice._on_sent`), so an event costs no task
+wake-up, no future and no timer (a task per device that awaited its queue, then its
+PUBACK, was two wake-ups per event; measured in ``docs/simulators.md``).
 
 Closing is O(1) per device: a connected device is told through its own
 ``session_end`` future and a waiting one is cancelled, because thousands of waiters
@@ -21,9 +25,10 @@ on one shared :class:`asyncio.Event` make every timed-out wait an O(n) removal.
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import ssl
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +48,9 @@ __all__ = ["Backlog", "FleetContext", "FleetDevice", "Item"]
 
 Item = tuple[str, bytes, float]
 """An outgoing event: topic, payload and the loop time it was queued."""
+
+_NOT_SENT = -1
+"""``FleetDevice.sent_mid`` while the event in flight is not yet sent on this connection."""
 
 
 class _ConnectFailed(BrokerError):
@@ -101,14 +109,20 @@ class FleetDevice:
     """One simulated device with its own MQTT connection."""
 
     __slots__ = (
+        "_clock",
+        "_on_sent_cb",
+        "_room",
+        "broken",
         "client_id",
         "ctx",
         "ever_connected",
         "inflight",
         "killed",
         "link",
-        "queue",
+        "pending",
         "rejoin_at",
+        "sent_at",
+        "sent_mid",
         "session_end",
         "sim",
         "state",
@@ -123,46 +137,118 @@ class FleetDevice:
         self.client_id = ctx.plan.client_id(sim.site, sim.device)
         self.username = ctx.plan.username(sim.site, sim.device)
         self.status_topic = status_topic
-        self.queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=ctx.plan.queue_size)
+        self.pending: deque[Item] = deque()
+        """Events queued and not yet sent, oldest first (at most ``plan.queue_size``)."""
         self.inflight: Item | None = None
+        """The event sent (or to send first) and not yet acknowledged."""
+        self.sent_mid = _NOT_SENT
+        """Packet id of ``inflight`` on the current connection."""
+        self.sent_at = 0.0
         self.link: DeviceLink | None = None
+        """The connection, while serving (set after the birth)."""
         self.session_end: asyncio.Future[None] | None = None
+        self.broken: asyncio.Future[None] | None = None
+        """Failed by a send that paho refused (the connection is gone)."""
         self.killed = False
         self.ever_connected = False
         self.rejoin_at: float | None = None
         self.state = "waiting"
         """``waiting`` (ramp, backoff, rejoin), ``connecting``, ``serving`` or ``done``."""
         self.task: asyncio.Task[None] | None = None
+        self._room: asyncio.Future[None] | None = None
+        self._on_sent_cb: Callable[[int], None] = self._on_sent  # bound once, not per send
+        self._clock: Callable[[], float] | None = None
 
     @property
     def queued(self) -> int:
         """Events queued or in flight, not yet acknowledged."""
-        return self.queue.qsize() + (self.inflight is not None)
+        return len(self.pending) + (self.inflight is not None)
 
     # -- what the fleet does to a device ----------------------------------------------------
     def put_nowait(self, item: Item) -> None:
-        """Queue an event; a full queue drops its oldest (real time: the newest matter)."""
-        if self.queue.full():
-            self.queue.get_nowait()
-            self.ctx.report.shed += 1
-            self.ctx.backlog.settle()
-        self.queue.put_nowait(item)
-        self.ctx.backlog.add()
+        """Queue an event; a full queue drops its oldest (real time: the newest matter).
+
+        Sent at once if nothing is in flight on a live connection.
+        """
+        pending = self.pending
+        ctx = self.ctx
+        if len(pending) >= ctx.plan.queue_size:
+            pending.popleft()
+            ctx.report.shed += 1
+            ctx.backlog.settle()
+        pending.append(item)
+        ctx.backlog.add()
+        if self.inflight is None and self.link is not None:
+            self._send_next()
 
     async def put(self, item: Item) -> None:
         """Queue an event, waiting for room (unthrottled runs: backpressure)."""
-        await self.queue.put(item)
-        # Counted after the put: nothing else ran between the put and here.
+        while len(self.pending) >= self.ctx.plan.queue_size:
+            room = self._room = asyncio.get_running_loop().create_future()
+            await room
+        self.pending.append(item)
         self.ctx.backlog.add()
+        if self.inflight is None and self.link is not None:
+            self._send_next()
+
+    # -- sending (no task: called from the schedule and from the PUBACK callback) ----------
+    def _send_next(self) -> None:
+        """Send the event in flight if not sent yet on this connection, else the next one."""
+        link = self.link
+        if link is None:
+            return
+        item = self.inflight
+        if item is None:
+            if not self.pending:
+                return
+            item = self.inflight = self.pending.popleft()
+            room = self._room
+            if room is not None and not room.done():
+                room.set_result(None)
+        elif self.sent_mid != _NOT_SENT:
+            return  # one in flight at a time: order, and a PUBACK each
+        mid = link.send(item[0], item[1], self.ctx.qos, self._on_sent_cb)
+        if mid is None:
+            # paho refused it: the connection is gone. The session ends and the event
+            # is sent again on the next one.
+            broken = self.broken
+            if broken is not None and not broken.done():
+                broken.set_exception(
+                    BrokerError(f"{self.client_id}: cannot publish on {link.url}: not connected")
+                )
+            return
+        self.sent_mid = mid
+        assert self._clock is not None
+        self.sent_at = self._clock()
+
+    def _on_sent(self, mid: int) -> None:
+        """Count packet ``mid`` acknowledged (paho's ``on_publish``) and send the next event."""
+        item = self.inflight
+        if item is None or mid != self.sent_mid:
+            return  # from a connection this device no longer serves
+        self.inflight = None
+        self.sent_mid = _NOT_SENT
+        assert self._clock is not None
+        now = self._clock()
+        report = self.ctx.report
+        report.puback.add(now - item[2])
+        report.wire.add(now - self.sent_at)
+        report.acknowledged += 1
+        self.ctx.backlog.settle()
+        if self.pending:
+            self._send_next()
 
     def kill(self, rejoin_at: float | None) -> None:
         """Cut the connection without DISCONNECT and lose what is queued."""
         self.killed = True
         self.rejoin_at = rejoin_at
         lost = self.queued
-        while not self.queue.empty():
-            self.queue.get_nowait()
+        self.pending.clear()
         self.inflight = None
+        self.sent_mid = _NOT_SENT
+        room = self._room
+        if room is not None and not room.done():
+            room.set_result(None)
         if lost:
             self.ctx.report.discarded += lost
             self.ctx.backlog.settle(lost)
@@ -283,10 +369,13 @@ class FleetDevice:
         ctx = self.ctx
         sim = self.sim
         timeout = ctx.plan.connect_timeout_s
-        end: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._clock = loop.time
+        end: asyncio.Future[None] = loop.create_future()
+        broken: asyncio.Future[None] = loop.create_future()
         self.session_end = end
         self.state = "serving"
-        lost = sender = None
+        lost = None
         try:
             await link.publish(
                 self.status_topic,
@@ -297,15 +386,21 @@ class FleetDevice:
             )
             ctx.report.births += 1
             lost = asyncio.create_task(link.wait_lost())
-            sender = asyncio.create_task(self._send(link))
-            waiting: set[asyncio.Future[Any]] = {lost, sender, end}
+            self.broken = broken
+            self.link = link
+            self.sent_mid = _NOT_SENT  # what was in flight on a lost connection goes again
+            self._send_next()
+            waiting: set[asyncio.Future[Any]] = {lost, broken, end}
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.session_end = None
-            tasks = [t for t in (lost, sender) if t is not None]
-            for task in tasks:
-                task.cancel()
-            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+            self.link = None
+            self.broken = None
+            self.sent_mid = _NOT_SENT
+            outcomes: list[BaseException | None] = []
+            if lost is not None:
+                lost.cancel()
+                outcomes.extend(await asyncio.gather(lost, return_exceptions=True))
         if end.done() and not self.killed:
             try:
                 await link.publish(
@@ -319,27 +414,10 @@ class FleetDevice:
                 return  # leaving anyway: the broker will publish the will instead
             ctx.report.goodbyes += 1
             return
+        refused = broken.exception() if broken.done() else None  # retrieved either way
         for outcome in outcomes:
             if isinstance(outcome, BrokerError):
-                raise outcome
+                raise outcome  # the watcher's error says more than a refused publish
+        if refused is not None:
+            raise refused
         raise BrokerError(f"{self.client_id}: connection ended")
-
-    async def _send(self, link: DeviceLink) -> None:
-        ctx = self.ctx
-        loop = asyncio.get_running_loop()
-        puback = ctx.report.puback
-        report = ctx.report
-        backlog = ctx.backlog
-        qos = ctx.qos
-        queue = self.queue
-        while True:
-            if self.inflight is None:
-                self.inflight = await queue.get()
-            topic, payload, queued_at = self.inflight
-            # No timeout: the session's watcher ends this task when the connection is
-            # lost, and aiomqtt then needs no timer and no extra task per publish.
-            await link.publish(topic, payload, qos=qos, timeout_s=math.inf)
-            self.inflight = None
-            puback.add(loop.time() - queued_at)
-            report.acknowledged += 1
-            backlog.settle()

@@ -17,8 +17,10 @@ A run has four phases:
    readings meanwhile);
 2. **schedule**: one task walks the devices in schedule order, as ``Fleet.run`` does,
    renders each due event and puts it on that device's bounded queue; each device
-   sends its queue in order and the time from the queue to the PUBACK is the publish
-   latency. ``drop_fraction`` of the devices can be killed at ``drop_after_s``;
+   sends its queue in order, one PUBACK at a time; the time from the queue to the
+   PUBACK is the publish latency (``puback``), and from the PUBLISH to the PUBACK
+   without the wait in the queue, ``publish_to_puback``. ``drop_fraction`` of the
+   devices can be killed at ``drop_after_s``;
 3. **drain**: wait (up to ``drain_timeout_s``) for every queued event and label to be
    acknowledged, except the events of devices that never connected (``stranded``);
 4. **close**: every connected device publishes its retained ``shutdown`` status and

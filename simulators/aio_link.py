@@ -15,6 +15,19 @@ project's :class:`~contract.errors.BrokerError`. Everything above it speaks
 - :meth:`DeviceLink.abort` kills the connection without DISCONNECT, as a power cut
   or a pulled cable would, so that the broker publishes the last will.
 
+**Sending telemetry.** :meth:`DeviceLink.publish` is aiomqtt's publish: per call an
+``asyncio.Event``, its pending-call bookkeeping, ``wait_for``, a task awaiting the
+PUBACK, and in paho an ``MQTTMessage`` and an ``MQTTMessageInfo`` with a
+``threading.Condition``. A fleet sends its telemetry with :meth:`DeviceLink.send`
+instead: at QoS 1 the PUBLISH is encoded here (:func:`_publish_packet`, the bytes
+paho would send) and queued on paho's own packet queue, so it is written and counted
+for the keepalive as any other packet; its PUBACK is read by :func:`_puback`, which
+calls the sender's callback, on the loop, with no task, future, timer or paho message
+object per event. paho decodes every PUBACK into a ``ReasonCode`` and a
+``Properties`` that nothing here reads; at MQTT 3.1.1 a PUBACK is only a packet id,
+so :func:`_puback` reads that itself for the births and goodbyes too, which still go
+through aiomqtt's publish.
+
 **Housekeeping.** aiomqtt runs paho's ``loop_misc`` (keepalive pings, and the
 detection of a broker that stopped answering them) every second for every client.
 That is nothing for one client and about a fifth of a core for 20,000 idle ones
@@ -41,18 +54,31 @@ import asyncio
 import contextlib
 import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho_mqtt
+from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from contract.errors import BrokerError
 from edge.mqtt import MqttSettings, TlsSettings
 from simulators.aio_shared import FleetIo
 
 __all__ = ["DeviceLink", "LinkWill", "connect_device", "housekeeping_period", "tls_context"]
+
+OnSent = Callable[[int], None]
+"""Called with the packet id once the broker has a message sent by :meth:`DeviceLink.send`."""
+
+_PUBACK_OK = ReasonCode(PacketTypes.PUBACK)
+_NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
+_paho_handle_pubackcomp = paho_mqtt.Client._handle_pubackcomp
+_PUBLISH_QOS1 = paho_mqtt.PUBLISH | (1 << 1)
+_PUBLISH_QOS1_BYTE = bytes((_PUBLISH_QOS1,))
 
 INCOMING_QUEUE = 16
 """Bound of a device's incoming message queue: simulated devices subscribe to nothing
@@ -82,16 +108,69 @@ class _FleetClient(aiomqtt.Client):
     Without a :class:`~simulators.aio_shared.FleetIo` (``io``), housekeeping is only
     paced by the keepalive; with one, writes are batched per pass of the loop and
     housekeeping is one sweep for all (see :mod:`simulators.aio_shared`). It
-    overrides three of aiomqtt's private methods (the paho callbacks
-    ``_on_socket_register_write`` and ``_on_socket_unregister_write``, and
-    ``_misc_loop``) and reads ``_client`` and ``_disconnected``;
-    ``tests/simulators/test_sim_fleet_connections.py`` pins them, so an aiomqtt
-    upgrade that changes them fails a test rather than a fleet.
+    overrides four of aiomqtt's private methods (the paho callbacks
+    ``_on_socket_register_write``, ``_on_socket_unregister_write`` and
+    ``_on_publish``, and ``_misc_loop``) and reads ``_client`` and ``_disconnected``;
+    of paho's client it replaces ``_handle_pubackcomp`` (:func:`_puback`), calls
+    ``_packet_queue``, ``_mid_generate`` and ``_raise_for_invalid_topic`` and reads
+    ``_sock``, ``_protocol`` and ``_in_packet``.
+    ``tests/simulators/test_sim_fleet_connections.py`` pins them, so an aiomqtt or
+    paho upgrade that changes them fails a test rather than a fleet.
     """
 
     housekeeping_s = 1.0
     io: FleetIo | None = None
     _writer_on = False
+    _topic: tuple[str, bytes] = ("", b"")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        paho = self._client
+        sent: dict[int, OnSent] = {}
+        self._sent = sent
+        paho._handle_pubackcomp = lambda cmd: _puback(paho, cmd, sent)  # type: ignore[method-assign]
+
+    def send(self, topic: str, payload: bytes, qos: int, on_sent: OnSent) -> int | None:
+        """Queue a PUBLISH in paho; return its packet id, or None if paho refused it.
+
+        ``on_sent`` is called with the id when the broker has it (PUBACK at QoS 1,
+        written at QoS 0), from the loop's read or write callback. At QoS 1 and MQTT
+        3.1.1 the packet is encoded here and queued with paho's ``_packet_queue``
+        (see :func:`_publish_packet`); otherwise paho's ``publish`` does it.
+        """
+        paho = self._client
+        if qos != 1 or paho._protocol == paho_mqtt.MQTTv5:
+            info = paho.publish(topic, payload, qos)
+            if info.rc != paho_mqtt.MQTT_ERR_SUCCESS:
+                return None
+            self._sent[info.mid] = on_sent
+            return info.mid
+        if paho._sock is None:
+            return None  # as paho's publish: not connected
+        cached_topic, head = self._topic
+        if topic != cached_topic:  # a device publishes its telemetry on one topic
+            encoded = topic.encode()
+            paho_mqtt.Client._raise_for_invalid_topic(encoded)
+            head = len(encoded).to_bytes(2, "big") + encoded
+            self._topic = (topic, head)
+        mid = paho._mid_generate()
+        self._sent[mid] = on_sent
+        paho._packet_queue(_PUBLISH_QOS1, _publish_packet(head, mid, payload), mid, 1)
+        return mid
+
+    def _on_publish(
+        self,
+        client: paho_mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties,
+    ) -> None:
+        on_sent = self._sent.pop(mid, None)
+        if on_sent is not None:  # sent by paho's publish (QoS 0)
+            on_sent(mid)
+            return
+        super()._on_publish(client, userdata, mid, reason_code, properties)
 
     async def _misc_loop(self) -> None:
         if self.io is not None:
@@ -136,6 +215,50 @@ class _FleetClient(aiomqtt.Client):
                 super()._on_socket_register_write(client, None, sock)
 
 
+def _publish_packet(topic_head: bytes, mid: int, payload: bytes) -> bytes:
+    """Encode an MQTT 3.1.1 PUBLISH at QoS 1 as paho's ``_send_publish`` does.
+
+    ``topic_head`` is the topic with its 2-byte length. No ``MQTTMessage``,
+    ``MQTTMessageInfo`` (with its ``threading.Condition``) or entry in paho's
+    ``_out_messages``: the PUBACK is matched by :func:`_puback` against the client's
+    own record of what it sent, and a message lost with its connection is sent again
+    by its device on the next one.
+    """
+    remaining = len(topic_head) + 2 + len(payload)
+    length = bytearray()
+    while True:
+        byte = remaining & 0x7F
+        remaining >>= 7
+        if remaining:
+            length.append(byte | 0x80)
+        else:
+            length.append(byte)
+            break
+    return b"".join((_PUBLISH_QOS1_BYTE, length, topic_head, mid.to_bytes(2, "big"), payload))
+
+
+def _puback(paho: paho_mqtt.Client, cmd: str, sent: dict[int, OnSent]) -> MQTTErrorCode:
+    """Handle an MQTT 3.1.1 PUBACK as paho's ``_handle_pubackcomp``, without decoding objects.
+
+    A PUBACK of a message of :meth:`_FleetClient.send` goes to its callback. Otherwise
+    the same steps as paho's (packet id, then ``_do_on_publish`` if the message is
+    outstanding) with shared reason code and properties, which paho only passes on to
+    ``on_publish``; anything else (PUBCOMP, MQTT 5, a malformed packet) is paho's.
+    """
+    packet = paho._in_packet["packet"]
+    if cmd != "PUBACK" or len(packet) != 2 or paho._protocol == paho_mqtt.MQTTv5:
+        return _paho_handle_pubackcomp(paho, cmd)  # type: ignore[arg-type]
+    mid = (packet[0] << 8) | packet[1]
+    on_sent = sent.pop(mid, None)
+    if on_sent is not None:
+        on_sent(mid)
+        return paho_mqtt.MQTT_ERR_SUCCESS
+    with paho._out_message_mutex:
+        if mid in paho._out_messages:
+            return paho._do_on_publish(mid, _PUBACK_OK, _NO_PROPERTIES)
+    return paho_mqtt.MQTT_ERR_SUCCESS
+
+
 def tls_context(tls: TlsSettings) -> ssl.SSLContext:
     """Build one TLS context for every device of a fleet (reads the files: call it once).
 
@@ -158,7 +281,7 @@ class DeviceLink:
 
     __slots__ = ("_client", "client_id", "url")
 
-    def __init__(self, client: aiomqtt.Client, *, client_id: str, url: str) -> None:
+    def __init__(self, client: _FleetClient, *, client_id: str, url: str) -> None:
         self._client = client
         self.client_id = client_id
         self.url = url
@@ -179,6 +302,16 @@ class DeviceLink:
             raise BrokerError(
                 f"{self.client_id}: cannot publish to {topic!r} on {self.url}: {exc}"
             ) from exc
+
+    def send(self, topic: str, payload: bytes, qos: int, on_sent: OnSent) -> int | None:
+        """Publish without waiting: return the packet id, or None if the connection is gone.
+
+        ``on_sent(packet_id)`` is called on the loop once the broker has the message
+        (PUBACK at QoS 1, written at QoS 0); never if the connection is lost first.
+        No timeout: a connection that stops answering is found by the keepalive, and
+        :meth:`wait_lost` then raises.
+        """
+        return self._client.send(topic, payload, qos, on_sent)
 
     async def wait_lost(self) -> None:
         """Return never; raise :class:`BrokerError` once the connection is lost."""
@@ -267,6 +400,9 @@ async def connect_device(
             raise BrokerError(f"{client_id}: MQTT broker at {settings.url}: {exc}") from exc
         raise
     finally:
+        # A PUBACK read after this (a socket being torn down) must not reach a device
+        # that has moved on to its next connection, where packet ids start again.
+        client._sent.clear()
         _retrieve_disconnection(client)
 
 

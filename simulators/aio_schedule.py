@@ -2,9 +2,9 @@
 
 The same walk as :meth:`simulators.fleet.Fleet.run` (same order, same offsets, same
 values, so the same readings for a seed), but instead of publishing, each due event
-is rendered and put on its device's bounded queue; the device's sender publishes it
-over its own connection. One task and one timer for the whole fleet, not one per
-device.
+is rendered and put on its device's bounded queue, which sends it over the device's
+own connection at once if nothing is in flight there. One task and one timer for the
+whole fleet, not one per device.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ async def run_schedule(
 ) -> None:
     """Walk the devices in schedule order until ``duration_s``, queueing each due event.
 
-    Each event goes on its device's queue, which the device's sender publishes from.
+    Each event goes on its device's queue, sent from there in order, one PUBACK at a time.
     Throttled, an event is queued when due (a full queue sheds its oldest); unthrottled,
     as fast as the queues take them (backpressure). Started anomalies become labels.
     """

@@ -35,8 +35,13 @@ from typing import Protocol
 
 __all__ = ["SWEEP_TICK_S", "FleetIo", "Kept"]
 
-SWEEP_TICK_S = 1.0
-"""How often the housekeeping sweep wakes (it does a slice of the connections)."""
+SWEEP_TICK_S = 0.1
+"""How often the housekeeping sweep wakes (it does a slice of the connections).
+
+Small slices, because a slice is one callback and every PUBACK waits behind it:
+20,000 connections housekept every 10 s are 2,000 ``loop_misc`` calls a second
+(~24 µs each on the bench machine), a ~50 ms stall if done at once each second,
+~5 ms ten times a second."""
 
 
 class Kept(Protocol):

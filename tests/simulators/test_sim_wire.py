@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import uuid
 
 import pytest
 from sim_helpers import START, run_memory, small
@@ -12,7 +14,7 @@ from contract import TelemetryEvent, decode, encode
 from contract.errors import TopicError
 from simulators.anomalies import RandomAnomalies
 from simulators.signals import MODEL_NAMES
-from simulators.wire import TelemetryTemplate, format_time
+from simulators.wire import TelemetryTemplate, event_id, format_time
 
 
 def test_rendered_event_decodes_to_the_same_event_pydantic_would_build():
@@ -69,3 +71,26 @@ def test_every_model_and_anomaly_kind_publishes_valid_events():
         assert all(r.time == e.time for r in e.data.readings)
     for s in seqs.values():
         assert s == list(range(len(s)))  # per-device sequence, gap-free
+
+
+def test_event_ids_are_distinct_version_4_uuids():
+    ids = [event_id() for _ in range(1000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids[:50]:
+        parsed = uuid.UUID(text)
+        assert (str(parsed), parsed.version, parsed.variant) == (text, 4, uuid.RFC_4122)
+
+
+def test_a_forked_child_does_not_repeat_its_parents_event_ids():
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id, then out without running pytest's teardown
+        os.write(write, event_id().encode())
+        os._exit(0)
+    os.close(write)
+    mine = event_id()
+    with os.fdopen(read) as pipe:
+        theirs = pipe.read()
+    os.waitpid(pid, 0)
+    assert len(theirs) == 36
+    assert theirs != mine

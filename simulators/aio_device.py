@@ -25,26 +25,21 @@ on one shared :class:`asyncio.Event` make every timed-out wait an O(n) removal.
 from __future__ import annotations
 
 import asyncio
-import random
-import ssl
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from tenacity import wait_random_exponential as full_jitter
 
 from contract.errors import BrokerError
-from edge.mqtt import MqttSettings
+from simulators.aio_context import Backlog, FleetContext
 from simulators.aio_link import DeviceLink, LinkWill, connect_device
-from simulators.aio_report import RUNNER, AsyncFleetReport
-from simulators.aio_shared import FleetIo
-from simulators.connections import ConnectionPlan
+from simulators.aio_report import RUNNER
 from simulators.device_status import birth, goodbye, last_will
 from simulators.sim_device import SimDevice
 
-__all__ = ["Backlog", "FleetContext", "FleetDevice", "Item"]
+__all__ = ["Backlog", "FleetContext", "FleetDevice", "Item"]  # the first two re-exported
 
 Item = tuple[str, bytes, float]
 """An outgoing event: topic, payload and the loop time it was queued."""
@@ -55,54 +50,6 @@ _NOT_SENT = -1
 
 class _ConnectFailed(BrokerError):
     """The device could not connect (retried with backoff, unlike a lost connection)."""
-
-
-class Backlog:
-    """Events queued and not yet settled (acknowledged, shed or discarded), fleet-wide."""
-
-    def __init__(self) -> None:
-        self.pending = 0
-        self.idle = asyncio.Event()
-        self.idle.set()
-
-    def add(self, count: int = 1) -> None:
-        """Count events queued."""
-        self.pending += count
-        if self.idle.is_set():
-            self.idle.clear()
-
-    def settle(self, count: int = 1) -> None:
-        """Count events that left the backlog."""
-        self.pending -= count
-        if self.pending <= 0:
-            self.idle.set()
-
-
-@dataclass
-class FleetContext:
-    """What every device of a fleet shares: settings, counters and the fleet's state."""
-
-    settings: MqttSettings
-    plan: ConnectionPlan
-    report: AsyncFleetReport
-    qos: int = 1
-    tls: ssl.SSLContext | None = None
-    backlog: Backlog = field(default_factory=Backlog)
-    all_connected: asyncio.Event = field(default_factory=asyncio.Event)
-    connecting: asyncio.Semaphore | None = None
-    """Bounds the connection attempts in flight (see ``ConnectionPlan.max_connecting``)."""
-    closing: bool = False
-    in_schedule: bool = False
-    rng: random.Random = field(default_factory=random.Random)
-    io: FleetIo | None = None
-    """Batched writes and one housekeeping sweep for every connection (see
-    :mod:`simulators.aio_shared`); None leaves each client to aiomqtt."""
-
-    def count_connected(self, delta: int) -> None:
-        """Count a connection made or ended; note when every device is connected."""
-        self.report.count_connected(delta, track_min=self.in_schedule)
-        if self.report.connected_now == self.report.devices:
-            self.all_connected.set()
 
 
 class FleetDevice:

@@ -19,14 +19,13 @@ project's :class:`~contract.errors.BrokerError`. Everything above it speaks
 ``asyncio.Event``, its pending-call bookkeeping, ``wait_for``, a task awaiting the
 PUBACK, and in paho an ``MQTTMessage`` and an ``MQTTMessageInfo`` with a
 ``threading.Condition``. A fleet sends its telemetry with :meth:`DeviceLink.send`
-instead: at QoS 1 the PUBLISH is encoded here (:func:`_publish_packet`, the bytes
+instead: at QoS 1 the PUBLISH is encoded by :mod:`simulators.aio_packets` (the bytes
 paho would send) and queued on paho's own packet queue, so it is written and counted
-for the keepalive as any other packet; its PUBACK is read by :func:`_puback`, which
-calls the sender's callback, on the loop, with no task, future, timer or paho message
-object per event. paho decodes every PUBACK into a ``ReasonCode`` and a
-``Properties`` that nothing here reads; at MQTT 3.1.1 a PUBACK is only a packet id,
-so :func:`_puback` reads that itself for the births and goodbyes too, which still go
-through aiomqtt's publish.
+for the keepalive as any other packet; its PUBACK is read there too, and the sender's
+callback runs on the loop, with no task, future, timer or paho message object per
+event. paho decodes every PUBACK into a ``ReasonCode`` and a ``Properties`` that
+nothing here reads; at MQTT 3.1.1 a PUBACK is only a packet id, so the births and
+goodbyes, which still go through aiomqtt's publish, have theirs read the same way.
 
 **Housekeeping.** aiomqtt runs paho's ``loop_misc`` (keepalive pings, and the
 detection of a broker that stopped answering them) every second for every client.
@@ -54,31 +53,22 @@ import asyncio
 import contextlib
 import socket
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho_mqtt
-from paho.mqtt.enums import MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from contract.errors import BrokerError
 from edge.mqtt import MqttSettings, TlsSettings
+from simulators.aio_packets import PUBLISH_QOS1, OnSent, handle_puback, publish_packet
 from simulators.aio_shared import FleetIo
 
 __all__ = ["DeviceLink", "LinkWill", "connect_device", "housekeeping_period", "tls_context"]
 
-OnSent = Callable[[int], None]
-"""Called with the packet id once the broker has a message sent by :meth:`DeviceLink.send`."""
-
-_PUBACK_OK = ReasonCode(PacketTypes.PUBACK)
-_NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
-_paho_handle_pubackcomp = paho_mqtt.Client._handle_pubackcomp
-_PUBLISH_QOS1 = paho_mqtt.PUBLISH | (1 << 1)
-_PUBLISH_QOS1_BYTE = bytes((_PUBLISH_QOS1,))
 
 INCOMING_QUEUE = 16
 """Bound of a device's incoming message queue: simulated devices subscribe to nothing
@@ -111,7 +101,7 @@ class _FleetClient(aiomqtt.Client):
     overrides four of aiomqtt's private methods (the paho callbacks
     ``_on_socket_register_write``, ``_on_socket_unregister_write`` and
     ``_on_publish``, and ``_misc_loop``) and reads ``_client`` and ``_disconnected``;
-    of paho's client it replaces ``_handle_pubackcomp`` (:func:`_puback`), calls
+    of paho's client it replaces ``_handle_pubackcomp`` (``aio_packets.handle_puback``), calls
     ``_packet_queue``, ``_mid_generate`` and ``_raise_for_invalid_topic`` and reads
     ``_sock``, ``_protocol`` and ``_in_packet``.
     ``tests/simulators/test_sim_fleet_connections.py`` pins them, so an aiomqtt or
@@ -128,7 +118,7 @@ class _FleetClient(aiomqtt.Client):
         paho = self._client
         sent: dict[int, OnSent] = {}
         self._sent = sent
-        paho._handle_pubackcomp = lambda cmd: _puback(paho, cmd, sent)  # type: ignore[method-assign]
+        paho._handle_pubackcomp = lambda cmd: handle_puback(paho, cmd, sent)  # type: ignore[method-assign]
 
     def send(self, topic: str, payload: bytes, qos: int, on_sent: OnSent) -> int | None:
         """Queue a PUBLISH in paho; return its packet id, or None if paho refused it.
@@ -136,7 +126,7 @@ class _FleetClient(aiomqtt.Client):
         ``on_sent`` is called with the id when the broker has it (PUBACK at QoS 1,
         written at QoS 0), from the loop's read or write callback. At QoS 1 and MQTT
         3.1.1 the packet is encoded here and queued with paho's ``_packet_queue``
-        (see :func:`_publish_packet`); otherwise paho's ``publish`` does it.
+        (see :func:`~simulators.aio_packets.publish_packet`); otherwise paho's ``publish`` does it.
         """
         paho = self._client
         if qos != 1 or paho._protocol == paho_mqtt.MQTTv5:
@@ -155,7 +145,7 @@ class _FleetClient(aiomqtt.Client):
             self._topic = (topic, head)
         mid = paho._mid_generate()
         self._sent[mid] = on_sent
-        paho._packet_queue(_PUBLISH_QOS1, _publish_packet(head, mid, payload), mid, 1)
+        paho._packet_queue(PUBLISH_QOS1, publish_packet(head, mid, payload), mid, 1)
         return mid
 
     def _on_publish(
@@ -213,50 +203,6 @@ class _FleetClient(aiomqtt.Client):
             if sock is not None:
                 self._writer_on = True
                 super()._on_socket_register_write(client, None, sock)
-
-
-def _publish_packet(topic_head: bytes, mid: int, payload: bytes) -> bytes:
-    """Encode an MQTT 3.1.1 PUBLISH at QoS 1 as paho's ``_send_publish`` does.
-
-    ``topic_head`` is the topic with its 2-byte length. No ``MQTTMessage``,
-    ``MQTTMessageInfo`` (with its ``threading.Condition``) or entry in paho's
-    ``_out_messages``: the PUBACK is matched by :func:`_puback` against the client's
-    own record of what it sent, and a message lost with its connection is sent again
-    by its device on the next one.
-    """
-    remaining = len(topic_head) + 2 + len(payload)
-    length = bytearray()
-    while True:
-        byte = remaining & 0x7F
-        remaining >>= 7
-        if remaining:
-            length.append(byte | 0x80)
-        else:
-            length.append(byte)
-            break
-    return b"".join((_PUBLISH_QOS1_BYTE, length, topic_head, mid.to_bytes(2, "big"), payload))
-
-
-def _puback(paho: paho_mqtt.Client, cmd: str, sent: dict[int, OnSent]) -> MQTTErrorCode:
-    """Handle an MQTT 3.1.1 PUBACK as paho's ``_handle_pubackcomp``, without decoding objects.
-
-    A PUBACK of a message of :meth:`_FleetClient.send` goes to its callback. Otherwise
-    the same steps as paho's (packet id, then ``_do_on_publish`` if the message is
-    outstanding) with shared reason code and properties, which paho only passes on to
-    ``on_publish``; anything else (PUBCOMP, MQTT 5, a malformed packet) is paho's.
-    """
-    packet = paho._in_packet["packet"]
-    if cmd != "PUBACK" or len(packet) != 2 or paho._protocol == paho_mqtt.MQTTv5:
-        return _paho_handle_pubackcomp(paho, cmd)  # type: ignore[arg-type]
-    mid = (packet[0] << 8) | packet[1]
-    on_sent = sent.pop(mid, None)
-    if on_sent is not None:
-        on_sent(mid)
-        return paho_mqtt.MQTT_ERR_SUCCESS
-    with paho._out_message_mutex:
-        if mid in paho._out_messages:
-            return paho._do_on_publish(mid, _PUBACK_OK, _NO_PROPERTIES)
-    return paho_mqtt.MQTT_ERR_SUCCESS
 
 
 def tls_context(tls: TlsSettings) -> ssl.SSLContext:
@@ -340,6 +286,37 @@ def _shutdown(client: aiomqtt.Client) -> None:
             sock.shutdown(socket.SHUT_RDWR)
 
 
+def _client(
+    settings: MqttSettings,
+    client_id: str,
+    username: str | None,
+    will: LinkWill | None,
+    tls: ssl.SSLContext | None,
+    timeout_s: float,
+    bind_address: str | None,
+) -> _FleetClient:
+    """Return the aiomqtt client of one connection attempt (see :func:`connect_device`)."""
+    password = settings.password.get_secret_value() if settings.password is not None else None
+    return _FleetClient(
+        settings.host,
+        settings.port,
+        identifier=client_id,
+        username=username if username is not None else settings.username,
+        password=password,
+        will=None
+        if will is None
+        else aiomqtt.Will(will.topic, will.payload, qos=will.qos, retain=will.retain),
+        # A simulated device keeps no session: a restarted simulator is a fresh run.
+        clean_session=True,
+        keepalive=settings.keepalive_s,
+        timeout=timeout_s,
+        tls_context=tls,
+        tls_insecure=True if tls is not None and not tls.check_hostname else None,
+        max_queued_incoming_messages=INCOMING_QUEUE,
+        bind_address=bind_address or "",
+    )
+
+
 @contextlib.asynccontextmanager
 async def connect_device(
     settings: MqttSettings,
@@ -365,25 +342,7 @@ async def connect_device(
     """
     if settings.tls is not None and tls is None:
         raise BrokerError(f"{client_id}: {settings.url} needs a TLS context (tls_context())")
-    password = settings.password.get_secret_value() if settings.password is not None else None
-    client = _FleetClient(
-        settings.host,
-        settings.port,
-        identifier=client_id,
-        username=username if username is not None else settings.username,
-        password=password,
-        will=None
-        if will is None
-        else aiomqtt.Will(will.topic, will.payload, qos=will.qos, retain=will.retain),
-        # A simulated device keeps no session: a restarted simulator is a fresh run.
-        clean_session=True,
-        keepalive=settings.keepalive_s,
-        timeout=timeout_s,
-        tls_context=tls,
-        tls_insecure=True if tls is not None and not tls.check_hostname else None,
-        max_queued_incoming_messages=INCOMING_QUEUE,
-        bind_address=bind_address or "",
-    )
+    client = _client(settings, client_id, username, will, tls, timeout_s, bind_address)
     client.housekeeping_s = housekeeping_period(settings.keepalive_s, housekeeping_s)
     client.io = io
     entered = False

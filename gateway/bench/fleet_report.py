@@ -71,6 +71,28 @@ def _ms(seconds: float | None) -> str:
     return _fmt(None if seconds is None else seconds * 1000, ",.0f")
 
 
+_COLUMNS = (
+    "workload",
+    "runner",
+    "held\nafter ramp",
+    "held\nat end",
+    "ramp s",
+    "events/s\n(target)",
+    "acked /\nevents",
+    "PUBACK\np50 ms",
+    "PUBACK\np99 ms",
+    "PUBLISH->\nPUBACK p99",
+    "lag\np99 ms",
+    "CPU\ncores",
+    "CPU/event\nµs",
+    "waited\nfor CPU",
+    "peak RSS\nMB",
+    "broker\nCPU",
+    "load\nstart-end",
+)
+"""The columns of :func:`build_fleet_table`, in order."""
+
+
 def build_fleet_table(report: FleetBenchReport) -> Table:
     """Return one row per case."""
     table = Table(
@@ -89,25 +111,7 @@ def build_fleet_table(report: FleetBenchReport) -> Table:
         " of the schedule (summed over threads; high means starved, not slow). Load: the"
         " machine's 1-minute load average at the start and end of the case (2 cores).",
     )
-    for name in (
-        "workload",
-        "runner",
-        "held\nafter ramp",
-        "held\nat end",
-        "ramp s",
-        "events/s\n(target)",
-        "acked /\nevents",
-        "PUBACK\np50 ms",
-        "PUBACK\np99 ms",
-        "PUBLISH->\nPUBACK p99",
-        "lag\np99 ms",
-        "CPU\ncores",
-        "CPU/event\nµs",
-        "waited\nfor CPU",
-        "peak RSS\nMB",
-        "broker\nCPU",
-        "load\nstart-end",
-    ):
+    for name in _COLUMNS:
         table.add_column(name, justify="left" if name in ("workload", "runner") else "right")
     for case in report.cases:
         s = summary(case)

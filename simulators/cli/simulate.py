@@ -176,6 +176,18 @@ def _show(report: FleetReport) -> None:
     )
 
 
+def _import_before_links() -> None:
+    """Import now what is used after the links open.
+
+    Past the open-file limit the thread runner keeps no descriptor free (its links
+    retry for any that frees up), and an import needs one: the 20k bench case died in
+    the import of simulators.labels once, with 19,988 links open.
+    """
+    import simulators.cli.per_device
+    import simulators.fleet
+    import simulators.labels  # noqa: F401
+
+
 def _run_on_links(
     args: argparse.Namespace,
     *,
@@ -192,13 +204,7 @@ def _run_on_links(
     settings = common.settings(args)
     dialect = getattr(args, "dialect", "sensorgate")
     if per_device:
-        # Everything imported after the links open, imported now: past the open-file
-        # limit the thread runner keeps no descriptor free (its links retry for any that
-        # frees up), and an import needs one. The 20k bench case died in the import of
-        # simulators.labels once, with 19,988 links open.
-        import simulators.cli.per_device
-        import simulators.fleet
-        import simulators.labels  # noqa: F401
+        _import_before_links()
     pool = _pool(args, settings, scenario, devices, per_device=per_device)
     ramp = _connect(args, pool, scenario, per_device=per_device)
     if ramp is None:

@@ -12,7 +12,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.exception import MalformedPacket
 from pydantic import ValidationError
 
-from simulators.aio_link import _puback, _publish_packet, housekeeping_period
+from simulators.aio_link import housekeeping_period
+from simulators.aio_packets import handle_puback, publish_packet
 from simulators.connections import ConnectionPlan
 
 
@@ -100,7 +101,7 @@ def test_the_paho_internals_the_send_path_uses_are_still_there():
     # simulators/aio_link.py sends telemetry at QoS 1 by encoding the PUBLISH itself and
     # queueing it with paho's _packet_queue (packet id from _mid_generate, topic checked
     # by _raise_for_invalid_topic, refused when _sock is None), and replaces paho's
-    # Client._handle_pubackcomp on each fleet client with _puback, which reads the packet
+    # Client._handle_pubackcomp on each fleet client with handle_puback, which reads the packet
     # id from _in_packet["packet"] and otherwise does what paho does (_do_on_publish
     # under _out_message_mutex). A paho upgrade that changes these fails here.
     queue = inspect.signature(paho_mqtt.Client._packet_queue)
@@ -124,7 +125,7 @@ def test_the_paho_internals_the_send_path_uses_are_still_there():
 
 @pytest.mark.parametrize("size", [0, 1, 100, 127, 128, 16_383, 16_384, 2_100_000])
 def test_the_publish_packet_is_the_one_paho_sends(size):
-    # paho's own _send_publish, written to a socket pair, against _publish_packet.
+    # paho's own _send_publish, written to a socket pair, against publish_packet.
     client = paho_mqtt.Client(CallbackAPIVersion.VERSION2, client_id="pin")
     ours, theirs = socket.socketpair()
     with ours, theirs:
@@ -140,7 +141,7 @@ def test_the_publish_packet_is_the_one_paho_sends(size):
             expected += _read_all(theirs)
         expected += _read_all(theirs)
         head = len(topic).to_bytes(2, "big") + topic.encode()
-        assert _publish_packet(head, 513, payload) == expected
+        assert publish_packet(head, 513, payload) == expected
 
 
 def _read_all(sock: socket.socket) -> bytes:
@@ -160,7 +161,7 @@ def test_a_puback_of_a_message_sent_by_the_fleet_goes_to_its_callback():
     seen: list[int] = []
     client._in_packet = {**client._in_packet, "command": 0x40, "packet": b"\x01\x02"}
     sent = {0x0102: seen.append, 7: seen.append}
-    assert _puback(client, "PUBACK", sent) == paho_mqtt.MQTT_ERR_SUCCESS
+    assert handle_puback(client, "PUBACK", sent) == paho_mqtt.MQTT_ERR_SUCCESS
     assert (seen, list(sent)) == ([0x0102], [7])
 
 
@@ -178,8 +179,10 @@ def test_the_puback_shortcut_does_what_paho_does(outstanding):
         rc = handler(client)
         return rc, seen, sorted(client._out_messages), info._published
 
-    assert run(lambda c: _puback(c, "PUBACK", {})) == run(lambda c: c._handle_pubackcomp("PUBACK"))
-    rc, seen, left, published = run(lambda c: _puback(c, "PUBACK", {}))
+    assert run(lambda c: handle_puback(c, "PUBACK", {})) == run(
+        lambda c: c._handle_pubackcomp("PUBACK")
+    )
+    rc, seen, left, published = run(lambda c: handle_puback(c, "PUBACK", {}))
     assert rc == paho_mqtt.MQTT_ERR_SUCCESS
     assert (bool(seen), bool(left), published) == (
         (True, False, True) if outstanding else (False, True, False)
@@ -192,7 +195,7 @@ def test_a_malformed_puback_is_left_to_paho():
     with pytest.raises(MalformedPacket):
         client._handle_pubackcomp("PUBACK")
     with pytest.raises(MalformedPacket):
-        _puback(client, "PUBACK", {})
+        handle_puback(client, "PUBACK", {})
 
 
 def _source(obj: object) -> str:

@@ -351,22 +351,42 @@ def test_remote_config_applies_live_and_invalid_is_refused(
         publish_retained(host, port, config_topic, b"")  # clear the retained config
 
 
+class _AgentRun:
+    """``edge run`` of a config file written under ``tmp_path``, and a subscriber to all."""
+
+    def __init__(
+        self,
+        services: Any,
+        topics: TopicScheme,
+        tmp_path: Path,
+        subscriber_factory: Callable[..., Subscriber],
+    ) -> None:
+        overrides = agent_overrides(tmp_path, topics.prefix, services.mqtt_port, interval=0.02)
+        self.config_path = tmp_path / "agent.toml"
+        self.good = config_toml(overrides)
+        self.config_path.write_text(self.good)
+        site, device = overrides["site"], overrides["device"]
+        self.telemetry = topics.telemetry(site, device)
+        self.status = topics.status(site, device)
+        self.sub = subscriber_factory(services.mqtt_host, services.mqtt_port, f"{topics.prefix}/#")
+        self.env = {**os.environ, "PYTHONPATH": str(REPO)}
+        self.cmd = [sys.executable, "-m", "edge.cli", "run", "--config", str(self.config_path)]
+
+
 def test_sighup_with_a_malformed_config_file_is_refused_and_the_agent_keeps_running(
     services: Any,
     topics: TopicScheme,
     tmp_path: Path,
     subscriber_factory: Callable[..., Subscriber],
 ) -> None:
-    host, port = services.mqtt_host, services.mqtt_port
-    overrides = agent_overrides(tmp_path, topics.prefix, port, interval=0.02)
-    config_path = tmp_path / "agent.toml"
-    good = config_toml(overrides)
-    config_path.write_text(good)
-    site, device = overrides["site"], overrides["device"]
-    telemetry, status = topics.telemetry(site, device), topics.status(site, device)
-    sub = subscriber_factory(host, port, f"{topics.prefix}/#")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "edge.cli", "run", "--config", str(config_path)]
+    started = _AgentRun(services, topics, tmp_path, subscriber_factory)
+    config_path, good, sub = started.config_path, started.good, started.sub
+    telemetry, status, env, cmd = (
+        started.telemetry,
+        started.status,
+        started.env,
+        started.cmd,
+    )
 
     def statuses(reason: str) -> list[Any]:
         found = [decode(p) for t, p, _r in sub.snapshot() if t == status]
@@ -410,15 +430,14 @@ def test_a_storm_of_sighups_is_answered_and_sigterm_still_stops_the_agent(
 ) -> None:
     # Signals are taken by the main thread with sigtimedwait while the agent runs in
     # its own thread: no handler runs inside a lock the agent holds, so none can hang it.
-    host, port = services.mqtt_host, services.mqtt_port
-    overrides = agent_overrides(tmp_path, topics.prefix, port, interval=0.02)
-    config_path = tmp_path / "agent.toml"
-    config_path.write_text(config_toml(overrides))
-    site, device = overrides["site"], overrides["device"]
-    telemetry, status = topics.telemetry(site, device), topics.status(site, device)
-    sub = subscriber_factory(host, port, f"{topics.prefix}/#")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "edge.cli", "run", "--config", str(config_path)]
+    started = _AgentRun(services, topics, tmp_path, subscriber_factory)
+    telemetry, status, env, cmd = (
+        started.telemetry,
+        started.status,
+        started.env,
+        started.cmd,
+    )
+    sub = started.sub
     agent = subprocess.Popen(cmd, env=env, cwd=REPO, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: len(received_events(sub.snapshot(), telemetry)) >= 3, 15, "traffic")

@@ -22,6 +22,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from simulators.varint import varint
+
 __all__ = ["PUBLISH_QOS1", "OnSent", "handle_puback", "publish_packet"]
 
 OnSent = Callable[[int], None]
@@ -45,16 +47,7 @@ def publish_packet(topic_head: bytes, mid: int, payload: bytes) -> bytes:
     own record of what it sent, and a message lost with its connection is sent again
     by its device on the next one.
     """
-    remaining = len(topic_head) + 2 + len(payload)
-    length = bytearray()
-    while True:
-        byte = remaining & 0x7F
-        remaining >>= 7
-        if remaining:
-            length.append(byte | 0x80)
-        else:
-            length.append(byte)
-            break
+    length = varint(len(topic_head) + 2 + len(payload))  # the Remaining Length
     return b"".join((_PUBLISH_QOS1_BYTE, length, topic_head, mid.to_bytes(2, "big"), payload))
 
 

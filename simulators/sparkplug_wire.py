@@ -12,35 +12,24 @@ import struct
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from simulators.varint import varint
+
 if TYPE_CHECKING:  # types only: dialects imports this module
     from simulators.dialects import Reading, Rendered
 
 __all__ = ["SparkplugRenderer", "sparkplug_metric", "sparkplug_payload"]
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    value &= (1 << 64) - 1
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def _field_varint(number: int, value: int) -> bytes:
-    return _varint(number << 3) + _varint(value)
+    return varint(number << 3) + varint(value)
 
 
 def _field_bytes(number: int, data: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(data)) + data
+    return varint(number << 3 | 2) + varint(len(data)) + data
 
 
 def _field_double(number: int, value: float) -> bytes:
-    return _varint(number << 3 | 1) + struct.pack("<d", value)
+    return varint(number << 3 | 1) + struct.pack("<d", value)
 
 
 _DOUBLE, _INT64, _STRING = 10, 4, 12

@@ -264,3 +264,20 @@ def test_overlapping_subscriptions_are_refused_and_ha_states_under_the_prefix_ar
     )
     with pytest.raises(ConfigError, match="overlaps"):
         AdapterSet(both)
+
+
+def test_protobuf_is_loaded_only_for_a_sparkplug_adapter():
+    # protobuf's runtime is ~5 MB of every gateway's RSS: only Sparkplug needs it.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gateway.cli.run, gateway.app;"
+        " print(sorted(m for m in sys.modules if m.startswith('google')));"
+        " from dataflows.adapters import AdapterSet;"
+        f" AdapterSet.from_file({str(DEPLOY / 'sparkplug.toml')!r});"
+        " print('google.protobuf' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["[]", "True"], done.stdout

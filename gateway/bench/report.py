@@ -138,6 +138,10 @@ def _span_lines(report: BenchReport) -> list[str]:
     return lines
 
 
+def _percent(share: float | None) -> float | None:
+    return None if share is None else share * 100
+
+
 def _latency_lines(report: BenchReport) -> list[str]:
     lines = []
     for r in report.results:
@@ -151,7 +155,9 @@ def _latency_lines(report: BenchReport) -> list[str]:
             f"{r.peer} round {r.round}: at {lat['rate_readings_per_s']:,.0f} readings/s,"
             f" arrival→stored p50 {fmt(lat.get('arrival_to_stored_p50_s'), 3, ' s')}"
             f" p99 {fmt(lat.get('arrival_to_stored_p99_s'), 3, ' s')};"
-            f" event→stored p99 {fmt(lat.get('event_to_stored_p99_s'), 3, ' s')}"
+            f" event→stored p99 {fmt(lat.get('event_to_stored_p99_s'), 3, ' s')};"
+            f" gateway CPU {fmt(lat.get('gateway_cpu_us_per_reading'), 1, ' µs')} per reading"
+            f" ({fmt(_percent(lat.get('gateway_core_share')), 1, '%')} of a core)"
         )
     return lines
 

@@ -9,7 +9,14 @@ import pytest
 from rich.console import Console
 
 from gateway.bench.measure import Snapshot
-from gateway.bench.report import build_table, chart, exit_code, problems, report_json
+from gateway.bench.report import (
+    build_table,
+    chart,
+    exit_code,
+    print_report,
+    problems,
+    report_json,
+)
 from gateway.bench.results import BenchReport, RoundResult, summarize
 from gateway.bench.storage import quantile, sustained_rate
 from gateway.bench.workload import Workload
@@ -147,3 +154,18 @@ def test_sustained_rate_skips_start_up_and_tail() -> None:
     samples = [snap(0, 0), snap(1, 0), snap(2, 500), snap(3, 1_500), snap(4, 2_500), snap(5, 2_500)]
     assert sustained_rate(samples) == pytest.approx(1_000.0)
     assert sustained_rate([snap(0, 0), snap(1, 0)]) is None
+
+
+def test_the_paced_phase_reports_the_gateways_cpu_per_reading() -> None:
+    from gateway.bench.runner import paced_cpu
+
+    latency = {"rate_readings_per_s": 5_000.0, "stored": 50_000.0, "arrival_to_stored_p99_s": 0.4}
+    latency.update(paced_cpu(3.0, 12.0, latency))
+    assert latency["gateway_cpu_us_per_reading"] == 60.0
+    assert latency["gateway_core_share"] == 0.25
+    r = _round("sensorgate", 1, 30_000, 25.0)
+    r.extras["latency"] = latency
+    console = Console(record=True, width=400)
+    print_report(_report([r]), console)
+    assert "gateway CPU 60.0 µs per reading (25.0% of a core)" in console.export_text()
+    assert "gateway_cpu_us_per_reading" not in paced_cpu(1.0, 2.0, {"stored": 0})

@@ -369,8 +369,12 @@ class _AgentRun:
         self.telemetry = topics.telemetry(site, device)
         self.status = topics.status(site, device)
         self.sub = subscriber_factory(services.mqtt_host, services.mqtt_port, f"{topics.prefix}/#")
-        self.env = {**os.environ, "PYTHONPATH": str(REPO)}
-        self.cmd = [sys.executable, "-m", "edge.cli", "run", "--config", str(self.config_path)]
+
+    def start(self, stderr: int) -> subprocess.Popen[bytes]:
+        """Start ``edge run`` on the config file (importing this tree)."""
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        cmd = [sys.executable, "-m", "edge.cli", "run", "--config", str(self.config_path)]
+        return subprocess.Popen(cmd, env=env, cwd=REPO, stderr=stderr)
 
 
 def test_sighup_with_a_malformed_config_file_is_refused_and_the_agent_keeps_running(
@@ -381,18 +385,13 @@ def test_sighup_with_a_malformed_config_file_is_refused_and_the_agent_keeps_runn
 ) -> None:
     started = _AgentRun(services, topics, tmp_path, subscriber_factory)
     config_path, good, sub = started.config_path, started.good, started.sub
-    telemetry, status, env, cmd = (
-        started.telemetry,
-        started.status,
-        started.env,
-        started.cmd,
-    )
+    telemetry, status = started.telemetry, started.status
 
     def statuses(reason: str) -> list[Any]:
         found = [decode(p) for t, p, _r in sub.snapshot() if t == status]
         return [s for s in found if s.data.reason == reason]
 
-    agent = subprocess.Popen(cmd, env=env, cwd=REPO, stderr=subprocess.PIPE)
+    agent = started.start(stderr=subprocess.PIPE)
     try:
         wait_for(lambda: len(received_events(sub.snapshot(), telemetry)) >= 3, 15, "traffic")
         config_path.write_text(good.replace("[mqtt]", "[mqtt\n"))  # not TOML any more
@@ -431,14 +430,8 @@ def test_a_storm_of_sighups_is_answered_and_sigterm_still_stops_the_agent(
     # Signals are taken by the main thread with sigtimedwait while the agent runs in
     # its own thread: no handler runs inside a lock the agent holds, so none can hang it.
     started = _AgentRun(services, topics, tmp_path, subscriber_factory)
-    telemetry, status, env, cmd = (
-        started.telemetry,
-        started.status,
-        started.env,
-        started.cmd,
-    )
-    sub = started.sub
-    agent = subprocess.Popen(cmd, env=env, cwd=REPO, stderr=subprocess.DEVNULL)
+    telemetry, status, sub = started.telemetry, started.status, started.sub
+    agent = started.start(stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: len(received_events(sub.snapshot(), telemetry)) >= 3, 15, "traffic")
         for _ in range(200):

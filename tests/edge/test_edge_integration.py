@@ -377,13 +377,20 @@ class _AgentRun:
         return subprocess.Popen(cmd, env=env, cwd=REPO, stderr=stderr)
 
 
-def test_sighup_with_a_malformed_config_file_is_refused_and_the_agent_keeps_running(
+@pytest.fixture
+def started(
     services: Any,
     topics: TopicScheme,
     tmp_path: Path,
     subscriber_factory: Callable[..., Subscriber],
+) -> _AgentRun:
+    """An agent config under ``tmp_path`` and a subscriber to all (the agent not started)."""
+    return _AgentRun(services, topics, tmp_path, subscriber_factory)
+
+
+def test_sighup_with_a_malformed_config_file_is_refused_and_the_agent_keeps_running(
+    started: _AgentRun,
 ) -> None:
-    started = _AgentRun(services, topics, tmp_path, subscriber_factory)
     config_path, good, sub = started.config_path, started.good, started.sub
     telemetry, status = started.telemetry, started.status
 
@@ -422,14 +429,10 @@ def test_sighup_with_a_malformed_config_file_is_refused_and_the_agent_keeps_runn
 
 
 def test_a_storm_of_sighups_is_answered_and_sigterm_still_stops_the_agent(
-    services: Any,
-    topics: TopicScheme,
-    tmp_path: Path,
-    subscriber_factory: Callable[..., Subscriber],
+    started: _AgentRun,
 ) -> None:
     # Signals are taken by the main thread with sigtimedwait while the agent runs in
     # its own thread: no handler runs inside a lock the agent holds, so none can hang it.
-    started = _AgentRun(services, topics, tmp_path, subscriber_factory)
     telemetry, status, sub = started.telemetry, started.status, started.sub
     agent = started.start(stderr=subprocess.DEVNULL)
     try:

@@ -52,6 +52,12 @@ class LoadPlan:
 
     ``rate`` is the target in readings per second (None or 0: as fast as possible);
     ``metrics`` is a list of metric ids or a count (``m0``, ``m1``, ...).
+
+    Devices are ``{device_prefix}-000000``, ``-000001``, ... With ``sensors`` 0 each
+    reports one sensor, ``load``; with ``sensors`` N, reading ``j`` of a message comes
+    from sensor ``s{j % N}`` (the shape of ``sensorgate bench``'s burst, so that a paced
+    load can continue its fleet). Sequences start at ``first_sequence``, or at the wall
+    clock in microseconds when it is None.
     """
 
     rate: float | None
@@ -62,6 +68,9 @@ class LoadPlan:
     qos: int
     connections: int = 1
     site: str = "load"
+    device_prefix: str = "load"
+    sensors: int = 0
+    first_sequence: int | None = None
     drain_timeout_s: float = 30.0
     progress_every_s: float = 5.0
 
@@ -70,6 +79,10 @@ class LoadPlan:
             raise ValueError("readings_per_message must be >= 1")
         if self.devices < 1:
             raise ValueError("devices must be >= 1")
+        if self.sensors < 0:
+            raise ValueError("sensors must be >= 0")
+        if self.first_sequence is not None and self.first_sequence < 0:
+            raise ValueError("first_sequence must be >= 0")
         if self.duration_s <= 0:
             raise ValueError("duration_s must be > 0")
         if not self.metric_names:
@@ -177,6 +190,13 @@ class _TimeText:
         return f"{self.prefix(second)}.{frac:06d}Z"
 
 
+def _reading_head(plan: LoadPlan, metric: str, j: int) -> str:
+    """Return the JSON of reading ``j`` of a message up to its value."""
+    sensor = f"s{j % plan.sensors}" if plan.sensors else "load"
+    template = TelemetryTemplate(site=plan.site, device="x", sensor=sensor, units={metric: ""})
+    return template.reading_head(metric)
+
+
 class _Messages:
     """Renders and publishes the generator's messages, round robin over the devices.
 
@@ -187,18 +207,21 @@ class _Messages:
 
     def __init__(self, topics: TopicScheme, plan: LoadPlan) -> None:
         names = plan.metric_names
-        device_ids = [f"load-{i:06d}" for i in range(plan.devices)]
+        device_ids = [f"{plan.device_prefix}-{i:06d}" for i in range(plan.devices)]
         units = dict.fromkeys(names, "")
         self.templates = [
             TelemetryTemplate(site=plan.site, device=d, sensor="load", units=units)
             for d in device_ids
         ]
         self.topics = [topics.telemetry(plan.site, d) for d in device_ids]
-        # Sequences start at the wall clock in microseconds, as the fleet's do: a rerun
-        # against the same gateway is not taken for duplicates.
-        self.sequences = [time.time_ns() // 1000] * plan.devices
-        head = self.templates[0].reading_head
-        self.shape = [(head(names[j % len(names)]), j) for j in range(plan.readings_per_message)]
+        # By default sequences start at the wall clock in microseconds, as the fleet's do:
+        # a rerun against the same gateway is not taken for duplicates.
+        first = time.time_ns() // 1000 if plan.first_sequence is None else plan.first_sequence
+        self.sequences = [first] * plan.devices
+        self.shape = [
+            (_reading_head(plan, names[j % len(names)], j), j)
+            for j in range(plan.readings_per_message)
+        ]
         self.values = [repr(float(v)) for v in range(1000)]
         self.time_text = _TimeText()
         self.device = 0

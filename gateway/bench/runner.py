@@ -73,6 +73,8 @@ class BenchOptions:
     latency: bool = True
     """The paced latency phase for the sensorgate peers."""
     latency_s: float = 10.0
+    latency_fleet: str = "burst"
+    """``burst``: the paced phase continues the burst's devices; ``new``: a new fleet."""
     idle_s: float = 30.0
     """Seconds of idle gateway CPU to measure (0: skip)."""
     settle_s: float = 3.0
@@ -278,6 +280,7 @@ def _gateway_extras(
             readings_per_message=env.workload.readings_per_message,
             rate=rate,
             duration_s=options.latency_s,
+            fleet=storage.paced_fleet(env.workload, options.latency_fleet),
             env=child_env(),
         )
     except SensorGateError as exc:

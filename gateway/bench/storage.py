@@ -9,7 +9,8 @@ For the ``sensorgate`` peers the benchmark reads the gateway's Prometheus endpoi
 - ``sensorgate_arrival_to_stored_seconds`` and ``sensorgate_end_to_end_lag_seconds``
   (histograms): p50/p99 from a message's arrival (and from the reading's event time) to
   its readings being stored, measured in a paced phase at half the burst's rate with the
-  load generator (``sensorgate loadgen``), after the burst;
+  load generator (``sensorgate loadgen``), after the burst. By default it publishes as
+  the burst's own devices, going on from their last sequence (:func:`paced_fleet`);
 - ``sensorgate_mqtt_client_cpu_seconds_total``: the CPU of the MQTT client's network
   thread, reported as a share of the gateway's (skipped where a gateway lacks it);
 - ``sensorgate_points_written_total{measurement="aggregates"}``: the aggregates it stored
@@ -32,6 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from contract.errors import SensorGateError, ServiceError
 from gateway.bench.measure import Snapshot
+from gateway.bench.workload import DEVICE_PREFIX, SITE, Workload
 
 __all__ = [
     "DEADLETTERS_METRIC",
@@ -40,6 +42,7 @@ __all__ = [
     "REDELIVERED_METRIC",
     "latency_phase",
     "loadgen_argv",
+    "paced_fleet",
     "quantile",
     "scrape",
     "sustained_rate",
@@ -145,15 +148,38 @@ def loadgen_argv(
     metrics: int,
     rate: float,
     duration_s: float,
+    fleet: Sequence[str] = (),
 ) -> list[str]:
-    """Return the command of ``sensorgate loadgen`` at QoS 1, with no progress lines."""
+    """Return the command of ``sensorgate loadgen`` at QoS 1, with no progress lines.
+
+    ``fleet``: more options saying whose devices publish (:func:`paced_fleet`).
+    """
     return [
         sys.executable, "-m", "gateway.cli", "loadgen",
         "--host", host, "--port", str(port), "--prefix", prefix,
         "--readings-per-message", str(readings_per_message),
         "--devices", str(devices), "--metrics", str(metrics),
         "--duration", str(duration_s), "--qos", "1",
-        "--rate", str(max(1, int(rate))), "--progress-every", "0",
+        "--rate", str(max(1, int(rate))), "--progress-every", "0", *fleet,
+    ]  # fmt: skip
+
+
+def paced_fleet(workload: Workload, fleet: str) -> list[str]:
+    """Return the load generator's options for the paced phase's ``fleet``.
+
+    ``burst``: the burst's own devices, sensors and metrics, with each device's sequence
+    going on from its last one in the burst. The gateway sees the fleet it has just
+    stored, in steady state. ``new``: a fleet of as many devices, 10 series each, none of
+    which the gateway knows: what it costs to onboard them is in the figures.
+    """
+    if fleet == "new":
+        return []
+    if fleet != "burst":
+        raise ValueError(f"unknown paced fleet {fleet!r} (burst or new)")
+    return [
+        "--site", SITE, "--device-prefix", DEVICE_PREFIX,
+        "--sensors", str(workload.sensors_per_device),
+        "--first-sequence", str(workload.messages_per_device),
     ]  # fmt: skip
 
 
@@ -166,6 +192,7 @@ def _loadgen(
     readings_per_message: int,
     rate: float,
     duration_s: float,
+    fleet: Sequence[str],
     env: dict[str, str],
 ) -> dict[str, Any]:
     argv = loadgen_argv(
@@ -177,6 +204,7 @@ def _loadgen(
         metrics=10,
         rate=rate,
         duration_s=duration_s,
+        fleet=fleet,
     )
     argv.append("--json")
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 120, env=env)
@@ -196,6 +224,7 @@ def latency_phase(
     rate: float,
     duration_s: float,
     env: dict[str, str],
+    fleet: Sequence[str] = (),
     drain_timeout_s: float = 60.0,
 ) -> dict[str, Any]:
     """Publish at ``rate`` readings/s for ``duration_s``; return p50/p99 from the histograms.
@@ -212,6 +241,7 @@ def latency_phase(
         readings_per_message=readings_per_message,
         rate=rate,
         duration_s=duration_s,
+        fleet=fleet,
         env=env,
     )
     target = before.get("written:readings", 0.0) + float(load.get("readings", 0))

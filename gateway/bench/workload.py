@@ -29,6 +29,7 @@ from contract.errors import ConfigError
 from simulators.wire import TelemetryTemplate
 
 __all__ = [
+    "DEVICE_PREFIX",
     "METRICS",
     "SCENARIOS",
     "SITE",
@@ -47,6 +48,8 @@ __all__ = [
 METRICS = 10
 """Metric names cycle over ``m0 .. m9``."""
 SITE = "bench"
+DEVICE_PREFIX = "dev"
+"""Device ``i`` is ``dev-{i:06d}``."""
 _SLACK_S = 5  # the last reading lies this far before the moment the burst is rendered
 _VALUES = [repr(round(20.0 + 5.0 * math.sin(i / 7.0), 3)) for i in range(997)]
 
@@ -152,7 +155,7 @@ def with_overrides(workload: Workload, **overrides: int | None) -> Workload:
 
 def device_id(index: int) -> str:
     """Return the id of device ``index``."""
-    return f"dev-{index:06d}"
+    return f"{DEVICE_PREFIX}-{index:06d}"
 
 
 def burst_base_us(workload: Workload, now_us: int | None = None) -> int:

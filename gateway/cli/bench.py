@@ -101,6 +101,15 @@ def _add_latency_arguments(run: argparse._ArgumentGroup) -> None:
         metavar="S",
         help="seconds of the paced latency phase (default 10)",
     )
+    run.add_argument(
+        "--latency-fleet",
+        choices=("burst", "new"),
+        default="burst",
+        help="who publishes in the paced phase: the burst's own devices and series, going"
+        " on where the burst stopped (burst, the default: steady state), or a new fleet of"
+        " as many devices with 10 series each, every one unknown to the gateway (new:"
+        " onboarding)",
+    )
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -130,6 +139,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         command=opts.command_line(),
         latency=args.latency,
         latency_s=args.latency_duration,
+        latency_fleet=args.latency_fleet,
         idle_s=args.idle,
         settle_s=args.settle,
         timeout_s=args.timeout,

@@ -37,6 +37,9 @@ def run(args: argparse.Namespace) -> int:
             qos=args.qos,
             connections=args.connections,
             site=args.site,
+            device_prefix=args.device_prefix,
+            sensors=args.sensors,
+            first_sequence=args.first_sequence,
             drain_timeout_s=args.drain_timeout,
             progress_every_s=args.progress_every or 5.0,
         )

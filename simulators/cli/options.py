@@ -329,6 +329,24 @@ def add_loadgen(subparsers: Subparsers) -> argparse.ArgumentParser:
     load.add_argument("--connections", type=int, default=1, help="MQTT connections (1)")
     load.add_argument("--site", default="load", help="site id (load)")
     load.add_argument(
+        "--device-prefix",
+        default="load",
+        help="device ids are PREFIX-000000, PREFIX-000001, ... (load)",
+    )
+    load.add_argument(
+        "--sensors",
+        type=int,
+        default=0,
+        help="reading j of a message comes from sensor s{j %% N} (0: one sensor, load)",
+    )
+    load.add_argument(
+        "--first-sequence",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the devices' first sequence (default: the wall clock in microseconds)",
+    )
+    load.add_argument(
         "--drain-timeout",
         type=float,
         default=30.0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import time
 from collections import defaultdict
@@ -12,6 +13,7 @@ import pytest
 from contract import TelemetryEvent, TopicScheme, decode
 from contract.errors import ConfigError
 from gateway.bench.influx_ceiling import render_batches
+from gateway.bench.storage import paced_fleet
 from gateway.bench.workload import (
     SCENARIOS,
     Workload,
@@ -20,6 +22,9 @@ from gateway.bench.workload import (
     render_burst,
     with_overrides,
 )
+from simulators.cli.options import add_loadgen
+from simulators.links import MemoryPublisher
+from simulators.loadgen import LoadPlan, _Messages
 
 SMALL = Workload(devices=20, readings_per_message=20, total=2_000, sensors_per_device=20)
 NOW_US = 1_800_000_000_000_000
@@ -161,3 +166,50 @@ def test_bad_knobs_are_refused_with_the_field(overrides: dict[str, int], field: 
     with pytest.raises(ConfigError) as caught:
         with_overrides(SCENARIOS["peer"].workload, **overrides)
     assert field in str(caught.value)
+
+
+def _series_and_sequences(
+    payloads: list[bytes],
+) -> tuple[set[tuple[str, ...]], dict[str, list[int]]]:
+    series: set[tuple[str, ...]] = set()
+    sequences: dict[str, list[int]] = defaultdict(list)
+    for payload in payloads:
+        event = decode(payload)
+        assert isinstance(event, TelemetryEvent)
+        data = event.data
+        sequences[data.device].append(data.sequence)
+        series.update((data.site, data.device, r.sensor, r.metric) for r in data.readings)
+    return series, sequences
+
+
+@pytest.mark.parametrize("scenario", ["peer", "series100k"])
+def test_the_paced_phase_continues_the_bursts_own_series_and_sequences(scenario: str) -> None:
+    # The paced phase's load generator, given paced_fleet's options, publishes as the
+    # burst's devices: the same series, each device's sequence right after its last.
+    workload = with_overrides(SCENARIOS[scenario].workload, devices=20, total=20 * 50 * 3)
+    burst, burst_sequences = _series_and_sequences(render_burst(workload).payloads)
+    parser = argparse.ArgumentParser()
+    add_loadgen(parser.add_subparsers())
+    args = parser.parse_args(
+        ["loadgen", "--devices", str(workload.devices), "--metrics", "10",
+         *paced_fleet(workload, "burst")]
+    )  # fmt: skip
+    plan = LoadPlan(
+        rate=None,
+        readings_per_message=workload.readings_per_message,
+        devices=args.devices,
+        metrics=10,
+        duration_s=1.0,
+        qos=1,
+        site=args.site,
+        device_prefix=args.device_prefix,
+        sensors=args.sensors,
+        first_sequence=args.first_sequence,
+    )
+    publisher = MemoryPublisher()
+    _Messages(TopicScheme(workload.topic_prefix), plan).publish(publisher, 2 * workload.devices, 1)
+    paced, paced_sequences = _series_and_sequences([m.payload for m in publisher.messages])
+    assert paced == burst
+    for device, seqs in paced_sequences.items():
+        assert seqs == [max(burst_sequences[device]) + 1, max(burst_sequences[device]) + 2]
+    assert paced_fleet(workload, "new") == []

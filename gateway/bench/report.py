@@ -142,6 +142,9 @@ def _percent(share: float | None) -> float | None:
     return None if share is None else share * 100
 
 
+_FLEETS = {"burst": " (the burst's own devices)", "new": " (a new fleet of devices)"}
+
+
 def _latency_lines(report: BenchReport) -> list[str]:
     lines = []
     for r in report.results:
@@ -152,7 +155,8 @@ def _latency_lines(report: BenchReport) -> list[str]:
             lines.append(f"{r.peer} round {r.round}: latency phase failed: {lat['error']}")
             continue
         lines.append(
-            f"{r.peer} round {r.round}: at {lat['rate_readings_per_s']:,.0f} readings/s,"
+            f"{r.peer} round {r.round}: at {lat['rate_readings_per_s']:,.0f} readings/s"
+            f"{_FLEETS.get(lat.get('fleet'), '')},"
             f" arrival→stored p50 {fmt(lat.get('arrival_to_stored_p50_s'), 3, ' s')}"
             f" p99 {fmt(lat.get('arrival_to_stored_p99_s'), 3, ' s')};"
             f" event→stored p99 {fmt(lat.get('event_to_stored_p99_s'), 3, ' s')};"

@@ -289,6 +289,7 @@ def _gateway_extras(
     # A paced load is not a burst: batches are small, and what each costs whatever its
     # size (a shard step, a write) weighs on every reading. Reported beside the burst.
     latency.update(paced_cpu(peer_tree.cpu_seconds() - cpu0, time.monotonic() - t0, latency))
+    latency["fleet"] = options.latency_fleet
     result.extras["latency"] = latency
 
 

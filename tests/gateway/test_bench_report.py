@@ -159,7 +159,12 @@ def test_sustained_rate_skips_start_up_and_tail() -> None:
 def test_the_paced_phase_reports_the_gateways_cpu_per_reading() -> None:
     from gateway.bench.runner import paced_cpu
 
-    latency = {"rate_readings_per_s": 5_000.0, "stored": 50_000.0, "arrival_to_stored_p99_s": 0.4}
+    latency: dict[str, object] = {
+        "rate_readings_per_s": 5_000.0,
+        "stored": 50_000.0,
+        "arrival_to_stored_p99_s": 0.4,
+        "fleet": "burst",
+    }
     latency.update(paced_cpu(3.0, 12.0, latency))
     assert latency["gateway_cpu_us_per_reading"] == 60.0
     assert latency["gateway_core_share"] == 0.25
@@ -167,5 +172,7 @@ def test_the_paced_phase_reports_the_gateways_cpu_per_reading() -> None:
     r.extras["latency"] = latency
     console = Console(record=True, width=400)
     print_report(_report([r]), console)
-    assert "gateway CPU 60.0 µs per reading (25.0% of a core)" in console.export_text()
+    text = console.export_text()
+    assert "gateway CPU 60.0 µs per reading (25.0% of a core)" in text
+    assert "at 5,000 readings/s (the burst's own devices)," in text
     assert "gateway_cpu_us_per_reading" not in paced_cpu(1.0, 2.0, {"stored": 0})

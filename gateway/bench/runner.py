@@ -72,7 +72,8 @@ class BenchOptions:
     command: str = ""
     latency: bool = True
     """The paced latency phase for the sensorgate peers."""
-    latency_s: float = 10.0
+    latency_s: float = 60.0
+    """Seconds of the paced phase: a minute holds one close of the default 1 min windows."""
     latency_fleet: str = "burst"
     """``burst``: the paced phase continues the burst's devices; ``new``: a new fleet."""
     idle_s: float = 30.0

@@ -97,9 +97,10 @@ def _add_latency_arguments(run: argparse._ArgumentGroup) -> None:
     run.add_argument(
         "--latency-duration",
         type=float,
-        default=10.0,
+        default=60.0,
         metavar="S",
-        help="seconds of the paced latency phase (default 10)",
+        help="seconds of the paced latency phase (default 60: it then holds one close of"
+        " the default 1 min windows, whose aggregates reach influxd all at once)",
     )
     run.add_argument(
         "--latency-fleet",

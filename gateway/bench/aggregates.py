@@ -67,7 +67,7 @@ def plan_aggregates(workload: Workload, base_us: int, windows: Sequence[str]) ->
     send one message more than others (a partial last round) are counted apart.
     """
     specs = [parse_window(w) for w in windows]
-    used = min(workload.devices, workload.messages)
+    used = workload.publishing_devices
     full, extra = divmod(workload.messages, used)
     groups = [(n, d) for n, d in ((full + 1, extra), (full, used - extra)) if n and d]
     offsets = _offsets_by_series(workload)

@@ -97,6 +97,11 @@ class Workload:
         return -(-self.messages // self.devices)
 
     @property
+    def publishing_devices(self) -> int:
+        """Devices that send at least one message (fewer than ``devices`` in a short burst)."""
+        return min(self.devices, self.messages)
+
+    @property
     def series_per_device(self) -> int:
         """Distinct (sensor, metric) pairs a device reports."""
         rpm, sensors = self.readings_per_message, self.sensors_per_device
@@ -105,7 +110,7 @@ class Workload:
     @property
     def series(self) -> int:
         """Distinct series in the burst (only devices that send at least one message)."""
-        return min(self.devices, self.messages) * self.series_per_device
+        return self.publishing_devices * self.series_per_device
 
     def as_dict(self) -> dict[str, Any]:
         """Return the shape and its derived counts, JSON-ready."""
@@ -217,7 +222,7 @@ def render_burst(workload: Workload, *, now_us: int | None = None) -> Burst:
     base = burst_base_us(workload, now_us)
     scheme = TopicScheme(workload.topic_prefix)
     rpm, sensors = workload.readings_per_message, workload.sensors_per_device
-    used = min(workload.devices, workload.messages)
+    used = workload.publishing_devices
     devices = [device_id(i) for i in range(used)]
     templates = [
         TelemetryTemplate(site=SITE, device=d, sensor="s0", units={"m0": ""}) for d in devices
@@ -249,7 +254,7 @@ def iter_readings(workload: Workload, base_us: int) -> Iterator[tuple[str, str, 
     writes them as raw points).
     """
     rpm, sensors = workload.readings_per_message, workload.sensors_per_device
-    used = min(workload.devices, workload.messages)
+    used = workload.publishing_devices
     names = [(f"s{j % sensors}", f"m{j % METRICS}") for j in range(rpm)]
     for m in range(workload.messages):
         device, seq = device_id(m % used), m // used

@@ -150,6 +150,7 @@ def test_a_partial_last_round_is_allowed() -> None:
     w = Workload(devices=1_000, readings_per_message=50, total=20_000)
     assert w.messages == 400
     assert w.messages_per_device == 1
+    assert w.publishing_devices == 400  # the paced phase's "burst" fleet
     assert w.series == 400 * 50
 
 

@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from contract import TopicScheme
+from contract.errors import TopicError
+from contract.ids import check_id
 from edge.mqtt import MqttSettings
 from simulators.links import LinkPool, Publisher
 from simulators.wire import TelemetryTemplate
@@ -83,6 +85,11 @@ class LoadPlan:
             raise ValueError("sensors must be >= 0")
         if self.first_sequence is not None and self.first_sequence < 0:
             raise ValueError("first_sequence must be >= 0")
+        try:  # refused here, before connecting, not by the first message
+            check_id("site", self.site)
+            check_id("device", f"{self.device_prefix}-000000")
+        except TopicError as exc:
+            raise ValueError(f"{exc} (--site, --device-prefix)") from exc
         if self.duration_s <= 0:
             raise ValueError("duration_s must be > 0")
         if not self.metric_names:

@@ -225,3 +225,13 @@ def test_loadgen_in_flight_window_is_bounded_in_bytes():
     assert in_flight_window(1) == 50_000
     assert in_flight_window(1_000) * 1_000 * 100 <= 32_000_000
     assert in_flight_window(10_000) >= 16
+
+
+def test_loadgen_refuses_bad_fleet_options_before_connecting(capsys):
+    # Port 1 has no broker: the refusal must come before any connection attempt.
+    assert main(["loadgen", "--device-prefix", "a/b", "--port", "1"]) == 2
+    assert "--device-prefix" in capsys.readouterr().err
+    assert main(["loadgen", "--sensors", "-1", "--port", "1"]) == 2
+    assert "sensors must be >= 0" in capsys.readouterr().err
+    assert main(["loadgen", "--first-sequence", "-5", "--port", "1"]) == 2
+    assert "first_sequence must be >= 0" in capsys.readouterr().err

@@ -45,7 +45,8 @@ class AckLosingProxy:
         self._lock = threading.Lock()
         self._open: list[socket.socket] = []
         self._closed = False
-        threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
+        self._accepting = threading.Thread(target=self._accept, name="proxy-accept", daemon=True)
+        self._accepting.start()
 
     def _accept(self) -> None:
         while not self._closed:
@@ -98,5 +99,9 @@ class AckLosingProxy:
     def close(self) -> None:
         """Stop listening and close every connection."""
         self._closed = True
+        # On Linux, close() does not wake a thread blocked in accept(); shutdown() does.
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
+        self._accepting.join(5)
         self.cut()

@@ -277,12 +277,7 @@ def _gateway_extras(
             host=env.endpoints.mqtt_host,
             port=env.endpoints.mqtt_port,
             prefix=env.workload.topic_prefix,
-            # The burst's own fleet is the devices that published in it.
-            devices=(
-                env.workload.publishing_devices
-                if options.latency_fleet == "burst"
-                else env.workload.devices
-            ),
+            devices=storage.paced_devices(env.workload, options.latency_fleet),
             readings_per_message=env.workload.readings_per_message,
             rate=rate,
             duration_s=options.latency_s,

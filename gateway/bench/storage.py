@@ -42,6 +42,7 @@ __all__ = [
     "REDELIVERED_METRIC",
     "latency_phase",
     "loadgen_argv",
+    "paced_devices",
     "paced_fleet",
     "quantile",
     "scrape",
@@ -162,6 +163,15 @@ def loadgen_argv(
         "--duration", str(duration_s), "--qos", "1",
         "--rate", str(max(1, int(rate))), "--progress-every", "0", *fleet,
     ]  # fmt: skip
+
+
+def paced_devices(workload: Workload, fleet: str) -> int:
+    """Return how many devices publish in the paced phase's ``fleet`` (see :func:`paced_fleet`).
+
+    ``burst``: the devices that published in the burst; ``new``: as many as the workload has.
+    """
+    paced_fleet(workload, fleet)  # refuses an unknown fleet
+    return workload.publishing_devices if fleet == "burst" else workload.devices
 
 
 def paced_fleet(workload: Workload, fleet: str) -> list[str]:

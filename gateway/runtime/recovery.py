@@ -2,13 +2,18 @@
 
 :func:`prepare_recovery` makes the folder private, creates its partitions and writes a
 marker that ties it to ``stream.shards``; a folder made for another shard count is
-refused (devices hash to shards, so its state would sit in the wrong ones).
+refused (devices hash to shards, so its state would sit in the wrong ones). Processes
+of one cluster started side by side (not by ``sensorgate cluster``) take turns: an
+exclusive lock on ``.prepare.lock`` in the folder, so only the first creates the
+partitions.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from contract.errors import ConfigError
@@ -35,9 +40,19 @@ def prepare_recovery(settings: GatewaySettings) -> RecoveryConfig | None:
     path = settings.recovery_path
     if path is None:
         return None
-    from bytewax.recovery import RecoveryConfig, init_db_dir
+    from bytewax.recovery import RecoveryConfig
 
     private_dir(path, "recovery_dir")
+    with (path / ".prepare.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        _prepare_locked(settings, path)
+    return RecoveryConfig(str(path))  # type: ignore[no-untyped-call]  # unannotated stub
+
+
+def _prepare_locked(settings: GatewaySettings, path: Path) -> None:
+    """Check the marker, create the partitions and the marker (under the folder's lock)."""
+    from bytewax.recovery import init_db_dir
+
     marker = path / _RECOVERY_MARKER
     made_for = {"shards": settings.stream.shards}
     if marker.exists():
@@ -55,4 +70,3 @@ def prepare_recovery(settings: GatewaySettings) -> RecoveryConfig | None:
         log.info("created %d recovery partition(s) in %s", settings.recovery_partitions, path)
     if not marker.exists():
         marker.write_text(json.dumps(made_for))
-    return RecoveryConfig(str(path))  # type: ignore[no-untyped-call]  # unannotated stub

@@ -96,6 +96,35 @@ def test_recovery_partitions_are_created_once_then_resumed(tmp_path: Path) -> No
     assert message == f"resuming from 3 recovery partition(s) in {store}"
 
 
+def _prepare_at(store: str, start: float) -> int:
+    """Prepare ``store`` at wall time ``start`` (a child process); return the partitions."""
+    import time
+
+    from gateway.runtime.recovery import prepare_recovery as prepare_one
+
+    time.sleep(max(0.0, start - time.time()))
+    settings = load_settings(recovery=True, recovery_dir=store, recovery_partitions=4)
+    prepare_one(settings)
+    return len(list(Path(store).glob("part-*.sqlite3")))
+
+
+def test_processes_started_side_by_side_prepare_one_folder_without_a_race(
+    tmp_path: Path,
+) -> None:
+    # Processes of a cluster started by hand (a unit per process) all prepare the
+    # folder at once; Bytewax's init_db_dir raised "table parts already exists" in
+    # all but one of them before the folder's lock.
+    import multiprocessing
+    import time
+
+    store = str(tmp_path / "recovery")
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(4) as pool:
+        start = time.time() + 3.0  # after every child has imported what it needs
+        found = pool.starmap(_prepare_at, [(store, start)] * 4)
+    assert found == [4, 4, 4, 4]
+
+
 def test_a_folder_made_for_another_shard_count_is_refused(tmp_path: Path) -> None:
     store = tmp_path / "recovery"
     prepare_recovery(load_settings(stream={"shards": 8}), store, 2)

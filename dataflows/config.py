@@ -28,9 +28,6 @@ class StreamConfig:
     evict_idle_us: int | None = None
     """Forget a device (and its series) silent this long with no alarm and no open
     window; None: never."""
-    close_spread_us: int = 0
-    """Spread window closes over this long, each device at its own fixed delay (see
-    :mod:`dataflows.windows`); 0: every window closes as soon as the watermark passes."""
 
     @classmethod
     def from_strings(
@@ -42,13 +39,8 @@ class StreamConfig:
         shards: int = 8,
         caps: Caps | None = None,
         evict_idle_s: float | None = None,
-        close_spread_s: float = 0.0,
     ) -> StreamConfig:
-        """Build from settings: window specs like ``"10s"`` or ``"5m/1m"``.
-
-        The close spread is capped at the shortest window step: spread over one step,
-        closes are already even, and a longer spread only keeps windows open longer.
-        """
+        """Build from settings: window specs like ``"10s"`` or ``"5m/1m"``."""
         specs = tuple(parse_window(w) for w in windows)
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
@@ -58,7 +50,4 @@ class StreamConfig:
         if shards < 1:
             raise ValueError(f"shards must be at least 1; got {shards}")
         evict = None if evict_idle_s is None else int(evict_idle_s * 1_000_000)
-        if close_spread_s < 0:
-            raise ValueError(f"close_spread_s must be at least 0; got {close_spread_s}")
-        spread = min(int(close_spread_s * 1_000_000), *(s.step_us for s in specs))
-        return cls(specs, lateness, dedupe_intervals, quiet, shards, caps or Caps(), evict, spread)
+        return cls(specs, lateness, dedupe_intervals, quiet, shards, caps or Caps(), evict)

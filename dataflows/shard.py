@@ -124,7 +124,7 @@ class ShardProcessor:
         if self.adapters is not None and state is not None and state.get("adapters"):
             self.adapters.restore(state["adapters"])
         self.decoder = BatchDecoder(topics, self.registry, limits, self.adapters)
-        self.windows = WindowStore(self.config.windows, self.config.close_spread_us)
+        self.windows = WindowStore(self.config.windows)
         self.series_alarms = SeriesAlarms(self.ruleset, self.registry)
         self.device_rules = DeviceRules(self.ruleset, self.registry)
         self.summaries = ActiveSummaries(None if state is None else state["active"])

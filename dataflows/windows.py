@@ -18,15 +18,6 @@ a variance that overflows is reported as NaN, which storage omits, and nothing r
 ends at or before it, as :class:`~dataflows.columns.AggregateColumns`; a late reading
 never reopens a closed window because the shard step diverts readings older than the
 watermark before they reach the store.
-
-Closing is spread over time (``close_spread_us``, 0: off). Every series of a fleet
-crosses a window's end at about the same moment, and at 100,000 series that is 100,000
-aggregates in one epoch, which the epoch's flush then waits on. So each device closes its
-windows a fixed delay after its watermark passes their end, a delay in
-``[0, close_spread_us)`` drawn from its slot number: every window of one device closes in
-the same call, and the fleet's aggregates leave over the spread. A window's contents are
-fixed once the watermark passes its end (later readings are late), so the delay moves
-when an aggregate is emitted, never what it holds.
 """
 
 from __future__ import annotations
@@ -125,21 +116,15 @@ _FIELDS = ("key", "count", "mean", "m2", "min", "max", "first_t", "first_v", "la
 class WindowStore:
     """Open windows of every series of one shard, for a set of window specs."""
 
-    def __init__(self, specs: tuple[WindowSpec, ...], close_spread_us: int = 0) -> None:
+    def __init__(self, specs: tuple[WindowSpec, ...]) -> None:
         if not 1 <= len(specs) <= _MAX_SPECS:
             raise ValueError(f"between 1 and {_MAX_SPECS} window specs; got {len(specs)}")
-        if close_spread_us < 0:
-            raise ValueError(f"close_spread_us must be at least 0; got {close_spread_us}")
         self.specs = specs
-        self.close_spread_us = close_spread_us
-        self._delays = np.zeros(0, np.int64)
         self.names = tuple(s.name for s in specs)
         self._n = len(specs)
         self._step = np.asarray([s.step_us for s in specs], np.int64)
         self._length = np.asarray([s.length_us for s in specs], np.int64)
         self._min_end: int | None = None
-        """A lower bound of the earliest time (end plus the device's delay) at which an
-        open window is due: below every watermark, :meth:`close` has nothing to do."""
         self._clear()
 
     def _clear(self) -> None:
@@ -158,24 +143,8 @@ class WindowStore:
         return len(self.key)
 
     def next_end_us(self) -> int | None:
-        """Return (a lower bound of) the earliest due time of an open window.
-
-        A window is due at its end plus its device's closing delay; None when none is
-        open.
-        """
+        """Return the earliest end among open windows, or None when none is open."""
         return self._min_end
-
-    def delays(self, devices: int) -> I64:
-        """Return the closing delay of devices ``0 .. devices - 1`` (microseconds).
-
-        Fibonacci hashing of the slot number: consecutive slots land far apart in
-        ``[0, close_spread_us)``, so a shard's devices cover the spread evenly.
-        """
-        if len(self._delays) != devices:
-            slots = np.arange(devices, dtype=np.int64)
-            mixed = (slots * 2654435769) & 0xFFFFFFFF
-            self._delays = (mixed * self.close_spread_us) >> 32
-        return self._delays
 
     # -- keys ---------------------------------------------------------------------
 
@@ -293,20 +262,17 @@ class WindowStore:
     def close(
         self, watermarks: I64, series_device: npt.NDArray[np.int32]
     ) -> AggregateColumns | None:
-        """Close every window due by its device's watermark: its end plus the delay.
+        """Close every window whose end is at or before its device's watermark.
 
         ``watermarks[d]`` is device ``d``'s watermark (anything below every real time
-        for none); ``series_device[s]`` the device of series ``s``. The delays are 0
-        without a ``close_spread_us`` (see the module docstring).
+        for none); ``series_device[s]`` the device of series ``s``.
         """
         if self._min_end is None or not len(watermarks) or self._min_end > watermarks.max():
             return None
         series, spec, start, end = self._decode(self.key)
-        device = series_device[series]
-        due = end + self.delays(len(watermarks))[device] if self.close_spread_us else end
-        done = due <= watermarks[device]
+        done = end <= watermarks[series_device[series]]
         if not done.any():
-            self._min_end = int(due.min())
+            self._min_end = int(end.min())
             return None
         sel = np.flatnonzero(done)
         order = sel[np.lexsort((spec[sel], end[sel]))]  # by end, then spec: time order
@@ -337,7 +303,7 @@ class WindowStore:
         keep = ~done
         for name in _FIELDS:
             setattr(self, name, getattr(self, name)[keep])
-        self._min_end = int(due[keep].min()) if keep.any() else None
+        self._min_end = int(end[keep].min()) if keep.any() else None
         return out
 
     # -- snapshots ----------------------------------------------------------------

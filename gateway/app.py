@@ -192,7 +192,6 @@ def _stream_config(settings: GatewaySettings) -> StreamConfig:
         stream.shards,
         Caps(stream.max_devices, stream.max_series, stream.max_series_per_device),
         stream.evict_idle_s,
-        stream.close_spread_s,
     )
 
 

@@ -43,13 +43,6 @@ class StreamSettings(Frozen):
     """How far behind the newest event time a reading may arrive and still count."""
     dedupe_intervals: Annotated[int, Field(ge=1)] = 256
     """Memory bound of the per-device dedupe (intervals of sequence numbers)."""
-    close_spread_s: Annotated[float, Field(ge=0)] = 5.0
-    """Spread the closing of windows over this long after their end plus the allowed
-    lateness, each device at its own fixed delay (0: all at once), capped at the
-    shortest window's step. A window's contents are fixed once the lateness has passed,
-    so only the moment its aggregate is stored and its aggregate rules run moves. At
-    100,000 series every series' window would otherwise close in one epoch, whose
-    acknowledgement then waits for 100,000 aggregate points to be stored."""
     quiet_s: Annotated[float | None, Field(ge=0)] = None
     """Silence after which a device's windows follow the fleet's clock, and the fleet's
     clock follows the wall clock (default: the allowed lateness)."""
@@ -72,15 +65,6 @@ class StreamSettings(Frozen):
     max_series_per_device: Annotated[int | None, Field(ge=1)] = 1_000
     """Most series one device may have (None: no cap): a device that invents sensor or
     metric names cannot grow the gateway's memory."""
-
-    @property
-    def closed_after_s(self) -> float:
-        """How far past a window's end event time must move for it to close, any device.
-
-        The allowed lateness plus the close spread: a device's readings dated that much
-        after a window's end close it.
-        """
-        return self.allowed_lateness_s + self.close_spread_s
 
     @field_validator("windows")
     @classmethod

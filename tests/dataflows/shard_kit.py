@@ -59,12 +59,11 @@ def processor(
     observer: Observer | None = None,
     fleet: FleetClock | None = None,
     state: dict[str, Any] | None = None,
-    close_spread_s: float = 0.0,
 ) -> ShardProcessor:
     """A shard with one window spec and no rules unless given."""
     return ShardProcessor(
         topics=SCHEME,
-        config=StreamConfig.from_strings(windows, lateness_s, close_spread_s=close_spread_s),
+        config=StreamConfig.from_strings(windows, lateness_s),
         rules=StaticRules(rules or NO_RULES),
         clock=clock,
         fleet=fleet,

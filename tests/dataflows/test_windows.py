@@ -151,64 +151,6 @@ def test_close_takes_only_windows_past_their_devices_watermark() -> None:
     assert len(store) == 0
 
 
-def test_close_spread_delays_each_device_by_its_own_fixed_amount() -> None:
-    spec = (parse_window("10s"),)
-    spread = 5 * S
-    devices = 200
-    # One series per device, three readings each in [0, 10 s).
-    series = np.repeat(np.arange(devices, dtype=np.int32), 3)
-    t_us = np.tile(np.asarray([1 * S, 4 * S, 9 * S], np.int64), devices)
-    values = np.arange(len(series), dtype=np.float64)
-    spread_store, plain = WindowStore(spec, spread), WindowStore(spec)
-    for store in (spread_store, plain):
-        store.add(series, t_us, values)
-    owner = np.arange(devices, dtype=np.int32)
-    delays = spread_store.delays(devices)
-    assert delays.min() >= 0
-    assert delays.max() < spread
-    # Spread, not bunched: every half second of the spread holds some devices.
-    assert len(np.unique(delays // (S // 2))) == 10
-
-    closed_at: dict[int, int] = {}
-    got = []
-    for wm in range(10 * S, 15 * S + 1, S // 10):
-        out = spread_store.close(np.full(devices, wm, np.int64), owner)
-        if out is None:
-            continue
-        got.append(out)
-        for s in out.series.tolist():
-            closed_at[s] = wm
-        next_due = spread_store.next_end_us()
-        assert next_due is None or next_due > wm
-    # Each device's window closed at the first watermark at or past its end plus its delay.
-    assert sorted(closed_at) == list(range(devices))
-    for device, wm in closed_at.items():
-        due = 10 * S + int(delays[device])
-        assert due <= wm < due + S // 10
-    # The delay moves when an aggregate leaves, never what it holds.
-    want = plain.close(np.full(devices, 10 * S, np.int64), owner)
-    assert want is not None
-
-    def rows(outs: list) -> list[tuple]:
-        return sorted(
-            (int(s), float(c), float(m), float(lo), float(hi))
-            for o in outs
-            for s, c, m, lo, hi in zip(o.series, o.count, o.mean, o.min, o.max, strict=True)
-        )
-
-    assert rows(got) == rows([want])
-
-
-def test_close_spread_is_capped_at_the_shortest_step() -> None:
-    from dataflows.config import StreamConfig
-
-    assert StreamConfig.from_strings(("10s", "1m"), 10, close_spread_s=30).close_spread_us == 10 * S
-    assert StreamConfig.from_strings(("1m",), 10, close_spread_s=5).close_spread_us == 5 * S
-    assert StreamConfig.from_strings(("1m",), 10).close_spread_us == 0
-    with pytest.raises(ValueError, match="close_spread_s"):
-        StreamConfig.from_strings(("1m",), 10, close_spread_s=-1)
-
-
 def test_extreme_finite_values_never_make_nan_or_raise() -> None:
     store = WindowStore((parse_window("10s"),))
     values = np.asarray([1e308, -1e308, 1e308, 5e-324, -5e-324])

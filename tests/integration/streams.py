@@ -42,8 +42,7 @@ def publish_closers(
     """Publish one reading per device dated ``at`` (sensor ``probe``, sequence 10**6).
 
     It moves each device's event time to ``at`` and so closes, by event time, every
-    window ending at least ``stream.closed_after_s`` (the allowed lateness plus the
-    close spread) before it; left to the quiet period a
+    window ending at least the allowed lateness before it; left to the quiet period a
     window closes only after about 2 x quiet_s of silence (``eventclock.FleetClock``).
     Publish it once everything before is stored, or it may overtake a reading of
     another partition and make it late.
@@ -78,8 +77,8 @@ def close_windows(
         60,
         "every reading stored",
     )
-    closed_after = timedelta(seconds=settings.stream.closed_after_s)
-    publish_closers(link, settings.topics, site="plant", devices=devices, at=end + closed_after)
+    lateness = timedelta(seconds=settings.stream.allowed_lateness_s)
+    publish_closers(link, settings.topics, site="plant", devices=devices, at=end + lateness)
 
 
 def past_minute(minutes_ago: int = 5) -> datetime:

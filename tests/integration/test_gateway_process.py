@@ -223,11 +223,11 @@ def test_sigkill_under_load_loses_no_reading(
         newest = max(k[2] for k in expected)
         complete = {k: v for k, v in expected.items() if k[2] + 10_000_000 <= newest}
         # Close the last complete window by event time: one more reading per device dated
-        # past its end plus the lateness and the close spread. Left to the quiet period
-        # instead, it closes only after about 2 x quiet_s (60 s) of silence when the load
-        # happened to stop less than that after the window's end (eventclock.FleetClock).
-        closed_after_us = int(settings.stream.closed_after_s * 1_000_000)
-        close_us = newest + closed_after_us + 1_000_000
+        # past its end plus the lateness. Left to the quiet period instead, it closes only
+        # after about 2 x quiet_s (60 s) of silence when the load happened to stop less
+        # than the lateness after the window's end (eventclock.FleetClock).
+        lateness_us = int(settings.stream.allowed_lateness_s * 1_000_000)
+        close_us = newest + lateness_us + 1_000_000
         wait_for(lambda: time.time_ns() // 1000 >= close_us, 20, "the wall clock past the window")
         publish_closers(
             publisher, settings.topics, site="plant", devices=load.devices, at=datetime.now(UTC)

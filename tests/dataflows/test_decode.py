@@ -3,7 +3,7 @@ with identical values, and everything else gets the contract's own verdict."""
 
 import json
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from contract import DeadLetterReason, Reading, TelemetryEvent, TopicScheme, encode
 from dataflows.batch import MessageBatch
 from dataflows.decode import BatchDecoder
+from dataflows.decode_fast import _parse_times_polars, _parse_times_python
 from dataflows.eventclock import to_us
 from dataflows.ingest import Accepted, Ingestor, RawMessage, Rejected
 from dataflows.registry import Registry
@@ -204,3 +205,57 @@ def test_fast_path_never_disagrees_with_the_contract(readings: list[dict], seq: 
     want_rows, want_rejected = _contract_rows(msgs)
     assert _rows(decoder, out) == want_rows
     assert [(r.reason, r.error) for r in out.rejected] == want_rejected  # type: ignore[attr-defined]
+
+
+_time_texts = st.one_of(
+    st.datetimes(
+        min_value=datetime(1, 1, 2),  # noqa: DTZ001 - naive bounds, zones drawn below
+        max_value=datetime(9999, 12, 30),  # noqa: DTZ001
+        timezones=st.sampled_from([UTC, *(timezone(timedelta(hours=h)) for h in (-5, 2, 14))]),
+    ).map(lambda d: d.isoformat().replace("+00:00", "Z")),
+    st.from_regex(
+        r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,7})?"
+        r"(Z|z|[+-][0-9]{2}:?[0-9]{2})?\Z"
+    ),
+    st.text(alphabet="0123456789-:TZ+. tz\u0661", max_size=32),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(times=st.lists(_time_texts, max_size=40))
+def test_both_time_parsers_agree_on_every_time_they_accept(times: list[str]) -> None:
+    # Few times per call are parsed in Python, many in polars: a time both accept has
+    # one value; one that either refuses sends its message to the contract's slow path.
+    py_us, py_good = _parse_times_python(times)
+    pl_us, pl_good = _parse_times_polars(times)
+    both = py_good & pl_good
+    assert (py_us[both] == pl_us[both]).all()
+    # They differ on year 0 only: chrono has it, Python has not (and the event-time
+    # range refuses it anyway).
+    for text, py, pl in zip(times, py_good.tolist(), pl_good.tolist(), strict=True):
+        assert py == pl or (pl and text.startswith("0000")), text
+
+
+def test_the_time_parsers_refuse_impossible_dates_and_loose_grammar() -> None:
+    times = [
+        "2026-12-01T00:00:00Z",
+        "2026-12-01T00:00:00.123456+02:00",
+        "2024-02-29T23:59:59.5-05:00",
+        "2026-02-30T00:00:00Z",  # no such day
+        "2026-12-01t00:00:00Z",  # lower-case t: the contract's slow path decides
+        "2026-12-01T24:00:00Z",
+        "2026-12-01T00:00:60Z",
+        "2026-12-01T00:00:00",  # no offset
+        "2026-12-01T00:00:00.1234567Z",  # seven digits
+        "2026-12-01T00:00:00+0200",  # offset without a colon
+        "\u0662\u0660\u0662\u0666-12-01T00:00:00Z",  # Arabic-Indic digits
+    ]
+    want_good = [True, True, True] + [False] * 8
+    for parse in (_parse_times_python, _parse_times_polars):
+        us, good = parse(times)
+        assert good.tolist() == want_good, parse.__name__
+        assert us[:3].tolist() == [
+            to_us(datetime(2026, 12, 1, tzinfo=UTC)),
+            to_us(datetime(2026, 11, 30, 22, 0, 0, 123456, tzinfo=UTC)),
+            to_us(datetime(2024, 3, 1, 4, 59, 59, 500000, tzinfo=UTC)),
+        ]

@@ -18,13 +18,9 @@ retention policy, :mod:`gateway.influx.layout`). Its lines, timestamps in micros
   left out, and a line left without any field is dropped and counted in
   :attr:`LineProtocolEncoder.dropped`. A fault reading (NaN value, text in
   ``ReadingColumns.faults``) carries ``fault="..."`` instead of ``value``.
-- Floats are rendered as the shortest text that reads back to the same double
-  (``20.0``, ``1e+308``, ``5e-324``, ``-0.0``), which influxd 1.6 parses exactly
-  (``tests/integration/test_encoder_influxd.py`` writes and reads them back).
-- A call with fewer than ``PYTHON_BELOW`` readings renders them with Python's
-  f-strings (``repr`` of each value): a polars query costs about 0.2 ms whatever its
-  size, Python 0.6 µs a line, and a paced load hands each shard a few messages per
-  call. The two may spell a float differently (``1e-05``, ``0.00001``), never its value.
+- Floats are rendered by polars as the shortest text that reads back to the same
+  double (``20.0``, ``1e+308``, ``5e-324``, ``-0.0``), which influxd 1.6 parses
+  exactly (``tests/integration/test_encoder_influxd.py`` writes and reads them back).
 
 The escaped tags of a series are computed once, when its row first appears in a
 :class:`~dataflows.columns.SeriesNames` table, and kept as a polars Series per table
@@ -61,9 +57,6 @@ AGGREGATE_FIELDS: tuple[str, ...] = ("count", "mean", "min", "max", "stddev", "f
 
 PRECISION = "u"
 """The timestamp precision of every line the encoder renders."""
-
-PYTHON_BELOW = 512
-"""Readings per call below which they are rendered in Python (see the module docstring)."""
 
 # Tag keys in sorted order, and the SeriesNames column of each.
 _TAG_KEYS = ("device", "metric", "sensor", "site")
@@ -273,10 +266,13 @@ class LineProtocolEncoder:
                 series, value, t_us, seq = r.series, r.value, r.t_us, r.seq
             else:
                 series, value, t_us, seq = r.series[keep], r.value[keep], r.t_us[keep], r.seq[keep]
-            if kept < PYTHON_BELOW:
-                parts.append(self._few_readings(table, series, value, t_us, seq))
+            frame = pl.DataFrame({"tags": table.tags.gather(series), "value": value, "t": t_us})
+            if self.include_seq:
+                frame = frame.with_columns(seq=pl.Series(seq))
+                line = pl.format("readings,{} value={},seq={}i {}\n", "tags", "value", "seq", "t")
             else:
-                parts.append(self._many_readings(table, series, value, t_us, seq))
+                line = pl.format("readings,{} value={} {}\n", "tags", "value", "t")
+            parts.append(_concatenated(frame, line))
         if fault_rows:
             rows = np.array(fault_rows, np.int64)
             tags = table.tags.gather(r.series[rows]).to_list()
@@ -290,37 +286,6 @@ class LineProtocolEncoder:
             parts.append(("\n".join(lines) + "\n").encode())
         self.dropped += n - kept - len(fault_rows)
         return kept + len(fault_rows)
-
-    def _many_readings(
-        self, table: _Table, series: npt.NDArray[np.int32], value: Any, t_us: Any, seq: Any
-    ) -> bytes:
-        """Render readings (all finite) in one polars query."""
-        frame = pl.DataFrame({"tags": table.tags.gather(series), "value": value, "t": t_us})
-        if self.include_seq:
-            frame = frame.with_columns(seq=pl.Series(seq))
-            line = pl.format("readings,{} value={},seq={}i {}\n", "tags", "value", "seq", "t")
-        else:
-            line = pl.format("readings,{} value={} {}\n", "tags", "value", "t")
-        return _concatenated(frame, line)
-
-    def _few_readings(
-        self, table: _Table, series: npt.NDArray[np.int32], value: Any, t_us: Any, seq: Any
-    ) -> bytes:
-        """Render a few readings (all finite) with f-strings: cheaper than a query."""
-        tags = table.tags.gather(series).to_list()
-        if self.include_seq:
-            lines = [
-                f"readings,{tag} value={v!r},seq={q}i {t}\n"
-                for tag, v, q, t in zip(
-                    tags, value.tolist(), seq.tolist(), t_us.tolist(), strict=True
-                )
-            ]
-        else:
-            lines = [
-                f"readings,{tag} value={v!r} {t}\n"
-                for tag, v, t in zip(tags, value.tolist(), t_us.tolist(), strict=True)
-            ]
-        return "".join(lines).encode()
 
     def _windows(self, window_names: tuple[str, ...]) -> pl.Series:
         cached = self._window_cache.get(window_names)

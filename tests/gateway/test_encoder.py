@@ -6,7 +6,6 @@ import math
 import re
 import struct
 from datetime import UTC, datetime
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -21,15 +20,10 @@ from dataflows.columns import (
     ReadingColumns,
     SeriesNames,
 )
-from gateway.influx import encoder as encoder_module
 from gateway.influx.encoder import AGGREGATE_FIELDS, LineProtocolEncoder
 from gateway.influx.lineprotocol import escape_tag, reading_lines
 
 T0 = 1_767_225_600_000_000  # 2026-01-01 in µs
-
-# Few readings are rendered in Python, many by polars (PYTHON_BELOW): the float tests
-# run on both.
-PATHS = pytest.mark.parametrize("below", [0, 10**9], ids=["polars", "python"])
 
 # What InfluxDB 1.x accepts as a float field value (models/points.go, scanNumber).
 INFLUX_FLOAT = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
@@ -260,26 +254,20 @@ def test_an_index_outside_the_table_is_refused() -> None:
 AWKWARD = [1e308, -1e308, 5e-324, -0.0, 1e-7, 2.5e16, 123456789012345678.0, 0.1, 20.0, 1e21]
 
 
-@PATHS
 @pytest.mark.parametrize("value", AWKWARD)
-def test_awkward_floats_match_the_influx_grammar_and_read_back_exactly(
-    value: float, below: int
-) -> None:
+def test_awkward_floats_match_the_influx_grammar_and_read_back_exactly(value: float) -> None:
     names = names_of(("s", "d", "w", "m"))
-    with mock.patch.object(encoder_module, "PYTHON_BELOW", below):
-        body = LineProtocolEncoder().encode(PointColumns(names, readings=readings([0], [value])))
+    body = LineProtocolEncoder().encode(PointColumns(names, readings=readings([0], [value])))
     text = lines(body)[0].split(" ")[1].removeprefix("value=")
     assert INFLUX_FLOAT.fullmatch(text), text
     assert struct.pack("<d", float(text)) == struct.pack("<d", value)
 
 
-@PATHS
 @settings(max_examples=200, deadline=None)
 @given(value=st.floats(allow_nan=False, allow_infinity=False))
-def test_any_finite_float_is_rendered_exactly(value: float, below: int) -> None:
+def test_any_finite_float_is_rendered_exactly(value: float) -> None:
     names = names_of(("s", "d", "w", "m"))
-    with mock.patch.object(encoder_module, "PYTHON_BELOW", below):
-        body = LineProtocolEncoder().encode(PointColumns(names, readings=readings([0], [value])))
+    body = LineProtocolEncoder().encode(PointColumns(names, readings=readings([0], [value])))
     text = lines(body)[0].split(" ")[1].removeprefix("value=")
     assert INFLUX_FLOAT.fullmatch(text), text
     assert struct.pack("<d", float(text)) == struct.pack("<d", value)
@@ -304,36 +292,3 @@ def test_tags_are_escaped_exactly_as_the_per_event_path(
     # Same series key and fields; the new timestamp is in µs (the old one in ns).
     assert new[0].rsplit(" ", 1)[0] == old.rsplit(" ", 1)[0]
     assert f"device={escape_tag(device)}," in new[0]
-
-
-@settings(max_examples=100, deadline=None)
-@given(
-    rows=st.lists(
-        st.tuples(st.integers(0, 2), st.floats(allow_infinity=True, allow_nan=True)),
-        max_size=30,
-    ),
-    include_seq=st.booleans(),
-)
-def test_python_and_polars_render_the_same_lines(
-    rows: list[tuple[int, float]], include_seq: bool
-) -> None:
-    names = names_of(("s", "d,1", "w", "m"), ("s", "d 2", "w", "m"), ("s=", "d", "w", "m"))
-    cols = readings([r[0] for r in rows], [r[1] for r in rows])
-    bodies = []
-    for below in (0, 10**9):
-        with mock.patch.object(encoder_module, "PYTHON_BELOW", below):
-            encoder = LineProtocolEncoder(include_seq=include_seq)
-            bodies.append(encoder.encode(PointColumns(names, readings=cols)))
-            dropped = encoder.dropped
-        assert dropped == sum(not math.isfinite(v) for _, v in rows)
-
-    def parsed(body: bytes) -> list[tuple[str, bytes, str]]:
-        out = []
-        for line in lines(body) if body else []:
-            key, fields, t = line.rsplit(" ", 2)  # escaped spaces only in the key
-            value, _, rest = fields.removeprefix("value=").partition(",")
-            assert INFLUX_FLOAT.fullmatch(value), value
-            out.append((key, struct.pack("<d", float(value)), f"{rest} {t}"))
-        return out
-
-    assert parsed(bodies[0]) == parsed(bodies[1])

@@ -19,7 +19,6 @@ from dataflows.columns import (
     ReadingColumns,
     SeriesNames,
 )
-from gateway.influx import encoder as encoder_module
 from gateway.influx.encoder import LineProtocolEncoder
 from gateway.influx.pipeline import make_pipelined_writer
 from gateway.influx.writer import V1Writer
@@ -84,16 +83,9 @@ def query(url: str, db: str, q: str) -> list[dict[str, Any]]:
     return rows
 
 
-@pytest.mark.parametrize("below", [0, 10**9], ids=["polars", "python"])
 def test_awkward_floats_and_hostile_tags_round_trip_exactly(
-    services: ServiceEndpoints,
-    unique: str,
-    tmp_path: Path,
-    below: int,
-    monkeypatch: pytest.MonkeyPatch,
+    services: ServiceEndpoints, unique: str, tmp_path: Path
 ) -> None:
-    # Few readings per call are rendered in Python, many by polars: both, written.
-    monkeypatch.setattr(encoder_module, "PYTHON_BELOW", below)
     db = f"t_{unique}"
     settings = InfluxSettings(url=services.influx_url, database=db, spill_dir=tmp_path / "spill")
     setup = V1Writer(settings)
